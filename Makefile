@@ -1,0 +1,54 @@
+# Shunter developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export SHUNTER_BIN_DIR ?= $(HOME)/.cache/shunter/bin
+# kubectl and the other control-plane binaries built by `make controlplane`.
+export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test \
+        test-unit demo demo-down e2e-kind bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[local,test,lint]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the package, test and lint tools (pip cache: ~/.cache/pip)
+
+controlplane: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl, kwok (pinned; cached)
+	hack/controlplane/build.sh
+
+cluster: venv controlplane ## Start the local control plane with 4 fake GPU nodes x 8 GPUs; prints the kubeconfig
+	$(PY) -m shunter.devcluster.cli cluster up --name dev
+
+cluster-down: venv ## Stop the local control plane (no process left) and delete its state
+	$(PY) -m shunter.devcluster.cli cluster down --name dev
+
+postgres: venv ## Start the embedded PostgreSQL; prints DATABASE_URL
+	$(PY) -m shunter.devcluster.cli postgres up --name dev
+
+postgres-down: venv ## Stop the embedded PostgreSQL and delete its data
+	$(PY) -m shunter.devcluster.cli postgres down --name dev
+
+lint: venv ## ruff (format + check), mypy --strict, import-linter
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy operator/shunter api/shunter hack/shunter
+	$(VENV)/bin/lint-imports
+
+test: venv controlplane lint ## Lint, then the whole test suite on a real control plane (KUBECONFIG to reuse a cluster)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## Only the tests that need neither a cluster nor Postgres
+	$(PY) -m pytest -m "not cluster and not postgres" $(PYTEST_ARGS)
+
+clean: ## Remove the venv and build leftovers (not the Go or pip caches)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

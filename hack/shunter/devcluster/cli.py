@@ -1,0 +1,85 @@
+"""`shunter-dev`: bring the local control plane and PostgreSQL up and down.
+
+    shunter-dev cluster up [--name N] [--nodes 4] [--gpus-per-node 8]
+    shunter-dev cluster down [--name N]
+    shunter-dev cluster status [--name N]
+    shunter-dev postgres up|down|stop|start [--name N]
+
+`cluster up` prints the kubeconfig path; `postgres up` prints DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from shunter.devcluster import processes
+from shunter.devcluster.controlplane import (
+    COMPONENTS,
+    ClusterSpec,
+    ControlPlane,
+    ControlPlaneError,
+    default_state_dir,
+)
+from shunter.devcluster.postgres import LocalPostgres, PostgresError
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    plane = ControlPlane(default_state_dir(args.name))
+    if args.action == "up":
+        start = time.monotonic()
+        kubeconfig = plane.up(ClusterSpec(gpu_nodes=args.nodes, gpus_per_node=args.gpus_per_node))
+        print(f"cluster {args.name} up in {time.monotonic() - start:.1f}s", file=sys.stderr)
+        print(kubeconfig)
+    elif args.action == "down":
+        plane.down()
+        print(f"cluster {args.name} down", file=sys.stderr)
+    else:
+        for component in COMPONENTS:
+            state = (
+                "running" if processes.alive(component, state_dir=plane.state_dir) else "stopped"
+            )
+            print(f"{component}: {state}")
+        if not plane.running():
+            return 1
+        print(plane.kubeconfig)
+    return 0
+
+
+def _postgres(args: argparse.Namespace) -> int:
+    server = LocalPostgres(default_state_dir(args.name).with_name(args.name + "-postgres"))
+    if args.action == "up":
+        print(server.up())
+    elif args.action == "down":
+        server.down()
+    elif args.action == "stop":
+        server.stop()
+    else:
+        server.start()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shunter-dev", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    cluster = sub.add_parser("cluster", help="the local Kubernetes control plane")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("--name", default="dev")
+    cluster.add_argument("--nodes", type=int, default=4, help="fake GPU nodes (default 4)")
+    cluster.add_argument("--gpus-per-node", type=int, default=8, help="default 8")
+    cluster.set_defaults(run=_cluster)
+    postgres = sub.add_parser("postgres", help="the local PostgreSQL server")
+    postgres.add_argument("action", choices=["up", "down", "stop", "start"])
+    postgres.add_argument("--name", default="dev")
+    postgres.set_defaults(run=_postgres)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ControlPlaneError, PostgresError) as exc:
+        print(f"shunter-dev: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

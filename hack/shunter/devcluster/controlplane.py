@@ -1,0 +1,350 @@
+"""Start and stop a real Kubernetes control plane made of local processes.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as detached
+processes whose pids, logs, certificates and kubeconfig live in one state directory,
+so `up` and `down` can be separate commands. Ports are picked free at start and
+recorded, so several clusters (the demo's and the tests') can run side by side.
+
+The binaries come from hack/controlplane/build.sh (pinned Go modules) and are looked
+up in $SHUNTER_BIN_DIR (default ~/.cache/shunter/bin).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from shunter.devcluster import nodes, processes
+from shunter.devcluster.pki import Pki, create_pki
+
+# Components in start order; `down` stops them in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+BINARIES = (*COMPONENTS, "kubectl")
+# A loaded 2-core machine can take well over 30 s to bring the apiserver up.
+START_TIMEOUT = 180.0
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started or reached."""
+
+
+def default_bin_dir() -> Path:
+    return Path(os.environ.get("SHUNTER_BIN_DIR", Path.home() / ".cache/shunter/bin"))
+
+
+def default_state_dir(name: str) -> Path:
+    root = os.environ.get("SHUNTER_STATE_DIR", Path.home() / ".cache/shunter/clusters")
+    return Path(root) / name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def pick(cls) -> Ports:
+        return cls(*(_free_port() for _ in range(6)))
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """How many fake GPU nodes to create, and how many GPUs each has."""
+
+    gpu_nodes: int = 4
+    gpus_per_node: int = 8
+
+
+class ControlPlane:
+    """One local cluster, identified by its state directory."""
+
+    def __init__(self, state_dir: Path, *, bin_dir: Path | None = None) -> None:
+        self.state_dir = state_dir
+        self.bin_dir = bin_dir or default_bin_dir()
+        self.pki = Pki(state_dir / "pki")
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def binary(self, name: str) -> str:
+        path = self.bin_dir / name
+        if not os.access(path, os.X_OK):
+            raise ControlPlaneError(
+                f"{path} is missing: build the control plane first (make controlplane)"
+            )
+        return str(path)
+
+    def running(self) -> bool:
+        return all(processes.alive(c, state_dir=self.state_dir) for c in COMPONENTS)
+
+    def ports(self) -> Ports:
+        return Ports(**json.loads((self.state_dir / "ports.json").read_text()))
+
+    # -- start -------------------------------------------------------------------
+
+    def up(self, spec: ClusterSpec | None = None) -> Path:
+        """Start every component (a fresh cluster) and return the kubeconfig path."""
+        spec = spec or ClusterSpec()
+        for name in BINARIES:
+            self.binary(name)
+        if self.running():
+            return self.kubeconfig
+        self.down()
+        self.state_dir.mkdir(parents=True)
+        create_pki(self.pki.root)
+        ports = Ports.pick()
+        (self.state_dir / "ports.json").write_text(json.dumps(ports.__dict__))
+        self._write_kubeconfig(ports)
+        try:
+            self._start_etcd(ports)
+            self._wait("etcd", f"http://127.0.0.1:{ports.etcd_client}/health")
+            self._start_apiserver(ports)
+            self._wait("kube-apiserver", f"https://127.0.0.1:{ports.apiserver}/readyz")
+            self._start_controllers(ports)
+            self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
+            self._wait_ready()
+        except BaseException:
+            self.down(keep_logs=True)
+            raise
+        return self.kubeconfig
+
+    def _start_etcd(self, ports: Ports) -> None:
+        peer = f"http://127.0.0.1:{ports.etcd_peer}"
+        client = f"http://127.0.0.1:{ports.etcd_client}"
+        processes.start(
+            "etcd",
+            [
+                self.binary("etcd"),
+                "--name=shunter",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=shunter={peer}",
+                # A throw-away cluster: durability is not worth the fsync latency.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            state_dir=self.state_dir,
+        )
+
+    def _start_apiserver(self, ports: Ports) -> None:
+        pki = self.pki
+        processes.start(
+            "kube-apiserver",
+            [
+                self.binary("kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+            state_dir=self.state_dir,
+        )
+
+    def _start_controllers(self, ports: Ports) -> None:
+        kubeconfig = str(self.kubeconfig)
+        secure = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+        ]
+        processes.start(
+            "kube-controller-manager",
+            [
+                self.binary("kube-controller-manager"),
+                *secure,
+                f"--secure-port={ports.controller_manager}",
+                f"--service-account-private-key-file={self.pki.sa_key}",
+                f"--root-ca-file={self.pki.ca_cert}",
+                f"--cluster-signing-cert-file={self.pki.ca_cert}",
+                f"--cluster-signing-key-file={self.pki.ca_key}",
+                "--profiling=false",
+            ],
+            state_dir=self.state_dir,
+        )
+        processes.start(
+            "kube-scheduler",
+            [
+                self.binary("kube-scheduler"),
+                *secure,
+                f"--secure-port={ports.scheduler}",
+                "--profiling=false",
+            ],
+            state_dir=self.state_dir,
+        )
+        stages = self.state_dir / "stages.yaml"
+        stages.write_text(resources.files("shunter.devcluster").joinpath("stages.yaml").read_text())
+        processes.start(
+            "kwok",
+            [
+                self.binary("kwok"),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
+                "--node-lease-duration-seconds=40",
+                # kwok hands out pod IPs from this range: room for benchmarks with 10,000 pods.
+                "--cidr=10.128.0.1/14",
+                "--node-ip=10.96.255.1",
+                f"--server-address=127.0.0.1:{ports.kwok}",
+            ],
+            state_dir=self.state_dir,
+        )
+
+    def _write_kubeconfig(self, ports: Ports) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "shunter-local",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{ports.apiserver}",
+                        "certificate-authority": str(self.pki.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "shunter-admin",
+                    "user": {
+                        "client-certificate": str(self.pki.admin_cert),
+                        "client-key": str(self.pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "shunter-local",
+                    "context": {"cluster": "shunter-local", "user": "shunter-admin"},
+                }
+            ],
+            "current-context": "shunter-local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    # -- readiness -----------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return context
+
+    def _wait(self, component: str, url: str) -> None:
+        context = self._ssl_context() if url.startswith("https") else None
+        deadline = time.monotonic() + START_TIMEOUT
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if not processes.alive(component, state_dir=self.state_dir):
+                raise ControlPlaneError(self._died(component))
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=context) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise ControlPlaneError(f"{component} not healthy after {START_TIMEOUT:.0f}s: {last}")
+
+    def _died(self, component: str) -> str:
+        tail = processes.log_tail(component, state_dir=self.state_dir)
+        return f"{component} exited during start-up; last log lines:\n{tail}"
+
+    def _wait_ready(self) -> None:
+        """Nodes Ready and the default ServiceAccount present (pods need it)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for component in COMPONENTS:
+                if not processes.alive(component, state_dir=self.state_dir):
+                    raise ControlPlaneError(self._died(component))
+            node_list = json.loads(self.kubectl("get", "nodes", "-o", "json"))
+            ready = [
+                n
+                for n in node_list["items"]
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n.get("status", {}).get("conditions", [])
+                )
+            ]
+            account = subprocess.run(
+                [self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}",
+                 "get", "serviceaccount", "default", "-n", "default"],
+                capture_output=True,
+            )  # fmt: skip
+            if (
+                node_list["items"]
+                and len(ready) == len(node_list["items"])
+                and not account.returncode
+            ):
+                return
+            time.sleep(0.5)
+        raise ControlPlaneError(
+            f"nodes or default ServiceAccount not ready in {START_TIMEOUT:.0f}s"
+        )
+
+    # -- use -----------------------------------------------------------------------
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode:
+            raise ControlPlaneError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def apply(self, objects: list[dict[str, object]]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    # -- stop ----------------------------------------------------------------------
+
+    def down(self, *, keep_logs: bool = False) -> None:
+        """Stop every component (no process is left behind) and delete the state."""
+        for component in reversed(COMPONENTS):
+            processes.stop(component, state_dir=self.state_dir)
+        if keep_logs and (self.state_dir / "logs").exists():
+            kept = self.state_dir.with_name(self.state_dir.name + ".failed-logs")
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(self.state_dir / "logs", kept)
+        shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""Detached child processes with pid files, so a later command can stop them.
+
+Each process runs in its own session (it outlives the command that started it) and
+writes to its own log. Stopping checks that the pid still runs the recorded binary
+before signalling, so a recycled pid is never killed by mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+# Popen objects of the processes this interpreter started: kept so they are not
+# garbage-collected while running (a ResourceWarning) and can be reaped on stop.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def start(name: str, argv: Sequence[str], *, state_dir: Path) -> int:
+    """Start argv detached, logging to state_dir/logs/NAME.log; return its pid."""
+    logs = state_dir / "logs"
+    pids = state_dir / "pids"
+    logs.mkdir(parents=True, exist_ok=True)
+    pids.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _children[proc.pid] = proc
+    (pids / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
+    return proc.pid
+
+
+def _recorded(pid_file: Path) -> tuple[int, str] | None:
+    try:
+        pid_text, binary = pid_file.read_text().splitlines()[:2]
+        return int(pid_text), binary
+    except (OSError, ValueError):
+        return None
+
+
+def _runs(pid: int, binary: str) -> bool:
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return os.path.realpath(binary) == exe.removesuffix(" (deleted)")
+
+
+def alive(name: str, *, state_dir: Path) -> bool:
+    recorded = _recorded(state_dir / "pids" / f"{name}.pid")
+    return recorded is not None and _runs(*recorded)
+
+
+def log_tail(name: str, *, state_dir: Path, lines: int = 30) -> str:
+    try:
+        text = (state_dir / "logs" / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop(name: str, *, state_dir: Path, timeout: float = 15.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it outlives timeout."""
+    pid_file = state_dir / "pids" / f"{name}.pid"
+    recorded = _recorded(pid_file)
+    if recorded is not None and _runs(*recorded):
+        pid, binary = recorded
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _runs(pid, binary) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _runs(pid, binary):
+            _signal_group(pid, signal.SIGKILL)
+            while _runs(pid, binary):
+                _reap(pid)
+                time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    if recorded is not None and recorded[0] in _children:
+        _children.pop(recorded[0]).wait()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the process is our own child (else a zombie lingers)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

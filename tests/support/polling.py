@@ -1,0 +1,27 @@
+"""Wait for a condition with a deadline: the suite never sleeps in place of a check."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class ConditionTimeout(AssertionError):
+    """The condition did not hold before the deadline."""
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
+) -> T:
+    """Call probe until it returns a truthy value; return it, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise ConditionTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
