@@ -1,0 +1,164 @@
+"""Cancelling a job that holds a Pod: SIGTERM with a grace period, then force.
+
+The steps, each recorded in `status.termination` before its API call so that an
+operator restart resumes where it stopped:
+
+1. `graceful`: phase `cancelling`; the Pod is deleted with the job's grace period
+   (the kubelet sends SIGTERM and the trainer checkpoints).
+2. `forced`: the Pod still exists `grace + margin` seconds later (the trainer or its
+   node hangs), so it is deleted with gracePeriodSeconds=0.
+3. `done`: the Pod object is gone: phase `cancelled`, message "Cancelled by user".
+
+The slot is released at step 3, when the Pod object is gone from the API server,
+whether it went gracefully or was force-deleted. Holding it longer after a force
+delete protects nothing: the scheduler already stops counting the Pod's GPUs once the
+object is gone and would place another Pod there anyway; a node that really still
+runs the container is a node problem (Kueue faces the same choice with
+stuck-terminating pods and also frees quota when the Pod is gone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from shunter.operator.decisions import Decision, DeletePod, Event
+from shunter.operator.model import (
+    CANCELLED_BY_USER,
+    Job,
+    Phase,
+    PodView,
+    Termination,
+    TerminationStep,
+)
+from shunter.operator.podspec import pod_name
+
+# A force delete is repeated at most this often while the Pod still shows up.
+FORCE_RETRY = timedelta(seconds=5)
+
+
+def cancel_active(
+    job: Job, pod: PodView | None, *, pod_unobserved: bool, now: datetime, margin: timedelta
+) -> Decision:
+    """Advance the cancellation of a starting/running/cancelling job one step."""
+    name = job.status.pod_name or pod_name(job.key.name)
+    ref = f"{job.key.namespace}/{name}"
+    step = job.status.termination.step if job.status.termination else None
+    present = pod is not None or pod_unobserved
+
+    if step is None:
+        termination = Termination(
+            step=TerminationStep.GRACEFUL, requested_at=now, graceful_delete_at=now
+        )
+        grace = job.spec.termination_grace_period_seconds
+        return Decision(
+            status=replace(
+                job.status,
+                phase=Phase.CANCELLING,
+                reason="Cancelling",
+                message=f"Cancelled by user; stopping pod {name} (grace period {grace}s)",
+                termination=termination,
+            ),
+            delete_pod=DeletePod(job.key.namespace, name, grace),
+            events=(Event("Normal", "Terminating", f"Deleting pod {name} with grace {grace}s"),),
+            logs=(f"[Terminate] Attempting graceful termination of pod {ref}",),
+            wake_at=now + timedelta(seconds=grace) + margin,
+        )
+
+    assert job.status.termination is not None
+    termination = job.status.termination
+    if not present:
+        return _finished(job, termination, ref=ref, now=now)
+
+    if step is TerminationStep.GRACEFUL:
+        started = termination.graceful_delete_at or termination.requested_at or now
+        deadline = started + timedelta(seconds=job.spec.termination_grace_period_seconds) + margin
+        if now < deadline:
+            # Re-sent after a restart that fell between the status write and the delete.
+            resend = pod is not None and not pod.deleting
+            grace = job.spec.termination_grace_period_seconds
+            return Decision(
+                status=job.status,
+                delete_pod=DeletePod(job.key.namespace, name, grace) if resend else None,
+                wake_at=deadline,
+            )
+        return Decision(
+            status=replace(
+                job.status,
+                message=f"Cancelled by user; pod {name} did not stop in time, force-deleting",
+                termination=replace(termination, step=TerminationStep.FORCED, force_delete_at=now),
+            ),
+            delete_pod=DeletePod(job.key.namespace, name, 0),
+            events=(
+                Event(
+                    "Warning",
+                    "ForceDeleting",
+                    f"Pod {name} did not stop within {job.spec.termination_grace_period_seconds}s"
+                    " + margin; deleting it with gracePeriodSeconds=0",
+                ),
+            ),
+            logs=(f"[Terminate] Pod {ref} did not terminate gracefully, forcing deletion",),
+            wake_at=now + FORCE_RETRY,
+        )
+
+    # Forced, the Pod still shows up: the watch lags, or the delete failed. Repeat it.
+    last = termination.force_delete_at or now
+    if now - last >= FORCE_RETRY:
+        return Decision(
+            status=replace(job.status, termination=replace(termination, force_delete_at=now)),
+            delete_pod=DeletePod(job.key.namespace, name, 0),
+            wake_at=now + FORCE_RETRY,
+        )
+    return Decision(status=job.status, wake_at=last + FORCE_RETRY)
+
+
+def _finished(job: Job, termination: Termination, *, ref: str, now: datetime) -> Decision:
+    forced = termination.step is TerminationStep.FORCED
+    log = (
+        f"[Terminate] Pod {ref} force deleted"
+        if forced
+        else f"[Terminate] Pod {ref} terminated gracefully"
+    )
+    return Decision(
+        status=replace(
+            job.status,
+            phase=Phase.CANCELLED,
+            reason="Cancelled",
+            message=CANCELLED_BY_USER,
+            completed_at=now,
+            termination=replace(
+                termination,
+                step=TerminationStep.DONE,
+                outcome="forced" if forced else "graceful",
+            ),
+        ),
+        events=(
+            Event(
+                "Normal",
+                "Cancelled",
+                f"Pod {ref.split('/')[1]} {'force deleted' if forced else 'stopped gracefully'};"
+                " job cancelled",
+            ),
+        ),
+        logs=(log,),
+        released=True,
+    )
+
+
+def cancel_queued(job: Job, *, now: datetime) -> Decision:
+    """A job that never got a Pod leaves the queue at once."""
+    return Decision(
+        status=replace(
+            job.status,
+            phase=Phase.CANCELLED,
+            reason="Cancelled",
+            message=CANCELLED_BY_USER,
+            queue_position=None,
+            completed_at=now,
+            termination=Termination(
+                step=TerminationStep.DONE, requested_at=now, outcome="never-started"
+            ),
+        ),
+        events=(Event("Normal", "Cancelled", "Removed from the queue and cancelled"),),
+        logs=(f"[Cancel] Job {job.key} removed from queue and cancelled",),
+    )

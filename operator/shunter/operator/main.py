@@ -1,0 +1,51 @@
+"""`shunter-operator`: run the operator (kopf) in the foreground.
+
+    shunter-operator [--liveness http://0.0.0.0:8080/healthz] [--verbose]
+
+Settings come from the environment (see shunter.operator.settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+
+from shunter.operator import handlers
+from shunter.operator.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shunter-operator", description=__doc__.splitlines()[0])
+    parser.add_argument("--liveness", default=None, help="kopf liveness endpoint URL")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    for noisy in ("kopf.objects", "kopf.activities.probe", "kopf._core.reactor.running"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"shunter-operator: {exc}", file=sys.stderr)
+        return 2
+    assert handlers  # the import registers the handlers
+    asyncio.run(
+        kopf.operator(
+            standalone=True,  # leader election is our own Lease, not kopf peering
+            clusterwide=settings.namespace is None,
+            namespaces=[settings.namespace] if settings.namespace else (),
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The PostgreSQL mirror of TrainingJobs: durable history that outlives the CRs.
+
+Kubernetes stays the source of truth; this module only copies it. Every job event
+offers the job's latest state; the newest state per job waits in memory until a
+flush writes it, so while PostgreSQL is down the operator keeps reconciling and the
+rows catch up when it returns, with nothing lost (the pending set is bounded by the
+number of jobs, not of events). After a restart the initial listing offers every job
+again, so a row is never missing for long either.
+
+Writes are idempotent upserts keyed by the job's uid and guarded by resourceVersion:
+a replayed or reordered older state never overwrites a newer one. Deleted jobs keep
+their row, marked with `deleted_at`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from shunter.operator.model import CANCELLED_BY_USER, Job, Phase
+
+log = logging.getLogger("shunter.operator.mirror")
+
+TABLE = "local_training_jobs"
+MIGRATIONS_LOCK = 7_274_001  # pg_advisory_xact_lock key shared by every replica
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    namespace: str
+    name: str
+    status: str
+    error: str | None
+    message: str | None
+    queue: str
+    priority: int
+    gpus: int
+    queue_position: int | None
+    pod_name: str | None
+    node_name: str | None
+    exit_code: int | None
+    image: str
+    created_at: datetime
+    admitted_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancel_requested_at: datetime | None
+    termination_outcome: str | None
+    resource_version: int
+    deleted_at: datetime | None = None
+
+
+def row_of(job: Job) -> Row:
+    status = job.status
+    phase = status.phase or Phase.QUEUED
+    error = None
+    if phase is Phase.CANCELLED:
+        error = CANCELLED_BY_USER
+    elif phase is Phase.FAILED:
+        error = status.message
+    termination = status.termination
+    return Row(
+        id=job.uid,
+        namespace=job.key.namespace,
+        name=job.key.name,
+        status=phase.value,
+        error=error,
+        message=status.message,
+        queue=job.spec.queue,
+        priority=job.spec.priority,
+        gpus=job.spec.gpus,
+        queue_position=status.queue_position,
+        pod_name=status.pod_name,
+        node_name=status.node_name,
+        exit_code=status.exit_code,
+        image=job.spec.image,
+        created_at=job.created_at,
+        admitted_at=status.admitted_at,
+        started_at=status.started_at,
+        completed_at=status.completed_at,
+        cancel_requested_at=termination.requested_at if termination else None,
+        termination_outcome=termination.outcome if termination else None,
+        resource_version=int(job.resource_version or 0),
+    )
+
+
+_COLUMNS = list(Row.__dataclass_fields__)
+_UPSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}, updated_at) "
+    f"VALUES ({', '.join('%(' + c + ')s' for c in _COLUMNS)}, now()) "
+    f"ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "id")
+    + ", updated_at = now() "
+    f"WHERE {TABLE}.resource_version <= EXCLUDED.resource_version"
+)
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration, in order."""
+    folder = resources.files("shunter.operator.migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """Apply the pending migrations, each in its own transaction; return their names."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cursor = await conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in await cursor.fetchall()}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            await conn.execute(sql.encode())
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            applied.append(name)
+    return applied
+
+
+class Mirror:
+    """Pending rows plus the task that flushes them."""
+
+    def __init__(self, url: str | None, *, retry_max: float = 10.0) -> None:
+        self.url = url
+        self.retry_max = retry_max
+        self._pending: dict[str, Row] = {}
+        self._signal = asyncio.Event()
+        self._pool: AsyncConnectionPool | None = None
+        self._migrated = False
+        self.healthy = url is None
+
+    def offer(self, job: Job) -> None:
+        if self.url is None:
+            return
+        self._pending[job.uid] = row_of(job)
+        self._signal.set()
+
+    def offer_deleted(self, job: Job) -> None:
+        if self.url is None:
+            return
+        self._pending[job.uid] = replace(row_of(job), deleted_at=datetime.now(UTC))
+        self._signal.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        if self.url is None:
+            log.warning("DATABASE_URL is not set: the PostgreSQL mirror is off")
+            return
+        # The pool reconnects in the background while PostgreSQL is away.
+        self._pool = AsyncConnectionPool(self.url, min_size=1, max_size=4, open=False)
+        await self._pool.open(wait=False)
+        delay = 0.5
+        while True:
+            await self._signal.wait()
+            self._signal.clear()
+            try:
+                await self.flush()
+            except (psycopg.Error, PoolTimeout, OSError) as exc:
+                if self.healthy:
+                    log.warning("mirror: PostgreSQL unavailable, %d rows pending: %s",
+                                self.backlog, exc)  # fmt: skip
+                self.healthy = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                self._signal.set()
+                continue
+            if not self.healthy:
+                log.info("mirror: PostgreSQL is back; caught up")
+            self.healthy = True
+            delay = 0.5
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        assert self._pool is not None
+        batch = dict(self._pending)
+        async with self._pool.connection(timeout=5) as conn:
+            if not self._migrated:
+                applied = await migrate(conn)
+                if applied:
+                    log.info("mirror: applied migrations %s", ", ".join(applied))
+                self._migrated = True
+            async with conn.transaction(), conn.cursor() as cursor:
+                await cursor.executemany(_UPSERT, [r.__dict__ for r in batch.values()])
+        for uid, row in batch.items():
+            if self._pending.get(uid) == row:
+                del self._pending[uid]
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

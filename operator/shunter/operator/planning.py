@@ -1,0 +1,94 @@
+"""One reconcile pass over every job: the whole cluster's decisions at once (pure).
+
+Admitted jobs are reconciled first, so a slot freed in this pass (a Pod that
+completed, failed or finished terminating) is handed to the next queued job in the
+same pass rather than on a later timer. Then admission runs on the updated view and
+the queued jobs get their new phase or queue position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from shunter.operator.admission import Limits, fits_budget, plan_admission
+from shunter.operator.decisions import Decision
+from shunter.operator.lifecycle import Context, reconcile_job
+from shunter.operator.model import Job, JobKey, Phase, PodView
+
+
+@dataclass(frozen=True)
+class Pass:
+    decisions: dict[JobKey, Decision]
+    next_sequence: int
+    wake_at: datetime | None
+
+
+def _changed(job: Job, decision: Decision) -> bool:
+    return (
+        decision.status != job.status
+        or decision.create_pod is not None
+        or decision.delete_pod is not None
+        or bool(decision.events or decision.logs)
+    )
+
+
+def plan_pass(
+    jobs: Sequence[Job],
+    pods: Mapping[JobKey, PodView],
+    *,
+    now: datetime,
+    limits: Limits,
+    grace_margin: timedelta,
+    unobserved: Collection[JobKey] = (),
+    next_sequence: int = 1,
+) -> Pass:
+    decisions: dict[JobKey, Decision] = {}
+    updated: list[Job] = []
+    waiting: list[Job] = []
+    for job in jobs:
+        if job.phase in (None, Phase.QUEUED):
+            waiting.append(job)
+            continue
+        decision = reconcile_job(
+            job,
+            pods.get(job.key),
+            Context(now=now, pod_unobserved=job.key in unobserved, grace_margin=grace_margin),
+        )
+        decisions[job.key] = decision
+        updated.append(replace(job, status=decision.status))
+
+    for job in sorted((j for j in waiting if j.status.sequence is None), key=_arrival):
+        updated.append(replace(job, status=replace(job.status, sequence=next_sequence)))
+        next_sequence += 1
+    updated.extend(j for j in waiting if j.status.sequence is not None)
+
+    admission = plan_admission(updated, limits)
+    admit = set(admission.admit)
+    for job in (j for j in updated if j.phase in (None, Phase.QUEUED)):
+        waiting_message = None
+        if not fits_budget(job, limits):
+            waiting_message = (
+                f"Requests {job.spec.gpus} GPUs, more than the GPU budget of"
+                f" {limits.gpu_budget}: it cannot start until the budget grows"
+            )
+        decisions[job.key] = reconcile_job(
+            job,
+            None,
+            Context(
+                now=now,
+                admit=job.key in admit,
+                queue_position=admission.positions.get(job.key),
+                waiting_message=waiting_message,
+            ),
+        )
+
+    original = {job.key: job for job in jobs}
+    changed = {k: d for k, d in decisions.items() if _changed(original[k], d)}
+    wakes = [d.wake_at for d in decisions.values() if d.wake_at is not None]
+    return Pass(decisions=changed, next_sequence=next_sequence, wake_at=min(wakes, default=None))
+
+
+def _arrival(job: Job) -> tuple[float, str, str]:
+    return (job.created_at.timestamp(), job.key.namespace, job.key.name)
