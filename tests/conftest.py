@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from tests.support.kube import api_client, temporary_namespace
+from tests.support.operator import Jobs, OperatorProcess, install_crd
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,47 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def unique_name() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def kube_api(kubeconfig: Path) -> client.ApiClient:
+    return api_client(kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crd(kube_api: client.ApiClient) -> None:
+    install_crd(kube_api)
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient, unique_name: str) -> Iterator[str]:
+    with temporary_namespace(kube_api, unique_name) as name:
+        yield name
+
+
+@pytest.fixture
+def jobs(kube_api: client.ApiClient, namespace: str, crd: None) -> Jobs:
+    return Jobs(kube_api, namespace)
+
+
+@pytest.fixture
+def start_operator(
+    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start the operator for the test's namespace: start_operator(SHUNTER_MAX_RUNNING="2")."""
+    started: list[OperatorProcess] = []
+
+    def start(*, database: str | None = database_url, **env: str) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            database_url=database,
+            log_path=tmp_path / "operator.log",
+            env=env,
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()

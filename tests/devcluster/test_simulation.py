@@ -8,33 +8,20 @@ and terminate according to the kwok Stages in shunter/devcluster/stages.yaml.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from shunter.devcluster.nodes import GPU_RESOURCE
-from tests.support.kube import api_client, read_pod_or_none, temporary_namespace
+from tests.support.kube import read_pod_or_none
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope="module")
-def api(kubeconfig: Path) -> client.ApiClient:
-    return api_client(kubeconfig)
-
-
 @pytest.fixture
-def core(api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient, unique_name: str) -> Iterator[str]:
-    with temporary_namespace(api, unique_name) as name:
-        yield name
+def core(kube_api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(kube_api)
 
 
 def gpu_pod(

@@ -1,0 +1,101 @@
+"""The API server itself rejects bad TrainingJobs, with messages that say why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.support.builders import a_training_job
+from tests.support.operator import Jobs
+
+pytestmark = pytest.mark.cluster
+
+
+def rejection(jobs: Jobs, builder: Any) -> str:
+    with pytest.raises(ApiException) as refused:
+        jobs.create(builder)
+    assert refused.value.status == 422
+    return str(refused.value.body)
+
+
+@pytest.mark.parametrize(
+    ("builder", "message"),
+    [
+        (a_training_job("neg").with_gpus(-1), "spec.gpus"),
+        (a_training_job("empty").with_spec(image=""), "spec.image"),
+        (a_training_job("spaces").with_spec(image="a b"), "spec.image must not contain spaces"),
+        (a_training_job("cpu").with_spec(cpu="lots"), "spec.cpu must be a positive quantity"),
+        (a_training_job("mem").with_spec(memory="-1Gi"), "spec.memory must be a positive quantity"),
+        (a_training_job("grace").with_grace(-5), "spec.terminationGracePeriodSeconds"),
+        (a_training_job("q").with_spec(queue="Not_A_Name"), "spec.queue"),
+        (a_training_job("x" * 56), "metadata.name must be at most 55 characters"),
+        (a_training_job("typo").with_spec(gpu=2), 'unknown field \\"spec.gpu\\"'),
+    ],
+    ids=[
+        "negative-gpus",
+        "empty-image",
+        "image-spaces",
+        "bad-cpu",
+        "negative-memory",
+        "negative-grace",
+        "bad-queue",
+        "long-name",
+        "unknown-field",
+    ],
+)
+def test_invalid_specs_are_rejected(jobs: Jobs, builder: Any, message: str):
+    if "typo" in builder.manifest()["metadata"]["name"]:
+        # Unknown fields are dropped silently unless the client asks for strict validation.
+        with pytest.raises(ApiException) as refused:
+            jobs.custom.create_namespaced_custom_object(
+                "shunter.dev",
+                "v1alpha1",
+                jobs.namespace,
+                "trainingjobs",
+                {**builder.manifest(), "metadata": {"name": "typo"}},
+                field_validation="Strict",
+            )
+        assert message in str(refused.value.body)
+        return
+    assert message in rejection(jobs, builder)
+
+
+def test_cancelled_cannot_go_back_to_false(jobs: Jobs):
+    jobs.create(a_training_job("oneway").cancelled())
+    with pytest.raises(ApiException) as refused:
+        jobs.patch_spec("oneway", {"cancelled": False})
+    assert "spec.cancelled cannot be set back to false" in refused.value.body
+
+
+def test_pod_fields_are_fixed_at_submission_but_priority_may_change_while_queued(jobs: Jobs):
+    jobs.create(a_training_job("fixed").with_gpus(2))
+    with pytest.raises(ApiException) as refused:
+        jobs.patch_spec("fixed", {"gpus": 4})
+    assert "spec.gpus is immutable" in refused.value.body
+    with pytest.raises(ApiException) as added:
+        jobs.patch_spec("fixed", {"args": ["--more"]})
+    assert "cannot be added or removed after submission" in added.value.body
+
+    # No operator runs here: the job has no phase yet, so it counts as waiting.
+    assert jobs.patch_spec("fixed", {"priority": 5})["spec"]["priority"] == 5
+
+
+def test_priority_is_frozen_once_the_job_left_the_queue(jobs: Jobs):
+    jobs.create(a_training_job("started"))
+    jobs.custom.patch_namespaced_custom_object_status(
+        "shunter.dev",
+        "v1alpha1",
+        jobs.namespace,
+        "trainingjobs",
+        "started",
+        {"status": {"phase": "running"}},
+        _content_type="application/merge-patch+json",
+    )
+    with pytest.raises(ApiException) as refused:
+        jobs.patch_spec("started", {"priority": 5})
+    assert "spec.priority and spec.queue can change only while the job is queued" in (
+        refused.value.body
+    )
+    assert jobs.cancel("started")["spec"]["cancelled"] is True

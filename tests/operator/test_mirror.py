@@ -1,0 +1,116 @@
+"""The PostgreSQL mirror: migrations, idempotent upserts, and surviving an outage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shunter.devcluster.postgres import LocalPostgres
+from shunter.operator.mirror import Mirror, migrate, migration_files, row_of
+from tests.support.builders import a_training_job
+from tests.support.operator import Jobs, OperatorProcess, mirror_row
+from tests.support.polling import wait_for
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+    server = LocalPostgres(tmp_path / "pg")
+    server.up()
+    yield server
+    server.down()
+
+
+async def test_a_database_from_before_cancellation_is_migrated(own_postgres: LocalPostgres):
+    url = own_postgres.url
+    first = migration_files()[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        # The database as the single-machine version left it.
+        conn.execute(first[2])
+        conn.execute(
+            "INSERT INTO local_training_jobs (id, name, status) "
+            "VALUES ('00000000-0000-0000-0000-000000000001', 'old', 'completed')"
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE local_training_jobs SET status = 'cancelled' WHERE name = 'old'")
+
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        applied = await migrate(conn)
+        assert "0002_cancellation.sql" in applied
+        assert await migrate(conn) == []  # idempotent
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE local_training_jobs SET status = 'cancelled' WHERE name = 'old'")
+        row = conn.execute("SELECT status, namespace FROM local_training_jobs").fetchone()
+        assert row == ("cancelled", "default")
+
+
+async def test_replayed_older_state_never_overwrites_a_newer_row(own_postgres: LocalPostgres):
+    mirror = Mirror(own_postgres.url)
+    task = asyncio.create_task(mirror.run())
+    try:
+        builder = a_training_job("j").in_phase("running")
+        running = builder.job()
+        newer = replace(
+            a_training_job("j").in_phase("cancelled", message="Cancelled by user").job(),
+            uid=running.uid,
+            resource_version="200",
+        )
+        mirror.offer(newer)
+        await wait_for_async(lambda: mirror.backlog == 0)
+        mirror.offer(running)  # resourceVersion 100: older
+        await wait_for_async(lambda: mirror.backlog == 0)
+        row = mirror_row(own_postgres.url, running.uid)
+        assert row is not None
+        assert row["status"] == "cancelled"
+        assert row["error"] == "Cancelled by user"
+        assert row_of(newer).resource_version == 200
+    finally:
+        task.cancel()
+        await mirror.close()
+
+
+async def wait_for_async(predicate: Callable[[], bool]) -> None:
+    """Poll from a thread, so the mirror's task keeps running on the loop meanwhile."""
+    await asyncio.to_thread(wait_for, predicate, timeout=20, what="the mirror to flush")
+
+
+@pytest.mark.cluster
+def test_postgres_outage_loses_no_row(
+    jobs: Jobs, start_operator: Callable[..., OperatorProcess], own_postgres: LocalPostgres
+):
+    operator = start_operator(database=own_postgres.url)
+    first = jobs.create(a_training_job("before"))
+    jobs.wait_phase("before", "running")
+    wait_for(
+        lambda: mirror_row(own_postgres.url, first["metadata"]["uid"]),
+        timeout=30,
+        what="the first row",
+    )
+
+    own_postgres.stop()
+    jobs.cancel("before")
+    during = jobs.create(a_training_job("during"))
+    jobs.wait_phase("before", "cancelled")  # reconciling goes on without the database
+    jobs.wait_phase("during", "running")
+    wait_for(
+        lambda: "PostgreSQL unavailable" in operator.log(),
+        timeout=30,
+        what="the operator to notice the outage",
+    )
+
+    own_postgres.start()
+
+    def caught_up() -> bool:
+        a = mirror_row(own_postgres.url, first["metadata"]["uid"])
+        b = mirror_row(own_postgres.url, during["metadata"]["uid"])
+        return bool(a and b and a["status"] == "cancelled" and b["status"] == "running")
+
+    wait_for(caught_up, timeout=60, what="the mirror to catch up")
+    assert "PostgreSQL is back" in operator.log()

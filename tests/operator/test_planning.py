@@ -1,0 +1,67 @@
+"""A whole reconcile pass (pure): freed slots are reused in the same pass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shunter.operator.admission import Limits
+from shunter.operator.controller import status_patch
+from shunter.operator.model import JobKey, JobStatus, Phase
+from shunter.operator.planning import plan_pass
+from tests.support.builders import a_pod_of, a_training_job
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_completed_job_hands_its_slot_to_the_next_in_the_same_pass():
+    running = a_training_job("a").in_phase("running", sequence=1).job()
+    b = a_training_job("b").created_at(T0).in_phase("queued", sequence=2, queuePosition=1).job()
+    c = a_training_job("c").created_at(T0).in_phase("queued", sequence=3, queuePosition=2).job()
+    result = plan_pass(
+        [running, b, c],
+        {running.key: a_pod_of(running, phase="Succeeded", exit_code=0)},
+        now=NOW,
+        limits=Limits(max_running=1),
+        grace_margin=timedelta(seconds=10),
+    )
+    d = result.decisions
+    assert d[JobKey("default", "a")].status.phase is Phase.COMPLETED
+    assert d[JobKey("default", "b")].status.phase is Phase.STARTING
+    assert d[JobKey("default", "c")].status.queue_position == 1
+
+
+def test_new_jobs_get_sequence_numbers_in_arrival_order():
+    jobs = [
+        a_training_job("late").created_at(T0 + timedelta(seconds=2)).job(),
+        a_training_job("early").created_at(T0).job(),
+    ]
+    result = plan_pass(
+        jobs,
+        {},
+        now=NOW,
+        limits=Limits(max_running=0 + 1),
+        grace_margin=timedelta(seconds=10),
+        next_sequence=5,
+    )
+    assert result.decisions[JobKey("default", "early")].status.sequence == 5
+    assert result.decisions[JobKey("default", "late")].status.sequence == 6
+    assert result.next_sequence == 7
+
+
+def test_an_unchanged_world_decides_nothing():
+    job = a_training_job("a").in_phase("running", sequence=1, nodeName="gpu-node-0").job()
+    result = plan_pass(
+        [job],
+        {job.key: a_pod_of(job)},
+        now=NOW,
+        limits=Limits(),
+        grace_margin=timedelta(seconds=10),
+    )
+    assert result.decisions == {}
+
+
+def test_status_patch_carries_only_changes_and_deletes_cleared_fields():
+    old = JobStatus(phase=Phase.QUEUED, queue_position=2, sequence=4)
+    new = JobStatus(phase=Phase.STARTING, queue_position=None, sequence=4, pod_name="p")
+    assert status_patch(old, new) == {"phase": "starting", "queuePosition": None, "podName": "p"}

@@ -1,0 +1,68 @@
+"""The trainer Pod built from a job (pure)."""
+
+from __future__ import annotations
+
+from shunter.operator.podspec import build_pod
+from tests.support.builders import a_training_job
+
+
+def test_pod_requests_gpus_never_restarts_and_belongs_to_the_job():
+    job = (
+        a_training_job("train-1", "ml")
+        .with_gpus(4)
+        .with_grace(45)
+        .with_spec(
+            cpu="8",
+            memory="32Gi",
+            command=["python", "-m", "t"],
+            args=["--epochs", "3"],
+            env=[{"name": "LR", "value": "0.1"}],
+            maxRuntimeSeconds=3600,
+        )
+        .running_for("10s")
+        .job()
+    )
+    pod = build_pod(job)
+    assert pod["metadata"]["name"] == "train-1-trainer"
+    assert pod["metadata"]["namespace"] == "ml"
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == job.uid
+    assert owner["controller"] is True
+    assert pod["metadata"]["labels"]["shunter.dev/job-name"] == "train-1"
+    assert pod["metadata"]["labels"]["shunter.dev/job-uid"] == job.uid
+    assert pod["metadata"]["annotations"] == {"sim.shunter.dev/run-for": "10s"}
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["terminationGracePeriodSeconds"] == 45
+    assert spec["activeDeadlineSeconds"] == 3600
+    container = spec["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "4", "cpu": "8", "memory": "32Gi"}
+    assert container["resources"]["requests"] == {"cpu": "8", "memory": "32Gi"}
+    assert container["command"] == ["python", "-m", "t"]
+    assert container["args"] == ["--epochs", "3"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LR"] == "0.1"
+    assert env["SHUNTER_CHECKPOINT_DIR"] == "/checkpoints"
+    assert container["volumeMounts"] == [{"name": "checkpoints", "mountPath": "/checkpoints"}]
+    assert spec["volumes"] == [{"name": "checkpoints", "emptyDir": {}}]
+
+
+def test_cpu_only_job_asks_for_no_gpu_and_a_claim_is_mounted():
+    job = (
+        a_training_job("cpu")
+        .with_gpus(0)
+        .with_spec(checkpoint={"claimName": "ckpt", "mountPath": "/data/ckpt"})
+        .job()
+    )
+    pod = build_pod(job)
+    assert "nvidia.com/gpu" not in pod["spec"]["containers"][0]["resources"]["limits"]
+    assert pod["spec"]["volumes"] == [
+        {"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}
+    ]
+    assert pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == "/data/ckpt"
+
+
+def test_user_env_cannot_override_the_operator_variables():
+    job = a_training_job("j").with_spec(env=[{"name": "SHUNTER_JOB_NAME", "value": "x"}]).job()
+    env = build_pod(job)["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in env if e["name"] == "SHUNTER_JOB_NAME"] == ["j"]

@@ -1,0 +1,115 @@
+"""Chainable builders: `a_training_job("j1").with_gpus(2).running_for("30s")`.
+
+One builder serves both kinds of test: `.manifest()` is the body to create on a
+cluster, `.job()` the parsed view (with metadata and status) for the pure decision
+code.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from shunter.operator.model import API_VERSION, KIND, Job, PodView, format_time
+
+
+class TrainingJobBuilder:
+    def __init__(self, name: str, namespace: str = "default") -> None:
+        self._name = name
+        self._namespace = namespace
+        self._spec: dict[str, Any] = {"image": "shunter/trainer:test", "gpus": 1}
+        self._annotations: dict[str, str] = {}
+        self._labels: dict[str, str] = {}
+        self._status: dict[str, Any] = {}
+        self._created = datetime(2026, 1, 1, tzinfo=UTC)
+        self._uid = str(uuid.uuid4())
+
+    def _pod_meta(self, kind: str, key: str, value: str) -> TrainingJobBuilder:
+        meta = self._spec.setdefault("podMetadata", {})
+        meta.setdefault(kind, {})[key] = value
+        return self
+
+    def with_gpus(self, gpus: int) -> TrainingJobBuilder:
+        self._spec["gpus"] = gpus
+        return self
+
+    def with_priority(self, priority: int) -> TrainingJobBuilder:
+        self._spec["priority"] = priority
+        return self
+
+    def with_grace(self, seconds: int) -> TrainingJobBuilder:
+        self._spec["terminationGracePeriodSeconds"] = seconds
+        return self
+
+    def with_spec(self, **fields: Any) -> TrainingJobBuilder:
+        self._spec.update(fields)
+        return self
+
+    def running_for(self, duration: str) -> TrainingJobBuilder:
+        """On kwok, the Pod succeeds after this long."""
+        return self._pod_meta("annotations", "sim.shunter.dev/run-for", duration)
+
+    def failing_after(self, duration: str) -> TrainingJobBuilder:
+        return self._pod_meta("annotations", "sim.shunter.dev/fail-after", duration)
+
+    def hanging_on_delete(self) -> TrainingJobBuilder:
+        """On kwok, a graceful delete of the Pod never finishes."""
+        return self._pod_meta("labels", "sim.shunter.dev/hang-on-delete", "true")
+
+    def cancelled(self) -> TrainingJobBuilder:
+        self._spec["cancelled"] = True
+        return self
+
+    def created_at(self, when: datetime) -> TrainingJobBuilder:
+        self._created = when
+        return self
+
+    def in_phase(self, phase: str, **status: Any) -> TrainingJobBuilder:
+        self._status = {"phase": phase, **status}
+        if phase in ("starting", "running", "cancelling") and "podName" not in status:
+            self._status["podName"] = f"{self._name}-trainer"
+        return self
+
+    def manifest(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if self._labels:
+            meta["labels"] = dict(self._labels)
+        if self._annotations:
+            meta["annotations"] = dict(self._annotations)
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": meta,
+            "spec": copy.deepcopy(self._spec),
+        }
+
+    def body(self) -> dict[str, Any]:
+        body = self.manifest()
+        body["metadata"].update(
+            uid=self._uid, resourceVersion="100", creationTimestamp=format_time(self._created)
+        )
+        body["status"] = copy.deepcopy(self._status)
+        return body
+
+    def job(self) -> Job:
+        return Job.parse(self.body())
+
+
+def a_training_job(name: str, namespace: str = "default") -> TrainingJobBuilder:
+    return TrainingJobBuilder(name, namespace)
+
+
+def a_pod_of(job: Job, *, phase: str = "Running", deleting: bool = False, **fields: Any) -> PodView:
+    return PodView(
+        namespace=job.key.namespace,
+        name=f"{job.key.name}-trainer",
+        uid=str(uuid.uuid4()),
+        job_name=job.key.name,
+        job_uid=job.uid,
+        phase=phase,
+        deleting=deleting,
+        node_name=fields.pop("node_name", "gpu-node-0"),
+        **fields,
+    )

@@ -1,0 +1,189 @@
+"""Run the real operator as a subprocess, and drive TrainingJobs the way kubectl does.
+
+The operator under test is the installed `shunter.operator.main`, started with its
+own environment (one namespace, one Lease, the test database), so a test can kill -9
+it, restart it and read its log exactly as an administrator would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from shunter.operator.model import GROUP, PLURAL, VERSION
+from tests.support.builders import TrainingJobBuilder
+from tests.support.polling import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
+
+
+def install_crd(api: client.ApiClient) -> None:
+    """Create or update the CRD and wait until it is served."""
+    body = yaml.safe_load(CRD_FILE.read_text())
+    ext = client.ApiextensionsV1Api(api)
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = ext.read_custom_resource_definition(body["metadata"]["name"])
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
+
+    def established() -> bool:
+        crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+        return any(
+            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+        )
+
+    wait_for(established, timeout=60, what="the TrainingJob CRD to be established")
+
+
+class OperatorProcess:
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path,
+        namespace: str,
+        database_url: str | None,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "SHUNTER_NAMESPACE": namespace,
+            "SHUNTER_LEASE_NAMESPACE": namespace,
+            # A stable identity: a restarted operator takes its own Lease back at once.
+            "SHUNTER_IDENTITY": f"pytest-{namespace}",
+            "SHUNTER_GRACE_MARGIN_SECONDS": "2",
+            "SHUNTER_RESYNC_SECONDS": "5",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
+        else:
+            self.env.pop("DATABASE_URL", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shunter.operator.main"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        wait_for(
+            lambda: "acquired leadership" in self.log_since_start(),
+            timeout=60,
+            what="the operator to take its Lease",
+        )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_since_start(self) -> str:
+        text = self.log()
+        marker = text.rfind("shunter operator pytest-")
+        return text[marker:] if marker >= 0 else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no Lease release, as a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Jobs:
+    """TrainingJobs of one namespace, through the same API calls kubectl makes."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def create(self, builder: TrainingJobBuilder) -> dict[str, Any]:
+        body = builder.manifest()
+        body["metadata"]["namespace"] = self.namespace
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return result
+
+    def get(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return result
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """`kubectl patch tj NAME --type merge -p '{"spec": ...}'`."""
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            name,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+        return result
+
+    def cancel(self, name: str) -> dict[str, Any]:
+        return self.patch_spec(name, {"cancelled": True})
+
+    def phase(self, name: str) -> str | None:
+        phase: str | None = self.get(name).get("status", {}).get("phase")
+        return phase
+
+    def wait_phase(self, name: str, phase: str, *, timeout: float = 60) -> dict[str, Any]:
+        wait_for(lambda: self.phase(name) == phase, timeout=timeout, what=f"{name} to be {phase}")
+        return self.get(name)
+
+    def pod_names(self) -> list[str]:
+        pods = self.core.list_namespaced_pod(self.namespace).items
+        return sorted(p.metadata.name for p in pods)
+
+    def event_reasons(self, name: str) -> list[str]:
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        ordered = sorted(events, key=lambda e: (e.event_time or e.first_timestamp, e.metadata.name))
+        return [e.reason for e in ordered]
+
+
+def mirror_row(database_url: str, uid: str) -> dict[str, Any] | None:
+    with (
+        psycopg.connect(database_url) as conn,
+        conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
+    ):
+        try:
+            cur.execute("SELECT * FROM local_training_jobs WHERE id = %s", (uid,))
+        except psycopg.errors.UndefinedTable:
+            return None
+        return cur.fetchone()
