@@ -65,3 +65,15 @@ def test_status_patch_carries_only_changes_and_deletes_cleared_fields():
     old = JobStatus(phase=Phase.QUEUED, queue_position=2, sequence=4)
     new = JobStatus(phase=Phase.STARTING, queue_position=None, sequence=4, pod_name="p")
     assert status_patch(old, new) == {"phase": "starting", "queuePosition": None, "podName": "p"}
+
+
+def test_jobs_created_in_the_same_second_are_numbered_in_creation_order():
+    from dataclasses import replace
+
+    first = replace(a_training_job("zz").created_at(T0).job(), resource_version="501")
+    second = replace(a_training_job("aa").created_at(T0).job(), resource_version="502")
+    result = plan_pass(
+        [second, first], {}, now=NOW, limits=Limits(), grace_margin=timedelta(seconds=10)
+    )
+    assert result.decisions[first.key].status.phase is Phase.STARTING
+    assert result.decisions[second.key].status.sequence == 2

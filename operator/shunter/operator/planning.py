@@ -90,5 +90,16 @@ def plan_pass(
     return Pass(decisions=changed, next_sequence=next_sequence, wake_at=min(wakes, default=None))
 
 
-def _arrival(job: Job) -> tuple[float, str, str]:
-    return (job.created_at.timestamp(), job.key.namespace, job.key.name)
+def _arrival(job: Job) -> tuple[float, int, str, str]:
+    """Submission order of jobs not numbered yet.
+
+    creationTimestamp has one-second resolution; within a second, the resourceVersion
+    of a job the operator sees for the first time (nobody has written it since its
+    creation) is its etcd creation revision, which orders creations exactly.
+    resourceVersion is opaque by contract, so a non-numeric one falls back to names.
+    """
+    try:
+        revision = int(job.resource_version)
+    except ValueError:
+        revision = 0
+    return (job.created_at.timestamp(), revision, job.key.namespace, job.key.name)

@@ -1,0 +1,58 @@
+"""The FastAPI application: wiring only (settings, cluster, cache, history, routes)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from kubernetes import client
+
+from shunter.api import errors
+from shunter.api.auth import Authority
+from shunter.api.cluster import Cluster, JobCache
+from shunter.api.history import History
+from shunter.api.metrics import Metrics
+from shunter.api.routes import health, training
+from shunter.api.service import TrainingService
+from shunter.api.settings import ApiSettings
+
+log = logging.getLogger("shunter.api")
+CACHE_SYNC_TIMEOUT = 30.0
+
+
+def create_app(settings: ApiSettings, api_client: client.ApiClient) -> FastAPI:
+    cluster = Cluster(api_client)
+    cache = JobCache(cluster, namespace=settings.watch_namespace)
+    history = History(settings.database_url)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cache.start()
+        if not cache.wait_synced(CACHE_SYNC_TIMEOUT):
+            log.warning("job cache not synced after %.0fs; /readyz says so", CACHE_SYNC_TIMEOUT)
+        if settings.auth == "none":
+            log.warning("SHUNTER_API_AUTH=none: every caller may do everything (demo only)")
+        yield
+        cache.stop()
+        history.close()
+
+    app = FastAPI(
+        title="Shunter",
+        version="0.1.0",
+        summary="Queue, run and cancel GPU training jobs on Kubernetes",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.cache = cache
+    app.state.metrics = metrics
+    app.state.authority = Authority(cluster, enabled=settings.auth == "kubernetes")
+    app.state.service = TrainingService(cluster, cache, history, settings)
+    metrics.cached_jobs.set_function(lambda: len(cache.jobs()))
+    errors.install(app)
+    metrics.install(app)
+    app.include_router(training.router)
+    app.include_router(health.router)
+    return app

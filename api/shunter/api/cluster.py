@@ -1,0 +1,214 @@
+"""The API's one door to Kubernetes: TrainingJob reads and writes, and a watch cache.
+
+Decisions read the live CR (a GET), and the cancel patch carries the read
+resourceVersion, so a job finishing at that very moment yields one consistent answer.
+`/queue` reads a watch-backed cache instead of listing on every request; the API
+also feeds its own writes into the cache at once, so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from shunter.operator.model import GROUP, PLURAL, VERSION, Job, JobKey
+
+log = logging.getLogger("shunter.api.cluster")
+
+
+class ClusterError(Exception):
+    """The API server refused or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class NotFound(ClusterError):
+    pass
+
+
+class Conflict(ClusterError):
+    pass
+
+
+class Rejected(ClusterError):
+    """422: the API server's schema or CEL rules rejected the object."""
+
+
+def translate(exc: ApiException, what: str) -> ClusterError:
+    kinds: dict[int, type[ClusterError]] = {404: NotFound, 409: Conflict, 422: Rejected}
+    cls = kinds.get(exc.status or 0, ClusterError)
+    return cls(f"{what}: {exc.status} {exc.reason}", status=exc.status, body=str(exc.body or ""))
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.auth = client.AuthenticationV1Api(api)
+        self.authz = client.AuthorizationV1Api(api)
+
+    def _do(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            raise translate(exc, what) from exc
+
+    def get_job(self, key: JobKey) -> dict[str, Any]:
+        body: dict[str, Any] = self._do(
+            f"get {key}",
+            self.custom.get_namespaced_custom_object,
+            GROUP, VERSION, key.namespace, PLURAL, key.name,
+        )  # fmt: skip
+        return body
+
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = self._do(
+            f"create job in {namespace}",
+            self.custom.create_namespaced_custom_object,
+            GROUP, VERSION, namespace, PLURAL, manifest,
+        )  # fmt: skip
+        return body
+
+    def request_cancel(self, key: JobKey, *, resource_version: str) -> dict[str, Any]:
+        """Set spec.cancelled=true, only if the job is still at resource_version."""
+        patch = {"metadata": {"resourceVersion": resource_version}, "spec": {"cancelled": True}}
+        body: dict[str, Any] = self._do(
+            f"cancel {key}",
+            self.custom.patch_namespaced_custom_object,
+            GROUP, VERSION, key.namespace, PLURAL, key.name, patch,
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+        return body
+
+    def review_token(self, token: str) -> dict[str, Any]:
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": token}}  # fmt: skip
+        result = self._do("token review", self.auth.create_token_review, body)
+        return dict(self.api.sanitize_for_serialization(result))  # type: ignore[no-untyped-call]
+
+    def may(self, *, user: str, groups: list[str], uid: str, verb: str, namespace: str) -> bool:
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": groups,
+                "uid": uid,
+                "resourceAttributes": {
+                    "group": GROUP, "resource": PLURAL, "verb": verb, "namespace": namespace,
+                },
+            },
+        }  # fmt: skip
+        result = self._do("access review", self.authz.create_subject_access_review, body)
+        return bool(result.status.allowed)
+
+
+class JobCache:
+    """Every TrainingJob in scope, kept current by a watch running in a thread."""
+
+    def __init__(self, cluster: Cluster, *, namespace: str | None) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self._jobs: dict[JobKey, Job] = {}
+        self._lock = threading.Condition()
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-cache", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self._synced.wait(timeout)
+
+    def jobs(self, namespace: str | None = None) -> list[Job]:
+        with self._lock:
+            return [j for j in self._jobs.values() if namespace in (None, j.key.namespace)]
+
+    def put(self, body: dict[str, Any]) -> Job:
+        """Record an object the API itself just wrote (read-your-writes)."""
+        job = Job.parse(body)
+        with self._lock:
+            current = self._jobs.get(job.key)
+            if current is None or _newer(job, current):
+                self._jobs[job.key] = job
+            self._lock.notify_all()
+        return job
+
+    def wait_change(self, timeout: float) -> None:
+        with self._lock:
+            self._lock.wait(timeout)
+
+    def _list_call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if self.namespace:
+            return self.cluster.custom.list_namespaced_custom_object, (
+                GROUP, VERSION, self.namespace, PLURAL,
+            )  # fmt: skip
+        return self.cluster.custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+
+    def _run(self) -> None:
+        fn, args = self._list_call()
+        while not self._stop.is_set():
+            try:
+                listing = fn(*args)
+                version = listing["metadata"]["resourceVersion"]
+                with self._lock:
+                    self._jobs = {j.key: j for j in map(Job.parse, listing["items"])}
+                    self._lock.notify_all()
+                self._synced.set()
+                self._watch(fn, args, version)
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning("job cache: %s %s; relisting", exc.status, exc.reason)
+                    time.sleep(1)
+            except Exception:
+                log.exception("job cache: watch failed; relisting")
+                time.sleep(1)
+
+    def _watch(self, fn: Callable[..., Any], args: tuple[Any, ...], version: str) -> None:
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        for event in stream.stream(  # type: ignore[no-untyped-call]
+            fn, *args, resource_version=version, timeout_seconds=300, allow_watch_bookmarks=True
+        ):
+            if self._stop.is_set():
+                stream.stop()  # type: ignore[no-untyped-call]
+                return
+            kind, body = event["type"], event["object"]
+            if kind == "BOOKMARK":
+                continue
+            if kind == "ERROR":
+                raise ApiException(status=body.get("code"), reason=body.get("message"))
+            job = Job.parse(body)
+            with self._lock:
+                if kind == "DELETED":
+                    self._jobs.pop(job.key, None)
+                else:
+                    current = self._jobs.get(job.key)
+                    if current is None or _newer(job, current):
+                        self._jobs[job.key] = job
+                self._lock.notify_all()
+
+
+def _newer(candidate: Job, current: Job) -> bool:
+    if candidate.uid != current.uid:
+        return True
+    try:
+        return int(candidate.resource_version) >= int(current.resource_version)
+    except ValueError:
+        return True

@@ -1,0 +1,80 @@
+"""Domain errors of the API, mapped to HTTP responses in this one place.
+
+Every error body is JSON with `success: false` and a `message` saying what is wrong;
+client mistakes are 4xx, never 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("shunter.api")
+
+
+class ApiError(Exception):
+    status = 500
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class Unauthenticated(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class InvalidJob(ApiError):
+    """The Kubernetes API server's validation rejected the job."""
+
+    status = 422
+
+
+class Unavailable(ApiError):
+    status = 503
+
+
+def _body(message: str, detail: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"success": False, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return body
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg')}")
+    return "Invalid request: " + "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(_body(exc.message, exc.detail), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse(_body(_validation_message(errors), errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(_body(str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))  # fmt: skip

@@ -1,0 +1,122 @@
+"""`/api/training`: submit, queue, status, cancel and history of training jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from shunter.api.dependencies import AuthorityDep, Caller, Namespace, Service
+from shunter.api.schemas import (
+    JOB_ID_PATTERN,
+    CancelResult,
+    ErrorBody,
+    HistoryRow,
+    JobCreate,
+    JobHistoryPage,
+    JobPublic,
+    QueueView,
+    SubmitResult,
+)
+from shunter.operator.model import JobKey
+
+router = APIRouter(prefix="/api/training", tags=["training"])
+
+JobIdPath = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
+]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or invalid bearer token"},
+    403: {"model": ErrorBody, "description": "Not allowed in this namespace"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    503: {"model": ErrorBody, "description": "Kubernetes or PostgreSQL unreachable"},
+}
+
+
+@router.post("/submit", status_code=201, response_model=SubmitResult, responses=ERRORS)
+async def submit(
+    body: JobCreate, service: Service, caller: Caller, authority: AuthorityDep, namespace: Namespace
+) -> SubmitResult:
+    """Submit a job; it waits in the queue until admitted. Returns its id."""
+    await run_in_threadpool(authority.authorize, caller, "create", namespace)
+    job = await run_in_threadpool(service.submit, body, namespace=namespace)
+    return SubmitResult(
+        job_id=job.key.name, namespace=namespace, status="queued", message="Job submitted"
+    )
+
+
+@router.get("/queue", response_model=QueueView, responses=ERRORS)
+async def queue(
+    service: Service, caller: Caller, authority: AuthorityDep, namespace: Namespace
+) -> QueueView:
+    """Jobs holding a slot and jobs waiting, in admission order, with counts."""
+    await run_in_threadpool(authority.authorize, caller, "list", namespace)
+    return service.queue(namespace)
+
+
+@router.get(
+    "/status/{job_id}",
+    response_model=JobPublic,
+    responses={404: {"model": ErrorBody, "description": "Job not found"}, **ERRORS},
+)
+async def status(
+    job_id: JobIdPath, service: Service, caller: Caller, authority: AuthorityDep,
+    namespace: Namespace,
+) -> JobPublic:  # fmt: skip
+    """The live state of one job, read from the cluster."""
+    await run_in_threadpool(authority.authorize, caller, "get", namespace)
+    job = await run_in_threadpool(service.status, JobKey(namespace, job_id))
+    return JobPublic.of(job)
+
+
+@router.post(
+    "/cancel/{job_id}",
+    response_model=CancelResult,
+    response_model_exclude_none=True,
+    responses={
+        200: {"description": "Cancelled (queued) or cancellation started (running)"},
+        404: {"model": CancelResult, "description": "Job not found"},
+        409: {"model": CancelResult, "description": "Already finished or being cancelled"},
+        **ERRORS,
+    },
+)
+async def cancel(
+    job_id: JobIdPath, service: Service, caller: Caller, authority: AuthorityDep,
+    namespace: Namespace,
+) -> JSONResponse:  # fmt: skip
+    """Cancel a job in any state; the body is the acceptance guide's."""
+    await run_in_threadpool(authority.authorize, caller, "patch", namespace)
+    outcome = await run_in_threadpool(service.cancel, JobKey(namespace, job_id))
+    result = CancelResult(
+        success=outcome.success,
+        job_id=job_id,
+        previous_status=outcome.previous_status,
+        message=outcome.message,
+    )
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)
+
+
+@router.get("/jobs", response_model=JobHistoryPage, responses=ERRORS)
+async def jobs(
+    service: Service,
+    caller: Caller,
+    authority: AuthorityDep,
+    namespace: Namespace,
+    status: Annotated[
+        Literal["queued", "starting", "running", "cancelling", "completed", "failed", "cancelled"]
+        | None,
+        Query(description="Only jobs in this phase"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JobHistoryPage:
+    """History from PostgreSQL (outlives the CRs), newest first."""
+    await run_in_threadpool(authority.authorize, caller, "list", namespace)
+    rows, total = await run_in_threadpool(
+        service.history.page, namespace=namespace, status=status, limit=limit, offset=offset
+    )
+    return JobHistoryPage(
+        items=[HistoryRow(**row) for row in rows], total=total, limit=limit, offset=offset
+    )

@@ -1,0 +1,171 @@
+"""HTTP schemas (pydantic lives here, at the boundary, and nowhere else).
+
+Families as in the FastAPI full-stack template: `JobCreate` in, `JobPublic` out,
+`QueueView` and `JobHistoryPage` for lists, `CancelResult` for the guide's cancel
+bodies. Ids are TrainingJob names; phases are spelled in lowercase.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shunter.operator.model import Job
+
+JOB_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, min_length=1, max_length=55)]
+Name = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, min_length=1, max_length=63)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)]
+Text = Annotated[str, StringConstraints(max_length=2048)]
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$",
+                                            max_length=32)]  # fmt: skip
+
+
+class JobCreate(BaseModel):
+    """A training job to submit. Unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: JobId | None = Field(None, description="Job id; generated (job-xxxxx) when omitted")
+    image: (
+        Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")] | None
+    ) = Field(None, description="Trainer image; the server's default image when omitted")
+    command: list[Text] = Field(default_factory=list, max_length=32)
+    args: list[Text] = Field(default_factory=list, max_length=128)
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=8192)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    gpus: int = Field(1, ge=0, le=64)
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    priority: int = Field(0, ge=-1000, le=1000)
+    queue: Name = "default"
+    max_runtime_seconds: int | None = Field(None, ge=1, le=2_592_000)
+    termination_grace_period_seconds: int = Field(30, ge=0, le=3600)
+    checkpoint_claim: Name | None = None
+    pod_labels: dict[Annotated[str, StringConstraints(max_length=253)],
+                     Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict, max_length=64)  # fmt: skip
+    pod_annotations: dict[Annotated[str, StringConstraints(max_length=253)],
+                          Annotated[str, StringConstraints(max_length=1024)]] = Field(
+        default_factory=dict, max_length=64)  # fmt: skip
+
+
+class Termination(BaseModel):
+    step: str
+    outcome: str | None = None
+    requested_at: datetime | None = None
+    graceful_delete_at: datetime | None = None
+    force_delete_at: datetime | None = None
+
+
+class JobPublic(BaseModel):
+    job_id: str
+    namespace: str
+    status: str
+    message: str | None = None
+    queue_position: int | None = None
+    gpus: int
+    priority: int
+    queue: str
+    image: str
+    cancel_requested: bool
+    pod_name: str | None = None
+    node_name: str | None = None
+    exit_code: int | None = None
+    created_at: datetime
+    admitted_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    termination: Termination | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        status = job.status
+        t = status.termination
+        return cls(
+            job_id=job.key.name,
+            namespace=job.key.namespace,
+            status=(status.phase.value if status.phase else "queued"),
+            message=status.message,
+            queue_position=status.queue_position,
+            gpus=job.spec.gpus,
+            priority=job.spec.priority,
+            queue=job.spec.queue,
+            image=job.spec.image,
+            cancel_requested=job.spec.cancelled,
+            pod_name=status.pod_name,
+            node_name=status.node_name,
+            exit_code=status.exit_code,
+            created_at=job.created_at,
+            admitted_at=status.admitted_at,
+            started_at=status.started_at,
+            completed_at=status.completed_at,
+            termination=Termination(
+                step=t.step.value,
+                outcome=t.outcome,
+                requested_at=t.requested_at,
+                graceful_delete_at=t.graceful_delete_at,
+                force_delete_at=t.force_delete_at,
+            )
+            if t
+            else None,
+        )
+
+
+class SubmitResult(BaseModel):
+    success: bool = True
+    job_id: str
+    namespace: str
+    status: str
+    message: str
+
+
+class CancelResult(BaseModel):
+    """Exactly the acceptance guide's body; previous_status is absent for unknown ids."""
+
+    success: bool
+    job_id: str
+    previous_status: str | None = None
+    message: str
+
+
+class QueueView(BaseModel):
+    namespace: str
+    running_count: int = Field(description="Jobs holding a slot: starting, running, cancelling")
+    queued_count: int
+    running: list[JobPublic]
+    queued: list[JobPublic] = Field(description="In admission order; queue_position 1 is next")
+
+
+class HistoryRow(BaseModel):
+    job_id: str
+    uid: str
+    namespace: str
+    status: str
+    error: str | None = None
+    message: str | None = None
+    gpus: int
+    priority: int
+    queue: str
+    image: str | None = None
+    exit_code: int | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+class JobHistoryPage(BaseModel):
+    items: list[HistoryRow]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorBody(BaseModel):
+    success: bool = False
+    message: str
+    detail: Any = None

@@ -1,0 +1,149 @@
+"""What each endpoint does, between the HTTP layer and the cluster.
+
+Routes authenticate and call one method here; these methods raise domain errors
+(shunter.api.errors) and never build HTTP responses themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from shunter.api.cancelling import CancelOutcome, decide_cancel
+from shunter.api.cluster import Cluster, ClusterError, Conflict, JobCache, NotFound, Rejected
+from shunter.api.errors import InvalidJob, Unavailable
+from shunter.api.errors import NotFound as JobNotFound
+from shunter.api.history import History
+from shunter.api.schemas import JobCreate, JobPublic, QueueView
+from shunter.api.settings import ApiSettings
+from shunter.operator.admission import queue_order
+from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Phase
+
+CANCEL_RETRIES = 5
+
+
+def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "image": request.image or default_image,
+        "gpus": request.gpus,
+        "priority": request.priority,
+        "queue": request.queue,
+        "terminationGracePeriodSeconds": request.termination_grace_period_seconds,
+    }
+    optional = {
+        "command": request.command or None,
+        "args": request.args or None,
+        "env": [{"name": k, "value": v} for k, v in request.env.items()] or None,
+        "cpu": request.cpu,
+        "memory": request.memory,
+        "maxRuntimeSeconds": request.max_runtime_seconds,
+        "checkpoint": {"claimName": request.checkpoint_claim} if request.checkpoint_claim else None,
+    }
+    spec.update({k: v for k, v in optional.items() if v is not None})
+    if request.pod_labels or request.pod_annotations:
+        spec["podMetadata"] = {
+            "labels": dict(request.pod_labels),
+            "annotations": dict(request.pod_annotations),
+        }
+    name = request.name or f"job-{uuid.uuid4().hex[:10]}"
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
+
+
+class TrainingService:
+    def __init__(
+        self, cluster: Cluster, cache: JobCache, history: History, settings: ApiSettings
+    ) -> None:
+        self.cluster = cluster
+        self.cache = cache
+        self.history = history
+        self.settings = settings
+
+    def _live(self, key: JobKey) -> Job | None:
+        """The job as the API server has it now (and the cache learns it too)."""
+        try:
+            return self.cache.put(self.cluster.get_job(key))
+        except NotFound:
+            return None
+        except ClusterError as exc:
+            raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
+
+    def submit(self, request: JobCreate, *, namespace: str) -> Job:
+        manifest = manifest_of(request, default_image=self.settings.default_image)
+        try:
+            body = self.cluster.create_job(namespace, manifest)
+        except Rejected as exc:
+            raise InvalidJob(f"The job was rejected: {_reason(exc)}") from exc
+        except Conflict as exc:
+            raise InvalidJob(
+                f"A job named {manifest['metadata']['name']!r} already exists"
+            ) from exc
+        except NotFound as exc:
+            raise JobNotFound(f"Namespace {namespace!r} not found") from exc
+        except ClusterError as exc:
+            raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
+        return self.cache.put(body)
+
+    def status(self, key: JobKey) -> Job:
+        job = self._live(key)
+        if job is None:
+            raise JobNotFound("Job not found")
+        return job
+
+    def queue(self, namespace: str) -> QueueView:
+        jobs = self.cache.jobs(namespace)
+        active = sorted(
+            (j for j in jobs if j.phase is not None and j.phase.holds_slot),
+            key=lambda j: (j.status.admitted_at or j.created_at, j.key.name),
+        )
+        waiting = sorted(
+            (j for j in jobs if j.phase in (None, Phase.QUEUED) and not j.spec.cancelled),
+            key=queue_order,
+        )
+        return QueueView(
+            namespace=namespace,
+            running_count=len(active),
+            queued_count=len(waiting),
+            running=[JobPublic.of(j) for j in active],
+            queued=[JobPublic.of(j) for j in waiting],
+        )
+
+    def cancel(self, key: JobKey) -> CancelOutcome:
+        """Decide on the live job; patch only if it is unchanged since the read."""
+        for _ in range(CANCEL_RETRIES):
+            job = self._live(key)
+            outcome = decide_cancel(job)
+            if not outcome.send_patch or job is None:
+                return outcome
+            try:
+                body = self.cluster.request_cancel(key, resource_version=job.resource_version)
+            except Conflict:
+                continue  # it changed (finished, admitted...) meanwhile: decide again
+            except NotFound:
+                return decide_cancel(None)
+            except Rejected as exc:
+                raise InvalidJob(f"Cancel rejected: {_reason(exc)}") from exc
+            except ClusterError as exc:
+                raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
+            self.cache.put(body)
+            self._await_final(key)
+            return outcome
+        raise Unavailable("The job kept changing; try again")
+
+    def _await_final(self, key: JobKey) -> None:
+        """Give the operator a moment to finish, so a second cancel sees `cancelled`."""
+        deadline = time.monotonic() + self.settings.cancel_wait_seconds
+        while time.monotonic() < deadline:
+            current = next((j for j in self.cache.jobs(key.namespace) if j.key == key), None)
+            if current is None or (current.phase is not None and current.phase.terminal):
+                return
+            self.cache.wait_change(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def _reason(exc: ClusterError) -> str:
+    """The API server's own message from a Status body."""
+    try:
+        return str(json.loads(exc.body).get("message", exc))
+    except (ValueError, AttributeError):
+        return str(exc)
