@@ -38,6 +38,10 @@ class NotFound(ApiError):
     status = 404
 
 
+class AlreadyExists(ApiError):
+    status = 409
+
+
 class InvalidJob(ApiError):
     """The Kubernetes API server's validation rejected the job."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
 from shunter.api.cluster import Cluster, ClusterError, Conflict, JobCache, NotFound, Rejected
-from shunter.api.errors import InvalidJob, Unavailable
+from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.schemas import JobCreate, JobPublic, QueueView
@@ -76,9 +76,8 @@ class TrainingService:
         except Rejected as exc:
             raise InvalidJob(f"The job was rejected: {_reason(exc)}") from exc
         except Conflict as exc:
-            raise InvalidJob(
-                f"A job named {manifest['metadata']['name']!r} already exists"
-            ) from exc
+            name = manifest["metadata"]["name"]
+            raise AlreadyExists(f"A job named {name!r} already exists") from exc
         except NotFound as exc:
             raise JobNotFound(f"Namespace {namespace!r} not found") from exc
         except ClusterError as exc:

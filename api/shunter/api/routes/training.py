@@ -35,7 +35,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/submit", status_code=201, response_model=SubmitResult, responses=ERRORS)
+@router.post(
+    "/submit",
+    status_code=201,
+    response_model=SubmitResult,
+    responses={
+        404: {"model": ErrorBody, "description": "Namespace not found"},
+        409: {"model": ErrorBody, "description": "A job with this name exists"},
+        **ERRORS,
+    },
+)
 async def submit(
     body: JobCreate, service: Service, caller: Caller, authority: AuthorityDep, namespace: Namespace
 ) -> SubmitResult:

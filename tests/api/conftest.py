@@ -1,0 +1,53 @@
+"""Fixtures for API tests: the operator and the API, both real, for the test namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import ApiProcess
+from tests.support.operator import OperatorProcess
+
+
+@pytest.fixture
+def start_api(
+    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
+) -> Iterator[Callable[..., ApiProcess]]:
+    started: list[ApiProcess] = []
+
+    def start(**env: str) -> ApiProcess:
+        process = ApiProcess(
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            database_url=database_url,
+            log_path=tmp_path / "api.log",
+            env=env,
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def system(
+    start_operator: Callable[..., OperatorProcess], start_api: Callable[..., ApiProcess]
+) -> tuple[OperatorProcess, ApiProcess]:
+    """The whole system for one namespace, with auth off (the guide's curl commands)."""
+    return start_operator(), start_api()
+
+
+@pytest.fixture
+def http(system: tuple[OperatorProcess, ApiProcess]) -> Iterator[httpx.Client]:
+    with system[1].client() as client:
+        yield client
+
+
+@pytest.fixture
+def operator_log(system: tuple[OperatorProcess, ApiProcess]) -> Callable[[], str]:
+    return system[0].log

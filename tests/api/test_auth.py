@@ -1,0 +1,117 @@
+"""Auth is Kubernetes': TokenReview says who, SubjectAccessReview says whether.
+
+Real ServiceAccount tokens (TokenRequest) and real RBAC Roles in the test
+namespace; the API server decides every cell of the matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from kubernetes import client
+
+from tests.support.api import ApiProcess
+from tests.support.operator import OperatorProcess
+
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
+
+SUBMIT = {"pod_annotations": {"sim.shunter.dev/run-for": "600s"}}
+
+
+def account_with_role(api: client.ApiClient, namespace: str, name: str, verbs: list[str]) -> str:
+    """A ServiceAccount bound to a Role with these verbs on trainingjobs; its token."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    if verbs:
+        rbac.create_namespaced_role(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "rules": [
+                    {"apiGroups": ["shunter.dev"], "resources": ["trainingjobs"], "verbs": verbs}
+                ],
+            },
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            },
+        )
+    request = core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": 3600}}
+    )
+    return str(request.status.token)
+
+
+@pytest.fixture
+def secured(
+    start_operator: Callable[..., OperatorProcess], start_api: Callable[..., ApiProcess]
+) -> ApiProcess:
+    start_operator()
+    return start_api(SHUNTER_API_AUTH="kubernetes")
+
+
+def test_no_or_bad_token_is_401_with_a_json_reason(secured: ApiProcess):
+    with secured.client() as anonymous:
+        response = anonymous.get("/api/training/queue")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["message"].startswith("Missing bearer token")
+        assert anonymous.get("/healthz").status_code == 200
+    with secured.client("not-a-real-token") as forged:
+        response = forged.post("/api/training/cancel/anything")
+        assert response.status_code == 401
+        assert response.json() == {"success": False, "message": "Invalid or expired token"}
+
+
+def test_rbac_decides_each_verb(secured: ApiProcess, kube_api: client.ApiClient, namespace: str):
+    writer = account_with_role(
+        kube_api, namespace, "writer", ["get", "list", "watch", "create", "patch"]
+    )
+    reader = account_with_role(kube_api, namespace, "reader", ["get", "list", "watch"])
+    outsider = account_with_role(kube_api, namespace, "outsider", [])
+
+    with secured.client(writer) as w, secured.client(reader) as r, secured.client(outsider) as o:
+        created = w.post("/api/training/submit", json=SUBMIT)
+        assert created.status_code == 201, created.text
+        job = created.json()["job_id"]
+
+        assert r.get("/api/training/queue").status_code == 200
+        assert r.get(f"/api/training/status/{job}").status_code == 200
+        denied = r.post(f"/api/training/cancel/{job}")
+        assert denied.status_code == 403
+        assert "may not patch trainingjobs" in denied.json()["message"]
+        assert r.post("/api/training/submit", json=SUBMIT).status_code == 403
+
+        for call in (
+            o.get("/api/training/queue"),
+            o.get(f"/api/training/status/{job}"),
+            o.post(f"/api/training/cancel/{job}"),
+        ):
+            assert call.status_code == 403
+        # An outsider cannot even learn whether a job exists.
+        assert o.post("/api/training/cancel/no-such-job").status_code == 403
+
+        cancelled = w.post(f"/api/training/cancel/{job}")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["success"] is True
+
+
+def test_no_access_to_other_namespaces(
+    secured: ApiProcess, kube_api: client.ApiClient, namespace: str
+):
+    writer = account_with_role(
+        kube_api, namespace, "writer", ["get", "list", "watch", "create", "patch"]
+    )
+    with secured.client(writer) as w:
+        for call in (
+            w.get("/api/training/queue", params={"namespace": "kube-system"}),
+            w.post("/api/training/submit", params={"namespace": "default"}, json=SUBMIT),
+            w.post("/api/training/cancel/x", params={"namespace": "default"}),
+        ):
+            assert call.status_code == 403
+            assert "may not" in call.json()["message"]
