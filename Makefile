@@ -9,7 +9,7 @@ export SHUNTER_BIN_DIR ?= $(HOME)/.cache/shunter/bin
 export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test \
+.PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
         test-unit demo demo-down e2e-kind bench clean
 
 help: ## List the targets
@@ -38,13 +38,26 @@ postgres: venv ## Start the embedded PostgreSQL; prints DATABASE_URL
 postgres-down: venv ## Stop the embedded PostgreSQL and delete its data
 	$(PY) -m shunter.devcluster.cli postgres down --name dev
 
+demo: venv controlplane ## The whole system locally: cluster, Postgres, operator, API on :8000, sample jobs
+	$(PY) -m shunter.devcluster.cli demo up
+
+demo-down: venv ## Stop everything `make demo` started
+	$(PY) -m shunter.devcluster.cli demo down
+
+manifests: controlplane ## Re-render manifests/ from the Helm chart (a test fails if they drift)
+	hack/render-manifests.sh
+
+chart-lint: controlplane ## helm lint and helm template of charts/shunter
+	helm lint --strict charts/shunter
+	helm template shunter charts/shunter >/dev/null
+
 lint: venv ## ruff (format + check), mypy --strict, import-linter
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy operator/shunter api/shunter hack/shunter
 	$(VENV)/bin/lint-imports
 
-test: venv controlplane lint ## Lint, then the whole test suite on a real control plane (KUBECONFIG to reuse a cluster)
+test: venv controlplane lint chart-lint ## Lint, then the whole test suite on a real control plane (KUBECONFIG to reuse a cluster)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Only the tests that need neither a cluster nor Postgres

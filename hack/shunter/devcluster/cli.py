@@ -4,6 +4,7 @@
     shunter-dev cluster down [--name N]
     shunter-dev cluster status [--name N]
     shunter-dev postgres up|down|stop|start [--name N]
+    shunter-dev demo up|down [--port 8000]
 
 `cluster up` prints the kubeconfig path; `postgres up` prints DATABASE_URL.
 """
@@ -14,7 +15,7 @@ import argparse
 import sys
 import time
 
-from shunter.devcluster import processes
+from shunter.devcluster import demo, processes
 from shunter.devcluster.controlplane import (
     COMPONENTS,
     ClusterSpec,
@@ -73,10 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     postgres.add_argument("action", choices=["up", "down", "stop", "start"])
     postgres.add_argument("--name", default="dev")
     postgres.set_defaults(run=_postgres)
+    demo_parser = sub.add_parser("demo", help="the whole system with sample jobs (API on :8000)")
+    demo_parser.add_argument("action", choices=["up", "down"])
+    demo_parser.add_argument("--port", type=int, default=8000)
+    demo_parser.set_defaults(run=lambda a: demo.up(a.port) if a.action == "up" else demo.down())
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (ControlPlaneError, PostgresError) as exc:
+    except (ControlPlaneError, PostgresError, RuntimeError) as exc:
         print(f"shunter-dev: {exc}", file=sys.stderr)
         return 1
 

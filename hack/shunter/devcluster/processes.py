@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Popen objects of the processes this interpreter started: kept so they are not
@@ -20,7 +20,9 @@ from pathlib import Path
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def start(name: str, argv: Sequence[str], *, state_dir: Path) -> int:
+def start(
+    name: str, argv: Sequence[str], *, state_dir: Path, env: Mapping[str, str] | None = None
+) -> int:
     """Start argv detached, logging to state_dir/logs/NAME.log; return its pid."""
     logs = state_dir / "logs"
     pids = state_dir / "pids"
@@ -34,6 +36,7 @@ def start(name: str, argv: Sequence[str], *, state_dir: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=dict(env) if env is not None else None,
         )
     _children[proc.pid] = proc
     (pids / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")

@@ -1,0 +1,77 @@
+{{/* Names are truncated to 63 characters: the DNS label limit of Kubernetes names. */}}
+{{- define "shunter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "shunter.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's name: the full name truncated so that "-<component>" still fits. */}}
+{{- define "shunter.component" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- printf "%s-%s" (include "shunter.fullname" $root | trunc (int (sub 62 (len $component))) | trimSuffix "-") $component -}}
+{{- end -}}
+
+{{- define "shunter.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "shunter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "shunter.selector" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "shunter.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "shunter.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "shunter.databaseSecret" -}}
+{{- default (include "shunter.component" (list . "database")) .Values.database.existingSecret -}}
+{{- end -}}
+
+{{- define "shunter.hasDatabase" -}}
+{{- if or .Values.database.existingSecret .Values.database.url -}}true{{- end -}}
+{{- end -}}
+
+{{/* Restricted Pod Security: non-root, read-only root filesystem, no privileges. */}}
+{{- define "shunter.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "shunter.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- define "shunter.databaseEnv" -}}
+{{- if include "shunter.hasDatabase" . }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "shunter.databaseSecret" . }}
+      key: {{ .Values.database.secretKey }}
+{{- end }}
+{{- end -}}

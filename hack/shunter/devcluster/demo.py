@@ -1,0 +1,124 @@
+"""`make demo`: the whole system on this machine, with a few sample jobs.
+
+Local control plane + embedded PostgreSQL + the CRD + the operator + the API on
+:8000 (auth off: a trusted local demo), all detached so the command returns, and
+`make demo-down` stops every process again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from shunter.devcluster import processes
+from shunter.devcluster.controlplane import ControlPlane, default_state_dir
+from shunter.devcluster.postgres import LocalPostgres
+
+NAME = "demo"
+REPO = Path(__file__).resolve().parents[3]
+CRD = REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
+SERVICES = ("shunter-operator", "shunter-api")
+
+SAMPLES = [
+    {"name": "demo-resnet", "gpus": 2, "pod_annotations": {"sim.shunter.dev/run-for": "90s"}},
+    {"name": "demo-bert", "gpus": 4, "pod_annotations": {"sim.shunter.dev/run-for": "120s"}},
+    {"name": "demo-llama", "gpus": 8, "priority": 10,
+     "pod_annotations": {"sim.shunter.dev/run-for": "300s"}},
+    {"name": "demo-hangs", "gpus": 1, "termination_grace_period_seconds": 5,
+     "pod_labels": {"sim.shunter.dev/hang-on-delete": "true"}},
+]  # fmt: skip
+
+
+def _paths() -> tuple[ControlPlane, LocalPostgres, Path]:
+    state = default_state_dir(NAME)
+    return ControlPlane(state), LocalPostgres(state.with_name(NAME + "-postgres")), state
+
+
+def _http(method: str, url: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def _wait_ready(url: str, what: str, *, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
+
+
+def up(port: int = 8000) -> int:
+    plane, postgres, services_dir = _paths()
+    kubeconfig = plane.up()
+    database_url = postgres.up()
+    plane.kubectl("apply", "-f", str(CRD))
+    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "DATABASE_URL": database_url,
+           "SHUNTER_API_AUTH": "none", "SHUNTER_IDENTITY": "demo-operator",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    bin_dir = Path(sys.executable).parent
+    processes.start("shunter-operator", [str(bin_dir / "shunter-operator")],
+                    state_dir=services_dir, env=env)  # fmt: skip
+    processes.start("shunter-api", [str(bin_dir / "shunter-api"), "--port", str(port)],
+                    state_dir=services_dir, env=env)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(f"{base}/readyz", "the API")
+    for sample in SAMPLES:
+        try:
+            _http("POST", f"{base}/api/training/submit", sample)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # already submitted by an earlier `make demo`
+                raise
+    print(_instructions(kubeconfig, database_url, base, services_dir))
+    return 0
+
+
+def _instructions(kubeconfig: Path, database_url: str, base: str, state: Path) -> str:
+    return f"""
+Shunter demo is up.
+  API        {base}   (docs: {base}/docs)
+  kubeconfig {kubeconfig}
+  database   {database_url}
+  logs       {state}/logs/shunter-operator.log, {state}/logs/shunter-api.log
+
+Try the acceptance guide:
+  curl {base}/api/training/queue
+  curl -X POST {base}/api/training/submit -H 'Content-Type: application/json' \\
+       -d '{{"gpus": 1, "pod_annotations": {{"sim.shunter.dev/run-for": "60s"}}}}'
+  curl {base}/api/training/status/demo-resnet
+  curl -X POST {base}/api/training/cancel/demo-bert      # queued: removed from queue
+  curl -X POST {base}/api/training/cancel/demo-llama     # running: graceful termination
+  curl -X POST {base}/api/training/cancel/invalid-job-id # 404 Job not found
+  curl '{base}/api/training/jobs?status=cancelled'
+  grep Terminate {state}/logs/shunter-operator.log
+
+With kubectl:
+  export KUBECONFIG={kubeconfig} PATH=$HOME/.cache/shunter/bin:$PATH
+  kubectl get tj
+  kubectl patch tj demo-hangs --type merge -p '{{"spec":{{"cancelled":true}}}}'
+
+Stop everything: make demo-down
+"""
+
+
+def down() -> int:
+    plane, postgres, services_dir = _paths()
+    for name in SERVICES:
+        processes.stop(name, state_dir=services_dir)
+    plane.down()
+    postgres.down()
+    print("demo stopped", file=sys.stderr)
+    return 0
