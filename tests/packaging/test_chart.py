@@ -62,9 +62,9 @@ def test_watch_namespace_scopes_job_permissions_to_a_role():
     assert ("Role", "ml") in kinds
     assert ("RoleBinding", "ml") in kinds
     cluster_roles = [d for d in render("admission.watchNamespace=ml") if d["kind"] == "ClusterRole"]
-    # Only the CRD reader and the token/access reviewer stay cluster-wide.
+    # Only the CRD/namespace observer and the token/access reviewer stay cluster-wide.
     assert sorted(r["metadata"]["name"].rsplit("-", 2)[-2:][-1] for r in cluster_roles) == [
-        "reader",
+        "observer",
         "reviewer",
     ]
 

@@ -100,7 +100,7 @@ Try the acceptance guide:
        -d '{{"gpus": 1, "pod_annotations": {{"sim.shunter.dev/run-for": "60s"}}}}'
   curl {base}/api/training/status/demo-resnet
   curl -X POST {base}/api/training/cancel/demo-bert      # queued: removed from queue
-  curl -X POST {base}/api/training/cancel/demo-llama     # running: graceful termination
+  curl -X POST {base}/api/training/cancel/demo-resnet    # running: graceful termination
   curl -X POST {base}/api/training/cancel/invalid-job-id # 404 Job not found
   curl '{base}/api/training/jobs?status=cancelled'
   grep Terminate {state}/logs/shunter-operator.log

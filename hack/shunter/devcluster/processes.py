@@ -52,11 +52,24 @@ def _recorded(pid_file: Path) -> tuple[int, str] | None:
 
 
 def _runs(pid: int, binary: str) -> bool:
+    """Whether pid is alive and still runs the recorded program.
+
+    The program is matched against the command line, not /proc/PID/exe: a Python
+    entry point runs as the interpreter with the script as its first argument. A
+    child of this interpreter is asked directly: right after fork, before exec, its
+    command line is still ours.
+    """
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
-        exe = os.readlink(f"/proc/{pid}/exe")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    return os.path.realpath(binary) == exe.removesuffix(" (deleted)")
+    if state == "Z":
+        return False  # exited, not yet reaped
+    return binary.encode() in argv[:2]
 
 
 def alive(name: str, *, state_dir: Path) -> bool:

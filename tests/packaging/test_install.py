@@ -1,0 +1,193 @@
+"""`helm install` on the real control plane, then the system running as the chart's
+ServiceAccounts: the acceptance scenarios pass, which proves the chart's RBAC is
+enough, and actions outside it are refused, which proves it is not too much.
+
+The Deployments are installed with zero replicas: the operator and the API run here as
+local processes holding the chart's ServiceAccount tokens (TokenRequest), so the API
+server applies exactly the chart's Roles to every call they make.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from shunter.devcluster.controlplane import default_bin_dir
+from tests.api.test_auth import account_with_role
+from tests.packaging.test_chart import CHART, helm
+from tests.support.api import ApiProcess
+from tests.support.kube import api_client, temporary_namespace
+from tests.support.operator import OperatorProcess
+from tests.support.polling import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
+
+
+def token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
+    """A kubeconfig for the same cluster that authenticates with a bearer token."""
+    config = yaml.safe_load(admin.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def release(kubeconfig: Path, namespace: str, crd: None) -> Iterator[str]:
+    name = f"r{namespace[-8:]}"
+    result = helm(
+        "install",
+        name,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--set",
+        f"admission.watchNamespace={namespace}",
+        "--set",
+        "operator.replicas=0",
+        "--set",
+        "api.replicas=0",
+        "--set",
+        "database.url=postgresql://unused@db/shunter",
+        "--wait",
+        "--timeout",
+        "60s",
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    yield name
+    helm("uninstall", name, "--namespace", namespace, "--kubeconfig", str(kubeconfig), check=False)
+
+
+def sa_token(api: client.ApiClient, namespace: str, name: str) -> str:
+    request = client.CoreV1Api(api).create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": 3600}}
+    )
+    return str(request.status.token)
+
+
+def test_chart_install_runs_the_system_with_exactly_its_rbac(
+    release: str,
+    namespace: str,
+    kubeconfig: Path,
+    kube_api: client.ApiClient,
+    database_url: str,
+    tmp_path: Path,
+    crd: None,
+):
+    operator_sa, api_sa = f"{release}-shunter-operator", f"{release}-shunter-api"
+    operator_config = token_kubeconfig(
+        kubeconfig, sa_token(kube_api, namespace, operator_sa), tmp_path / "operator.kubeconfig"
+    )
+    api_config = token_kubeconfig(
+        kubeconfig, sa_token(kube_api, namespace, api_sa), tmp_path / "api.kubeconfig"
+    )
+    operator = OperatorProcess(
+        kubeconfig=operator_config,
+        namespace=namespace,
+        database_url=database_url,
+        log_path=tmp_path / "operator.log",
+        env={"SHUNTER_LEASE_NAME": operator_sa},
+    ).start()
+    api = ApiProcess(
+        kubeconfig=api_config,
+        namespace=namespace,
+        database_url=database_url,
+        log_path=tmp_path / "api.log",
+        env={"SHUNTER_API_AUTH": "kubernetes"},
+    ).start()
+    user = account_with_role(
+        kube_api, namespace, "alice", ["get", "list", "watch", "create", "patch"]
+    )
+    try:
+        with api.client(user) as http:
+            ids = [
+                http.post("/api/training/submit", json={"name": n}).json()["job_id"]
+                for n in ("first", "second")
+            ]
+            assert ids == ["first", "second"]
+            wait_for(
+                lambda: http.get("/api/training/status/first").json()["status"] == "running",
+                timeout=60,
+                what="first to run",
+            )
+            queued = http.post("/api/training/cancel/second")
+            assert queued.json()["message"] == "Job removed from queue and cancelled"
+            running = http.post("/api/training/cancel/first")
+            assert running.json()["message"] == "Job cancelled (was running)"
+            wait_for(
+                lambda: http.get("/api/training/status/first").json()["status"] == "cancelled",
+                timeout=60,
+                what="first to be cancelled",
+            )
+        assert "Forbidden" not in operator.log()
+        assert " 403" not in operator.log()
+    finally:
+        api.stop()
+        operator.stop()
+
+    # Outside the chart's rules, the API server refuses.
+    as_operator = api_client(operator_config)
+    with pytest.raises(ApiException) as denied:
+        client.CustomObjectsApi(as_operator).delete_namespaced_custom_object(
+            "shunter.dev", "v1alpha1", namespace, "trainingjobs", "first"
+        )
+    assert denied.value.status == 403
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(as_operator).list_namespaced_secret(namespace)
+    assert denied.value.status == 403
+    as_api = api_client(api_config)
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(as_api).list_namespaced_pod(namespace)
+    assert denied.value.status == 403
+    with pytest.raises(ApiException) as denied:
+        client.CustomObjectsApi(as_api).list_namespaced_custom_object(
+            "shunter.dev", "v1alpha1", "default", "trainingjobs"
+        )
+    assert denied.value.status == 403
+
+
+def test_plain_manifests_are_accepted_by_the_api_server(
+    kubeconfig: Path, kube_api: client.ApiClient, crd: None
+):
+    """`kubectl apply -k manifests/` in server-side dry-run: every object validates."""
+    core = client.CoreV1Api(kube_api)
+    if any(n.metadata.name == "shunter-system" for n in core.list_namespace().items):
+        pytest.skip("shunter-system exists here (a real install): not touching it")
+    # Server-side dry-run of namespaced objects needs their namespace to exist.
+    with temporary_namespace(kube_api, "shunter-system"):
+        result = subprocess.run(
+            [
+                str(default_bin_dir() / "kubectl"),
+                "--kubeconfig",
+                str(kubeconfig),
+                "apply",
+                "--dry-run=server",
+                "-k",
+                str(CHART.parents[1] / "manifests"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/shunter-operator created (server dry run)" in result.stdout
+    assert "clusterrole.rbac.authorization.k8s.io/shunter-api-reviewer created" in result.stdout
