@@ -44,6 +44,9 @@ demo: venv controlplane ## The whole system locally: cluster, Postgres, operator
 demo-down: venv ## Stop everything `make demo` started
 	$(PY) -m shunter.devcluster.cli demo down
 
+e2e-kind: venv controlplane ## The e2e suite on a kind cluster (needs Docker and kind; see hack/e2e-kind.sh)
+	hack/e2e-kind.sh
+
 manifests: controlplane ## Re-render manifests/ from the Helm chart (a test fails if they drift)
 	hack/render-manifests.sh
 

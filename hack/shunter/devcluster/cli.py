@@ -3,6 +3,7 @@
     shunter-dev cluster up [--name N] [--nodes 4] [--gpus-per-node 8]
     shunter-dev cluster down [--name N]
     shunter-dev cluster status [--name N]
+    shunter-dev cluster simulate --kubeconfig PATH [--name N]   (fake GPU nodes on kind)
     shunter-dev postgres up|down|stop|start [--name N]
     shunter-dev demo up|down [--port 8000]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from shunter.devcluster import demo, processes
 from shunter.devcluster.controlplane import (
@@ -33,6 +35,14 @@ def _cluster(args: argparse.Namespace) -> int:
         kubeconfig = plane.up(ClusterSpec(gpu_nodes=args.nodes, gpus_per_node=args.gpus_per_node))
         print(f"cluster {args.name} up in {time.monotonic() - start:.1f}s", file=sys.stderr)
         print(kubeconfig)
+    elif args.action == "simulate":
+        if not args.kubeconfig:
+            raise ControlPlaneError("cluster simulate needs --kubeconfig of the target cluster")
+        plane.simulate(
+            Path(args.kubeconfig),
+            ClusterSpec(gpu_nodes=args.nodes, gpus_per_node=args.gpus_per_node),
+        )
+        print(f"kwok simulates {args.nodes} GPU nodes on that cluster", file=sys.stderr)
     elif args.action == "down":
         plane.down()
         print(f"cluster {args.name} down", file=sys.stderr)
@@ -65,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shunter-dev", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     cluster = sub.add_parser("cluster", help="the local Kubernetes control plane")
-    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("action", choices=["up", "down", "status", "simulate"])
+    cluster.add_argument("--kubeconfig", help="simulate: the cluster to add fake GPU nodes to")
     cluster.add_argument("--name", default="dev")
     cluster.add_argument("--nodes", type=int, default=4, help="fake GPU nodes (default 4)")
     cluster.add_argument("--gpus-per-node", type=int, default=8, help="default 8")

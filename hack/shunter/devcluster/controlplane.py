@@ -210,6 +210,9 @@ class ControlPlane:
             ],
             state_dir=self.state_dir,
         )
+        self._start_kwok(Path(kubeconfig), ports.kwok)
+
+    def _start_kwok(self, kubeconfig: Path, port: int) -> None:
         stages = self.state_dir / "stages.yaml"
         stages.write_text(resources.files("shunter.devcluster").joinpath("stages.yaml").read_text())
         processes.start(
@@ -224,7 +227,7 @@ class ControlPlane:
                 # kwok hands out pod IPs from this range: room for benchmarks with 10,000 pods.
                 "--cidr=10.128.0.1/14",
                 "--node-ip=10.96.255.1",
-                f"--server-address=127.0.0.1:{ports.kwok}",
+                f"--server-address=127.0.0.1:{port}",
             ],
             state_dir=self.state_dir,
         )
@@ -261,6 +264,20 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
+
+    def simulate(self, kubeconfig: Path, spec: ClusterSpec | None = None) -> None:
+        """Add kwok's fake GPU nodes and pod lifecycles to another cluster (e.g. kind).
+
+        Only kwok runs here; it manages only the nodes it creates, so the cluster's real
+        nodes and their pods are untouched.
+        """
+        spec = spec or ClusterSpec()
+        self.binary("kwok")
+        processes.stop("kwok", state_dir=self.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_kwok(kubeconfig, _free_port())
+        self.kubeconfig.write_text(kubeconfig.read_text())
+        self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
 
     # -- readiness -----------------------------------------------------------------
 
