@@ -10,7 +10,7 @@ export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
-        test-unit demo demo-down e2e-kind bench clean
+        test-unit demo demo-down e2e-kind bench clean trainer-venv
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,8 +60,11 @@ lint: venv ## ruff (format + check), mypy --strict, import-linter
 	$(VENV)/bin/mypy operator/shunter api/shunter hack/shunter
 	$(VENV)/bin/lint-imports
 
+trainer-venv: ## The trainer's torch venv under ~/.cache (CPU is enough for the tests)
+	@hack/trainer-venv.sh
+
 test: venv controlplane lint chart-lint ## Lint, then the whole test suite on a real control plane (KUBECONFIG to reuse a cluster)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	SHUNTER_TRAINER_PYTHON=$$(hack/trainer-venv.sh) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Only the tests that need neither a cluster nor Postgres
 	$(PY) -m pytest -m "not cluster and not postgres" $(PYTEST_ARGS)
