@@ -18,6 +18,7 @@ from kubernetes import client
 
 from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from tests.support.api import ApiProcess
 from tests.support.kube import api_client, temporary_namespace
 from tests.support.operator import Jobs, OperatorProcess, install_crd
 
@@ -87,6 +88,28 @@ def start_operator(
             namespace=namespace,
             database_url=database,
             log_path=tmp_path / "operator.log",
+            env=env,
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def start_api(
+    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
+) -> Iterator[Callable[..., ApiProcess]]:
+    started: list[ApiProcess] = []
+
+    def start(**env: str) -> ApiProcess:
+        process = ApiProcess(
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            database_url=database_url,
+            log_path=tmp_path / "api.log",
             env=env,
         )
         started.append(process)

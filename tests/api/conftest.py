@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
-
-
-@pytest.fixture
-def start_api(
-    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
-) -> Iterator[Callable[..., ApiProcess]]:
-    started: list[ApiProcess] = []
-
-    def start(**env: str) -> ApiProcess:
-        process = ApiProcess(
-            kubeconfig=kubeconfig,
-            namespace=namespace,
-            database_url=database_url,
-            log_path=tmp_path / "api.log",
-            env=env,
-        )
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 @pytest.fixture

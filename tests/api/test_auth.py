@@ -12,39 +12,12 @@ import pytest
 from kubernetes import client
 
 from tests.support.api import ApiProcess
+from tests.support.kube import account_with_role
 from tests.support.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 SUBMIT = {"pod_annotations": {"sim.shunter.dev/run-for": "600s"}}
-
-
-def account_with_role(api: client.ApiClient, namespace: str, name: str, verbs: list[str]) -> str:
-    """A ServiceAccount bound to a Role with these verbs on trainingjobs; its token."""
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    if verbs:
-        rbac.create_namespaced_role(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "rules": [
-                    {"apiGroups": ["shunter.dev"], "resources": ["trainingjobs"], "verbs": verbs}
-                ],
-            },
-        )
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-            },
-        )
-    request = core.create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 3600}}
-    )
-    return str(request.status.token)
 
 
 @pytest.fixture

@@ -19,10 +19,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.controlplane import default_bin_dir
-from tests.api.test_auth import account_with_role
 from tests.packaging.test_chart import CHART, helm
 from tests.support.api import ApiProcess
-from tests.support.kube import api_client, temporary_namespace
+from tests.support.kube import account_with_role, api_client, temporary_namespace
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 

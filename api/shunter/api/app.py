@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from kubernetes import client
 
 from shunter.api import errors
@@ -20,6 +23,8 @@ from shunter.api.settings import ApiSettings
 
 log = logging.getLogger("shunter.api")
 CACHE_SYNC_TIMEOUT = 30.0
+# The web UI: static files, no build step.
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: ApiSettings, api_client: client.ApiClient) -> FastAPI:
@@ -55,4 +60,10 @@ def create_app(settings: ApiSettings, api_client: client.ApiClient) -> FastAPI:
     metrics.install(app)
     app.include_router(training.router)
     app.include_router(health.router)
+    app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
     return app

@@ -54,6 +54,7 @@ class Cluster:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.auth = client.AuthenticationV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
 
     def _do(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -88,6 +89,26 @@ class Cluster:
             _content_type="application/merge-patch+json",
         )  # fmt: skip
         return body
+
+    def job_events(self, key: JobKey) -> list[dict[str, Any]]:
+        """Kubernetes Events about the job, oldest first."""
+        events = self._do(
+            f"events of {key}",
+            self.core.list_namespaced_event,
+            key.namespace,
+            field_selector=f"involvedObject.kind=TrainingJob,involvedObject.name={key.name}",
+        )
+        rows = [
+            {
+                "type": e.type,
+                "reason": e.reason,
+                "message": e.message,
+                "time": e.event_time or e.last_timestamp or e.first_timestamp,
+                "count": e.count or 1,
+            }
+            for e in events.items
+        ]
+        return sorted(rows, key=lambda r: (r["time"] is None, r["time"]))
 
     def review_token(self, token: str) -> dict[str, Any]:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",

@@ -140,6 +140,22 @@ class QueueView(BaseModel):
     queued: list[JobPublic] = Field(description="In admission order; queue_position 1 is next")
 
 
+class JobList(BaseModel):
+    """Current jobs (from the cluster), newest first."""
+
+    namespace: str
+    count: int
+    items: list[JobPublic]
+
+
+class JobEvent(BaseModel):
+    type: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    time: datetime | None = None
+    count: int = 1
+
+
 class HistoryRow(BaseModel):
     job_id: str
     uid: str

@@ -16,7 +16,7 @@ from shunter.api.cluster import Cluster, ClusterError, Conflict, JobCache, NotFo
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
-from shunter.api.schemas import JobCreate, JobPublic, QueueView
+from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
 from shunter.api.settings import ApiSettings
 from shunter.operator.admission import queue_order
 from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Phase
@@ -107,6 +107,22 @@ class TrainingService:
             running=[JobPublic.of(j) for j in active],
             queued=[JobPublic.of(j) for j in waiting],
         )
+
+    def live(self, namespace: str, *, limit: int) -> JobList:
+        jobs = sorted(
+            self.cache.jobs(namespace), key=lambda j: (j.created_at, j.key.name), reverse=True
+        )
+        return JobList(
+            namespace=namespace, count=len(jobs), items=[JobPublic.of(j) for j in jobs[:limit]]
+        )
+
+    def events(self, key: JobKey) -> list[JobEvent]:
+        if self._live(key) is None:
+            raise JobNotFound("Job not found")
+        try:
+            return [JobEvent(**row) for row in self.cluster.job_events(key)]
+        except ClusterError as exc:
+            raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
 
     def cancel(self, key: JobKey) -> CancelOutcome:
         """Decide on the live job; patch only if it is unchanged since the read."""

@@ -1,4 +1,4 @@
-"""Probes and metrics: /healthz (alive), /readyz (cache synced), /metrics (Prometheus)."""
+"""Probes, metrics and client config: /healthz, /readyz, /metrics, /api/config."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ async def readyz(request: Request) -> JSONResponse:
     synced = request.app.state.cache.synced
     body = {"status": "ok" if synced else "waiting", "job_cache_synced": synced}
     return JSONResponse(body, status_code=200 if synced else 503)
+
+
+@router.get("/api/config")
+async def config(request: Request) -> dict[str, object]:
+    """What a client needs before its first call: whether a token is required."""
+    settings = request.app.state.settings
+    return {"auth_required": settings.auth == "kubernetes",
+            "default_namespace": settings.namespace}  # fmt: skip
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -15,7 +15,9 @@ from shunter.api.schemas import (
     ErrorBody,
     HistoryRow,
     JobCreate,
+    JobEvent,
     JobHistoryPage,
+    JobList,
     JobPublic,
     QueueView,
     SubmitResult,
@@ -78,6 +80,36 @@ async def status(
     await run_in_threadpool(authority.authorize, caller, "get", namespace)
     job = await run_in_threadpool(service.status, JobKey(namespace, job_id))
     return JobPublic.of(job)
+
+
+@router.get(
+    "/status/{job_id}/events",
+    response_model=list[JobEvent],
+    responses={404: {"model": ErrorBody, "description": "Job not found"}, **ERRORS},
+)
+async def events(
+    job_id: JobIdPath,
+    service: Service,
+    caller: Caller,
+    authority: AuthorityDep,
+    namespace: Namespace,
+) -> list[JobEvent]:
+    """The job's Kubernetes Events (admitted, started, terminating, ...), oldest first."""
+    await run_in_threadpool(authority.authorize, caller, "get", namespace)
+    return await run_in_threadpool(service.events, JobKey(namespace, job_id))
+
+
+@router.get("/live", response_model=JobList, responses=ERRORS)
+async def live(
+    service: Service,
+    caller: Caller,
+    authority: AuthorityDep,
+    namespace: Namespace,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobList:
+    """Every job in the namespace as the cluster has it now (finished ones too)."""
+    await run_in_threadpool(authority.authorize, caller, "list", namespace)
+    return service.live(namespace, limit=limit)
 
 
 @router.post(
