@@ -77,3 +77,21 @@ def test_jobs_created_in_the_same_second_are_numbered_in_creation_order():
     )
     assert result.decisions[first.key].status.phase is Phase.STARTING
     assert result.decisions[second.key].status.sequence == 2
+
+
+def test_only_the_first_positions_are_written_exactly():
+    jobs = [
+        a_training_job(f"j{i:02d}").created_at(T0 + timedelta(seconds=i)).job() for i in range(6)
+    ]
+    result = plan_pass(
+        jobs,
+        {},
+        now=NOW,
+        limits=Limits(max_running=1),
+        grace_margin=timedelta(seconds=10),
+        exact_positions=3,
+    )
+    statuses = [result.decisions[j.key].status for j in jobs]
+    assert [s.queue_position for s in statuses] == [None, 1, 2, 3, None, None]
+    assert statuses[4].message == "Waiting in queue (more than 3 jobs ahead)"
+    assert statuses[0].phase is Phase.STARTING

@@ -105,7 +105,11 @@ class TrainingService:
             running_count=len(active),
             queued_count=len(waiting),
             running=[JobPublic.of(j) for j in active],
-            queued=[JobPublic.of(j) for j in waiting],
+            # Positions from the live order: status carries only the first few.
+            queued=[
+                JobPublic.of(j).model_copy(update={"queue_position": i})
+                for i, j in enumerate(waiting, start=1)
+            ],
         )
 
     def live(self, namespace: str, *, limit: int) -> JobList:

@@ -156,6 +156,7 @@ class Controller:
             grace_margin=self.settings.grace_margin,
             unobserved=set(self._expected),
             next_sequence=self._next_sequence,
+            exact_positions=self.settings.exact_positions,
         )
         self._next_sequence = result.next_sequence
         by_key = {job.key: job for job in jobs}

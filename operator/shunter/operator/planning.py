@@ -43,6 +43,7 @@ def plan_pass(
     grace_margin: timedelta,
     unobserved: Collection[JobKey] = (),
     next_sequence: int = 1,
+    exact_positions: int = 20,
 ) -> Pass:
     decisions: dict[JobKey, Decision] = {}
     updated: list[Job] = []
@@ -68,6 +69,13 @@ def plan_pass(
     admit = set(admission.admit)
     for job in (j for j in updated if j.phase in (None, Phase.QUEUED)):
         waiting_message = None
+        position = admission.positions.get(job.key)
+        if position is not None and position > exact_positions:
+            # Every admission shifts every position behind it; writing them all would
+            # cost one status write per queued job per admission. Beyond the first
+            # few, the status only says the job is further back (GET /queue has them all).
+            waiting_message = f"Waiting in queue (more than {exact_positions} jobs ahead)"
+            position = None
         if not fits_budget(job, limits):
             waiting_message = (
                 f"Requests {job.spec.gpus} GPUs, more than the GPU budget of"
@@ -79,7 +87,7 @@ def plan_pass(
             Context(
                 now=now,
                 admit=job.key in admit,
-                queue_position=admission.positions.get(job.key),
+                queue_position=position,
                 waiting_message=waiting_message,
             ),
         )

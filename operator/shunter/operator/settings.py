@@ -11,6 +11,7 @@
 | SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease |
 | DATABASE_URL | (none) | PostgreSQL for the mirror; unset: the mirror is off (logged) |
 | SHUNTER_RESYNC_SECONDS | 30 | periodic reconcile even without events |
+| SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs get their exact position in status |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Settings:
     identity: str
     database_url: str | None
     resync: timedelta
+    exact_positions: int = 20
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,4 +69,5 @@ class Settings:
             or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
             database_url=os.environ.get("DATABASE_URL") or None,
             resync=timedelta(seconds=_int("SHUNTER_RESYNC_SECONDS", 30, minimum=1)),
+            exact_positions=_int("SHUNTER_QUEUE_POSITIONS", 20, minimum=1),
         )
