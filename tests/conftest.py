@@ -24,16 +24,22 @@ from tests.support.operator import Jobs, OperatorProcess, install_crd
 
 
 @pytest.fixture(scope="session")
-def kubeconfig() -> Iterator[Path]:
-    given = os.environ.get("KUBECONFIG")
-    if given:
-        yield Path(given)
+def control_plane() -> Iterator[ControlPlane | None]:
+    """The local control plane this session started; None when KUBECONFIG names one."""
+    if os.environ.get("KUBECONFIG"):
+        yield None
         return
     plane = ControlPlane(default_state_dir(f"pytest-{os.getpid()}"))
     try:
-        yield plane.up()
+        plane.up()
+        yield plane
     finally:
         plane.down()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane | None) -> Path:
+    return control_plane.kubeconfig if control_plane else Path(os.environ["KUBECONFIG"])
 
 
 @pytest.fixture(scope="session")

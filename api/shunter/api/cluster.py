@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from shunter.operator.model import GROUP, PLURAL, VERSION, Job, JobKey
 
@@ -58,10 +59,13 @@ class Cluster:
         self.authz = client.AuthorizationV1Api(api)
 
     def _do(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", 30)
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
             raise translate(exc, what) from exc
+        except (HTTPError, OSError) as exc:
+            raise ClusterError(f"{what}: API server unreachable: {exc}") from exc
 
     def get_job(self, key: JobKey) -> dict[str, Any]:
         body: dict[str, Any] = self._do(

@@ -354,6 +354,11 @@ class ControlPlane:
     def apply(self, objects: list[dict[str, object]]) -> None:
         self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
 
+    def restart_apiserver(self) -> None:
+        """Restart kube-apiserver in place (a fault to recover from) and wait until ready."""
+        processes.restart("kube-apiserver", state_dir=self.state_dir)
+        self._wait("kube-apiserver", f"https://127.0.0.1:{self.ports().apiserver}/readyz")
+
     # -- stop ----------------------------------------------------------------------
 
     def down(self, *, keep_logs: bool = False) -> None:

@@ -8,6 +8,7 @@ before signalling, so a recycled pid is never killed by mistake.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ def start(
         )
     _children[proc.pid] = proc
     (pids / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
+    (pids / f"{name}.argv").write_text(json.dumps({"argv": list(argv), "env": env}))
     return proc.pid
 
 
@@ -104,6 +106,13 @@ def stop(name: str, *, state_dir: Path, timeout: float = 15.0) -> None:
     pid_file.unlink(missing_ok=True)
     if recorded is not None and recorded[0] in _children:
         _children.pop(recorded[0]).wait()
+
+
+def restart(name: str, *, state_dir: Path) -> int:
+    """Stop a process and start it again with the same command line and environment."""
+    recorded = json.loads((state_dir / "pids" / f"{name}.argv").read_text())
+    stop(name, state_dir=state_dir)
+    return start(name, recorded["argv"], state_dir=state_dir, env=recorded["env"])
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -19,12 +19,15 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from shunter.operator.decisions import Event
 from shunter.operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobKey, Uid
 
 log = logging.getLogger("shunter.operator.kube")
 COMPONENT = "shunter-operator"
+# Seconds before a call to the API server is abandoned (and retried by the next pass).
+REQUEST_TIMEOUT = 30
 
 
 class KubeError(Exception):
@@ -76,10 +79,14 @@ class Kube:
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except ApiException as exc:
             raise _translate(exc, what) from exc
+        except (HTTPError, OSError) as exc:
+            # The API server is unreachable (restarting, network): a retryable failure.
+            raise KubeError(f"{what}: {exc}") from exc
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -83,6 +83,10 @@ class LeaderElector:
                 except KubeError as exc:
                     log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
                     renewed = False
+                except Exception:
+                    # Whatever happens, the loop goes on: a dead elector is a dead operator.
+                    log.exception("lease %s/%s: unexpected error", self.namespace, self.name)
+                    renewed = False
                 if renewed:
                     self._last_renew = time.monotonic()
                 self._set(renewed or self.is_leader)
