@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shunter.operator.decisions import Decision
+from shunter.operator.decisions import Decision, Event
 from shunter.operator.kube import Invalid, Kube, KubeError, NotFound
 from shunter.operator.mirror import Mirror
 from shunter.operator.model import Job, JobKey, JobStatus, Phase, PodView
@@ -38,6 +38,7 @@ log = logging.getLogger("shunter.operator")
 EXPECTATION_TTL = 30.0
 RETRY_AFTER_ERROR = 2.0
 CONCURRENCY = 32
+EVENT_BACKLOG = 10_000
 
 
 Index = Mapping[JobKey, Iterable[Any]]
@@ -69,6 +70,9 @@ class Controller:
         self._expected: dict[JobKey, float] = {}
         self._next_sequence: int | None = None
         self._semaphore = asyncio.Semaphore(CONCURRENCY)
+        # Events are posted off the reconcile path: a slow or failing Event never
+        # delays the next decision.
+        self._events: asyncio.Queue[tuple[Job, Event]] = asyncio.Queue(maxsize=EVENT_BACKLOG)
         self.last_pass = time.monotonic()
         self.passes = 0
 
@@ -194,10 +198,19 @@ class Controller:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
             for event in decision.events:
                 try:
-                    await self.kube.post_event(job.key, job.uid, event)
-                except KubeError as exc:
-                    log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
+                    self._events.put_nowait((job, event))
+                except asyncio.QueueFull:
+                    log.warning("job %s: event %s dropped (backlog full)", job.key, event.reason)
             return True
+
+    async def post_events(self) -> None:
+        """Post queued Events in order, a few at a time."""
+        while True:
+            job, event = await self._events.get()
+            try:
+                await self.kube.post_event(job.key, job.uid, event)
+            except KubeError as exc:
+                log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
 
     async def _write_status(self, job: Job, status: JobStatus) -> None:
         patch = status_patch(job.status, status)

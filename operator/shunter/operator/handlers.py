@@ -53,6 +53,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
     memo.tasks = [
         asyncio.create_task(controller.run(), name="controller"),
+        *(asyncio.create_task(controller.post_events(), name=f"events-{i}") for i in range(4)),
         asyncio.create_task(elector.run(), name="leader-election"),
         asyncio.create_task(mirror.run(), name="mirror"),
     ]
