@@ -47,6 +47,11 @@ demo-down: venv ## Stop everything `make demo` started
 e2e-kind: venv controlplane ## The e2e suite on a kind cluster (needs Docker and kind; see hack/e2e-kind.sh)
 	hack/e2e-kind.sh
 
+bench: venv controlplane ## Benchmarks (minutes; prints tables, writes bench/results/*.json; see bench/RESULTS.md)
+	$(PY) -m bench.latency --jobs 200 --chain 100
+	$(PY) -m bench.throughput --jobs 1000
+	$(PY) -m bench.api_load --jobs 10000 --cycles 2000
+
 manifests: controlplane ## Re-render manifests/ from the Helm chart (a test fails if they drift)
 	hack/render-manifests.sh
 
