@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
         test-unit demo demo-down e2e-kind bench clean trainer-venv
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv with the package, test and lint tools (pip cache: ~/.cache/pip)
 
-controlplane: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl, kwok (pinned; cached)
+controlplane: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl, kwok, helm (pinned; cached)
 	hack/controlplane/build.sh
 
 cluster: venv controlplane ## Start the local control plane with 4 fake GPU nodes x 8 GPUs; prints the kubeconfig

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -81,19 +82,23 @@ def jobs(kube_api: client.ApiClient, namespace: str, crd: None) -> Jobs:
     return Jobs(kube_api, namespace)
 
 
-@pytest.fixture
-def start_operator(
-    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
-) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start the operator for the test's namespace: start_operator(SHUNTER_MAX_RUNNING="2")."""
-    started: list[OperatorProcess] = []
+def _starter(
+    cls: type[OperatorProcess] | type[ApiProcess],
+    *,
+    kubeconfig: Path,
+    namespace: str,
+    database_url: str,
+    log_path: Path,
+) -> Iterator[Callable[..., Any]]:
+    """A fixture body: start(**env) starts a service; all are stopped afterwards."""
+    started: list[OperatorProcess | ApiProcess] = []
 
-    def start(*, database: str | None = database_url, **env: str) -> OperatorProcess:
-        process = OperatorProcess(
+    def start(*, database: str | None = database_url, **env: str) -> Any:
+        process = cls(
             kubeconfig=kubeconfig,
             namespace=namespace,
             database_url=database,
-            log_path=tmp_path / "operator.log",
+            log_path=log_path,
             env=env,
         )
         started.append(process)
@@ -102,25 +107,31 @@ def start_operator(
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def start_operator(
+    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start the operator for the test's namespace: start_operator(SHUNTER_MAX_RUNNING="2")."""
+    yield from _starter(
+        OperatorProcess,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        database_url=database_url,
+        log_path=tmp_path / "operator.log",
+    )
 
 
 @pytest.fixture
 def start_api(
     kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
 ) -> Iterator[Callable[..., ApiProcess]]:
-    started: list[ApiProcess] = []
-
-    def start(**env: str) -> ApiProcess:
-        process = ApiProcess(
-            kubeconfig=kubeconfig,
-            namespace=namespace,
-            database_url=database_url,
-            log_path=tmp_path / "api.log",
-            env=env,
-        )
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+    """Start the API for the test's namespace (auth off unless SHUNTER_API_AUTH is given)."""
+    yield from _starter(
+        ApiProcess,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        database_url=database_url,
+        log_path=tmp_path / "api.log",
+    )

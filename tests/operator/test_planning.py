@@ -95,3 +95,20 @@ def test_only_the_first_positions_are_written_exactly():
     assert [s.queue_position for s in statuses] == [None, 1, 2, 3, None, None]
     assert statuses[4].message == "Waiting in queue (more than 3 jobs ahead)"
     assert statuses[0].phase is Phase.STARTING
+
+
+def test_a_queued_job_whose_place_did_not_change_is_left_alone():
+    head = a_training_job("head").in_phase("running", sequence=1, nodeName="gpu-node-0").job()
+    waiting = (
+        a_training_job("wait")
+        .in_phase("queued", sequence=2, queuePosition=1, message="Waiting in queue at position 1")
+        .job()
+    )
+    result = plan_pass(
+        [head, waiting],
+        {head.key: a_pod_of(head)},
+        now=NOW,
+        limits=Limits(),
+        grace_margin=timedelta(seconds=10),
+    )
+    assert result.decisions == {}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from tests.support.polling import wait_for
+from tests.support.process import ServiceProcess
 
 
 def free_port() -> int:
@@ -20,53 +17,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ApiProcess:
+class ApiProcess(ServiceProcess):
+    module = "shunter.api.main"
+
     def __init__(
-        self,
-        *,
-        kubeconfig: Path,
-        namespace: str,
-        database_url: str | None,
-        log_path: Path,
+        self, *, kubeconfig: Path, namespace: str, database_url: str | None, log_path: Path,
         env: dict[str, str] | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
+        defaults = {
             "SHUNTER_API_NAMESPACE": namespace,
             "SHUNTER_API_WATCH_NAMESPACE": namespace,
             "SHUNTER_API_AUTH": "none",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
         }
-        if database_url:
-            self.env["DATABASE_URL"] = database_url
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            kubeconfig=kubeconfig,
+            database_url=database_url,
+            log_path=log_path,
+            env={**defaults, **(env or {})},
+            args=("--host", "127.0.0.1", "--port", str(self.port)),
+        )
 
     def start(self) -> ApiProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "shunter.api.main",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        self.spawn()
 
         def ready() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, self.log_path.read_text()
+            assert self.running(), self.log()
             try:
                 return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
             except httpx.TransportError:
@@ -78,12 +55,3 @@ class ApiProcess:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

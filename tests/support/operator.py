@@ -7,10 +7,6 @@ it, restart it and read its log exactly as an administrator would.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from shunter.operator.model import GROUP, PLURAL, VERSION
 from tests.support.builders import TrainingJobBuilder
 from tests.support.polling import wait_for
+from tests.support.process import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
@@ -49,45 +46,30 @@ def install_crd(api: client.ApiClient) -> None:
     wait_for(established, timeout=60, what="the TrainingJob CRD to be established")
 
 
-class OperatorProcess:
+class OperatorProcess(ServiceProcess):
+    module = "shunter.operator.main"
+
     def __init__(
-        self,
-        *,
-        kubeconfig: Path,
-        namespace: str,
-        database_url: str | None,
-        log_path: Path,
+        self, *, kubeconfig: Path, namespace: str, database_url: str | None, log_path: Path,
         env: dict[str, str] | None = None,
-    ) -> None:
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
+    ) -> None:  # fmt: skip
+        defaults = {
             "SHUNTER_NAMESPACE": namespace,
             "SHUNTER_LEASE_NAMESPACE": namespace,
             # A stable identity: a restarted operator takes its own Lease back at once.
             "SHUNTER_IDENTITY": f"pytest-{namespace}",
             "SHUNTER_GRACE_MARGIN_SECONDS": "2",
             "SHUNTER_RESYNC_SECONDS": "5",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
         }
-        if database_url:
-            self.env["DATABASE_URL"] = database_url
-        else:
-            self.env.pop("DATABASE_URL", None)
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            kubeconfig=kubeconfig,
+            database_url=database_url,
+            log_path=log_path,
+            env={**defaults, **(env or {})},
+        )
 
     def start(self) -> OperatorProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shunter.operator.main"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        self.spawn()
         wait_for(
             lambda: "acquired leadership" in self.log_since_start(),
             timeout=60,
@@ -95,28 +77,10 @@ class OperatorProcess:
         )
         return self
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def log_since_start(self) -> str:
         text = self.log()
         marker = text.rfind("shunter operator pytest-")
         return text[marker:] if marker >= 0 else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no Lease release, as a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Jobs:

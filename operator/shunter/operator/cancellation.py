@@ -26,6 +26,7 @@ from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.model import (
     CANCELLED_BY_USER,
     Job,
+    JobStatus,
     Phase,
     PodView,
     Termination,
@@ -112,6 +113,19 @@ def cancel_active(
     return Decision(status=job.status, wake_at=last + FORCE_RETRY)
 
 
+def _cancelled(job: Job, termination: Termination, *, now: datetime) -> JobStatus:
+    """The final status of every cancelled job: the guide's message and a completion time."""
+    return replace(
+        job.status,
+        phase=Phase.CANCELLED,
+        reason="Cancelled",
+        message=CANCELLED_BY_USER,
+        queue_position=None,
+        completed_at=now,
+        termination=termination,
+    )
+
+
 def _finished(job: Job, termination: Termination, *, ref: str, now: datetime) -> Decision:
     forced = termination.step is TerminationStep.FORCED
     log = (
@@ -119,19 +133,11 @@ def _finished(job: Job, termination: Termination, *, ref: str, now: datetime) ->
         if forced
         else f"[Terminate] Pod {ref} terminated gracefully"
     )
+    done = replace(
+        termination, step=TerminationStep.DONE, outcome="forced" if forced else "graceful"
+    )
     return Decision(
-        status=replace(
-            job.status,
-            phase=Phase.CANCELLED,
-            reason="Cancelled",
-            message=CANCELLED_BY_USER,
-            completed_at=now,
-            termination=replace(
-                termination,
-                step=TerminationStep.DONE,
-                outcome="forced" if forced else "graceful",
-            ),
-        ),
+        status=_cancelled(job, done, now=now),
         events=(
             Event(
                 "Normal",
@@ -147,18 +153,9 @@ def _finished(job: Job, termination: Termination, *, ref: str, now: datetime) ->
 
 def cancel_queued(job: Job, *, now: datetime) -> Decision:
     """A job that never got a Pod leaves the queue at once."""
+    never = Termination(step=TerminationStep.DONE, requested_at=now, outcome="never-started")
     return Decision(
-        status=replace(
-            job.status,
-            phase=Phase.CANCELLED,
-            reason="Cancelled",
-            message=CANCELLED_BY_USER,
-            queue_position=None,
-            completed_at=now,
-            termination=Termination(
-                step=TerminationStep.DONE, requested_at=now, outcome="never-started"
-            ),
-        ),
+        status=_cancelled(job, never, now=now),
         events=(Event("Normal", "Cancelled", "Removed from the queue and cancelled"),),
         logs=(f"[Cancel] Job {job.key} removed from queue and cancelled",),
     )

@@ -36,6 +36,23 @@ class Context:
     waiting_message: str | None = None
 
 
+def waiting_message(ctx: Context) -> str:
+    return ctx.waiting_message or f"Waiting in queue at position {ctx.queue_position}"
+
+
+def still_waiting(job: Job, ctx: Context) -> bool:
+    """A queued job this pass leaves exactly as it is (the common case, checked cheaply)."""
+    status = job.status
+    return (
+        status.phase is Phase.QUEUED
+        and not ctx.admit
+        and not job.spec.cancelled
+        and status.sequence is not None
+        and status.queue_position == ctx.queue_position
+        and status.message == waiting_message(ctx)
+    )
+
+
 def reconcile_job(job: Job, pod: PodView | None, ctx: Context) -> Decision:
     phase = job.phase
     if phase is not None and phase.terminal:
@@ -77,7 +94,7 @@ def _queued(job: Job, ctx: Context) -> Decision:
             events=(*events, Event("Normal", "Admitted", f"Admitted; creating pod {name}")),
             logs=(f"[Admit] Job {job.key} admitted; creating pod {name}",),
         )
-    message = ctx.waiting_message or f"Waiting in queue at position {ctx.queue_position}"
+    message = waiting_message(ctx)
     return Decision(
         status=replace(
             status,

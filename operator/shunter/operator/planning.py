@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from shunter.operator.admission import Limits, fits_budget, plan_admission
 from shunter.operator.decisions import Decision
-from shunter.operator.lifecycle import Context, reconcile_job
+from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey, Phase, PodView
 
 
@@ -81,16 +81,13 @@ def plan_pass(
                 f"Requests {job.spec.gpus} GPUs, more than the GPU budget of"
                 f" {limits.gpu_budget}: it cannot start until the budget grows"
             )
-        decisions[job.key] = reconcile_job(
-            job,
-            None,
-            Context(
-                now=now,
-                admit=job.key in admit,
-                queue_position=position,
-                waiting_message=waiting_message,
-            ),
-        )
+        ctx = Context(
+            now=now, admit=job.key in admit, queue_position=position,
+            waiting_message=waiting_message,
+        )  # fmt: skip
+        if still_waiting(job, ctx):
+            continue  # nothing to decide: skipping it keeps a pass cheap with long queues
+        decisions[job.key] = reconcile_job(job, None, ctx)
 
     original = {job.key: job for job in jobs}
     changed = {k: d for k, d in decisions.items() if _changed(original[k], d)}
