@@ -144,6 +144,8 @@ class JobCache:
         self.cluster = cluster
         self.namespace = namespace
         self._jobs: dict[JobKey, Job] = {}
+        # Bumped on every change, so readers can cache what they derive from the jobs.
+        self.version = 0
         self._lock = threading.Condition()
         self._synced = threading.Event()
         self._stop = threading.Event()
@@ -173,6 +175,7 @@ class JobCache:
             current = self._jobs.get(job.key)
             if current is None or _newer(job, current):
                 self._jobs[job.key] = job
+                self.version += 1
             self._lock.notify_all()
         return job
 
@@ -195,6 +198,7 @@ class JobCache:
                 version = listing["metadata"]["resourceVersion"]
                 with self._lock:
                     self._jobs = {j.key: j for j in map(Job.parse, listing["items"])}
+                    self.version += 1
                     self._lock.notify_all()
                 self._synced.set()
                 self._watch(fn, args, version)
@@ -227,6 +231,7 @@ class JobCache:
                     current = self._jobs.get(job.key)
                     if current is None or _newer(job, current):
                         self._jobs[job.key] = job
+                self.version += 1
                 self._lock.notify_all()
 
 

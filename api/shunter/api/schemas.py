@@ -137,7 +137,9 @@ class QueueView(BaseModel):
     running_count: int = Field(description="Jobs holding a slot: starting, running, cancelling")
     queued_count: int
     running: list[JobPublic]
-    queued: list[JobPublic] = Field(description="In admission order; queue_position 1 is next")
+    queued: list[JobPublic] = Field(
+        description="The first `limit` waiting jobs in admission order; queue_position 1 is next"
+    )
 
 
 class JobList(BaseModel):

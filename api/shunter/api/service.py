@@ -59,6 +59,7 @@ class TrainingService:
         self.cache = cache
         self.history = history
         self.settings = settings
+        self._queue_cache: dict[str, tuple[int, list[Job], list[Job]]] = {}
 
     def _live(self, key: JobKey) -> Job | None:
         """The job as the API server has it now (and the cache learns it too)."""
@@ -90,7 +91,12 @@ class TrainingService:
             raise JobNotFound("Job not found")
         return job
 
-    def queue(self, namespace: str) -> QueueView:
+    def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
+        """Slot holders and waiting jobs in order, recomputed only when the cache changed."""
+        version = self.cache.version
+        cached = self._queue_cache.get(namespace)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
         jobs = self.cache.jobs(namespace)
         active = sorted(
             (j for j in jobs if j.phase is not None and j.phase.holds_slot),
@@ -100,6 +106,11 @@ class TrainingService:
             (j for j in jobs if j.phase in (None, Phase.QUEUED) and not j.spec.cancelled),
             key=queue_order,
         )
+        self._queue_cache[namespace] = (version, active, waiting)
+        return active, waiting
+
+    def queue(self, namespace: str, *, limit: int = 100) -> QueueView:
+        active, waiting = self._ordered(namespace)
         return QueueView(
             namespace=namespace,
             running_count=len(active),
@@ -108,7 +119,7 @@ class TrainingService:
             # Positions from the live order: status carries only the first few.
             queued=[
                 JobPublic.of(j).model_copy(update={"queue_position": i})
-                for i, j in enumerate(waiting, start=1)
+                for i, j in enumerate(waiting[:limit], start=1)
             ],
         )
 

@@ -60,11 +60,16 @@ async def submit(
 
 @router.get("/queue", response_model=QueueView, responses=ERRORS)
 async def queue(
-    service: Service, caller: Caller, authority: AuthorityDep, namespace: Namespace
+    service: Service,
+    caller: Caller,
+    authority: AuthorityDep,
+    namespace: Namespace,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Queued jobs listed")] = 100,
 ) -> QueueView:
-    """Jobs holding a slot and jobs waiting, in admission order, with counts."""
+    """Jobs holding a slot and the first `limit` waiting jobs in admission order, with
+    the total counts."""
     await run_in_threadpool(authority.authorize, caller, "list", namespace)
-    return service.queue(namespace)
+    return service.queue(namespace, limit=limit)
 
 
 @router.get(
