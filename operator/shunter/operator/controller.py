@@ -176,8 +176,14 @@ class Controller:
     # -- outputs ---------------------------------------------------------------
 
     async def _carry_out(self, job: Job, decision: Decision) -> bool:
-        """Status first (the step is recorded before it is taken), then the Pod call."""
+        """Status first (the step is recorded before it is taken), then the Pod call.
+
+        The decision's log lines go out before either, so whoever sees the new
+        status (a client polling for `cancelled`) finds them already in the log.
+        """
         async with self._semaphore:
+            for line in decision.logs:
+                log.info(line)
             try:
                 await self._write_status(job, decision.status)
                 if decision.create_pod is not None:
@@ -192,8 +198,6 @@ class Controller:
             except KubeError as exc:
                 log.warning("job %s: %s (will retry)", job.key, exc)
                 return False
-            for line in decision.logs:
-                log.info(line)
             if decision.released:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
             for event in decision.events:

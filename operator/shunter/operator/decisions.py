@@ -1,7 +1,7 @@
 """What one reconcile of one job decides: a new status plus the side effects.
 
 Decision modules (lifecycle, cancellation) return these values; the controller
-carries them out (status write first, then the Pod call, then Events and logs), so
+carries them out (logs, then the status write, then the Pod call, then Events), so
 the decisions themselves stay pure and unit-testable.
 """
 
