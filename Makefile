@@ -18,7 +18,7 @@ help: ## List the targets
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,test,lint]'
+	$(PY) -m pip install -q -e '.[local,test,lint,bench]'
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv with the package, test and lint tools (pip cache: ~/.cache/pip)

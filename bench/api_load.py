@@ -1,7 +1,7 @@
 """API under load: GET /queue and GET /status with N jobs, POST /cancel with 50 clients,
 and the leak check (operator and API RSS around many submit/cancel cycles).
 
-    python bench/api_load.py [--jobs 10000] [--seconds 10] [--cycles 2000]
+    python -m bench.api_load [--jobs 10000] [--seconds 10] [--cycles 2000]
 
 Loads come from this process (asyncio + httpx, loopback only), bounded in count and
 time. /queue and /status are measured with the operator stopped, so the figures are
@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
-from bench.harness import Sampler, summary, system, table, training_job, write_result
+from bench.harness import Sampler, summary, system, table, write_result
 
 
 async def hammer(
@@ -63,17 +62,8 @@ def main() -> None:
     result: dict[str, Any] = {"jobs": args.jobs}
 
     with system(with_operator=False) as s:
-        custom = s.custom()
         names = [f"q{i:05d}" for i in range(args.jobs)]
-        with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda n: custom.create_namespaced_custom_object(
-                        "shunter.dev", "v1alpha1", s.namespace, "trainingjobs", training_job(n)
-                    ),
-                    names,
-                )
-            )
+        s.create_jobs(names)
         with s.http() as http:
             deadline = time.monotonic() + 120
             while http.get("/api/training/queue").json()["queued_count"] < args.jobs:
@@ -91,17 +81,8 @@ def main() -> None:
 
     env = {"SHUNTER_MAX_RUNNING": "1"}
     with system(operator_env=env, api_env={"SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}) as s:
-        custom = s.custom()
         names = [f"c{i:05d}" for i in range(1000)]
-        with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda n: custom.create_namespaced_custom_object(
-                        "shunter.dev", "v1alpha1", s.namespace, "trainingjobs", training_job(n)
-                    ),
-                    names,
-                )
-            )
+        s.create_jobs(names)
         result["post_cancel"] = asyncio.run(
             hammer(
                 s.base_url,

@@ -10,12 +10,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +23,15 @@ from typing import Any
 
 import httpx
 import psutil
-import yaml
 from kubernetes import client, config, watch
 
-from shunter.devcluster import processes
+from shunter.devcluster import demo, processes
 from shunter.devcluster.controlplane import ClusterSpec, ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from shunter.operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-CRD = REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -198,17 +197,30 @@ class System:
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=60)
 
+    def create_jobs(self, names: list[str], **kwargs: Any) -> dict[str, float]:
+        """Create TrainingJobs (training_job(name, **kwargs)) in parallel; return when
+        each create call started."""
+        custom = self.custom()
+        started: dict[str, float] = {}
 
-def _wait_http(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready")
+        def one(name: str) -> None:
+            started[name] = time.monotonic()
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, training_job(name, **kwargs)
+            )
+
+        parallel(one, names)
+        return started
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        body = self.custom().list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+
+def parallel(fn: Callable[[str], object], names: list[str], *, workers: int = 8) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fn, names))
 
 
 @contextmanager
@@ -234,44 +246,31 @@ def system(
         file=sys.stderr,
     )
     database_url = pg.up()
-    plane.kubectl("apply", "-f", str(CRD))
-    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev")
+    demo.install_crd(plane)
     plane.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
-    port = 18000
     env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "DATABASE_URL": database_url,
         "SHUNTER_NAMESPACE": namespace,
         "SHUNTER_LEASE_NAMESPACE": namespace,
         "SHUNTER_IDENTITY": "bench",
-        "SHUNTER_API_AUTH": "none",
         "SHUNTER_API_NAMESPACE": namespace,
         "SHUNTER_API_WATCH_NAMESPACE": namespace,
-        "PYTHONUNBUFFERED": "1",
     }
-    bindir = Path(sys.executable).parent
     try:
-        if with_operator:
-            processes.start(
-                "shunter-operator",
-                [str(bindir / "shunter-operator")],
-                state_dir=state,
-                env={**env, **(operator_env or {})},
-            )
-        processes.start(
-            "shunter-api",
-            [str(bindir / "shunter-api"), "--host", "127.0.0.1", "--port", str(port)],
+        base_url = demo.start_services(
+            kubeconfig,
+            database_url,
             state_dir=state,
-            env={**env, **(api_env or {})},
+            port=processes.free_port(),
+            env=env,
+            operator_env=operator_env,
+            api_env=api_env,
+            with_operator=with_operator,
         )
-        _wait_http(f"http://127.0.0.1:{port}/readyz")
         api = config.new_client_from_config(config_file=str(kubeconfig))
         api.configuration.connection_pool_maxsize = 32
-        yield System(plane, api, namespace, f"http://127.0.0.1:{port}", state, database_url)
+        yield System(plane, api, namespace, base_url, state, database_url)
     finally:
-        for name in ("shunter-api", "shunter-operator"):
-            processes.stop(name, state_dir=state)
+        demo.stop_services(state)
         plane.down()
         pg.down()
 
@@ -291,17 +290,32 @@ def training_job(
     }
     if annotations or labels:
         spec["podMetadata"] = {"annotations": annotations or {}, "labels": labels or {}}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
+
+
+def batch_job(
+    name: str, *, gpus: int = 1, annotations: dict[str, str] | None = None, grace: int = 30
+) -> dict[str, Any]:
+    """The peer's unit of work: a batch/v1 Job running the same Pod as training_job."""
     return {
-        "apiVersion": "shunter.dev/v1alpha1",
-        "kind": "TrainingJob",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": name},
-        "spec": spec,
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": grace,
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": "shunter/trainer:bench",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
+                    ],
+                },
+            },
+        },
     }
-
-
-def kubectl_yaml(objects: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(objects)
-
-
-def run(cmd: list[str]) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

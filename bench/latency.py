@@ -1,6 +1,6 @@
 """Latencies of Shunter against Kubernetes' own Job controller, in one run.
 
-    python bench/latency.py [--jobs 200] [--chain 100]
+    python -m bench.latency [--jobs 200] [--chain 100]
 
 Measured from this process with Pod watches (monotonic clock):
 - submit -> Pod created, with free slots: TrainingJob (operator) vs batch/v1 Job
@@ -15,30 +15,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client
 
-from bench.harness import PodClock, summary, system, table, training_job, write_result
+from bench.harness import PodClock, batch_job, parallel, summary, system, table, write_result
 
 GRACE, MARGIN = 1, 1
-
-
-def create_jobs(sys_: Any, names: list[str], **kwargs: Any) -> dict[str, float]:
-    """Create TrainingJobs in parallel; return when each create call started."""
-    custom = sys_.custom()
-    started: dict[str, float] = {}
-
-    def one(name: str) -> None:
-        started[name] = time.monotonic()
-        custom.create_namespaced_custom_object(
-            "shunter.dev", "v1alpha1", sys_.namespace, "trainingjobs", training_job(name, **kwargs)
-        )
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, names))
-    return started
 
 
 def peer_jobs(sys_: Any, clock: PodClock, count: int) -> dict[str, Any]:
@@ -46,30 +29,8 @@ def peer_jobs(sys_: Any, clock: PodClock, count: int) -> dict[str, Any]:
     created: dict[str, float] = {}
     for i in range(count):
         name = f"peer-{i:04d}"
-        body = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": name},
-            "spec": {
-                "backoffLimit": 0,
-                "template": {
-                    "metadata": {"labels": {"peer": name}},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "terminationGracePeriodSeconds": 30,
-                        "containers": [
-                            {
-                                "name": "trainer",
-                                "image": "shunter/trainer:bench",
-                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                            }
-                        ],
-                    },
-                },
-            },
-        }
         created[name] = time.monotonic()
-        batch.create_namespaced_job(sys_.namespace, body)
+        batch.create_namespaced_job(sys_.namespace, batch_job(name))
     pods: dict[str, str] = {}
 
     def all_running() -> bool:
@@ -97,8 +58,7 @@ def cancel_all(http: Any, names: list[str], clock: PodClock, *, workers: int) ->
         response = http.post(f"/api/training/cancel/{name}")
         assert response.status_code == 200, response.text
 
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, names))
+    parallel(one, names, workers=workers)
     clock.wait(lambda: all(f"{n}-trainer" in clock.deleted for n in names), 600, "pods gone")
     return {n: clock.deleted[f"{n}-trainer"] - started[n] for n in names}
 
@@ -116,13 +76,13 @@ def main() -> None:
     with system(operator_env=operator_env, api_env={"SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}) as s:
         clock = PodClock(s.api, s.namespace).start()
         graceful = [f"g{i:04d}" for i in range(args.jobs)]
-        created = create_jobs(s, graceful)
+        created = s.create_jobs(graceful)
         clock.wait(lambda: all(f"{n}-trainer" in clock.running for n in graceful), 600, "running")
         submit = [clock.added[f"{n}-trainer"] - created[n] for n in graceful]
         with s.http() as http:
             cancel = cancel_all(http, graceful, clock, workers=1)
             hung = [f"h{i:04d}" for i in range(args.jobs)]
-            create_jobs(s, hung, labels={"sim.shunter.dev/hang-on-delete": "true"}, grace=GRACE)
+            s.create_jobs(hung, labels={"sim.shunter.dev/hang-on-delete": "true"}, grace=GRACE)
             clock.wait(lambda: all(f"{n}-trainer" in clock.running for n in hung), 600, "hung")
             forced = cancel_all(http, hung, clock, workers=20)
         result["shunter"] = {
@@ -138,7 +98,7 @@ def main() -> None:
     with system(operator_env={"SHUNTER_MAX_RUNNING": "1"}) as s:
         clock = PodClock(s.api, s.namespace).start()
         chain = [f"a{i:04d}" for i in range(args.chain)]
-        create_jobs(s, chain, annotations={"sim.shunter.dev/run-for": "1s"})
+        s.create_jobs(chain, annotations={"sim.shunter.dev/run-for": "1s"})
         clock.wait(lambda: all(f"{n}-trainer" in clock.finished for n in chain), 900, "chain")
         order = sorted(chain, key=lambda n: clock.added[f"{n}-trainer"])
         gaps = [

@@ -1,7 +1,7 @@
 """Throughput at scale: N TrainingJobs over 100 fake GPU nodes, 100 running at once,
 against the same workload as batch/v1 Jobs on the same cluster.
 
-    python bench/throughput.py [--jobs 1000] [--run-for 5s]
+    python -m bench.throughput [--jobs 1000] [--run-for 5s]
 
 Each job asks for 8 GPUs and 100 nodes have 8 each, so at most 100 run at once either
 way: Shunter by its admission limit (SHUNTER_MAX_RUNNING=100), the Job controller by
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client
 
-from bench.harness import PodClock, Sampler, system, table, training_job, write_result
+from bench.harness import PodClock, Sampler, batch_job, parallel, system, table, write_result
 
 GPUS, NODES, LIMIT = 8, 100, 100
 
@@ -35,29 +34,14 @@ def rates(clock: PodClock, names: list[str], start: float) -> dict[str, float]:
     }
 
 
-def create_parallel(fn: Any, names: list[str]) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(fn, names))
-
-
 def shunter(count: int, run_for: str) -> dict[str, Any]:
     env = {"SHUNTER_MAX_RUNNING": str(LIMIT)}
     with system(nodes=NODES, gpus_per_node=GPUS, operator_env=env) as s:
         clock = PodClock(s.api, s.namespace).start()
         sampler = Sampler({"operator": s.pid("shunter-operator"), "api": s.pid("shunter-api")})
-        custom = s.custom()
         names = [f"t{i:05d}" for i in range(count)]
         start = time.monotonic()
-        create_parallel(
-            lambda n: custom.create_namespaced_custom_object(
-                "shunter.dev",
-                "v1alpha1",
-                s.namespace,
-                "trainingjobs",
-                training_job(n, gpus=GPUS, annotations={"sim.shunter.dev/run-for": run_for}),
-            ),
-            names,
-        )
+        s.create_jobs(names, gpus=GPUS, annotations={"sim.shunter.dev/run-for": run_for})
         submitted = time.monotonic() - start
         pods = [f"{n}-trainer" for n in names]
         clock.wait(lambda: all(p in clock.finished for p in pods), 3600, "all jobs to finish")
@@ -66,9 +50,7 @@ def shunter(count: int, run_for: str) -> dict[str, Any]:
         result["processes"] = sampler.stop()
 
         def completed() -> bool:
-            items = custom.list_namespaced_custom_object(
-                "shunter.dev", "v1alpha1", s.namespace, "trainingjobs"
-            )["items"]
+            items = s.list_jobs()
             return sum(i.get("status", {}).get("phase") == "completed" for i in items) == count
 
         clock.wait(completed, 600, "every TrainingJob to say completed")
@@ -84,33 +66,13 @@ def peer(count: int, run_for: str) -> dict[str, Any]:
         names = [f"j{i:05d}" for i in range(count)]
 
         def create(name: str) -> None:
+            annotations = {"sim.shunter.dev/run-for": run_for}
             batch.create_namespaced_job(
-                s.namespace,
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "backoffLimit": 0,
-                        "template": {
-                            "metadata": {"annotations": {"sim.shunter.dev/run-for": run_for}},
-                            "spec": {
-                                "restartPolicy": "Never",
-                                "containers": [
-                                    {
-                                        "name": "trainer",
-                                        "image": "shunter/trainer:bench",
-                                        "resources": {"limits": {"nvidia.com/gpu": str(GPUS)}},
-                                    }
-                                ],
-                            },
-                        },
-                    },
-                },
+                s.namespace, batch_job(name, gpus=GPUS, annotations=annotations)
             )
 
         start = time.monotonic()
-        create_parallel(create, names)
+        parallel(create, names)
         submitted = time.monotonic() - start
 
         def pods() -> dict[str, str]:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 
+from shunter.devcluster.processes import free_port
 from tests.support.polling import wait_for
 from tests.support.process import ServiceProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ApiProcess(ServiceProcess):

@@ -30,18 +30,16 @@ from shunter.devcluster.postgres import LocalPostgres, PostgresError
 
 def _cluster(args: argparse.Namespace) -> int:
     plane = ControlPlane(default_state_dir(args.name))
+    spec = ClusterSpec(gpu_nodes=args.nodes, gpus_per_node=args.gpus_per_node)
     if args.action == "up":
         start = time.monotonic()
-        kubeconfig = plane.up(ClusterSpec(gpu_nodes=args.nodes, gpus_per_node=args.gpus_per_node))
+        kubeconfig = plane.up(spec)
         print(f"cluster {args.name} up in {time.monotonic() - start:.1f}s", file=sys.stderr)
         print(kubeconfig)
     elif args.action == "simulate":
         if not args.kubeconfig:
             raise ControlPlaneError("cluster simulate needs --kubeconfig of the target cluster")
-        plane.simulate(
-            Path(args.kubeconfig),
-            ClusterSpec(gpu_nodes=args.nodes, gpus_per_node=args.gpus_per_node),
-        )
+        plane.simulate(Path(args.kubeconfig), spec)
         print(f"kwok simulates {args.nodes} GPU nodes on that cluster", file=sys.stderr)
     elif args.action == "down":
         plane.down()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -49,12 +48,6 @@ def default_state_dir(name: str) -> Path:
     return Path(root) / name
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Ports:
     etcd_client: int
@@ -66,7 +59,7 @@ class Ports:
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*(_free_port() for _ in range(6)))
+        return cls(*(processes.free_port() for _ in range(6)))
 
 
 @dataclass(frozen=True)
@@ -275,7 +268,7 @@ class ControlPlane:
         self.binary("kwok")
         processes.stop("kwok", state_dir=self.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._start_kwok(kubeconfig, _free_port())
+        self._start_kwok(kubeconfig, processes.free_port())
         self.kubeconfig.write_text(kubeconfig.read_text())
         self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
 

@@ -1,8 +1,9 @@
 """`make demo`: the whole system on this machine, with a few sample jobs.
 
 Local control plane + embedded PostgreSQL + the CRD + the operator + the API on
-:8000 (auth off: a trusted local demo), all detached so the command returns, and
-`make demo-down` stops every process again.
+127.0.0.1:8000 (auth off: a trusted local demo, so it listens on loopback only),
+all detached so the command returns, and `make demo-down` stops every process
+again. The benchmarks start the same services through `start_services`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from shunter.devcluster import processes
@@ -48,7 +50,8 @@ def _http(method: str, url: str, body: dict[str, object] | None = None) -> dict[
         return result
 
 
-def _wait_ready(url: str, what: str, *, timeout: float = 90) -> None:
+def wait_ready(url: str, what: str, *, timeout: float = 90) -> None:
+    """Poll url until it answers 200, or fail after timeout seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -56,26 +59,55 @@ def _wait_ready(url: str, what: str, *, timeout: float = 90) -> None:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
+
+
+def install_crd(plane: ControlPlane) -> None:
+    plane.kubectl("apply", "-f", str(CRD))
+    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev")
+
+
+def start_services(
+    kubeconfig: Path,
+    database_url: str,
+    *,
+    state_dir: Path,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    operator_env: Mapping[str, str] | None = None,
+    api_env: Mapping[str, str] | None = None,
+    with_operator: bool = True,
+) -> str:
+    """Start the operator and the API (auth off, on 127.0.0.1:port) detached, with
+    pids and logs under state_dir; return the API's base URL once /readyz answers."""
+    common = {**os.environ, "KUBECONFIG": str(kubeconfig), "DATABASE_URL": database_url,
+              "SHUNTER_API_AUTH": "none", "PYTHONUNBUFFERED": "1", **(env or {})}  # fmt: skip
+    bin_dir = Path(sys.executable).parent
+    if with_operator:
+        processes.start("shunter-operator", [str(bin_dir / "shunter-operator")],
+                        state_dir=state_dir, env={**common, **(operator_env or {})})  # fmt: skip
+    processes.start("shunter-api",
+                    [str(bin_dir / "shunter-api"), "--host", "127.0.0.1", "--port", str(port)],
+                    state_dir=state_dir, env={**common, **(api_env or {})})  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(f"{base}/readyz", "the API")
+    return base
+
+
+def stop_services(state_dir: Path) -> None:
+    for name in SERVICES:
+        processes.stop(name, state_dir=state_dir)
 
 
 def up(port: int = 8000) -> int:
     plane, postgres, services_dir = _paths()
     kubeconfig = plane.up()
     database_url = postgres.up()
-    plane.kubectl("apply", "-f", str(CRD))
-    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev")
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "DATABASE_URL": database_url,
-           "SHUNTER_API_AUTH": "none", "SHUNTER_IDENTITY": "demo-operator",
-           "PYTHONUNBUFFERED": "1"}  # fmt: skip
-    bin_dir = Path(sys.executable).parent
-    processes.start("shunter-operator", [str(bin_dir / "shunter-operator")],
-                    state_dir=services_dir, env=env)  # fmt: skip
-    processes.start("shunter-api", [str(bin_dir / "shunter-api"), "--port", str(port)],
-                    state_dir=services_dir, env=env)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    _wait_ready(f"{base}/readyz", "the API")
+    install_crd(plane)
+    base = start_services(kubeconfig, database_url, state_dir=services_dir, port=port,
+                          env={"SHUNTER_IDENTITY": "demo-operator"})  # fmt: skip
     for sample in SAMPLES:
         try:
             _http("POST", f"{base}/api/training/submit", sample)
@@ -116,8 +148,7 @@ Stop everything: make demo-down
 
 def down() -> int:
     plane, postgres, services_dir = _paths()
-    for name in SERVICES:
-        processes.stop(name, state_dir=services_dir)
+    stop_services(services_dir)
     plane.down()
     postgres.down()
     print("demo stopped", file=sys.stderr)

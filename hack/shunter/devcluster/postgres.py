@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from shunter.devcluster.processes import free_port
+
 SYSTEM_USER = "shunter-pg"
 START_TIMEOUT = 60.0
 
@@ -82,12 +84,6 @@ def _chown_tree(path: Path) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LocalPostgres:
     """One server, identified by its directory (data, log, recorded port)."""
 
@@ -117,7 +113,7 @@ class LocalPostgres:
         if not (self.data / "PG_VERSION").exists():
             self._init()
         if not (self.root / "port.json").exists():
-            (self.root / "port.json").write_text(json.dumps({"port": _free_port()}))
+            (self.root / "port.json").write_text(json.dumps({"port": free_port()}))
         self.start()
         return self.url
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,13 @@ from pathlib import Path
 # Popen objects of the processes this interpreter started: kept so they are not
 # garbage-collected while running (a ResourceWarning) and can be reaped on stop.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start(
