@@ -57,6 +57,17 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+    """An embedded server of the test's own, free to stop and start (deleted afterwards)."""
+    server = LocalPostgres(tmp_path / "pg")
+    try:
+        server.up()
+        yield server
+    finally:
+        server.down()
+
+
+@pytest.fixture
 def unique_name() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 

@@ -183,7 +183,6 @@ def test_database_verification(http: httpx.Client, database_url: str):
     job = submit(http)
     wait_status(http, job, "running")
     http.post(f"/api/training/cancel/{job}")
-    uid = None
 
     def history_row() -> dict[str, Any] | None:
         items = http.get("/api/training/jobs", params={"status": "cancelled"}).json()["items"]

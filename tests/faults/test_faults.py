@@ -7,7 +7,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,40 +105,36 @@ def test_operator_killed_at_random_points_during_200_cycles(
 
 
 def test_postgres_stopped_for_30_seconds_under_load_loses_no_row(
-    jobs: Jobs, start_operator: Callable[..., OperatorProcess], tmp_path: Path
+    jobs: Jobs, start_operator: Callable[..., OperatorProcess], own_postgres: LocalPostgres
 ):
-    postgres = LocalPostgres(tmp_path / "pg")
-    url = postgres.up()
-    try:
-        start_operator(database=url, SHUNTER_MAX_RUNNING="10")
-        cancelled: set[str] = set()
-        counter = 0
+    postgres, url = own_postgres, own_postgres.url
+    start_operator(database=url, SHUNTER_MAX_RUNNING="10")
+    cancelled: set[str] = set()
+    counter = 0
 
-        def load(until: float) -> None:
-            nonlocal counter
-            while time.monotonic() < until:
-                name = f"l{counter:03d}"
-                counter += 1
-                jobs.create(a_training_job(name).running_for("1s"))
-                if counter % 3 == 0:
-                    jobs.cancel(name)
-                    cancelled.add(name)
-                time.sleep(0.2)
+    def load(until: float) -> None:
+        nonlocal counter
+        while time.monotonic() < until:
+            name = f"l{counter:03d}"
+            counter += 1
+            jobs.create(a_training_job(name).running_for("1s"))
+            if counter % 3 == 0:
+                jobs.cancel(name)
+                cancelled.add(name)
+            time.sleep(0.2)
 
-        load(time.monotonic() + 5)
-        postgres.stop()
-        load(time.monotonic() + 30)  # 30 s of submissions and cancellations, no database
-        postgres.start()
-        load(time.monotonic() + 5)
-        wait_for(
-            lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
-            timeout=120,
-            what="every job to finish",
-        )
-        assert counter >= 100
-        assert_invariants(jobs, url, cancelled)
-    finally:
-        postgres.down()
+    load(time.monotonic() + 5)
+    postgres.stop()
+    load(time.monotonic() + 30)  # 30 s of submissions and cancellations, no database
+    postgres.start()
+    load(time.monotonic() + 5)
+    wait_for(
+        lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
+        timeout=120,
+        what="every job to finish",
+    )
+    assert counter >= 100
+    assert_invariants(jobs, url, cancelled)
 
 
 def test_operator_and_api_recover_from_an_apiserver_restart(

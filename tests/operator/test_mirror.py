@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,14 +16,6 @@ from tests.support.operator import Jobs, OperatorProcess, mirror_row
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
-    server = LocalPostgres(tmp_path / "pg")
-    server.up()
-    yield server
-    server.down()
 
 
 async def test_a_database_from_before_cancellation_is_migrated(own_postgres: LocalPostgres):

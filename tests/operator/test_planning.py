@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.operator.admission import Limits
@@ -40,7 +41,7 @@ def test_new_jobs_get_sequence_numbers_in_arrival_order():
         jobs,
         {},
         now=NOW,
-        limits=Limits(max_running=0 + 1),
+        limits=Limits(max_running=1),
         grace_margin=timedelta(seconds=10),
         next_sequence=5,
     )
@@ -68,8 +69,6 @@ def test_status_patch_carries_only_changes_and_deletes_cleared_fields():
 
 
 def test_jobs_created_in_the_same_second_are_numbered_in_creation_order():
-    from dataclasses import replace
-
     first = replace(a_training_job("zz").created_at(T0).job(), resource_version="501")
     second = replace(a_training_job("aa").created_at(T0).job(), resource_version="502")
     result = plan_pass(

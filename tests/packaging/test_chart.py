@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shunter.devcluster.controlplane import default_bin_dir
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts/shunter"
-BIN = Path(os.environ.get("SHUNTER_BIN_DIR", Path.home() / ".cache/shunter/bin"))
-HELM = str(BIN / "helm")
+HELM = str(default_bin_dir() / "helm")
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -56,14 +57,13 @@ def test_long_release_names_are_truncated_to_63_characters():
 
 
 def test_watch_namespace_scopes_job_permissions_to_a_role():
-    kinds = {
-        (d["kind"], d["metadata"].get("namespace")) for d in render("admission.watchNamespace=ml")
-    }
+    docs = render("admission.watchNamespace=ml")
+    kinds = {(d["kind"], d["metadata"].get("namespace")) for d in docs}
     assert ("Role", "ml") in kinds
     assert ("RoleBinding", "ml") in kinds
-    cluster_roles = [d for d in render("admission.watchNamespace=ml") if d["kind"] == "ClusterRole"]
+    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
     # Only the CRD/namespace observer and the token/access reviewer stay cluster-wide.
-    assert sorted(r["metadata"]["name"].rsplit("-", 2)[-2:][-1] for r in cluster_roles) == [
+    assert sorted(r["metadata"]["name"].rsplit("-", 1)[-1] for r in cluster_roles) == [
         "observer",
         "reviewer",
     ]

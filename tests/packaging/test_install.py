@@ -21,7 +21,12 @@ from kubernetes.client.exceptions import ApiException
 from shunter.devcluster.controlplane import default_bin_dir
 from tests.packaging.test_chart import CHART, helm
 from tests.support.api import ApiProcess
-from tests.support.kube import account_with_role, api_client, temporary_namespace
+from tests.support.kube import (
+    account_with_role,
+    api_client,
+    service_account_token,
+    temporary_namespace,
+)
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 
@@ -77,13 +82,6 @@ def release(kubeconfig: Path, namespace: str, crd: None) -> Iterator[str]:
     helm("uninstall", name, "--namespace", namespace, "--kubeconfig", str(kubeconfig), check=False)
 
 
-def sa_token(api: client.ApiClient, namespace: str, name: str) -> str:
-    request = client.CoreV1Api(api).create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 3600}}
-    )
-    return str(request.status.token)
-
-
 def test_chart_install_runs_the_system_with_exactly_its_rbac(
     release: str,
     namespace: str,
@@ -95,10 +93,12 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
 ):
     operator_sa, api_sa = f"{release}-shunter-operator", f"{release}-shunter-api"
     operator_config = token_kubeconfig(
-        kubeconfig, sa_token(kube_api, namespace, operator_sa), tmp_path / "operator.kubeconfig"
+        kubeconfig,
+        service_account_token(kube_api, namespace, operator_sa),
+        tmp_path / "operator.kubeconfig",
     )
     api_config = token_kubeconfig(
-        kubeconfig, sa_token(kube_api, namespace, api_sa), tmp_path / "api.kubeconfig"
+        kubeconfig, service_account_token(kube_api, namespace, api_sa), tmp_path / "api.kubeconfig"
     )
     operator = OperatorProcess(
         kubeconfig=operator_config,

@@ -20,8 +20,6 @@ class TrainingJobBuilder:
         self._name = name
         self._namespace = namespace
         self._spec: dict[str, Any] = {"image": "shunter/trainer:test", "gpus": 1}
-        self._annotations: dict[str, str] = {}
-        self._labels: dict[str, str] = {}
         self._status: dict[str, Any] = {}
         self._created = datetime(2026, 1, 1, tzinfo=UTC)
         self._uid = str(uuid.uuid4())
@@ -74,10 +72,6 @@ class TrainingJobBuilder:
 
     def manifest(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
-        if self._labels:
-            meta["labels"] = dict(self._labels)
-        if self._annotations:
-            meta["annotations"] = dict(self._annotations)
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,

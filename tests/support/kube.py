@@ -73,7 +73,12 @@ def account_with_role(api: client.ApiClient, namespace: str, name: str, verbs: l
                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
             },
         )
-    request = core.create_namespaced_service_account_token(
+    return service_account_token(api, namespace, name)
+
+
+def service_account_token(api: client.ApiClient, namespace: str, name: str) -> str:
+    """A one-hour token of an existing ServiceAccount (TokenRequest)."""
+    request = client.CoreV1Api(api).create_namespaced_service_account_token(
         name, namespace, {"spec": {"expirationSeconds": 3600}}
     )
     return str(request.status.token)
