@@ -13,12 +13,11 @@ from tests.support.builders import a_pod_of, a_training_job
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def test_a_new_job_is_queued_with_its_position_and_sequence():
+def test_a_new_job_is_queued_with_its_position():
     job = a_training_job("j").job()
-    decision = reconcile_job(job, None, Context(now=NOW, queue_position=3, sequence=7))
+    decision = reconcile_job(job, None, Context(now=NOW, queue_position=3))
     assert decision.status.phase is Phase.QUEUED
     assert decision.status.queue_position == 3
-    assert decision.status.sequence == 7
     assert [e.reason for e in decision.events] == ["Queued"]
     assert decision.create_pod is None
 

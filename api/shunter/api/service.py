@@ -18,8 +18,8 @@ from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
 from shunter.api.settings import ApiSettings
-from shunter.operator.admission import queue_order
-from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Phase
+from shunter.operator import admission
+from shunter.operator.model import API_VERSION, KIND, Job, JobKey
 
 CANCEL_RETRIES = 5
 
@@ -102,10 +102,7 @@ class TrainingService:
             (j for j in jobs if j.phase is not None and j.phase.holds_slot),
             key=lambda j: (j.status.admitted_at or j.created_at, j.key.name),
         )
-        waiting = sorted(
-            (j for j in jobs if j.phase in (None, Phase.QUEUED) and not j.spec.cancelled),
-            key=queue_order,
-        )
+        waiting = admission.waiting(jobs)
         self._queue_cache[namespace] = (version, active, waiting)
         return active, waiting
 

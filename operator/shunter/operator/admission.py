@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shunter.operator.model import Job, JobKey, Phase
+from shunter.operator.model import Job, JobKey
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def queue_order(job: Job) -> tuple[int, float, int, str, str]:
 def waiting(jobs: Iterable[Job]) -> list[Job]:
     """Queued, not cancelled jobs in admission order."""
     return sorted(
-        (j for j in jobs if j.phase in (None, Phase.QUEUED) and not j.spec.cancelled),
+        (j for j in jobs if j.queued and not j.spec.cancelled),
         key=queue_order,
     )
 

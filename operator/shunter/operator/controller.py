@@ -23,12 +23,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.kube import Invalid, Kube, KubeError, NotFound
-from shunter.operator.mirror import Mirror
 from shunter.operator.model import Job, JobKey, JobStatus, Phase, PodView
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
@@ -39,6 +38,7 @@ EXPECTATION_TTL = 30.0
 RETRY_AFTER_ERROR = 2.0
 CONCURRENCY = 32
 EVENT_BACKLOG = 10_000
+EVENT_WORKERS = 4
 
 
 Index = Mapping[JobKey, Iterable[Any]]
@@ -54,14 +54,12 @@ def status_patch(old: JobStatus, new: JobStatus) -> dict[str, Any]:
 class _Written:
     uid: str
     status: JobStatus
-    resource_version: str
 
 
 class Controller:
-    def __init__(self, kube: Kube, settings: Settings, mirror: Mirror) -> None:
+    def __init__(self, kube: Kube, settings: Settings) -> None:
         self.kube = kube
         self.settings = settings
-        self.mirror = mirror
         self.leader: Callable[[], bool] = lambda: True
         self._jobs: Index | None = None
         self._pods: Index | None = None
@@ -71,8 +69,12 @@ class Controller:
         self._next_sequence: int | None = None
         self._semaphore = asyncio.Semaphore(CONCURRENCY)
         # Events are posted off the reconcile path: a slow or failing Event never
-        # delays the next decision.
-        self._events: asyncio.Queue[tuple[Job, Event]] = asyncio.Queue(maxsize=EVENT_BACKLOG)
+        # delays the next decision. A job's Events always go to the same worker, so
+        # they are posted in the order decided; each carries the time it was decided.
+        self._events: list[asyncio.Queue[tuple[Job, Event, datetime]]] = [
+            asyncio.Queue(maxsize=EVENT_BACKLOG // EVENT_WORKERS) for _ in range(EVENT_WORKERS)
+        ]
+        self._last_event_at = datetime.min.replace(tzinfo=UTC)
         self.last_pass = time.monotonic()
         self.passes = 0
 
@@ -200,19 +202,28 @@ class Controller:
                 return False
             if decision.released:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
+            events = self._events[hash(job.key) % EVENT_WORKERS]
             for event in decision.events:
                 try:
-                    self._events.put_nowait((job, event))
+                    events.put_nowait((job, event, self._event_time()))
                 except asyncio.QueueFull:
                     log.warning("job %s: event %s dropped (backlog full)", job.key, event.reason)
             return True
 
-    async def post_events(self) -> None:
-        """Post queued Events in order, a few at a time."""
+    def _event_time(self) -> datetime:
+        """Now, but strictly after the previous Event (two Events of one decision
+        must not tie, or `kubectl describe` could list them in either order)."""
+        at = max(datetime.now(UTC), self._last_event_at + timedelta(microseconds=1))
+        self._last_event_at = at
+        return at
+
+    async def post_events(self, worker: int) -> None:
+        """Post the Events of worker's queue, in the order they were decided."""
+        events = self._events[worker]
         while True:
-            job, event = await self._events.get()
+            job, event, at = await events.get()
             try:
-                await self.kube.post_event(job.key, job.uid, event)
+                await self.kube.post_event(job.key, job.uid, event, at=at)
             except KubeError as exc:
                 log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
 
@@ -220,10 +231,9 @@ class Controller:
         patch = status_patch(job.status, status)
         if not patch:
             return
-        body = await self.kube.patch_job_status(job.key, patch)
-        version = str(body["metadata"]["resourceVersion"])
-        self._written[job.key] = _Written(job.uid, status, version)
-        self.mirror.offer(replace(job, status=status, resource_version=version))
+        await self.kube.patch_job_status(job.key, patch)
+        # The mirror is fed by the watch event of this write (handlers.job_event).
+        self._written[job.key] = _Written(job.uid, status)
 
     async def _create_pod(self, job: Job, decision: Decision) -> None:
         assert decision.create_pod is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from shunter.operator.controller import Controller
+from shunter.operator.controller import EVENT_WORKERS, Controller
 from shunter.operator.kube import Kube, load_api_client
 from shunter.operator.leadership import LeaderElector
 from shunter.operator.mirror import Mirror
@@ -32,7 +32,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config = Settings.from_env()
+    config: Settings = memo.config  # parsed and checked by main()
     settings.watching.label_selectors["v1", "pods"] = JOB_NAME_LABEL
     settings.networking.request_timeout = 60
     settings.persistence.finalizer = "shunter.dev/operator"
@@ -41,7 +41,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING
     kube = Kube(load_api_client())
     mirror = Mirror(config.database_url)
-    controller = Controller(kube, config, mirror)
+    controller = Controller(kube, config)
     elector = LeaderElector(
         kube,
         namespace=config.lease_namespace,
@@ -53,7 +53,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
     memo.tasks = [
         asyncio.create_task(controller.run(), name="controller"),
-        *(asyncio.create_task(controller.post_events(), name=f"events-{i}") for i in range(4)),
+        *(
+            asyncio.create_task(controller.post_events(i), name=f"events-{i}")
+            for i in range(EVENT_WORKERS)
+        ),
         asyncio.create_task(elector.run(), name="leader-election"),
         asyncio.create_task(mirror.run(), name="mirror"),
     ]

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -22,7 +22,16 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from shunter.operator.decisions import Event
-from shunter.operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobKey, Uid
+from shunter.operator.model import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    JobKey,
+    Uid,
+    format_micro_time,
+)
 
 log = logging.getLogger("shunter.operator.kube")
 COMPONENT = "shunter-operator"
@@ -135,8 +144,9 @@ class Kube:
             return False
         return True
 
-    async def post_event(self, key: JobKey, uid: Uid, event: Event) -> None:
-        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    async def post_event(self, key: JobKey, uid: Uid, event: Event, *, at: datetime) -> None:
+        """Post an Event about the job, stamped with the time it was decided."""
+        now = format_micro_time(at)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shunter.operator.kube import Conflict, Kube, KubeError, NotFound
-from shunter.operator.model import parse_time
+from shunter.operator.model import format_micro_time, parse_time
 
 log = logging.getLogger("shunter.operator.leadership")
 
@@ -166,13 +166,8 @@ class LeaderElector:
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": LEASE_SECONDS,
-                "acquireTime": _micro(acquired),
-                "renewTime": _micro(now),
+                "acquireTime": format_micro_time(acquired),
+                "renewTime": format_micro_time(now),
                 "leaseTransitions": transitions,
             },
         }
-
-
-def _micro(value: datetime) -> str:
-    # Lease times are MicroTime: RFC 3339 with exactly six fractional digits.
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

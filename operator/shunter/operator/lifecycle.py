@@ -30,7 +30,6 @@ class Context:
     now: datetime
     admit: bool = False
     queue_position: int | None = None
-    sequence: int | None = None
     pod_unobserved: bool = False
     grace_margin: timedelta = timedelta(seconds=10)
     waiting_message: str | None = None
@@ -57,7 +56,7 @@ def reconcile_job(job: Job, pod: PodView | None, ctx: Context) -> Decision:
     phase = job.phase
     if phase is not None and phase.terminal:
         return Decision(status=job.status)
-    if phase in (None, Phase.QUEUED):
+    if job.queued:
         return _queued(job, ctx)
     if job.spec.cancelled or phase is Phase.CANCELLING:
         return cancel_active(
@@ -68,9 +67,6 @@ def reconcile_job(job: Job, pod: PodView | None, ctx: Context) -> Decision:
 
 def _queued(job: Job, ctx: Context) -> Decision:
     status = job.status
-    if status.sequence is None and ctx.sequence is not None:
-        status = replace(status, sequence=ctx.sequence)
-    job = replace(job, status=status)
     events: tuple[Event, ...] = ()
     if job.phase is None:
         events = (Event("Normal", "Queued", "Waiting for a free slot"),)

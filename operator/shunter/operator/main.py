@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=settings.namespace is None,
             namespaces=[settings.namespace] if settings.namespace else (),
             liveness_endpoint=args.liveness,
+            memo=kopf.Memo(config=settings),
         )
     )
     return 0

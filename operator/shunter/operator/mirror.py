@@ -115,7 +115,8 @@ def migration_files() -> list[tuple[int, str, str]]:
 
 
 async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[str]:
-    """Apply the pending migrations, each in its own transaction; return their names."""
+    """Apply the pending migrations in one transaction, under an advisory lock so
+    replicas starting together apply them once; return their names."""
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))

@@ -81,6 +81,11 @@ def format_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def format_micro_time(value: datetime) -> str:
+    """Kubernetes MicroTime (Event and Lease times): RFC 3339, six fractional digits."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass(frozen=True)
 class Termination:
     step: TerminationStep
@@ -233,6 +238,11 @@ class Job:
     @property
     def phase(self) -> Phase | None:
         return self.status.phase
+
+    @property
+    def queued(self) -> bool:
+        """Not admitted yet: new (no phase written) or waiting in the queue."""
+        return self.status.phase in (None, Phase.QUEUED)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from shunter.operator.admission import Limits, fits_budget, plan_admission
 from shunter.operator.decisions import Decision
 from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
-from shunter.operator.model import Job, JobKey, Phase, PodView
+from shunter.operator.model import Job, JobKey, PodView
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def plan_pass(
     updated: list[Job] = []
     waiting: list[Job] = []
     for job in jobs:
-        if job.phase in (None, Phase.QUEUED):
+        if job.queued:
             waiting.append(job)
             continue
         decision = reconcile_job(
@@ -67,7 +67,7 @@ def plan_pass(
 
     admission = plan_admission(updated, limits)
     admit = set(admission.admit)
-    for job in (j for j in updated if j.phase in (None, Phase.QUEUED)):
+    for job in (j for j in updated if j.queued):
         waiting_message = None
         position = admission.positions.get(job.key)
         if position is not None and position > exact_positions:
