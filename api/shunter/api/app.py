@@ -55,7 +55,7 @@ def create_app(settings: ApiSettings, api_client: client.ApiClient) -> FastAPI:
     app.state.metrics = metrics
     app.state.authority = Authority(cluster, enabled=settings.auth == "kubernetes")
     app.state.service = TrainingService(cluster, cache, history, settings)
-    metrics.cached_jobs.set_function(lambda: len(cache.jobs()))
+    metrics.cached_jobs.set_function(cache.count)
     errors.install(app)
     metrics.install(app)
     app.include_router(training.router)

@@ -138,15 +138,25 @@ class Cluster:
 
 
 class JobCache:
-    """Every TrainingJob in scope, kept current by a watch running in a thread."""
+    """Every TrainingJob in scope, kept current by a watch running in a thread.
+
+    One LIST, then a watch resumed from the last resourceVersion it saw (bookmarks
+    included); a new LIST only when the server says that version is too old (410).
+    """
+
+    WATCH_SECONDS = 300
+    TOMBSTONE_SECONDS = 120.0
 
     def __init__(self, cluster: Cluster, *, namespace: str | None) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self._jobs: dict[JobKey, Job] = {}
+        # uid -> when its DELETED event came: a late `put` of that job (a write the API
+        # made just before the delete) must not bring it back.
+        self._deleted: dict[str, float] = {}
         # Bumped on every change, so readers can cache what they derive from the jobs.
         self.version = 0
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="job-cache", daemon=True)
@@ -168,20 +178,33 @@ class JobCache:
         with self._lock:
             return [j for j in self._jobs.values() if namespace in (None, j.key.namespace)]
 
+    def get(self, key: JobKey) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
     def put(self, body: dict[str, Any]) -> Job:
         """Record an object the API itself just wrote (read-your-writes)."""
         job = Job.parse(body)
-        with self._lock:
-            current = self._jobs.get(job.key)
-            if current is None or _newer(job, current):
-                self._jobs[job.key] = job
-                self.version += 1
-            self._lock.notify_all()
+        self._store(job)
         return job
 
-    def wait_change(self, timeout: float) -> None:
+    def _store(self, job: Job, *, deleted: bool = False) -> None:
+        """Keep job unless what the cache holds is newer; bump the version."""
         with self._lock:
-            self._lock.wait(timeout)
+            if deleted:
+                self._jobs.pop(job.key, None)
+                self._deleted[job.uid] = now = time.monotonic()
+                if len(self._deleted) > 1000:
+                    self._deleted = _recent(self._deleted, now - self.TOMBSTONE_SECONDS)
+            elif job.uid not in self._deleted:
+                current = self._jobs.get(job.key)
+                if current is None or _newer(job, current):
+                    self._jobs[job.key] = job
+            self.version += 1
 
     def _list_call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         if self.namespace:
@@ -192,47 +215,52 @@ class JobCache:
 
     def _run(self) -> None:
         fn, args = self._list_call()
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                listing = fn(*args)
-                version = listing["metadata"]["resourceVersion"]
-                with self._lock:
-                    self._jobs = {j.key: j for j in map(Job.parse, listing["items"])}
-                    self.version += 1
-                    self._lock.notify_all()
-                self._synced.set()
-                self._watch(fn, args, version)
+                if version is None:
+                    version = self._relist(fn, args)
+                version = self._watch(fn, args, version)
             except ApiException as exc:
+                version = None  # 410 Gone (too old) or another error: list again
                 if exc.status != 410:
                     log.warning("job cache: %s %s; relisting", exc.status, exc.reason)
                     time.sleep(1)
             except Exception:
-                log.exception("job cache: watch failed; relisting")
+                log.exception("job cache: watch failed; resuming")
                 time.sleep(1)
 
-    def _watch(self, fn: Callable[..., Any], args: tuple[Any, ...], version: str) -> None:
+    def _relist(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+        listing = fn(*args, _request_timeout=60)
+        jobs = {j.key: j for j in map(Job.parse, listing["items"])}  # parsed outside the lock
+        with self._lock:
+            self._jobs = jobs
+            self._deleted = _recent(self._deleted, time.monotonic() - self.TOMBSTONE_SECONDS)
+            self.version += 1
+        self._synced.set()
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _watch(self, fn: Callable[..., Any], args: tuple[Any, ...], version: str) -> str:
+        """Apply events from version on; return the version to resume from."""
         stream = watch.Watch()  # type: ignore[no-untyped-call]
         for event in stream.stream(  # type: ignore[no-untyped-call]
-            fn, *args, resource_version=version, timeout_seconds=300, allow_watch_bookmarks=True
-        ):
+            fn, *args, resource_version=version, timeout_seconds=self.WATCH_SECONDS,
+            allow_watch_bookmarks=True, _request_timeout=self.WATCH_SECONDS + 30,
+        ):  # fmt: skip
             if self._stop.is_set():
                 stream.stop()  # type: ignore[no-untyped-call]
-                return
+                break
             kind, body = event["type"], event["object"]
-            if kind == "BOOKMARK":
-                continue
             if kind == "ERROR":
                 raise ApiException(status=body.get("code"), reason=body.get("message"))
-            job = Job.parse(body)
-            with self._lock:
-                if kind == "DELETED":
-                    self._jobs.pop(job.key, None)
-                else:
-                    current = self._jobs.get(job.key)
-                    if current is None or _newer(job, current):
-                        self._jobs[job.key] = job
-                self.version += 1
-                self._lock.notify_all()
+            version = str(body["metadata"]["resourceVersion"])
+            if kind != "BOOKMARK":
+                self._store(Job.parse(body), deleted=kind == "DELETED")
+        return version
+
+
+def _recent(tombstones: dict[str, float], cutoff: float) -> dict[str, float]:
+    return {uid: t for uid, t in tombstones.items() if t > cutoff}
 
 
 def _newer(candidate: Job, current: Job) -> bool:
