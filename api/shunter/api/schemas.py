@@ -143,10 +143,13 @@ class QueueView(BaseModel):
 
 
 class JobList(BaseModel):
-    """Current jobs (from the cluster), newest first."""
+    """Current jobs (from the cluster): slot holders, the queue in order, then the
+    rest newest first."""
 
     namespace: str
     count: int
+    running_count: int
+    queued_count: int
     items: list[JobPublic]
 
 

@@ -6,6 +6,7 @@ Routes authenticate and call one method here; these methods raise domain errors
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -121,11 +122,28 @@ class TrainingService:
         )
 
     def live(self, namespace: str, *, limit: int) -> JobList:
-        jobs = sorted(
-            self.cache.jobs(namespace), key=lambda j: (j.created_at, j.key.name), reverse=True
+        """Slot holders, then the queue in order, then the rest newest first: a long
+        running job never drops out of the first `limit` behind newer finished ones."""
+        active, waiting = self._ordered(namespace)
+        current = {j.key for j in active} | {j.key for j in waiting}
+        jobs = self.cache.jobs(namespace)
+        rest = sorted(
+            (j for j in jobs if j.key not in current),
+            key=lambda j: (j.created_at, j.key.name),
+            reverse=True,
         )
+        items = [JobPublic.of(j) for j in active[:limit]]
+        items += [
+            JobPublic.of(j).model_copy(update={"queue_position": i})
+            for i, j in enumerate(waiting[: limit - len(items)], start=1)
+        ]
+        items += [JobPublic.of(j) for j in rest[: limit - len(items)]]
         return JobList(
-            namespace=namespace, count=len(jobs), items=[JobPublic.of(j) for j in jobs[:limit]]
+            namespace=namespace,
+            count=len(jobs),
+            running_count=len(active),
+            queued_count=len(waiting),
+            items=items,
         )
 
     def events(self, key: JobKey) -> list[JobEvent]:
@@ -154,18 +172,21 @@ class TrainingService:
             except ClusterError as exc:
                 raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
             self.cache.put(body)
-            self._await_final(key)
             return outcome
         raise Unavailable("The job kept changing; try again")
 
-    def _await_final(self, key: JobKey) -> None:
-        """Give the operator a moment to finish, so a second cancel sees `cancelled`."""
+    async def await_final(self, key: JobKey) -> None:
+        """Give the operator a moment to finish, so a second cancel sees `cancelled`.
+
+        Waits on the event loop (a cache lookup every 50 ms), not in a worker thread:
+        a burst of cancels must not take the threads every other request needs.
+        """
         deadline = time.monotonic() + self.settings.cancel_wait_seconds
         while time.monotonic() < deadline:
-            current = next((j for j in self.cache.jobs(key.namespace) if j.key == key), None)
+            current = self.cache.get(key)
             if current is None or (current.phase is not None and current.phase.terminal):
                 return
-            self.cache.wait_change(min(0.5, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(0.05)
 
 
 def _reason(exc: ClusterError) -> str:

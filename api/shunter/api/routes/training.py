@@ -120,7 +120,6 @@ async def live(
 @router.post(
     "/cancel/{job_id}",
     response_model=CancelResult,
-    response_model_exclude_none=True,
     responses={
         200: {"description": "Cancelled (queued) or cancellation started (running)"},
         404: {"model": CancelResult, "description": "Job not found"},
@@ -134,7 +133,10 @@ async def cancel(
 ) -> JSONResponse:  # fmt: skip
     """Cancel a job in any state; the body is the acceptance guide's."""
     await run_in_threadpool(authority.authorize, caller, "patch", namespace)
-    outcome = await run_in_threadpool(service.cancel, JobKey(namespace, job_id))
+    key = JobKey(namespace, job_id)
+    outcome = await run_in_threadpool(service.cancel, key)
+    if outcome.send_patch:
+        await service.await_final(key)
     result = CancelResult(
         success=outcome.success,
         job_id=job_id,

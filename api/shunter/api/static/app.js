@@ -9,6 +9,7 @@ const state = {
   token: sessionStorage.getItem("shunter.token") || "",
   inFlight: new Set(),   // job ids whose cancel request is under way
   selected: null,        // job id shown in the detail view
+  lastList: null,        // the last /live answer, to re-render without a request
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -94,6 +95,7 @@ function row(job) {
 const ORDER = { running: 0, starting: 1, cancelling: 2, queued: 3 };
 
 function render(list) {
+  state.lastList = list;
   const jobs = [...list.items].sort((a, b) => {
     const ra = ORDER[a.status] ?? 9, rb = ORDER[b.status] ?? 9;
     if (ra !== rb) return ra - rb;
@@ -103,9 +105,9 @@ function render(list) {
   const body = $("#jobs tbody");
   body.replaceChildren(...jobs.map(row));
   $("#empty").hidden = jobs.length > 0;
-  const running = jobs.filter((j) => ["starting", "running", "cancelling"].includes(j.status)).length;
-  const queued = jobs.filter((j) => j.status === "queued").length;
-  $("#counts").textContent = `${running} running · ${queued} queued · ${list.namespace}`;
+  // The counts cover every job in the namespace, not only the rows shown.
+  $("#counts").textContent =
+    `${list.running_count} running · ${list.queued_count} queued · ${list.namespace}`;
 }
 
 function ready() {
@@ -119,9 +121,7 @@ function ready() {
 async function refresh() {
   try {
     if (!ready()) return;
-    const { status, data } = await api("GET", `/api/training/live${query({ limit: 200 })}`);
-    if (status === 200) render(data);
-    else if (data && data.message) notify(data.message, "error");
+    await refreshSoon();
     if (state.selected) await showDetail(state.selected, false);
   } catch (error) {
     notify(`API unreachable: ${error.message}`, "error");
@@ -132,7 +132,7 @@ async function refresh() {
 
 async function cancel(jobId) {
   state.inFlight.add(jobId);
-  await refreshSoon();
+  if (state.lastList) render(state.lastList); // disable the button at once
   try {
     const { data } = await api("POST", `/api/training/cancel/${encodeURIComponent(jobId)}${query()}`);
     notify(data && data.message ? `${jobId}: ${data.message}` : `${jobId}: no answer`,
@@ -147,6 +147,7 @@ async function refreshSoon() {
   if (!ready()) return;
   const { status, data } = await api("GET", `/api/training/live${query({ limit: 200 })}`);
   if (status === 200) render(data);
+  else if (data && data.message) notify(data.message, "error");
 }
 
 async function showDetail(jobId, scroll = true) {
