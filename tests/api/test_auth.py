@@ -35,6 +35,10 @@ def test_no_or_bad_token_is_401_with_a_json_reason(secured: ApiProcess):
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["message"].startswith("Missing bearer token")
         assert anonymous.get("/healthz").status_code == 200
+    with secured.client() as empty:  # HTTP strips "Bearer "'s trailing space
+        response = empty.get("/api/training/queue", headers={"Authorization": "Bearer"})
+        assert response.status_code == 401
+        assert response.json()["message"].startswith("Missing bearer token")
     with secured.client("not-a-real-token") as forged:
         response = forged.post("/api/training/cancel/anything")
         assert response.status_code == 401

@@ -46,6 +46,8 @@ class Authority:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthenticated("Missing bearer token: send 'Authorization: Bearer <token>'")
         token = authorization[7:].strip()
+        if not token:
+            raise Unauthenticated("Empty bearer token: send 'Authorization: Bearer <token>'")
         key = hashlib.sha256(token.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:

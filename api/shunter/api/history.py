@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg
@@ -27,14 +28,16 @@ class History:
     def __init__(self, url: str | None) -> None:
         self.url = url
         self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()  # first requests may come from several threads
 
     def _connection_pool(self) -> ConnectionPool:
         if self.url is None:
             raise Unavailable("Job history is unavailable: DATABASE_URL is not set")
-        if self._pool is None:
-            self._pool = ConnectionPool(self.url, min_size=1, max_size=4, open=False)
-            self._pool.open(wait=False)
-        return self._pool
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(self.url, min_size=1, max_size=4, open=False)
+                self._pool.open(wait=False)
+            return self._pool
 
     def page(
         self, *, namespace: str, status: str | None, limit: int, offset: int
