@@ -32,3 +32,14 @@ def test_an_older_version_never_replaces_a_newer_one():
     stored = cache.get(job.key)
     assert stored is not None
     assert stored.phase is Phase.RUNNING
+
+
+def test_putting_what_the_cache_already_holds_keeps_its_version():
+    cache = JobCache(None, namespace="default")  # type: ignore[arg-type]
+    body = a_training_job("j").in_phase("running").body()
+    cache.put(body)
+    version = cache.version
+
+    cache.put(body)  # GET /status re-reads an unchanged job
+
+    assert cache.version == version

@@ -193,18 +193,21 @@ class JobCache:
         return job
 
     def _store(self, job: Job, *, deleted: bool = False) -> None:
-        """Keep job unless what the cache holds is newer; bump the version."""
+        """Keep job unless what the cache holds is newer. The version moves only on a
+        real change: GET /status puts what it read, and must not invalidate what
+        readers derived (the /queue order) when nothing changed."""
         with self._lock:
             if deleted:
-                self._jobs.pop(job.key, None)
                 self._deleted[job.uid] = now = time.monotonic()
                 if len(self._deleted) > 1000:
                     self._deleted = _recent(self._deleted, now - self.TOMBSTONE_SECONDS)
+                if self._jobs.pop(job.key, None) is not None:
+                    self.version += 1
             elif job.uid not in self._deleted:
                 current = self._jobs.get(job.key)
-                if current is None or _newer(job, current):
+                if current is None or (_newer(job, current) and job != current):
                     self._jobs[job.key] = job
-            self.version += 1
+                    self.version += 1
 
     def _list_call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         if self.namespace:
