@@ -146,7 +146,7 @@ class Kube:
 
     async def post_event(self, key: JobKey, uid: Uid, event: Event, *, at: datetime) -> None:
         """Post an Event about the job, stamped with the time it was decided."""
-        now = format_micro_time(at)
+        stamp = format_micro_time(at)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -165,9 +165,9 @@ class Kube:
             "reportingComponent": COMPONENT,
             "reportingInstance": COMPONENT,
             "action": event.reason,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "eventTime": now,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "eventTime": stamp,
             "count": 1,
         }
         await self._call(
