@@ -21,6 +21,7 @@ from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
 from tests.support.api import ApiProcess
 from tests.support.kube import api_client, temporary_namespace
+from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
 
 
@@ -146,3 +147,13 @@ def start_api(
         database_url=database_url,
         log_path=tmp_path / "api.log",
     )
+
+
+@pytest.fixture
+def node_pool(kube_api: client.ApiClient) -> Iterator[NodePool]:
+    """kwok GPU nodes of the test's own pool (empty until it adds some)."""
+    pool = NodePool(kube_api)
+    try:
+        yield pool
+    finally:
+        pool.remove()

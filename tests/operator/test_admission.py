@@ -10,7 +10,8 @@ from shunter.operator.admission import Limits
 from shunter.operator.book import JobBook
 from shunter.operator.model import Job, JobKey, Phase
 from shunter.operator.planning import plan_pass
-from tests.support.builders import a_training_job
+from shunter.operator.rules import Rules
+from tests.support.builders import a_training_job, gpu_nodes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -24,11 +25,9 @@ class Plan:
 
 def plan_admission(jobs: Sequence[Job], limits: Limits) -> Plan:
     """Which jobs one pass admits (in queue order) and the positions it writes."""
-    book = JobBook.of(jobs)
+    book = JobBook.of(jobs, nodes=gpu_nodes(4, gpus=8))
     queued = {j.key for j in jobs if j.queued}  # admitted jobs are not reconciled here
-    result = plan_pass(
-        book, changed=queued, now=NOW, limits=limits, grace_margin=timedelta(seconds=1)
-    )
+    result = plan_pass(book, changed=queued, now=NOW, rules=Rules(limits=limits))
     order = [j.key for j in book.waiting()]
     admit = tuple(
         k for k in order

@@ -8,35 +8,36 @@ import pytest
 
 from shunter.operator.lifecycle import Context, reconcile_job
 from shunter.operator.model import CANCELLED_BY_USER, Phase
-from tests.support.builders import a_pod_of, a_training_job
+from tests.support.builders import a_pod_of, a_training_job, pods
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PLACED = ("gpu-node-0",)
 
 
 def test_a_new_job_is_queued_with_its_position():
     job = a_training_job("j").job()
-    decision = reconcile_job(job, None, Context(now=NOW, queue_position=3))
+    decision = reconcile_job(job, Context(pods=pods(None), now=NOW, queue_position=3))
     assert decision.status.phase is Phase.QUEUED
     assert decision.status.queue_position == 3
     assert [e.reason for e in decision.events] == ["Queued"]
-    assert decision.create_pod is None
+    assert decision.create_pods == ()
 
 
 def test_admission_moves_to_starting_and_creates_the_pod():
     job = a_training_job("j").in_phase("queued", queuePosition=1).job()
-    decision = reconcile_job(job, None, Context(now=NOW, admit=True))
+    decision = reconcile_job(job, Context(pods=pods(None), now=NOW, admit=PLACED))
     assert decision.status.phase is Phase.STARTING
     assert decision.status.queue_position is None
     assert decision.status.pod_name == "j-trainer"
     assert decision.status.admitted_at == NOW
-    assert decision.create_pod is not None
-    assert decision.create_pod["metadata"]["name"] == "j-trainer"
+    assert decision.create_pods != ()
+    assert decision.create_pods[0]["metadata"]["name"] == "j-trainer"
 
 
 def test_a_running_pod_makes_the_job_running():
     job = a_training_job("j").in_phase("starting").job()
     started = NOW - timedelta(seconds=3)
-    decision = reconcile_job(job, a_pod_of(job, started_at=started), Context(now=NOW))
+    decision = reconcile_job(job, Context(pods=pods(a_pod_of(job, started_at=started)), now=NOW))
     assert decision.status.phase is Phase.RUNNING
     assert decision.status.started_at == started
     assert decision.status.node_name == "gpu-node-0"
@@ -51,7 +52,7 @@ def test_a_finished_pod_finishes_the_job(pod_phase: str, job_phase: Phase, reaso
     pod = a_pod_of(
         job, phase=pod_phase, exit_code=0 if job_phase is Phase.COMPLETED else 137, reason=reason
     )
-    decision = reconcile_job(job, pod, Context(now=NOW))
+    decision = reconcile_job(job, Context(pods=pods(pod), now=NOW))
     assert decision.status.phase is job_phase
     assert decision.status.reason == reason
     assert decision.status.completed_at == NOW
@@ -61,14 +62,14 @@ def test_a_finished_pod_finishes_the_job(pod_phase: str, job_phase: Phase, reaso
 def test_a_failed_pod_explains_itself():
     job = a_training_job("j").in_phase("running").job()
     pod = a_pod_of(job, phase="Failed", exit_code=1, reason="Error", message="loss is NaN")
-    decision = reconcile_job(job, pod, Context(now=NOW))
+    decision = reconcile_job(job, Context(pods=pods(pod), now=NOW))
     assert decision.status.message == "Trainer exited with code 1 (Error): loss is NaN"
     assert decision.status.exit_code == 1
 
 
 def test_a_pod_that_vanishes_from_a_running_job_fails_it():
     job = a_training_job("j").in_phase("running").job()
-    decision = reconcile_job(job, None, Context(now=NOW))
+    decision = reconcile_job(job, Context(pods=pods(None), now=NOW))
     assert decision.status.phase is Phase.FAILED
     assert decision.status.reason == "PodVanished"
     assert "j-trainer disappeared" in (decision.status.message or "")
@@ -76,35 +77,35 @@ def test_a_pod_that_vanishes_from_a_running_job_fails_it():
 
 def test_a_starting_job_without_its_pod_creates_it_again():
     job = a_training_job("j").in_phase("starting").job()
-    decision = reconcile_job(job, None, Context(now=NOW))
+    decision = reconcile_job(job, Context(pods=pods(None), now=NOW))
     assert decision.status == job.status
-    assert decision.create_pod is not None
+    assert decision.create_pods != ()
 
 
 def test_a_pod_created_but_not_yet_seen_is_neither_recreated_nor_missed():
     for phase in ("starting", "running"):
         job = a_training_job("j").in_phase(phase).job()
-        decision = reconcile_job(job, None, Context(now=NOW, pod_unobserved=True))
+        decision = reconcile_job(job, Context(pods=pods(None), now=NOW, unobserved={0}))
         assert decision.status == job.status
-        assert decision.create_pod is None
+        assert decision.create_pods == ()
 
 
 @pytest.mark.parametrize("phase", ["completed", "failed", "cancelled"])
 def test_terminal_phases_never_change_even_when_cancelled_late(phase: str):
     job = a_training_job("j").cancelled().in_phase(phase, message="done").job()
-    decision = reconcile_job(job, None, Context(now=NOW, admit=True))
+    decision = reconcile_job(job, Context(pods=pods(None), now=NOW, admit=PLACED))
     assert decision.status == job.status
-    assert decision.create_pod is None
-    assert decision.delete_pod is None
+    assert decision.create_pods == ()
+    assert decision.delete_pods == ()
     assert not decision.events
 
 
 def test_a_cancelled_queued_job_leaves_the_queue_at_once():
     job = a_training_job("j").cancelled().in_phase("queued", queuePosition=2).job()
-    decision = reconcile_job(job, None, Context(now=NOW, admit=True, queue_position=1))
+    decision = reconcile_job(job, Context(pods=pods(None), now=NOW, admit=PLACED, queue_position=1))
     assert decision.status.phase is Phase.CANCELLED
     assert decision.status.message == CANCELLED_BY_USER
     assert decision.status.queue_position is None
     assert decision.status.completed_at == NOW
-    assert decision.create_pod is None
+    assert decision.create_pods == ()
     assert decision.logs == ("[Cancel] Job default/j removed from queue and cancelled",)

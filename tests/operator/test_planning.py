@@ -10,7 +10,8 @@ from shunter.operator.book import JobBook
 from shunter.operator.controller import status_patch
 from shunter.operator.model import JobKey, JobStatus, Phase
 from shunter.operator.planning import plan_pass
-from tests.support.builders import a_pod_of, a_training_job
+from shunter.operator.rules import Rules
+from tests.support.builders import a_pod_of, a_training_job, gpu_nodes
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -21,10 +22,11 @@ def test_a_completed_job_hands_its_slot_to_the_next_in_the_same_pass():
     b = a_training_job("b").created_at(T0).in_phase("queued", sequence=2, queuePosition=1).job()
     c = a_training_job("c").created_at(T0).in_phase("queued", sequence=3, queuePosition=2).job()
     result = plan_pass(
-        JobBook.of([running, b, c], [a_pod_of(running, phase="Succeeded", exit_code=0)]),
+        JobBook.of(
+            [running, b, c], [a_pod_of(running, phase="Succeeded", exit_code=0)], nodes=gpu_nodes()
+        ),
         now=NOW,
-        limits=Limits(max_running=1),
-        grace_margin=timedelta(seconds=10),
+        rules=Rules(limits=Limits(max_running=1)),
     )
     d = result.decisions
     assert d[JobKey("default", "a")].status.phase is Phase.COMPLETED
@@ -37,13 +39,12 @@ def test_new_jobs_get_sequence_numbers_in_arrival_order():
         a_training_job("late").created_at(T0 + timedelta(seconds=2)).job(),
         a_training_job("early").created_at(T0).job(),
     ]
-    book = JobBook.of(jobs)
+    book = JobBook.of(jobs, nodes=gpu_nodes())
     book.max_sequence = 4
     result = plan_pass(
         book,
         now=NOW,
-        limits=Limits(max_running=1),
-        grace_margin=timedelta(seconds=10),
+        rules=Rules(limits=Limits(max_running=1)),
     )
     assert result.decisions[JobKey("default", "early")].status.sequence == 5
     assert result.decisions[JobKey("default", "late")].status.sequence == 6
@@ -51,12 +52,15 @@ def test_new_jobs_get_sequence_numbers_in_arrival_order():
 
 
 def test_an_unchanged_world_decides_nothing():
-    job = a_training_job("a").in_phase("running", sequence=1, nodeName="gpu-node-0").job()
+    job = (
+        a_training_job("a")
+        .in_phase("running", sequence=1, nodeName="gpu-node-0", podsReady=1)
+        .job()
+    )
     result = plan_pass(
-        JobBook.of([job], [a_pod_of(job)]),
+        JobBook.of([job], [a_pod_of(job)], nodes=gpu_nodes()),
         now=NOW,
-        limits=Limits(),
-        grace_margin=timedelta(seconds=10),
+        rules=Rules(),
     )
     assert result.decisions == {}
 
@@ -70,9 +74,7 @@ def test_status_patch_carries_only_changes_and_deletes_cleared_fields():
 def test_jobs_created_in_the_same_second_are_numbered_in_creation_order():
     first = replace(a_training_job("zz").created_at(T0).job(), resource_version="501")
     second = replace(a_training_job("aa").created_at(T0).job(), resource_version="502")
-    result = plan_pass(
-        JobBook.of([second, first]), now=NOW, limits=Limits(), grace_margin=timedelta(seconds=10)
-    )
+    result = plan_pass(JobBook.of([second, first], nodes=gpu_nodes()), now=NOW, rules=Rules())
     assert result.decisions[first.key].status.phase is Phase.STARTING
     assert result.decisions[second.key].status.sequence == 2
 
@@ -82,11 +84,9 @@ def test_only_the_first_positions_are_written_exactly():
         a_training_job(f"j{i:02d}").created_at(T0 + timedelta(seconds=i)).job() for i in range(6)
     ]
     result = plan_pass(
-        JobBook.of(jobs),
+        JobBook.of(jobs, nodes=gpu_nodes()),
         now=NOW,
-        limits=Limits(max_running=1),
-        grace_margin=timedelta(seconds=10),
-        exact_positions=3,
+        rules=Rules(limits=Limits(max_running=1), exact_positions=3),
     )
     statuses = [result.decisions[j.key].status for j in jobs]
     assert [s.queue_position for s in statuses] == [None, 1, 2, 3, None, None]
@@ -95,16 +95,25 @@ def test_only_the_first_positions_are_written_exactly():
 
 
 def test_a_queued_job_whose_place_did_not_change_is_left_alone():
-    head = a_training_job("head").in_phase("running", sequence=1, nodeName="gpu-node-0").job()
+    head = (
+        a_training_job("head")
+        .in_phase("running", sequence=1, nodeName="gpu-node-0", podsReady=1)
+        .job()
+    )
     waiting = (
         a_training_job("wait")
-        .in_phase("queued", sequence=2, queuePosition=1, message="Waiting in queue at position 1")
+        .in_phase(
+            "queued",
+            sequence=2,
+            queuePosition=1,
+            reason="Queued",
+            message="Waiting in queue at position 1: no free slot (1 of 1 in use)",
+        )
         .job()
     )
     result = plan_pass(
-        JobBook.of([head, waiting], [a_pod_of(head)]),
+        JobBook.of([head, waiting], [a_pod_of(head)], nodes=gpu_nodes()),
         now=NOW,
-        limits=Limits(),
-        grace_margin=timedelta(seconds=10),
+        rules=Rules(),
     )
     assert result.decisions == {}

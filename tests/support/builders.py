@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shunter.operator.model import API_VERSION, KIND, Job, PodView, format_time
+from shunter.operator.nodes import NodeView, Resources, Taint
 
 
 class TrainingJobBuilder:
@@ -107,3 +108,33 @@ def a_pod_of(job: Job, *, phase: str = "Running", deleting: bool = False, **fiel
         node_name=fields.pop("node_name", "gpu-node-0"),
         **fields,
     )
+
+
+def pods(*found: PodView | None) -> dict[int, PodView]:
+    """A job's Pods by index, as the book hands them to the lifecycle."""
+    return {p.index: p for p in found if p is not None}
+
+
+def a_node(
+    name: str,
+    *,
+    gpus: int = 8,
+    cpu: int = 64,
+    memory_gib: int = 512,
+    labels: dict[str, str] | None = None,
+    taints: tuple[Taint, ...] = (),
+    ready: bool = True,
+) -> NodeView:
+    """A GPU node as the operator sees it (the local cluster's kwok nodes by default)."""
+    return NodeView(
+        name=name,
+        labels=tuple(sorted({"shunter.dev/node-pool": "gpu", **(labels or {})}.items())),
+        taints=taints,
+        allocatable=Resources(gpus=gpus, cpu=cpu * 1000, memory=memory_gib * 2**30),
+        ready=ready,
+        unschedulable=False,
+    )
+
+
+def gpu_nodes(count: int = 4, *, gpus: int = 8) -> list[NodeView]:
+    return [a_node(f"gpu-node-{i}", gpus=gpus) for i in range(count)]

@@ -22,28 +22,34 @@ from tests.support.process import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
+CRD_FILES = sorted((REPO / "charts/shunter/crds").glob("*.yaml"))
 
 
 def install_crd(api: client.ApiClient) -> None:
-    """Create or update the CRD and wait until it is served."""
-    body = yaml.safe_load(CRD_FILE.read_text())
+    """Create or update Shunter's CRDs (TrainingJob, TrainingQueue); wait until served."""
+    for path in CRD_FILES:
+        _install(api, yaml.safe_load(path.read_text()))
+
+
+def _install(api: client.ApiClient, body: dict[str, Any]) -> None:
     ext = client.ApiextensionsV1Api(api)
+    name = body["metadata"]["name"]
     try:
         ext.create_custom_resource_definition(body)
     except ApiException as exc:
         if exc.status != 409:
             raise
-        current = ext.read_custom_resource_definition(body["metadata"]["name"])
+        current = ext.read_custom_resource_definition(name)
         body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
+        ext.replace_custom_resource_definition(name, body)
 
     def established() -> bool:
-        crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+        crd = ext.read_custom_resource_definition(name)
         return any(
             c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
         )
 
-    wait_for(established, timeout=60, what="the TrainingJob CRD to be established")
+    wait_for(established, timeout=60, what=f"the CRD {name} to be established")
 
 
 class OperatorProcess(ServiceProcess):
@@ -120,6 +126,11 @@ class Jobs:
 
     def cancel(self, name: str) -> dict[str, Any]:
         return self.patch_spec(name, {"cancelled": True})
+
+    def status(self, name: str) -> dict[str, Any]:
+        """The job's status ({} until the operator wrote one)."""
+        found: dict[str, Any] = self.get(name).get("status") or {}
+        return found
 
     def phase(self, name: str) -> str | None:
         phase: str | None = self.get(name).get("status", {}).get("phase")

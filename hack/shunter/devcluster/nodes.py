@@ -13,7 +13,9 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 POOL_LABEL = "shunter.dev/node-pool"
 
 
-def gpu_node(name: str, *, gpus: int, cpu: str = "64", memory: str = "512Gi") -> dict[str, Any]:
+def gpu_node(
+    name: str, *, gpus: int, cpu: str = "64", memory: str = "512Gi", pool: str = "gpu"
+) -> dict[str, Any]:
     """A Node manifest that kwok manages (selected by its annotation)."""
     resources = {"cpu": cpu, "memory": memory, "pods": "110", GPU_RESOURCE: str(gpus)}
     return {
@@ -28,7 +30,7 @@ def gpu_node(name: str, *, gpus: int, cpu: str = "64", memory: str = "512Gi") ->
                 "kubernetes.io/os": "linux",
                 "nvidia.com/gpu.present": "true",
                 "type": "kwok",
-                POOL_LABEL: "gpu",
+                POOL_LABEL: pool,
             },
         },
         "spec": {},

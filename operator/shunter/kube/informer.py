@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from shunter.kube.client import Body, Kube
-from shunter.kube.errors import Gone, KubeError
+from shunter.kube.errors import Forbidden, Gone, KubeError, NotFound
 from shunter.kube.resources import Resource
 
 log = logging.getLogger("shunter.kube.informer")
@@ -41,6 +41,7 @@ T = TypeVar("T")
 WATCH_SECONDS = 300
 RETRY_SECONDS = 1.0
 LIST_PAGE = 500
+ABSENT_RETRY_SECONDS = 30.0
 
 
 def version_number(resource_version: str | None) -> int | None:
@@ -70,6 +71,7 @@ class Informer(Generic[K, T]):
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_change: Callable[[str, T], None] | None = None,
+        optional: bool = False,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -79,6 +81,8 @@ class Informer(Generic[K, T]):
         self._label_selector = label_selector
         self._field_selector = field_selector
         self._on_change = on_change
+        # A resource that may not be installed (a CRD) or readable: absent counts as empty.
+        self._optional = optional
         self.store: dict[K, T] = {}
         # Bumped on every real change, so readers can cache what they derive.
         self.version = 0
@@ -109,6 +113,17 @@ class Informer(Generic[K, T]):
                 await self._watch()
             except Gone:
                 self.resource_version = None  # compacted away: list again
+            except (NotFound, Forbidden) as exc:
+                self.resource_version = None
+                if not self._optional:
+                    log.warning("%s informer: %s; resuming", self.resource.plural, exc)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                if not self.synced.is_set():
+                    log.warning("%s: %s (CRD not installed, or no permission): none, for now",
+                                self.resource.plural, exc)  # fmt: skip
+                self.synced.set()
+                await asyncio.sleep(ABSENT_RETRY_SECONDS)
             except KubeError as exc:
                 log.warning("%s informer: %s; resuming", self.resource.plural, exc)
                 await asyncio.sleep(RETRY_SECONDS)

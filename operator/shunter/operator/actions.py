@@ -12,9 +12,11 @@ from typing import Any
 
 from shunter.kube import Body, Conflict, Kube, NotFound
 from shunter.kube.events import event_body, post_event
-from shunter.kube.resources import PODS, TRAINING_JOBS
+from shunter.kube.resources import PODS, PVCS, SERVICES, TRAINING_JOBS
 from shunter.operator.decisions import Event
 from shunter.operator.model import JobKey, Uid
+
+_KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
 
 
 class Actions:
@@ -27,10 +29,12 @@ class Actions:
             TRAINING_JOBS, key.name, {"status": patch}, namespace=key.namespace, sub="status"
         )
 
-    async def create_pod(self, manifest: Body) -> bool:
-        """Create the Pod; False when it already exists (a retried create)."""
+    async def create(self, manifest: Body) -> bool:
+        """Create a Pod, Service or PersistentVolumeClaim; False when it already exists
+        (a retried create: every name is deterministic)."""
+        resource = _KINDS[manifest["kind"]]
         try:
-            await self.kube.create(PODS, manifest, namespace=manifest["metadata"]["namespace"])
+            await self.kube.create(resource, manifest, namespace=manifest["metadata"]["namespace"])
         except Conflict:
             return False
         return True

@@ -1,27 +1,35 @@
-"""Which queued jobs may start now: priority, then FIFO, within the limits.
+"""Which queued jobs may start now: order, limits, quotas and capacity (pure).
 
-Pure code: the queue order, and the usage a queued job must fit beside (the walk
-over the queue is in `planning`). The rules are those a Kueue or Slurm user expects:
+The rules are those a Kueue or Slurm user expects:
 
 - order: higher `spec.priority` first; equal priorities in submission order
   (creationTimestamp, then the operator's own sequence number, since
   creationTimestamp has one-second resolution, then the name);
-- limits: at most `max_running` jobs hold a slot (starting, running or cancelling),
-  and their GPUs sum to at most `gpu_budget` (0 = no budget);
-- strict FIFO: when the head of the queue does not fit, nothing behind it starts.
-  Letting smaller jobs overtake (backfill) would starve large jobs; Kueue's
-  StrictFIFO makes the same choice.
+- the operator's global limits: at most `max_running` jobs hold a slot (starting,
+  running or stopping) and their GPUs sum to at most `gpu_budget` (0 = no budget);
+- the job's queue: its running limit and GPU quota, borrowing idle quota of its
+  cohort (shunter.operator.queues);
+- capacity: a node for each of its Pods, free now (shunter.operator.capacity);
+- within a queue, strict FIFO by default: when the head does not fit now, nothing
+  behind it starts (letting smaller jobs overtake would starve large ones; Kueue's
+  StrictFIFO makes the same choice). A queue may choose BestEffortFIFO instead.
+- a job that can never run as the cluster is (larger than any node, or than the GPU
+  budget) or that is backing off after a failed start blocks no one: it waits with
+  a message saying why.
 
-A cancelling job keeps its slot until its Pod is gone, so a new Pod never lands on a
+A job keeps its slot and GPUs until its Pods are gone, so a new Pod never lands on a
 GPU the previous trainer may still hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from shunter.operator.capacity import Capacity
 from shunter.operator.model import Job, JobStatus
+from shunter.operator.queues import QueueView, QuotaUse, queue_of
 
 # Sequence numbers stay far below this; unnumbered jobs sort after numbered ones of the
 # same second, among themselves by creation revision.
@@ -51,20 +59,20 @@ def queue_order(job: Job) -> tuple[int, float, int, str, str]:
 
 
 def waiting(jobs: Iterable[Job]) -> list[Job]:
-    """Queued, not cancelled jobs in admission order."""
+    """Queued, not cancelled or suspended jobs in admission order."""
     return sorted(
-        (j for j in jobs if j.queued and not j.spec.cancelled),
+        (j for j in jobs if j.queued and not j.spec.cancelled and not j.spec.suspended),
         key=queue_order,
     )
 
 
 def fits_budget(job: Job, limits: Limits) -> bool:
-    return not limits.gpu_budget or job.spec.gpus <= limits.gpu_budget
+    return not limits.gpu_budget or job.spec.total_gpus <= limits.gpu_budget
 
 
 @dataclass(frozen=True)
 class Usage:
-    """Slots and GPUs held by admitted jobs (starting, running or cancelling)."""
+    """Slots and GPUs held by admitted jobs (starting, running or stopping)."""
 
     running: int = 0
     gpus: int = 0
@@ -74,21 +82,89 @@ class Usage:
         running = gpus = 0
         for job in active:
             running += 1
-            gpus += job.spec.gpus
+            gpus += job.spec.total_gpus
         return cls(running, gpus)
 
-    def admits(self, job: Job, limits: Limits) -> bool:
+    def why_not(self, job: Job, limits: Limits) -> str | None:
         if self.running >= limits.max_running:
-            return False
-        return not limits.gpu_budget or self.gpus + job.spec.gpus <= limits.gpu_budget
+            return f"no free slot ({self.running} of {limits.max_running} in use)"
+        if limits.gpu_budget and self.gpus + job.spec.total_gpus > limits.gpu_budget:
+            return f"the GPU budget has {limits.gpu_budget - self.gpus} of {limits.gpu_budget} free"
+        return None
 
-    def plus(self, job: Job) -> Usage:
-        return Usage(self.running + 1, self.gpus + job.spec.gpus)
+    def plus(self, job: Job, sign: int = 1) -> Usage:
+        return Usage(self.running + sign, self.gpus + sign * job.spec.total_gpus)
 
     def after(self, job: Job, status: JobStatus) -> Usage:
         """Usage once job moves to status (a finished job frees its slot)."""
         held = job.phase is not None and job.phase.holds_slot
         holds = status.phase is not None and status.phase.holds_slot
         if held and not holds:
-            return Usage(self.running - 1, self.gpus - job.spec.gpus)
+            return self.plus(job, -1)
         return self
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What admission says about one queued job now."""
+
+    kind: str  # admit | wait (blocks its queue) | never | backoff (block no one)
+    reason: str = ""  # status reason of a waiting job
+    message: str = ""  # why it cannot start (empty when admitted)
+    placement: tuple[str, ...] = ()
+
+    @property
+    def blocks(self) -> bool:
+        return self.kind == "wait"
+
+
+@dataclass
+class AdmissionState:
+    """Everything a queued job must fit beside, consumed as jobs are admitted."""
+
+    limits: Limits
+    usage: Usage
+    quota: QuotaUse
+    capacity: Capacity
+    queues: Mapping[str, QueueView] = field(default_factory=dict)
+
+    def verdict(self, job: Job, *, now: datetime) -> Verdict:
+        if not fits_budget(job, self.limits):
+            return Verdict(
+                "never",
+                "Unschedulable",
+                (
+                    f"Unschedulable: requests {job.spec.total_gpus} GPUs, more than the GPU"
+                    f" budget of {self.limits.gpu_budget}: it cannot start until the budget grows"
+                ),
+            )
+        never = self.capacity.never_fits(job)
+        if never is not None:
+            return Verdict("never", "Unschedulable", f"Unschedulable: {never}")
+        if job.status.not_before is not None and now < job.status.not_before:
+            return Verdict("backoff", job.status.reason or "BackOff", job.status.message or "")
+        if queue_of(job.spec.queue, self.queues) is None:
+            return Verdict("wait", "QueueMissing", f"queue {job.spec.queue!r} does not exist")
+        why = self.usage.why_not(job, self.limits) or self.quota.admits(job)
+        if why is not None:
+            return Verdict("wait", "Queued", why)
+        placement = self.capacity.place(job)
+        if placement is None:
+            return Verdict("wait", "Queued", self.capacity.why_not_now(job))
+        return Verdict("admit", placement=placement)
+
+    def take(self, job: Job, placement: Iterable[str]) -> None:
+        self.usage = self.usage.plus(job)
+        self.quota.add(job)
+        self.capacity.take(job, placement)
+
+    def give(self, job: Job) -> None:
+        """Simulate job's Pods gone (a preemption victim)."""
+        self.usage = self.usage.plus(job, -1)
+        self.quota.remove(job)
+        self.capacity.give(job, job.status.placement)
+
+    def copy(self) -> AdmissionState:
+        quota = QuotaUse(self.quota.queues, dict(self.quota.running), dict(self.quota.gpus))
+        capacity = Capacity(self.capacity.nodes, dict(self.capacity.free), self.capacity._pools)
+        return AdmissionState(self.limits, self.usage, quota, capacity, self.queues)

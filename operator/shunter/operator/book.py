@@ -10,7 +10,8 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 - the queued jobs in admission order (a sorted list per queue, updated as jobs enter,
   leave or change priority), the jobs holding a slot, and the queued jobs whose
   status carries an exact position;
-- Pods per job, and Pods created but not yet seen (they count as present);
+- Pods per job (by index), and Pods created but not yet seen (they count as present);
+- Nodes, the foreign Pods that hold resources on them, and the TrainingQueues;
 - timers: when a job needs another look even if nothing changes (grace deadlines).
 
 Pure data: no I/O, no clock of its own (times are passed in). Everything runs on the
@@ -27,6 +28,8 @@ from datetime import datetime
 
 from shunter.operator.admission import queue_order
 from shunter.operator.model import Job, JobKey, JobStatus, PodView
+from shunter.operator.nodes import NodeView, PodUsage
+from shunter.operator.queues import QueueView
 
 OrderKey = tuple[int, float, int, str, str]
 
@@ -49,26 +52,46 @@ def _number(resource_version: str) -> int:
 class JobBook:
     def __init__(self) -> None:
         self.jobs: dict[JobKey, Job] = {}
-        self.pods: dict[JobKey, PodView] = {}
+        self.pods: dict[JobKey, dict[str, PodView]] = {}
         self.active: dict[JobKey, Job] = {}
         self.positioned: set[JobKey] = set()
         self.dirty: set[JobKey] = set()
         self.max_sequence = 0
-        self._queue: list[tuple[OrderKey, JobKey]] = []
-        self._order: dict[JobKey, OrderKey] = {}
+        self.nodes: dict[str, NodeView] = {}
+        self.foreign: dict[str, PodUsage] = {}
+        self.queues: dict[str, QueueView] = {}
+        # Bumped when nodes, foreign Pods or queues change: admission must look again.
+        self.world_version = 0
+        self._queues: dict[str, list[tuple[OrderKey, JobKey]]] = {}
+        self._order: dict[JobKey, tuple[str, OrderKey]] = {}
         self._written: dict[JobKey, _Written] = {}
-        self._expected: dict[JobKey, float] = {}
+        self._expected: dict[JobKey, dict[str, int]] = {}
+        self._expected_until: dict[JobKey, float] = {}
         self._timers: list[tuple[datetime, JobKey]] = []
         self._timer_at: dict[JobKey, datetime] = {}
 
     @classmethod
-    def of(cls, jobs: Iterable[Job], pods: Iterable[PodView] = ()) -> JobBook:
+    def of(
+        cls,
+        jobs: Iterable[Job],
+        pods: Iterable[PodView] = (),
+        *,
+        nodes: Iterable[NodeView] = (),
+        foreign: Iterable[PodUsage] = (),
+        queues: Iterable[QueueView] = (),
+    ) -> JobBook:
         """A book holding these (for tests and tools); every job is dirty."""
         book = cls()
         for job in jobs:
             book.put_job(job)
         for pod in pods:
             book.put_pod(pod)
+        for node in nodes:
+            book.put_node(node)
+        for usage in foreign:
+            book.put_foreign(usage)
+        for queue in queues:
+            book.put_queue(queue)
         return book
 
     # -- jobs --------------------------------------------------------------------
@@ -106,12 +129,12 @@ class JobBook:
         key = job.key
         self.jobs[key] = job
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
-        if job.queued and not job.spec.cancelled:
-            order = queue_order(job)
-            if self._order.get(key) != order:
+        if job.queued and not job.spec.cancelled and not job.spec.suspended:
+            place = (job.spec.queue, queue_order(job))
+            if self._order.get(key) != place:
                 self._unqueue(key)
-                bisect.insort(self._queue, (order, key))
-                self._order[key] = order
+                bisect.insort(self._queues.setdefault(place[0], []), (place[1], key))
+                self._order[key] = place
         else:
             self._unqueue(key)
         if job.phase is not None and job.phase.holds_slot:
@@ -125,49 +148,113 @@ class JobBook:
         self.dirty.add(key)
 
     def _unqueue(self, key: JobKey) -> None:
-        order = self._order.pop(key, None)
-        if order is None:
+        place = self._order.pop(key, None)
+        if place is None:
             return
-        i = bisect.bisect_left(self._queue, (order, key))
-        if i < len(self._queue) and self._queue[i] == (order, key):
-            del self._queue[i]
+        entries = self._queues[place[0]]
+        i = bisect.bisect_left(entries, (place[1], key))
+        if i < len(entries) and entries[i] == (place[1], key):
+            del entries[i]
+        if not entries:
+            del self._queues[place[0]]
 
-    def waiting(self) -> Iterator[Job]:
-        """Queued, not cancelled jobs in admission order."""
-        for _, key in self._queue:
+    def waiting(self, queue: str | None = None) -> Iterator[Job]:
+        """Queued, not cancelled or suspended jobs in admission order (of one queue, or
+        of all queues merged)."""
+        if queue is not None:
+            for _, key in self._queues.get(queue, ()):
+                yield self.jobs[key]
+            return
+        for _, key in heapq.merge(*self._queues.values()):
             yield self.jobs[key]
+
+    def queue_names(self) -> list[str]:
+        """Queues with waiting jobs."""
+        return list(self._queues)
 
     @property
     def queued_count(self) -> int:
-        return len(self._queue)
+        return sum(len(entries) for entries in self._queues.values())
 
     # -- pods --------------------------------------------------------------------
 
     def put_pod(self, pod: PodView) -> None:
         key = pod.job_key
-        current = self.pods.get(key)
-        job = self.jobs.get(key)
-        # Two Pods under one job name: the one of the current job (same uid) wins.
-        if current is None or current.name == pod.name or (job and pod.job_uid == job.uid):
-            self.pods[key] = pod
-        self._expected.pop(key, None)
+        self.pods.setdefault(key, {})[pod.name] = pod
+        expected = self._expected.get(key)
+        if expected is not None:
+            expected.pop(pod.name, None)
+            if not expected:
+                del self._expected[key]
         self.dirty.add(key)
 
     def remove_pod(self, pod: PodView) -> None:
         key = pod.job_key
-        current = self.pods.get(key)
-        if current is not None and current.uid == pod.uid:
-            del self.pods[key]
+        pods = self.pods.get(key)
+        if pods is not None and pods.get(pod.name) is not None and pods[pod.name].uid == pod.uid:
+            del pods[pod.name]
+            if not pods:
+                del self.pods[key]
         self.dirty.add(key)
 
-    def expect_pod(self, key: JobKey, *, until: float) -> None:
-        """A Pod was created and is not seen yet: count it as present until `until`."""
-        self._expected[key] = until
+    def pods_of(self, job: Job) -> dict[int, PodView]:
+        """The job's Pods of its current attempt, by index (an earlier job of the same
+        name, or an earlier attempt, is not this job's)."""
+        found: dict[int, PodView] = {}
+        for pod in self.pods.get(job.key, {}).values():
+            if pod.job_uid and pod.job_uid != job.uid:
+                continue
+            if pod.attempt and pod.attempt != job.status.attempts:
+                continue
+            found[pod.index] = pod
+        return found
 
-    def unobserved(self, *, now: float) -> set[JobKey]:
-        for key in [k for k, until in self._expected.items() if until < now]:
+    def expect_pods(self, key: JobKey, names: dict[str, int], *, until: float) -> None:
+        """Pods were created and are not seen yet: count them as present until `until`."""
+        self._expected.setdefault(key, {}).update(names)
+        self._expected_until[key] = until
+
+    def unobserved(self, key: JobKey, *, now: float) -> set[int]:
+        """Indexes of the job's Pods created but not seen yet."""
+        expected = self._expected.get(key)
+        if not expected:
+            return set()
+        if self._expected_until.get(key, 0.0) < now:
             del self._expected[key]
-        return set(self._expected)
+            return set()
+        return set(expected.values())
+
+    # -- the world around the jobs ------------------------------------------------
+
+    def put_node(self, node: NodeView) -> None:
+        if self.nodes.get(node.name) != node:
+            self.nodes[node.name] = node
+            self.world_version += 1
+
+    def remove_node(self, node: NodeView) -> None:
+        if self.nodes.pop(node.name, None) is not None:
+            self.world_version += 1
+
+    def put_foreign(self, usage: PodUsage) -> None:
+        if self.foreign.get(usage.uid) != usage:
+            self.foreign[usage.uid] = usage
+            self.world_version += 1
+
+    def remove_foreign(self, usage: PodUsage) -> None:
+        if self.foreign.pop(usage.uid, None) is not None:
+            self.world_version += 1
+
+    def put_queue(self, queue: QueueView) -> None:
+        if self.queues.get(queue.name) != queue:
+            self.queues[queue.name] = queue
+            self.world_version += 1
+
+    def remove_queue(self, queue: QueueView) -> None:
+        if self.queues.pop(queue.name, None) is not None:
+            self.world_version += 1
+
+    def not_ready(self) -> set[str]:
+        return {n.name for n in self.nodes.values() if not n.ready}
 
     # -- what a pass must look at -------------------------------------------------
 
@@ -205,4 +292,5 @@ class JobBook:
         for entry in written.values():
             self._index(entry.base)
         self._expected.clear()
+        self._expected_until.clear()
         self.mark_all()

@@ -25,7 +25,7 @@ from shunter.kube import Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
-from shunter.operator.model import Job, JobStatus, Phase
+from shunter.operator.model import POD_INDEX_LABEL, Job, JobStatus, Phase
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -103,14 +103,13 @@ class Controller:
     async def reconcile_once(self) -> None:
         now = datetime.now(UTC)
         book = self.book
+        clock = time.monotonic()
         result = plan_pass(
             book,
             changed=book.take_due(now),
             now=now,
-            limits=self.settings.limits,
-            grace_margin=self.settings.grace_margin,
-            unobserved=book.unobserved(now=time.monotonic()),
-            exact_positions=self.settings.exact_positions,
+            rules=self.settings.rules,
+            unobserved=lambda key: book.unobserved(key, now=clock),
         )
         for key, at in result.wake_at.items():
             book.wake_at(key, at)
@@ -137,13 +136,13 @@ class Controller:
                 log.info(line)
             try:
                 await self._write_status(job, decision.status)
-                if decision.create_pod is not None:
-                    await self._create_pod(job, decision)
-                if decision.delete_pod is not None:
-                    target = decision.delete_pod
-                    await self.actions.delete_pod(
-                        target.namespace, target.name, grace_seconds=target.grace_seconds
-                    )
+                if decision.create:
+                    await self._create(job, decision)
+                if decision.delete_pods:
+                    await asyncio.gather(*(
+                        self.actions.delete_pod(d.namespace, d.name, grace_seconds=d.grace_seconds)
+                        for d in decision.delete_pods
+                    ))  # fmt: skip
             except NotFound:
                 return True  # the job was deleted meanwhile; its Pod goes with it
             except KubeError as exc:
@@ -184,10 +183,14 @@ class Controller:
         # The mirror is fed by the watch event of this write.
         self.book.written(job, status, str(body["metadata"]["resourceVersion"]))
 
-    async def _create_pod(self, job: Job, decision: Decision) -> None:
-        assert decision.create_pod is not None
+    async def _create(self, job: Job, decision: Decision) -> None:
+        """The claim and Service first, then every Pod at once."""
+        others = [m for m in decision.create if m["kind"] != "Pod"]
+        pods = decision.create_pods
         try:
-            await self.actions.create_pod(decision.create_pod)
+            for manifest in others:
+                await self.actions.create(manifest)
+            await asyncio.gather(*(self.actions.create(m) for m in pods))
         except (Invalid, Forbidden) as exc:
             # The API server will never accept this Pod (its schema, or an admission
             # rule such as restricted Pod Security): fail the job, do not retry.
@@ -200,4 +203,7 @@ class Controller:
             )
             await self._write_status(replace(job, status=decision.status), failed)
             return
-        self.book.expect_pod(job.key, until=time.monotonic() + EXPECTATION_TTL)
+        names = {m["metadata"]["name"]: i for i, m in enumerate(pods)}
+        indexes = {n: int(m["metadata"]["labels"].get(POD_INDEX_LABEL, 0)) for n, m in
+                   zip(names, pods, strict=True)}  # fmt: skip
+        self.book.expect_pods(job.key, indexes, until=time.monotonic() + EXPECTATION_TTL)

@@ -1,8 +1,8 @@
 """What one reconcile of one job decides: a new status plus the side effects.
 
-Decision modules (lifecycle, cancellation) return these values; the controller
-carries them out (logs, then the status write, then the Pod call, then Events), so
-the decisions themselves stay pure and unit-testable.
+Decision modules (lifecycle, stopping, planning) return these values; the controller
+carries them out (logs, then the status write, then the object calls, then Events),
+so the decisions themselves stay pure and unit-testable.
 """
 
 from __future__ import annotations
@@ -31,11 +31,17 @@ class DeletePod:
 @dataclass(frozen=True)
 class Decision:
     status: JobStatus
-    create_pod: dict[str, Any] | None = None
-    delete_pod: DeletePod | None = None
+    # Objects to create, in order (a checkpoint claim and a Service before the Pods);
+    # each has a deterministic name, so a retried create answers 409 and is done.
+    create: tuple[dict[str, Any], ...] = ()
+    delete_pods: tuple[DeletePod, ...] = ()
     events: tuple[Event, ...] = ()
     logs: tuple[str, ...] = ()
     # When the job needs another look even if nothing changes (e.g. a grace deadline).
     wake_at: datetime | None = None
-    # The GPU slot is free again (for the log line explaining why).
+    # The slot is free again (for the log line explaining why).
     released: bool = False
+
+    @property
+    def create_pods(self) -> tuple[dict[str, Any], ...]:
+        return tuple(m for m in self.create if m.get("kind") == "Pod")

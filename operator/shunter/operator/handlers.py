@@ -18,13 +18,15 @@ from typing import Any
 import kopf
 
 from shunter.kube import Informer, Kube, connect
-from shunter.kube.resources import PODS, TRAINING_JOBS
+from shunter.kube.resources import NODES, PODS, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
 from shunter.operator.controller import EVENT_WORKERS, Controller
 from shunter.operator.leadership import LeaderElector
 from shunter.operator.mirror import Mirror
 from shunter.operator.model import JOB_NAME_LABEL, Job, JobKey, PodView
+from shunter.operator.nodes import BOUND_FIELD_SELECTOR, NodeView, PodUsage
+from shunter.operator.queues import QueueView
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator")
@@ -60,6 +62,30 @@ def _on_pod(book: JobBook, controller: Controller) -> Any:
     return changed
 
 
+def _on_world(put: Any, remove: Any, controller: Controller) -> Any:
+    """Nodes, foreign Pods and queues: admission looks again when they change."""
+
+    def changed(kind: str, obj: Any) -> None:
+        (remove if kind == "DELETED" else put)(obj)
+        controller.wake()
+
+    return changed
+
+
+def _foreign(namespace: str | None) -> Any:
+    """Bound, unfinished Pods that are not this operator's trainer Pods (a trainer Pod
+    of a namespace it does not manage holds GPUs like any other Pod)."""
+
+    def parse(body: dict[str, Any]) -> PodUsage:
+        meta = body["metadata"]
+        ours = JOB_NAME_LABEL in (meta.get("labels") or {}) and namespace in (
+            None, meta.get("namespace"))  # fmt: skip
+        usage = PodUsage.parse(body)
+        return usage if not ours else PodUsage(usage.uid, "", usage.requests)
+
+    return parse
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Settings = memo.config  # parsed and checked by main()
@@ -77,7 +103,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         kube, PODS, namespace=config.namespace, label_selector=JOB_NAME_LABEL,
         parse=PodView.parse, key=lambda pod: pod.uid, on_change=_on_pod(book, controller),
     )  # fmt: skip
-    informers = (jobs, pods)
+    nodes: Informer[str, NodeView] = Informer(
+        kube, NODES, parse=NodeView.parse, key=lambda node: node.name,
+        on_change=_on_world(book.put_node, book.remove_node, controller),
+    )  # fmt: skip
+    # Our own trainer Pods come back with no node here: they are counted by their
+    # job's placement, not twice.
+    foreign: Informer[str, PodUsage] = Informer(
+        kube, PODS, field_selector=BOUND_FIELD_SELECTOR, parse=_foreign(config.namespace),
+        key=lambda usage: usage.uid,
+        on_change=_on_world(book.put_foreign, book.remove_foreign, controller),
+    )  # fmt: skip
+    queues: Informer[str, QueueView] = Informer(
+        kube, TRAINING_QUEUES, parse=QueueView.parse, key=lambda queue: queue.name, optional=True,
+        on_change=_on_world(book.put_queue, book.remove_queue, controller),
+    )  # fmt: skip
+    informers = (jobs, pods, nodes, foreign, queues)
     elector = LeaderElector(
         kube,
         namespace=config.lease_namespace,
@@ -105,7 +146,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         config.identity,
         config.limits.max_running,
         config.limits.gpu_budget or "none",
-        int(config.grace_margin.total_seconds()),
+        int(config.rules.grace_margin.total_seconds()),
         f"namespace {config.namespace}" if config.namespace else "all namespaces",
     )
 

@@ -1,26 +1,41 @@
-"""Phase transitions of one job, decided from the job, its Pod and the admission plan.
+"""Phase transitions of one job, decided from the job, its Pods and the pass (pure).
 
     (new) -> queued -> starting -> running -> completed | failed
-                 \\           \\        \\
-                  cancelled    cancelling -> cancelled      (spec.cancelled=true)
+               |  ^        \\           \\
+               |  |         stopping / cancelling -> cancelled | failed | queued |
+               v  |                                  suspended | starting (retry)
+             suspended
 
-Pod phase drives job phase once admitted. Terminal phases never change, whatever
-arrives later (a late `cancelled=true` included). A Pod that disappears from a
-running job fails the job with a message saying so; it never leaves it hanging.
+Pods drive the phase once a job is admitted: `running` when every Pod runs,
+`completed` when every Pod succeeded; a failed Pod fails the job, or retries it as a
+whole within `spec.backoffLimit` (the other Pods stopped first). Every stop (cancel,
+deadline, start timeout, suspend, preemption, a failed gang member) goes through
+`stopping`. Terminal phases never change, whatever arrives later.
 
-`pod_unobserved` means the controller created the Pod but its watch has not shown it
-yet: the Pod is treated as present, so it is neither created twice nor reported gone.
+`unobserved` Pods were created but their watch has not shown them yet: they count
+as present, so they are neither created twice nor reported gone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from shunter.operator.cancellation import cancel_active, cancel_queued
 from shunter.operator.decisions import Decision, Event
-from shunter.operator.model import Job, Phase, PodView
-from shunter.operator.podspec import build_pod, pod_name
+from shunter.operator.model import (
+    Attempt,
+    Job,
+    JobStatus,
+    Phase,
+    PodView,
+    StopCause,
+    TerminationStep,
+)
+from shunter.operator.podspec import build_objects, pod_names
+from shunter.operator.rules import Rules
+from shunter.operator.stopping import STOP_WHY, StopView, cancel_unstarted, record_attempt, stop
 
 
 @dataclass(frozen=True)
@@ -28,11 +43,19 @@ class Context:
     """What the job's reconcile needs to know of the world around it."""
 
     now: datetime
-    admit: bool = False
+    rules: Rules = field(default_factory=Rules)
+    # A queued job: admitted with this placement (a node per Pod), or where it waits.
+    admit: tuple[str, ...] | None = None
     queue_position: int | None = None
-    pod_unobserved: bool = False
-    grace_margin: timedelta = timedelta(seconds=10)
     waiting_message: str | None = None
+    waiting_reason: str = "Queued"
+    # An admitted job: its current Pods by index, those created but not seen yet, and
+    # the nodes that are not Ready.
+    pods: Mapping[int, PodView] = field(default_factory=dict)
+    unobserved: Collection[int] = ()
+    not_ready: Collection[str] = ()
+    # Chosen as a preemption victim (the detail names the preemptor).
+    preempt: str | None = None
 
 
 def waiting_message(ctx: Context) -> str:
@@ -44,25 +67,70 @@ def still_waiting(job: Job, ctx: Context) -> bool:
     status = job.status
     return (
         status.phase is Phase.QUEUED
-        and not ctx.admit
+        and ctx.admit is None
         and not job.spec.cancelled
+        and not job.spec.suspended
         and status.sequence is not None
         and status.queue_position == ctx.queue_position
         and status.message == waiting_message(ctx)
+        and status.reason == ctx.waiting_reason
     )
 
 
-def reconcile_job(job: Job, pod: PodView | None, ctx: Context) -> Decision:
+def reconcile_job(job: Job, ctx: Context) -> Decision:
     phase = job.phase
     if phase is not None and phase.terminal:
         return Decision(status=job.status)
+    if phase is Phase.SUSPENDED:
+        return _suspended(job, ctx)
     if job.queued:
         return _queued(job, ctx)
-    if job.spec.cancelled or phase is Phase.CANCELLING:
-        return cancel_active(
-            job, pod, pod_unobserved=ctx.pod_unobserved, now=ctx.now, margin=ctx.grace_margin
-        )
-    return _admitted(job, pod, ctx)
+    view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready)
+    termination = job.status.termination
+    stopping = termination is not None and termination.step is not TerminationStep.DONE
+    if job.spec.cancelled:
+        return stop(job, view, cause=StopCause.CANCEL, now=ctx.now, rules=ctx.rules)
+    if stopping:
+        assert termination is not None
+        return stop(job, _view_for(job, termination.cause, ctx), cause=termination.cause,
+                    now=ctx.now, rules=ctx.rules)  # fmt: skip
+    if ctx.preempt is not None:
+        view = replace(view, detail=ctx.preempt)
+        return stop(job, view, cause=StopCause.PREEMPT, now=ctx.now, rules=ctx.rules)
+    if job.spec.suspended:
+        return stop(job, view, cause=StopCause.SUSPEND, now=ctx.now, rules=ctx.rules)
+    return _admitted(job, ctx)
+
+
+def _view_for(job: Job, cause: StopCause, ctx: Context) -> StopView:
+    """A failed gang that will not retry keeps its finished Pods (their logs)."""
+    targets = None
+    if cause is StopCause.FAILURE and job.status.failures + 1 > job.spec.backoff_limit:
+        targets = [i for i in range(job.spec.nodes)
+                   if not (i in ctx.pods and ctx.pods[i].finished)]  # fmt: skip
+    # The detail of the stop (who preempted, which Pod failed) is in its message.
+    head = (job.status.message or "").split(";")[0]
+    prefix = STOP_WHY[cause]
+    if cause is StopCause.FAILURE:
+        detail = head
+    else:
+        detail = head[len(prefix) :].strip() if head.startswith(prefix) else ""
+    return StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready,
+                    targets=targets, detail=detail)  # fmt: skip
+
+
+def _suspended(job: Job, ctx: Context) -> Decision:
+    if job.spec.cancelled:
+        return cancel_unstarted(job, now=ctx.now, rules=ctx.rules)
+    if job.spec.suspended:
+        return Decision(status=job.status)
+    resumed = replace(job.status, phase=Phase.QUEUED, reason="Resumed",
+                      message="Resumed; waiting in queue", termination=None)  # fmt: skip
+    return Decision(
+        status=resumed,
+        events=(Event("Normal", "Resumed", "Resumed; back in the queue in its original place"),),
+        logs=(f"[Resume] Job {job.key} resumed; back in the queue",),
+    )
 
 
 def _queued(job: Job, ctx: Context) -> Decision:
@@ -71,113 +139,247 @@ def _queued(job: Job, ctx: Context) -> Decision:
     if job.phase is None:
         events = (Event("Normal", "Queued", "Waiting for a free slot"),)
     if job.spec.cancelled:
-        decision = cancel_queued(job, now=ctx.now)
+        decision = cancel_unstarted(job, now=ctx.now, rules=ctx.rules)
         return replace(decision, events=events + decision.events)
-    if ctx.admit:
-        name = pod_name(job.key.name)
-        admitted = replace(
-            status,
-            phase=Phase.STARTING,
-            reason="Admitted",
-            message=f"Admitted; starting pod {name}",
-            queue_position=None,
-            pod_name=name,
-            admitted_at=ctx.now,
-        )
-        return Decision(
-            status=admitted,
-            create_pod=build_pod(replace(job, status=admitted)),
-            events=(*events, Event("Normal", "Admitted", f"Admitted; creating pod {name}")),
-            logs=(f"[Admit] Job {job.key} admitted; creating pod {name}",),
-        )
-    message = waiting_message(ctx)
+    if job.spec.suspended:
+        suspended = replace(status, phase=Phase.SUSPENDED, reason="Suspended",
+                            message="Suspended while queued; resume to queue it again",
+                            queue_position=None, suspensions=status.suspensions + 1)  # fmt: skip
+        return Decision(status=suspended, events=(
+            *events, Event("Normal", "Suspended", "Suspended while queued")))  # fmt: skip
+    if ctx.admit is not None:
+        return _admit(job, ctx, events)
     return Decision(
         status=replace(
             status,
             phase=Phase.QUEUED,
-            reason="Queued",
-            message=message,
+            reason=ctx.waiting_reason,
+            message=waiting_message(ctx),
             queue_position=ctx.queue_position,
         ),
         events=events,
     )
 
 
-def _admitted(job: Job, pod: PodView | None, ctx: Context) -> Decision:
-    status = job.status
-    name = status.pod_name or pod_name(job.key.name)
-    if pod is None:
-        if ctx.pod_unobserved:
-            return Decision(status=status)
-        if job.phase is Phase.STARTING:
-            # Never seen: the create failed or the operator stopped before it. Retry;
-            # the deterministic name makes a duplicate impossible.
-            return Decision(status=status, create_pod=build_pod(job))
-        return _vanished(job, name, ctx)
-    if pod.job_uid and pod.job_uid != job.uid:
-        # A Pod of an earlier job with the same name: it is being garbage-collected.
-        return Decision(status=status)
-    if pod.phase == "Succeeded":
-        return _finished(job, pod, ctx, Phase.COMPLETED)
-    if pod.phase == "Failed":
-        return _finished(job, pod, ctx, Phase.FAILED)
-    if pod.deleting:
-        # Deleted outside Shunter (eviction, drain, kubectl delete): wait for it to go.
-        return Decision(status=replace(status, node_name=pod.node_name or status.node_name))
-    if pod.phase == "Running" and job.phase is Phase.STARTING:
-        return Decision(
-            status=replace(
-                status,
-                phase=Phase.RUNNING,
-                reason="Running",
-                message=f"Pod {name} is running on {pod.node_name}",
-                node_name=pod.node_name,
-                started_at=pod.started_at or ctx.now,
-            ),
-            events=(Event("Normal", "Started", f"Pod {name} running on {pod.node_name}"),),
-        )
-    return Decision(status=replace(status, node_name=pod.node_name or status.node_name))
-
-
-def _finished(job: Job, pod: PodView, ctx: Context, phase: Phase) -> Decision:
-    name = pod.name
-    if phase is Phase.COMPLETED:
-        reason, message = "Completed", pod.message or "Training finished"
-        event = Event("Normal", "Completed", f"Pod {name} succeeded")
-    else:
-        reason = pod.reason or "Error"
-        detail = f": {pod.message}" if pod.message else ""
-        message = f"Trainer exited with code {pod.exit_code} ({reason}){detail}"
-        event = Event("Warning", "Failed", f"Pod {name} failed: {message}")
+def _admit(job: Job, ctx: Context, events: tuple[Event, ...]) -> Decision:
+    assert ctx.admit is not None
+    names = pod_names(job)
+    shown = ", ".join(names)
+    admitted = replace(
+        job.status,
+        phase=Phase.STARTING,
+        reason="Admitted",
+        message=f"Admitted; starting pod{'s' if len(names) > 1 else ''} {shown}",
+        queue_position=None,
+        pod_name=names[0],
+        node_name=ctx.admit[0] if len(ctx.admit) == 1 else None,
+        admitted_at=ctx.now,
+        placement=ctx.admit,
+        attempts=job.status.attempts + 1,
+        not_before=None,
+        termination=None,
+        exit_code=None,
+        pods_ready=0,
+    )
+    started = replace(job, status=admitted)
+    on = ", ".join(ctx.admit)
     return Decision(
-        status=replace(
-            job.status,
-            phase=phase,
-            reason=reason,
-            message=message,
-            exit_code=pod.exit_code,
-            node_name=pod.node_name or job.status.node_name,
-            started_at=job.status.started_at or pod.started_at,
-            completed_at=ctx.now,
+        status=admitted,
+        create=_objects(started, ctx),
+        events=(
+            *events,
+            Event(
+                "Normal",
+                "Admitted",
+                f"Admitted; creating pod{'s' if len(names) > 1 else ''} {shown} on {on}",
+            ),
         ),
-        events=(event,),
-        released=True,
+        logs=(
+            f"[Admit] Job {job.key} admitted; creating pod{'s' if len(names) > 1 else ''} {shown}",
+        ),
     )
 
 
-def _vanished(job: Job, name: str, ctx: Context) -> Decision:
+def _objects(
+    job: Job, ctx: Context, missing: Collection[int] | None = None
+) -> tuple[dict[str, Any], ...]:
+    return build_objects(
+        job, default_size=ctx.rules.checkpoint_size,
+        storage_class=ctx.rules.checkpoint_storage_class, missing=missing,
+    )  # fmt: skip
+
+
+def _admitted(job: Job, ctx: Context) -> Decision:
+    status, now, pods = job.status, ctx.now, ctx.pods
+    names = pod_names(job)
+    if status.reason == "Retrying":
+        return _retry(job, ctx)
+    missing = [i for i in range(job.spec.nodes) if i not in pods and i not in ctx.unobserved]
+    if missing and job.phase is Phase.STARTING:
+        # Never seen: the create failed or the operator stopped before it. Retry;
+        # the deterministic names make a duplicate impossible.
+        return Decision(status=status, create=_objects(job, ctx, missing))
+    if missing:
+        return _vanished(job, ctx, [names[i] for i in missing])
+    failed = [p for _, p in sorted(pods.items()) if p.phase == "Failed"]
+    if failed:
+        return _pod_failed(job, ctx, failed[0])
+    if len(pods) == job.spec.nodes and all(p.phase == "Succeeded" for p in pods.values()):
+        return _completed(job, ctx)
+    ready = sum(1 for p in pods.values() if p.ready or p.phase == "Running")
+    node = pods[0].node_name if 0 in pods else None
+    single = job.spec.nodes == 1
+    current = replace(status, pods_ready=ready,
+                      node_name=(node or status.node_name) if single else None)  # fmt: skip
+    if any(p.deleting for p in pods.values()):
+        # Deleted outside Shunter (eviction, drain, kubectl delete): wait for it to go.
+        return Decision(status=current)
+    running = len(pods) == job.spec.nodes and all(p.phase == "Running" for p in pods.values())
+    if job.phase is Phase.STARTING:
+        if running:
+            return _running(job, current, ctx)
+        return _starting(job, current, ctx)
+    limit = job.spec.max_runtime_seconds
+    if limit and status.running_since is not None:
+        deadline = status.running_since + timedelta(seconds=limit)
+        if now >= deadline:
+            view = StopView(pods=pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready)
+            return stop(replace(job, status=current), view, cause=StopCause.DEADLINE,
+                        now=now, rules=ctx.rules)  # fmt: skip
+        return Decision(status=current, wake_at=deadline)
+    return Decision(status=current)
+
+
+def _running(job: Job, status: JobStatus, ctx: Context) -> Decision:
+    pods = ctx.pods
+    starts = [p.started_at for p in pods.values() if p.started_at is not None]
+    first = min(starts) if starts else ctx.now
+    if job.spec.nodes == 1:
+        pod = pods[0]
+        message = f"Pod {pod.name} is running on {pod.node_name}"
+        event = f"Pod {pod.name} running on {pod.node_name}"
+    else:
+        message = f"All {job.spec.nodes} Pods are running"
+        on = ", ".join(sorted(p.node_name or "?" for p in pods.values()))
+        event = f"All {job.spec.nodes} Pods running on {on}"
+    running = replace(
+        status, phase=Phase.RUNNING, reason="Running", message=message,
+        started_at=job.status.started_at or first, running_since=ctx.now,
+        pods_ready=job.spec.nodes,
+    )  # fmt: skip
+    wake = None
+    if job.spec.max_runtime_seconds:
+        wake = ctx.now + timedelta(seconds=job.spec.max_runtime_seconds)
+    return Decision(status=running, events=(Event("Normal", "Started", event),), wake_at=wake)
+
+
+def _starting(job: Job, status: JobStatus, ctx: Context) -> Decision:
+    rules, now = ctx.rules, ctx.now
+    # This attempt began at admission, or when a retry started (not_before).
+    marks = [t for t in (job.status.admitted_at, job.status.not_before) if t is not None]
+    began = max(marks) if marks else now
+    deadline = began + rules.start_timeout
+    waiting = [p for _, p in sorted(ctx.pods.items()) if p.unschedulable]
+    message = status.message
+    if waiting:
+        pod = waiting[0]
+        message = f"Admitted; pod {pod.name} is not scheduled yet: {pod.unschedulable}"
+    current = replace(status, message=message)
+    if now >= deadline:
+        view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready)
+        return stop(replace(job, status=current), view, cause=StopCause.START_TIMEOUT,
+                    now=now, rules=rules)  # fmt: skip
+    return Decision(status=current, wake_at=deadline)
+
+
+def _retry(job: Job, ctx: Context) -> Decision:
+    """After a failed run within the backoff limit: wait, then start a new attempt."""
+    status = job.status
+    if status.not_before is not None and ctx.now < status.not_before:
+        return Decision(status=status, wake_at=status.not_before)
+    if ctx.pods or ctx.unobserved:
+        return Decision(status=status)  # the last attempt's Pods are still going away
+    names = pod_names(job)
+    attempt = replace(
+        status, reason="Admitted", attempts=status.attempts + 1, not_before=ctx.now,
+        message=f"Retry {status.failures} of {job.spec.backoff_limit}: starting"
+        f" pod{'s' if len(names) > 1 else ''} {', '.join(names)}", pods_ready=0,
+    )  # fmt: skip
+    started = replace(job, status=attempt)
+    return Decision(
+        status=attempt,
+        create=_objects(started, ctx),
+        events=(
+            Event(
+                "Normal", "Restarted", f"Attempt {attempt.attempts}: creating {', '.join(names)}"
+            ),
+        ),
+        logs=(f"[Retry] Job {job.key} attempt {attempt.attempts}: creating {', '.join(names)}",),
+    )
+
+
+def _pod_failed(job: Job, ctx: Context, pod: PodView) -> Decision:
+    status = job.status
+    reason = pod.reason or "Error"
+    detail = f": {pod.message}" if pod.message else ""
+    if job.spec.nodes == 1:
+        what = f"Trainer exited with code {pod.exit_code} ({reason}){detail}"
+    else:
+        what = f"Pod {pod.name} failed with exit code {pod.exit_code} ({reason}){detail}"
+    current = replace(status, exit_code=pod.exit_code, message=what, node_name=pod.node_name
+                      if job.spec.nodes == 1 else None)  # fmt: skip
+    retry = status.failures + 1 <= job.spec.backoff_limit
+    if job.spec.nodes == 1 and not retry:
+        # Nothing else to stop; the failed Pod stays for its logs.
+        runs = status.failures + 1
+        message = what if not job.spec.backoff_limit else f"{what} (after {runs} attempts)"
+        failed = replace(
+            current, phase=Phase.FAILED, reason=reason, completed_at=ctx.now, message=message,
+            started_at=status.started_at or pod.started_at, failures=status.failures + 1,
+            history=_history(job, current, ctx, reason),
+        )  # fmt: skip
+        event = Event("Warning", "Failed", f"Pod {pod.name} failed: {what}")
+        return Decision(status=failed, events=(event,), released=True)
+    targets = None if retry else [i for i in range(job.spec.nodes)
+                                  if not (i in ctx.pods and ctx.pods[i].finished)]  # fmt: skip
+    view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready,
+                    targets=targets, detail=what)  # fmt: skip
+    return stop(replace(job, status=current), view, cause=StopCause.FAILURE, now=ctx.now,
+                rules=ctx.rules)  # fmt: skip
+
+
+def _history(job: Job, status: JobStatus, ctx: Context, reason: str) -> tuple[Attempt, ...]:
+    return record_attempt(replace(job, status=status), reason=reason, now=ctx.now)
+
+
+def _completed(job: Job, ctx: Context) -> Decision:
+    pods = ctx.pods
+    first = pods[0]
+    message = first.message or "Training finished"
+    done_status = replace(
+        job.status, phase=Phase.COMPLETED, reason="Completed", message=message, exit_code=0,
+        node_name=first.node_name if job.spec.nodes == 1 else None,
+        started_at=job.status.started_at or first.started_at, completed_at=ctx.now,
+        pods_ready=0,
+    )  # fmt: skip
+    done_status = replace(done_status, history=_history(job, done_status, ctx, "Completed"))
+    names = ", ".join(p.name for _, p in sorted(pods.items()))
+    event = Event("Normal", "Completed", f"Pod {names} succeeded")
+    return Decision(status=done_status, events=(event,), released=True)
+
+
+def _vanished(job: Job, ctx: Context, names: list[str]) -> Decision:
     message = (
-        f"Pod {name} disappeared while the job was {job.phase}"
+        f"Pod {', '.join(names)} disappeared while the job was {job.phase}"
         " (deleted outside Shunter, or its node was lost)"
     )
-    return Decision(
-        status=replace(
-            job.status,
-            phase=Phase.FAILED,
-            reason="PodVanished",
-            message=message,
-            completed_at=ctx.now,
-        ),
-        events=(Event("Warning", "PodVanished", message),),
-        released=True,
-    )
+    if job.spec.nodes > 1 and ctx.pods:
+        current = replace(job.status, message=message)
+        view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready,
+                        detail=message)  # fmt: skip
+        return stop(replace(job, status=current), view, cause=StopCause.FAILURE, now=ctx.now,
+                    rules=ctx.rules)  # fmt: skip
+    failed = replace(job.status, phase=Phase.FAILED, reason="PodVanished", message=message,
+                     completed_at=ctx.now)  # fmt: skip
+    return Decision(status=failed, events=(Event("Warning", "PodVanished", message),),
+                    released=True)  # fmt: skip

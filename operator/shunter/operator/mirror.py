@@ -55,6 +55,13 @@ class Row:
     cancel_requested_at: datetime | None
     termination_outcome: str | None
     resource_version: int
+    reason: str | None = None
+    nodes: int = 1
+    attempts: int = 0
+    failures: int = 0
+    start_timeouts: int = 0
+    preemptions: int = 0
+    suspensions: int = 0
     deleted_at: datetime | None = None
 
 
@@ -89,7 +96,31 @@ def row_of(job: Job) -> Row:
         cancel_requested_at=termination.requested_at if termination else None,
         termination_outcome=termination.outcome if termination else None,
         resource_version=int(job.resource_version or 0),
+        reason=status.reason,
+        nodes=job.spec.nodes,
+        attempts=status.attempts,
+        failures=status.failures,
+        start_timeouts=status.start_timeouts,
+        preemptions=status.preemptions,
+        suspensions=status.suspensions,
     )
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    job_id: str
+    attempt: int
+    exit_code: int | None
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def attempt_rows(job: Job) -> list[AttemptRow]:
+    return [
+        AttemptRow(job.uid, a.number, a.exit_code, a.reason, a.started_at, a.finished_at)
+        for a in job.status.history
+    ]
 
 
 _COLUMNS = list(Row.__dataclass_fields__)
@@ -100,6 +131,16 @@ _UPSERT = (
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "id")
     + ", updated_at = now() "
     f"WHERE {TABLE}.resource_version <= EXCLUDED.resource_version"
+)
+
+
+# A run's row changes only while the run is the latest; ON CONFLICT keeps it current.
+_UPSERT_ATTEMPT = (
+    "INSERT INTO training_job_attempts (job_id, attempt, exit_code, reason, started_at,"
+    " finished_at) VALUES (%(job_id)s, %(attempt)s, %(exit_code)s, %(reason)s,"
+    " %(started_at)s, %(finished_at)s) ON CONFLICT (job_id, attempt) DO UPDATE SET"
+    " exit_code = EXCLUDED.exit_code, reason = EXCLUDED.reason,"
+    " started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at"
 )
 
 
@@ -145,6 +186,7 @@ class Mirror:
         self.url = url
         self.retry_max = retry_max
         self._pending: dict[str, Row] = {}
+        self._attempts: dict[str, list[AttemptRow]] = {}
         self._signal = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
         self._migrated = False
@@ -154,6 +196,7 @@ class Mirror:
         if self.url is None:
             return
         self._pending[job.uid] = row_of(job)
+        self._attempts[job.uid] = attempt_rows(job)
         self._signal.set()
 
     def offer_deleted(self, job: Job) -> None:
@@ -198,6 +241,7 @@ class Mirror:
             return
         assert self._pool is not None
         batch = dict(self._pending)
+        runs = [r.__dict__ for uid in batch for r in self._attempts.get(uid, ())]
         async with self._pool.connection(timeout=5) as conn:
             if not self._migrated:
                 applied = await migrate(conn)
@@ -206,9 +250,14 @@ class Mirror:
                 self._migrated = True
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.executemany(_UPSERT, [r.__dict__ for r in batch.values()])
+                if runs:
+                    await cursor.executemany(_UPSERT_ATTEMPT, runs)
+        # Everything runs on the event loop, so nothing was offered between the check
+        # and the delete: a row offered during the write is a different object.
         for uid, row in batch.items():
-            if self._pending.get(uid) == row:
+            if self._pending.get(uid) is row:
                 del self._pending[uid]
+                self._attempts.pop(uid, None)
 
     async def close(self) -> None:
         if self._pool is not None:

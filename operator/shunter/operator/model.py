@@ -22,6 +22,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Labels linking a Pod back to its job.
 JOB_NAME_LABEL = "shunter.dev/job-name"
 JOB_UID_LABEL = "shunter.dev/job-uid"
+POD_INDEX_LABEL = "shunter.dev/pod-index"
+ATTEMPT_LABEL = "shunter.dev/attempt"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "shunter"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -35,7 +37,11 @@ class Phase(StrEnum):
     QUEUED = "queued"
     STARTING = "starting"
     RUNNING = "running"
+    # The Pods are being stopped: `cancelling` for a cancel (the guide's word),
+    # `stopping` for every other cause (deadline, start timeout, suspend, preemption).
     CANCELLING = "cancelling"
+    STOPPING = "stopping"
+    SUSPENDED = "suspended"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -51,13 +57,24 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
-ACTIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.CANCELLING})
+ACTIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.CANCELLING, Phase.STOPPING})
 
 
 class TerminationStep(StrEnum):
     GRACEFUL = "graceful"
     FORCED = "forced"
     DONE = "done"
+
+
+class StopCause(StrEnum):
+    """Why a job's Pods are stopped; the cause decides the phase the job ends in."""
+
+    CANCEL = "cancel"  # -> cancelled ("Cancelled by user")
+    DEADLINE = "deadline"  # -> failed, DeadlineExceeded
+    START_TIMEOUT = "start-timeout"  # -> queued (StartTimeout, with backoff) or failed
+    SUSPEND = "suspend"  # -> suspended
+    PREEMPT = "preempt"  # -> queued (Preempted)
+    FAILURE = "failure"  # a Pod of the gang failed: -> failed, or retried as a whole
 
 
 @dataclass(frozen=True, order=True)
@@ -83,11 +100,17 @@ def format_time(value: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class Termination:
+    """How far the stop of a job's Pods has got (recorded before each step is taken)."""
+
     step: TerminationStep
     requested_at: datetime | None = None
     graceful_delete_at: datetime | None = None
     force_delete_at: datetime | None = None
     outcome: str | None = None
+    cause: StopCause = StopCause.CANCEL
+    # The Pods the stop deleted, and those that had to be force-deleted.
+    pods: tuple[str, ...] = ()
+    forced_pods: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Termination | None:
@@ -99,6 +122,9 @@ class Termination:
             graceful_delete_at=parse_time(raw.get("gracefulDeleteAt")),
             force_delete_at=parse_time(raw.get("forceDeleteAt")),
             outcome=raw.get("outcome"),
+            cause=StopCause(raw.get("cause") or StopCause.CANCEL.value),
+            pods=tuple(raw.get("pods") or ()),
+            forced_pods=tuple(raw.get("forcedPods") or ()),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -108,6 +134,40 @@ class Termination:
             "gracefulDeleteAt": format_time(self.graceful_delete_at),
             "forceDeleteAt": format_time(self.force_delete_at),
             "outcome": self.outcome,
+            "cause": self.cause.value,
+            "pods": list(self.pods) or None,
+            "forcedPods": list(self.forced_pods) or None,
+        }
+        return {k: v for k, v in raw.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of the job's Pods, kept in status (and the mirror's attempts table)."""
+
+    number: int
+    exit_code: int | None = None
+    reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Attempt:
+        return cls(
+            number=int(raw.get("attempt", 0)),
+            exit_code=raw.get("exitCode"),
+            reason=raw.get("reason"),
+            started_at=parse_time(raw.get("startedAt")),
+            finished_at=parse_time(raw.get("finishedAt")),
+        )
+
+    def to_raw(self) -> dict[str, Any]:
+        raw = {
+            "attempt": self.number,
+            "exitCode": self.exit_code,
+            "reason": self.reason,
+            "startedAt": format_time(self.started_at),
+            "finishedAt": format_time(self.finished_at),
         }
         return {k: v for k, v in raw.items() if v is not None}
 
@@ -128,6 +188,21 @@ class JobStatus:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     termination: Termination | None = None
+    # The node of each Pod (index i -> placement[i]), chosen at admission.
+    placement: tuple[str, ...] = ()
+    pods_ready: int = 0
+    # Runs started (each admission or retry), failed runs counted against
+    # spec.backoffLimit, start timeouts, preemptions and suspensions so far.
+    attempts: int = 0
+    failures: int = 0
+    start_timeouts: int = 0
+    preemptions: int = 0
+    suspensions: int = 0
+    # No new start before this time (backoff after a start timeout or a failure).
+    not_before: datetime | None = None
+    # When the job last started running (a preemption victim must have run this long).
+    running_since: datetime | None = None
+    history: tuple[Attempt, ...] = ()
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> JobStatus:
@@ -146,6 +221,16 @@ class JobStatus:
             started_at=parse_time(raw.get("startedAt")),
             completed_at=parse_time(raw.get("completedAt")),
             termination=Termination.parse(raw.get("termination")),
+            placement=tuple(raw.get("placement") or ()),
+            pods_ready=int(raw.get("podsReady") or 0),
+            attempts=int(raw.get("attempts") or 0),
+            failures=int(raw.get("failures") or 0),
+            start_timeouts=int(raw.get("startTimeouts") or 0),
+            preemptions=int(raw.get("preemptions") or 0),
+            suspensions=int(raw.get("suspensions") or 0),
+            not_before=parse_time(raw.get("notBefore")),
+            running_since=parse_time(raw.get("runningSince")),
+            history=tuple(Attempt.parse(a) for a in raw.get("history") or ()),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -163,6 +248,16 @@ class JobStatus:
             "startedAt": format_time(self.started_at),
             "completedAt": format_time(self.completed_at),
             "termination": self.termination.to_raw() if self.termination else None,
+            "placement": list(self.placement) or None,
+            "podsReady": self.pods_ready or None,
+            "attempts": self.attempts or None,
+            "failures": self.failures or None,
+            "startTimeouts": self.start_timeouts or None,
+            "preemptions": self.preemptions or None,
+            "suspensions": self.suspensions or None,
+            "notBefore": format_time(self.not_before),
+            "runningSince": format_time(self.running_since),
+            "history": [a.to_raw() for a in self.history] or None,
         }
 
 
@@ -217,7 +312,23 @@ class JobSpec:
     pod_annotations: tuple[tuple[str, str], ...] = ()
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
+    # Pods of the job (one per node) and training processes per Pod.
+    nodes: int = 1
+    procs_per_node: int | None = None
+    backoff_limit: int = 0
+    checkpoint_size: str | None = None
+    checkpoint_storage_class: str | None = None
+    suspended: bool = False
     cancelled: bool = False
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs of the whole job: `gpus` is per Pod (per node)."""
+        return self.gpus * self.nodes
+
+    @property
+    def processes_per_node(self) -> int:
+        return self.procs_per_node or max(1, self.gpus)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> JobSpec:
@@ -241,6 +352,12 @@ class JobSpec:
             pod_annotations=tuple(sorted((pod_metadata.get("annotations") or {}).items())),
             node_selector=tuple(sorted((raw.get("nodeSelector") or {}).items())),
             tolerations=tuple(Toleration.parse(t) for t in raw.get("tolerations") or ()),
+            nodes=int(raw.get("nodes", 1)),
+            procs_per_node=raw.get("procsPerNode"),
+            backoff_limit=int(raw.get("backoffLimit", 0)),
+            checkpoint_size=checkpoint.get("size"),
+            checkpoint_storage_class=checkpoint.get("storageClassName"),
+            suspended=bool(raw.get("suspended", False)),
             cancelled=bool(raw.get("cancelled", False)),
         )
 
@@ -292,10 +409,19 @@ class PodView:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    index: int = 0
+    attempt: int = 0
+    ready: bool = False
+    # The scheduler's reason while the Pod waits for a node (PodScheduled=False).
+    unschedulable: str | None = None
 
     @property
     def job_key(self) -> JobKey:
         return JobKey(self.namespace, self.job_name)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> PodView:
@@ -303,6 +429,8 @@ class PodView:
         labels = meta.get("labels") or {}
         status = body.get("status") or {}
         started_at, exit_code, reason, message = _container_state(status)
+        conditions = {c.get("type"): c for c in status.get("conditions") or ()}
+        scheduled = conditions.get("PodScheduled") or {}
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -316,7 +444,18 @@ class PodView:
             exit_code=exit_code,
             reason=reason or status.get("reason"),
             message=message or status.get("message"),
+            index=_int(labels.get(POD_INDEX_LABEL)),
+            attempt=_int(labels.get(ATTEMPT_LABEL)),
+            ready=(conditions.get("Ready") or {}).get("status") == "True",
+            unschedulable=scheduled.get("message") if scheduled.get("status") == "False" else None,
         )
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 def _container_state(

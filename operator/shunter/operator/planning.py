@@ -1,27 +1,37 @@
 """One reconcile pass: the decisions for what changed, then admission (pure).
 
 A pass looks at the jobs the book marks as changed (or whose timers are due), then
-walks the queue from its head: admission by the rules of `admission`, queue positions
-for the first `exact_positions` jobs, and the first status of new jobs. It stops
-walking as soon as nothing further back can be admitted or needs a new position, so
-its cost does not grow with the length of the queue.
+walks each queue from its head (the heads of all queues merged in priority and
+submission order, since the global limits and the nodes are shared): admission by
+the rules of `admission`, preemption where a queue allows it, queue positions for
+the first `exact_positions` jobs of each queue, and the first status of new jobs. It
+stops walking a queue as soon as nothing further back can start or needs a new
+position, so its cost does not grow with the length of the queue.
 
-Admitted jobs are reconciled first, so a slot freed in this pass (a Pod that
-completed, failed or finished terminating) is handed to the next queued job in the
+Admitted jobs are reconciled first, so a slot freed in this pass (Pods that
+completed, failed or finished stopping) is handed to the next queued job in the
 same pass rather than on a later timer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import heapq
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from shunter.operator.admission import Limits, Usage, fits_budget
+from shunter.operator.admission import AdmissionState, Usage, queue_order
 from shunter.operator.book import JobBook
-from shunter.operator.decisions import Decision
+from shunter.operator.capacity import Capacity
+from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey
+from shunter.operator.preemption import choose
+from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, queue_of
+from shunter.operator.rules import Rules
+
+# How far past its head a BestEffortFIFO queue is searched for a job that fits.
+LOOKAHEAD = 100
 
 
 @dataclass(frozen=True)
@@ -32,11 +42,25 @@ class Pass:
 
 
 def _changed(job: Job, decision: Decision) -> bool:
-    return (
-        decision.status != job.status
-        or decision.create_pod is not None
-        or decision.delete_pod is not None
-        or bool(decision.events or decision.logs)
+    return decision.status != job.status or bool(
+        decision.create or decision.delete_pods or decision.events or decision.logs
+    )
+
+
+def admission_state(book: JobBook, rules: Rules) -> AdmissionState:
+    active = list(book.active.values())
+    bound = {
+        (str(key), pod.index): pod.node_name
+        for key in book.active
+        for pod in book.pods.get(key, {}).values()
+        if pod.node_name
+    }
+    return AdmissionState(
+        limits=rules.limits,
+        usage=Usage.of(active),
+        quota=QuotaUse.of(book.queues, active),
+        capacity=Capacity.build(book.nodes.values(), book.foreign.values(), active, bound),
+        queues=book.queues,
     )
 
 
@@ -45,99 +69,173 @@ def plan_pass(
     *,
     changed: Collection[JobKey] | None = None,
     now: datetime,
-    limits: Limits,
-    grace_margin: timedelta,
-    unobserved: Collection[JobKey] = (),
-    exact_positions: int = 20,
+    rules: Rules,
+    unobserved: Callable[[JobKey], Collection[int]] = lambda _: (),
 ) -> Pass:
-    """Decide for `changed` (None: every job) and the head of the queue."""
+    """Decide for `changed` (None: every job) and the heads of the queues."""
     keys = book.jobs.keys() if changed is None else changed
     decisions: dict[JobKey, Decision] = {}
-    usage = Usage.of(book.active.values())
+    state = admission_state(book, rules)
+    not_ready = book.not_ready()
     fresh: list[Job] = []
     for key in keys:
         job = book.jobs.get(key)
         if job is None or (job.phase is not None and job.phase.terminal):
             continue
         if job.queued:
-            if job.status.sequence is None or job.spec.cancelled:
+            if job.status.sequence is None or job.spec.cancelled or job.spec.suspended:
                 fresh.append(job)
             continue
-        decision = reconcile_job(
-            job,
-            book.pods.get(key),
-            Context(now=now, pod_unobserved=key in unobserved, grace_margin=grace_margin),
-        )
+        ctx = Context(now=now, rules=rules, pods=book.pods_of(job),
+                      unobserved=unobserved(key), not_ready=not_ready)  # fmt: skip
+        decision = reconcile_job(job, ctx)
         decisions[key] = decision
-        usage = usage.after(job, decision.status)
+        if (
+            job.phase is not None
+            and job.phase.holds_slot
+            and not (decision.status.phase is not None and decision.status.phase.holds_slot)
+        ):
+            state.give(job)  # its Pods are gone: the slot, quota and GPUs are free
 
-    # New jobs are numbered in arrival order; cancelled queued jobs leave at once.
+    # New jobs are numbered in arrival order; cancelled or suspended queued jobs leave.
     sequence = book.max_sequence + 1
     numbered: dict[JobKey, int] = {}
     for job in sorted((j for j in fresh if j.status.sequence is None), key=_arrival):
         numbered[job.key] = sequence
         sequence += 1
     for job in fresh:
-        if job.spec.cancelled:
-            decisions[job.key] = reconcile_job(_numbered(job, numbered), None, Context(now=now))
+        if job.spec.cancelled or job.spec.suspended:
+            decisions[job.key] = reconcile_job(
+                _numbered(job, numbered), Context(now=now, rules=rules)
+            )
 
-    for job, ctx in _walk(book, usage, numbered, limits=limits, now=now,
-                          exact_positions=exact_positions):  # fmt: skip
-        if still_waiting(job, ctx):
+    walk = _Walk(book, state, numbered, rules=rules, now=now, decided=decisions)
+    for job, ctx in walk.run():
+        notes = walk.notes.get(job.key, ())
+        if still_waiting(job, ctx) and not notes:
             continue  # nothing to decide: skipping it keeps a pass cheap with long queues
-        decisions[job.key] = reconcile_job(job, None, ctx)
+        decision = reconcile_job(job, ctx)
+        decisions[job.key] = replace(decision, events=(*decision.events, *notes))
 
     changed_decisions = {k: d for k, d in decisions.items() if _changed(book.jobs[k], d)}
     wakes = {k: d.wake_at for k, d in decisions.items() if d.wake_at is not None}
+    wakes.update(walk.wakes)
     return Pass(decisions=changed_decisions, next_sequence=sequence, wake_at=wakes)
 
 
-def _walk(
-    book: JobBook,
-    usage: Usage,
-    numbered: dict[JobKey, int],
-    *,
-    limits: Limits,
-    now: datetime,
-    exact_positions: int,
-) -> list[tuple[Job, Context]]:
-    """The queued jobs this pass must decide for, each with its context."""
-    out: list[tuple[Job, Context]] = []
-    seen: set[JobKey] = set()
-    position = 0
-    blocked = False
-    beyond = f"Waiting in queue (more than {exact_positions} jobs ahead)"
-    for job in book.waiting():
-        job = _numbered(job, numbered)
-        if not fits_budget(job, limits):
-            # Can never start: it waits (with a message) but blocks no one.
-            message = (
-                f"Requests {job.spec.gpus} GPUs, more than the GPU budget of"
-                f" {limits.gpu_budget}: it cannot start until the budget grows"
-            )
-            out.append((job, Context(now=now, waiting_message=message)))
-            seen.add(job.key)
-            continue
-        if not blocked and usage.admits(job, limits):
-            usage = usage.plus(job)
-            out.append((job, Context(now=now, admit=True)))
-            seen.add(job.key)
-            continue
-        blocked = True
-        position += 1
-        if position > exact_positions:
-            break
-        out.append((job, Context(now=now, queue_position=position)))
-        seen.add(job.key)
-    # Jobs past the walk: new ones get their first status, and those whose status
-    # still shows an exact place learn that they are further back now.
-    for key in (*numbered, *book.positioned):
-        behind = book.jobs.get(key)
-        if key in seen or behind is None or not behind.queued or behind.spec.cancelled:
-            continue
-        seen.add(key)
-        out.append((_numbered(behind, numbered), Context(now=now, waiting_message=beyond)))
-    return out
+@dataclass
+class _QueueWalk:
+    best_effort: bool
+    position: int = 0
+    blocked: bool = False
+    looked: int = 0
+    done: bool = False
+
+
+class _Walk:
+    """The queued jobs a pass decides for, each with its context (see the module doc)."""
+
+    def __init__(self, book: JobBook, state: AdmissionState, numbered: dict[JobKey, int], *,
+                 rules: Rules, now: datetime, decided: dict[JobKey, Decision]) -> None:  # fmt: skip
+        self.book, self.state, self.numbered = book, state, numbered
+        self.rules, self.now, self.decided = rules, now, decided
+        self.wakes: dict[JobKey, datetime] = {}
+        # Events for a queued job beside its status (a preemptor's decision).
+        self.notes: dict[JobKey, tuple[Event, ...]] = {}
+        # The jobs holding a slot after this pass's decisions so far.
+        self.active = []
+        for job in book.active.values():
+            decision = decided.get(job.key)
+            if decision is not None:
+                if not (decision.status.phase and decision.status.phase.holds_slot):
+                    continue
+                job = replace(job, status=decision.status)
+            self.active.append(job)
+
+    def run(self) -> Iterator[tuple[Job, Context]]:
+        seen: set[JobKey] = set()
+        # The heads of all queues, merged in order: each job is taken in its queue's
+        # state (position, blocked); a queue that is done contributes no more jobs.
+        heap: list[tuple[tuple[int, float, int, str, str], str, Job, Iterator[Job]]] = []
+        states: dict[str, _QueueWalk] = {}
+        for name in self.book.queue_names():
+            jobs = self.book.waiting(name)
+            first = next(jobs, None)
+            if first is not None:
+                queue = queue_of(name, self.state.queues)
+                states[name] = _QueueWalk(queue is not None and queue.strategy == BEST_EFFORT_FIFO)
+                heap.append((queue_order(first), name, first, jobs))
+        heapq.heapify(heap)
+        while heap:
+            _, name, job, rest = heapq.heappop(heap)
+            walk = states[name]
+            decided = self._one(_numbered(job, self.numbered), walk)
+            if decided is not None:
+                seen.add(job.key)
+                yield decided
+            if not walk.done:
+                following = next(rest, None)
+                if following is not None:
+                    heapq.heappush(heap, (queue_order(following), name, following, rest))
+        # Jobs past the walk: new ones get their first status, and those whose status
+        # still shows an exact place learn that they are further back now.
+        beyond = f"Waiting in queue (more than {self.rules.exact_positions} jobs ahead)"
+        for key in (*self.numbered, *self.book.positioned):
+            behind = self.book.jobs.get(key)
+            if key in seen or behind is None or not behind.queued or behind.spec.cancelled:
+                continue
+            if behind.spec.suspended:
+                continue
+            seen.add(key)
+            yield _numbered(behind, self.numbered), Context(now=self.now, rules=self.rules,
+                                                         waiting_message=beyond)  # fmt: skip
+
+    def _one(self, job: Job, walk: _QueueWalk) -> tuple[Job, Context] | None:
+        verdict = self.state.verdict(job, now=self.now)
+        if verdict.kind in ("never", "backoff"):
+            if verdict.kind == "backoff" and job.status.not_before is not None:
+                self.wakes[job.key] = job.status.not_before
+            return job, Context(now=self.now, rules=self.rules, waiting_message=verdict.message,
+                                waiting_reason=verdict.reason)  # fmt: skip
+        if verdict.kind == "admit" and not walk.blocked:
+            self.state.take(job, verdict.placement)
+            return job, Context(now=self.now, rules=self.rules, admit=verdict.placement)
+        walk.position += 1
+        walk.looked += 1
+        message = f"Waiting in queue at position {walk.position}"
+        if walk.position == 1 and verdict.kind == "wait":
+            message += f": {verdict.message}"
+            if verdict.reason == "Queued":
+                message = self._preempt(job, verdict.message) or message
+        walk.blocked = walk.blocked or not walk.best_effort
+        past = walk.position > self.rules.exact_positions
+        if past and (walk.blocked or walk.looked > LOOKAHEAD):
+            walk.done = True
+            return None
+        reason = verdict.reason or "Queued"
+        return job, Context(now=self.now, rules=self.rules, queue_position=walk.position,
+                            waiting_message=message, waiting_reason=reason)  # fmt: skip
+
+    def _preempt(self, job: Job, why: str) -> str | None:
+        """Preempt for the head of a queue if its policy allows; the head's message."""
+        found = choose(job, self.state, active=self.active, now=self.now, rules=self.rules)
+        if found is None:
+            return None
+        detail = f"by {job.key} (priority {job.spec.priority})"
+        for victim in found.victims:
+            ctx = Context(now=self.now, rules=self.rules, pods=self.book.pods_of(victim),
+                          not_ready=self.book.not_ready(), preempt=detail)  # fmt: skip
+            decision = reconcile_job(victim, ctx)
+            reason = (f"[Preempt] Job {victim.key} (priority {victim.spec.priority}) preempted"
+                      f" {detail}: {why}")  # fmt: skip
+            self.decided[victim.key] = replace(decision, logs=(reason, *decision.logs))
+        if found.victims:
+            names = ", ".join(f"{v.key} (priority {v.spec.priority})" for v in found.victims)
+            self.notes[job.key] = (Event("Normal", "Preempting", f"Preempting {names} to start"),)
+        total = found.waiting_for + len(found.victims)
+        if not total:
+            return None
+        return f"Waiting for {total} preempted job{'s' if total > 1 else ''} to stop"
 
 
 def _numbered(job: Job, numbered: dict[JobKey, int]) -> Job:

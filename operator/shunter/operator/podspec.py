@@ -1,11 +1,26 @@
-"""The trainer Pod of an admitted job, built from the job alone (pure).
+"""The objects of an admitted job, built from the job and its placement (pure).
 
-One Pod per job, with a deterministic name (`<job>-trainer`): a retried create gets
-409 AlreadyExists instead of starting a second GPU Pod. The Pod is controlled by its
-TrainingJob (garbage-collected with it), never restarts (`restartPolicy: Never`: a
-failed trainer fails the job; resubmitting resumes from the checkpoint), asks for
+Pods with deterministic names (`<job>-trainer` for one Pod, `<job>-trainer-<i>` for a
+multi-node job): a retried create gets 409 AlreadyExists instead of starting a second
+GPU Pod. Each Pod is pinned to the node admission chose for it (a required node
+affinity on the node's name: the operator places, the scheduler binds and re-checks),
+is controlled by its TrainingJob (garbage-collected with it), never restarts
+(`restartPolicy: Never`: the operator decides about retries), asks for
 `nvidia.com/gpu` as a limit (extended resources are limits-only) and gets the job's
 grace period, so SIGTERM gives the trainer time to checkpoint.
+
+A multi-node job also gets a headless Service named after it (stable DNS names for
+its Pods, published before they are ready) and the environment torchrun expects,
+as Kubeflow Trainer's PyTorch runtime sets it: MASTER_ADDR (Pod 0's DNS name),
+MASTER_PORT, NNODES, NODE_RANK, NPROC_PER_NODE and WORLD_SIZE. The trainer image's
+launcher reads them (trainer-image/README.md).
+
+Checkpoints live on a PersistentVolumeClaim that outlives the Pods: the user's
+(`spec.checkpoint.claimName`) or one the operator creates (`<job>-checkpoints`,
+owned by the job, from `spec.checkpoint.size` or the operator's default size). Only
+Pod 0 mounts it (rank 0 writes checkpoints and every rank loads through it), so a
+ReadWriteOnce claim is enough. Without a claim and a size the directory is an
+emptyDir and lives only as long as the Pod.
 
 The Pod passes the `restricted` Pod Security Standard, so a namespace enforcing it
 (as the chart's does) admits it: non-root (uid/gid 10001, the trainer image's user;
@@ -18,16 +33,19 @@ checkpoint volume that supports ownership changes writable by that user.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from shunter.operator.model import (
     API_VERSION,
+    ATTEMPT_LABEL,
     GPU_RESOURCE,
     JOB_NAME_LABEL,
     JOB_UID_LABEL,
     KIND,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    POD_INDEX_LABEL,
     Job,
 )
 
@@ -49,8 +67,25 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 
 
-def pod_name(job_name: str) -> str:
-    return f"{job_name}-trainer"
+MASTER_PORT = 29500
+CHECKPOINT_CLAIM_SUFFIX = "-checkpoints"
+
+
+def pod_name(job_name: str, index: int = 0, *, nodes: int = 1) -> str:
+    return f"{job_name}-trainer" if nodes == 1 else f"{job_name}-trainer-{index}"
+
+
+def pod_names(job: Job) -> list[str]:
+    return [pod_name(job.key.name, i, nodes=job.spec.nodes) for i in range(job.spec.nodes)]
+
+
+def claim_name(job: Job, default_size: str | None = None) -> str | None:
+    """The checkpoint claim the Pods mount: the user's, the operator's, or none."""
+    if job.spec.checkpoint_claim:
+        return job.spec.checkpoint_claim
+    if job.spec.checkpoint_size or default_size:
+        return f"{job.key.name}{CHECKPOINT_CLAIM_SUFFIX}"
+    return None
 
 
 def _resources(job: Job) -> dict[str, Any]:
@@ -67,35 +102,70 @@ def _resources(job: Job) -> dict[str, Any]:
     return resources
 
 
-def _env(job: Job) -> list[dict[str, str]]:
+def master_addr(job: Job) -> str:
+    """Pod 0's stable DNS name through the job's headless Service."""
+    first = pod_name(job.key.name, 0, nodes=job.spec.nodes)
+    return f"{first}.{job.key.name}.{job.key.namespace}.svc"
+
+
+def _env(job: Job, index: int) -> list[dict[str, str]]:
     own = [
         {"name": "SHUNTER_JOB_NAME", "value": job.key.name},
         {"name": "SHUNTER_JOB_NAMESPACE", "value": job.key.namespace},
         {"name": "SHUNTER_JOB_UID", "value": job.uid},
         {"name": "SHUNTER_CHECKPOINT_DIR", "value": job.spec.checkpoint_mount_path},
     ]
+    nodes, procs = job.spec.nodes, job.spec.processes_per_node
+    if nodes > 1 or procs > 1:
+        own += [
+            {"name": "NNODES", "value": str(nodes)},
+            {"name": "NODE_RANK", "value": str(index)},
+            {"name": "NPROC_PER_NODE", "value": str(procs)},
+            {"name": "WORLD_SIZE", "value": str(nodes * procs)},
+            {"name": "MASTER_ADDR", "value": master_addr(job) if nodes > 1 else "127.0.0.1"},
+            {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
+        ]
     mine = {e["name"] for e in own}
     return own + [{"name": k, "value": v} for k, v in job.spec.env if k not in mine]
 
 
-def _checkpoint_volume(job: Job) -> dict[str, Any]:
-    if job.spec.checkpoint_claim:
-        return {
-            "name": CHECKPOINT_VOLUME,
-            "persistentVolumeClaim": {"claimName": job.spec.checkpoint_claim},
+def _owner(job: Job) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": job.key.name,
+            "uid": job.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
-    return {"name": CHECKPOINT_VOLUME, "emptyDir": {}}
+    ]
 
 
-def build_pod(job: Job) -> dict[str, Any]:
+def _labels(job: Job) -> dict[str, str]:
+    return {JOB_NAME_LABEL: job.key.name, JOB_UID_LABEL: job.uid, MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _pin(node: str) -> dict[str, Any]:
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+    return {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [term]}}
+    }  # fmt: skip
+
+
+def build_pod(
+    job: Job, index: int = 0, *, node: str | None = None, default_size: str | None = None
+) -> dict[str, Any]:
+    """Pod `index` of the job's current attempt, pinned to node (when given)."""
+    claim = claim_name(job, default_size)
     labels = dict(job.spec.pod_labels)
-    labels.update(
-        {JOB_NAME_LABEL: job.key.name, JOB_UID_LABEL: job.uid, MANAGED_BY_LABEL: MANAGED_BY}
-    )
+    labels.update(_labels(job))
+    labels.update({POD_INDEX_LABEL: str(index), ATTEMPT_LABEL: str(job.status.attempts)})
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": job.spec.image,
-        "env": _env(job),
+        "env": _env(job, index),
         "resources": _resources(job),
         "volumeMounts": [{"name": CHECKPOINT_VOLUME, "mountPath": job.spec.checkpoint_mount_path}],
         # The trainer writes its final summary here; the operator reads it into status.
@@ -107,13 +177,18 @@ def build_pod(job: Job) -> dict[str, Any]:
         container["command"] = list(job.spec.command)
     if job.spec.args:
         container["args"] = list(job.spec.args)
+    if job.spec.nodes > 1:
+        container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT}]
+    volume: dict[str, Any] = {"name": CHECKPOINT_VOLUME, "emptyDir": {}}
+    if claim and index == 0:
+        volume = {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "terminationGracePeriodSeconds": job.spec.termination_grace_period_seconds,
         "containers": [container],
-        "volumes": [_checkpoint_volume(job)],
+        "volumes": [volume],
         # GPU nodes are commonly tainted so only GPU workloads land there; the job may
         # tolerate more (and select nodes), e.g. to run on a dedicated pool.
         "tolerations": [
@@ -123,26 +198,85 @@ def build_pod(job: Job) -> dict[str, Any]:
     }
     if job.spec.node_selector:
         spec["nodeSelector"] = dict(job.spec.node_selector)
-    if job.spec.max_runtime_seconds:
-        spec["activeDeadlineSeconds"] = job.spec.max_runtime_seconds
+    if node:
+        spec["affinity"] = _pin(node)
+    if job.spec.nodes > 1:
+        spec["hostname"] = pod_name(job.key.name, index, nodes=job.spec.nodes)
+        spec["subdomain"] = job.key.name
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(job.key.name),
+            "name": pod_name(job.key.name, index, nodes=job.spec.nodes),
             "namespace": job.key.namespace,
             "labels": labels,
             "annotations": dict(job.spec.pod_annotations),
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": job.key.name,
-                    "uid": job.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": _owner(job),
         },
         "spec": spec,
     }
+
+
+def build_service(job: Job) -> dict[str, Any]:
+    """The headless Service that gives a multi-node job's Pods stable DNS names."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": job.key.name,
+            "namespace": job.key.namespace,
+            "labels": _labels(job),
+            "ownerReferences": _owner(job),
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {JOB_NAME_LABEL: job.key.name, JOB_UID_LABEL: job.uid},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
+        },
+    }
+
+
+def build_claim(job: Job, *, size: str, storage_class: str | None) -> dict[str, Any]:
+    """The checkpoint claim the operator creates, owned by (deleted with) the job."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+    }
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": f"{job.key.name}{CHECKPOINT_CLAIM_SUFFIX}",
+            "namespace": job.key.namespace,
+            "labels": _labels(job),
+            "ownerReferences": _owner(job),
+        },
+        "spec": spec,
+    }
+
+
+def build_objects(
+    job: Job, *, default_size: str | None = None, storage_class: str | None = None,
+    missing: Iterable[int] | None = None,
+) -> tuple[dict[str, Any], ...]:  # fmt: skip
+    """What a start of the job creates: its claim, its Service, then its Pods (only
+    the `missing` indexes when given)."""
+    objects: list[dict[str, Any]] = []
+    claim = claim_name(job, default_size)
+    if claim and not job.spec.checkpoint_claim:
+        size = job.spec.checkpoint_size or default_size
+        assert size is not None
+        objects.append(build_claim(
+            job, size=size, storage_class=job.spec.checkpoint_storage_class or storage_class,
+        ))  # fmt: skip
+    if job.spec.nodes > 1:
+        objects.append(build_service(job))
+    placement = job.status.placement
+    indexes = range(job.spec.nodes) if missing is None else sorted(missing)
+    for i in indexes:
+        node = placement[i] if i < len(placement) else None
+        objects.append(build_pod(job, i, node=node, default_size=default_size))
+    return tuple(objects)

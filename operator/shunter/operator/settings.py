@@ -2,16 +2,30 @@
 
 | variable | default | meaning |
 | --- | --- | --- |
-| SHUNTER_MAX_RUNNING | 1 | jobs holding a slot at once (starting, running, cancelling) |
-| SHUNTER_GPU_BUDGET | 0 | GPUs all admitted jobs may request together; 0 = no budget |
+| SHUNTER_MAX_RUNNING | 1 | jobs holding a slot at once (starting, running, stopping) |
+| SHUNTER_GPU_BUDGET | 0 | GPUs all admitted jobs may hold together, a cap on top of the |
+|  |  | nodes' capacity; 0 = no budget |
 | SHUNTER_GRACE_MARGIN_SECONDS | 10 | extra wait after a job's grace period before force-deleting |
+| SHUNTER_START_TIMEOUT_SECONDS | 300 | a job still `starting` this long releases its slot and is |
+|  |  | requeued (StartTimeout) |
+| SHUNTER_START_ATTEMPTS | 3 | start timeouts before the job fails |
+| SHUNTER_BACKOFF_SECONDS | 10 | first backoff after a start timeout or a failed run; |
+|  |  | doubles each time |
+| SHUNTER_BACKOFF_MAX_SECONDS | 600 | longest backoff |
+| SHUNTER_PREEMPTION_LIMIT | 3 | preemptions within the window after which a job is |
+|  |  | protected ... |
+| SHUNTER_PREEMPTION_WINDOW_SECONDS | 600 | ... (the window) ... |
+| SHUNTER_PREEMPTION_MIN_RUN_SECONDS | 60 | ... until it has run this long since it last started |
+| SHUNTER_CHECKPOINT_SIZE | (none) | a checkpoint claim of this size for every job that names |
+|  |  | none; unset: an emptyDir |
+| SHUNTER_CHECKPOINT_STORAGE_CLASS | (cluster default) | storage class of those claims |
 | SHUNTER_NAMESPACE | (all) | watch one namespace instead of the whole cluster |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
 | SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease |
 | DATABASE_URL | (none) | PostgreSQL for the mirror; unset: the mirror is off (logged) |
-| SHUNTER_RESYNC_SECONDS | 30 | periodic reconcile even without events |
-| SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs get their exact position in status |
+| SHUNTER_RESYNC_SECONDS | 30 | periodic look at every unfinished job even without events |
+| SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs per queue get their exact position in status |
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shunter.operator.admission import Limits
+from shunter.operator.rules import Rules
 
 
 class SettingsError(ValueError):
@@ -42,32 +57,50 @@ def _int(name: str, default: int, *, minimum: int) -> int:
     return value
 
 
+def _seconds(name: str, default: int, *, minimum: int = 0) -> timedelta:
+    return timedelta(seconds=_int(name, default, minimum=minimum))
+
+
 @dataclass(frozen=True)
 class Settings:
-    limits: Limits
-    grace_margin: timedelta
+    rules: Rules
     namespace: str | None
     lease_namespace: str
     lease_name: str
     identity: str
     database_url: str | None
     resync: timedelta
-    exact_positions: int = 20
+
+    @property
+    def limits(self) -> Limits:
+        return self.rules.limits
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
+        rules = Rules(
             limits=Limits(
                 max_running=_int("SHUNTER_MAX_RUNNING", 1, minimum=1),
                 gpu_budget=_int("SHUNTER_GPU_BUDGET", 0, minimum=0),
             ),
-            grace_margin=timedelta(seconds=_int("SHUNTER_GRACE_MARGIN_SECONDS", 10, minimum=0)),
+            grace_margin=_seconds("SHUNTER_GRACE_MARGIN_SECONDS", 10),
+            exact_positions=_int("SHUNTER_QUEUE_POSITIONS", 20, minimum=1),
+            start_timeout=_seconds("SHUNTER_START_TIMEOUT_SECONDS", 300, minimum=1),
+            start_attempts=_int("SHUNTER_START_ATTEMPTS", 3, minimum=1),
+            backoff_base=_seconds("SHUNTER_BACKOFF_SECONDS", 10),
+            backoff_max=_seconds("SHUNTER_BACKOFF_MAX_SECONDS", 600),
+            preemption_limit=_int("SHUNTER_PREEMPTION_LIMIT", 3, minimum=1),
+            preemption_window=_seconds("SHUNTER_PREEMPTION_WINDOW_SECONDS", 600),
+            min_run=_seconds("SHUNTER_PREEMPTION_MIN_RUN_SECONDS", 60),
+            checkpoint_size=os.environ.get("SHUNTER_CHECKPOINT_SIZE") or None,
+            checkpoint_storage_class=os.environ.get("SHUNTER_CHECKPOINT_STORAGE_CLASS") or None,
+        )
+        return cls(
+            rules=rules,
             namespace=os.environ.get("SHUNTER_NAMESPACE") or None,
             lease_namespace=os.environ.get("SHUNTER_LEASE_NAMESPACE", "default"),
             lease_name=os.environ.get("SHUNTER_LEASE_NAME", "shunter-operator"),
             identity=os.environ.get("SHUNTER_IDENTITY")
             or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
             database_url=os.environ.get("DATABASE_URL") or None,
-            resync=timedelta(seconds=_int("SHUNTER_RESYNC_SECONDS", 30, minimum=1)),
-            exact_positions=_int("SHUNTER_QUEUE_POSITIONS", 20, minimum=1),
+            resync=_seconds("SHUNTER_RESYNC_SECONDS", 30, minimum=1),
         )

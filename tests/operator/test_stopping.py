@@ -8,25 +8,27 @@ from datetime import UTC, datetime, timedelta
 from shunter.operator.decisions import DeletePod
 from shunter.operator.lifecycle import Context, reconcile_job
 from shunter.operator.model import CANCELLED_BY_USER, Job, Phase, PodView, TerminationStep
-from tests.support.builders import a_pod_of, a_training_job
+from shunter.operator.rules import Rules
+from tests.support.builders import a_pod_of, a_training_job, pods
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MARGIN = timedelta(seconds=10)
+RULES = Rules(grace_margin=MARGIN)
 
 
 def step(job: Job, pod: PodView | None, now: datetime) -> tuple[Job, object]:
-    decision = reconcile_job(job, pod, Context(now=now, grace_margin=MARGIN))
+    decision = reconcile_job(job, Context(pods=pods(pod), now=now, rules=RULES))
     return replace(job, status=decision.status), decision
 
 
 def test_cancel_running_deletes_the_pod_with_its_grace_period_first():
     job = a_training_job("j").with_grace(20).cancelled().in_phase("running").job()
-    decision = reconcile_job(job, a_pod_of(job), Context(now=NOW, grace_margin=MARGIN))
+    decision = reconcile_job(job, Context(pods=pods(a_pod_of(job)), now=NOW, rules=RULES))
     assert decision.status.phase is Phase.CANCELLING
     assert decision.status.termination is not None
     assert decision.status.termination.step is TerminationStep.GRACEFUL
     assert decision.status.termination.graceful_delete_at == NOW
-    assert decision.delete_pod == DeletePod("default", "j-trainer", 20)
+    assert decision.delete_pods == (DeletePod("default", "j-trainer", 20),)
     assert decision.logs == (
         "[Terminate] Attempting graceful termination of pod default/j-trainer",
     )
@@ -38,7 +40,7 @@ def test_pod_gone_within_grace_ends_cancelled_gracefully():
     job, _ = step(job, a_pod_of(job), NOW)
     job, _ = step(job, a_pod_of(job, deleting=True), NOW + timedelta(seconds=5))
     assert job.phase is Phase.CANCELLING
-    done = reconcile_job(job, None, Context(now=NOW + timedelta(seconds=6), grace_margin=MARGIN))
+    done = reconcile_job(job, Context(pods=pods(None), now=NOW + timedelta(seconds=6), rules=RULES))
     assert done.status.phase is Phase.CANCELLED
     assert done.status.message == CANCELLED_BY_USER
     assert done.status.completed_at == NOW + timedelta(seconds=6)
@@ -53,15 +55,15 @@ def test_pod_still_there_after_grace_and_margin_is_force_deleted():
     job, _ = step(job, a_pod_of(job), NOW)
     hanging = a_pod_of(job, deleting=True)
     just_before = reconcile_job(
-        job, hanging, Context(now=NOW + timedelta(seconds=29), grace_margin=MARGIN)
+        job, Context(pods=pods(hanging), now=NOW + timedelta(seconds=29), rules=RULES)
     )
-    assert just_before.delete_pod is None
+    assert just_before.delete_pods == ()
     assert just_before.status == job.status
 
     forced = reconcile_job(
-        job, hanging, Context(now=NOW + timedelta(seconds=30), grace_margin=MARGIN)
+        job, Context(pods=pods(hanging), now=NOW + timedelta(seconds=30), rules=RULES)
     )
-    assert forced.delete_pod == DeletePod("default", "j-trainer", 0)
+    assert forced.delete_pods == (DeletePod("default", "j-trainer", 0),)
     assert forced.status.termination is not None
     assert forced.status.termination.step is TerminationStep.FORCED
     assert forced.logs == (
@@ -70,7 +72,9 @@ def test_pod_still_there_after_grace_and_margin_is_force_deleted():
     assert [e.type for e in forced.events] == ["Warning"]
 
     job = replace(job, status=forced.status)
-    done = reconcile_job(job, None, Context(now=NOW + timedelta(seconds=31), grace_margin=MARGIN))
+    done = reconcile_job(
+        job, Context(pods=pods(None), now=NOW + timedelta(seconds=31), rules=RULES)
+    )
     assert done.status.phase is Phase.CANCELLED
     assert done.status.termination is not None
     assert done.status.termination.outcome == "forced"
@@ -82,9 +86,9 @@ def test_restart_between_recording_and_deleting_sends_the_delete_again():
     job, _ = step(job, a_pod_of(job), NOW)
     # The operator died after writing status: the Pod was never asked to stop.
     again = reconcile_job(
-        job, a_pod_of(job), Context(now=NOW + timedelta(seconds=3), grace_margin=MARGIN)
+        job, Context(pods=pods(a_pod_of(job)), now=NOW + timedelta(seconds=3), rules=RULES)
     )
-    assert again.delete_pod == DeletePod("default", "j-trainer", 20)
+    assert again.delete_pods == (DeletePod("default", "j-trainer", 20),)
     assert again.status == job.status
 
 
@@ -96,16 +100,18 @@ def test_force_delete_is_repeated_while_the_pod_still_shows_up():
     assert job.status.termination.step is TerminationStep.FORCED
     soon = reconcile_job(
         job,
-        a_pod_of(job, deleting=True),
-        Context(now=NOW + timedelta(seconds=11), grace_margin=MARGIN),
+        Context(
+            pods=pods(a_pod_of(job, deleting=True)), now=NOW + timedelta(seconds=11), rules=RULES
+        ),
     )
-    assert soon.delete_pod is None
+    assert soon.delete_pods == ()
     later = reconcile_job(
         job,
-        a_pod_of(job, deleting=True),
-        Context(now=NOW + timedelta(seconds=16), grace_margin=MARGIN),
+        Context(
+            pods=pods(a_pod_of(job, deleting=True)), now=NOW + timedelta(seconds=16), rules=RULES
+        ),
     )
-    assert later.delete_pod == DeletePod("default", "j-trainer", 0)
+    assert later.delete_pods == (DeletePod("default", "j-trainer", 0),)
 
 
 def test_cancelling_twice_changes_nothing_more():
@@ -113,9 +119,10 @@ def test_cancelling_twice_changes_nothing_more():
     job, _first = step(job, a_pod_of(job), NOW)
     second = reconcile_job(
         job,
-        a_pod_of(job, deleting=True),
-        Context(now=NOW + timedelta(seconds=1), grace_margin=MARGIN),
+        Context(
+            pods=pods(a_pod_of(job, deleting=True)), now=NOW + timedelta(seconds=1), rules=RULES
+        ),
     )
     assert second.status == job.status
-    assert second.delete_pod is None
+    assert second.delete_pods == ()
     assert not second.events

@@ -1,0 +1,192 @@
+"""Where a job's Pods can go: free resources per node, and placement (pure).
+
+The operator places every Pod itself (Slurm allocates nodes, Kueue's topology-aware
+scheduling assigns domains; the kube-scheduler still binds and re-checks): a job is
+admitted only with a node for each of its Pods, chosen now from what is free, and its
+Pods are pinned there (podspec). That is what makes a multi-node job all-or-nothing:
+it never holds part of the cluster while waiting for the rest.
+
+A node's free resources are its allocatable minus what is held there by
+- foreign Pods (bound, unfinished, not Pods of the jobs this operator manages), and
+- admitted jobs, at the nodes of their placement (held from admission until their
+  Pods are gone, whether the Pods are bound yet or not).
+
+A job's pool is the nodes it may use: Ready, not cordoned, matching its nodeSelector,
+tolerating every NoSchedule/NoExecute taint, and with GPUs when it asks for GPUs.
+Placement is best fit (the fullest nodes that still fit first), one Pod per node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shunter.operator.model import GPU_RESOURCE, Job
+from shunter.operator.nodes import NodeView, PodUsage, Resources, quantity, tolerates
+
+POOL_LABEL = "shunter.dev/node-pool"
+
+
+def pod_need(job: Job) -> Resources:
+    """What each Pod of the job requests."""
+    spec = job.spec
+    return Resources(
+        gpus=spec.gpus,
+        cpu=quantity(spec.cpu, milli=True) if spec.cpu else 0,
+        memory=quantity(spec.memory) if spec.memory else 0,
+    )
+
+
+def pool_name(job: Job) -> str:
+    selected = dict(job.spec.node_selector).get(POOL_LABEL)
+    if selected:
+        return selected
+    return "gpu" if job.spec.gpus else "any"
+
+
+def in_pool(node: NodeView, job: Job) -> bool:
+    """Whether the job's Pods may run on node at all (readiness aside)."""
+    labels = dict(node.labels)
+    if any(labels.get(k) != v for k, v in job.spec.node_selector):
+        return False
+    if job.spec.gpus and node.allocatable.gpus <= 0:
+        return False
+    return all(
+        tolerates(_tolerations(job), taint)
+        for taint in node.taints
+        if taint.effect in ("NoSchedule", "NoExecute")
+    )
+
+
+def _tolerations(job: Job) -> tuple:  # type: ignore[type-arg]
+    # The Pod always tolerates the GPU taint (podspec adds it).
+    from shunter.operator.model import Toleration
+
+    return (
+        Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule"),
+        *job.spec.tolerations,
+    )
+
+
+@dataclass
+class Capacity:
+    """Free resources per node within one pass (admissions take from it)."""
+
+    nodes: dict[str, NodeView]
+    free: dict[str, Resources]
+    _pools: dict[tuple[object, ...], list[NodeView]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        nodes: Iterable[NodeView],
+        foreign: Iterable[PodUsage],
+        active: Iterable[Job],
+        bound: Mapping[tuple[str, int], str] | None = None,
+    ) -> Capacity:
+        """bound: (job key string, pod index) -> node, for Pods placed without a
+        recorded placement (admitted by an earlier version)."""
+        by_name = {n.name: n for n in nodes}
+        free = {n.name: n.allocatable for n in by_name.values()}
+        for pod in foreign:
+            if pod.node in free:
+                free[pod.node] = free[pod.node] - pod.requests
+        for job in active:
+            need = pod_need(job)
+            for i in range(job.spec.nodes):
+                node = job.status.placement[i] if i < len(job.status.placement) else None
+                if node is None and bound:
+                    node = bound.get((str(job.key), i))
+                if node in free:
+                    free[node] = free[node] - need
+        return cls(by_name, free)
+
+    def pool(self, job: Job) -> list[NodeView]:
+        key = (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = [n for n in self.nodes.values() if in_pool(n, job)]
+            self._pools[key] = pool
+        return pool
+
+    def usable(self, job: Job) -> list[NodeView]:
+        return [n for n in self.pool(job) if n.ready and not n.unschedulable]
+
+    def place(self, job: Job) -> tuple[str, ...] | None:
+        """A node for each Pod, best fit, one Pod per node; None if not now."""
+        need = pod_need(job)
+        fits = [n for n in self.usable(job) if self.free[n.name].covers(need)]
+        if len(fits) < job.spec.nodes:
+            return None
+        fits.sort(key=lambda n: (self.free[n.name].gpus, self.free[n.name].cpu, n.name))
+        return tuple(n.name for n in fits[: job.spec.nodes])
+
+    def take(self, job: Job, placement: Iterable[str]) -> None:
+        need = pod_need(job)
+        for node in placement:
+            if node in self.free:
+                self.free[node] = self.free[node] - need
+
+    def give(self, job: Job, placement: Iterable[str]) -> None:
+        need = pod_need(job)
+        for node in placement:
+            if node in self.free:
+                self.free[node] = self.free[node] + need
+
+    def never_fits(self, job: Job) -> str | None:
+        """Why the job can never run on this cluster as it is (None: it could)."""
+        need, pool = pod_need(job), self.pool(job)
+        name = pool_name(job)
+        big_enough = [n for n in pool if n.allocatable.covers(need)]
+        if len(big_enough) >= job.spec.nodes:
+            return None
+        if not pool:
+            return f"no node in pool {name} matches its node selector and tolerations"
+        what = _need_text(need)
+        if job.spec.nodes == 1:
+            largest = max(pool, key=lambda n: (n.allocatable.gpus, n.allocatable.cpu))
+            return (
+                f"needs {what} on one node; the largest node in pool {name} has"
+                f" {_have_text(largest.allocatable, need)}"
+            )
+        return (
+            f"needs {job.spec.nodes} nodes with {what} each; pool {name} has"
+            f" {len(big_enough)} such node{'s' if len(big_enough) != 1 else ''}"
+        )
+
+    def why_not_now(self, job: Job) -> str:
+        """Why a job that could run cannot start now (for the head of a queue)."""
+        need, usable = pod_need(job), self.usable(job)
+        name = pool_name(job)
+        fits = [n for n in usable if self.free[n.name].covers(need)]
+        if job.spec.nodes > 1:
+            return (
+                f"needs {job.spec.nodes} nodes with {_need_text(need)} free each;"
+                f" {len(fits)} of pool {name} have that now"
+            )
+        most = max((self.free[n.name].gpus for n in usable), default=0)
+        if need.gpus and most < need.gpus:
+            return f"needs {need.gpus} GPUs on one node; the most free in pool {name} is {most}"
+        return f"needs {_need_text(need)} on one node; no node of pool {name} has that free now"
+
+
+def _need_text(need: Resources) -> str:
+    parts = []
+    if need.gpus:
+        parts.append(f"{need.gpus} GPU{'s' if need.gpus != 1 else ''}")
+    if need.cpu:
+        parts.append(f"{need.cpu / 1000:g} CPUs")
+    if need.memory:
+        parts.append(f"{need.memory / 2**30:g} GiB memory")
+    return ", ".join(parts) or "a Pod"
+
+
+def _have_text(have: Resources, need: Resources) -> str:
+    parts = []
+    if need.gpus or not (need.cpu or need.memory):
+        parts.append(f"{have.gpus}")
+    if need.cpu:
+        parts.append(f"{have.cpu / 1000:g} CPUs")
+    if need.memory:
+        parts.append(f"{have.memory / 2**30:g} GiB memory")
+    return ", ".join(parts)

@@ -1,0 +1,158 @@
+"""What the operator knows of Nodes and of the Pods that hold their resources (pure).
+
+Parsed once where they enter (the informers): a node's allocatable GPUs, CPU and
+memory, its labels, taints, readiness and cordon; and, for every Pod bound to a node
+that is not a trainer Pod, what it requests there (a foreign Pod holding GPUs takes
+them from Shunter's jobs). Quantities become integers: GPUs, CPU millicores, bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from shunter.operator.model import GPU_RESOURCE, JOB_NAME_LABEL, Toleration
+
+_SUFFIX = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([0-9.]+)(m|[kMGTPE]i?|)$")
+
+
+def quantity(value: object, *, milli: bool = False) -> int:
+    """A Kubernetes quantity as an integer (in thousandths when milli: CPU)."""
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        return 0
+    number, suffix = Decimal(match.group(1)), match.group(2)
+    scale = Decimal(1000) if milli else Decimal(1)
+    amount = number / 1000 if suffix == "m" else number * _SUFFIX.get(suffix, 1)
+    return int((amount * scale).to_integral_value(rounding="ROUND_CEILING"))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """GPUs, CPU millicores and memory bytes (allocatable, requested or free)."""
+
+    gpus: int = 0
+    cpu: int = 0
+    memory: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.gpus + other.gpus, self.cpu + other.cpu, self.memory + other.memory)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.gpus - other.gpus, self.cpu - other.cpu, self.memory - other.memory)
+
+    def covers(self, need: Resources) -> bool:
+        return self.gpus >= need.gpus and self.cpu >= need.cpu and self.memory >= need.memory
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any] | None) -> Resources:
+        raw = raw or {}
+        return cls(
+            gpus=quantity(raw.get(GPU_RESOURCE, 0)),
+            cpu=quantity(raw.get("cpu", 0), milli=True),
+            memory=quantity(raw.get("memory", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str | None
+    effect: str
+
+
+def tolerates(tolerations: Sequence[Toleration], taint: Taint) -> bool:
+    """The scheduler's rule for one taint (PreferNoSchedule never keeps a Pod off)."""
+    if taint.effect == "PreferNoSchedule":
+        return True
+    for t in tolerations:
+        if t.effect and t.effect != taint.effect:
+            continue
+        if t.operator == "Exists" and (not t.key or t.key == taint.key):
+            return True
+        if t.key == taint.key and (t.value or "") == (taint.value or ""):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    taints: tuple[Taint, ...]
+    allocatable: Resources
+    ready: bool
+    unschedulable: bool
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> NodeView:
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or ()
+        )
+        return cls(
+            name=meta["name"],
+            labels=tuple(sorted((meta.get("labels") or {}).items())),
+            taints=tuple(
+                Taint(t.get("key", ""), t.get("value"), t.get("effect", "NoSchedule"))
+                for t in spec.get("taints") or ()
+            ),
+            allocatable=Resources.of(status.get("allocatable")),
+            ready=ready,
+            unschedulable=bool(spec.get("unschedulable")),
+        )
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+
+@dataclass(frozen=True)
+class PodUsage:
+    """A Pod that is not a trainer Pod, bound to a node and not finished."""
+
+    uid: str
+    node: str
+    requests: Resources
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> PodUsage:
+        spec = body.get("spec") or {}
+        return cls(
+            uid=body["metadata"].get("uid", ""),
+            node=spec.get("nodeName") or "",
+            requests=pod_requests(spec),
+        )
+
+
+def pod_requests(spec: Mapping[str, Any]) -> Resources:
+    """What the scheduler counts for a Pod: the sum over its containers (a request, or
+    the limit when only a limit is set), at least the largest init container."""
+
+    def one(container: Mapping[str, Any]) -> Resources:
+        resources = container.get("resources") or {}
+        limits = resources.get("limits") or {}
+        requests = {**limits, **(resources.get("requests") or {})}
+        return Resources.of(requests)
+
+    total = Resources()
+    for container in spec.get("containers") or ():
+        total = total + one(container)
+    for init in spec.get("initContainers") or ():
+        need = one(init)
+        total = Resources(
+            max(total.gpus, need.gpus), max(total.cpu, need.cpu), max(total.memory, need.memory)
+        )
+    return total
+
+
+# Foreign Pods: every bound, unfinished Pod that is not a trainer Pod.
+FOREIGN_LABEL_SELECTOR = f"!{JOB_NAME_LABEL}"
+BOUND_FIELD_SELECTOR = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"

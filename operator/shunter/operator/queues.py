@@ -1,0 +1,135 @@
+"""TrainingQueues: limits per queue, GPU quotas, cohorts that lend idle quota (pure).
+
+A `TrainingQueue` (cluster-scoped, short name `tq`) caps how many of its jobs run at
+once (`maxRunning`) and how many GPUs they hold (`gpuQuota`, the nominal quota).
+Queues sharing a `cohort` lend each other idle quota: a queue may hold more than its
+nominal quota while the cohort as a whole has GPUs its members do not use (up to its
+`borrowingLimit`), and a queue below its nominal quota reclaims what others borrowed
+by preemption. `preemption: lowerPriority` lets a job preempt lower-priority jobs of
+its own queue; `never` (the default, as before queues existed) does not. Kueue's
+ClusterQueue, with one flavor, is the model.
+
+A queue named in `spec.queue` that does not exist leaves the job waiting with a
+message. The queue `default` always exists: without a TrainingQueue of that name it
+has no limits of its own (the operator's global limits still apply), so the guide and
+existing users need nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shunter.operator.model import Job
+
+DEFAULT_QUEUE = "default"
+NEVER = "never"
+LOWER_PRIORITY = "lowerPriority"
+STRICT_FIFO = "StrictFIFO"
+BEST_EFFORT_FIFO = "BestEffortFIFO"
+
+
+@dataclass(frozen=True)
+class QueueView:
+    name: str
+    max_running: int | None = None
+    gpu_quota: int | None = None
+    borrowing_limit: int | None = None
+    cohort: str | None = None
+    preemption: str = NEVER
+    strategy: str = STRICT_FIFO
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> QueueView:
+        spec = body.get("spec") or {}
+        return cls(
+            name=body["metadata"]["name"],
+            max_running=spec.get("maxRunning"),
+            gpu_quota=spec.get("gpuQuota"),
+            borrowing_limit=spec.get("borrowingLimit"),
+            cohort=spec.get("cohort") or None,
+            preemption=spec.get("preemption") or NEVER,
+            strategy=spec.get("queueingStrategy") or STRICT_FIFO,
+        )
+
+
+def queue_of(name: str, queues: Mapping[str, QueueView]) -> QueueView | None:
+    """The queue a job names; the implicit default when `default` has no object."""
+    found = queues.get(name)
+    if found is None and name == DEFAULT_QUEUE:
+        return QueueView(DEFAULT_QUEUE)
+    return found
+
+
+@dataclass
+class QuotaUse:
+    """What each queue's admitted jobs hold: jobs and GPUs (mutated within a pass)."""
+
+    queues: Mapping[str, QueueView]
+    running: dict[str, int] = field(default_factory=dict)
+    gpus: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, queues: Mapping[str, QueueView], active: Iterable[Job]) -> QuotaUse:
+        use = cls(queues)
+        for job in active:
+            use.add(job)
+        return use
+
+    def add(self, job: Job, sign: int = 1) -> None:
+        name = job.spec.queue
+        self.running[name] = self.running.get(name, 0) + sign
+        self.gpus[name] = self.gpus.get(name, 0) + sign * job.spec.total_gpus
+
+    def remove(self, job: Job) -> None:
+        self.add(job, -1)
+
+    def borrowed(self, name: str) -> int:
+        queue = queue_of(name, self.queues)
+        if queue is None or queue.gpu_quota is None:
+            return 0
+        return max(0, self.gpus.get(name, 0) - queue.gpu_quota)
+
+    def _cohort(self, queue: QueueView) -> list[QueueView]:
+        return [q for q in self.queues.values() if queue.cohort and q.cohort == queue.cohort]
+
+    def admits(self, job: Job) -> str | None:
+        """None if the job fits its queue's limits now, else why not."""
+        queue = queue_of(job.spec.queue, self.queues)
+        if queue is None:
+            return f"queue {job.spec.queue!r} does not exist"
+        running = self.running.get(queue.name, 0)
+        if queue.max_running is not None and running >= queue.max_running:
+            return f"queue {queue.name} runs its limit of {queue.max_running} jobs"
+        if queue.gpu_quota is None:
+            return None
+        used = self.gpus.get(queue.name, 0)
+        want = used + job.spec.total_gpus
+        if want <= queue.gpu_quota:
+            return None
+        over = want - queue.gpu_quota
+        if queue.borrowing_limit is not None and over > queue.borrowing_limit:
+            return (f"queue {queue.name} would hold {want} GPUs: its quota is {queue.gpu_quota}"
+                    f" and it may borrow at most {queue.borrowing_limit}")  # fmt: skip
+        idle = self.cohort_idle(queue)
+        if job.spec.total_gpus <= idle:
+            return None
+        return f"queue {queue.name} holds {used} of its {queue.gpu_quota} GPUs" + (
+            f"; its cohort {queue.cohort} has {idle} idle" if queue.cohort else ""
+        )
+
+    def cohort_idle(self, queue: QueueView) -> int:
+        """GPUs of the cohort's nominal quotas that no member uses (what a member may
+        borrow); a queue without a cohort has only its own quota."""
+        members = self._cohort(queue) or [queue]
+        nominal = sum(m.gpu_quota or 0 for m in members)
+        used = sum(self.gpus.get(m.name, 0) for m in members)
+        return max(0, nominal - used)
+
+    def within_nominal(self, job: Job) -> bool:
+        """The job fits its queue's own quota (so it may reclaim borrowed GPUs)."""
+        queue = queue_of(job.spec.queue, self.queues)
+        if queue is None or queue.gpu_quota is None:
+            return False
+        return self.gpus.get(queue.name, 0) + job.spec.total_gpus <= queue.gpu_quota

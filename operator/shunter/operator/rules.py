@@ -1,0 +1,41 @@
+"""The operator's rules as plain values (pure): limits, timeouts, backoffs, preemption.
+
+`settings` reads them from the environment; decision code takes them as arguments,
+so tests can set any of them without touching the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from shunter.operator.admission import Limits
+
+
+@dataclass(frozen=True)
+class Rules:
+    limits: Limits = field(default_factory=Limits)
+    # Extra wait after a job's grace period before its Pods are force-deleted.
+    grace_margin: timedelta = timedelta(seconds=10)
+    # Queued jobs per queue whose exact position is written to status.
+    exact_positions: int = 20
+    # A job still `starting` after this long releases its slot and is requeued.
+    start_timeout: timedelta = timedelta(seconds=300)
+    # After this many start timeouts the job fails.
+    start_attempts: int = 3
+    # Backoff before a requeued or retried job may start again: base * 2^n, capped.
+    backoff_base: timedelta = timedelta(seconds=10)
+    backoff_max: timedelta = timedelta(seconds=600)
+    # Preemption anti-loop: a job preempted `preemption_limit` times within
+    # `preemption_window` is not preempted again before it has run `min_run`.
+    preemption_limit: int = 3
+    preemption_window: timedelta = timedelta(seconds=600)
+    min_run: timedelta = timedelta(seconds=60)
+    # A checkpoint claim for every job that names none (None: an emptyDir).
+    checkpoint_size: str | None = None
+    checkpoint_storage_class: str | None = None
+
+    def backoff(self, count: int) -> timedelta:
+        """The wait after the count-th requeue or failure (count >= 1)."""
+        seconds = self.backoff_base.total_seconds() * 2 ** max(0, count - 1)
+        return timedelta(seconds=min(seconds, self.backoff_max.total_seconds()))

@@ -1,0 +1,352 @@
+"""Stopping a job's Pods: SIGTERM with a grace period, then force. One path for all.
+
+Cancel, deadline, start timeout, suspend, preemption and a failed gang member all
+stop Pods the same way; only the phase the job ends in differs (the `cause`). The
+steps, each recorded in `status.termination` before its API calls so that an
+operator restart resumes where it stopped:
+
+1. `graceful`: phase `cancelling` (a cancel) or `stopping`; every Pod is deleted with
+   the job's grace period (the kubelet sends SIGTERM and the trainer checkpoints).
+2. `forced`: Pods still there `grace + margin` seconds later (a trainer or a node
+   hangs) are deleted with gracePeriodSeconds=0.
+3. `done`: every Pod object is gone: the job takes its final phase by cause.
+
+The slot is released at step 3, when the Pod objects are gone from the API server,
+whether they went gracefully or were force-deleted. Holding it longer after a force
+delete protects nothing: the scheduler already stops counting a Pod's GPUs once the
+object is gone and would place another Pod there anyway (Kueue faces the same choice
+with stuck-terminating Pods and also frees quota when the Pod is gone).
+
+A force delete removes the API object only. When a Pod's node is not Ready (its
+kubelet is down or unreachable), the container goes on running until the node comes
+back and its kubelet kills the orphan (without a grace period, so no checkpoint):
+the log line and the Events then say so instead of implying that the process was
+stopped. Node readiness is passed in; this module stays pure.
+
+The exit code of the trainer, once a Pod shows one (75 after a checkpoint on
+SIGTERM, 137 when the kubelet killed it at the end of its grace period), is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from shunter.operator.decisions import Decision, DeletePod, Event
+from shunter.operator.model import (
+    CANCELLED_BY_USER,
+    Attempt,
+    Job,
+    JobStatus,
+    Phase,
+    PodView,
+    StopCause,
+    Termination,
+    TerminationStep,
+)
+from shunter.operator.podspec import pod_names
+from shunter.operator.rules import Rules
+
+# A force delete is repeated at most this often while a Pod still shows up.
+FORCE_RETRY = timedelta(seconds=5)
+HISTORY = 20
+# What a force delete leaves behind on a node that is not Ready.
+LEFT_RUNNING = "its process keeps running until the node returns and its kubelet stops it"
+
+_REASON = {StopCause.CANCEL: "Cancelled", StopCause.DEADLINE: "DeadlineExceeded",
+            StopCause.START_TIMEOUT: "StartTimeout", StopCause.SUSPEND: "Suspended",
+            StopCause.PREEMPT: "Preempted", StopCause.FAILURE: "Failed"}  # fmt: skip
+STOP_WHY = {
+    StopCause.CANCEL: "Cancelled by user",
+    StopCause.DEADLINE: "Deadline exceeded",
+    StopCause.START_TIMEOUT: "Start timeout",
+    StopCause.SUSPEND: "Suspended",
+    StopCause.PREEMPT: "Preempted",
+    StopCause.FAILURE: "A Pod failed",
+}
+
+
+@dataclass(frozen=True)
+class StopView:
+    """What the stop of one job needs to know besides the job."""
+
+    pods: Mapping[int, PodView]  # the job's current Pods by index
+    unobserved: Collection[int] = ()  # created, not seen yet: present
+    not_ready: Collection[str] = ()  # nodes whose Ready condition is not True
+    # Stop only these indexes (None: every Pod); a failed gang keeps its failed Pod.
+    targets: Collection[int] | None = None
+    detail: str = ""  # e.g. who preempted the job, for messages and Events
+
+
+def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Rules) -> Decision:
+    """Advance the stop of the job's Pods one step (or begin it)."""
+    status = _with_exit_code(job.status, view.pods)
+    job = replace(job, status=status)
+    termination = status.termination
+    names = pod_names(job)
+    indexes = range(job.spec.nodes) if view.targets is None else sorted(view.targets)
+    present = [i for i in indexes if i in view.pods or i in view.unobserved]
+    grace = job.spec.termination_grace_period_seconds
+    if termination is None or termination.step is TerminationStep.DONE:
+        record = Termination(TerminationStep.GRACEFUL, now, now, cause=cause)
+        return _begin(job, view, record, present=present, names=names, now=now, rules=rules)
+    if termination.cause is not cause and cause is StopCause.CANCEL:
+        # A cancel overtakes a stop in progress: same Pods, same clock, final phase
+        # `cancelled`.
+        termination = replace(termination, cause=cause)
+        status = replace(status, phase=Phase.CANCELLING, reason="Cancelling",
+                         termination=termination)  # fmt: skip
+        job = replace(job, status=status)
+    if not present:
+        return _finish(job, view, termination, names=names, now=now, rules=rules)
+    if termination.step is TerminationStep.GRACEFUL:
+        started = termination.graceful_delete_at or termination.requested_at or now
+        deadline = started + timedelta(seconds=grace) + rules.grace_margin
+        if now < deadline:
+            # Re-sent after a restart that fell between the status write and a delete.
+            resend = [i for i in present if i in view.pods and not view.pods[i].deleting]
+            return Decision(
+                status=job.status,
+                delete_pods=tuple(DeletePod(job.key.namespace, names[i], grace) for i in resend),
+                wake_at=deadline,
+            )
+        return _force(job, view, termination, present=present, names=names, now=now)
+    # Forced, a Pod still shows up: the watch lags, or the delete failed. Repeat it.
+    last = termination.force_delete_at or now
+    if now - last >= FORCE_RETRY:
+        return Decision(
+            status=replace(job.status, termination=replace(termination, force_delete_at=now)),
+            delete_pods=tuple(DeletePod(job.key.namespace, names[i], 0) for i in present),
+            wake_at=now + FORCE_RETRY,
+        )
+    return Decision(status=job.status, wake_at=last + FORCE_RETRY)
+
+
+def _with_exit_code(status: JobStatus, pods: Mapping[int, PodView]) -> JobStatus:
+    """The first failing code among the Pods, else any code (75 after a checkpoint)."""
+    codes: list[int] = [p.exit_code for _, p in sorted(pods.items()) if p.exit_code is not None]
+    failing = [c for c in codes if c != 0]
+    code = (failing or codes)[0] if codes else status.exit_code
+    return status if code == status.exit_code else replace(status, exit_code=code)
+
+
+def _suffix(cause: StopCause) -> str:
+    """The guide's lines are a cancel's; other causes name themselves."""
+    return "" if cause is StopCause.CANCEL else f" ({STOP_WHY[cause].lower()})"
+
+
+def _begin(
+    job: Job, view: StopView, record: Termination, *, present: list[int], names: list[str],
+    now: datetime, rules: Rules,
+) -> Decision:  # fmt: skip
+    cause = record.cause
+    if cause is StopCause.FAILURE and view.detail:
+        why = view.detail  # e.g. "Pod g-trainer-1 failed with exit code 1 (Error)"
+    else:
+        why = STOP_WHY[cause] + (f" {view.detail}" if view.detail else "")
+    if not present:
+        return _finish(job, view, record, names=names, now=now, rules=rules)
+    record = replace(record, pods=tuple(names[i] for i in present))
+    grace = job.spec.termination_grace_period_seconds
+    ns = job.key.namespace
+    stopping = ", ".join(names[i] for i in present)
+    plural = "s" if len(present) > 1 else ""
+    return Decision(
+        status=replace(
+            job.status,
+            phase=Phase.CANCELLING if cause is StopCause.CANCEL else Phase.STOPPING,
+            reason="Cancelling" if cause is StopCause.CANCEL else STOP_WHY[cause].replace(" ", ""),
+            message=f"{why}; stopping pod{plural} {stopping} (grace period {grace}s)",
+            termination=record,
+        ),
+        delete_pods=tuple(DeletePod(ns, names[i], grace) for i in present),
+        events=tuple(
+            Event(
+                "Normal",
+                "Terminating",
+                f"Deleting pod {names[i]} with grace {grace}s{_suffix(cause)}",
+            )
+            for i in present
+        ),
+        logs=tuple(
+            f"[Terminate] Attempting graceful termination of pod {ns}/{names[i]}{_suffix(cause)}"
+            for i in present
+        ),
+        wake_at=now + timedelta(seconds=grace) + rules.grace_margin,
+    )
+
+
+def _node_of(job: Job, view: StopView, index: int) -> str | None:
+    pod = view.pods.get(index)
+    if pod is not None and pod.node_name:
+        return pod.node_name
+    placement = job.status.placement
+    return placement[index] if index < len(placement) else job.status.node_name
+
+
+def _force(
+    job: Job, view: StopView, termination: Termination, *, present: list[int], names: list[str],
+    now: datetime,
+) -> Decision:  # fmt: skip
+    grace = job.spec.termination_grace_period_seconds
+    ns = job.key.namespace
+    why = STOP_WHY[termination.cause]
+    logs, events = [], []
+    for i in present:
+        node = _node_of(job, view, i)
+        line = f"[Terminate] Pod {ns}/{names[i]} did not terminate gracefully, forcing deletion"
+        text = (f"Pod {names[i]} did not stop within {grace}s + margin; deleting it with"
+                " gracePeriodSeconds=0")  # fmt: skip
+        if node in view.not_ready:
+            line += f"; node {node} is not Ready: {LEFT_RUNNING}"
+            text = (f"Pod {names[i]} did not stop within {grace}s + margin and node {node} is"
+                    f" not Ready: force-deleting the Pod object; {LEFT_RUNNING} (its GPUs stay"
+                    " in use there)")  # fmt: skip
+        logs.append(line + _suffix(termination.cause))
+        events.append(Event("Warning", "ForceDeleting", text))
+    forced = tuple(names[i] for i in present)
+    return Decision(
+        status=replace(
+            job.status,
+            message=f"{why}; pod{'s' if len(present) > 1 else ''} {', '.join(forced)} did not"
+            " stop in time, force-deleting",
+            termination=replace(
+                termination, step=TerminationStep.FORCED, force_delete_at=now, forced_pods=forced
+            ),
+        ),
+        delete_pods=tuple(DeletePod(ns, names[i], 0) for i in present),
+        events=tuple(events),
+        logs=tuple(logs),
+        wake_at=now + FORCE_RETRY,
+    )
+
+
+def _finish(
+    job: Job, view: StopView, termination: Termination, *, names: list[str], now: datetime,
+    rules: Rules,
+) -> Decision:  # fmt: skip
+    """Every Pod is gone: log how each went, then the final phase by cause."""
+    ns = job.key.namespace
+    cause = termination.cause
+    logs = []
+    for name in termination.pods:
+        forced = name in termination.forced_pods
+        node = _node_of(job, view, names.index(name)) if name in names else None
+        if forced and node in view.not_ready:
+            logs.append(f"[Terminate] Pod {ns}/{name} force deleted; node {node} is not"
+                        f" Ready: {LEFT_RUNNING}{_suffix(cause)}")  # fmt: skip
+        elif forced:
+            logs.append(f"[Terminate] Pod {ns}/{name} force deleted{_suffix(cause)}")
+        else:
+            logs.append(f"[Terminate] Pod {ns}/{name} terminated gracefully{_suffix(cause)}")
+    outcome = "forced" if termination.forced_pods else "graceful"
+    done = replace(termination, step=TerminationStep.DONE, outcome=outcome)
+    status, event = final_status(job, done, now=now, rules=rules, detail=view.detail)
+    if any(n in view.not_ready for n in (_node_of(job, view, i) for i in range(len(names)))) and (
+        termination.forced_pods
+    ):
+        event = replace(event, type="Warning", message=f"{event.message}; {LEFT_RUNNING}")
+    return Decision(status=status, events=(event,), logs=tuple(logs), released=True)
+
+
+def final_status(
+    job: Job, termination: Termination, *, now: datetime, rules: Rules, detail: str = ""
+) -> tuple[JobStatus, Event]:
+    """Where a job whose Pods are gone ends up, by the cause of the stop."""
+    status, cause = job.status, termination.cause
+    run = record_attempt(job, reason=_REASON[cause], now=now)
+    code = f" (exit code {status.exit_code})" if status.exit_code is not None else ""
+    how = "force deleted" if termination.forced_pods else "stopped gracefully"
+    pods = ", ".join(termination.pods) or "none"
+    base = replace(status, termination=termination, history=run, queue_position=None,
+                   pods_ready=0)  # fmt: skip
+    if cause is StopCause.CANCEL:
+        final = replace(base, phase=Phase.CANCELLED, reason="Cancelled",
+                        message=CANCELLED_BY_USER, completed_at=now)  # fmt: skip
+        if termination.outcome == "never-started":
+            return final, Event("Normal", "Cancelled", "Cancelled before it started")
+        return final, Event("Normal", "Cancelled", f"Pod {pods} {how}{code}; job cancelled")
+    if cause is StopCause.DEADLINE:
+        limit = job.spec.max_runtime_seconds
+        message = f"Ran longer than maxRuntimeSeconds ({limit}s); its Pods were {how}{code}"
+        final = replace(base, phase=Phase.FAILED, reason="DeadlineExceeded", message=message,
+                        completed_at=now)  # fmt: skip
+        return final, Event("Warning", "DeadlineExceeded", message)
+    if cause is StopCause.SUSPEND:
+        final = replace(base, phase=Phase.SUSPENDED, reason="Suspended", placement=(),
+                        message=f"Suspended; Pods {how}{code}; resume to continue from the"
+                        " last checkpoint", suspensions=status.suspensions + 1)  # fmt: skip
+        return final, Event("Normal", "Suspended", f"Pod {pods} {how}{code}; job suspended")
+    if cause is StopCause.PREEMPT:
+        message = (
+            f"Preempted{(' ' + detail) if detail else ''}; Pods {how}{code}; waiting to run again"
+        )
+        final = replace(base, phase=Phase.QUEUED, reason="Preempted", placement=(),
+                        message=message, preemptions=status.preemptions + 1)  # fmt: skip
+        return final, Event("Normal", "Preempted", message)
+    if cause is StopCause.START_TIMEOUT:
+        return _start_timed_out(job, base, now=now, rules=rules)
+    return _failed_run(job, base, now=now, rules=rules, detail=detail)
+
+
+def _start_timed_out(
+    job: Job, base: JobStatus, *, now: datetime, rules: Rules
+) -> tuple[JobStatus, Event]:
+    count = base.start_timeouts + 1
+    limit = int(rules.start_timeout.total_seconds())
+    why = base.message or ""
+    if count >= rules.start_attempts:
+        message = f"Did not start within {limit}s in {count} attempts; giving up"
+        final = replace(base, phase=Phase.FAILED, reason="StartTimeout", message=message,
+                        start_timeouts=count, completed_at=now, placement=())  # fmt: skip
+        return final, Event("Warning", "StartTimeout", message)
+    wait = rules.backoff(count)
+    message = (f"Did not start within {limit}s (attempt {count} of {rules.start_attempts});"
+               f" back in the queue, may start again in {int(wait.total_seconds())}s")  # fmt: skip
+    final = replace(base, phase=Phase.QUEUED, reason="StartTimeout", message=message,
+                    start_timeouts=count, not_before=now + wait, placement=())  # fmt: skip
+    return final, Event("Warning", "StartTimeout", f"{message}. Last state: {why}")
+
+
+def _failed_run(
+    job: Job, base: JobStatus, *, now: datetime, rules: Rules, detail: str
+) -> tuple[JobStatus, Event]:
+    failures = base.failures + 1
+    what = detail or f"Trainer exited with code {base.exit_code}"
+    if failures <= job.spec.backoff_limit:
+        wait = rules.backoff(failures)
+        message = (f"{what}; retry {failures} of {job.spec.backoff_limit} in"
+                   f" {int(wait.total_seconds())}s")  # fmt: skip
+        final = replace(base, phase=Phase.STARTING, reason="Retrying", message=message,
+                        failures=failures, not_before=now + wait, termination=None,
+                        exit_code=None)  # fmt: skip
+        return final, Event("Warning", "Retrying", message)
+    message = what if not job.spec.backoff_limit else f"{what} (after {failures} attempts)"
+    final = replace(base, phase=Phase.FAILED, reason="Failed", message=message,
+                    failures=failures, completed_at=now)  # fmt: skip
+    return final, Event("Warning", "Failed", message)
+
+
+def record_attempt(job: Job, *, reason: str, now: datetime) -> tuple[Attempt, ...]:
+    """The history with the run that just ended appended (once per run)."""
+    status = job.status
+    number = max(1, status.attempts)
+    if any(a.number == number and a.finished_at for a in status.history):
+        return status.history
+    run = Attempt(number, status.exit_code, reason, status.running_since or status.admitted_at,
+                  now)  # fmt: skip
+    return (*[a for a in status.history if a.number != number], run)[-HISTORY:]
+
+
+def cancel_unstarted(job: Job, *, now: datetime, rules: Rules) -> Decision:
+    """A job with no Pod (queued, suspended) is cancelled at once."""
+    never = Termination(TerminationStep.DONE, now, outcome="never-started")
+    status, _ = final_status(job, never, now=now, rules=rules)
+    status = replace(status, history=job.status.history)
+    where = "queue" if job.queued else "suspended jobs"
+    return Decision(
+        status=status,
+        events=(Event("Normal", "Cancelled", f"Removed from the {where} and cancelled"),),
+        logs=(f"[Cancel] Job {job.key} removed from queue and cancelled",),
+    )

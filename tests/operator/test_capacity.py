@@ -1,0 +1,88 @@
+"""Capacity and placement (pure): pools, foreign Pods, best fit, gangs, the messages."""
+
+from __future__ import annotations
+
+from shunter.operator.capacity import Capacity
+from shunter.operator.model import Toleration
+from shunter.operator.nodes import PodUsage, Resources, Taint, quantity
+from tests.support.builders import a_node, a_training_job, gpu_nodes
+
+
+def test_quantities():
+    assert quantity("500m", milli=True) == 500
+    assert quantity("4", milli=True) == 4000
+    assert quantity("16Gi") == 16 * 2**30
+    assert quantity("1.5", milli=True) == 1500
+    assert quantity("8") == 8
+
+
+def test_a_job_larger_than_every_node_says_so_with_numbers():
+    capacity = Capacity.build(gpu_nodes(4, gpus=8), (), ())
+    job = a_training_job("big").with_gpus(64).job()
+    assert capacity.never_fits(job) == (
+        "needs 64 GPUs on one node; the largest node in pool gpu has 8"
+    )
+    assert capacity.place(job) is None
+    assert capacity.never_fits(a_training_job("ok").with_gpus(8).job()) is None
+
+
+def test_foreign_pods_and_admitted_jobs_hold_their_gpus():
+    nodes = gpu_nodes(2, gpus=8)
+    foreign = [PodUsage("u1", "gpu-node-0", Resources(gpus=8))]
+    running = a_training_job("r").with_gpus(4).in_phase("running", placement=["gpu-node-1"]).job()
+    capacity = Capacity.build(nodes, foreign, [running])
+    assert capacity.free["gpu-node-0"].gpus == 0
+    assert capacity.free["gpu-node-1"].gpus == 4
+    assert capacity.place(a_training_job("a").with_gpus(4).job()) == ("gpu-node-1",)
+    assert capacity.place(a_training_job("b").with_gpus(5).job()) is None
+    assert capacity.why_not_now(a_training_job("b").with_gpus(5).job()) == (
+        "needs 5 GPUs on one node; the most free in pool gpu is 4"
+    )
+
+
+def test_best_fit_fills_the_fullest_node_that_fits():
+    nodes = gpu_nodes(3, gpus=8)
+    held = a_training_job("h").with_gpus(6).in_phase("running", placement=["gpu-node-2"]).job()
+    capacity = Capacity.build(nodes, (), [held])
+    assert capacity.place(a_training_job("small").with_gpus(2).job()) == ("gpu-node-2",)
+
+
+def test_a_gang_needs_distinct_nodes_each_with_room():
+    nodes = gpu_nodes(4, gpus=8)
+    gang = a_training_job("g").with_gpus(8).with_spec(nodes=4).job()
+    assert Capacity.build(nodes, (), ()).place(gang) is not None
+    busy = a_training_job("b").with_gpus(1).in_phase("running", placement=["gpu-node-3"]).job()
+    capacity = Capacity.build(nodes, (), [busy])
+    assert capacity.place(gang) is None
+    assert capacity.never_fits(gang) is None  # it could run: it waits, it is not unschedulable
+    assert (
+        capacity.why_not_now(gang)
+        == "needs 4 nodes with 8 GPUs free each; 3 of pool gpu have that now"
+    )
+    assert Capacity.build(nodes[:3], (), ()).never_fits(gang) == (
+        "needs 4 nodes with 8 GPUs each; pool gpu has 3 such nodes"
+    )
+
+
+def test_pools_follow_selectors_taints_and_readiness():
+    real = a_node(
+        "real", gpus=0, labels={"shunter.dev/node-pool": "real"},
+        taints=(Taint("shunter.dev/real-node", "true", "NoSchedule"),),
+    )  # fmt: skip
+    down = a_node("down", ready=False)
+    capacity = Capacity.build([real, down, *gpu_nodes(1)], (), ())
+    cpu_job = a_training_job("cpu").with_gpus(0).with_spec(
+        nodeSelector={"shunter.dev/node-pool": "real"}).job()  # fmt: skip
+    assert capacity.place(cpu_job) is None  # the taint is not tolerated
+    tolerating = a_training_job("cpu2").with_gpus(0).with_spec(
+        nodeSelector={"shunter.dev/node-pool": "real"},
+        tolerations=[
+            {"key": "shunter.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+    ).job()  # fmt: skip
+    assert tolerating.spec.tolerations == (
+        Toleration(key="shunter.dev/real-node", operator="Exists", effect="NoSchedule"),
+    )
+    assert capacity.place(tolerating) == ("real",)
+    gpu_job = a_training_job("g").with_gpus(8).job()
+    assert capacity.place(gpu_job) == ("gpu-node-0",)  # never the node that is not Ready
