@@ -51,7 +51,7 @@ def test_examples_get_and_patch(
         bounds = list(zip(starts, [*starts[1:], None], strict=True))
         return [[line[a:b].strip() for a, b in bounds] for line in lines]
 
-    assert table()[0] == ["NAME", "PHASE", "POSITION", "GPUS", "AGE"]
+    assert table()[0] == ["NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "AGE"]
     # The urgent job (priority 100) runs first; the others wait with positions.
     wait_for(
         lambda: {r[0]: r[1:3] for r in table()[1:]}.get("urgent-finetune", [""])[0] == "running",
@@ -71,7 +71,10 @@ def test_examples_get_and_patch(
         what="the others queued in submission order",
     )
     wide = kubectl(kubeconfig, namespace, "get", "tj", "-o", "wide").splitlines()[0].split()
-    assert wide[:8] == ["NAME", "PHASE", "POSITION", "GPUS", "PRIORITY", "QUEUE", "POD", "MESSAGE"]
+    assert wide[:11] == [
+        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PRIORITY", "QUEUE", "POD",
+        "REASON", "MESSAGE",
+    ]  # fmt: skip
 
     out = kubectl(
         kubeconfig,

@@ -17,7 +17,7 @@ from shunter.api.auth import Authority
 from shunter.api.history import History
 from shunter.api.jobcache import JobCache
 from shunter.api.metrics import Metrics
-from shunter.api.routes import health, training
+from shunter.api.routes import health, scheduling, training
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
 from shunter.kube import Kube
@@ -62,6 +62,7 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     errors.install(app)
     metrics.install(app)
     app.include_router(training.router)
+    app.include_router(scheduling.router)
     app.include_router(health.router)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
 

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from shunter.api.errors import Unavailable
+from shunter.api.errors import NotFound, Unavailable
 
 _SELECT = (
     "SELECT name AS job_id, id::text AS uid, namespace, status, error, message, gpus, priority,"
@@ -21,6 +21,16 @@ _SELECT = (
 _COUNT = (
     "SELECT count(*) FROM local_training_jobs WHERE namespace = %(namespace)s"
     " AND (%(status)s::text IS NULL OR status = %(status)s)"
+)
+
+
+_LATEST = (
+    "SELECT id FROM local_training_jobs WHERE namespace = %(namespace)s AND name = %(name)s"
+    " ORDER BY created_at DESC LIMIT 1"
+)
+_ATTEMPTS = (
+    "SELECT attempt, exit_code, reason, started_at, finished_at FROM training_job_attempts"
+    " WHERE job_id = %(id)s ORDER BY attempt"
 )
 
 
@@ -59,6 +69,25 @@ class History:
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(f"Job history is unavailable: {exc}") from exc
         return rows, int(counted["count"]) if counted else 0
+
+    async def attempts(self, *, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The runs of the newest job of that name; NotFound when there is none."""
+        pool = await self._connection_pool()
+        try:
+            async with (
+                pool.connection(timeout=5) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                await cur.execute(_LATEST, {"namespace": namespace, "name": name})
+                job = await cur.fetchone()
+                if job is None:
+                    raise NotFound("No history of this job")
+                await cur.execute(_ATTEMPTS, {"id": job["id"]})
+                return await cur.fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            raise NotFound("No history of this job") from exc
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(f"Job history is unavailable: {exc}") from exc
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -17,9 +17,11 @@ from collections.abc import Callable
 
 from shunter.kube import Body, Informer, Kube
 from shunter.kube.events import JOB_EVENTS_SELECTOR
-from shunter.kube.resources import EVENTS, TRAINING_JOBS
+from shunter.kube.resources import EVENTS, NODES, TRAINING_JOBS
 from shunter.operator import admission
+from shunter.operator.capacity import Capacity
 from shunter.operator.model import Job, JobKey
+from shunter.operator.nodes import NodeView
 
 # How long a write waits for the cache to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 5.0
@@ -47,14 +49,27 @@ class JobCache:
             on_change=self._index_event,
         )  # fmt: skip
         self._ordered: dict[str, tuple[int, list[Job], list[Job]]] = {}
+        # Nodes, only to tell a submitter that a job fits no node (optional: an API
+        # without the permission to read Nodes says nothing about it).
+        self.nodes: Informer[str, NodeView] = Informer(
+            kube, NODES, parse=NodeView.parse, key=lambda node: node.name, optional=True
+        )
 
     def start(self) -> None:
         self.jobs.start()
         self.events.start()
+        self.nodes.start()
 
     async def stop(self) -> None:
         await self.jobs.stop()
         await self.events.stop()
+        await self.nodes.stop()
+
+    def never_fits(self, job: Job) -> str | None:
+        """Why no node could ever hold the job's Pods (None: some could, or unknown)."""
+        if not self.nodes.store:
+            return None
+        return Capacity.build(self.nodes.store.values(), (), ()).never_fits(job)
 
     @property
     def synced(self) -> bool:

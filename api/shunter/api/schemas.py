@@ -70,6 +70,13 @@ class JobCreate(BaseModel):
     tolerations: list[TolerationIn] = Field(
         default_factory=list, max_length=32, description="Taints the trainer Pod tolerates"
     )
+    nodes: int = Field(1, ge=1, le=64, description="Pods (one per node); gpus is per Pod")
+    procs_per_node: int | None = Field(None, ge=1, le=64, description="Default: gpus, at least 1")
+    backoff_limit: int = Field(0, ge=0, le=20, description="Failed runs retried in new Pods")
+    checkpoint_size: Quantity | None = Field(
+        None, description="Size of the checkpoint claim the operator creates (no claim named)"
+    )
+    checkpoint_storage_class: Name | None = None
 
 
 class Termination(BaseModel):
@@ -99,6 +106,16 @@ class JobPublic(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     termination: Termination | None = None
+    reason: str | None = None
+    nodes: int = 1
+    total_gpus: int = 0
+    pods_ready: int = 0
+    attempts: int = 0
+    failures: int = 0
+    start_timeouts: int = 0
+    preemptions: int = 0
+    suspensions: int = 0
+    suspend_requested: bool = False
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -131,6 +148,16 @@ class JobPublic(BaseModel):
             )
             if t
             else None,
+            reason=status.reason,
+            nodes=job.spec.nodes,
+            total_gpus=job.spec.total_gpus,
+            pods_ready=status.pods_ready,
+            attempts=status.attempts,
+            failures=status.failures,
+            start_timeouts=status.start_timeouts,
+            preemptions=status.preemptions,
+            suspensions=status.suspensions,
+            suspend_requested=job.spec.suspended,
         )
 
 
@@ -203,6 +230,16 @@ class JobHistoryPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class AttemptRow(BaseModel):
+    """One run of a job (from the mirror's attempts table)."""
+
+    attempt: int
+    exit_code: int | None = None
+    reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class ErrorBody(BaseModel):

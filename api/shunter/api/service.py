@@ -9,6 +9,7 @@ API server and wait until the cache shows them, so a client reads its own writes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
@@ -18,10 +19,11 @@ from shunter.api.history import History
 from shunter.api.jobcache import JobCache, ordered
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
 from shunter.api.settings import ApiSettings
+from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, NotFound
 from shunter.kube.events import event_time
 from shunter.kube.resources import TRAINING_JOBS
-from shunter.operator.model import API_VERSION, KIND, Job, JobKey
+from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Phase
 
 CANCEL_RETRIES = 5
 
@@ -41,10 +43,19 @@ def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
         "cpu": request.cpu,
         "memory": request.memory,
         "maxRuntimeSeconds": request.max_runtime_seconds,
-        "checkpoint": {"claimName": request.checkpoint_claim} if request.checkpoint_claim else None,
         "nodeSelector": dict(request.node_selector) or None,
         "tolerations": [t.model_dump(exclude_none=True) for t in request.tolerations] or None,
+        "nodes": request.nodes if request.nodes != 1 else None,
+        "procsPerNode": request.procs_per_node,
+        "backoffLimit": request.backoff_limit or None,
     }
+    checkpoint = {
+        "claimName": request.checkpoint_claim,
+        "size": request.checkpoint_size,
+        "storageClassName": request.checkpoint_storage_class,
+    }
+    if any(checkpoint.values()):
+        optional["checkpoint"] = {k: v for k, v in checkpoint.items() if v}
     spec.update({k: v for k, v in optional.items() if v is not None})
     if request.pod_labels or request.pod_annotations:
         spec["podMetadata"] = {
@@ -162,20 +173,28 @@ class TrainingService:
         return sorted(rows, key=lambda r: (r.time is None, r.time, r.reason or ""))
 
     async def cancel(self, key: JobKey) -> CancelOutcome:
-        """Decide on the job; patch only if it is unchanged since the read.
+        return await self._change(key, decide_cancel, {"cancelled": True})
+
+    async def suspend(self, key: JobKey) -> CancelOutcome:
+        return await self._change(key, decide_suspend, {"suspended": True})
+
+    async def resume(self, key: JobKey) -> CancelOutcome:
+        return await self._change(key, decide_resume, {"suspended": False})
+
+    async def _change(
+        self, key: JobKey, decide: Callable[[Job | None], CancelOutcome], spec: dict[str, Any]
+    ) -> CancelOutcome:
+        """Decide on the job; patch its spec only if it is unchanged since the read.
 
         The first read is the cache's; if the job changed meanwhile (finished,
         admitted...) the resourceVersion precondition fails and the next read is live.
         """
         job = await self._read(key, consistent=False)
         for _ in range(CANCEL_RETRIES):
-            outcome = decide_cancel(job)
+            outcome = decide(job)
             if not outcome.send_patch or job is None:
                 return outcome
-            patch = {
-                "metadata": {"resourceVersion": job.resource_version},
-                "spec": {"cancelled": True},
-            }
+            patch = {"metadata": {"resourceVersion": job.resource_version}, "spec": spec}
             try:
                 body = await self.kube.patch(
                     TRAINING_JOBS, key.name, patch, namespace=key.namespace
@@ -185,7 +204,7 @@ class TrainingService:
                 job = await self._live(key)
                 continue
             except NotFound:
-                return decide_cancel(None)
+                return decide(None)
             await self.cache.caught_up(key.namespace, str(body["metadata"]["resourceVersion"]))
             return outcome
         raise Unavailable("The job kept changing; try again")
@@ -197,4 +216,27 @@ class TrainingService:
             key,
             lambda job: job is None or (job.phase is not None and job.phase.terminal),
             within=self.settings.cancel_wait_seconds,
+        )
+
+    async def await_suspended(self, key: JobKey) -> None:
+        """Likewise for a suspend: until the job's Pods are gone and it is `suspended`."""
+
+        def settled(job: Job | None) -> bool:
+            return (
+                job is None
+                or job.phase is Phase.SUSPENDED
+                or bool(job.phase and job.phase.terminal)
+            )
+
+        await self.cache.until(key, settled, within=self.settings.cancel_wait_seconds)
+
+    def submit_message(self, job: Job) -> str:
+        """'Job submitted', and why it cannot run if no node of its pool could hold it
+        (it is accepted all the same: nodes may come)."""
+        never = self.cache.never_fits(job)
+        if never is None:
+            return "Job submitted"
+        return (
+            f"Job submitted, but it cannot run on this cluster as it is: {never};"
+            " it waits until a node that fits appears"
         )

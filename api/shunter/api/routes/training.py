@@ -51,8 +51,9 @@ async def submit(body: JobCreate, service: Service, namespace: Namespace) -> Sub
     """Submit a job; it waits in the queue until admitted. Returns its id."""
     job = await service.submit(body, namespace=namespace)
     return SubmitResult(
-        job_id=job.key.name, namespace=namespace, status="queued", message="Job submitted"
-    )
+        job_id=job.key.name, namespace=namespace, status="queued",
+        message=service.submit_message(job),
+    )  # fmt: skip
 
 
 @router.get("/queue", response_model=QueueView, responses=ERRORS)

@@ -1,0 +1,69 @@
+"""`/api/training`: suspend, resume, and the runs of a job (its attempts)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+
+from shunter.api.dependencies import Namespace, Service, authorized
+from shunter.api.schemas import JOB_ID_PATTERN, AttemptRow, CancelResult, ErrorBody
+from shunter.operator.model import JobKey
+
+# Guarded like every training route: authentication and the route's RBAC verb.
+router = APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
+
+JobIdPath = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
+]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or invalid bearer token"},
+    403: {"model": ErrorBody, "description": "Not allowed in this namespace"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    503: {"model": ErrorBody, "description": "Kubernetes or PostgreSQL unreachable"},
+}
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: {"model": CancelResult, "description": "Job not found"},
+    409: {"model": CancelResult, "description": "Finished, being cancelled, or already so"},
+    **ERRORS,
+}
+
+
+def _answer(job_id: str, outcome: Any) -> JSONResponse:
+    result = CancelResult(
+        success=outcome.success,
+        job_id=job_id,
+        previous_status=outcome.previous_status,
+        message=outcome.message,
+    )
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)
+
+
+@router.post("/suspend/{job_id}", response_model=CancelResult, responses=ANSWERS)
+async def suspend(job_id: JobIdPath, service: Service, namespace: Namespace) -> JSONResponse:
+    """Suspend a job: a running one is stopped gracefully (its trainer checkpoints) and
+    frees its slot; a queued one leaves the queue. Resume puts it back in its place."""
+    key = JobKey(namespace, job_id)
+    outcome = await service.suspend(key)
+    if outcome.send_patch:
+        await service.await_suspended(key)
+    return _answer(job_id, outcome)
+
+
+@router.post("/resume/{job_id}", response_model=CancelResult, responses=ANSWERS)
+async def resume(job_id: JobIdPath, service: Service, namespace: Namespace) -> JSONResponse:
+    """Resume a suspended job: back in the queue in its original place; it continues
+    from its checkpoint when admitted."""
+    return _answer(job_id, await service.resume(JobKey(namespace, job_id)))
+
+
+@router.get(
+    "/jobs/{job_id}/attempts",
+    response_model=list[AttemptRow],
+    responses={404: {"model": ErrorBody, "description": "No history of this job"}, **ERRORS},
+)
+async def attempts(job_id: JobIdPath, service: Service, namespace: Namespace) -> list[AttemptRow]:
+    """Every run of the job with its exit code, from PostgreSQL (outlives the CR)."""
+    rows = await service.history.attempts(namespace=namespace, name=job_id)
+    return [AttemptRow(**row) for row in rows]
