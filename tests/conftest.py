@@ -20,7 +20,7 @@ from kubernetes import client
 from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
 from tests.support.api import ApiProcess
-from tests.support.kube import api_client, temporary_namespace
+from tests.support.kube import api_client, install_user_roles, temporary_namespace
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
 
@@ -81,6 +81,12 @@ def kube_api(kubeconfig: Path) -> client.ApiClient:
 @pytest.fixture(scope="session")
 def crd(kube_api: client.ApiClient) -> None:
     install_crd(kube_api)
+
+
+@pytest.fixture(scope="session")
+def user_roles(kube_api: client.ApiClient) -> list[str]:
+    """The chart's user ClusterRoles (trainingjob editor and viewer), in the cluster."""
+    return install_user_roles(kube_api)
 
 
 @pytest.fixture

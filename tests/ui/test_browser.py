@@ -17,7 +17,7 @@ from kubernetes import client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.api import ApiProcess
-from tests.support.kube import account_with_role
+from tests.support.kube import EDITOR, account_with_role
 from tests.support.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
@@ -53,12 +53,11 @@ def test_submit_watch_cancel_in_the_browser(
     start_api: Callable[..., ApiProcess],
     kube_api: client.ApiClient,
     namespace: str,
+    user_roles: list[str],
 ):
     start_operator()
     api = start_api(SHUNTER_API_AUTH="kubernetes")
-    token = account_with_role(
-        kube_api, namespace, "ui-user", ["get", "list", "watch", "create", "patch"]
-    )
+    token = account_with_role(kube_api, namespace, "ui-user", EDITOR)
     page: Page = browser.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
