@@ -102,6 +102,8 @@ async def test_every_route_answers_401_without_a_token():
         "/api/training/cancel/{job_id}",
         "/api/training/jobs",
         "/api/training/live",
+        "/api/training/stream",
+        "/api/training/status/{job_id}/logs",
     }
 
 
@@ -139,6 +141,8 @@ async def test_open_routes_stay_open():
         ("GET", "/api/training/jobs", "list"),
         ("GET", "/api/training/status/{job_id}", "get"),
         ("GET", "/api/training/status/{job_id}/events", "get"),
+        ("GET", "/api/training/status/{job_id}/logs", "get"),
+        ("GET", "/api/training/stream", "list"),
         ("POST", "/api/training/submit", "create"),
         ("POST", "/api/training/cancel/{job_id}", "patch"),
     ],
