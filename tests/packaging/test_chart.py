@@ -137,6 +137,8 @@ def test_pods_meet_restricted_pod_security():
         ("api.auth=maybe", "auth"),
         ("admission.gpuBudget=-1", "gpuBudget"),
         ("operator.replicas=5", "replicas"),
+        ("api.simulator=maybe", "simulator"),
+        ("userRoles.create=sometimes", "create"),
     ],
 )
 def test_values_schema_rejects_bad_values(value: str, complaint: str):
