@@ -18,11 +18,15 @@ pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 
 def names(http: httpx.Client, **params: Any) -> list[str]:
+    """The jobs found, sorted by name: creation times have a resolution of a second, so
+    jobs created together have no defined order among themselves."""
     response = http.get("/api/training/jobs", params=params)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["total"] == len(body["items"])
-    return [item["job_id"] for item in body["items"]]
+    created = [item["created_at"] for item in body["items"]]
+    assert created == sorted(created, reverse=True)  # newest first
+    return sorted(item["job_id"] for item in body["items"])
 
 
 def test_filters_and_deleted_jobs(
@@ -32,11 +36,12 @@ def test_filters_and_deleted_jobs(
 ):
     start_operator(SHUNTER_MAX_RUNNING="3")
     with start_api().client() as http:
+        # One after the other: each runs a second, so their creation times (whole
+        # seconds) differ and the time filters have something to tell apart.
         for name, queue in (("alpha-1", "default"), ("beta-2", "team-a"), ("gamma-3", "team-a")):
             body = {"name": name, "queue": queue,
                     "pod_annotations": {"sim.shunter.dev/run-for": "1s"}}  # fmt: skip
             assert http.post("/api/training/submit", json=body).status_code == 201
-        for name in ("alpha-1", "beta-2", "gamma-3"):
             wait_status(http, name, "completed")
         jobs.custom.delete_namespaced_custom_object(
             "shunter.dev", "v1alpha1", jobs.namespace, "trainingjobs", "alpha-1"
@@ -44,28 +49,30 @@ def test_filters_and_deleted_jobs(
         wait_for(
             lambda: (
                 names(http, deleted=True) == ["alpha-1"]
-                and names(http, status="completed") == ["gamma-3", "beta-2", "alpha-1"]
+                and names(http, status="completed") == ["alpha-1", "beta-2", "gamma-3"]
             ),
             timeout=30,
             what="the mirror to hold the three jobs, alpha-1 deleted",
         )
-        assert names(http, deleted=False) == ["gamma-3", "beta-2"]
-        assert names(http, queue="team-a") == ["gamma-3", "beta-2"]
+        assert names(http, deleted=False) == ["beta-2", "gamma-3"]
+        assert names(http, queue="team-a") == ["beta-2", "gamma-3"]
         assert names(http, name_contains="ta-") == ["beta-2"]
         assert names(http, name_contains="A-1") == []  # case matters, as in the names
         assert names(http, name_contains="a_p") == []  # "_" is literal, not "any one"
         assert names(http, name_contains="%") == []
         assert names(http, status="failed") == []
-        assert names(http, submitted_by="demo (auth disabled)") == ["gamma-3", "beta-2", "alpha-1"]
+        assert names(http, submitted_by="demo (auth disabled)") == ["alpha-1", "beta-2", "gamma-3"]
 
         created = {
             item["job_id"]: item["created_at"]
             for item in http.get("/api/training/jobs").json()["items"]
         }
-        newest = max(created.values())
-        assert names(http, since=newest) == [k for k, v in created.items() if v >= newest]
-        assert names(http, until=newest) == [k for k, v in created.items() if v < newest]
-        assert names(http, since=newest, until=newest) == []
+        assert len(set(created.values())) == 3
+        middle = created["beta-2"]
+        assert names(http, since=middle) == ["beta-2", "gamma-3"]
+        assert names(http, until=middle) == ["alpha-1"]
+        assert names(http, since=middle, until=created["gamma-3"]) == ["beta-2"]
+        assert names(http, since=middle, until=middle) == []
 
         bad = http.get("/api/training/jobs", params={"since": "yesterday"})
         assert bad.status_code == 422
