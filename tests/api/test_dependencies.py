@@ -104,6 +104,9 @@ async def test_every_route_answers_401_without_a_token():
         "/api/training/live",
         "/api/training/stream",
         "/api/training/status/{job_id}/logs",
+        "/api/training/suspend/{job_id}",
+        "/api/training/resume/{job_id}",
+        "/api/training/jobs/{job_id}/attempts",
     }
 
 
@@ -145,6 +148,9 @@ async def test_open_routes_stay_open():
         ("GET", "/api/training/stream", "list"),
         ("POST", "/api/training/submit", "create"),
         ("POST", "/api/training/cancel/{job_id}", "patch"),
+        ("POST", "/api/training/suspend/{job_id}", "patch"),
+        ("POST", "/api/training/resume/{job_id}", "patch"),
+        ("GET", "/api/training/jobs/{job_id}/attempts", "get"),
     ],
 )
 def test_the_verb_comes_from_the_route(method: str, path: str, verb: str):

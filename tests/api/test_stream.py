@@ -87,8 +87,8 @@ def test_changes_are_pushed_in_the_servers_order_with_its_actions(
             )  # fmt: skip
             print(f"first running, second queued: pushed {time.monotonic() - submitted:.2f}s after")
             assert [i["job_id"] for i in live["items"]] == ["first", "second"]  # server order
-            assert statuses(live) == {"first": ("running", ["cancel"]),
-                                      "second": ("queued", ["cancel"])}  # fmt: skip
+            assert statuses(live) == {"first": ("running", ["suspend", "cancel"]),
+                                      "second": ("queued", ["suspend", "cancel"])}  # fmt: skip
             assert live["items"][1]["queue_position"] == 1
 
             assert http.post("/api/training/cancel/first").status_code == 200

@@ -143,7 +143,10 @@ async def cancel(
     return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)
 
 
-Phase = Literal["queued", "starting", "running", "cancelling", "completed", "failed", "cancelled"]
+Phase = Literal[
+    "queued", "starting", "running", "cancelling", "stopping", "suspended",
+    "completed", "failed", "cancelled",
+]  # fmt: skip
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:
