@@ -66,7 +66,7 @@ BUTTONS_VISIBLE = """() => {
 # Job names on one line each (cut with an ellipsis, never wrapped: the boxes of a name's
 # text all lie on one line), and no page-wide horizontal scrolling.
 LAYOUT = """() => ({
-  wrapped: [...document.querySelectorAll("#jobs td.name span")]
+  wrapped: [...document.querySelectorAll("#jobs td.name .id")]
     .filter((s) => new Set([...s.getClientRects()].map((r) => Math.round(r.top))).size !== 1)
     .map((s) => s.textContent),
   overflow: document.documentElement.scrollWidth - window.innerWidth,
@@ -211,8 +211,11 @@ def test_every_action_button_is_visible_and_names_stay_whole(
         served = http.get("/api/training/live", params={"limit": 200}).json()["items"]
     assert [r["job"] for r in rows] == [i["job_id"] for i in served]
 
-    # A Cancel on every row but the cancelled job-01's, and one in the detail view.
-    assert page.locator("button.action").count() == (len(names) - 1) + 1
+    # A button for every action the server offers, in every row and in the detail view.
+    detail = next(i for i in served if i["job_id"] == page.inner_text("#detail-name"))
+    offered = sum(len(i["actions"]) for i in served) + len(detail["actions"])
+    assert offered >= 2 * (len(names) - 1)  # suspend and cancel on all but job-01
+    assert page.locator("button.action").count() == offered
     assert page.evaluate(BUTTONS_VISIBLE) == []
     layout = page.evaluate(LAYOUT)
     assert layout == {"wrapped": [], "overflow": 0}
@@ -224,7 +227,7 @@ def test_every_action_button_is_visible_and_names_stay_whole(
     # test was written for) makes it fail.
     page.add_style_tag(content="aside { position: fixed; right: 0; top: 0; width: 60vw;"
                                " height: 100vh; overflow: auto; background: #fff; }")  # fmt: skip
-    assert len(page.evaluate(BUTTONS_VISIBLE)) >= len(names) - 1
+    assert len(page.evaluate(BUTTONS_VISIBLE)) >= 2 * (len(names) - 1)
     assert watched.problems == []
     watched.page.close()
 
@@ -271,12 +274,19 @@ def test_production_form_logs_and_history(
     }  # fmt: skip
     assert "podMetadata" not in spec  # no simulator annotations from a production form
 
+    # The server's word on it, shown as is: no TrainingQueue "research" exists here.
     row = page.locator('tr[data-job="real-fields"]')
-    expect(row.locator("td.phase")).to_have_text("RUNNING", timeout=30_000)
-    row.locator("td.name").click()
+    expect(row.locator("td.name .message")).to_contain_text("queue 'research' does not exist")
+    expect(row.locator("td.phase")).to_have_text("QUEUED")
+
+    with api.client() as http:
+        assert http.post("/api/training/submit", json={"name": "runner"}).status_code == 201
+    runner = page.locator('tr[data-job="runner"]')
+    expect(runner.locator("td.phase")).to_have_text("RUNNING", timeout=30_000)
+    runner.locator("td.name").click()
     page.click("#logs-load")
     expect(page.locator("#detail-logs")).to_contain_text(
-        "Pod real-fields-trainer runs on a simulated node"
+        "Pod runner-trainer runs on a simulated node"
     )
 
     filters = page.locator("#history-filters")

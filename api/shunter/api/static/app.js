@@ -77,7 +77,14 @@ function row(job) {
   const tr = document.createElement("tr");
   tr.dataset.job = job.job_id;
   tr.dataset.status = job.status;
-  const name = cell(job.job_id, "name", job.job_id);
+  // The name on one line (cut with an ellipsis, whole in the tooltip), the job's
+  // message under it in small print.
+  const name = cell(job.job_id, "name", job.message ? `${job.job_id}\n${job.message}` : job.job_id);
+  name.firstChild.className = "id";
+  const message = document.createElement("span");
+  message.className = "message";
+  message.textContent = job.message || "";
+  name.append(message);
   name.tabIndex = 0;
   name.addEventListener("click", () => select(job.job_id));
   name.addEventListener("keydown", (e) => { if (e.key === "Enter") select(job.job_id); });
@@ -92,7 +99,6 @@ function row(job) {
     cell(job.priority, "wide"),
     ageCell(job.created_at),
     cell(shortUser(job.submitted_by), "wide user", job.submitted_by || ""),
-    cell(job.message, "wide message", job.message || ""),
     actions,
   );
   return tr;
