@@ -33,12 +33,14 @@ def test_filters_and_deleted_jobs(
     start_operator: Callable[..., OperatorProcess],
     start_api: Callable[..., ApiProcess],
     jobs: Jobs,
+    queues: Callable[..., str],
 ):
     start_operator(SHUNTER_MAX_RUNNING="3")
+    team = queues()
     with start_api().client() as http:
         # One after the other: each runs a second, so their creation times (whole
         # seconds) differ and the time filters have something to tell apart.
-        for name, queue in (("alpha-1", "default"), ("beta-2", "team-a"), ("gamma-3", "team-a")):
+        for name, queue in (("alpha-1", "default"), ("beta-2", team), ("gamma-3", team)):
             body = {"name": name, "queue": queue,
                     "pod_annotations": {"sim.shunter.dev/run-for": "1s"}}  # fmt: skip
             assert http.post("/api/training/submit", json=body).status_code == 201
@@ -55,7 +57,7 @@ def test_filters_and_deleted_jobs(
             what="the mirror to hold the three jobs, alpha-1 deleted",
         )
         assert names(http, deleted=False) == ["beta-2", "gamma-3"]
-        assert names(http, queue="team-a") == ["beta-2", "gamma-3"]
+        assert names(http, queue=team) == ["beta-2", "gamma-3"]
         assert names(http, name_contains="ta-") == ["beta-2"]
         assert names(http, name_contains="A-1") == []  # case matters, as in the names
         assert names(http, name_contains="a_p") == []  # "_" is literal, not "any one"

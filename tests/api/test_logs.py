@@ -21,7 +21,6 @@ from tests.api.test_acceptance import submit, wait_status
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job
 from tests.support.operator import Jobs
-from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
@@ -57,16 +56,45 @@ def test_a_pod_on_a_kwok_node_says_it_has_no_process(http: httpx.Client):
         )
 
 
-def test_a_pod_that_cannot_be_scheduled_has_no_logs_yet(http: httpx.Client):
-    huge = submit(http, {"gpus": 64})  # larger than any node: admitted, never scheduled
-    wait_for(
-        lambda: http.get(f"/api/training/status/{huge}").json()["pod_name"] is not None,
-        timeout=30,
-        what="the job's Pod",
+def job_with_pod(
+    jobs: Jobs,
+    kube_api: client.ApiClient,
+    name: str,
+    *,
+    pod_labels: dict[str, str] | None = None,
+    node: str | None = None,
+) -> str:
+    """A job whose status names its Pod, and that Pod, written by hand as the operator
+    (and the scheduler, with node) would have: for states an operator that places its
+    own Pods does not leave them in. The Pod's name."""
+    created = jobs.create(a_training_job(name))
+    pod = f"{name}-trainer"
+    status = {"phase": "starting", "podName": pod, **({"nodeName": node} if node else {})}
+    client.CustomObjectsApi(kube_api).patch_namespaced_custom_object_status(
+        GROUP, VERSION, jobs.namespace, PLURAL, name, {"status": status}
     )
-    answer = logs(http, huge)
-    assert answer.status_code == 409
-    assert "not scheduled on a node yet" in answer.json()["message"]
+    labels = pod_labels if pod_labels is not None else {JOB_UID_LABEL: created["metadata"]["uid"]}
+    container = {"name": "trainer", "image": "shunter/trainer:test"}
+    spec: dict[str, Any] = {"tolerations": [{"operator": "Exists"}], "containers": [container]}
+    if node:
+        spec["nodeName"] = node
+    else:  # a selector no node has: the scheduler leaves it Pending, unbound
+        spec["nodeSelector"] = {"test.shunter.dev/nowhere": "true"}
+    client.CoreV1Api(kube_api).create_namespaced_pod(
+        jobs.namespace, {"metadata": {"name": pod, "labels": labels}, "spec": spec}
+    )
+    return pod
+
+
+def test_a_pod_not_scheduled_yet_has_no_logs(
+    start_api: Callable[..., ApiProcess], jobs: Jobs, kube_api: client.ApiClient
+):
+    api = start_api()
+    pod = job_with_pod(jobs, kube_api, "unplaced")
+    with api.client() as http:
+        answer = logs(http, "unplaced")
+        assert answer.status_code == 409
+        assert answer.json()["message"] == f"Pod {pod} is not scheduled on a node yet: no logs"
 
 
 def test_a_cancelled_jobs_pod_is_gone(http: httpx.Client):
@@ -97,26 +125,12 @@ def dead_node(kube_api: client.ApiClient) -> Iterator[str]:
 
 
 def test_a_node_whose_kubelet_does_not_answer_is_a_502(
-    start_api: Callable[..., ApiProcess],
-    jobs: Jobs,
-    kube_api: client.ApiClient,
-    dead_node: str,
-    namespace: str,
+    start_api: Callable[..., ApiProcess], jobs: Jobs, kube_api: client.ApiClient, dead_node: str
 ):
-    """No operator here: the job's status and Pod are written by hand, the Pod bound to
-    the dead node, as the operator and the scheduler would have."""
+    """No operator here: the job's status and its Pod, bound to the dead node, are
+    written by hand."""
     api = start_api()
-    created = jobs.create(a_training_job("on-dead-node"))
-    pod = "on-dead-node-trainer"
-    client.CustomObjectsApi(kube_api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, "on-dead-node",
-        {"status": {"phase": "running", "podName": pod, "nodeName": dead_node}},
-    )  # fmt: skip
-    client.CoreV1Api(kube_api).create_namespaced_pod(namespace, {
-        "metadata": {"name": pod, "labels": {JOB_UID_LABEL: created["metadata"]["uid"]}},
-        "spec": {"nodeName": dead_node, "tolerations": [{"operator": "Exists"}],
-                 "containers": [{"name": "trainer", "image": "shunter/trainer:test"}]},
-    })  # fmt: skip
+    job_with_pod(jobs, kube_api, "on-dead-node", node=dead_node)
     with api.client() as http:
         answer = logs(http, "on-dead-node")
         assert answer.status_code == 502
@@ -127,18 +141,10 @@ def test_a_node_whose_kubelet_does_not_answer_is_a_502(
 
 
 def test_a_pod_of_an_earlier_job_of_the_same_name_is_not_shown(
-    start_api: Callable[..., ApiProcess], jobs: Jobs, kube_api: client.ApiClient, namespace: str
+    start_api: Callable[..., ApiProcess], jobs: Jobs, kube_api: client.ApiClient
 ):
     api = start_api()
-    jobs.create(a_training_job("reused"))
-    client.CustomObjectsApi(kube_api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, "reused",
-        {"status": {"phase": "running", "podName": "reused-trainer"}},
-    )  # fmt: skip
-    client.CoreV1Api(kube_api).create_namespaced_pod(namespace, {
-        "metadata": {"name": "reused-trainer", "labels": {JOB_UID_LABEL: "an-older-uid"}},
-        "spec": {"containers": [{"name": "trainer", "image": "shunter/trainer:test"}]},
-    })  # fmt: skip
+    job_with_pod(jobs, kube_api, "reused", pod_labels={JOB_UID_LABEL: "an-older-uid"})
     with api.client() as http:
         answer = logs(http, "reused")
         assert answer.status_code == 404
