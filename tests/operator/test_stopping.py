@@ -126,3 +126,24 @@ def test_cancelling_twice_changes_nothing_more():
     assert second.status == job.status
     assert second.delete_pods == ()
     assert not second.events
+
+
+def test_the_cancelled_event_names_the_user_and_the_status_keeps_the_guides_message():
+    job = a_training_job("j").cancelled(by="alice").in_phase("running").job()
+    job, _ = step(job, a_pod_of(job), NOW)
+    done = reconcile_job(job, Context(pods=pods(None), now=NOW + timedelta(seconds=1), rules=RULES))
+    assert [(e.reason, e.message) for e in done.events] == [
+        ("Cancelled", "Cancelled by user alice: pod j-trainer stopped gracefully")
+    ]
+    assert done.status.message == CANCELLED_BY_USER
+
+    queued = a_training_job("q").cancelled(by="bob").in_phase("queued").job()
+    decision = reconcile_job(queued, Context(pods=pods(None), now=NOW, rules=RULES))
+    assert [e.message for e in decision.events] == ["Cancelled by user bob: removed from the queue"]
+    assert decision.status.message == CANCELLED_BY_USER
+
+
+def test_without_a_recorded_user_the_event_names_nobody():
+    queued = a_training_job("q").cancelled().in_phase("queued").job()
+    decision = reconcile_job(queued, Context(pods=pods(None), now=NOW, rules=RULES))
+    assert [e.message for e in decision.events] == ["Cancelled by user: removed from the queue"]

@@ -23,6 +23,9 @@ class Metrics:
         self.cached_jobs = Gauge(
             "shunter_api_cached_jobs", "TrainingJobs in the watch cache", registry=self.registry
         )
+        self.streams = Gauge(
+            "shunter_api_open_streams", "Open GET /stream connections", registry=self.registry
+        )
 
     def install(self, app: FastAPI) -> None:
         @app.middleware("http")

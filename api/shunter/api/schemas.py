@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shunter.api.actions import Action, allowed_actions
 from shunter.operator.model import Job
 
 JOB_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -116,6 +117,11 @@ class JobPublic(BaseModel):
     preemptions: int = 0
     suspensions: int = 0
     suspend_requested: bool = False
+    submitted_by: str | None = Field(None, description="The user who submitted it (the API's)")
+    cancelled_by: str | None = Field(None, description="The user who cancelled it through the API")
+    actions: list[Action] = Field(
+        default_factory=list, description="What may be done to the job now (e.g. cancel)"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -158,6 +164,9 @@ class JobPublic(BaseModel):
             preemptions=status.preemptions,
             suspensions=status.suspensions,
             suspend_requested=job.spec.suspended,
+            submitted_by=job.audit.submitted_by,
+            cancelled_by=job.audit.cancelled_by,
+            actions=allowed_actions(job),
         )
 
 
@@ -222,7 +231,9 @@ class HistoryRow(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    deleted_at: datetime | None = None
+    deleted_at: datetime | None = Field(None, description="When its TrainingJob was deleted")
+    submitted_by: str | None = None
+    cancelled_by: str | None = None
 
 
 class JobHistoryPage(BaseModel):

@@ -4,6 +4,10 @@ Routes call one method here; these methods raise domain errors (shunter.api.erro
 and never build HTTP responses themselves. Reads come from the watch cache
 (shunter.api.jobcache) unless the caller asks for `consistent=true`; writes go to the
 API server and wait until the cache shows them, so a client reads its own writes.
+
+Who did it: a submit and a cancel carry the caller (the TokenReview's user, or the
+demo user with auth off) as the `shunter.dev/submitted-by` / `cancelled-by`
+annotation, in the same write. The request body has no way to set them.
 """
 
 from __future__ import annotations
@@ -17,18 +21,27 @@ from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.jobcache import JobCache, ordered
+from shunter.api.logs import Logs, PodLogs
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, NotFound
 from shunter.kube.events import event_time
 from shunter.kube.resources import TRAINING_JOBS
-from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Phase
+from shunter.operator.model import (
+    API_VERSION,
+    CANCELLED_BY,
+    KIND,
+    SUBMITTED_BY,
+    Job,
+    JobKey,
+    Phase,
+)
 
 CANCEL_RETRIES = 5
 
 
-def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
+def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "image": request.image or default_image,
         "gpus": request.gpus,
@@ -63,7 +76,8 @@ def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
             "annotations": dict(request.pod_annotations),
         }
     name = request.name or f"job-{uuid.uuid4().hex[:10]}"
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
+    metadata = {"name": name, "annotations": {SUBMITTED_BY: submitter}}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
 class TrainingService:
@@ -74,6 +88,7 @@ class TrainingService:
         self.cache = cache
         self.history = history
         self.settings = settings
+        self.pod_logs = PodLogs(kube)
 
     async def _live(self, key: JobKey) -> Job | None:
         """The job as the API server has it now."""
@@ -89,8 +104,8 @@ class TrainingService:
         job = None if consistent else self.cache.get(key)
         return job if job is not None else await self._live(key)
 
-    async def submit(self, request: JobCreate, *, namespace: str) -> Job:
-        manifest = manifest_of(request, default_image=self.settings.default_image)
+    async def submit(self, request: JobCreate, *, namespace: str, user: str) -> Job:
+        manifest = manifest_of(request, default_image=self.settings.default_image, submitter=user)
         try:
             body = await self.kube.create(TRAINING_JOBS, manifest, namespace=namespace)
         except Invalid as exc:
@@ -172,8 +187,14 @@ class TrainingService:
         ]  # fmt: skip
         return sorted(rows, key=lambda r: (r.time is None, r.time, r.reason or ""))
 
-    async def cancel(self, key: JobKey) -> CancelOutcome:
-        return await self._change(key, decide_cancel, {"cancelled": True})
+    async def logs(self, key: JobKey, *, tail: int, follow: bool) -> Logs:
+        return await self.pod_logs.open(await self.status(key), tail=tail, follow=follow)
+
+    async def cancel(self, key: JobKey, *, user: str) -> CancelOutcome:
+        """Cancel, recording who (the annotation goes in the same write)."""
+        return await self._change(
+            key, decide_cancel, {"cancelled": True}, annotations={CANCELLED_BY: user}
+        )
 
     async def suspend(self, key: JobKey) -> CancelOutcome:
         return await self._change(key, decide_suspend, {"suspended": True})
@@ -182,7 +203,12 @@ class TrainingService:
         return await self._change(key, decide_resume, {"suspended": False})
 
     async def _change(
-        self, key: JobKey, decide: Callable[[Job | None], CancelOutcome], spec: dict[str, Any]
+        self,
+        key: JobKey,
+        decide: Callable[[Job | None], CancelOutcome],
+        spec: dict[str, Any],
+        *,
+        annotations: dict[str, str] | None = None,
     ) -> CancelOutcome:
         """Decide on the job; patch its spec only if it is unchanged since the read.
 
@@ -194,7 +220,10 @@ class TrainingService:
             outcome = decide(job)
             if not outcome.send_patch or job is None:
                 return outcome
-            patch = {"metadata": {"resourceVersion": job.resource_version}, "spec": spec}
+            metadata: dict[str, Any] = {"resourceVersion": job.resource_version}
+            if annotations:
+                metadata["annotations"] = annotations
+            patch = {"metadata": metadata, "spec": spec}
             try:
                 body = await self.kube.patch(
                     TRAINING_JOBS, key.name, patch, namespace=key.namespace

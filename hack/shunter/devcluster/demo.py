@@ -106,8 +106,10 @@ def up(port: int = 8000) -> int:
     kubeconfig = plane.up()
     database_url = postgres.up()
     install_crd(plane)
+    # The demo's nodes are kwok's: the UI may offer the simulator's fields.
     base = start_services(kubeconfig, database_url, state_dir=services_dir, port=port,
-                          env={"SHUNTER_IDENTITY": "demo-operator"})  # fmt: skip
+                          env={"SHUNTER_IDENTITY": "demo-operator"},
+                          api_env={"SHUNTER_API_SIMULATOR": "true"})  # fmt: skip
     for sample in SAMPLES:
         try:
             _http("POST", f"{base}/api/training/submit", sample)
