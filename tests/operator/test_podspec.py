@@ -66,3 +66,21 @@ def test_user_env_cannot_override_the_operator_variables():
     job = a_training_job("j").with_spec(env=[{"name": "SHUNTER_JOB_NAME", "value": "x"}]).job()
     env = build_pod(job)["spec"]["containers"][0]["env"]
     assert [e["value"] for e in env if e["name"] == "SHUNTER_JOB_NAME"] == ["j"]
+
+
+def test_pod_meets_the_restricted_pod_security_standard():
+    pod = build_pod(a_training_job("j").job())
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    security = spec["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 10001 != 0
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec["containers"]:
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+    # Two Pods never share (mutable) security settings.
+    build_pod(a_training_job("k").job())["spec"]["securityContext"]["runAsUser"] = 0
+    assert build_pod(a_training_job("j").job())["spec"]["securityContext"]["runAsUser"] == 10001

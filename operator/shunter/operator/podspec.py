@@ -6,10 +6,18 @@ TrainingJob (garbage-collected with it), never restarts (`restartPolicy: Never`:
 failed trainer fails the job; resubmitting resumes from the checkpoint), asks for
 `nvidia.com/gpu` as a limit (extended resources are limits-only) and gets the job's
 grace period, so SIGTERM gives the trainer time to checkpoint.
+
+The Pod passes the `restricted` Pod Security Standard, so a namespace enforcing it
+(as the chart's does) admits it: non-root (uid/gid 10001, the trainer image's user;
+images built for Shunter should run as that uid or at least accept it), the runtime's
+default seccomp profile, no privilege escalation, every capability dropped, and no
+ServiceAccount token (a trainer never talks to the API server). fsGroup makes a
+checkpoint volume that supports ownership changes writable by that user.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from shunter.operator.model import (
@@ -25,6 +33,20 @@ from shunter.operator.model import (
 
 CONTAINER_NAME = "trainer"
 CHECKPOINT_VOLUME = "checkpoints"
+# The non-root user of trainer-image/Dockerfile.
+TRAINER_UID = 10001
+
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TRAINER_UID,
+    "runAsGroup": TRAINER_UID,
+    "fsGroup": TRAINER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def pod_name(job_name: str) -> str:
@@ -79,6 +101,7 @@ def build_pod(job: Job) -> dict[str, Any]:
         # The trainer writes its final summary here; the operator reads it into status.
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
     }
     if job.spec.command:
         container["command"] = list(job.spec.command)
@@ -86,6 +109,8 @@ def build_pod(job: Job) -> dict[str, Any]:
         container["args"] = list(job.spec.args)
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "terminationGracePeriodSeconds": job.spec.termination_grace_period_seconds,
         "containers": [container],
         "volumes": [_checkpoint_volume(job)],
