@@ -99,3 +99,38 @@ def test_priority_is_frozen_once_the_job_left_the_queue(jobs: Jobs):
         refused.value.body
     )
     assert jobs.cancel("started")["spec"]["cancelled"] is True
+
+
+def test_node_selector_and_tolerations_are_fixed_at_submission(jobs: Jobs):
+    pool = {"shunter.dev/node-pool": "real"}
+    toleration = {"key": "shunter.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
+    jobs.create(a_training_job("placed").with_spec(nodeSelector=pool, tolerations=[toleration]))
+    stored = jobs.get("placed")["spec"]
+    assert (stored["nodeSelector"], stored["tolerations"]) == (pool, [toleration])
+    with pytest.raises(ApiException) as changed:
+        jobs.patch_spec("placed", {"nodeSelector": {"shunter.dev/node-pool": "gpu"}})
+    assert "spec.nodeSelector is immutable" in changed.value.body
+    with pytest.raises(ApiException) as changed:
+        jobs.patch_spec("placed", {"tolerations": []})
+    assert "spec.tolerations is immutable" in changed.value.body
+    with pytest.raises(ApiException) as removed:
+        jobs.patch_spec("placed", {"nodeSelector": None})
+    assert "cannot be added or removed after submission" in removed.value.body
+
+    jobs.create(a_training_job("unplaced"))
+    with pytest.raises(ApiException) as added:
+        jobs.patch_spec("unplaced", {"tolerations": [toleration]})
+    assert "cannot be added or removed after submission" in added.value.body
+
+
+@pytest.mark.parametrize(
+    ("toleration", "message"),
+    [
+        ({"key": "k", "operator": "Exists", "value": "v"}, "operator Exists must not have a value"),
+        ({"operator": "Equal", "value": "v"}, "without a key must have operator Exists"),
+        ({"key": "k", "effect": "Sometimes"}, "spec.tolerations[0].effect"),
+    ],
+    ids=["exists-with-value", "no-key", "bad-effect"],
+)
+def test_invalid_tolerations_are_rejected(jobs: Jobs, toleration: dict[str, str], message: str):
+    assert message in rejection(jobs, a_training_job("tol").with_spec(tolerations=[toleration]))

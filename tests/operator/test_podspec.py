@@ -84,3 +84,29 @@ def test_pod_meets_the_restricted_pod_security_standard():
     # Two Pods never share (mutable) security settings.
     build_pod(a_training_job("k").job())["spec"]["securityContext"]["runAsUser"] = 0
     assert build_pod(a_training_job("j").job())["spec"]["securityContext"]["runAsUser"] == 10001
+
+
+def test_node_selector_and_tolerations_reach_the_pod():
+    job = (
+        a_training_job("placed")
+        .with_spec(
+            nodeSelector={"shunter.dev/node-pool": "real"},
+            tolerations=[
+                {"key": "shunter.dev/real-node", "operator": "Exists", "effect": "NoSchedule"},
+                {"key": "zone", "operator": "Equal", "value": "a", "effect": "NoExecute",
+                 "tolerationSeconds": 30},
+            ],
+        )
+        .job()
+    )  # fmt: skip
+    spec = build_pod(job)["spec"]
+    assert spec["nodeSelector"] == {"shunter.dev/node-pool": "real"}
+    assert spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "shunter.dev/real-node", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "zone", "operator": "Equal", "value": "a", "effect": "NoExecute",
+         "tolerationSeconds": 30},
+    ]  # fmt: skip
+    unplaced = build_pod(a_training_job("anywhere").job())["spec"]
+    assert "nodeSelector" not in unplaced
+    assert len(unplaced["tolerations"]) == 1

@@ -8,7 +8,7 @@ bodies. Ids are TrainingJob names; phases are spelled in lowercase.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -21,6 +21,18 @@ EnvName = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*
 Text = Annotated[str, StringConstraints(max_length=2048)]
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$",
                                             max_length=32)]  # fmt: skip
+
+
+class TolerationIn(BaseModel):
+    """A taint the trainer Pod tolerates: the shape of a Pod's `tolerations` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: Annotated[str, StringConstraints(max_length=317)] | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: Annotated[str, StringConstraints(max_length=63)] | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None  # the Pod API spells it so
 
 
 class JobCreate(BaseModel):
@@ -51,6 +63,13 @@ class JobCreate(BaseModel):
     pod_annotations: dict[Annotated[str, StringConstraints(max_length=253)],
                           Annotated[str, StringConstraints(max_length=1024)]] = Field(
         default_factory=dict, max_length=64)  # fmt: skip
+    node_selector: dict[Annotated[str, StringConstraints(max_length=317)],
+                        Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict, max_length=32,
+        description="Node labels the trainer Pod requires (e.g. a node pool)")  # fmt: skip
+    tolerations: list[TolerationIn] = Field(
+        default_factory=list, max_length=32, description="Taints the trainer Pod tolerates"
+    )
 
 
 class Termination(BaseModel):

@@ -41,6 +41,8 @@ def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
         "memory": request.memory,
         "maxRuntimeSeconds": request.max_runtime_seconds,
         "checkpoint": {"claimName": request.checkpoint_claim} if request.checkpoint_claim else None,
+        "nodeSelector": dict(request.node_selector) or None,
+        "tolerations": [t.model_dump(exclude_none=True) for t in request.tolerations] or None,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if request.pod_labels or request.pod_annotations:

@@ -172,6 +172,38 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class Toleration:
+    """One entry of a Pod's tolerations, as the job gives it."""
+
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
+    toleration_seconds: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Toleration:
+        seconds = raw.get("tolerationSeconds")
+        return cls(
+            key=raw.get("key"),
+            operator=raw.get("operator"),
+            value=raw.get("value"),
+            effect=raw.get("effect"),
+            toleration_seconds=int(seconds) if seconds is not None else None,
+        )
+
+    def to_raw(self) -> dict[str, Any]:
+        raw = {
+            "key": self.key,
+            "operator": self.operator,
+            "value": self.value,
+            "effect": self.effect,
+            "tolerationSeconds": self.toleration_seconds,
+        }
+        return {k: v for k, v in raw.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class JobSpec:
     image: str
     command: tuple[str, ...] = ()
@@ -188,6 +220,8 @@ class JobSpec:
     checkpoint_mount_path: str = "/checkpoints"
     pod_labels: tuple[tuple[str, str], ...] = ()
     pod_annotations: tuple[tuple[str, str], ...] = ()
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
     cancelled: bool = False
 
     @classmethod
@@ -210,6 +244,8 @@ class JobSpec:
             checkpoint_mount_path=checkpoint.get("mountPath", "/checkpoints"),
             pod_labels=tuple(sorted((pod_metadata.get("labels") or {}).items())),
             pod_annotations=tuple(sorted((pod_metadata.get("annotations") or {}).items())),
+            node_selector=tuple(sorted((raw.get("nodeSelector") or {}).items())),
+            tolerations=tuple(Toleration.parse(t) for t in raw.get("tolerations") or ()),
             cancelled=bool(raw.get("cancelled", False)),
         )
 

@@ -114,9 +114,15 @@ def build_pod(job: Job) -> dict[str, Any]:
         "terminationGracePeriodSeconds": job.spec.termination_grace_period_seconds,
         "containers": [container],
         "volumes": [_checkpoint_volume(job)],
-        # GPU nodes are commonly tainted so only GPU workloads land there.
-        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        # GPU nodes are commonly tainted so only GPU workloads land there; the job may
+        # tolerate more (and select nodes), e.g. to run on a dedicated pool.
+        "tolerations": [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+            *(t.to_raw() for t in job.spec.tolerations),
+        ],
     }
+    if job.spec.node_selector:
+        spec["nodeSelector"] = dict(job.spec.node_selector)
     if job.spec.max_runtime_seconds:
         spec["activeDeadlineSeconds"] = job.spec.max_runtime_seconds
     return {
