@@ -119,3 +119,19 @@ def test_cancelling_twice_changes_nothing_more():
     assert second.status == job.status
     assert second.delete_pod is None
     assert not second.events
+
+
+def test_the_trainers_exit_code_is_kept_while_its_pod_stops():
+    job = a_training_job("j").with_grace(20).cancelled().in_phase("running").job()
+    job, _ = step(job, a_pod_of(job), NOW)
+    exited = a_pod_of(job, phase="Failed", deleting=True, exit_code=75)
+    job, _ = step(job, exited, NOW + timedelta(seconds=2))
+    assert job.status.exit_code == 75
+    done = reconcile_job(job, None, Context(now=NOW + timedelta(seconds=3), grace_margin=MARGIN))
+    assert done.status.phase is Phase.CANCELLED
+    assert done.status.exit_code == 75
+    assert done.status.termination is not None
+    assert done.status.termination.outcome == "graceful"
+    assert (
+        done.events[0].message == "Pod j-trainer stopped gracefully (exit code 75); job cancelled"
+    )

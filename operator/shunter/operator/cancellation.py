@@ -9,6 +9,10 @@ operator restart resumes where it stopped:
    node hangs), so it is deleted with gracePeriodSeconds=0.
 3. `done`: the Pod object is gone: phase `cancelled`, message "Cancelled by user".
 
+The exit code of the trainer, once its Pod shows one (75 after a checkpoint on
+SIGTERM, 137 when the kubelet killed it at the end of its grace period), is kept in
+status.
+
 The slot is released at step 3, when the Pod object is gone from the API server,
 whether it went gracefully or was force-deleted. Holding it longer after a force
 delete protects nothing: the scheduler already stops counting the Pod's GPUs once the
@@ -46,6 +50,8 @@ def cancel_active(
     ref = f"{job.key.namespace}/{name}"
     step = job.status.termination.step if job.status.termination else None
     present = pod is not None or pod_unobserved
+    if pod is not None and pod.exit_code is not None and pod.exit_code != job.status.exit_code:
+        job = replace(job, status=replace(job.status, exit_code=pod.exit_code))
 
     if step is None:
         termination = Termination(
@@ -136,15 +142,12 @@ def _finished(job: Job, termination: Termination, *, ref: str, now: datetime) ->
     done = replace(
         termination, step=TerminationStep.DONE, outcome="forced" if forced else "graceful"
     )
+    how = "force deleted" if forced else "stopped gracefully"
+    code = f" (exit code {job.status.exit_code})" if job.status.exit_code is not None else ""
     return Decision(
         status=_cancelled(job, done, now=now),
         events=(
-            Event(
-                "Normal",
-                "Cancelled",
-                f"Pod {ref.split('/')[1]} {'force deleted' if forced else 'stopped gracefully'};"
-                " job cancelled",
-            ),
+            Event("Normal", "Cancelled", f"Pod {ref.split('/')[1]} {how}{code}; job cancelled"),
         ),
         logs=(log,),
         released=True,
