@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shunter.operator.admission import Limits
 from shunter.operator.decisions import DeletePod
 from shunter.operator.lifecycle import Context, reconcile_job
 from shunter.operator.model import CANCELLED_BY_USER, Job, Phase, PodView, TerminationStep
+from shunter.operator.planning import plan_pass
 from tests.support.builders import a_pod_of, a_training_job
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -119,6 +121,89 @@ def test_cancelling_twice_changes_nothing_more():
     assert second.status == job.status
     assert second.delete_pod is None
     assert not second.events
+
+
+def test_force_delete_on_a_node_that_is_not_ready_says_the_process_still_runs():
+    job = (
+        a_training_job("j").with_grace(20).cancelled().in_phase("running", nodeName="node-a").job()
+    )
+    job, _ = step(job, a_pod_of(job, node_name="node-a"), NOW)
+    hanging = a_pod_of(job, deleting=True, node_name="node-a")
+    lost = Context(now=NOW + timedelta(seconds=30), grace_margin=MARGIN, node_ready=False)
+
+    forced = reconcile_job(job, hanging, lost)
+
+    assert forced.delete_pod == DeletePod("default", "j-trainer", 0)
+    assert forced.logs == (
+        "[Terminate] Pod default/j-trainer did not terminate gracefully, forcing deletion;"
+        " node node-a is not Ready: its process keeps running until the node returns and its"
+        " kubelet stops it",
+    )
+    [event] = forced.events
+    assert (event.type, event.reason) == ("Warning", "ForceDeleting")
+    assert "node node-a is not Ready" in event.message
+    assert "its process keeps running until the node returns" in event.message
+
+    job = replace(job, status=forced.status)
+    done = reconcile_job(
+        job, None, replace(lost, now=NOW + timedelta(seconds=31))
+    )  # the object is gone; the node is still away
+    assert done.status.phase is Phase.CANCELLED
+    assert done.status.message == CANCELLED_BY_USER
+    assert done.status.termination is not None
+    assert done.status.termination.outcome == "forced"
+    assert done.logs == (
+        "[Terminate] Pod default/j-trainer force deleted; node node-a is not Ready: its process"
+        " keeps running until the node returns and its kubelet stops it",
+    )
+    [event] = done.events
+    assert (event.type, event.reason) == ("Warning", "Cancelled")
+    assert "while node node-a is not Ready" in event.message
+
+
+def test_a_ready_node_keeps_the_guides_three_lines():
+    job = (
+        a_training_job("j").with_grace(20).cancelled().in_phase("running", nodeName="node-a").job()
+    )
+    lines: list[str] = []
+    for pod, seconds in ((a_pod_of(job), 0), (a_pod_of(job, deleting=True), 30), (None, 31)):
+        decision = reconcile_job(
+            job,
+            pod,
+            Context(now=NOW + timedelta(seconds=seconds), grace_margin=MARGIN, node_ready=True),
+        )
+        job = replace(job, status=decision.status)
+        lines.extend(decision.logs)
+    assert lines == [
+        "[Terminate] Attempting graceful termination of pod default/j-trainer",
+        "[Terminate] Pod default/j-trainer did not terminate gracefully, forcing deletion",
+        "[Terminate] Pod default/j-trainer force deleted",
+    ]
+
+
+def test_plan_pass_looks_up_the_readiness_of_the_pods_node():
+    job = (
+        a_training_job("j")
+        .with_grace(0)
+        .cancelled()
+        .in_phase(
+            "cancelling",
+            nodeName="node-a",
+            termination={"step": "graceful", "gracefulDeleteAt": "2026-03-01T12:00:00Z"},
+        )
+        .job()
+    )
+    pods = {job.key: a_pod_of(job, deleting=True, node_name="node-a")}
+    later = NOW + timedelta(seconds=30)
+    limits = Limits(max_running=1)
+    lost = plan_pass([job], pods, now=later, limits=limits, grace_margin=MARGIN,
+                     not_ready_nodes={"node-a"})  # fmt: skip
+    assert "node node-a is not Ready" in lost.decisions[job.key].logs[0]
+    other = plan_pass([job], pods, now=later, limits=limits, grace_margin=MARGIN,
+                      not_ready_nodes={"node-b"})  # fmt: skip
+    assert other.decisions[job.key].logs == (
+        "[Terminate] Pod default/j-trainer did not terminate gracefully, forcing deletion",
+    )
 
 
 def test_the_trainers_exit_code_is_kept_while_its_pod_stops():

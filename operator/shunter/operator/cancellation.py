@@ -9,6 +9,12 @@ operator restart resumes where it stopped:
    node hangs), so it is deleted with gracePeriodSeconds=0.
 3. `done`: the Pod object is gone: phase `cancelled`, message "Cancelled by user".
 
+A force delete removes the API object only. When the Pod's node is not Ready (its
+kubelet is down or unreachable), the container goes on running until the node comes
+back and its kubelet kills the orphan (without a grace period, so no checkpoint):
+the log line and the Events then say so instead of implying that the process was
+stopped. Node readiness is passed in (`node_ready`); this module stays pure.
+
 The exit code of the trainer, once its Pod shows one (75 after a checkpoint on
 SIGTERM, 137 when the kubelet killed it at the end of its grace period), is kept in
 status.
@@ -43,9 +49,19 @@ FORCE_RETRY = timedelta(seconds=5)
 
 
 def cancel_active(
-    job: Job, pod: PodView | None, *, pod_unobserved: bool, now: datetime, margin: timedelta
+    job: Job,
+    pod: PodView | None,
+    *,
+    pod_unobserved: bool,
+    now: datetime,
+    margin: timedelta,
+    node_ready: bool = True,
 ) -> Decision:
-    """Advance the cancellation of a starting/running/cancelling job one step."""
+    """Advance the cancellation of a starting/running/cancelling job one step.
+
+    node_ready: whether the node the Pod is bound to (status.nodeName) is Ready; True
+    when unknown or when the Pod was never bound.
+    """
     name = job.status.pod_name or pod_name(job.key.name)
     ref = f"{job.key.namespace}/{name}"
     step = job.status.termination.step if job.status.termination else None
@@ -75,7 +91,7 @@ def cancel_active(
     assert job.status.termination is not None
     termination = job.status.termination
     if not present:
-        return _finished(job, termination, ref=ref, now=now)
+        return _finished(job, termination, ref=ref, now=now, node_ready=node_ready)
 
     if step is TerminationStep.GRACEFUL:
         started = termination.graceful_delete_at or termination.requested_at or now
@@ -89,24 +105,7 @@ def cancel_active(
                 delete_pod=DeletePod(job.key.namespace, name, grace) if resend else None,
                 wake_at=deadline,
             )
-        return Decision(
-            status=replace(
-                job.status,
-                message=f"Cancelled by user; pod {name} did not stop in time, force-deleting",
-                termination=replace(termination, step=TerminationStep.FORCED, force_delete_at=now),
-            ),
-            delete_pod=DeletePod(job.key.namespace, name, 0),
-            events=(
-                Event(
-                    "Warning",
-                    "ForceDeleting",
-                    f"Pod {name} did not stop within {job.spec.termination_grace_period_seconds}s"
-                    " + margin; deleting it with gracePeriodSeconds=0",
-                ),
-            ),
-            logs=(f"[Terminate] Pod {ref} did not terminate gracefully, forcing deletion",),
-            wake_at=now + FORCE_RETRY,
-        )
+        return _force(job, termination, name=name, ref=ref, now=now, node_ready=node_ready)
 
     # Forced, the Pod still shows up: the watch lags, or the delete failed. Repeat it.
     last = termination.force_delete_at or now
@@ -117,6 +116,40 @@ def cancel_active(
             wake_at=now + FORCE_RETRY,
         )
     return Decision(status=job.status, wake_at=last + FORCE_RETRY)
+
+
+def _force(
+    job: Job, termination: Termination, *, name: str, ref: str, now: datetime, node_ready: bool
+) -> Decision:
+    grace = job.spec.termination_grace_period_seconds
+    node = job.status.node_name or "its node"
+    log = f"[Terminate] Pod {ref} did not terminate gracefully, forcing deletion"
+    event = (
+        f"Pod {name} did not stop within {grace}s + margin; deleting it with gracePeriodSeconds=0"
+    )
+    message = f"Cancelled by user; pod {name} did not stop in time, force-deleting"
+    if not node_ready:
+        log += f"; node {node} is not Ready: {_LEFT_RUNNING}"
+        event = (
+            f"Pod {name} did not stop within {grace}s + margin and node {node} is not Ready:"
+            f" force-deleting the Pod object; {_LEFT_RUNNING} (its GPUs stay in use there)"
+        )
+        message = f"Cancelled by user; node {node} is not Ready: force-deleting pod {name}"
+    return Decision(
+        status=replace(
+            job.status,
+            message=message,
+            termination=replace(termination, step=TerminationStep.FORCED, force_delete_at=now),
+        ),
+        delete_pod=DeletePod(job.key.namespace, name, 0),
+        events=(Event("Warning", "ForceDeleting", event),),
+        logs=(log,),
+        wake_at=now + FORCE_RETRY,
+    )
+
+
+# What a force delete leaves behind on a node that is not Ready.
+_LEFT_RUNNING = "its process keeps running until the node returns and its kubelet stops it"
 
 
 def _cancelled(job: Job, termination: Termination, *, now: datetime) -> JobStatus:
@@ -132,23 +165,35 @@ def _cancelled(job: Job, termination: Termination, *, now: datetime) -> JobStatu
     )
 
 
-def _finished(job: Job, termination: Termination, *, ref: str, now: datetime) -> Decision:
+def _finished(
+    job: Job, termination: Termination, *, ref: str, now: datetime, node_ready: bool
+) -> Decision:
     forced = termination.step is TerminationStep.FORCED
-    log = (
-        f"[Terminate] Pod {ref} force deleted"
-        if forced
-        else f"[Terminate] Pod {ref} terminated gracefully"
-    )
+    name = ref.split("/")[1]
+    if forced and not node_ready:
+        node = job.status.node_name or "its node"
+        log = f"[Terminate] Pod {ref} force deleted; node {node} is not Ready: {_LEFT_RUNNING}"
+        event = Event(
+            "Warning",
+            "Cancelled",
+            f"Pod {name} force deleted while node {node} is not Ready; job cancelled;"
+            f" {_LEFT_RUNNING}",
+        )
+    else:
+        log = (
+            f"[Terminate] Pod {ref} force deleted"
+            if forced
+            else f"[Terminate] Pod {ref} terminated gracefully"
+        )
+        how = "force deleted" if forced else "stopped gracefully"
+        code = f" (exit code {job.status.exit_code})" if job.status.exit_code is not None else ""
+        event = Event("Normal", "Cancelled", f"Pod {name} {how}{code}; job cancelled")
     done = replace(
         termination, step=TerminationStep.DONE, outcome="forced" if forced else "graceful"
     )
-    how = "force deleted" if forced else "stopped gracefully"
-    code = f" (exit code {job.status.exit_code})" if job.status.exit_code is not None else ""
     return Decision(
         status=_cancelled(job, done, now=now),
-        events=(
-            Event("Normal", "Cancelled", f"Pod {ref.split('/')[1]} {how}{code}; job cancelled"),
-        ),
+        events=(event,),
         logs=(log,),
         released=True,
     )

@@ -33,6 +33,8 @@ class Context:
     pod_unobserved: bool = False
     grace_margin: timedelta = timedelta(seconds=10)
     waiting_message: str | None = None
+    # Whether the node the job's Pod is bound to is Ready (True when unknown).
+    node_ready: bool = True
 
 
 def waiting_message(ctx: Context) -> str:
@@ -60,7 +62,12 @@ def reconcile_job(job: Job, pod: PodView | None, ctx: Context) -> Decision:
         return _queued(job, ctx)
     if job.spec.cancelled or phase is Phase.CANCELLING:
         return cancel_active(
-            job, pod, pod_unobserved=ctx.pod_unobserved, now=ctx.now, margin=ctx.grace_margin
+            job,
+            pod,
+            pod_unobserved=ctx.pod_unobserved,
+            now=ctx.now,
+            margin=ctx.grace_margin,
+            node_ready=ctx.node_ready,
         )
     return _admitted(job, pod, ctx)
 

@@ -44,7 +44,13 @@ def plan_pass(
     unobserved: Collection[JobKey] = (),
     next_sequence: int = 1,
     exact_positions: int = 20,
+    not_ready_nodes: Collection[str] = (),
 ) -> Pass:
+    """Decide every job's next step.
+
+    not_ready_nodes: names of the nodes whose Ready condition is not True (from a
+    Node watch); a job whose Pod is bound to one of them is told so when cancelled.
+    """
     decisions: dict[JobKey, Decision] = {}
     updated: list[Job] = []
     waiting: list[Job] = []
@@ -52,10 +58,17 @@ def plan_pass(
         if job.queued:
             waiting.append(job)
             continue
+        pod = pods.get(job.key)
+        node = job.status.node_name or (pod.node_name if pod is not None else None)
         decision = reconcile_job(
             job,
-            pods.get(job.key),
-            Context(now=now, pod_unobserved=job.key in unobserved, grace_margin=grace_margin),
+            pod,
+            Context(
+                now=now,
+                pod_unobserved=job.key in unobserved,
+                grace_margin=grace_margin,
+                node_ready=node not in not_ready_nodes,
+            ),
         )
         decisions[job.key] = decision
         updated.append(replace(job, status=decision.status))
