@@ -220,3 +220,15 @@ def test_the_trainers_exit_code_is_kept_while_its_pod_stops():
     assert (
         done.events[0].message == "Pod j-trainer stopped gracefully (exit code 75); job cancelled"
     )
+
+
+def test_a_trainer_killed_at_the_end_of_its_grace_is_named_in_the_event():
+    job = a_training_job("j").with_grace(3).cancelled().in_phase("running").job()
+    job, _ = step(job, a_pod_of(job), NOW)
+    job, _ = step(job, a_pod_of(job, phase="Failed", deleting=True, exit_code=137), NOW)
+    done = reconcile_job(job, None, Context(now=NOW + timedelta(seconds=4), grace_margin=MARGIN))
+    assert done.status.exit_code == 137
+    assert done.logs == ("[Terminate] Pod default/j-trainer terminated gracefully",)
+    assert "ignored SIGTERM and was killed when the grace period ran out (exit code 137)" in (
+        done.events[0].message
+    )

@@ -44,6 +44,8 @@ from shunter.operator.model import (
 )
 from shunter.operator.podspec import pod_name
 
+# 128 + SIGKILL: what a container killed at the end of its grace period exits with.
+EXIT_SIGKILL = 137
 # A force delete is repeated at most this often while the Pod still shows up.
 FORCE_RETRY = timedelta(seconds=5)
 
@@ -186,6 +188,11 @@ def _finished(
             else f"[Terminate] Pod {ref} terminated gracefully"
         )
         how = "force deleted" if forced else "stopped gracefully"
+        if not forced and job.status.exit_code == EXIT_SIGKILL:
+            # The kubelet ended the grace period itself: the trainer got no checkpoint.
+            how = (
+                "stopped: its trainer ignored SIGTERM and was killed when the grace period ran out"
+            )
         code = f" (exit code {job.status.exit_code})" if job.status.exit_code is not None else ""
         event = Event("Normal", "Cancelled", f"Pod {name} {how}{code}; job cancelled")
     done = replace(
