@@ -5,7 +5,7 @@
 #   kubelet, kube-proxy    k8s.io/kubernetes (the control plane's module)
 #   containerd, containerd-shim-runc-v2, ctr
 #   runc                   cgo + libseccomp (Pods with seccompProfile RuntimeDefault)
-#   cni/{bridge,host-local,loopback,portmap}
+#   cni/{bridge,host-local,loopback}
 #   buildkitd, buildctl    builds the project's images (make images)
 #   crictl                 inspects and cleans up the node's containers
 #   pause                  the Pod sandbox's process, from the kubernetes module's pause.c
@@ -39,8 +39,7 @@ build_module cni-plugins cni-plugins \
   "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$v" \
   cni/bridge=$cni/plugins/main/bridge \
   cni/loopback=$cni/plugins/main/loopback \
-  cni/host-local=$cni/plugins/ipam/host-local \
-  cni/portmap=$cni/plugins/meta/portmap
+  cni/host-local=$cni/plugins/ipam/host-local
 
 v=$(mod_version github.com/moby/buildkit buildkit)
 TAGS="osusergo netgo static_build seccomp" build_module buildkit buildkit \

@@ -220,10 +220,12 @@ class Builder:
 def ensure(runtime: Runtime, cache: Path) -> Images:
     """Build whatever is missing; return the operator and trainer image names."""
     want = names()
-    if runtime.running() and all(runtime.has_image(n) for n in want.values()):
-        return Images(operator=want["shunter"], trainer=want["trainer"])
     started = not runtime.running()
     try:
+        runtime.start()
+        if all(runtime.has_image(n) for n in want.values()):
+            _log("up to date: " + ", ".join(want.values()))
+            return Images(operator=want["shunter"], trainer=want["trainer"])
         runtime.start_buildkitd()
         builder = Builder(runtime, cache)
         base, trainer_base = want["debian-python"], want["trainer-base"]
