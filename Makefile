@@ -15,8 +15,9 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# The real node's packages are not needed against another cluster (KUBECONFIG).
 deps: ## Install the Debian packages the targets need (only the missing ones; hack/install-deps.sh)
-	@hack/install-deps.sh base browser realnode
+	@hack/install-deps.sh base browser $(if $(KUBECONFIG),,realnode)
 
 $(VENV)/.installed: pyproject.toml
 	@hack/install-deps.sh base
