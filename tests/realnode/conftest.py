@@ -10,39 +10,18 @@ SHUNTER_TRAINER_IMAGE.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from shunter.devcluster import images, volumes
 from shunter.devcluster.controlplane import ControlPlane, default_bin_dir
-from shunter.devcluster.realnode import RealNode
 from shunter.devcluster.runtime import Runtime, cache_dir
 from shunter.operator.podspec import TRAINER_UID
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
-from tests.support.realnode import NodeHandle, find_node
-
-
-class LazyNode:
-    """The session's real node, started on first use (again after a test stopped it)."""
-
-    def __init__(self, plane: ControlPlane | None) -> None:
-        self.plane = plane
-        self.node = RealNode(plane) if plane is not None else None
-
-    def ensure_up(self) -> RealNode | None:
-        if self.node is not None and not self.node.running():
-            self.node.up()
-        return self.node
-
-    def down(self) -> None:
-        if self.node is not None and self.node.state.exists():
-            self.node.down(restore_apiserver=False)
+from tests.support.realnode import BuiltImages, LazyNode, NodeHandle, find_node
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +33,14 @@ def lazy_node(control_plane: ControlPlane | None) -> Iterator[LazyNode]:
         lazy.down()
 
 
-@dataclass(frozen=True)
-class BuiltImages:
-    operator: str
-    trainer: str
-
-
 @pytest.fixture(scope="session")
 def built_images(control_plane: ControlPlane | None) -> BuiltImages:
     if control_plane is None:
-        return BuiltImages(os.environ["SHUNTER_IMAGE"], os.environ["SHUNTER_TRAINER_IMAGE"])
+        given = [os.environ.get(v, "") for v in ("SHUNTER_IMAGE", "SHUNTER_TRAINER_IMAGE")]
+        assert all(given), (
+            "with KUBECONFIG, SHUNTER_IMAGE and SHUNTER_TRAINER_IMAGE name the images"
+        )
+        return BuiltImages(*given)
     # A no-op when `make images` ran (make test does): only checks the names exist.
     built = images.ensure(Runtime(default_bin_dir()), cache_dir() / "images")
     return BuiltImages(built.operator, built.trainer)
@@ -121,24 +98,3 @@ def real_system(
         start_operator(SHUNTER_GRACE_MARGIN_SECONDS="3"),
         start_api(SHUNTER_API_DEFAULT_IMAGE=built_images.trainer),
     )
-
-
-class PodLog:
-    """`kubectl logs -f` of a Pod, kept after the Pod is gone."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, pod: str, path: Path) -> None:
-        self.path = path
-        with path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(default_bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "logs",
-                 "-f", "-n", namespace, pod],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def text(self) -> str:
-        return self.path.read_text(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(timeout=30)

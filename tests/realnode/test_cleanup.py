@@ -16,9 +16,9 @@ from kubernetes import client
 from shunter.devcluster.controlplane import ControlPlane
 from shunter.devcluster.realnode import NODE_NAME, pool_selector, toleration
 from shunter.operator.podspec import CONTAINER_SECURITY_CONTEXT
-from tests.realnode.conftest import BuiltImages, LazyNode
 from tests.support.hoststate import snapshot
 from tests.support.polling import wait_for
+from tests.support.realnode import BuiltImages, LazyNode
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
 

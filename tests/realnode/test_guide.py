@@ -18,11 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.realnode.conftest import PodLog
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
-from tests.support.realnode import NodeHandle, ProcessRef, placement
+from tests.support.realnode import NodeHandle, PodLog, ProcessRef, placement
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.realnode]
 

@@ -39,9 +39,9 @@ from tests.api.test_acceptance import (  # noqa: F401 (collected and run here ag
     test_performance_ten_rapid_submit_and_cancel,
 )
 from tests.packaging.test_chart import CHART, helm
-from tests.realnode.conftest import BuiltImages, LazyNode
 from tests.support.kube import temporary_namespace
 from tests.support.polling import wait_for
+from tests.support.realnode import BuiltImages, LazyNode
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.realnode]
 RELEASE = "guide"

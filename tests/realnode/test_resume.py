@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.realnode.conftest import PodLog
 from tests.realnode.test_guide import START_TIMEOUT, events, running_trainer, submit, wait_status
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
-from tests.support.realnode import NodeHandle
+from tests.support.realnode import NodeHandle, PodLog
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.realnode]
 

@@ -14,13 +14,14 @@ import os
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
+from shunter.devcluster.controlplane import ControlPlane, default_bin_dir
 from shunter.devcluster.nodes import POOL_LABEL
 from shunter.devcluster.realnode import POOL, RealNode, toleration
-from shunter.devcluster.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -119,4 +120,45 @@ def find_node(api: client.ApiClient, local: RealNode | None) -> NodeHandle:
     return NodeHandle(nodes[0].metadata.name, local=local, exec_prefix=exec_prefix)
 
 
-__all__ = ["NodeHandle", "ProcessRef", "Runtime", "find_node", "placement"]
+class LazyNode:
+    """The session's real node, started on first use (again after a test stopped it)."""
+
+    def __init__(self, plane: ControlPlane | None) -> None:
+        self.plane = plane
+        self.node = RealNode(plane) if plane is not None else None
+
+    def ensure_up(self) -> RealNode | None:
+        if self.node is not None and not self.node.running():
+            self.node.up()
+        return self.node
+
+    def down(self) -> None:
+        if self.node is not None and self.node.state.exists():
+            self.node.down(restore_apiserver=False)
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    operator: str
+    trainer: str
+
+
+class PodLog:
+    """`kubectl logs -f` of a Pod, kept after the Pod is gone."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, pod: str, path: Path) -> None:
+        self.path = path
+        with path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(default_bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "logs",
+                 "-f", "-n", namespace, pod],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def text(self) -> str:
+        return self.path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)

@@ -194,8 +194,8 @@ table {family} {table} {{
             "--kubelet-preferred-address-types": "InternalIP",
         }
         current = self.plane.apiserver_flags()
-        pki.reissue_serving_cert(ca, extra_ips=(NODE_IP,))
         if any(current.get(k) != v for k, v in wanted.items()):
+            pki.reissue_serving_cert(ca, extra_ips=(NODE_IP,))
             self.plane.restart_apiserver(wanted)
 
     def _start_kubelet(self) -> None:
