@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from shunter.api.cancelling import decide_cancel
-from shunter.api.cluster import Conflict
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
+from shunter.kube import Conflict
 from shunter.operator.model import Job, JobKey
 from tests.support.builders import a_training_job
 
@@ -62,8 +62,9 @@ def test_unknown_job():
     )
 
 
-class RacingCluster:
-    """Serves a running job; it completes just as the first cancel patch arrives."""
+class RacingKube:
+    """Serves a running job; it completes just as the first cancel patch arrives (a
+    race a real API server cannot be made to lose on demand)."""
 
     def __init__(self) -> None:
         self.running = a_training_job("race").in_phase("running").body()
@@ -73,28 +74,31 @@ class RacingCluster:
         self.current = self.running
         self.patches: list[str] = []
 
-    def get_job(self, key: JobKey) -> dict[str, Any]:
+    async def get(self, *_: Any, **__: Any) -> dict[str, Any]:
         return self.current
 
-    def request_cancel(self, key: JobKey, *, resource_version: str) -> dict[str, Any]:
-        self.patches.append(resource_version)
+    async def patch(self, _resource: Any, _name: str, patch: dict[str, Any], **_: Any) -> Any:
+        self.patches.append(patch["metadata"]["resourceVersion"])
         self.current = self.completed  # the trainer finished meanwhile
         raise Conflict("the object has been modified", status=409)
 
 
-class Cache:
-    def put(self, body: dict[str, Any]) -> Job:
-        return Job.parse(body)
+class StaleCache:
+    """A watch cache that still shows the job running."""
 
-    def jobs(self, namespace: str | None = None) -> list[Job]:
-        return []
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.job = Job.parse(body)
+
+    def get(self, key: JobKey) -> Job:
+        return self.job
 
 
-def test_a_job_finishing_during_the_cancel_gets_one_consistent_answer():
-    cluster = RacingCluster()
-    service = TrainingService(cluster, Cache(), None, ApiSettings(cancel_wait_seconds=0))  # type: ignore[arg-type]
-    outcome = service.cancel(JobKey("default", "race"))
-    assert cluster.patches == ["100"]  # one patch, with the version it read; refused
+async def test_a_job_finishing_during_the_cancel_gets_one_consistent_answer():
+    kube = RacingKube()
+    settings = ApiSettings(cancel_wait_seconds=0)
+    service = TrainingService(kube, StaleCache(kube.running), None, settings)  # type: ignore[arg-type]
+    outcome = await service.cancel(JobKey("default", "race"))
+    assert kube.patches == ["100"]  # one patch, with the version it read; refused
     assert (outcome.http_status, outcome.success, outcome.message) == (
         409,
         False,

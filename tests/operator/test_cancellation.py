@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.operator.admission import Limits
+from shunter.operator.book import JobBook
 from shunter.operator.decisions import DeletePod
 from shunter.operator.lifecycle import Context, reconcile_job
 from shunter.operator.model import CANCELLED_BY_USER, Job, Phase, PodView, TerminationStep
@@ -193,13 +194,13 @@ def test_plan_pass_looks_up_the_readiness_of_the_pods_node():
         )
         .job()
     )
-    pods = {job.key: a_pod_of(job, deleting=True, node_name="node-a")}
+    book = JobBook.of([job], [a_pod_of(job, deleting=True, node_name="node-a")])
     later = NOW + timedelta(seconds=30)
     limits = Limits(max_running=1)
-    lost = plan_pass([job], pods, now=later, limits=limits, grace_margin=MARGIN,
+    lost = plan_pass(book, now=later, limits=limits, grace_margin=MARGIN,
                      not_ready_nodes={"node-a"})  # fmt: skip
     assert "node node-a is not Ready" in lost.decisions[job.key].logs[0]
-    other = plan_pass([job], pods, now=later, limits=limits, grace_margin=MARGIN,
+    other = plan_pass(book, now=later, limits=limits, grace_margin=MARGIN,
                       not_ready_nodes={"node-b"})  # fmt: skip
     assert other.decisions[job.key].logs == (
         "[Terminate] Pod default/j-trainer did not terminate gracefully, forcing deletion",

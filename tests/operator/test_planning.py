@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.operator.admission import Limits
+from shunter.operator.book import JobBook
 from shunter.operator.controller import status_patch
 from shunter.operator.model import JobKey, JobStatus, Phase
 from shunter.operator.planning import plan_pass
@@ -20,8 +21,7 @@ def test_a_completed_job_hands_its_slot_to_the_next_in_the_same_pass():
     b = a_training_job("b").created_at(T0).in_phase("queued", sequence=2, queuePosition=1).job()
     c = a_training_job("c").created_at(T0).in_phase("queued", sequence=3, queuePosition=2).job()
     result = plan_pass(
-        [running, b, c],
-        {running.key: a_pod_of(running, phase="Succeeded", exit_code=0)},
+        JobBook.of([running, b, c], [a_pod_of(running, phase="Succeeded", exit_code=0)]),
         now=NOW,
         limits=Limits(max_running=1),
         grace_margin=timedelta(seconds=10),
@@ -37,13 +37,13 @@ def test_new_jobs_get_sequence_numbers_in_arrival_order():
         a_training_job("late").created_at(T0 + timedelta(seconds=2)).job(),
         a_training_job("early").created_at(T0).job(),
     ]
+    book = JobBook.of(jobs)
+    book.max_sequence = 4
     result = plan_pass(
-        jobs,
-        {},
+        book,
         now=NOW,
         limits=Limits(max_running=1),
         grace_margin=timedelta(seconds=10),
-        next_sequence=5,
     )
     assert result.decisions[JobKey("default", "early")].status.sequence == 5
     assert result.decisions[JobKey("default", "late")].status.sequence == 6
@@ -53,8 +53,7 @@ def test_new_jobs_get_sequence_numbers_in_arrival_order():
 def test_an_unchanged_world_decides_nothing():
     job = a_training_job("a").in_phase("running", sequence=1, nodeName="gpu-node-0").job()
     result = plan_pass(
-        [job],
-        {job.key: a_pod_of(job)},
+        JobBook.of([job], [a_pod_of(job)]),
         now=NOW,
         limits=Limits(),
         grace_margin=timedelta(seconds=10),
@@ -72,7 +71,7 @@ def test_jobs_created_in_the_same_second_are_numbered_in_creation_order():
     first = replace(a_training_job("zz").created_at(T0).job(), resource_version="501")
     second = replace(a_training_job("aa").created_at(T0).job(), resource_version="502")
     result = plan_pass(
-        [second, first], {}, now=NOW, limits=Limits(), grace_margin=timedelta(seconds=10)
+        JobBook.of([second, first]), now=NOW, limits=Limits(), grace_margin=timedelta(seconds=10)
     )
     assert result.decisions[first.key].status.phase is Phase.STARTING
     assert result.decisions[second.key].status.sequence == 2
@@ -83,8 +82,7 @@ def test_only_the_first_positions_are_written_exactly():
         a_training_job(f"j{i:02d}").created_at(T0 + timedelta(seconds=i)).job() for i in range(6)
     ]
     result = plan_pass(
-        jobs,
-        {},
+        JobBook.of(jobs),
         now=NOW,
         limits=Limits(max_running=1),
         grace_margin=timedelta(seconds=10),
@@ -104,8 +102,7 @@ def test_a_queued_job_whose_place_did_not_change_is_left_alone():
         .job()
     )
     result = plan_pass(
-        [head, waiting],
-        {head.key: a_pod_of(head)},
+        JobBook.of([head, waiting], [a_pod_of(head)]),
         now=NOW,
         limits=Limits(),
         grace_margin=timedelta(seconds=10),

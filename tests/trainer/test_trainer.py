@@ -8,30 +8,16 @@ SHUNTER_TRAINER_PYTHON), as it runs in its Pod.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.polling import wait_for
+from tests.trainer.runs import TRAINER_DIR
 
-TRAINER_DIR = Path(__file__).resolve().parents[2] / "trainer-image"
 EXIT_CHECKPOINTED, EXIT_INTERRUPTED = 75, 143
-
-
-@pytest.fixture(scope="module")
-def python() -> str:
-    path = os.environ.get("SHUNTER_TRAINER_PYTHON")
-    if not path or not Path(path).exists():
-        pytest.fail(
-            "SHUNTER_TRAINER_PYTHON is not set: run the suite with `make test`, or "
-            "export SHUNTER_TRAINER_PYTHON=$(hack/trainer-venv.sh)"
-        )
-    return path
 
 
 class Run:

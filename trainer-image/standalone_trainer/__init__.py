@@ -13,3 +13,5 @@ EXIT_COMPLETED = 0
 EXIT_CHECKPOINTED = 75
 # A second signal: stop now, without a checkpoint (the usual 128 + SIGTERM).
 EXIT_INTERRUPTED = 143
+# The Pod's environment or the arguments make no sense (argparse's code as well).
+EXIT_USAGE = 2

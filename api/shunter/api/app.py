@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,16 +11,16 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from kubernetes import client
 
 from shunter.api import errors
 from shunter.api.auth import Authority
-from shunter.api.cluster import Cluster, JobCache
 from shunter.api.history import History
+from shunter.api.jobcache import JobCache
 from shunter.api.metrics import Metrics
 from shunter.api.routes import health, training
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
+from shunter.kube import Kube
 
 log = logging.getLogger("shunter.api")
 CACHE_SYNC_TIMEOUT = 30.0
@@ -27,22 +28,24 @@ CACHE_SYNC_TIMEOUT = 30.0
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: ApiSettings, api_client: client.ApiClient) -> FastAPI:
-    cluster = Cluster(api_client)
-    cache = JobCache(cluster, namespace=settings.watch_namespace)
+def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
+    cache = JobCache(kube, namespace=settings.watch_namespace)
     history = History(settings.database_url)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cache.start()
-        if not cache.wait_synced(CACHE_SYNC_TIMEOUT):
+        try:
+            await asyncio.wait_for(cache.jobs.synced.wait(), CACHE_SYNC_TIMEOUT)
+        except TimeoutError:
             log.warning("job cache not synced after %.0fs; /readyz says so", CACHE_SYNC_TIMEOUT)
         if settings.auth == "none":
             log.warning("SHUNTER_API_AUTH=none: every caller may do everything (demo only)")
         yield
-        cache.stop()
-        history.close()
+        await cache.stop()
+        await history.close()
+        await kube.close()
 
     app = FastAPI(
         title="Shunter",
@@ -53,8 +56,8 @@ def create_app(settings: ApiSettings, api_client: client.ApiClient) -> FastAPI:
     app.state.settings = settings
     app.state.cache = cache
     app.state.metrics = metrics
-    app.state.authority = Authority(cluster, enabled=settings.auth == "kubernetes")
-    app.state.service = TrainingService(cluster, cache, history, settings)
+    app.state.authority = Authority(kube, enabled=settings.auth == "kubernetes")
+    app.state.service = TrainingService(kube, cache, history, settings)
     metrics.cached_jobs.set_function(cache.count)
     errors.install(app)
     metrics.install(app)

@@ -1,10 +1,18 @@
-"""FastAPI dependencies: the service, the caller, and the namespace of a request."""
+"""FastAPI dependencies: the service, the namespace, and the guard every route declares.
+
+`authorized` is a router-level dependency (routes.training declares it once for the
+whole router), so a new route cannot forget it. It derives the RBAC verb from the
+route itself: GET of one job (a `{job_id}` path) is `get`, other GETs are `list`,
+POST /submit is `create`, and every other POST on a job (cancel, suspend, resume) is
+`patch`; a test walks every route of the app to prove each one is guarded.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.routing import APIRoute
 
 from shunter.api.auth import Authority, Principal
 from shunter.api.schemas import JOB_ID_PATTERN
@@ -21,13 +29,6 @@ def get_authority(request: Request) -> Authority:
     return authority
 
 
-def get_principal(
-    authority: Annotated[Authority, Depends(get_authority)],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    return authority.authenticate(authorization)
-
-
 def get_namespace(
     request: Request,
     namespace: Annotated[
@@ -38,7 +39,31 @@ def get_namespace(
     return namespace or str(request.app.state.settings.namespace)
 
 
+def verb_of(route: APIRoute) -> str:
+    """The RBAC verb on trainingjobs that a route needs."""
+    methods = route.methods or set()
+    if "GET" in methods:
+        return "get" if "{job_id}" in route.path else "list"
+    if route.path.endswith("/submit"):
+        return "create"
+    return "patch"
+
+
+async def authorized(
+    request: Request,
+    authority: Annotated[Authority, Depends(get_authority)],
+    namespace: Annotated[str, Depends(get_namespace)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """Authenticate the caller and check the route's verb in the namespace."""
+    principal = await authority.authenticate(authorization)
+    route = request.scope.get("route")
+    assert isinstance(route, APIRoute), "guard used outside a route"
+    await authority.authorize(principal, verb_of(route), namespace)
+    request.state.principal = principal
+    return principal
+
+
 Service = Annotated[TrainingService, Depends(get_service)]
-Caller = Annotated[Principal, Depends(get_principal)]
 Namespace = Annotated[str, Depends(get_namespace)]
-AuthorityDep = Annotated[Authority, Depends(get_authority)]
+Caller = Annotated[Principal, Depends(authorized)]

@@ -14,6 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shunter.kube import KubeError, Unreachable
+from shunter.kube import TooManyRequests as KubeTooManyRequests
+
 log = logging.getLogger("shunter.api")
 
 
@@ -67,7 +70,19 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "Invalid request: " + "; ".join(parts)
 
 
+def of_kube(exc: KubeError) -> ApiError:
+    """A Kubernetes failure no route handled itself: the API server is unreachable or
+    refused us (not the caller). Mapped here, once, for every route."""
+    if isinstance(exc, Unreachable | KubeTooManyRequests):
+        return Unavailable(f"Kubernetes API unavailable: {exc}")
+    return Unavailable(f"Kubernetes API error: {exc}")
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(KubeError)
+    async def kube_error(request: Request, exc: KubeError) -> JSONResponse:
+        return await api_error(request, of_kube(exc))
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from shunter.api.errors import Unavailable
 
@@ -27,36 +27,39 @@ _COUNT = (
 class History:
     def __init__(self, url: str | None) -> None:
         self.url = url
-        self._pool: ConnectionPool | None = None
-        self._lock = threading.Lock()  # first requests may come from several threads
+        self._pool: AsyncConnectionPool | None = None
+        self._opening = asyncio.Lock()
 
-    def _connection_pool(self) -> ConnectionPool:
+    async def _connection_pool(self) -> AsyncConnectionPool:
         if self.url is None:
             raise Unavailable("Job history is unavailable: DATABASE_URL is not set")
-        with self._lock:
+        async with self._opening:
             if self._pool is None:
-                self._pool = ConnectionPool(self.url, min_size=1, max_size=4, open=False)
-                self._pool.open(wait=False)
+                pool = AsyncConnectionPool(self.url, min_size=1, max_size=4, open=False)
+                await pool.open(wait=False)
+                self._pool = pool
             return self._pool
 
-    def page(
+    async def page(
         self, *, namespace: str, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        pool = self._connection_pool()
+        pool = await self._connection_pool()
+        params = {"namespace": namespace, "status": status, "limit": limit, "offset": offset}
         try:
-            with pool.connection(timeout=5) as conn, conn.cursor(row_factory=dict_row) as cur:
-                params = {"namespace": namespace, "status": status, "limit": limit,
-                          "offset": offset}  # fmt: skip
-                cur.execute(_SELECT, params)
-                rows = cur.fetchall()
-                cur.execute(_COUNT, params)
-                counted = cur.fetchone()
+            async with (
+                pool.connection(timeout=5) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                await cur.execute(_SELECT, params)
+                rows = await cur.fetchall()
+                await cur.execute(_COUNT, params)
+                counted = await cur.fetchone()
         except psycopg.errors.UndefinedTable:
             return [], 0
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(f"Job history is unavailable: {exc}") from exc
         return rows, int(counted["count"]) if counted else 0
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            await self._pool.close()

@@ -10,7 +10,7 @@ import uvicorn
 
 from shunter.api.app import create_app
 from shunter.api.settings import ApiSettings
-from shunter.operator.kube import load_api_client
+from shunter.kube import Kube, connect
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(ApiSettings(), load_api_client())
+    app = create_app(ApiSettings(), Kube(connect()))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 

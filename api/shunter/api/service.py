@@ -1,25 +1,26 @@
 """What each endpoint does, between the HTTP layer and the cluster.
 
-Routes authenticate and call one method here; these methods raise domain errors
-(shunter.api.errors) and never build HTTP responses themselves.
+Routes call one method here; these methods raise domain errors (shunter.api.errors)
+and never build HTTP responses themselves. Reads come from the watch cache
+(shunter.api.jobcache) unless the caller asks for `consistent=true`; writes go to the
+API server and wait until the cache shows them, so a client reads its own writes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
 from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
-from shunter.api.cluster import Cluster, ClusterError, Conflict, JobCache, NotFound, Rejected
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
+from shunter.api.jobcache import JobCache, ordered
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
 from shunter.api.settings import ApiSettings
-from shunter.operator import admission
+from shunter.kube import Conflict, Invalid, Kube, NotFound
+from shunter.kube.events import event_time
+from shunter.kube.resources import TRAINING_JOBS
 from shunter.operator.model import API_VERSION, KIND, Job, JobKey
 
 CANCEL_RETRIES = 5
@@ -56,61 +57,50 @@ def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
 
 class TrainingService:
     def __init__(
-        self, cluster: Cluster, cache: JobCache, history: History, settings: ApiSettings
+        self, kube: Kube, cache: JobCache, history: History, settings: ApiSettings
     ) -> None:
-        self.cluster = cluster
+        self.kube = kube
         self.cache = cache
         self.history = history
         self.settings = settings
-        self._queue_cache: dict[str, tuple[int, list[Job], list[Job]]] = {}
 
-    def _live(self, key: JobKey) -> Job | None:
-        """The job as the API server has it now (and the cache learns it too)."""
+    async def _live(self, key: JobKey) -> Job | None:
+        """The job as the API server has it now."""
         try:
-            return self.cache.put(self.cluster.get_job(key))
+            body = await self.kube.get(TRAINING_JOBS, key.name, namespace=key.namespace)
         except NotFound:
             return None
-        except ClusterError as exc:
-            raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
+        return Job.parse(body)
 
-    def submit(self, request: JobCreate, *, namespace: str) -> Job:
+    async def _read(self, key: JobKey, *, consistent: bool) -> Job | None:
+        """From the cache; live when asked, or when the cache does not hold it (so a
+        404 is always the API server's answer, never a cache's lag)."""
+        job = None if consistent else self.cache.get(key)
+        return job if job is not None else await self._live(key)
+
+    async def submit(self, request: JobCreate, *, namespace: str) -> Job:
         manifest = manifest_of(request, default_image=self.settings.default_image)
         try:
-            body = self.cluster.create_job(namespace, manifest)
-        except Rejected as exc:
-            raise InvalidJob(f"The job was rejected: {_reason(exc)}") from exc
+            body = await self.kube.create(TRAINING_JOBS, manifest, namespace=namespace)
+        except Invalid as exc:
+            raise InvalidJob(f"The job was rejected: {exc.detail}") from exc
         except Conflict as exc:
             name = manifest["metadata"]["name"]
             raise AlreadyExists(f"A job named {name!r} already exists") from exc
         except NotFound as exc:
             raise JobNotFound(f"Namespace {namespace!r} not found") from exc
-        except ClusterError as exc:
-            raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
-        return self.cache.put(body)
+        job = Job.parse(body)
+        await self.cache.caught_up(namespace, job.resource_version)
+        return job
 
-    def status(self, key: JobKey) -> Job:
-        job = self._live(key)
+    async def status(self, key: JobKey, *, consistent: bool = False) -> Job:
+        job = await self._read(key, consistent=consistent)
         if job is None:
             raise JobNotFound("Job not found")
         return job
 
-    def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
-        """Slot holders and waiting jobs in order, recomputed only when the cache changed."""
-        version = self.cache.version
-        cached = self._queue_cache.get(namespace)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        jobs = self.cache.jobs(namespace)
-        active = sorted(
-            (j for j in jobs if j.phase is not None and j.phase.holds_slot),
-            key=lambda j: (j.status.admitted_at or j.created_at, j.key.name),
-        )
-        waiting = admission.waiting(jobs)
-        self._queue_cache[namespace] = (version, active, waiting)
-        return active, waiting
-
-    def queue(self, namespace: str, *, limit: int = 100) -> QueueView:
-        active, waiting = self._ordered(namespace)
+    async def queue(self, namespace: str, *, limit: int = 100) -> QueueView:
+        active, waiting = await self._ordered(namespace)
         return QueueView(
             namespace=namespace,
             running_count=len(active),
@@ -123,12 +113,24 @@ class TrainingService:
             ],
         )
 
-    def live(self, namespace: str, *, limit: int) -> JobList:
+    async def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
+        if self.cache.covers(namespace):
+            return self.cache.ordered(namespace)
+        return ordered(await self._jobs(namespace))
+
+    async def _jobs(self, namespace: str) -> list[Job]:
+        """Every job of the namespace: the cache's, or a live LIST outside its scope."""
+        if self.cache.covers(namespace):
+            return self.cache.in_namespace(namespace)
+        listing = await self.kube.list(TRAINING_JOBS, namespace=namespace)
+        return [Job.parse(body) for body in listing.get("items") or ()]
+
+    async def live(self, namespace: str, *, limit: int) -> JobList:
         """Slot holders, then the queue in order, then the rest newest first: a long
         running job never drops out of the first `limit` behind newer finished ones."""
-        active, waiting = self._ordered(namespace)
+        active, waiting = await self._ordered(namespace)
         current = {j.key for j in active} | {j.key for j in waiting}
-        jobs = self.cache.jobs(namespace)
+        jobs = await self._jobs(namespace)
         rest = sorted(
             (j for j in jobs if j.key not in current),
             key=lambda j: (j.created_at, j.key.name),
@@ -148,52 +150,51 @@ class TrainingService:
             items=items,
         )
 
-    def events(self, key: JobKey) -> list[JobEvent]:
-        if self._live(key) is None:
-            raise JobNotFound("Job not found")
-        try:
-            return [JobEvent(**row) for row in self.cluster.job_events(key)]
-        except ClusterError as exc:
-            raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
+    async def events(self, key: JobKey) -> list[JobEvent]:
+        job = await self.status(key)
+        rows = [
+            JobEvent(
+                type=e.get("type"), reason=e.get("reason"), message=e.get("message"),
+                time=event_time(e), count=e.get("count") or 1,
+            )
+            for e in self.cache.events_of(job)
+        ]  # fmt: skip
+        return sorted(rows, key=lambda r: (r.time is None, r.time, r.reason or ""))
 
-    def cancel(self, key: JobKey) -> CancelOutcome:
-        """Decide on the live job; patch only if it is unchanged since the read."""
+    async def cancel(self, key: JobKey) -> CancelOutcome:
+        """Decide on the job; patch only if it is unchanged since the read.
+
+        The first read is the cache's; if the job changed meanwhile (finished,
+        admitted...) the resourceVersion precondition fails and the next read is live.
+        """
+        job = await self._read(key, consistent=False)
         for _ in range(CANCEL_RETRIES):
-            job = self._live(key)
             outcome = decide_cancel(job)
             if not outcome.send_patch or job is None:
                 return outcome
+            patch = {
+                "metadata": {"resourceVersion": job.resource_version},
+                "spec": {"cancelled": True},
+            }
             try:
-                body = self.cluster.request_cancel(key, resource_version=job.resource_version)
-            except Conflict:
-                continue  # it changed (finished, admitted...) meanwhile: decide again
+                body = await self.kube.patch(
+                    TRAINING_JOBS, key.name, patch, namespace=key.namespace
+                )
+            except (Conflict, Invalid):
+                # Changed since the read (a finished job's CEL rule answers 422).
+                job = await self._live(key)
+                continue
             except NotFound:
                 return decide_cancel(None)
-            except Rejected as exc:
-                raise InvalidJob(f"Cancel rejected: {_reason(exc)}") from exc
-            except ClusterError as exc:
-                raise Unavailable(f"Kubernetes API unavailable: {exc}") from exc
-            self.cache.put(body)
+            await self.cache.caught_up(key.namespace, str(body["metadata"]["resourceVersion"]))
             return outcome
         raise Unavailable("The job kept changing; try again")
 
     async def await_final(self, key: JobKey) -> None:
         """Give the operator a moment to finish, so a second cancel sees `cancelled`.
-
-        Waits on the event loop (a cache lookup every 50 ms), not in a worker thread:
-        a burst of cancels must not take the threads every other request needs.
-        """
-        deadline = time.monotonic() + self.settings.cancel_wait_seconds
-        while time.monotonic() < deadline:
-            current = self.cache.get(key)
-            if current is None or (current.phase is not None and current.phase.terminal):
-                return
-            await asyncio.sleep(0.05)
-
-
-def _reason(exc: ClusterError) -> str:
-    """The API server's own message from a Status body."""
-    try:
-        return str(json.loads(exc.body).get("message", exc))
-    except (ValueError, AttributeError):
-        return str(exc)
+        Woken by the watch when the job changes, not by polling."""
+        await self.cache.until(
+            key,
+            lambda job: job is None or (job.phase is not None and job.phase.terminal),
+            within=self.settings.cancel_wait_seconds,
+        )

@@ -1,7 +1,7 @@
 """Which queued jobs may start now: priority, then FIFO, within the limits.
 
-Pure code: given every job, it returns the jobs to admit and the queue positions of
-the rest. The rules are those a Kueue or Slurm user expects:
+Pure code: the queue order, and the usage a queued job must fit beside (the walk
+over the queue is in `planning`). The rules are those a Kueue or Slurm user expects:
 
 - order: higher `spec.priority` first; equal priorities in submission order
   (creationTimestamp, then the operator's own sequence number, since
@@ -18,10 +18,14 @@ GPU the previous trainer may still hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shunter.operator.model import Job, JobKey
+from shunter.operator.model import Job, JobStatus
+
+# Sequence numbers stay far below this; unnumbered jobs sort after numbered ones of the
+# same second, among themselves by creation revision.
+UNNUMBERED = 2**40
 
 
 @dataclass(frozen=True)
@@ -30,15 +34,13 @@ class Limits:
     gpu_budget: int = 0  # 0: no GPU budget, only the running limit applies
 
 
-@dataclass(frozen=True)
-class AdmissionPlan:
-    admit: tuple[JobKey, ...]
-    # 1-based place of every job still queued after this round.
-    positions: dict[JobKey, int]
-
-
 def queue_order(job: Job) -> tuple[int, float, int, str, str]:
-    sequence = job.status.sequence if job.status.sequence is not None else 2**62
+    sequence = job.status.sequence
+    if sequence is None:
+        try:
+            sequence = UNNUMBERED + int(job.resource_version)
+        except ValueError:
+            sequence = UNNUMBERED
     return (
         -job.spec.priority,
         job.created_at.timestamp(),
@@ -60,25 +62,33 @@ def fits_budget(job: Job, limits: Limits) -> bool:
     return not limits.gpu_budget or job.spec.gpus <= limits.gpu_budget
 
 
-def plan_admission(jobs: Sequence[Job], limits: Limits) -> AdmissionPlan:
-    active = [j for j in jobs if j.phase is not None and j.phase.holds_slot]
-    running = len(active)
-    gpus_used = sum(j.spec.gpus for j in active)
-    queue = waiting(jobs)
-    admitted: list[JobKey] = []
-    for job in queue:
-        if not fits_budget(job, limits):
-            continue  # can never start: it waits (with a message) but blocks no one
-        if running >= limits.max_running:
-            break
-        if limits.gpu_budget and gpus_used + job.spec.gpus > limits.gpu_budget:
-            break
-        admitted.append(job.key)
-        running += 1
-        gpus_used += job.spec.gpus
-    chosen = set(admitted)
-    rest = [job for job in queue if job.key not in chosen]
-    return AdmissionPlan(
-        admit=tuple(admitted),
-        positions={job.key: i for i, job in enumerate(rest, start=1)},
-    )
+@dataclass(frozen=True)
+class Usage:
+    """Slots and GPUs held by admitted jobs (starting, running or cancelling)."""
+
+    running: int = 0
+    gpus: int = 0
+
+    @classmethod
+    def of(cls, active: Iterable[Job]) -> Usage:
+        running = gpus = 0
+        for job in active:
+            running += 1
+            gpus += job.spec.gpus
+        return cls(running, gpus)
+
+    def admits(self, job: Job, limits: Limits) -> bool:
+        if self.running >= limits.max_running:
+            return False
+        return not limits.gpu_budget or self.gpus + job.spec.gpus <= limits.gpu_budget
+
+    def plus(self, job: Job) -> Usage:
+        return Usage(self.running + 1, self.gpus + job.spec.gpus)
+
+    def after(self, job: Job, status: JobStatus) -> Usage:
+        """Usage once job moves to status (a finished job frees its slot)."""
+        held = job.phase is not None and job.phase.holds_slot
+        holds = status.phase is not None and status.phase.holds_slot
+        if held and not holds:
+            return Usage(self.running - 1, self.gpus - job.spec.gpus)
+        return self

@@ -1,18 +1,14 @@
-"""The serialized reconcile loop: one pass over all jobs at a time, on the leader only.
+"""The serialized reconcile loop: one pass at a time, on the leader only.
 
-kopf's handlers only wake this loop (and feed the mirror); the loop reads kopf's
-indexes (populated in full before any handler runs, so a restarted operator sees
-every job before deciding anything), asks `planning.plan_pass` what to do and does it.
-Running passes one at a time is what makes admission safe: parallel per-job
-"if running < limit then start" checks would over-admit.
+Informers feed the book (shunter.operator.book) and wake this loop; a pass asks
+`planning.plan_pass` what to do about what changed and does it. Running passes one
+at a time is what makes admission safe: parallel per-job "if running < limit then
+start" checks would over-admit. A pass runs only once every informer has listed its
+resource (a restarted operator sees every job before deciding anything).
 
-Two memories cover the lag between a write and its watch event:
-- `_written`: the status this operator last wrote per job. The operator is the only
-  writer of status, so until the index shows that status the written one is the
-  truth (without it, a job just admitted would still look queued and be admitted a
-  second time, over the limit).
-- `_expected`: Pods created but not yet seen; they count as present (neither
-  created twice nor reported vanished) until seen or until EXPECTATION_TTL passes.
+The book covers the lag between a write and its watch event: the status written is
+laid over the job until the watch shows the write's resourceVersion, and a Pod
+created but not yet seen counts as present for EXPECTATION_TTL.
 """
 
 from __future__ import annotations
@@ -21,52 +17,41 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from shunter.kube import Forbidden, Invalid, KubeError, NotFound
+from shunter.operator.actions import Actions
+from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
-from shunter.operator.kube import Invalid, Kube, KubeError, NotFound
-from shunter.operator.model import Job, JobKey, JobStatus, Phase, PodView
+from shunter.operator.model import Job, JobStatus, Phase
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator")
 
 EXPECTATION_TTL = 30.0
-RETRY_AFTER_ERROR = 2.0
+RETRY_AFTER_ERROR = timedelta(seconds=2)
 CONCURRENCY = 32
 EVENT_BACKLOG = 10_000
 EVENT_WORKERS = 4
 
 
-Index = Mapping[JobKey, Iterable[Any]]
-
-
-def status_patch(old: JobStatus, new: JobStatus) -> dict[str, Any]:
+def status_patch(old: JobStatus, new: JobStatus) -> dict[str, object]:
     """A merge patch turning old into new (None deletes a field)."""
     before, after = old.to_raw(), new.to_raw()
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
-@dataclass
-class _Written:
-    uid: str
-    status: JobStatus
-
-
 class Controller:
-    def __init__(self, kube: Kube, settings: Settings) -> None:
-        self.kube = kube
+    def __init__(self, actions: Actions, book: JobBook, settings: Settings) -> None:
+        self.actions = actions
+        self.book = book
         self.settings = settings
         self.leader: Callable[[], bool] = lambda: True
-        self._jobs: Index | None = None
-        self._pods: Index | None = None
+        self.synced: Callable[[], bool] = lambda: True
         self._wake = asyncio.Event()
-        self._written: dict[JobKey, _Written] = {}
-        self._expected: dict[JobKey, float] = {}
-        self._next_sequence: int | None = None
         self._semaphore = asyncio.Semaphore(CONCURRENCY)
         # Events are posted off the reconcile path: a slow or failing Event never
         # delays the next decision. A job's Events always go to the same worker, so
@@ -80,100 +65,64 @@ class Controller:
 
     # -- inputs ----------------------------------------------------------------
 
-    def attach(self, jobs: Index, pods: Index) -> None:
-        """Called by every handler with kopf's live indexes (the same objects each time)."""
-        self._jobs, self._pods = jobs, pods
-        self._wake.set()
-
     def wake(self) -> None:
         self._wake.set()
 
     def forget(self) -> None:
         """Drop write memories: after a leadership change they may be stale."""
-        self._written.clear()
-        self._expected.clear()
-        self._next_sequence = None
+        self.book.forget_writes()
         self._wake.set()
-
-    def _current_jobs(self) -> list[Job]:
-        assert self._jobs is not None
-        jobs = []
-        for key, store in list(self._jobs.items()):
-            for job in store:
-                written = self._written.get(key)
-                if written is not None and written.uid == job.uid:
-                    if written.status == job.status:
-                        del self._written[key]
-                    else:
-                        job = replace(job, status=written.status)
-                jobs.append(job)
-                break
-        live = {job.key for job in jobs}
-        for key in [k for k in self._written if k not in live]:
-            del self._written[key]
-        return jobs
-
-    def _current_pods(self, jobs: list[Job]) -> dict[JobKey, PodView]:
-        assert self._pods is not None
-        uids = {job.key: job.uid for job in jobs}
-        pods: dict[JobKey, PodView] = {}
-        for key, store in list(self._pods.items()):
-            candidates = list(store)
-            own = [p for p in candidates if p.job_uid == uids.get(key)]
-            if own or candidates:
-                pods[key] = (own or candidates)[0]
-        now = time.monotonic()
-        for key in list(self._expected):
-            if key in pods or self._expected[key] < now:
-                del self._expected[key]
-        return pods
 
     # -- the loop --------------------------------------------------------------
 
     async def run(self) -> None:
-        timeout = self.settings.resync.total_seconds()
+        resync = self.settings.resync.total_seconds()
+        resync_at = time.monotonic() + resync
         while True:
+            acting = self.synced() and self.leader()
+            timeout = max(0.0, resync_at - time.monotonic()) if acting else resync
+            next_timer = self.book.next_timer()
+            if acting and next_timer is not None:
+                timeout = min(timeout, (next_timer - datetime.now(UTC)).total_seconds())
+            # Always yield to the loop, even when a timer is already due.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, timeout))
             self._wake.clear()
-            timeout = self.settings.resync.total_seconds()
-            if self._jobs is None or self._pods is None or not self.leader():
+            if not self.synced() or not self.leader():
                 continue
+            if time.monotonic() >= resync_at:
+                self.book.mark_all()  # a safety net: nothing is left unlooked-at for long
+                resync_at = time.monotonic() + resync
             try:
-                wake_at = await self.reconcile_once()
+                await self.reconcile_once()
             except Exception:
                 log.exception("reconcile pass failed; retrying")
-                wake_at = None
-                timeout = RETRY_AFTER_ERROR
-            if wake_at is not None:
-                delay = (wake_at - datetime.now(UTC)).total_seconds()
-                timeout = max(0.05, min(timeout, delay))
+                self.book.mark_all()
+                await asyncio.sleep(RETRY_AFTER_ERROR.total_seconds())
 
-    async def reconcile_once(self) -> datetime | None:
-        jobs = self._current_jobs()
-        pods = self._current_pods(jobs)
-        if self._next_sequence is None:
-            self._next_sequence = 1 + max((j.status.sequence or 0 for j in jobs), default=0)
+    async def reconcile_once(self) -> None:
+        now = datetime.now(UTC)
+        book = self.book
         result = plan_pass(
-            jobs,
-            pods,
-            now=datetime.now(UTC),
+            book,
+            changed=book.take_due(now),
+            now=now,
             limits=self.settings.limits,
             grace_margin=self.settings.grace_margin,
-            unobserved=set(self._expected),
-            next_sequence=self._next_sequence,
+            unobserved=book.unobserved(now=time.monotonic()),
             exact_positions=self.settings.exact_positions,
         )
-        self._next_sequence = result.next_sequence
-        by_key = {job.key: job for job in jobs}
+        for key, at in result.wake_at.items():
+            book.wake_at(key, at)
+        jobs = {key: book.jobs[key] for key in result.decisions}
         outcomes = await asyncio.gather(
-            *(self._carry_out(by_key[key], d) for key, d in result.decisions.items())
+            *(self._carry_out(jobs[key], d) for key, d in result.decisions.items())
         )
         self.last_pass = time.monotonic()
         self.passes += 1
-        if not all(outcomes):
-            self._wake.set()
-        return result.wake_at
+        for job, ok in zip(jobs.values(), outcomes, strict=True):
+            if not ok:
+                book.wake_at(job.key, now + RETRY_AFTER_ERROR)
 
     # -- outputs ---------------------------------------------------------------
 
@@ -192,7 +141,7 @@ class Controller:
                     await self._create_pod(job, decision)
                 if decision.delete_pod is not None:
                     target = decision.delete_pod
-                    await self.kube.delete_pod(
+                    await self.actions.delete_pod(
                         target.namespace, target.name, grace_seconds=target.grace_seconds
                     )
             except NotFound:
@@ -223,7 +172,7 @@ class Controller:
         while True:
             job, event, at = await events.get()
             try:
-                await self.kube.post_event(job.key, job.uid, event, at=at)
+                await self.actions.post_event(job.key, job.uid, event, at=at)
             except KubeError as exc:
                 log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
 
@@ -231,23 +180,24 @@ class Controller:
         patch = status_patch(job.status, status)
         if not patch:
             return
-        await self.kube.patch_job_status(job.key, patch)
-        # The mirror is fed by the watch event of this write (handlers.job_event).
-        self._written[job.key] = _Written(job.uid, status)
+        body = await self.actions.patch_job_status(job.key, patch)
+        # The mirror is fed by the watch event of this write.
+        self.book.written(job, status, str(body["metadata"]["resourceVersion"]))
 
     async def _create_pod(self, job: Job, decision: Decision) -> None:
         assert decision.create_pod is not None
         try:
-            await self.kube.create_pod(decision.create_pod)
-        except Invalid as exc:
-            # The API server will never accept this Pod: fail the job, do not retry.
+            await self.actions.create_pod(decision.create_pod)
+        except (Invalid, Forbidden) as exc:
+            # The API server will never accept this Pod (its schema, or an admission
+            # rule such as restricted Pod Security): fail the job, do not retry.
             failed = replace(
                 decision.status,
                 phase=Phase.FAILED,
                 reason="PodRejected",
-                message=f"The trainer Pod was rejected by the API server: {exc}",
+                message=f"The trainer Pod was rejected by the API server: {exc.detail}",
                 completed_at=datetime.now(UTC),
             )
             await self._write_status(replace(job, status=decision.status), failed)
             return
-        self._expected[job.key] = time.monotonic() + EXPECTATION_TTL
+        self.book.expect_pod(job.key, until=time.monotonic() + EXPECTATION_TTL)

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shunter.operator.kube import Conflict, Kube, KubeError, NotFound
-from shunter.operator.model import format_micro_time, parse_time
+from shunter.kube import Conflict, Kube, KubeError, NotFound
+from shunter.kube.events import format_micro_time
+from shunter.kube.resources import LEASES
+from shunter.operator.model import parse_time
 
 log = logging.getLogger("shunter.operator.leadership")
 
@@ -99,12 +101,12 @@ class LeaderElector:
         """On shutdown, hand the Lease back so a successor need not wait for expiry."""
         self._leader = False
         try:
-            body = await self.kube.read_lease(self.namespace, self.name)
+            body = await self.kube.get(LEASES, self.name, namespace=self.namespace)
             if body["spec"].get("holderIdentity") != self.identity:
                 return
             body["spec"]["holderIdentity"] = ""
             body["spec"]["leaseDurationSeconds"] = 1
-            await self.kube.replace_lease(self.namespace, self.name, body)
+            await self.kube.replace(LEASES, self.name, body, namespace=self.namespace)
             log.info("released lease %s/%s", self.namespace, self.name)
         except KubeError as exc:
             log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
@@ -124,11 +126,13 @@ class LeaderElector:
     async def _try_once(self) -> bool:
         now = datetime.now(UTC)
         try:
-            body = await self.kube.read_lease(self.namespace, self.name)
+            body = await self.kube.get(LEASES, self.name, namespace=self.namespace)
         except NotFound:
             try:
-                await self.kube.create_lease(
-                    self.namespace, self._body(now, acquired=now, transitions=0, version=None)
+                await self.kube.create(
+                    LEASES,
+                    self._body(now, acquired=now, transitions=0, version=None),
+                    namespace=self.namespace,
                 )
             except Conflict:
                 return False
@@ -139,8 +143,8 @@ class LeaderElector:
         taking_over = state.holder != self.identity
         acquired = None if taking_over else parse_time(body["spec"].get("acquireTime"))
         try:
-            await self.kube.replace_lease(
-                self.namespace,
+            await self.kube.replace(
+                LEASES,
                 self.name,
                 self._body(
                     now,
@@ -148,6 +152,7 @@ class LeaderElector:
                     transitions=state.transitions + (1 if taking_over else 0),
                     version=body["metadata"]["resourceVersion"],
                 ),
+                namespace=self.namespace,
             )
         except Conflict:
             return False

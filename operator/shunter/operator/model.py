@@ -81,11 +81,6 @@ def format_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def format_micro_time(value: datetime) -> str:
-    """Kubernetes MicroTime (Event and Lease times): RFC 3339, six fractional digits."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @dataclass(frozen=True)
 class Termination:
     step: TerminationStep

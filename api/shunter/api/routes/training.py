@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from shunter.api.dependencies import AuthorityDep, Caller, Namespace, Service
+from shunter.api.dependencies import Namespace, Service, authorized
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
     CancelResult,
@@ -24,7 +23,8 @@ from shunter.api.schemas import (
 )
 from shunter.operator.model import JobKey
 
-router = APIRouter(prefix="/api/training", tags=["training"])
+# Every route of this router is guarded: authentication and the route's RBAC verb.
+router = APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
 
 JobIdPath = Annotated[
     str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
@@ -47,12 +47,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         **ERRORS,
     },
 )
-async def submit(
-    body: JobCreate, service: Service, caller: Caller, authority: AuthorityDep, namespace: Namespace
-) -> SubmitResult:
+async def submit(body: JobCreate, service: Service, namespace: Namespace) -> SubmitResult:
     """Submit a job; it waits in the queue until admitted. Returns its id."""
-    await run_in_threadpool(authority.authorize, caller, "create", namespace)
-    job = await run_in_threadpool(service.submit, body, namespace=namespace)
+    job = await service.submit(body, namespace=namespace)
     return SubmitResult(
         job_id=job.key.name, namespace=namespace, status="queued", message="Job submitted"
     )
@@ -61,15 +58,12 @@ async def submit(
 @router.get("/queue", response_model=QueueView, responses=ERRORS)
 async def queue(
     service: Service,
-    caller: Caller,
-    authority: AuthorityDep,
     namespace: Namespace,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Queued jobs listed")] = 100,
 ) -> QueueView:
     """Jobs holding a slot and the first `limit` waiting jobs in admission order, with
     the total counts."""
-    await run_in_threadpool(authority.authorize, caller, "list", namespace)
-    return service.queue(namespace, limit=limit)
+    return await service.queue(namespace, limit=limit)
 
 
 @router.get(
@@ -78,12 +72,14 @@ async def queue(
     responses={404: {"model": ErrorBody, "description": "Job not found"}, **ERRORS},
 )
 async def status(
-    job_id: JobIdPath, service: Service, caller: Caller, authority: AuthorityDep,
-    namespace: Namespace,
+    job_id: JobIdPath, service: Service, namespace: Namespace,
+    consistent: Annotated[
+        bool, Query(description="Read from the API server instead of the watch cache")
+    ] = False,
 ) -> JobPublic:  # fmt: skip
-    """The live state of one job, read from the cluster."""
-    await run_in_threadpool(authority.authorize, caller, "get", namespace)
-    job = await run_in_threadpool(service.status, JobKey(namespace, job_id))
+    """The state of one job (from the watch cache, which holds every write this API
+    made; `consistent=true` reads the API server)."""
+    job = await service.status(JobKey(namespace, job_id), consistent=consistent)
     return JobPublic.of(job)
 
 
@@ -95,26 +91,20 @@ async def status(
 async def events(
     job_id: JobIdPath,
     service: Service,
-    caller: Caller,
-    authority: AuthorityDep,
     namespace: Namespace,
 ) -> list[JobEvent]:
     """The job's Kubernetes Events (admitted, started, terminating, ...), oldest first."""
-    await run_in_threadpool(authority.authorize, caller, "get", namespace)
-    return await run_in_threadpool(service.events, JobKey(namespace, job_id))
+    return await service.events(JobKey(namespace, job_id))
 
 
 @router.get("/live", response_model=JobList, responses=ERRORS)
 async def live(
     service: Service,
-    caller: Caller,
-    authority: AuthorityDep,
     namespace: Namespace,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobList:
     """Every job in the namespace as the cluster has it now (finished ones too)."""
-    await run_in_threadpool(authority.authorize, caller, "list", namespace)
-    return service.live(namespace, limit=limit)
+    return await service.live(namespace, limit=limit)
 
 
 @router.post(
@@ -128,13 +118,11 @@ async def live(
     },
 )
 async def cancel(
-    job_id: JobIdPath, service: Service, caller: Caller, authority: AuthorityDep,
-    namespace: Namespace,
+    job_id: JobIdPath, service: Service, namespace: Namespace,
 ) -> JSONResponse:  # fmt: skip
     """Cancel a job in any state; the body is the acceptance guide's."""
-    await run_in_threadpool(authority.authorize, caller, "patch", namespace)
     key = JobKey(namespace, job_id)
-    outcome = await run_in_threadpool(service.cancel, key)
+    outcome = await service.cancel(key)
     if outcome.send_patch:
         await service.await_final(key)
     result = CancelResult(
@@ -149,8 +137,6 @@ async def cancel(
 @router.get("/jobs", response_model=JobHistoryPage, responses=ERRORS)
 async def jobs(
     service: Service,
-    caller: Caller,
-    authority: AuthorityDep,
     namespace: Namespace,
     status: Annotated[
         Literal["queued", "starting", "running", "cancelling", "completed", "failed", "cancelled"]
@@ -161,9 +147,8 @@ async def jobs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JobHistoryPage:
     """History from PostgreSQL (outlives the CRs), newest first."""
-    await run_in_threadpool(authority.authorize, caller, "list", namespace)
-    rows, total = await run_in_threadpool(
-        service.history.page, namespace=namespace, status=status, limit=limit, offset=offset
+    rows, total = await service.history.page(
+        namespace=namespace, status=status, limit=limit, offset=offset
     )
     return JobHistoryPage(
         items=[HistoryRow(**row) for row in rows], total=total, limit=limit, offset=offset

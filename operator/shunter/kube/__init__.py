@@ -1,0 +1,45 @@
+"""Shunter's one Kubernetes layer, shared by the operator and the API.
+
+- `connection`: where the API server is and our credentials (in-cluster or kubeconfig);
+- `client.Kube`: an asyncio client (plain dicts in and out, timeouts on every call);
+- `errors`: the one exception tree (the API maps it to HTTP in one place);
+- `informer.Informer`: the one watch-backed cache (list, watch, resume, bookmarks);
+- `resources`: the resources Shunter uses; `events`: posting and reading Events.
+
+No threads: everything here runs on the caller's event loop.
+"""
+
+from shunter.kube.client import Body, Kube
+from shunter.kube.connection import Connection, connect
+from shunter.kube.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KubeError,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unreachable,
+)
+from shunter.kube.informer import Informer, version_number
+from shunter.kube.resources import Resource
+
+__all__ = [
+    "Body",
+    "Conflict",
+    "Connection",
+    "Forbidden",
+    "Gone",
+    "Informer",
+    "Invalid",
+    "Kube",
+    "KubeError",
+    "NotFound",
+    "Resource",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unreachable",
+    "connect",
+    "version_number",
+]

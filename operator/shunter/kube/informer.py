@@ -1,0 +1,249 @@
+"""One watch-backed cache implementation: list once, then watch, resuming where it was.
+
+An `Informer` keeps every object of one resource (optionally one namespace, one label
+or field selector) parsed by the caller's function and keyed by the caller's key. It
+lists once, then watches from the list's resourceVersion; when a watch ends (the
+server closes it every few minutes) it resumes from the last version it saw, which
+bookmarks keep fresh even when nothing changes; only a 410 Gone (the version was
+compacted away) makes it list again.
+
+Readers wait on it without polling:
+- `wait_version(rv)`: until the cache has seen resourceVersion rv (a client reading
+  its own write: the API waits for the version its write returned);
+- `wait_until(key, predicate)`: until the object under key satisfies predicate (or is
+  gone), e.g. until a cancelled job reaches its final phase.
+
+resourceVersions are compared as integers, which is what etcd-backed API servers
+produce; the contract calls them opaque, so a server with other versions gets
+`comparable = False` and callers fall back to live reads.
+
+Everything runs on the event loop: no threads, no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from shunter.kube.client import Body, Kube
+from shunter.kube.errors import Gone, KubeError
+from shunter.kube.resources import Resource
+
+log = logging.getLogger("shunter.kube.informer")
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+WATCH_SECONDS = 300
+RETRY_SECONDS = 1.0
+LIST_PAGE = 500
+
+
+def version_number(resource_version: str | None) -> int | None:
+    try:
+        return int(resource_version) if resource_version else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Waiter(Generic[T]):
+    predicate: Callable[[T | None], bool]
+    future: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Informer(Generic[K, T]):
+    def __init__(
+        self,
+        kube: Kube,
+        resource: Resource,
+        *,
+        parse: Callable[[Body], T],
+        key: Callable[[T], K],
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        on_change: Callable[[str, T], None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.namespace = namespace
+        self._parse = parse
+        self._key = key
+        self._label_selector = label_selector
+        self._field_selector = field_selector
+        self._on_change = on_change
+        self.store: dict[K, T] = {}
+        # Bumped on every real change, so readers can cache what they derive.
+        self.version = 0
+        self.resource_version: str | None = None
+        self.comparable = True
+        self.synced = asyncio.Event()
+        self._seen = 0  # the highest resourceVersion applied, as a number
+        self._version_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._key_waiters: dict[K, list[_Waiter[T]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- life --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"informer-{self.resource.plural}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if self.resource_version is None:
+                    await self._relist()
+                await self._watch()
+            except Gone:
+                self.resource_version = None  # compacted away: list again
+            except KubeError as exc:
+                log.warning("%s informer: %s; resuming", self.resource.plural, exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s informer failed; resuming", self.resource.plural)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    # -- reading -----------------------------------------------------------------
+
+    def get(self, key: K) -> T | None:
+        return self.store.get(key)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    async def wait_version(self, resource_version: str, *, within: float) -> bool:
+        """True once the cache has applied resource_version (or a later one)."""
+        wanted = version_number(resource_version)
+        if wanted is None:
+            self.comparable = False
+            return False
+        if self._seen >= wanted:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (wanted, future)
+        self._version_waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, within)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                self._version_waiters.remove(entry)
+
+    async def wait_until(
+        self, key: K, predicate: Callable[[T | None], bool], *, within: float
+    ) -> bool:
+        """True once the object under key satisfies predicate (None: it is gone)."""
+        if predicate(self.store.get(key)):
+            return True
+        waiter: _Waiter[T] = _Waiter(predicate)
+        self._key_waiters.setdefault(key, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter.future, within)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._key_waiters.get(key, [])
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters:
+                self._key_waiters.pop(key, None)
+
+    # -- feeding -----------------------------------------------------------------
+
+    async def _relist(self) -> None:
+        items: list[Body] = []
+        token: str | None = None
+        while True:
+            page = await self.kube.list(
+                self.resource, namespace=self.namespace, limit=LIST_PAGE,
+                continue_token=token, label_selector=self._label_selector,
+                field_selector=self._field_selector,
+            )  # fmt: skip
+            items.extend(page.get("items") or ())
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
+        resource_version = str(page["metadata"]["resourceVersion"])
+        fresh: dict[K, T] = {}
+        for body in items:
+            obj = self._parse(body)
+            fresh[self._key(obj)] = obj
+        gone = [k for k in self.store if k not in fresh]
+        old, self.store = self.store, fresh
+        self.version += 1
+        if self._on_change is not None:
+            for key, obj in fresh.items():
+                if old.get(key) != obj:
+                    self._on_change("ADDED" if key not in old else "MODIFIED", obj)
+            for key in gone:
+                self._on_change("DELETED", old[key])
+        for key in list(self._key_waiters):
+            self._notify_key(key)
+        self._advance(resource_version)
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        assert self.resource_version is not None
+        async for kind, body in self.kube.watch(
+            self.resource, namespace=self.namespace, resource_version=self.resource_version,
+            timeout_seconds=WATCH_SECONDS, label_selector=self._label_selector,
+            field_selector=self._field_selector,
+        ):  # fmt: skip
+            resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+            if kind != "BOOKMARK":
+                self._apply(kind, self._parse(body))
+            if resource_version:
+                self._advance(resource_version)
+
+    def _apply(self, kind: str, obj: T) -> None:
+        key = self._key(obj)
+        if kind == "DELETED":
+            if self.store.pop(key, None) is None:
+                return
+        else:
+            if self.store.get(key) == obj:
+                return
+            self.store[key] = obj
+        self.version += 1
+        if self._on_change is not None:
+            self._on_change(kind, obj)
+        self._notify_key(key)
+
+    def _notify_key(self, key: K) -> None:
+        waiters = self._key_waiters.get(key)
+        if not waiters:
+            return
+        current = self.store.get(key)
+        for waiter in waiters:
+            if not waiter.future.done() and waiter.predicate(current):
+                waiter.future.set_result(None)
+
+    def _advance(self, resource_version: str) -> None:
+        self.resource_version = resource_version
+        number = version_number(resource_version)
+        if number is None:
+            self.comparable = False
+            return
+        self._seen = max(self._seen, number)
+        if self._version_waiters:
+            for wanted, future in self._version_waiters:
+                if wanted <= self._seen and not future.done():
+                    future.set_result(None)

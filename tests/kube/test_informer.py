@@ -1,0 +1,123 @@
+"""The one informer: list, watch, resume, relist on 410, and waiting without polling.
+
+Against the real API server: what it lists and watches, and a client reading its own
+write. With a scripted server only where a real one cannot be made to answer on
+demand: a 410 Gone (its version compacted away) in the middle of a watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shunter.kube import Gone, Informer, Kube, connect
+from shunter.kube.resources import TRAINING_JOBS
+from shunter.operator.model import Job, JobKey
+from tests.support.builders import a_training_job
+
+
+def body(name: str, rv: int, phase: str = "queued") -> dict[str, Any]:
+    b = a_training_job(name).in_phase(phase).body()
+    b["metadata"]["uid"] = f"uid-{name}"
+    b["metadata"]["resourceVersion"] = str(rv)
+    return b
+
+
+class ScriptedKube:
+    """Lists and watches from a script; the second watch of the first list ends in 410."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+        self.watches: list[str] = []
+
+    async def list(self, *_: Any, **__: Any) -> dict[str, Any]:
+        self.lists += 1
+        if self.lists == 1:
+            return {"metadata": {"resourceVersion": "10"}, "items": [body("a", 5), body("b", 6)]}
+        return {"metadata": {"resourceVersion": "30"}, "items": [body("b", 25, "running")]}
+
+    async def watch(
+        self, *_: Any, resource_version: str, **__: Any
+    ) -> AsyncIterator[tuple[str, Any]]:
+        self.watches.append(resource_version)
+        if resource_version == "10":
+            yield "MODIFIED", body("a", 11, "starting")
+            yield "BOOKMARK", {"metadata": {"resourceVersion": "15"}}
+            return  # the server closes the watch; the informer resumes from 15
+        if resource_version == "15":
+            raise Gone("too old", status=410)
+        await asyncio.sleep(3600)  # after the relist: quiet
+        yield "DELETED", body("b", 31)
+
+
+async def test_resumes_from_bookmarks_and_relists_only_on_410():
+    kube = ScriptedKube()
+    changes: list[tuple[str, str]] = []
+    informer: Informer[JobKey, Job] = Informer(
+        kube,  # type: ignore[arg-type]
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+        on_change=lambda kind, job: changes.append((kind, job.key.name)),
+    )
+    informer.start()
+    try:
+        assert await informer.wait_version("30", within=5)
+    finally:
+        await informer.stop()
+    assert kube.watches[:3] == ["10", "15", "30"]
+    assert kube.lists == 2
+    assert sorted(j.key.name for j in informer.store.values()) == ["b"]
+    assert informer.store[JobKey("default", "b")].phase is not None
+    # The relist told the callback what changed while the watch was broken.
+    assert ("DELETED", "a") in changes
+    assert ("MODIFIED", "b") in changes
+
+
+async def test_waiters_wake_on_change_and_time_out_otherwise():
+    informer: Informer[JobKey, Job] = Informer(
+        None,  # type: ignore[arg-type]  # fed by hand below, no server
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+    )
+    key = JobKey("default", "w")
+    running = asyncio.create_task(
+        informer.wait_until(key, lambda j: j is not None and j.phase is not None
+                            and j.phase.value == "running", within=5)
+    )  # fmt: skip
+    await asyncio.sleep(0)
+    informer._apply("ADDED", Job.parse(body("w", 40)))
+    assert not running.done()
+    informer._apply("MODIFIED", Job.parse(body("w", 41, "running")))
+    assert await running
+    assert not await informer.wait_version("99", within=0.05)
+    version = informer.version
+    informer._apply("MODIFIED", Job.parse(body("w", 41, "running")))  # no change
+    assert informer.version == version
+
+
+@pytest.mark.cluster
+async def test_a_write_is_visible_once_its_version_is_seen(
+    kubeconfig: Path, namespace: str, crd: None
+):
+    kube = Kube(connect(kubeconfig))
+    informer: Informer[JobKey, Job] = Informer(
+        kube, TRAINING_JOBS, namespace=namespace, parse=Job.parse, key=lambda j: j.key
+    )
+    informer.start()
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 30)
+        manifest = a_training_job("rw", namespace).manifest()
+        created = await kube.create(TRAINING_JOBS, manifest, namespace=namespace)
+        assert await informer.wait_version(created["metadata"]["resourceVersion"], within=10)
+        assert informer.get(JobKey(namespace, "rw")) is not None
+        await kube.delete(TRAINING_JOBS, "rw", namespace=namespace)
+        assert await informer.wait_until(JobKey(namespace, "rw"), lambda j: j is None, within=10)
+    finally:
+        await informer.stop()
+        await kube.close()

@@ -1,0 +1,61 @@
+"""The operator's book: written status laid over the watch, and the queue kept in order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from shunter.operator.book import JobBook
+from shunter.operator.model import JobStatus, Phase
+from tests.support.builders import a_training_job
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_written_status_holds_until_the_watch_shows_that_version():
+    job = a_training_job("a").in_phase("queued", sequence=1).job()
+    book = JobBook.of([job])
+    admitted = JobStatus(phase=Phase.STARTING, sequence=1, pod_name="a-trainer")
+    book.written(job, admitted, resource_version="150")
+
+    book.put_job(replace(job, resource_version="120"))  # an older event arrives late
+    assert book.jobs[job.key].phase is Phase.STARTING
+    assert job.key in book.active
+    assert book.queued_count == 0
+
+    book.put_job(replace(job, resource_version="150", status=admitted))
+    assert book.jobs[job.key].status == admitted
+
+
+def test_forgetting_writes_goes_back_to_what_the_watch_shows():
+    job = a_training_job("a").in_phase("queued", sequence=1).job()
+    book = JobBook.of([job])
+    book.written(job, JobStatus(phase=Phase.STARTING, sequence=1), resource_version="150")
+    book.forget_writes()
+    assert book.jobs[job.key].phase is Phase.QUEUED
+    assert [j.key for j in book.waiting()] == [job.key]
+
+
+def test_the_queue_follows_priority_changes_and_leaves_with_cancel():
+    a = a_training_job("a").created_at(T0).in_phase("queued", sequence=1).job()
+    b = a_training_job("b").created_at(T0 + timedelta(seconds=1)).in_phase("queued", sequence=2)
+    book = JobBook.of([a, b.job()])
+    assert [j.key.name for j in book.waiting()] == ["a", "b"]
+    book.put_job(b.with_priority(5).job())
+    assert [j.key.name for j in book.waiting()] == ["b", "a"]
+    book.put_job(replace(a, spec=replace(a.spec, cancelled=True)))
+    assert [j.key.name for j in book.waiting()] == ["b"]
+    book.remove_job(b.job().key)
+    assert list(book.waiting()) == []
+    assert book.queued_count == 0
+
+
+def test_timers_come_due_once():
+    job = a_training_job("t").in_phase("running").job()
+    book = JobBook.of([job])
+    book.take_due(T0)
+    book.wake_at(job.key, T0 + timedelta(seconds=5))
+    book.wake_at(job.key, T0 + timedelta(seconds=9))  # a later look is implied
+    assert book.take_due(T0 + timedelta(seconds=4)) == set()
+    assert book.take_due(T0 + timedelta(seconds=5)) == {job.key}
+    assert book.take_due(T0 + timedelta(seconds=60)) == set()
