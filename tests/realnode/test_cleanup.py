@@ -86,11 +86,11 @@ def test_node_down_leaves_nothing_on_the_host(
     def phase(name: str) -> str:
         return str(core.read_namespaced_pod(name, namespace).status.phase)
 
-    wait_for(lambda: phase("server") == "Running", timeout=60, what="the server Pod")
+    wait_for(lambda: phase("server") == "Running", timeout=120, what="the server Pod")
     # The pod reached the API server through the `kubernetes` Service (its first line).
     wait_for(
         lambda: "200" in core.read_namespaced_pod_log("server", namespace),
-        timeout=30,
+        timeout=60,
         what="the Pod's call to the API server",
     )
     # A second Pod reaches the first through its Service: kube-proxy's rules, DNS-free.
@@ -98,7 +98,7 @@ def test_node_down_leaves_nothing_on_the_host(
     core.create_namespaced_pod(
         namespace, a_pod("client", built_images.operator, CALL.replace("server", address))
     )
-    wait_for(lambda: phase("client") == "Succeeded", timeout=60, what="the client Pod")
+    wait_for(lambda: phase("client") == "Succeeded", timeout=120, what="the client Pod")
     assert core.read_namespaced_pod_log("client", namespace).strip() == "200"
     assert core.read_node(NODE_NAME).spec.taints[0].key == "shunter.dev/real-node"
 

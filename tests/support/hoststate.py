@@ -18,6 +18,7 @@ from shunter.devcluster.runtime import RUN_DIR
 
 NODE_BINARIES = ("containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy", "runc",
                  "buildkitd", "pause")  # fmt: skip
+NODE_CGROUPS = ("kubepods", "buildkit")
 # sysctls that move by themselves (counters, clocks, random state).
 VOLATILE_SYSCTLS = (
     "fs/dentry-state",
@@ -91,14 +92,16 @@ def _mounts() -> frozenset[str]:
 
 
 def _cgroups() -> frozenset[str]:
+    """Top-level cgroups of every hierarchy (where the kubelet and runc create theirs),
+    and the whole trees a node makes. Below other top-level groups, e.g. the ones this
+    machine's own process runner makes per command, things come and go."""
     found = set()
     root = Path("/sys/fs/cgroup")
     for hierarchy in root.iterdir() if root.is_dir() else ():
-        for directory, subdirs, _files in os.walk(hierarchy):
-            depth = Path(directory).relative_to(hierarchy).parts
-            if len(depth) >= 2:
-                subdirs.clear()  # two levels name every tree a node creates
-            found.add(directory)
+        for top in (d for d in hierarchy.iterdir() if d.is_dir()):
+            found.add(str(top))
+            if top.name in NODE_CGROUPS:
+                found.update(directory for directory, _dirs, _files in os.walk(top))
     return frozenset(found)
 
 
