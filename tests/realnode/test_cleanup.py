@@ -55,9 +55,19 @@ request = urllib.request.Request(url, headers={"Authorization": "Bearer " + toke
 print(urllib.request.urlopen(request, context=ssl.create_default_context(cafile=ca)).status)
 http.server.HTTPServer(("", 8080), http.server.SimpleHTTPRequestHandler).serve_forever()
 """
+# Until the server listens and kube-proxy has the Service's rules, a call is refused.
 CALL = """
-import urllib.request
-print(urllib.request.urlopen("http://server:8080/", timeout=10).status)
+import time, urllib.request
+deadline = time.monotonic() + 90
+while True:
+    try:
+        print(urllib.request.urlopen("http://server:8080/", timeout=5).status)
+        break
+    except OSError as error:
+        if time.monotonic() > deadline:
+            raise
+        print("retrying:", error, flush=True)
+        time.sleep(0.5)
 """
 
 
@@ -98,8 +108,11 @@ def test_node_down_leaves_nothing_on_the_host(
     core.create_namespaced_pod(
         namespace, a_pod("client", built_images.operator, CALL.replace("server", address))
     )
-    wait_for(lambda: phase("client") == "Succeeded", timeout=120, what="the client Pod")
-    assert core.read_namespaced_pod_log("client", namespace).strip() == "200"
+    wait_for(lambda: phase("client") in ("Succeeded", "Failed"), timeout=150,
+             what="the client Pod to finish")  # fmt: skip
+    log = core.read_namespaced_pod_log("client", namespace)
+    assert phase("client") == "Succeeded", log
+    assert log.splitlines()[-1] == "200"
     assert core.read_node(NODE_NAME).spec.taints[0].key == "shunter.dev/real-node"
 
     lazy_node.down()
