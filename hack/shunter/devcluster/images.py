@@ -20,6 +20,7 @@ wheels bring them anyway (about 4 GB), and the venv is already on disk.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shunter.devcluster.nodeconfig import PAUSE_IMAGE
 from shunter.devcluster.runtime import Runtime, RuntimeUnavailable
 
 REPO = Path(__file__).resolve().parents[3]
@@ -262,8 +264,13 @@ def ensure(runtime: Runtime, cache: Path) -> Images:
 
 
 def _prune(runtime: Runtime, *, keep: set[str]) -> None:
-    """Older builds of the same images (their inputs changed) are dropped."""
+    """Older builds of the same images (their inputs changed), and images left without
+    a name, are dropped with their content: this containerd holds only our images."""
     repositories = {name.rsplit(":", 1)[0] for name in keep}
-    for name in runtime.ctr("images", "ls", "-q").stdout.split():
-        if name.rsplit(":", 1)[0] in repositories and name not in keep:
-            runtime.ctr("images", "rm", name, check=False)
+    listed = json.loads(runtime.crictl("images", "-o", "json").stdout).get("images") or []
+    for image in listed:
+        tags = set(image.get("repoTags") or [])
+        if tags & (keep | {PAUSE_IMAGE}):
+            continue
+        if not tags or any(t.rsplit(":", 1)[0] in repositories for t in tags):
+            runtime.crictl("rmi", image["id"], check=False)

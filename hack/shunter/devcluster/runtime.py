@@ -170,7 +170,7 @@ class Runtime:
                 # RUN steps (pip) use the host's network: the builder has no CNI of its own.
                 "--containerd-worker-net=host",
                 "--containerd-worker-gc=true",
-                "--containerd-worker-gc-keepstorage=20000",
+                "--containerd-worker-gc-keepstorage=2000",  # MB of build cache kept
             ],
             state_dir=RUN_DIR,
             env=self.env(),
