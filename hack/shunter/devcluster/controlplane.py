@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -355,10 +356,16 @@ class ControlPlane:
     def apply(self, objects: list[dict[str, object]]) -> None:
         self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
 
-    def restart_apiserver(self) -> None:
-        """Restart kube-apiserver in place (a fault to recover from) and wait until ready."""
-        processes.restart("kube-apiserver", state_dir=self.state_dir)
+    def restart_apiserver(self, flags: Mapping[str, str] | None = None) -> None:
+        """Restart kube-apiserver in place (a fault to recover from, or with flags
+        added or replaced: {"--bind-address": "0.0.0.0"}) and wait until ready."""
+        processes.restart("kube-apiserver", state_dir=self.state_dir, flags=flags)
         self._wait("kube-apiserver", f"https://127.0.0.1:{self.ports().apiserver}/readyz")
+
+    def apiserver_flags(self) -> dict[str, str]:
+        """The flags kube-apiserver runs with now (--name=value ones)."""
+        argv = processes.recorded_argv("kube-apiserver", state_dir=self.state_dir)
+        return dict(a.split("=", 1) for a in argv[1:] if "=" in a)
 
     # -- stop ----------------------------------------------------------------------
 

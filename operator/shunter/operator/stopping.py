@@ -265,6 +265,9 @@ def final_status(
     run = record_attempt(job, reason=_REASON[cause], now=now)
     code = f" (exit code {status.exit_code})" if status.exit_code is not None else ""
     how = "force deleted" if termination.forced_pods else "stopped gracefully"
+    if status.exit_code == 137 and not termination.forced_pods:
+        # The kubelet's SIGKILL at the end of the grace period: no checkpoint was written.
+        how = "stopped: its trainer ignored SIGTERM and was killed when the grace period ran out"
     pods = ", ".join(termination.pods) or "none"
     base = replace(status, termination=termination, history=run, queue_position=None,
                    pods_ready=0)  # fmt: skip
