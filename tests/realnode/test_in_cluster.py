@@ -91,6 +91,8 @@ def in_cluster(
             "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
             "admission": {"watchNamespace": namespace},
             "database": {"url": database},
+            # This cluster has no storage provisioner: the kwok jobs get emptyDirs.
+            "checkpoints": {"defaultSize": ""},
             "api": {"auth": "none", **placement},
             "operator": placement,
         }))  # fmt: skip

@@ -22,6 +22,7 @@ from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.jobcache import JobCache, ordered
 from shunter.api.logs import Logs, PodLogs
+from shunter.api.rendering import Renderer
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
@@ -84,6 +85,7 @@ class TrainingService:
     def __init__(
         self, kube: Kube, cache: JobCache, history: History, settings: ApiSettings
     ) -> None:
+        self.renderer = Renderer()
         self.kube = kube
         self.cache = cache
         self.history = history
@@ -125,19 +127,20 @@ class TrainingService:
             raise JobNotFound("Job not found")
         return job
 
+    async def queue_json(self, namespace: str, *, limit: int = 100) -> bytes:
+        """GET /queue's body, rendered once per version of the cache."""
+        if not self.cache.covers(namespace):
+            return (await self.queue(namespace, limit=limit)).model_dump_json().encode()
+        version = ("queue", namespace, limit, self.cache.jobs.version)
+        active, waiting = self.cache.ordered(namespace)
+        return self.renderer.view(
+            version,
+            lambda: _queue_view(namespace, active, waiting, limit).model_dump_json().encode(),
+        )
+
     async def queue(self, namespace: str, *, limit: int = 100) -> QueueView:
         active, waiting = await self._ordered(namespace)
-        return QueueView(
-            namespace=namespace,
-            running_count=len(active),
-            queued_count=len(waiting),
-            running=[JobPublic.of(j) for j in active],
-            # Positions from the live order: status carries only the first few.
-            queued=[
-                JobPublic.of(j).model_copy(update={"queue_position": i})
-                for i, j in enumerate(waiting[:limit], start=1)
-            ],
-        )
+        return _queue_view(namespace, active, waiting, limit)
 
     async def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
         if self.cache.covers(namespace):
@@ -269,3 +272,17 @@ class TrainingService:
             f"Job submitted, but it cannot run on this cluster as it is: {never};"
             " it waits until a node that fits appears"
         )
+
+
+def _queue_view(namespace: str, active: list[Job], waiting: list[Job], limit: int) -> QueueView:
+    return QueueView(
+        namespace=namespace,
+        running_count=len(active),
+        queued_count=len(waiting),
+        running=[JobPublic.of(j) for j in active],
+        # Positions from the live order: status carries only the first few.
+        queued=[
+            JobPublic.of(j).model_copy(update={"queue_position": i})
+            for i, j in enumerate(waiting[:limit], start=1)
+        ],
+    )

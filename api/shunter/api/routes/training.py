@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from shunter.api.dependencies import Caller, Namespace, Service, authorized
 from shunter.api.errors import InvalidRequest
@@ -28,6 +28,7 @@ from shunter.api.streaming import job_stream
 from shunter.operator.model import JobKey
 
 # Every route of this router is guarded: authentication and the route's RBAC verb.
+JSON = "application/json"
 router = APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
 
 JobIdPath = Annotated[
@@ -68,10 +69,10 @@ async def queue(
     service: Service,
     namespace: Namespace,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Queued jobs listed")] = 100,
-) -> QueueView:
+) -> Response:
     """Jobs holding a slot and the first `limit` waiting jobs in admission order, with
     the total counts."""
-    return await service.queue(namespace, limit=limit)
+    return Response(await service.queue_json(namespace, limit=limit), media_type=JSON)
 
 
 @router.get(
@@ -84,11 +85,11 @@ async def status(
     consistent: Annotated[
         bool, Query(description="Read from the API server instead of the watch cache")
     ] = False,
-) -> JobPublic:  # fmt: skip
+) -> Response:  # fmt: skip
     """The state of one job (from the watch cache, which holds every write this API
     made; `consistent=true` reads the API server)."""
     job = await service.status(JobKey(namespace, job_id), consistent=consistent)
-    return JobPublic.of(job)
+    return Response(service.renderer.job(job), media_type=JSON)
 
 
 @router.get(
