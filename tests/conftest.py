@@ -146,6 +146,8 @@ def _starter(
     yield start
     for process in started:
         process.stop()
+    for process in started:
+        assert process.thread_safety_violations() == [], f"{process.module}: loop state touched"
 
 
 @pytest.fixture

@@ -187,13 +187,34 @@ class CancelResult(BaseModel):
     message: str
 
 
+class QueueUsage(BaseModel):
+    """One TrainingQueue: its limits and what the jobs the API sees hold of them."""
+
+    name: str
+    exists: bool = Field(description="False: jobs name it but no TrainingQueue has that name")
+    running: int
+    gpus: int = Field(description="GPUs held by its admitted jobs")
+    waiting: int
+    max_running: int | None = None
+    gpu_quota: int | None = None
+    borrowed: int = Field(0, description="GPUs held beyond gpu_quota (lent by the cohort)")
+    borrowing_limit: int | None = None
+    cohort: str | None = None
+    preemption: str = "never"
+    queueing_strategy: str = "StrictFIFO"
+
+
 class QueueView(BaseModel):
     namespace: str
     running_count: int = Field(description="Jobs holding a slot: starting, running, cancelling")
     queued_count: int
     running: list[JobPublic]
     queued: list[JobPublic] = Field(
-        description="The first `limit` waiting jobs in admission order; queue_position 1 is next"
+        description="The first `limit` waiting jobs in admission order; queue_position is the"
+        " place in the job's own queue (1 is next)"
+    )
+    queues: list[QueueUsage] = Field(
+        default_factory=list, description="Usage of each queue (only `queue` when filtered)"
     )
 
 

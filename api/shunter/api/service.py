@@ -13,7 +13,8 @@ annotation, in the same write. The request body has no way to set them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
@@ -23,7 +24,7 @@ from shunter.api.history import History
 from shunter.api.jobcache import JobCache, ordered
 from shunter.api.logs import Logs, PodLogs
 from shunter.api.rendering import Renderer
-from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
+from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, NotFound
@@ -38,6 +39,8 @@ from shunter.operator.model import (
     JobKey,
     Phase,
 )
+from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
+from shunter.operator.queues import QueueView as QueueSpec
 
 CANCEL_RETRIES = 5
 
@@ -127,20 +130,29 @@ class TrainingService:
             raise JobNotFound("Job not found")
         return job
 
-    async def queue_json(self, namespace: str, *, limit: int = 100) -> bytes:
-        """GET /queue's body, rendered once per version of the cache."""
+    async def queue_json(
+        self, namespace: str, *, limit: int = 100, queue: str | None = None
+    ) -> bytes:
+        """GET /queue's body, rendered once per version of the cache (and queues)."""
         if not self.cache.covers(namespace):
-            return (await self.queue(namespace, limit=limit)).model_dump_json().encode()
-        version = ("queue", namespace, limit, self.cache.jobs.version)
+            view = await self.queue(namespace, limit=limit, queue=queue)
+            return view.model_dump_json().encode()
+        version = ("queue", namespace, limit, queue, self.cache.jobs.version,
+                   self.cache.queues.version)  # fmt: skip
         active, waiting = self.cache.ordered(namespace)
+        usage = list(self.cache.jobs.store.values())
         return self.renderer.view(
             version,
-            lambda: _queue_view(namespace, active, waiting, limit).model_dump_json().encode(),
-        )
+            lambda: _queue_view(namespace, active, waiting, limit, queue, usage,
+                                self.cache.queues.store).model_dump_json().encode(),
+        )  # fmt: skip
 
-    async def queue(self, namespace: str, *, limit: int = 100) -> QueueView:
+    async def queue(
+        self, namespace: str, *, limit: int = 100, queue: str | None = None
+    ) -> QueueView:
         active, waiting = await self._ordered(namespace)
-        return _queue_view(namespace, active, waiting, limit)
+        return _queue_view(namespace, active, waiting, limit, queue, [*active, *waiting],
+                           self.cache.queues.store)  # fmt: skip
 
     async def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
         if self.cache.covers(namespace):
@@ -274,15 +286,63 @@ class TrainingService:
         )
 
 
-def _queue_view(namespace: str, active: list[Job], waiting: list[Job], limit: int) -> QueueView:
+def _queue_view(
+    namespace: str,
+    active: list[Job],
+    waiting: list[Job],
+    limit: int,
+    queue: str | None,
+    everything: list[Job],
+    queues: Mapping[str, QueueSpec],
+) -> QueueView:
+    if queue is not None:
+        active = [j for j in active if j.spec.queue == queue]
+        waiting = [j for j in waiting if j.spec.queue == queue]
+    # Positions from the live order, within each job's own queue (as the operator
+    # counts them): status carries only the first few.
+    place: dict[str, int] = defaultdict(int)
+    positions = []
+    for job in waiting[:limit]:
+        place[job.spec.queue] += 1
+        positions.append(place[job.spec.queue])
     return QueueView(
         namespace=namespace,
         running_count=len(active),
         queued_count=len(waiting),
         running=[JobPublic.of(j) for j in active],
-        # Positions from the live order: status carries only the first few.
         queued=[
             JobPublic.of(j).model_copy(update={"queue_position": i})
-            for i, j in enumerate(waiting[:limit], start=1)
+            for i, j in zip(positions, waiting[:limit], strict=True)
         ],
+        queues=queue_usage(everything, queues, only=queue),
     )
+
+
+def queue_usage(
+    jobs: Iterable[Job], queues: Mapping[str, QueueSpec], *, only: str | None = None
+) -> list[QueueUsage]:
+    """Each queue's limits and what the given jobs hold of them (one pass over them)."""
+    held = QuotaUse(queues)
+    waiting: dict[str, int] = defaultdict(int)
+    for job in jobs:
+        if job.phase is not None and job.phase.holds_slot:
+            held.add(job)
+        elif job.queued and not job.spec.cancelled:
+            waiting[job.spec.queue] += 1
+    names = sorted({*queues, *held.running, *waiting, DEFAULT_QUEUE})
+    usages = []
+    for name in names:
+        if only is not None and name != only:
+            continue
+        spec = queue_of(name, queues)
+        usages.append(QueueUsage(
+            name=name, exists=spec is not None, running=held.running.get(name, 0),
+            gpus=held.gpus.get(name, 0), waiting=waiting.get(name, 0),
+            max_running=spec.max_running if spec else None,
+            gpu_quota=spec.gpu_quota if spec else None, borrowed=held.borrowed(name),
+            borrowing_limit=spec.borrowing_limit if spec else None,
+            cohort=spec.cohort if spec else None,
+            preemption=spec.preemption if spec else "never",
+            queueing_strategy=spec.strategy if spec else "StrictFIFO",
+        ))  # fmt: skip
+    return usages

@@ -69,10 +69,15 @@ async def queue(
     service: Service,
     namespace: Namespace,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Queued jobs listed")] = 100,
+    queue: Annotated[
+        str | None,
+        Query(max_length=63, pattern=JOB_ID_PATTERN, description="Only this TrainingQueue"),
+    ] = None,
 ) -> Response:
     """Jobs holding a slot and the first `limit` waiting jobs in admission order, with
-    the total counts."""
-    return Response(await service.queue_json(namespace, limit=limit), media_type=JSON)
+    the total counts and each queue's usage (limits, running, GPUs, borrowed)."""
+    body = await service.queue_json(namespace, limit=limit, queue=queue)
+    return Response(body, media_type=JSON)
 
 
 @router.get(
