@@ -28,12 +28,21 @@ class CancelOutcome:
     send_patch: bool = False
 
 
-def decide_cancel(job: Job | None) -> CancelOutcome:
+def refusal(job: Job | None) -> CancelOutcome | None:
+    """The answer every change of a job starts with: unknown (404) or finished (409)."""
     if job is None:
         return CancelOutcome(404, False, None, "Job not found")
     phase = job.phase or Phase.QUEUED
     if phase.terminal:
         return CancelOutcome(409, False, phase.value, f"Job already finished with status: {phase}")
+    return None
+
+
+def decide_cancel(job: Job | None) -> CancelOutcome:
+    refused = refusal(job)
+    if refused is not None or job is None:
+        return refused or CancelOutcome(404, False, None, "Job not found")
+    phase = job.phase or Phase.QUEUED
     if job.spec.cancelled or phase is Phase.CANCELLING:
         return CancelOutcome(409, False, Phase.CANCELLING.value, "Job is already being cancelled")
     if phase is Phase.QUEUED:

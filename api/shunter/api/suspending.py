@@ -14,16 +14,15 @@ Bodies in the acceptance guide's style (`success`, `job_id`, `previous_status`,
 
 from __future__ import annotations
 
-from shunter.api.cancelling import CancelOutcome
+from shunter.api.cancelling import CancelOutcome, refusal
 from shunter.operator.model import Job, Phase
 
 
 def _common(job: Job | None) -> CancelOutcome | None:
-    if job is None:
-        return CancelOutcome(404, False, None, "Job not found")
+    refused = refusal(job)
+    if refused is not None or job is None:
+        return refused
     phase = job.phase or Phase.QUEUED
-    if phase.terminal:
-        return CancelOutcome(409, False, phase.value, f"Job already finished with status: {phase}")
     if job.spec.cancelled or phase is Phase.CANCELLING:
         return CancelOutcome(409, False, Phase.CANCELLING.value, "Job is being cancelled")
     return None

@@ -9,9 +9,10 @@ client"). Every call has a timeout; every failure is a `KubeError` (shunter.kube
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -188,7 +189,7 @@ class Kube:
         label_selector: str | None = None,
         field_selector: str | None = None,
         timeout_seconds: int = 300,
-    ) -> AsyncIterator[tuple[str, Body]]:
+    ) -> AsyncGenerator[tuple[str, Body], None]:
         """(type, object) pairs from resource_version on, bookmarks included.
 
         Ends when the server closes the stream (after timeout_seconds); an ERROR event
@@ -205,34 +206,31 @@ class Kube:
         if field_selector:
             params["fieldSelector"] = field_selector
         what = f"watch {resource.plural}"
-        url = self.connection.server + resource.path(namespace=namespace)
-        try:
-            async with self._http().get(
-                url, params=_params(params), headers=self._headers(None),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT,
-                                              sock_read=timeout_seconds + 30),
-            ) as response:  # fmt: skip
-                if response.status >= 400:
-                    raise error_of(response.status, await response.read(), what)
-                async for line in _lines(response.content):
-                    event = json.loads(line)
-                    kind, obj = event["type"], event["object"]
-                    if kind == "ERROR":
-                        raise error_of(int(obj.get("code") or 500), obj, what)
-                    yield kind, obj
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        stream = self.stream(
+            resource.path(namespace=namespace), what=what, params=params,
+            read_seconds=timeout_seconds + 30,
+        )  # fmt: skip
+        async with contextlib.aclosing(stream) as chunks:  # the connection goes back at once
+            async for line in _lines(chunks):
+                event = json.loads(line)
+                kind, obj = event["type"], event["object"]
+                if kind == "ERROR":
+                    raise error_of(int(obj.get("code") or 500), obj, what)
+                yield kind, obj
 
     async def stream(
         self, path: str, *, what: str, params: Mapping[str, str | int] | None = None,
-        seconds: float | None = None,
-    ) -> AsyncIterator[bytes]:  # fmt: skip
-        """Raw chunks of a streaming GET (e.g. a Pod's log with follow=true)."""
+        seconds: float | None = None, read_seconds: float | None = None,
+    ) -> AsyncGenerator[bytes, None]:  # fmt: skip
+        """Raw chunks of a streaming GET (a watch, a Pod's log with follow=true): at most
+        `seconds` in all, `read_seconds` between chunks."""
+        timeout = aiohttp.ClientTimeout(
+            total=seconds, sock_connect=REQUEST_TIMEOUT, sock_read=read_seconds
+        )
         try:
             async with self._http().get(
                 self.connection.server + path, params=_params(params),
-                headers=self._headers(None),
-                timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=REQUEST_TIMEOUT),
+                headers=self._headers(None), timeout=timeout,
             ) as response:  # fmt: skip
                 if response.status >= 400:
                     raise error_of(response.status, await response.read(), what)
@@ -242,10 +240,10 @@ class Kube:
             raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Newline-separated JSON documents of a watch stream (a line may exceed any buffer)."""
     pending = b""
-    async for chunk in content.iter_any():
+    async for chunk in chunks:
         pending += chunk
         while True:
             cut = pending.find(b"\n")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -235,11 +235,16 @@ class Informer(Generic[K, T]):
 
     async def _watch(self) -> None:
         assert self.resource_version is not None
-        async for kind, body in self.kube.watch(
+        events = self.kube.watch(
             self.resource, namespace=self.namespace, resource_version=self.resource_version,
             timeout_seconds=WATCH_SECONDS, label_selector=self._label_selector,
             field_selector=self._field_selector,
-        ):  # fmt: skip
+        )  # fmt: skip
+        async with contextlib.aclosing(events) as stream:
+            await self._follow(stream)
+
+    async def _follow(self, stream: AsyncIterator[tuple[str, Body]]) -> None:
+        async for kind, body in stream:
             resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
             if kind != "BOOKMARK":
                 self._apply(kind, self._parse(body))

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
-from shunter.api.dependencies import Namespace, Service, authorized
-from shunter.api.schemas import JOB_ID_PATTERN, AttemptRow, CancelResult, ErrorBody
+from shunter.api.dependencies import Namespace, Service
+from shunter.api.routes.common import ERRORS, JobIdPath, guarded_router
+from shunter.api.schemas import AttemptRow, CancelResult, ErrorBody
 from shunter.operator.model import JobKey
 
-# Guarded like every training route: authentication and the route's RBAC verb.
-router = APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
+router = guarded_router()
 
-JobIdPath = Annotated[
-    str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
-]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No or invalid bearer token"},
-    403: {"model": ErrorBody, "description": "Not allowed in this namespace"},
-    422: {"model": ErrorBody, "description": "Invalid request"},
-    503: {"model": ErrorBody, "description": "Kubernetes or PostgreSQL unreachable"},
-}
 ANSWERS: dict[int | str, dict[str, Any]] = {
     404: {"model": CancelResult, "description": "Job not found"},
     409: {"model": CancelResult, "description": "Finished, being cancelled, or already so"},

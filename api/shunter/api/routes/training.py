@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from shunter.api.dependencies import Caller, Namespace, Service, authorized
+from shunter.api.dependencies import Caller, Namespace, Service
 from shunter.api.errors import InvalidRequest
 from shunter.api.history import HistoryFilter
+from shunter.api.routes.common import ERRORS, JSON, JobIdPath, guarded_router
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
     CancelResult,
@@ -27,19 +28,7 @@ from shunter.api.schemas import (
 from shunter.api.streaming import job_stream
 from shunter.operator.model import JobKey
 
-# Every route of this router is guarded: authentication and the route's RBAC verb.
-JSON = "application/json"
-router = APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
-
-JobIdPath = Annotated[
-    str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
-]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No or invalid bearer token"},
-    403: {"model": ErrorBody, "description": "Not allowed in this namespace"},
-    422: {"model": ErrorBody, "description": "Invalid request"},
-    503: {"model": ErrorBody, "description": "Kubernetes or PostgreSQL unreachable"},
-}
+router = guarded_router()
 
 
 @router.post(

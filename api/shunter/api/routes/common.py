@@ -1,0 +1,27 @@
+"""What every `/api/training` router shares: the guard, the job id, the error bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+
+from shunter.api.dependencies import authorized
+from shunter.api.schemas import JOB_ID_PATTERN, ErrorBody
+
+JSON = "application/json"
+JobIdPath = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
+]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or invalid bearer token"},
+    403: {"model": ErrorBody, "description": "Not allowed in this namespace"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    503: {"model": ErrorBody, "description": "Kubernetes or PostgreSQL unreachable"},
+}
+
+
+def guarded_router() -> APIRouter:
+    """A router under /api/training whose every route is guarded: authentication and
+    the route's RBAC verb (shunter.api.dependencies.authorized)."""
+    return APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
