@@ -4,6 +4,10 @@
 # the go.mod files beside this script, into $SHUNTER_BIN_DIR (default
 # ~/.cache/shunter/bin). Each module is rebuilt only when its go.mod/go.sum change: a
 # stamp holding their hash sits beside the binaries.
+#
+#   hack/controlplane/build.sh          the control plane and helm (make controlplane)
+#   hack/controlplane/build.sh kueue    only Kueue, a peer in bench/ (make kueue; ~4 min
+#                                       on 2 cores), not needed by the tests
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/goenv.sh"
@@ -31,6 +35,18 @@ build_module() {
   echo "$want" > "$stamp"
   echo "build: $dir took $((SECONDS - start))s"
 }
+
+if [ "${1:-}" = kueue ]; then
+  kueue_version=$(sed -nE 's/^require sigs\.k8s\.io\/kueue (v[0-9.]+)$/\1/p' "$here/kueue/go.mod")
+  build_module kueue "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" \
+    kueue=sigs.k8s.io/kueue/cmd/kueue
+  # bench/kueue.py applies the CRDs from the module directory.
+  (cd "$here/kueue" && go mod download sigs.k8s.io/kueue)
+  exit 0
+elif [ $# -gt 0 ]; then
+  echo "usage: $0 [kueue]" >&2
+  exit 2
+fi
 
 build_module etcd "-s -w" etcd=go.etcd.io/etcd/server/v3
 build_module kwok "-s -w" kwok=sigs.k8s.io/kwok/cmd/kwok
