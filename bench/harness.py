@@ -10,10 +10,12 @@ import json
 import os
 import platform
 import shutil
+import ssl
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -225,6 +227,31 @@ class System:
 
     def control_plane_pids(self) -> dict[str, int]:
         return {name: self.pid(name) for name in CONTROL_PLANE}
+
+    def set_controller_manager_qps(self, qps: int) -> None:
+        """Restart kube-controller-manager with --kube-api-qps=qps and a burst of twice
+        that (its defaults are 20 and 30; its Job controller has its own client)."""
+        name = "kube-controller-manager"
+        recorded = json.loads((self.state / "pids" / f"{name}.argv").read_text())
+        argv = [a for a in recorded["argv"] if not a.startswith("--kube-api-")]
+        argv += [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"]
+        processes.stop(name, state_dir=self.state)
+        processes.start(name, argv, state_dir=self.state, env=recorded["env"])
+        # It serves /healthz with a self-signed certificate made at start-up.
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        url = f"https://127.0.0.1:{self.plane.ports().controller_manager}/healthz"
+        deadline = time.monotonic() + 120
+        while True:
+            with (
+                suppress(OSError),
+                urllib.request.urlopen(url, timeout=2, context=context) as response,
+            ):
+                if response.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench: {name} not healthy after a restart")
+            time.sleep(0.25)
 
     def stop_services(self) -> None:
         """Stop Shunter's operator and API (the cluster stays up)."""

@@ -43,6 +43,15 @@ FLAVOR = "bench-flavor"
 GPU = "nvidia.com/gpu"
 # Kueue's manifests (config/components/manager) set these client limits.
 DEFAULT_QPS, DEFAULT_BURST = 50.0, 100
+# Reconciler workers per kind, as Kueue's manifest sets them.
+CONCURRENCY = {
+    "Job.batch": 5,
+    "Workload.kueue.x-k8s.io": 5,
+    "LocalQueue.kueue.x-k8s.io": 1,
+    "Cohort.kueue.x-k8s.io": 1,
+    "ClusterQueue.kueue.x-k8s.io": 1,
+    "ResourceFlavor.kueue.x-k8s.io": 1,
+}
 START_TIMEOUT = 120.0
 # Run in a private mount namespace whose /etc is an overlay (see the module docstring).
 _ETC_OVERLAY = 'mount -t overlay kueue-etc -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc'
@@ -171,6 +180,9 @@ class Kueue:
             "metrics": {"bindAddress": "0"},
             "health": {"healthProbeBindAddress": f"127.0.0.1:{self.health_port}"},
             "clientConnection": {"qps": self.settings.qps, "burst": self.settings.burst},
+            # As in Kueue's manifest (config/components/manager): without it every
+            # reconciler has one worker.
+            "controller": {"groupKindConcurrency": CONCURRENCY},
             "integrations": {"frameworks": ["batch/job"]},
             "manageJobsWithoutQueueName": False,
         }

@@ -145,6 +145,9 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=20)
     parser.add_argument("--chain", type=int, default=100)
     parser.add_argument("--kueue", default="50/100,500/1000", help="Kueue client QPS/burst list")
+    parser.add_argument(
+        "--kcm-qps", type=int, default=0, help="kube-controller-manager client QPS (default 20)"
+    )
     parser.add_argument("--peers", default="all", help="all, or any of shunter,kueue,batch")
     args = parser.parse_args()
     settings = [kueue.Settings.parse(k) for k in args.kueue.split(",") if k]
@@ -154,6 +157,8 @@ def main() -> None:
     }
     api_env = {"SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}
     with system(with_operator=False, api_env=api_env) as s:
+        if args.kcm_qps:
+            s.set_controller_manager_qps(args.kcm_qps)
         peers = select(all_peers(s, operator_env, settings), args.peers)
         results = run_each(peers, lambda p: measure(s, p, args))
         chains: list[Peer] = []
@@ -168,10 +173,12 @@ def main() -> None:
         "idle": args.idle,
         "chain": args.chain,
         "kueue": {"version": kueue.version(), "settings": [k.label for k in settings]},
+        "kube_controller_manager_qps": args.kcm_qps or "default (20, burst 30)",
         "peers": results,
     }
     table("latency (seconds)", rows(results))
-    print(f"\nwrote {write_result('latency', result)}")
+    name = f"latency-kcm{args.kcm_qps}" if args.kcm_qps else "latency"
+    print(f"\nwrote {write_result(name, result)}")
 
 
 if __name__ == "__main__":

@@ -109,12 +109,17 @@ def main() -> None:
     parser.add_argument("--run-for", default="5s")
     parser.add_argument("--precreate", action="store_true")
     parser.add_argument("--kueue", default="50/100,500/1000", help="Kueue client QPS/burst list")
+    parser.add_argument(
+        "--kcm-qps", type=int, default=0, help="kube-controller-manager client QPS (default 20)"
+    )
     parser.add_argument("--peers", default="all", help="all, or any of shunter,kueue,batch")
     parser.add_argument("--name", default="", help="result file name (default from the args)")
     args = parser.parse_args()
     settings = [kueue.Settings.parse(k) for k in args.kueue.split(",") if k]
     operator_env = {"SHUNTER_MAX_RUNNING": str(LIMIT)}
     with system(nodes=NODES, gpus_per_node=GPUS, with_operator=False) as s:
+        if args.kcm_qps:
+            s.set_controller_manager_qps(args.kcm_qps)
         peers = select(all_peers(s, operator_env, settings), args.peers)
         results = run_each(peers, lambda p: measure(s, p, args.jobs, args.run_for, args.precreate))
     result = {
@@ -124,11 +129,13 @@ def main() -> None:
         "nodes": NODES,
         "limit": LIMIT,
         "kueue": {"version": kueue.version(), "settings": [k.label for k in settings]},
+        "kube_controller_manager_qps": args.kcm_qps or "default (20, burst 30)",
         "peers": results,
     }
     mode = " (pre-created)" if args.precreate else ""
     table(f"throughput, {args.jobs} jobs of {args.run_for}{mode}, {LIMIT} at once", rows(results))
     default = f"throughput-{args.jobs}-{args.run_for}{'-precreated' if args.precreate else ''}"
+    default += f"-kcm{args.kcm_qps}" if args.kcm_qps else ""
     print(f"\nwrote {write_result(args.name or default, result)}")
 
 
