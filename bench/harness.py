@@ -164,6 +164,13 @@ class PodClock:
                 self._changed.wait(min(left, 1.0))
 
 
+def _busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores)."""
+    times = psutil.cpu_times()
+    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)  # inside user
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0) - guest)
+
+
 @dataclass
 class Sampler:
     """Samples CPU time and RSS of processes (by pid) every `interval` seconds."""
@@ -180,6 +187,9 @@ class Sampler:
         self.cpu_start = {
             n: 0.0 if n in self.fresh else sum(p.cpu_times()[:2]) for n, p in self.procs.items()
         }
+        self.me = psutil.Process()
+        self.me_start = sum(self.me.cpu_times()[:2])
+        self.machine_start = _busy()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -193,15 +203,27 @@ class Sampler:
         return int(self.procs[name].memory_info().rss)
 
     def stop(self) -> dict[str, dict[str, float]]:
+        """CPU seconds and peak RSS per process, plus this bench process and, as
+        `other processes`, the rest of the machine's busy CPU time (other work on a
+        shared machine, which the figures should be read with)."""
         self._stop.set()
         self.thread.join()
-        return {
+        usage = {
             name: {
                 "cpu_seconds": sum(proc.cpu_times()[:2]) - self.cpu_start[name],
                 "peak_rss_mib": self.peak_rss[name] / 2**20,
             }
             for name, proc in self.procs.items()
         }
+        bench = sum(self.me.cpu_times()[:2]) - self.me_start
+        usage["bench client"] = {
+            "cpu_seconds": bench,
+            "peak_rss_mib": self.me.memory_info().rss / 2**20,
+        }
+        machine = _busy() - self.machine_start
+        known = sum(u["cpu_seconds"] for u in usage.values())
+        usage["other processes"] = {"cpu_seconds": max(0.0, machine - known), "peak_rss_mib": 0.0}
+        return usage
 
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -319,11 +341,15 @@ def system(
     with_operator: bool = True,
     namespace: str = "bench",
 ) -> Iterator[System]:
-    """A fresh local cluster ("bench") with the operator and the API for one namespace."""
-    state = default_state_dir("bench")
+    """A fresh local cluster with the operator and the API for one namespace; its state
+    is ~/.cache/shunter/clusters/$SHUNTER_BENCH_CLUSTER (default "bench"), the logs of
+    its last run are kept beside it in NAME.last-logs."""
+    # Two benches on one machine must not share (and tear down) one cluster.
+    name = os.environ.get("SHUNTER_BENCH_CLUSTER", "bench")
+    state = default_state_dir(name)
     plane = ControlPlane(state)
     plane.down()
-    pg = LocalPostgres(state.with_name("bench-postgres"))
+    pg = LocalPostgres(state.with_name(f"{name}-postgres"))
     pg.down()
     started = time.monotonic()
     kubeconfig = plane.up(ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node))
@@ -362,7 +388,7 @@ def system(
     finally:
         demo.stop_services(state)
         # Keep the last run's logs (operator, API, Kueue, control plane) for a look after.
-        kept = state.with_name("bench.last-logs")
+        kept = state.with_name(f"{name}.last-logs")
         shutil.rmtree(kept, ignore_errors=True)
         with suppress(OSError):
             shutil.copytree(state / "logs", kept)

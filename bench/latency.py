@@ -26,7 +26,9 @@ from typing import Any
 
 from bench import kueue
 from bench.harness import (
+    CONTROL_PLANE,
     PodClock,
+    Sampler,
     System,
     job_of,
     parallel,
@@ -104,6 +106,8 @@ def chain(peer: Peer, clock: PodClock, count: int) -> list[float]:
 def measure(s: System, peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     peer.setup(gpus=GPUS_TOTAL)
     clock = PodClock(s.api, peer.namespace).start()
+    sampler = Sampler({**peer.controllers(), **s.control_plane_pids()})
+    started = time.monotonic()
     result: dict[str, Any] = {"submit_to_pod_idle": summary(idle(peer, clock, args.idle))}
     names, latencies = burst(peer, clock, args.jobs)
     result["submit_to_pod_burst"] = summary(latencies)
@@ -118,6 +122,10 @@ def measure(s: System, peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     elif isinstance(peer, BatchJobs):
         result["delete_job_to_pod_gone"] = summary(delete_jobs(peer, clock, names))
     clock.stop()
+    usage = sampler.stop()
+    for figures in usage.values():
+        figures["core_share"] = figures["cpu_seconds"] / (time.monotonic() - started)
+    result["processes"] = usage
     return result
 
 
@@ -134,8 +142,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
         (f"{r['name']}: {k} {q}", v[q])
         for r in results.values()
         for k, v in r.items()
-        if isinstance(v, dict)
+        if isinstance(v, dict) and k != "processes"
         for q in ("p50", "p99")
+    ] + [
+        (f"{r['name']}: {process} core share", figures["core_share"])
+        for r in results.values()
+        for process, figures in r.get("processes", {}).items()
+        if process not in CONTROL_PLANE or process == "kube-controller-manager"
     ]
 
 

@@ -98,7 +98,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
     for r in results.values():
         out += [(f"{r['name']}: {k}", v) for k, v in r.items() if isinstance(v, float | int)]
         for process, figures in r["processes"].items():
-            if process in r["controllers"]:
+            if process in (*r["controllers"], "other processes"):
                 out += [(f"{r['name']}: {process} {k}", v) for k, v in figures.items()]
     return out
 
