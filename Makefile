@@ -10,7 +10,8 @@ export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
-        test-unit demo demo-down e2e-kind bench clean trainer-venv deps realnode-bins images demo-real
+        test-unit demo demo-down e2e-kind bench bench-10k kueue clean trainer-venv deps \
+        realnode-bins images demo-real
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,10 +63,20 @@ demo-down: venv ## Stop everything `make demo` or `make demo-real` started
 e2e-kind: venv controlplane ## The e2e suite on a kind cluster (needs Docker and kind; see hack/e2e-kind.sh)
 	hack/e2e-kind.sh
 
-bench: venv controlplane ## Benchmarks (minutes; prints tables, writes bench/results/*.json; see bench/RESULTS.md)
-	$(PY) -m bench.latency --jobs 200 --chain 100
-	$(PY) -m bench.throughput --jobs 1000
+kueue: ## Build Kueue (pinned in hack/controlplane/kueue; ~4 min, cached), the bench's queueing peer
+	hack/controlplane/build.sh kueue
+
+# Kueue's client QPS/burst in the benches: its manifest's 50/100, and raised.
+KUEUE_SETTINGS ?= 50/100,500/1000
+
+bench: venv controlplane kueue ## Benchmarks: Shunter vs Kueue vs batch/v1 Jobs (~1 h; writes bench/results/*.json; see bench/RESULTS.md)
+	$(PY) -m bench.latency --jobs 200 --idle 20 --chain 100 --kueue $(KUEUE_SETTINGS)
+	$(PY) -m bench.throughput --jobs 1000 --run-for 5s --kueue $(KUEUE_SETTINGS)
+	$(PY) -m bench.throughput --jobs 1000 --run-for 1s --precreate --kueue $(KUEUE_SETTINGS)
 	$(PY) -m bench.api_load --jobs 10000 --cycles 2000
+
+bench-10k: venv controlplane kueue ## The 10,000-job throughput run for all peers (1-2 h)
+	$(PY) -m bench.throughput --jobs 10000 --run-for 5s --kueue $(KUEUE_SETTINGS)
 
 manifests: controlplane ## Re-render manifests/ from the Helm chart (a test fails if they drift)
 	hack/render-manifests.sh

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import ssl
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,8 +81,16 @@ def table(title: str, rows: list[tuple[str, Any]]) -> None:
         print(f"  {key:<{width}}  {shown}")
 
 
+def job_of(pod: str) -> str:
+    """The job a Pod belongs to, from its name: Shunter's `<job>-trainer`, the Job
+    controller's `<job>-<suffix>`."""
+    return pod.rsplit("-", 1)[0]
+
+
 class PodClock:
-    """Watches Pods in a namespace and records when each was added, ran, and went away."""
+    """Watches Pods in a namespace and records when each was added, ran, and went away;
+    also per job (job_of), the first time one of its Pods did, so a wait for N jobs is
+    a count, not a scan."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self.core = client.CoreV1Api(api)
@@ -88,6 +99,8 @@ class PodClock:
         self.running: dict[str, float] = {}
         self.finished: dict[str, float] = {}
         self.deleted: dict[str, float] = {}
+        self.job_added: dict[str, float] = {}
+        self.job_finished: dict[str, float] = {}
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -123,15 +136,23 @@ class PodClock:
                 with self._changed:
                     if event["type"] == "ADDED":
                         self.added.setdefault(name, now)
+                        self.job_added.setdefault(job_of(name), now)
                     if event["type"] == "DELETED":
                         self.deleted[name] = now
                     elif pod.status.phase == "Running":
                         self.running.setdefault(name, now)
                     elif pod.status.phase in ("Succeeded", "Failed"):
                         self.finished.setdefault(name, now)
+                        self.job_finished.setdefault(job_of(name), now)
                     self._changed.notify_all()
                 if self._stop.is_set():
                     return
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Copies of the records, taken under the watcher's lock."""
+        with self._changed:
+            names = ("added", "running", "finished", "deleted", "job_added", "job_finished")
+            return {name: dict(getattr(self, name)) for name in names}
 
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -143,18 +164,32 @@ class PodClock:
                 self._changed.wait(min(left, 1.0))
 
 
+def _busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores)."""
+    times = psutil.cpu_times()
+    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)  # inside user
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0) - guest)
+
+
 @dataclass
 class Sampler:
     """Samples CPU time and RSS of processes (by pid) every `interval` seconds."""
 
     pids: dict[str, int]
     interval: float = 0.25
+    # Processes started at the moment measured from: all their CPU time counts.
+    fresh: tuple[str, ...] = ()
     peak_rss: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in self.pids.items()}
-        self.cpu_start = {n: sum(p.cpu_times()[:2]) for n, p in self.procs.items()}
+        self.cpu_start = {
+            n: 0.0 if n in self.fresh else sum(p.cpu_times()[:2]) for n, p in self.procs.items()
+        }
+        self.me = psutil.Process()
+        self.me_start = sum(self.me.cpu_times()[:2])
+        self.machine_start = _busy()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -168,15 +203,30 @@ class Sampler:
         return int(self.procs[name].memory_info().rss)
 
     def stop(self) -> dict[str, dict[str, float]]:
+        """CPU seconds and peak RSS per process, plus this bench process and, as
+        `other processes`, the rest of the machine's busy CPU time (other work on a
+        shared machine, which the figures should be read with)."""
         self._stop.set()
         self.thread.join()
-        return {
+        usage = {
             name: {
                 "cpu_seconds": sum(proc.cpu_times()[:2]) - self.cpu_start[name],
                 "peak_rss_mib": self.peak_rss[name] / 2**20,
             }
             for name, proc in self.procs.items()
         }
+        bench = sum(self.me.cpu_times()[:2]) - self.me_start
+        usage["bench client"] = {
+            "cpu_seconds": bench,
+            "peak_rss_mib": self.me.memory_info().rss / 2**20,
+        }
+        machine = _busy() - self.machine_start
+        known = sum(u["cpu_seconds"] for u in usage.values())
+        usage["other processes"] = {"cpu_seconds": max(0.0, machine - known), "peak_rss_mib": 0.0}
+        return usage
+
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
 @dataclass
@@ -187,12 +237,70 @@ class System:
     base_url: str
     state: Path
     database_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    operator_env: dict[str, str] = field(default_factory=dict)
+    api_env: dict[str, str] = field(default_factory=dict)
 
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
     def pid(self, name: str) -> int:
         return int((self.state / "pids" / f"{name}.pid").read_text().split()[0])
+
+    def control_plane_pids(self) -> dict[str, int]:
+        return {name: self.pid(name) for name in CONTROL_PLANE}
+
+    def set_controller_manager_qps(self, qps: int) -> None:
+        """Restart kube-controller-manager with --kube-api-qps=qps and a burst of twice
+        that (its defaults are 20 and 30; its Job controller has its own client)."""
+        name = "kube-controller-manager"
+        recorded = json.loads((self.state / "pids" / f"{name}.argv").read_text())
+        argv = [a for a in recorded["argv"] if not a.startswith("--kube-api-")]
+        argv += [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"]
+        processes.stop(name, state_dir=self.state)
+        processes.start(name, argv, state_dir=self.state, env=recorded["env"])
+        # It serves /healthz with a self-signed certificate made at start-up.
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        url = f"https://127.0.0.1:{self.plane.ports().controller_manager}/healthz"
+        deadline = time.monotonic() + 120
+        while True:
+            with (
+                suppress(OSError),
+                urllib.request.urlopen(url, timeout=2, context=context) as response,
+            ):
+                if response.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench: {name} not healthy after a restart")
+            time.sleep(0.25)
+
+    def stop_services(self) -> None:
+        """Stop Shunter's operator and API (the cluster stays up)."""
+        demo.stop_services(self.state)
+
+    def start_services(
+        self,
+        *,
+        namespace: str | None = None,
+        operator_env: dict[str, str] | None = None,
+        with_operator: bool = True,
+    ) -> None:
+        """(Re)start Shunter's operator and API, serving `namespace` (default: the
+        current one) with operator_env (default: the one given to `system`)."""
+        self.stop_services()
+        self.namespace = namespace or self.namespace
+        env = {**self.env, **_namespace_env(self.namespace)}
+        self.base_url = demo.start_services(
+            self.plane.kubeconfig,
+            self.database_url,
+            state_dir=self.state,
+            port=processes.free_port(),
+            env=env,
+            operator_env=self.operator_env if operator_env is None else operator_env,
+            api_env=self.api_env,
+            with_operator=with_operator,
+        )
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=60)
@@ -233,11 +341,15 @@ def system(
     with_operator: bool = True,
     namespace: str = "bench",
 ) -> Iterator[System]:
-    """A fresh local cluster ("bench") with the operator and the API for one namespace."""
-    state = default_state_dir("bench")
+    """A fresh local cluster with the operator and the API for one namespace; its state
+    is ~/.cache/shunter/clusters/$SHUNTER_BENCH_CLUSTER (default "bench"), the logs of
+    its last run are kept beside it in NAME.last-logs."""
+    # Two benches on one machine must not share (and tear down) one cluster.
+    name = os.environ.get("SHUNTER_BENCH_CLUSTER", "bench")
+    state = default_state_dir(name)
     plane = ControlPlane(state)
     plane.down()
-    pg = LocalPostgres(state.with_name("bench-postgres"))
+    pg = LocalPostgres(state.with_name(f"{name}-postgres"))
     pg.down()
     started = time.monotonic()
     kubeconfig = plane.up(ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node))
@@ -248,31 +360,80 @@ def system(
     database_url = pg.up()
     demo.install_crd(plane)
     plane.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
-    env = {
-        "SHUNTER_NAMESPACE": namespace,
-        "SHUNTER_LEASE_NAMESPACE": namespace,
-        "SHUNTER_IDENTITY": "bench",
-        "SHUNTER_API_NAMESPACE": namespace,
-        "SHUNTER_API_WATCH_NAMESPACE": namespace,
-    }
+    env = {"SHUNTER_IDENTITY": "bench"}
     try:
         base_url = demo.start_services(
             kubeconfig,
             database_url,
             state_dir=state,
             port=processes.free_port(),
-            env=env,
+            env={**env, **_namespace_env(namespace)},
             operator_env=operator_env,
             api_env=api_env,
             with_operator=with_operator,
         )
         api = config.new_client_from_config(config_file=str(kubeconfig))
         api.configuration.connection_pool_maxsize = 32
-        yield System(plane, api, namespace, base_url, state, database_url)
+        yield System(
+            plane,
+            api,
+            namespace,
+            base_url,
+            state,
+            database_url,
+            env,
+            dict(operator_env or {}),
+            dict(api_env or {}),
+        )
     finally:
         demo.stop_services(state)
+        # Keep the last run's logs (operator, API, Kueue, control plane) for a look after.
+        kept = state.with_name(f"{name}.last-logs")
+        shutil.rmtree(kept, ignore_errors=True)
+        with suppress(OSError):
+            shutil.copytree(state / "logs", kept)
         plane.down()
         pg.down()
+
+
+def _namespace_env(namespace: str) -> dict[str, str]:
+    return {
+        "SHUNTER_NAMESPACE": namespace,
+        "SHUNTER_LEASE_NAMESPACE": namespace,
+        "SHUNTER_API_NAMESPACE": namespace,
+        "SHUNTER_API_WATCH_NAMESPACE": namespace,
+    }
+
+
+def create_namespace(api: client.ApiClient, name: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    try:
+        client.CoreV1Api(api).create_namespace(body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def delete_namespace(api: client.ApiClient, name: str, *, timeout: float = 900) -> float:
+    """Delete a namespace and wait until it is gone (its controller must still run if
+    its objects carry finalizers); return the seconds it took."""
+    core = client.CoreV1Api(api)
+    start = time.monotonic()
+    try:
+        core.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        return 0.0
+    while time.monotonic() - start < timeout:
+        try:
+            core.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return time.monotonic() - start
+            raise
+        time.sleep(1)
+    raise TimeoutError(f"bench: namespace {name} still there after {timeout:.0f}s")
 
 
 def training_job(
@@ -294,15 +455,25 @@ def training_job(
 
 
 def batch_job(
-    name: str, *, gpus: int = 1, annotations: dict[str, str] | None = None, grace: int = 30
+    name: str,
+    *,
+    gpus: int = 1,
+    annotations: dict[str, str] | None = None,
+    grace: int = 30,
+    labels: dict[str, str] | None = None,
+    suspend: bool = False,
 ) -> dict[str, Any]:
-    """The peer's unit of work: a batch/v1 Job running the same Pod as training_job."""
+    """The peers' unit of work: a batch/v1 Job whose Pod is Shunter's trainer Pod as the
+    operator builds it for training_job (GPU limit, no restart, grace period, GPU
+    toleration, checkpoint volume, the same kwok annotations). `labels` go on the Job
+    (Kueue's queue label); `suspend` leaves it to a queue controller to start."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels or {}},
         "spec": {
             "backoffLimit": 0,
+            "suspend": suspend,
             "template": {
                 "metadata": {"annotations": annotations or {}},
                 "spec": {
@@ -313,7 +484,12 @@ def batch_job(
                             "name": "trainer",
                             "image": "shunter/trainer:bench",
                             "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                            "volumeMounts": [{"name": "checkpoints", "mountPath": "/checkpoints"}],
                         }
+                    ],
+                    "volumes": [{"name": "checkpoints", "emptyDir": {}}],
+                    "tolerations": [
+                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
                     ],
                 },
             },

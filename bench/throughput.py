@@ -1,122 +1,142 @@
-"""Throughput at scale: N TrainingJobs over 100 fake GPU nodes, 100 running at once,
-against the same workload as batch/v1 Jobs on the same cluster.
+"""Throughput at scale: N jobs over 100 fake GPU nodes, at most 100 running at once, for
+Shunter, Kueue + the Job controller and batch/v1 Jobs alone, one after another on the
+same cluster (bench/peers.py).
 
-    python -m bench.throughput [--jobs 1000] [--run-for 5s]
+    python -m bench.throughput [--jobs 1000] [--run-for 5s] [--precreate]
+        [--kueue 50/100,500/1000] [--peers all]
 
-Each job asks for 8 GPUs and 100 nodes have 8 each, so at most 100 run at once either
-way: Shunter by its admission limit (SHUNTER_MAX_RUNNING=100), the Job controller by
-the scheduler. Reported: jobs/s admitted (Pod created) and completed, makespan, and the
-operator's CPU seconds and peak RSS.
+Each job asks for 8 GPUs and 100 nodes have 8 each, so at most 100 run at once whoever
+admits: Shunter by its admission limit (SHUNTER_MAX_RUNNING=100), Kueue by a
+ClusterQueue quota of 800 GPUs, the Job controller by the scheduler. Ideal makespan:
+N / 100 x run-for.
+
+By default the jobs are created while the peer runs (8 client threads), as users
+submit them. With --precreate the peer's controller is held back (Shunter's operator
+not started, Kueue not started, kube-controller-manager stopped for batch/v1) until all
+N jobs exist, and the clock starts when it is started: the figure is then the
+controller's own rate, not the submitter's (the 1 s mode: ideal 100 jobs/s).
+
+Reported per peer: jobs/s admitted (first Pod created) and completed (Pod finished),
+makespan, the steady completion rate between 10 % and 90 % of the jobs, when every job's
+own status said complete, and the CPU seconds and peak RSS of the peer's controllers and
+of each control-plane component.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
-from kubernetes import client
-
-from bench.harness import PodClock, Sampler, batch_job, parallel, system, table, write_result
+from bench import kueue
+from bench.harness import PodClock, Sampler, System, system, table, write_result
+from bench.peers import Peer, all_peers, run_each, select
 
 GPUS, NODES, LIMIT = 8, 100, 100
 
 
-def rates(clock: PodClock, names: list[str], start: float) -> dict[str, float]:
-    added = [clock.added[n] for n in names]
-    finished = [clock.finished[n] for n in names]
-    makespan = max(finished) - start
+def seconds(text: str) -> float:
+    return float(text.rstrip("s"))
+
+
+def rates(finished: dict[str, float], added: dict[str, float], start: float) -> dict[str, float]:
+    ends = sorted(finished.values())
+    count = len(ends)
+    makespan = ends[-1] - start
+    low, high = ends[int(0.1 * (count - 1))], ends[int(0.9 * (count - 1))]
     return {
-        "jobs": len(names),
+        "jobs": count,
         "makespan_s": makespan,
-        "admitted_per_s": len(names) / (max(added) - start),
-        "completed_per_s": len(names) / makespan,
+        "admitted_per_s": count / (max(added.values()) - start),
+        "completed_per_s": count / makespan,
+        "steady_completed_per_s": 0.8 * count / (high - low) if high > low else float("nan"),
     }
 
 
-def shunter(count: int, run_for: str) -> dict[str, Any]:
-    env = {"SHUNTER_MAX_RUNNING": str(LIMIT)}
-    with system(nodes=NODES, gpus_per_node=GPUS, operator_env=env) as s:
-        clock = PodClock(s.api, s.namespace).start()
-        sampler = Sampler({"operator": s.pid("shunter-operator"), "api": s.pid("shunter-api")})
-        names = [f"t{i:05d}" for i in range(count)]
+def measure(s: System, peer: Peer, count: int, run_for: str, precreate: bool) -> dict[str, Any]:
+    peer.setup(gpus=NODES * GPUS, held=precreate)
+    clock = PodClock(s.api, peer.namespace).start()
+    names = [f"{peer.prefix}{i:05d}" for i in range(count)]
+    annotations = {"sim.shunter.dev/run-for": run_for}
+    fresh: tuple[str, ...] = ()
+    begin = time.monotonic()
+    if precreate:
+        peer.submit(names, gpus=GPUS, annotations=annotations)
+        submitted = time.monotonic() - begin
         start = time.monotonic()
-        s.create_jobs(names, gpus=GPUS, annotations={"sim.shunter.dev/run-for": run_for})
-        submitted = time.monotonic() - start
-        pods = [f"{n}-trainer" for n in names]
-        clock.wait(lambda: all(p in clock.finished for p in pods), 3600, "all jobs to finish")
-        result = rates(clock, pods, start)
-        result["submit_s"] = submitted
-        result["processes"] = sampler.stop()
+        fresh = peer.start()
+        sampler = Sampler({**peer.controllers(), **s.control_plane_pids()}, fresh=fresh)
+    else:
+        sampler = Sampler({**peer.controllers(), **s.control_plane_pids()})
+        start = begin
+        peer.submit(names, gpus=GPUS, annotations=annotations)
+        submitted = time.monotonic() - begin
+    clock.wait(lambda: len(clock.job_finished) >= count, 4 * 3600, f"{peer.name}: all jobs")
+    records = clock.snapshot()
+    result: dict[str, Any] = rates(records["job_finished"], records["job_added"], start)
+    makespan = result["makespan_s"]
+    result["ideal_makespan_s"] = math.ceil(count / LIMIT) * seconds(run_for)
+    result["vs_ideal"] = makespan / result["ideal_makespan_s"]
+    result["submit_s"] = submitted
+    result["precreated"] = precreate
+    usage = sampler.stop()
+    for figures in usage.values():
+        figures["core_share"] = figures["cpu_seconds"] / makespan
+    result["processes"] = usage
+    result["controllers"] = sorted(peer.controllers())
+    clock.stop()
+    deadline = time.monotonic() + 900
+    while (done := peer.count_done()) < count and time.monotonic() < deadline:
+        time.sleep(1)
+    result["all_done_in_status_s"] = time.monotonic() - start if done >= count else None
+    return result
 
-        def completed() -> bool:
-            items = s.list_jobs()
-            return sum(i.get("status", {}).get("phase") == "completed" for i in items) == count
 
-        clock.wait(completed, 600, "every TrainingJob to say completed")
-        result["all_completed_in_status_s"] = time.monotonic() - start
-        clock.stop()
-        return result
-
-
-def peer(count: int, run_for: str) -> dict[str, Any]:
-    with system(nodes=NODES, gpus_per_node=GPUS, with_operator=False) as s:
-        clock = PodClock(s.api, s.namespace).start()
-        batch = client.BatchV1Api(s.api)
-        names = [f"j{i:05d}" for i in range(count)]
-
-        def create(name: str) -> None:
-            annotations = {"sim.shunter.dev/run-for": run_for}
-            batch.create_namespaced_job(
-                s.namespace, batch_job(name, gpus=GPUS, annotations=annotations)
-            )
-
-        start = time.monotonic()
-        parallel(create, names)
-        submitted = time.monotonic() - start
-
-        def pods() -> dict[str, str]:
-            return {p.rsplit("-", 1)[0]: p for p in clock.added if p.startswith("j")}
-
-        clock.wait(
-            lambda: len(pods()) == count and all(p in clock.finished for p in pods().values()),
-            3600,
-            "all batch Jobs to finish",
-        )
-        result = rates(clock, list(pods().values()), start)
-        result["submit_s"] = submitted
-        clock.stop()
-        return result
+def rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for r in results.values():
+        out += [(f"{r['name']}: {k}", v) for k, v in r.items() if isinstance(v, float | int)]
+        for process, figures in r["processes"].items():
+            if process in (*r["controllers"], "other processes"):
+                out += [(f"{r['name']}: {process} {k}", v) for k, v in figures.items()]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--run-for", default="5s")
+    parser.add_argument("--precreate", action="store_true")
+    parser.add_argument("--kueue", default="50/100,500/1000", help="Kueue client QPS/burst list")
+    parser.add_argument(
+        "--kcm-qps", type=int, default=0, help="kube-controller-manager client QPS (default 20)"
+    )
+    parser.add_argument("--peers", default="all", help="all, or any of shunter,kueue,batch")
+    parser.add_argument("--name", default="", help="result file name (default from the args)")
     args = parser.parse_args()
-    ours = shunter(args.jobs, args.run_for)
-    theirs = peer(args.jobs, args.run_for)
+    settings = [kueue.Settings.parse(k) for k in args.kueue.split(",") if k]
+    operator_env = {"SHUNTER_MAX_RUNNING": str(LIMIT)}
+    with system(nodes=NODES, gpus_per_node=GPUS, with_operator=False) as s:
+        if args.kcm_qps:
+            s.set_controller_manager_qps(args.kcm_qps)
+        peers = select(all_peers(s, operator_env, settings), args.peers)
+        results = run_each(peers, lambda p: measure(s, p, args.jobs, args.run_for, args.precreate))
     result = {
         "jobs": args.jobs,
         "run_for": args.run_for,
+        "precreate": args.precreate,
         "nodes": NODES,
         "limit": LIMIT,
-        "shunter": ours,
-        "peer_batch_v1_job": theirs,
-        "ratio_completed_per_s_shunter_over_peer": ours["completed_per_s"]
-        / theirs["completed_per_s"],
+        "kueue": {"version": kueue.version(), "settings": [k.label for k in settings]},
+        "kube_controller_manager_qps": args.kcm_qps or "default (20, burst 30)",
+        "peers": results,
     }
-    rows = [(f"shunter {k}", v) for k, v in ours.items() if not isinstance(v, dict)]
-    rows += [(f"shunter {p} {k}", v) for p, d in ours["processes"].items() for k, v in d.items()]
-    rows += [(f"batch/v1 {k}", v) for k, v in theirs.items()]
-    rows += [
-        (
-            "ratio completed/s shunter over batch/v1",
-            result["ratio_completed_per_s_shunter_over_peer"],
-        )
-    ]
-    table(f"throughput, {args.jobs} jobs of {args.run_for}, {LIMIT} at once", rows)
-    print(f"\nwrote {write_result(f'throughput-{args.jobs}', result)}")
+    mode = " (pre-created)" if args.precreate else ""
+    table(f"throughput, {args.jobs} jobs of {args.run_for}{mode}, {LIMIT} at once", rows(results))
+    default = f"throughput-{args.jobs}-{args.run_for}{'-precreated' if args.precreate else ''}"
+    default += f"-kcm{args.kcm_qps}" if args.kcm_qps else ""
+    print(f"\nwrote {write_result(args.name or default, result)}")
 
 
 if __name__ == "__main__":

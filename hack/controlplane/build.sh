@@ -5,11 +5,22 @@
 # ~/.cache/shunter/bin). Each module is rebuilt only when its go.mod/go.sum change: a
 # stamp holding their hash sits beside the binaries.
 #
-#   build.sh              the control plane
+#   build.sh              the control plane and helm (make controlplane)
 #   build.sh --realnode   the control plane, then the real worker node's parts
 #                         (build-realnode.sh: kubelet, kube-proxy, containerd, runc, ...)
+#   build.sh kueue        only Kueue, a peer in bench/ (make kueue; ~4 min on 2 cores),
+#                         not needed by the tests
 set -euo pipefail
 . "$(cd "$(dirname "$0")" && pwd)/build-lib.sh"
+
+if [ "${1:-}" = kueue ]; then
+  kueue_version=$(sed -nE 's/^require sigs\.k8s\.io\/kueue (v[0-9.]+)$/\1/p' "$here/kueue/go.mod")
+  build_module kueue kueue "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" \
+    kueue=sigs.k8s.io/kueue/cmd/kueue
+  # bench/kueue.py applies the CRDs from the module directory.
+  (cd "$here/kueue" && go mod download sigs.k8s.io/kueue)
+  exit 0
+fi
 
 build_module etcd etcd "-s -w" etcd=go.etcd.io/etcd/server/v3
 build_module kwok kwok "-s -w" kwok=sigs.k8s.io/kwok/cmd/kwok
