@@ -22,7 +22,12 @@
 | SHUNTER_NAMESPACE | (all) | watch one namespace instead of the whole cluster |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
-| SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease |
+| SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease (unique per replica) |
+| SHUNTER_LEASE_SECONDS | 15 | the Lease's duration: a standby takes over this long after |
+|  |  | it last saw the leader renew |
+| SHUNTER_RENEW_SECONDS | 2 | how often the leader renews (and a standby looks) |
+| SHUNTER_RENEW_DEADLINE_SECONDS | 10 | the leader stops acting when it could not renew for this |
+|  |  | long (renew < deadline < lease) |
 | DATABASE_URL | (none) | PostgreSQL for the mirror; unset: the mirror is off (logged) |
 | SHUNTER_RESYNC_SECONDS | 30 | periodic look at every unfinished job even without events |
 | SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs per queue get their exact position in status |
@@ -33,10 +38,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shunter.operator.admission import Limits
+from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
 
 
@@ -70,6 +76,7 @@ class Settings:
     identity: str
     database_url: str | None
     resync: timedelta
+    lease: Timing = field(default_factory=Timing)
 
     @property
     def limits(self) -> Limits:
@@ -94,8 +101,17 @@ class Settings:
             checkpoint_size=os.environ.get("SHUNTER_CHECKPOINT_SIZE") or None,
             checkpoint_storage_class=os.environ.get("SHUNTER_CHECKPOINT_STORAGE_CLASS") or None,
         )
+        try:
+            lease = Timing(
+                lease=_int("SHUNTER_LEASE_SECONDS", 15, minimum=2),
+                renew=_int("SHUNTER_RENEW_SECONDS", 2, minimum=1),
+                deadline=_int("SHUNTER_RENEW_DEADLINE_SECONDS", 10, minimum=1),
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
         return cls(
             rules=rules,
+            lease=lease,
             namespace=os.environ.get("SHUNTER_NAMESPACE") or None,
             lease_namespace=os.environ.get("SHUNTER_LEASE_NAMESPACE", "default"),
             lease_name=os.environ.get("SHUNTER_LEASE_NAME", "shunter-operator"),
