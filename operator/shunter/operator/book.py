@@ -6,7 +6,9 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 
 - every job, with the status this operator last wrote laid over it until the watch
   shows that write (the resourceVersion the write returned says when): without it, a
-  job just admitted would still look queued and be admitted a second time;
+  job just admitted would still look queued and be admitted a second time. A job's
+  `resource_version` is the newest this replica knows (the watch's, or its own last
+  write's): the precondition of its next status write;
 - the queued jobs in admission order (a sorted list per queue, updated as jobs enter,
   leave or change priority), the jobs holding a slot, and the queued jobs whose
   status carries an exact position;
@@ -38,6 +40,7 @@ OrderKey = tuple[int, float, int, str, str]
 class _Written:
     uid: str
     resource_version: int
+    version: str  # resource_version as the API server wrote it
     status: JobStatus
     base: Job  # the job as the watch last showed it
 
@@ -104,7 +107,7 @@ class JobBook:
                 del self._written[job.key]
             else:
                 self._written[job.key] = replace(written, base=job)
-                job = replace(job, status=written.status)
+                job = replace(job, status=written.status, resource_version=written.version)
         self._index(job)
 
     def remove_job(self, key: JobKey) -> None:
@@ -122,8 +125,11 @@ class JobBook:
             return  # deleted meanwhile
         previous = self._written.get(job.key)
         base = previous.base if previous is not None else current
-        self._written[job.key] = _Written(job.uid, _number(resource_version), status, base)
-        self._index(replace(current, status=status))
+        self._written[job.key] = _Written(
+            job.uid, _number(resource_version), resource_version, status, base
+        )
+        # The next write's precondition is the version this one produced.
+        self._index(replace(current, status=status, resource_version=resource_version))
 
     def _index(self, job: Job) -> None:
         key = job.key

@@ -102,7 +102,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         timing=config.lease,
         name=f"lease {config.lease_namespace}/{config.lease_name}",
     )
-    controller = Controller(Actions(kube), book, config)
+    controller = Controller(Actions(kube, budget=elector.write_budget), book, config)
     elector.on_change = lambda _leader: controller.forget()
     jobs: Informer[JobKey, Job] = Informer(
         kube, TRAINING_JOBS, namespace=config.namespace, parse=Job.parse,
