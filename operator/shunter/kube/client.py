@@ -31,12 +31,16 @@ Body = dict[str, Any]
 
 class Kube:
     def __init__(
-        self, connection: Connection, *, connections: int = 64, user_agent: str | None = None
-    ) -> None:
+        self, connection: Connection, *, connections: int = 64, user_agent: str | None = None,
+        field_manager: str | None = None,
+    ) -> None:  # fmt: skip
         self.connection = connection
         self._connections = connections
-        # Names the caller in the API server's audit log (e.g. one operator replica).
+        # Name the caller in the API server's audit log (user agent) and in the objects'
+        # managedFields (field manager) of what it creates and changes: e.g. which
+        # operator replica wrote a job's status last.
         self.user_agent = user_agent
+        self._writer = {"fieldManager": field_manager} if field_manager else None
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -139,6 +143,7 @@ class Kube:
         name = body.get("metadata", {}).get("name") or "(generated)"
         return await self.request(
             "POST", resource.path(namespace=namespace), body=body, seconds=seconds,
+            params=self._writer,
             what=f"create {resource.plural} {_ref(namespace, name)}",
         )  # fmt: skip
 
@@ -157,13 +162,14 @@ class Kube:
         return await self.request(
             "PATCH", resource.path(namespace=namespace, name=name, sub=sub),
             body=patch, content_type=content_type, what=f"patch {where}", seconds=seconds,
+            params=self._writer,
         )  # fmt: skip
 
     async def replace(
         self, resource: Resource, name: str, body: Body, *, namespace: str | None = None
     ) -> Body:
         return await self.request(
-            "PUT", resource.path(namespace=namespace, name=name), body=body,
+            "PUT", resource.path(namespace=namespace, name=name), body=body, params=self._writer,
             what=f"replace {resource.plural} {_ref(namespace, name)}",
         )  # fmt: skip
 

@@ -92,8 +92,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config: Settings = memo.config  # parsed and checked by main()
     settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING
-    # The user agent names this replica in the API server's audit log.
-    kube = Kube(connect(), user_agent=f"shunter-operator/{config.identity}")
+    # This replica's name in the API server's audit log and in managedFields.
+    writer = f"shunter-operator/{config.identity}"
+    kube = Kube(connect(), user_agent=writer, field_manager=writer)
     book = JobBook()
     mirror = Mirror(config.database_url)
     elector = LeaderElector(

@@ -182,6 +182,10 @@ class LeaderElector:
 
     def _observe(self, record: LeaseRecord | None) -> None:
         if record is None or self._observed is None or record.version != self._observed.version:
+            previous = self._observed.holder if self._observed is not None else None
+            if record is not None and record.holder not in ("", self.identity, previous):
+                log.info("%s is held by %s; %s standing by", self.name, record.holder,
+                         self.identity)  # fmt: skip
             self._observed, self._observed_at = record, self.clock.monotonic()
         if record is not None and record.holder != self.identity:
             self._sent = None  # someone else holds it: stop acting now, not at the deadline
