@@ -74,18 +74,27 @@ class OperatorProcess(ServiceProcess):
             env={**defaults, **(env or {})},
         )
 
-    def start(self) -> OperatorProcess:
+    @property
+    def identity(self) -> str:
+        return self.env["SHUNTER_IDENTITY"]
+
+    def start(self, *, lead: bool = True) -> OperatorProcess:
+        """Start it and wait until it leads (lead=False: until it stands by, having
+        seen another replica hold the Lease)."""
+        self._offset = len(self.log())
         self.spawn()
+        wanted = "acquired leadership" if lead else "standing by"
         wait_for(
-            lambda: "acquired leadership" in self.log_since_start(),
+            lambda: wanted in self.log_since_start(),
             timeout=60,
-            what="the operator to take its Lease",
+            what="the operator to take its Lease" if lead else "the standby to stand by",
         )
         return self
 
     def log_since_start(self) -> str:
-        text = self.log()
-        marker = text.rfind("shunter operator pytest-")
+        """Its log since the last start()."""
+        text = self.log()[getattr(self, "_offset", 0) :]
+        marker = text.rfind(f"shunter operator {self.identity}:")
         return text[marker:] if marker >= 0 else ""
 
 
