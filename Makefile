@@ -10,12 +10,17 @@ export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
-        test-unit demo demo-down e2e-kind bench clean trainer-venv
+        test-unit demo demo-down e2e-kind bench clean trainer-venv deps realnode-bins images demo-real
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# The real node's packages are not needed against another cluster (KUBECONFIG).
+deps: ## Install the Debian packages the targets need (only the missing ones; hack/install-deps.sh)
+	@hack/install-deps.sh base browser $(if $(KUBECONFIG),,realnode)
+
 $(VENV)/.installed: pyproject.toml
+	@hack/install-deps.sh base
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[local,test,lint,bench]'
@@ -24,7 +29,14 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create .venv with the package, test and lint tools (pip cache: ~/.cache/pip)
 
 controlplane: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl, kwok, helm (pinned; cached)
+	@hack/install-deps.sh base
 	hack/controlplane/build.sh
+
+realnode-bins: controlplane ## Build the real node's kubelet, kube-proxy, containerd, runc, CNI, buildkit, crictl (pinned; cached)
+	hack/controlplane/build-realnode.sh
+
+images: venv realnode-bins trainer-venv ## Build the operator/API and trainer images into the real node's containerd (cached by content)
+	$(PY) -m shunter.devcluster.cli images
 
 cluster: venv controlplane ## Start the local control plane with 4 fake GPU nodes x 8 GPUs; prints the kubeconfig
 	$(PY) -m shunter.devcluster.cli cluster up --name dev
@@ -38,10 +50,13 @@ postgres: venv ## Start the embedded PostgreSQL; prints DATABASE_URL
 postgres-down: venv ## Stop the embedded PostgreSQL and delete its data
 	$(PY) -m shunter.devcluster.cli postgres down --name dev
 
-demo: venv controlplane ## The whole system locally: cluster, Postgres, operator, API on :8000, sample jobs
+demo: deps venv controlplane ## The whole system locally: cluster, Postgres, operator, API on :8000, sample jobs
 	$(PY) -m shunter.devcluster.cli demo up
 
-demo-down: venv ## Stop everything `make demo` started
+demo-real: venv images ## The demo plus the real node and one real trainer job (see README, "A real node")
+	$(PY) -m shunter.devcluster.cli demo up --real-node
+
+demo-down: venv ## Stop everything `make demo` or `make demo-real` started
 	$(PY) -m shunter.devcluster.cli demo down
 
 e2e-kind: venv controlplane ## The e2e suite on a kind cluster (needs Docker and kind; see hack/e2e-kind.sh)
@@ -68,7 +83,9 @@ lint: venv ## ruff (format + check), mypy --strict, import-linter
 trainer-venv: ## The trainer's torch venv under ~/.cache (CPU is enough for the tests)
 	@hack/trainer-venv.sh
 
-test: venv controlplane lint chart-lint ## Lint, then the whole test suite on a real control plane (KUBECONFIG to reuse a cluster)
+# With KUBECONFIG (kind, any cluster) the images come from elsewhere (hack/e2e-kind.sh).
+TEST_IMAGES := $(if $(KUBECONFIG),,images)
+test: deps venv controlplane lint chart-lint $(TEST_IMAGES) ## Lint, then the whole suite on a real control plane with a real node (KUBECONFIG to reuse a cluster)
 	SHUNTER_TRAINER_PYTHON=$$(hack/trainer-venv.sh) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Only the tests that need neither a cluster nor Postgres

@@ -19,8 +19,9 @@ from kubernetes import client
 
 from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from shunter.operator.model import GROUP, VERSION
 from tests.support.api import ApiProcess
-from tests.support.kube import api_client, temporary_namespace
+from tests.support.kube import api_client, install_user_roles, temporary_namespace
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
 
@@ -83,6 +84,32 @@ def crd(kube_api: client.ApiClient) -> None:
     install_crd(kube_api)
 
 
+@pytest.fixture(scope="session")
+def user_roles(kube_api: client.ApiClient) -> list[str]:
+    """The chart's user ClusterRoles (trainingjob editor and viewer), in the cluster."""
+    return install_user_roles(kube_api)
+
+
+@pytest.fixture
+def queues(kube_api: client.ApiClient, crd: None) -> Iterator[Callable[..., str]]:
+    """make(**spec) creates a TrainingQueue (cluster-scoped) with a unique name; all are
+    deleted afterwards."""
+    custom = client.CustomObjectsApi(kube_api)
+    made: list[str] = []
+
+    def make(**spec: Any) -> str:
+        name = f"q-{uuid.uuid4().hex[:6]}"
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingQueue",
+                "metadata": {"name": name}, "spec": spec}  # fmt: skip
+        custom.create_cluster_custom_object(GROUP, VERSION, "trainingqueues", body)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "trainingqueues", name)
+
+
 @pytest.fixture
 def namespace(kube_api: client.ApiClient, unique_name: str) -> Iterator[str]:
     with temporary_namespace(kube_api, unique_name) as name:
@@ -119,6 +146,8 @@ def _starter(
     yield start
     for process in started:
         process.stop()
+    for process in started:
+        assert process.thread_safety_violations() == [], f"{process.module}: loop state touched"
 
 
 @pytest.fixture

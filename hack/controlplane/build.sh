@@ -4,36 +4,15 @@
 # the go.mod files beside this script, into $SHUNTER_BIN_DIR (default
 # ~/.cache/shunter/bin). Each module is rebuilt only when its go.mod/go.sum change: a
 # stamp holding their hash sits beside the binaries.
+#
+#   build.sh              the control plane
+#   build.sh --realnode   the control plane, then the real worker node's parts
+#                         (build-realnode.sh: kubelet, kube-proxy, containerd, runc, ...)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/goenv.sh"
-mkdir -p "$SHUNTER_BIN_DIR"
+. "$(cd "$(dirname "$0")" && pwd)/build-lib.sh"
 
-k8s_version=$(sed -nE 's/^require k8s\.io\/kubernetes (v[0-9.]+)$/\1/p' "$here/kubernetes/go.mod")
-ldflags_k8s="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$k8s_version" | cut -d. -f2)"
-
-# build_module DIR LDFLAGS NAME=PACKAGE...
-build_module() {
-  local dir=$1 ldflags=$2; shift 2
-  local stamp="$SHUNTER_BIN_DIR/.$dir.stamp"
-  local want; want=$(cat "$here/$dir/go.mod" "$here/$dir/go.sum" | sha256sum | cut -d' ' -f1)
-  local missing=0 spec
-  for spec in "$@"; do [ -x "$SHUNTER_BIN_DIR/${spec%%=*}" ] || missing=1; done
-  if [ "$missing" = 0 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    echo "build: $dir is up to date"
-    return
-  fi
-  local start=$SECONDS
-  for spec in "$@"; do
-    echo "build: ${spec%%=*} from ${spec#*=}"
-    (cd "$here/$dir" && go build -trimpath -ldflags "$ldflags" -o "$SHUNTER_BIN_DIR/${spec%%=*}" "${spec#*=}")
-  done
-  echo "$want" > "$stamp"
-  echo "build: $dir took $((SECONDS - start))s"
-}
-
-build_module etcd "-s -w" etcd=go.etcd.io/etcd/server/v3
-build_module kwok "-s -w" kwok=sigs.k8s.io/kwok/cmd/kwok
+build_module etcd etcd "-s -w" etcd=go.etcd.io/etcd/server/v3
+build_module kwok kwok "-s -w" kwok=sigs.k8s.io/kwok/cmd/kwok
 helm_version=$(sed -nE 's/^require helm\.sh\/helm\/v3 (v[0-9.]+)$/\1/p' "$here/helm/go.mod")
 # Helm's default Kubernetes version (for `helm template` and lint) follows its client-go.
 helm_k8s_minor=$(sed -nE 's/^\s*k8s\.io\/client-go v0\.([0-9]+)\..*/\1/p' "$here/helm/go.mod" | head -1)
@@ -41,10 +20,14 @@ helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
 for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_k8s_minor"
 done
-build_module helm "$helm_ldflags" \
+build_module helm helm "$helm_ldflags" \
   helm=helm.sh/helm/v3/cmd/helm
-build_module kubernetes "$ldflags_k8s" \
+build_module kubernetes kubernetes "$ldflags_k8s" \
   kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
   kubectl=k8s.io/kubernetes/cmd/kubectl
+
+if [ "${1:-}" = --realnode ]; then
+  exec "$here/build-realnode.sh"
+fi

@@ -27,7 +27,8 @@ rm -f go.sum
 cat > tools.go <<GO
 //go:build tools
 
-// Package tools records the Kubernetes commands this module builds.
+// Package tools records the Kubernetes commands this module builds (kubelet and
+// kube-proxy only for the real worker node: build-realnode.sh).
 package tools
 
 import (
@@ -35,6 +36,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
 go mod tidy

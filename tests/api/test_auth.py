@@ -1,7 +1,9 @@
 """Auth is Kubernetes': TokenReview says who, SubjectAccessReview says whether.
 
-Real ServiceAccount tokens (TokenRequest) and real RBAC Roles in the test
-namespace; the API server decides every cell of the matrix.
+Real ServiceAccount tokens (TokenRequest) granted the chart's own user roles
+(`shunter-trainingjob-editor` / `-viewer`, or the built-in `edit` / `view` they are
+aggregated into) by RoleBindings in the test namespace; the API server decides every
+cell of the matrix.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import pytest
 from kubernetes import client
 
 from tests.support.api import ApiProcess
-from tests.support.kube import account_with_role
+from tests.support.kube import EDITOR, VIEWER, account_with_role
 from tests.support.operator import OperatorProcess
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
@@ -22,7 +25,9 @@ SUBMIT = {"pod_annotations": {"sim.shunter.dev/run-for": "600s"}}
 
 @pytest.fixture
 def secured(
-    start_operator: Callable[..., OperatorProcess], start_api: Callable[..., ApiProcess]
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    user_roles: list[str],
 ) -> ApiProcess:
     start_operator()
     return start_api(SHUNTER_API_AUTH="kubernetes")
@@ -46,11 +51,9 @@ def test_no_or_bad_token_is_401_with_a_json_reason(secured: ApiProcess):
 
 
 def test_rbac_decides_each_verb(secured: ApiProcess, kube_api: client.ApiClient, namespace: str):
-    writer = account_with_role(
-        kube_api, namespace, "writer", ["get", "list", "watch", "create", "patch"]
-    )
-    reader = account_with_role(kube_api, namespace, "reader", ["get", "list", "watch"])
-    outsider = account_with_role(kube_api, namespace, "outsider", [])
+    writer = account_with_role(kube_api, namespace, "writer", EDITOR)
+    reader = account_with_role(kube_api, namespace, "reader", VIEWER)
+    outsider = account_with_role(kube_api, namespace, "outsider", None)
 
     with secured.client(writer) as w, secured.client(reader) as r, secured.client(outsider) as o:
         created = w.post("/api/training/submit", json=SUBMIT)
@@ -81,9 +84,7 @@ def test_rbac_decides_each_verb(secured: ApiProcess, kube_api: client.ApiClient,
 def test_no_access_to_other_namespaces(
     secured: ApiProcess, kube_api: client.ApiClient, namespace: str
 ):
-    writer = account_with_role(
-        kube_api, namespace, "writer", ["get", "list", "watch", "create", "patch"]
-    )
+    writer = account_with_role(kube_api, namespace, "writer", EDITOR)
     with secured.client(writer) as w:
         for call in (
             w.get("/api/training/queue", params={"namespace": "kube-system"}),
@@ -92,3 +93,34 @@ def test_no_access_to_other_namespaces(
         ):
             assert call.status_code == 403
             assert "may not" in call.json()["message"]
+
+
+def test_the_built_in_edit_and_view_roles_include_shunter(
+    secured: ApiProcess, kube_api: client.ApiClient, namespace: str
+):
+    """The chart's roles are aggregated: whoever has `edit` or `view` in a namespace may
+    use Shunter there without a grant of its own."""
+    rbac = client.RbacAuthorizationV1Api(kube_api)
+
+    def aggregated(role: str, verb: str) -> bool:
+        rules = rbac.read_cluster_role(role).rules or []
+        return any(
+            "shunter.dev" in (r.api_groups or []) and "trainingjobs" in (r.resources or [])
+            and verb in (r.verbs or [])
+            for r in rules
+        )  # fmt: skip
+
+    wait_for(
+        lambda: aggregated("edit", "patch") and aggregated("view", "list"),
+        timeout=30,
+        what="the aggregation controller to fold the chart's roles into edit and view",
+    )
+    editor = account_with_role(kube_api, namespace, "builtin-editor", "edit")
+    viewer = account_with_role(kube_api, namespace, "builtin-viewer", "view")
+    with secured.client(editor) as e, secured.client(viewer) as v:
+        created = e.post("/api/training/submit", json=SUBMIT)
+        assert created.status_code == 201, created.text
+        job = created.json()["job_id"]
+        assert v.get(f"/api/training/status/{job}").status_code == 200
+        assert v.post(f"/api/training/cancel/{job}").status_code == 403
+        assert e.post(f"/api/training/cancel/{job}").status_code == 200

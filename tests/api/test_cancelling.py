@@ -79,6 +79,7 @@ class RacingKube:
 
     async def patch(self, _resource: Any, _name: str, patch: dict[str, Any], **_: Any) -> Any:
         self.patches.append(patch["metadata"]["resourceVersion"])
+        self.annotations = patch["metadata"]["annotations"]
         self.current = self.completed  # the trainer finished meanwhile
         raise Conflict("the object has been modified", status=409)
 
@@ -97,8 +98,9 @@ async def test_a_job_finishing_during_the_cancel_gets_one_consistent_answer():
     kube = RacingKube()
     settings = ApiSettings(cancel_wait_seconds=0)
     service = TrainingService(kube, StaleCache(kube.running), None, settings)  # type: ignore[arg-type]
-    outcome = await service.cancel(JobKey("default", "race"))
+    outcome = await service.cancel(JobKey("default", "race"), user="alice")
     assert kube.patches == ["100"]  # one patch, with the version it read; refused
+    assert kube.annotations == {"shunter.dev/cancelled-by": "alice"}  # in the same write
     assert (outcome.http_status, outcome.success, outcome.message) == (
         409,
         False,

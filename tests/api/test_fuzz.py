@@ -2,7 +2,8 @@
 
 Hypothesis generates valid and invalid requests for every operation; the checks
 require no server error, responses that match the documented schemas, and
-documented status codes.
+documented status codes. GET /stream is left out: it never ends by design (it is
+exercised by tests/api/test_stream.py), and hypothesis would wait out every example.
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ def test_no_operation_answers_a_server_error(
     start_operator()
     api = start_api(SHUNTER_API_CANCEL_WAIT_SECONDS="0")
     schema = schemathesis.openapi.from_url(f"{api.base_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [
+        op
+        for op in (result.ok() for result in schema.get_all_operations())
+        if op.path != "/api/training/stream"
+    ]
     assert {op.path for op in operations} >= {
         "/api/training/submit",
         "/api/training/queue",
         "/api/training/status/{job_id}",
         "/api/training/cancel/{job_id}",
         "/api/training/jobs",
+        "/api/training/status/{job_id}/logs",
     }
     for operation in operations:
 

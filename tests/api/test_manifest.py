@@ -21,7 +21,7 @@ def test_node_selector_and_tolerations_keep_the_pod_shape():
             ],
         }
     )
-    spec = manifest_of(request, default_image="trainer:1")["spec"]
+    spec = manifest_of(request, default_image="trainer:1", submitter="alice")["spec"]
     assert spec["nodeSelector"] == {"shunter.dev/node-pool": "real"}
     assert spec["tolerations"] == [
         {"key": "shunter.dev/real-node", "operator": "Exists", "effect": "NoSchedule"},
@@ -30,7 +30,9 @@ def test_node_selector_and_tolerations_keep_the_pod_shape():
 
 
 def test_a_submission_without_placement_sets_none():
-    spec = manifest_of(JobCreate.model_validate({}), default_image="trainer:1")["spec"]
+    spec = manifest_of(JobCreate.model_validate({}), default_image="trainer:1", submitter="alice")[
+        "spec"
+    ]
     assert "nodeSelector" not in spec
     assert "tolerations" not in spec
 

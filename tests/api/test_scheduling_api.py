@@ -94,3 +94,22 @@ def test_the_runs_of_a_retried_job_come_from_the_history(
         rows = wait_for(three_rows, timeout=20, what="three runs in the history")
         assert [(r["attempt"], r["exit_code"]) for r in rows] == [(1, 1), (2, 1), (3, 1)]
         assert http.get("/api/training/jobs/never-ran/attempts").status_code == 404
+
+
+def test_the_queue_view_shows_each_queues_usage(
+    http: httpx.Client, node_pool: NodePool, queues: Any
+):
+    node_pool.add(2)
+    team = queues(maxRunning=1, gpuQuota=16)
+    first = submit(http, node_pool, name="u1", queue=team)["job_id"]
+    submit(http, node_pool, name="u2", queue=team)
+    wait_for(lambda: status_of(http, first)["status"] == "running", timeout=30, what="u1 runs")
+    view = http.get("/api/training/queue", params={"queue": team}).json()
+    assert [j["job_id"] for j in view["running"]] == ["u1"]
+    assert [(j["job_id"], j["queue_position"]) for j in view["queued"]] == [("u2", 1)]
+    [usage] = view["queues"]
+    assert usage == {
+        "name": team, "exists": True, "running": 1, "gpus": 8, "waiting": 1, "max_running": 1,
+        "gpu_quota": 16, "borrowed": 0, "borrowing_limit": None, "cohort": None,
+        "preemption": "never", "queueing_strategy": "StrictFIFO",
+    }  # fmt: skip

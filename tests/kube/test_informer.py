@@ -101,6 +101,31 @@ async def test_waiters_wake_on_change_and_time_out_otherwise():
     assert informer.version == version
 
 
+async def test_every_subscriber_is_told_of_each_change_and_only_while_subscribed():
+    informer: Informer[JobKey, Job] = Informer(
+        None,  # type: ignore[arg-type]  # fed by hand below, no server
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+    )
+    first, second = asyncio.Event(), asyncio.Event()
+    with informer.notifying(first), informer.notifying(second):
+        assert informer.subscribers == 2
+        informer._apply("ADDED", Job.parse(body("s", 50)))
+        assert (first.is_set(), second.is_set()) == (True, True)
+        first.clear()
+        second.clear()
+        informer._apply("MODIFIED", Job.parse(body("s", 50)))  # no change: no wake-up
+        assert not first.is_set()
+        informer._apply("MODIFIED", Job.parse(body("s", 51, "running")))
+        assert (first.is_set(), second.is_set()) == (True, True)
+        first.clear()
+        await asyncio.wait_for(second.wait(), 1)  # an awaiting subscriber wakes
+    assert informer.subscribers == 0
+    informer._apply("DELETED", Job.parse(body("s", 52)))
+    assert not first.is_set()  # unsubscribed: left alone
+
+
 @pytest.mark.cluster
 async def test_a_write_is_visible_once_its_version_is_seen(
     kubeconfig: Path, namespace: str, crd: None

@@ -67,6 +67,38 @@ async def test_replayed_older_state_never_overwrites_a_newer_row(own_postgres: L
         await mirror.close()
 
 
+async def test_who_submitted_and_who_cancelled_are_mirrored(own_postgres: LocalPostgres):
+    url = own_postgres.url
+    with psycopg.connect(url, autocommit=True) as conn:  # a database of before 0003
+        for _, name, sql in migration_files():
+            if name < "0003":
+                conn.execute(sql.encode())
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        assert "0003_audit.sql" in await migrate(conn)
+    mirror = Mirror(url)
+    task = asyncio.create_task(mirror.run())
+    try:
+        job = (
+            a_training_job("audited")
+            .submitted_by("alice")
+            .cancelled(by="system:serviceaccount:team:bob")
+            .in_phase("cancelled", message="Cancelled by user")
+            .job()
+        )
+        mirror.offer(job)
+        await wait_for_async(lambda: mirror.backlog == 0)
+        row = mirror_row(url, job.uid)
+        assert row is not None
+        assert (row["submitted_by"], row["cancelled_by"]) == (
+            "alice",
+            "system:serviceaccount:team:bob",
+        )
+        assert row["error"] == "Cancelled by user"  # the guide's, whoever cancelled
+    finally:
+        task.cancel()
+        await mirror.close()
+
+
 async def wait_for_async(predicate: Callable[[], bool]) -> None:
     """Poll from a thread, so the mirror's task keeps running on the loop meanwhile."""
     await asyncio.to_thread(wait_for, predicate, timeout=20, what="the mirror to flush")

@@ -4,13 +4,10 @@ real control plane with kwok nodes (each test in a node pool of its own)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from kubernetes import client
 
-from shunter.operator.model import GROUP, VERSION
 from tests.support.builders import TrainingJobBuilder, a_training_job
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess
@@ -21,25 +18,6 @@ pytestmark = pytest.mark.cluster
 
 def in_pool(name: str, pool: NodePool, gpus: int = 8) -> TrainingJobBuilder:
     return a_training_job(name).with_gpus(gpus).with_spec(nodeSelector=pool.selector)
-
-
-@pytest.fixture
-def queues(kube_api: client.ApiClient) -> Iterator[Callable[..., str]]:
-    """make(**spec) creates a TrainingQueue with a unique name; all deleted afterwards."""
-    custom = client.CustomObjectsApi(kube_api)
-    made: list[str] = []
-
-    def make(**spec: Any) -> str:
-        name = f"q-{uuid.uuid4().hex[:6]}"
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingQueue",
-                "metadata": {"name": name}, "spec": spec}  # fmt: skip
-        custom.create_cluster_custom_object(GROUP, VERSION, "trainingqueues", body)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        custom.delete_cluster_custom_object(GROUP, VERSION, "trainingqueues", name)
 
 
 def test_suspend_frees_the_slot_and_resume_keeps_the_place_in_the_queue(

@@ -62,11 +62,56 @@ def test_watch_namespace_scopes_job_permissions_to_a_role():
     assert ("Role", "ml") in kinds
     assert ("RoleBinding", "ml") in kinds
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
-    # Only the CRD/namespace observer and the token/access reviewer stay cluster-wide.
-    assert sorted(r["metadata"]["name"].rsplit("-", 1)[-1] for r in cluster_roles) == [
-        "observer",
-        "reviewer",
+    # Only the CRD/namespace observer, the token/access reviewer and the users' roles
+    # (granted per namespace by RoleBindings) stay cluster-wide.
+    assert sorted(r["metadata"]["name"].split("-", 1)[1] for r in cluster_roles) == [
+        "api-reviewer",
+        "operator-observer",
+        "trainingjob-editor",
+        "trainingjob-viewer",
     ]
+
+
+def rules_of(role: dict) -> dict[str, set[str]]:
+    """resource -> verbs of a ClusterRole's shunter.dev rules."""
+    found: dict[str, set[str]] = {}
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["shunter.dev"]
+        for resource in rule["resources"]:
+            found.setdefault(resource, set()).update(rule["verbs"])
+    return found
+
+
+def test_user_roles_are_aggregated_into_the_built_in_roles():
+    roles = {d["metadata"]["name"]: d for d in render() if d["kind"] == "ClusterRole"}
+    editor, viewer = roles["shunter-trainingjob-editor"], roles["shunter-trainingjob-viewer"]
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k, v in editor["metadata"]["labels"].items() if k.startswith(aggregate)
+            and v == "true"} == {aggregate + "admin", aggregate + "edit"}  # fmt: skip
+    assert {k for k in viewer["metadata"]["labels"] if k.startswith(aggregate)} == {
+        aggregate + "view"
+    }
+    # The verbs the API's SubjectAccessReview asks for: create/patch to submit and
+    # cancel, get/list to read; the viewer can change nothing.
+    assert rules_of(editor)["trainingjobs"] >= {"create", "get", "list", "watch", "patch"}
+    assert rules_of(viewer)["trainingjobs"] == {"get", "list", "watch"}
+    for role in (editor, viewer):
+        assert rules_of(role)["trainingqueues"] == {"get", "list", "watch"}
+        assert "trainingjobs/status" in rules_of(role)
+        assert not rules_of(role)["trainingjobs/status"] - {"get", "list", "watch"}
+
+
+def test_user_roles_can_be_turned_off_or_left_out_of_aggregation():
+    assert not [
+        d for d in render("userRoles.create=false") if "trainingjob-" in d["metadata"]["name"]
+    ]
+    plain = [d for d in render("userRoles.aggregate=false") if d["kind"] == "ClusterRole"]
+    assert all(
+        not k.startswith("rbac.authorization.k8s.io/aggregate-to")
+        for d in plain
+        for k in d["metadata"]["labels"]
+    )
+    assert len([d for d in plain if "trainingjob-" in d["metadata"]["name"]]) == 2
 
 
 def test_pods_meet_restricted_pod_security():
@@ -92,6 +137,8 @@ def test_pods_meet_restricted_pod_security():
         ("api.auth=maybe", "auth"),
         ("admission.gpuBudget=-1", "gpuBudget"),
         ("operator.replicas=5", "replicas"),
+        ("api.simulator=maybe", "simulator"),
+        ("userRoles.create=sometimes", "create"),
     ],
 )
 def test_values_schema_rejects_bad_values(value: str, complaint: str):

@@ -53,6 +53,12 @@ def token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
     return path
 
 
+def http_events(api: ApiProcess, token: str, job: str) -> list[dict[str, str]]:
+    with api.client(token) as http:
+        events: list[dict[str, str]] = http.get(f"/api/training/status/{job}/events").json()
+        return events
+
+
 @pytest.fixture
 def release(kubeconfig: Path, namespace: str, crd: None) -> Iterator[str]:
     name = f"r{namespace[-8:]}"
@@ -114,9 +120,8 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
         log_path=tmp_path / "api.log",
         env={"SHUNTER_API_AUTH": "kubernetes"},
     ).start()
-    user = account_with_role(
-        kube_api, namespace, "alice", ["get", "list", "watch", "create", "patch"]
-    )
+    # A user holding the release's own editor role: the chart ships what users need.
+    user = account_with_role(kube_api, namespace, "alice", f"{release}-shunter-trainingjob-editor")
     try:
         with api.client(user) as http:
             ids = [
@@ -131,6 +136,9 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
             )
             queued = http.post("/api/training/cancel/second")
             assert queued.json()["message"] == "Job removed from queue and cancelled"
+            logs = http.get("/api/training/status/first/logs")  # the Pod and its Node
+            assert logs.status_code == 200, logs.text
+            assert "simulated node" in logs.text
             running = http.post("/api/training/cancel/first")
             assert running.json()["message"] == "Job cancelled (was running)"
             wait_for(
@@ -138,8 +146,15 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
                 timeout=60,
                 what="first to be cancelled",
             )
+        # The API's Event cache lists and watches (the detail view's Events).
+        wait_for(
+            lambda: "Cancelled" in [e["reason"] for e in http_events(api, user, "first")],
+            timeout=30,
+            what="the Cancelled Event through the API",
+        )
         assert "Forbidden" not in operator.log()
         assert " 403" not in operator.log()
+        assert "Forbidden" not in api.log()
     finally:
         api.stop()
         operator.stop()

@@ -12,7 +12,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shunter.operator.model import API_VERSION, KIND, Job, PodView, format_time
+from shunter.operator.model import (
+    API_VERSION,
+    CANCELLED_BY,
+    KIND,
+    SUBMITTED_BY,
+    Job,
+    PodView,
+    format_time,
+)
 from shunter.operator.nodes import NodeView, Resources, Taint
 
 
@@ -22,6 +30,7 @@ class TrainingJobBuilder:
         self._namespace = namespace
         self._spec: dict[str, Any] = {"image": "shunter/trainer:test", "gpus": 1}
         self._status: dict[str, Any] = {}
+        self._annotations: dict[str, str] = {}
         self._created = datetime(2026, 1, 1, tzinfo=UTC)
         self._uid = str(uuid.uuid4())
 
@@ -57,8 +66,14 @@ class TrainingJobBuilder:
         """On kwok, a graceful delete of the Pod never finishes."""
         return self._pod_meta("labels", "sim.shunter.dev/hang-on-delete", "true")
 
-    def cancelled(self) -> TrainingJobBuilder:
+    def cancelled(self, *, by: str | None = None) -> TrainingJobBuilder:
         self._spec["cancelled"] = True
+        if by is not None:
+            self._annotations[CANCELLED_BY] = by
+        return self
+
+    def submitted_by(self, user: str) -> TrainingJobBuilder:
+        self._annotations[SUBMITTED_BY] = user
         return self
 
     def created_at(self, when: datetime) -> TrainingJobBuilder:
@@ -73,6 +88,8 @@ class TrainingJobBuilder:
 
     def manifest(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if self._annotations:
+            meta["annotations"] = dict(self._annotations)
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,

@@ -1,15 +1,22 @@
-"""Kubernetes helpers for tests: clients from a kubeconfig and throw-away namespaces."""
+"""Kubernetes helpers for tests: clients from a kubeconfig, throw-away namespaces, and
+users holding the chart's roles."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from shunter.devcluster.controlplane import default_bin_dir
 from tests.support.polling import wait_for
+
+CHART = Path(__file__).resolve().parents[2] / "charts/shunter"
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
@@ -51,25 +58,54 @@ def read_pod_or_none(core: client.CoreV1Api, name: str, namespace: str) -> clien
         raise
 
 
-def account_with_role(api: client.ApiClient, namespace: str, name: str, verbs: list[str]) -> str:
-    """A ServiceAccount bound to a Role with these verbs on trainingjobs; its token."""
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    if verbs:
-        rbac.create_namespaced_role(
+# The user roles the chart ships (charts/shunter/templates/user-roles.yaml), as a
+# release named "shunter" names them.
+EDITOR = "shunter-trainingjob-editor"
+VIEWER = "shunter-trainingjob-viewer"
+
+
+def user_roles() -> list[dict[str, Any]]:
+    """The chart's user ClusterRoles, rendered by helm with the default values."""
+    rendered = subprocess.run(
+        [str(default_bin_dir() / "helm"), "template", "shunter", str(CHART),
+         "--show-only", "templates/user-roles.yaml"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def install_user_roles(api: client.ApiClient) -> list[str]:
+    """Create (or update) the chart's user ClusterRoles in the cluster; their names."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    names = []
+    for role in user_roles():
+        name = role["metadata"]["name"]
+        try:
+            rbac.create_cluster_role(role)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            rbac.replace_cluster_role(name, role)
+        names.append(name)
+    return names
+
+
+def account_with_role(
+    api: client.ApiClient, namespace: str, name: str, cluster_role: str | None
+) -> str:
+    """A ServiceAccount granted cluster_role in the namespace (a RoleBinding, the way a
+    platform team grants the chart's roles); None grants nothing. Its token."""
+    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    if cluster_role:
+        client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
             namespace,
             {
                 "metadata": {"name": name},
-                "rules": [
-                    {"apiGroups": ["shunter.dev"], "resources": ["trainingjobs"], "verbs": verbs}
-                ],
-            },
-        )
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": cluster_role,
+                },
                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
             },
         )

@@ -20,7 +20,10 @@ class ServiceProcess:
     ) -> None:  # fmt: skip
         self.log_path = log_path
         self.args = args
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", **env}
+        # asyncio's debug mode turns any touch of loop state from another thread into a
+        # logged RuntimeError; every test checks the log for it when it stops the service.
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
+                    "PYTHONASYNCIODEBUG": "1", **env}  # fmt: skip
         if database_url:
             self.env["DATABASE_URL"] = database_url
         else:
@@ -39,6 +42,10 @@ class ServiceProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def thread_safety_violations(self) -> list[str]:
+        """Log lines of asyncio's debug mode catching a call from the wrong thread."""
+        return [line for line in self.log().splitlines() if "Non-thread-safe operation" in line]
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a crash."""

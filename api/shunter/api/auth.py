@@ -8,7 +8,9 @@ no permission is 403.
 Answers are cached briefly so a polling UI does not cost two reviews per request:
 valid tokens 30 s, refused tokens 10 s (random bearer tokens must not each cost a
 TokenReview), permissions 10 s. At most REVIEWS_AT_ONCE reviews are in flight; the
-rest wait for a place, so a flood of new tokens cannot flood the API server.
+rest wait for a place, so a flood of new tokens cannot flood the API server; requests
+that arrive together with the same token share one review (a UI opening several
+requests at once with a fresh token costs one TokenReview, not one per request).
 `SHUNTER_API_AUTH=none` turns every check off, for a trusted local demo only.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -66,12 +69,17 @@ class _Expiring(Generic[K, V]):
 
 
 class Authority:
-    def __init__(self, kube: Kube, *, enabled: bool) -> None:
+    def __init__(
+        self, kube: Kube, *, enabled: bool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.kube = kube
         self.enabled = enabled
+        self._clock = clock
         self._tokens: _Expiring[str, Principal | None] = _Expiring()
         self._access: _Expiring[tuple[Principal, str, str], bool] = _Expiring()
         self._reviews = asyncio.Semaphore(REVIEWS_AT_ONCE)
+        # Token reviews under way, by token hash: a second request waits for the first.
+        self._reviewing: dict[str, asyncio.Task[Principal | None]] = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not self.enabled:
@@ -82,14 +90,34 @@ class Authority:
         if not token:
             raise Unauthenticated("Empty bearer token: send 'Authorization: Bearer <token>'")
         key = hashlib.sha256(token.encode()).hexdigest()
-        found, principal = self._tokens.get(key, time.monotonic())
+        found, principal = self._tokens.get(key, self._clock())
         if not found:
-            principal = await self._review_token(token)
-            ttl = TOKEN_TTL if principal is not None else REFUSED_TTL
-            self._tokens.put(key, principal, until=time.monotonic() + ttl)
+            principal = await self._shared_review(key, token)
         if principal is None:
             raise Unauthenticated("Invalid or expired token")
         return principal
+
+    async def _shared_review(self, key: str, token: str) -> Principal | None:
+        """One TokenReview per token at a time, its answer cached for everyone. The
+        review is a task of its own: a caller that goes away does not cancel it for
+        the others."""
+        task = self._reviewing.get(key)
+        if task is None:
+            task = asyncio.create_task(self._review_and_cache(key, token))
+            self._reviewing[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    async def _review_and_cache(self, key: str, token: str) -> Principal | None:
+        principal = await self._review_token(token)
+        ttl = TOKEN_TTL if principal is not None else REFUSED_TTL
+        self._tokens.put(key, principal, until=self._clock() + ttl)
+        return principal
+
+    def _forget(self, key: str, task: asyncio.Task[Principal | None]) -> None:
+        self._reviewing.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved, even when every caller went away
 
     async def _review_token(self, token: str) -> Principal | None:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
@@ -113,10 +141,10 @@ class Authority:
         if not self.enabled:
             return
         key = (principal, verb, namespace)
-        found, allowed = self._access.get(key, time.monotonic())
+        found, allowed = self._access.get(key, self._clock())
         if not found or allowed is None:
             allowed = await self._review_access(principal, verb, namespace)
-            self._access.put(key, allowed, until=time.monotonic() + ACCESS_TTL)
+            self._access.put(key, allowed, until=self._clock() + ACCESS_TTL)
         if not allowed:
             raise Forbidden(
                 f"User {principal.user!r} may not {verb} trainingjobs in namespace {namespace!r}"

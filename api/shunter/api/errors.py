@@ -45,6 +45,16 @@ class AlreadyExists(ApiError):
     status = 409
 
 
+class NoLogs(ApiError):
+    """The job's Pod exists but has no logs yet (not scheduled, container not started)."""
+
+    status = 409
+
+
+class InvalidRequest(ApiError):
+    status = 422
+
+
 class InvalidJob(ApiError):
     """The Kubernetes API server's validation rejected the job."""
 
@@ -53,6 +63,12 @@ class InvalidJob(ApiError):
 
 class Unavailable(ApiError):
     status = 503
+
+
+class BadGateway(ApiError):
+    """The API server answered, but what it asked on our behalf failed (a node's kubelet)."""
+
+    status = 502
 
 
 def _body(message: str, detail: Any = None) -> dict[str, Any]:

@@ -1,8 +1,16 @@
-"""Job history from the PostgreSQL mirror (read-only; the operator writes it)."""
+"""Job history from the PostgreSQL mirror (read-only; the operator writes it).
+
+GET /jobs filters by phase, queue, part of the name, the submitting user, creation
+time and whether the TrainingJob still exists, newest first. Every filter is a bound
+parameter of one fixed statement (a NULL parameter switches its condition off), so no
+SQL is ever assembled from input.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -11,17 +19,48 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from shunter.api.errors import NotFound, Unavailable
 
-_SELECT = (
-    "SELECT name AS job_id, id::text AS uid, namespace, status, error, message, gpus, priority,"
-    " queue, image, exit_code, created_at, started_at, completed_at, deleted_at"
+_WHERE = (
     " FROM local_training_jobs WHERE namespace = %(namespace)s"
     " AND (%(status)s::text IS NULL OR status = %(status)s)"
-    " ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s"
+    " AND (%(queue)s::text IS NULL OR queue = %(queue)s)"
+    " AND (%(name_like)s::text IS NULL OR name LIKE %(name_like)s ESCAPE '\\')"
+    " AND (%(submitted_by)s::text IS NULL OR submitted_by = %(submitted_by)s)"
+    " AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)"
+    " AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)"
+    " AND (%(deleted)s::boolean IS NULL OR (deleted_at IS NOT NULL) = %(deleted)s)"
 )
-_COUNT = (
-    "SELECT count(*) FROM local_training_jobs WHERE namespace = %(namespace)s"
-    " AND (%(status)s::text IS NULL OR status = %(status)s)"
+_SELECT = (
+    "SELECT name AS job_id, id::text AS uid, namespace, status, error, message, gpus, priority,"
+    " queue, image, exit_code, created_at, started_at, completed_at, deleted_at,"
+    " submitted_by, cancelled_by" + _WHERE + " ORDER BY created_at DESC, id"
+    " LIMIT %(limit)s OFFSET %(offset)s"
 )
+_COUNT = "SELECT count(*)" + _WHERE
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """None leaves a condition out."""
+
+    namespace: str
+    status: str | None = None
+    queue: str | None = None
+    name_contains: str | None = None
+    submitted_by: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    deleted: bool | None = None
+
+    def params(self) -> dict[str, Any]:
+        params = asdict(self)
+        name = params.pop("name_contains")
+        # LIKE with the user's text taken literally: its own % and _ are escaped.
+        params["name_like"] = (
+            None
+            if not name
+            else "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        return params
 
 
 _LATEST = (
@@ -51,10 +90,10 @@ class History:
             return self._pool
 
     async def page(
-        self, *, namespace: str, status: str | None, limit: int, offset: int
+        self, where: HistoryFilter, *, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         pool = await self._connection_pool()
-        params = {"namespace": namespace, "status": status, "limit": limit, "offset": offset}
+        params = {**where.params(), "limit": limit, "offset": offset}
         try:
             async with (
                 pool.connection(timeout=5) as conn,

@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 from shunter.kube import Body, Informer, Kube
 from shunter.kube.events import JOB_EVENTS_SELECTOR
-from shunter.kube.resources import EVENTS, NODES, TRAINING_JOBS
+from shunter.kube.resources import EVENTS, NODES, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator import admission
 from shunter.operator.capacity import Capacity
 from shunter.operator.model import Job, JobKey
 from shunter.operator.nodes import NodeView
+from shunter.operator.queues import QueueView as QueueSpec
 
 # How long a write waits for the cache to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 5.0
@@ -54,16 +55,22 @@ class JobCache:
         self.nodes: Informer[str, NodeView] = Informer(
             kube, NODES, parse=NodeView.parse, key=lambda node: node.name, optional=True
         )
+        # TrainingQueues, for GET /queue's usage per queue (optional like the nodes).
+        self.queues: Informer[str, QueueSpec] = Informer(
+            kube, TRAINING_QUEUES, parse=QueueSpec.parse, key=lambda q: q.name, optional=True
+        )
 
     def start(self) -> None:
         self.jobs.start()
         self.events.start()
         self.nodes.start()
+        self.queues.start()
 
     async def stop(self) -> None:
         await self.jobs.stop()
         await self.events.stop()
         await self.nodes.stop()
+        await self.queues.stop()
 
     def never_fits(self, job: Job) -> str | None:
         """Why no node could ever hold the job's Pods (None: some could, or unknown)."""

@@ -12,6 +12,8 @@ from shunter.api.app import create_app
 from shunter.api.settings import ApiSettings
 from shunter.kube import Kube, connect
 
+STOP_SECONDS = 5
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shunter-api", description=__doc__.splitlines()[0])
@@ -22,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(ApiSettings(), Kube(connect()))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    # Open streams (GET /stream, followed logs) would hold a graceful stop forever.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                timeout_graceful_shutdown=STOP_SECONDS)  # fmt: skip
     return 0
 
 

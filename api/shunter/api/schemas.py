@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shunter.api.actions import Action, allowed_actions
 from shunter.operator.model import Job
 
 JOB_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -116,6 +117,11 @@ class JobPublic(BaseModel):
     preemptions: int = 0
     suspensions: int = 0
     suspend_requested: bool = False
+    submitted_by: str | None = Field(None, description="The user who submitted it (the API's)")
+    cancelled_by: str | None = Field(None, description="The user who cancelled it through the API")
+    actions: list[Action] = Field(
+        default_factory=list, description="What may be done to the job now (e.g. cancel)"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -158,6 +164,9 @@ class JobPublic(BaseModel):
             preemptions=status.preemptions,
             suspensions=status.suspensions,
             suspend_requested=job.spec.suspended,
+            submitted_by=job.audit.submitted_by,
+            cancelled_by=job.audit.cancelled_by,
+            actions=allowed_actions(job),
         )
 
 
@@ -178,13 +187,34 @@ class CancelResult(BaseModel):
     message: str
 
 
+class QueueUsage(BaseModel):
+    """One TrainingQueue: its limits and what the jobs the API sees hold of them."""
+
+    name: str
+    exists: bool = Field(description="False: jobs name it but no TrainingQueue has that name")
+    running: int
+    gpus: int = Field(description="GPUs held by its admitted jobs")
+    waiting: int
+    max_running: int | None = None
+    gpu_quota: int | None = None
+    borrowed: int = Field(0, description="GPUs held beyond gpu_quota (lent by the cohort)")
+    borrowing_limit: int | None = None
+    cohort: str | None = None
+    preemption: str = "never"
+    queueing_strategy: str = "StrictFIFO"
+
+
 class QueueView(BaseModel):
     namespace: str
     running_count: int = Field(description="Jobs holding a slot: starting, running, cancelling")
     queued_count: int
     running: list[JobPublic]
     queued: list[JobPublic] = Field(
-        description="The first `limit` waiting jobs in admission order; queue_position 1 is next"
+        description="The first `limit` waiting jobs in admission order; queue_position is the"
+        " place in the job's own queue (1 is next)"
+    )
+    queues: list[QueueUsage] = Field(
+        default_factory=list, description="Usage of each queue (only `queue` when filtered)"
     )
 
 
@@ -222,7 +252,9 @@ class HistoryRow(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    deleted_at: datetime | None = None
+    deleted_at: datetime | None = Field(None, description="When its TrainingJob was deleted")
+    submitted_by: str | None = None
+    cancelled_by: str | None = None
 
 
 class JobHistoryPage(BaseModel):

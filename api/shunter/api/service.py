@@ -4,12 +4,17 @@ Routes call one method here; these methods raise domain errors (shunter.api.erro
 and never build HTTP responses themselves. Reads come from the watch cache
 (shunter.api.jobcache) unless the caller asks for `consistent=true`; writes go to the
 API server and wait until the cache shows them, so a client reads its own writes.
+
+Who did it: a submit and a cancel carry the caller (the TokenReview's user, or the
+demo user with auth off) as the `shunter.dev/submitted-by` / `cancelled-by`
+annotation, in the same write. The request body has no way to set them.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
@@ -17,18 +22,30 @@ from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.jobcache import JobCache, ordered
-from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueView
+from shunter.api.logs import Logs, PodLogs
+from shunter.api.rendering import Renderer
+from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, NotFound
 from shunter.kube.events import event_time
 from shunter.kube.resources import TRAINING_JOBS
-from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Phase
+from shunter.operator.model import (
+    API_VERSION,
+    CANCELLED_BY,
+    KIND,
+    SUBMITTED_BY,
+    Job,
+    JobKey,
+    Phase,
+)
+from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
+from shunter.operator.queues import QueueView as QueueSpec
 
 CANCEL_RETRIES = 5
 
 
-def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
+def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "image": request.image or default_image,
         "gpus": request.gpus,
@@ -63,17 +80,20 @@ def manifest_of(request: JobCreate, *, default_image: str) -> dict[str, Any]:
             "annotations": dict(request.pod_annotations),
         }
     name = request.name or f"job-{uuid.uuid4().hex[:10]}"
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
+    metadata = {"name": name, "annotations": {SUBMITTED_BY: submitter}}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
 class TrainingService:
     def __init__(
         self, kube: Kube, cache: JobCache, history: History, settings: ApiSettings
     ) -> None:
+        self.renderer = Renderer()
         self.kube = kube
         self.cache = cache
         self.history = history
         self.settings = settings
+        self.pod_logs = PodLogs(kube)
 
     async def _live(self, key: JobKey) -> Job | None:
         """The job as the API server has it now."""
@@ -89,8 +109,8 @@ class TrainingService:
         job = None if consistent else self.cache.get(key)
         return job if job is not None else await self._live(key)
 
-    async def submit(self, request: JobCreate, *, namespace: str) -> Job:
-        manifest = manifest_of(request, default_image=self.settings.default_image)
+    async def submit(self, request: JobCreate, *, namespace: str, user: str) -> Job:
+        manifest = manifest_of(request, default_image=self.settings.default_image, submitter=user)
         try:
             body = await self.kube.create(TRAINING_JOBS, manifest, namespace=namespace)
         except Invalid as exc:
@@ -110,19 +130,29 @@ class TrainingService:
             raise JobNotFound("Job not found")
         return job
 
-    async def queue(self, namespace: str, *, limit: int = 100) -> QueueView:
+    async def queue_json(
+        self, namespace: str, *, limit: int = 100, queue: str | None = None
+    ) -> bytes:
+        """GET /queue's body, rendered once per version of the cache (and queues)."""
+        if not self.cache.covers(namespace):
+            view = await self.queue(namespace, limit=limit, queue=queue)
+            return view.model_dump_json().encode()
+        version = ("queue", namespace, limit, queue, self.cache.jobs.version,
+                   self.cache.queues.version)  # fmt: skip
+        active, waiting = self.cache.ordered(namespace)
+        usage = list(self.cache.jobs.store.values())
+        return self.renderer.view(
+            version,
+            lambda: _queue_view(namespace, active, waiting, limit, queue, usage,
+                                self.cache.queues.store).model_dump_json().encode(),
+        )  # fmt: skip
+
+    async def queue(
+        self, namespace: str, *, limit: int = 100, queue: str | None = None
+    ) -> QueueView:
         active, waiting = await self._ordered(namespace)
-        return QueueView(
-            namespace=namespace,
-            running_count=len(active),
-            queued_count=len(waiting),
-            running=[JobPublic.of(j) for j in active],
-            # Positions from the live order: status carries only the first few.
-            queued=[
-                JobPublic.of(j).model_copy(update={"queue_position": i})
-                for i, j in enumerate(waiting[:limit], start=1)
-            ],
-        )
+        return _queue_view(namespace, active, waiting, limit, queue, [*active, *waiting],
+                           self.cache.queues.store)  # fmt: skip
 
     async def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
         if self.cache.covers(namespace):
@@ -172,8 +202,14 @@ class TrainingService:
         ]  # fmt: skip
         return sorted(rows, key=lambda r: (r.time is None, r.time, r.reason or ""))
 
-    async def cancel(self, key: JobKey) -> CancelOutcome:
-        return await self._change(key, decide_cancel, {"cancelled": True})
+    async def logs(self, key: JobKey, *, tail: int, follow: bool) -> Logs:
+        return await self.pod_logs.open(await self.status(key), tail=tail, follow=follow)
+
+    async def cancel(self, key: JobKey, *, user: str) -> CancelOutcome:
+        """Cancel, recording who (the annotation goes in the same write)."""
+        return await self._change(
+            key, decide_cancel, {"cancelled": True}, annotations={CANCELLED_BY: user}
+        )
 
     async def suspend(self, key: JobKey) -> CancelOutcome:
         return await self._change(key, decide_suspend, {"suspended": True})
@@ -182,7 +218,12 @@ class TrainingService:
         return await self._change(key, decide_resume, {"suspended": False})
 
     async def _change(
-        self, key: JobKey, decide: Callable[[Job | None], CancelOutcome], spec: dict[str, Any]
+        self,
+        key: JobKey,
+        decide: Callable[[Job | None], CancelOutcome],
+        spec: dict[str, Any],
+        *,
+        annotations: dict[str, str] | None = None,
     ) -> CancelOutcome:
         """Decide on the job; patch its spec only if it is unchanged since the read.
 
@@ -194,7 +235,10 @@ class TrainingService:
             outcome = decide(job)
             if not outcome.send_patch or job is None:
                 return outcome
-            patch = {"metadata": {"resourceVersion": job.resource_version}, "spec": spec}
+            metadata: dict[str, Any] = {"resourceVersion": job.resource_version}
+            if annotations:
+                metadata["annotations"] = annotations
+            patch = {"metadata": metadata, "spec": spec}
             try:
                 body = await self.kube.patch(
                     TRAINING_JOBS, key.name, patch, namespace=key.namespace
@@ -240,3 +284,65 @@ class TrainingService:
             f"Job submitted, but it cannot run on this cluster as it is: {never};"
             " it waits until a node that fits appears"
         )
+
+
+def _queue_view(
+    namespace: str,
+    active: list[Job],
+    waiting: list[Job],
+    limit: int,
+    queue: str | None,
+    everything: list[Job],
+    queues: Mapping[str, QueueSpec],
+) -> QueueView:
+    if queue is not None:
+        active = [j for j in active if j.spec.queue == queue]
+        waiting = [j for j in waiting if j.spec.queue == queue]
+    # Positions from the live order, within each job's own queue (as the operator
+    # counts them): status carries only the first few.
+    place: dict[str, int] = defaultdict(int)
+    positions = []
+    for job in waiting[:limit]:
+        place[job.spec.queue] += 1
+        positions.append(place[job.spec.queue])
+    return QueueView(
+        namespace=namespace,
+        running_count=len(active),
+        queued_count=len(waiting),
+        running=[JobPublic.of(j) for j in active],
+        queued=[
+            JobPublic.of(j).model_copy(update={"queue_position": i})
+            for i, j in zip(positions, waiting[:limit], strict=True)
+        ],
+        queues=queue_usage(everything, queues, only=queue),
+    )
+
+
+def queue_usage(
+    jobs: Iterable[Job], queues: Mapping[str, QueueSpec], *, only: str | None = None
+) -> list[QueueUsage]:
+    """Each queue's limits and what the given jobs hold of them (one pass over them)."""
+    held = QuotaUse(queues)
+    waiting: dict[str, int] = defaultdict(int)
+    for job in jobs:
+        if job.phase is not None and job.phase.holds_slot:
+            held.add(job)
+        elif job.queued and not job.spec.cancelled:
+            waiting[job.spec.queue] += 1
+    names = sorted({*queues, *held.running, *waiting, DEFAULT_QUEUE})
+    usages = []
+    for name in names:
+        if only is not None and name != only:
+            continue
+        spec = queue_of(name, queues)
+        usages.append(QueueUsage(
+            name=name, exists=spec is not None, running=held.running.get(name, 0),
+            gpus=held.gpus.get(name, 0), waiting=waiting.get(name, 0),
+            max_running=spec.max_running if spec else None,
+            gpu_quota=spec.gpu_quota if spec else None, borrowed=held.borrowed(name),
+            borrowing_limit=spec.borrowing_limit if spec else None,
+            cohort=spec.cohort if spec else None,
+            preemption=spec.preemption if spec else "never",
+            queueing_strategy=spec.strategy if spec else "StrictFIFO",
+        ))  # fmt: skip
+    return usages

@@ -8,6 +8,8 @@
 |  |  | SubjectAccessReview; `none`: no checks (a trusted local demo only) |
 | SHUNTER_API_DEFAULT_IMAGE | shunter/trainer:latest | image of a submitted job that names none |
 | SHUNTER_API_CANCEL_WAIT_SECONDS | 10 | how long POST /cancel waits for a final phase |
+| SHUNTER_API_SIMULATOR | false | tell the UI the cluster's nodes are kwok's (`make demo`): |
+|  |  | its submit form then offers the `sim.shunter.dev/*` fields |
 | DATABASE_URL | (none) | PostgreSQL with the mirror, for GET /jobs |
 """
 
@@ -27,6 +29,7 @@ class ApiSettings(BaseSettings):
     auth: Literal["kubernetes", "none"] = "kubernetes"
     default_image: str = "shunter/trainer:latest"
     cancel_wait_seconds: float = Field(10.0, ge=0, le=120)
+    simulator: bool = False
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "SHUNTER_API_DATABASE_URL")
     )

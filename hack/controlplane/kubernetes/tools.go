@@ -1,6 +1,7 @@
 //go:build tools
 
-// Package tools records the Kubernetes commands this module builds.
+// Package tools records the Kubernetes commands this module builds (kubelet and
+// kube-proxy only for the real worker node: build-realnode.sh).
 package tools
 
 import (
@@ -8,4 +9,6 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )

@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -64,10 +65,16 @@ class Ports:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """How many fake GPU nodes to create, and how many GPUs each has."""
+    """How many fake GPU nodes to create, and how many GPUs each has.
+
+    client_qps: the client rate limit of kube-scheduler and kube-controller-manager
+    (their defaults, 50 and 20, are what a stock cluster has; benchmarks raise both, as
+    kwok's own performance setups do, so that neither caps the systems compared).
+    """
 
     gpu_nodes: int = 4
     gpus_per_node: int = 8
+    client_qps: int | None = None
 
 
 class ControlPlane:
@@ -116,7 +123,7 @@ class ControlPlane:
             self._wait("etcd", f"http://127.0.0.1:{ports.etcd_client}/health")
             self._start_apiserver(ports)
             self._wait("kube-apiserver", f"https://127.0.0.1:{ports.apiserver}/readyz")
-            self._start_controllers(ports)
+            self._start_controllers(ports, spec.client_qps)
             self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
             self._wait_ready()
         except BaseException:
@@ -206,7 +213,7 @@ class ControlPlane:
             state_dir=self.state_dir,
         )
 
-    def _start_controllers(self, ports: Ports) -> None:
+    def _start_controllers(self, ports: Ports, client_qps: int | None = None) -> None:
         kubeconfig = str(self.kubeconfig)
         secure = [
             f"--kubeconfig={kubeconfig}",
@@ -215,6 +222,8 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             "--leader-elect=false",
         ]
+        if client_qps:
+            secure += [f"--kube-api-qps={client_qps}", f"--kube-api-burst={2 * client_qps}"]
         processes.start(
             "kube-controller-manager",
             [
@@ -383,10 +392,16 @@ class ControlPlane:
     def apply(self, objects: list[dict[str, object]]) -> None:
         self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
 
-    def restart_apiserver(self) -> None:
-        """Restart kube-apiserver in place (a fault to recover from) and wait until ready."""
-        processes.restart("kube-apiserver", state_dir=self.state_dir)
+    def restart_apiserver(self, flags: Mapping[str, str] | None = None) -> None:
+        """Restart kube-apiserver in place (a fault to recover from, or with flags
+        added or replaced: {"--bind-address": "0.0.0.0"}) and wait until ready."""
+        processes.restart("kube-apiserver", state_dir=self.state_dir, flags=flags)
         self._wait("kube-apiserver", f"https://127.0.0.1:{self.ports().apiserver}/readyz")
+
+    def apiserver_flags(self) -> dict[str, str]:
+        """The flags kube-apiserver runs with now (--name=value ones)."""
+        argv = processes.recorded_argv("kube-apiserver", state_dir=self.state_dir)
+        return dict(a.split("=", 1) for a in argv[1:] if "=" in a)
 
     # -- stop ----------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """`make demo`: the whole system on this machine, with a few sample jobs.
 
+`make demo-real` (demo up --real-node) adds the real worker node and one real
+trainer job on it, checkpointing to a PersistentVolumeClaim, to watch being cancelled.
+
 Local control plane + embedded PostgreSQL + the CRD + the operator + the API on
 127.0.0.1:8000 (auth off: a trusted local demo, so it listens on loopback only),
 all detached so the command returns, and `make demo-down` stops every process
@@ -17,9 +20,11 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from shunter.devcluster import processes
+from shunter.devcluster import hostcleanup, images, processes, volumes
 from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from shunter.devcluster.realnode import NODE_NAME, RealNode, pool_selector, toleration
+from shunter.devcluster.runtime import cache_dir
 
 NAME = "demo"
 REPO = Path(__file__).resolve().parents[3]
@@ -101,21 +106,76 @@ def stop_services(state_dir: Path) -> None:
         processes.stop(name, state_dir=state_dir)
 
 
-def up(port: int = 8000) -> int:
+REAL_JOB = "demo-real"
+REAL_CLAIM = "demo-real-checkpoints"
+TRAINER_UID = 10001  # the trainer image's user (operator podspec.TRAINER_UID)
+
+
+def _real_job(image: str) -> dict[str, object]:
+    return {
+        "name": REAL_JOB, "image": image, "gpus": 0, "priority": 100,
+        "args": ["--steps", "1000000", "--step-delay", "0.05", "--checkpoint-every", "200"],
+        "termination_grace_period_seconds": 30, "checkpoint_claim": REAL_CLAIM,
+        "node_selector": pool_selector(), "tolerations": [toleration()],
+    }  # fmt: skip
+
+
+def _checkpoint_dir(state: Path) -> Path:
+    return state.with_name(NAME + "-checkpoints")
+
+
+def _start_real_node(plane: ControlPlane, state: Path) -> str:
+    """The real node, the images on it and the checkpoint claim; the trainer image."""
+    node = RealNode(plane)
+    node.up()
+    built = images.ensure(node.runtime, cache_dir() / "images")
+    directory = _checkpoint_dir(state)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chown(directory, TRAINER_UID, TRAINER_UID)
+    plane.apply(volumes.checkpoint_volume(REAL_CLAIM, "default", path=str(directory),
+                                          node=NODE_NAME))  # fmt: skip
+    return built.trainer
+
+
+def up(port: int = 8000, *, real_node: bool = False) -> int:
     plane, postgres, services_dir = _paths()
     kubeconfig = plane.up()
+    trainer = _start_real_node(plane, services_dir) if real_node else None
     database_url = postgres.up()
     install_crd(plane)
+    # With the real node, its trainer and one simulated job run side by side.
+    operator_env = {"SHUNTER_MAX_RUNNING": "2"} if real_node else {}
+    # The demo's kwok nodes are simulated: the UI may offer the simulator's fields.
     base = start_services(kubeconfig, database_url, state_dir=services_dir, port=port,
-                          env={"SHUNTER_IDENTITY": "demo-operator"})  # fmt: skip
-    for sample in SAMPLES:
+                          env={"SHUNTER_IDENTITY": "demo-operator"},
+                          operator_env=operator_env,
+                          api_env={"SHUNTER_API_SIMULATOR": "true"})  # fmt: skip
+    for sample in ([_real_job(trainer)] if trainer else []) + SAMPLES:
         try:
             _http("POST", f"{base}/api/training/submit", sample)
         except urllib.error.HTTPError as exc:
             if exc.code != 409:  # already submitted by an earlier `make demo`
                 raise
     print(_instructions(kubeconfig, database_url, base, services_dir))
+    if real_node:
+        print(_real_instructions(base, _checkpoint_dir(services_dir)))
     return 0
+
+
+def _real_instructions(base: str, checkpoints: Path) -> str:
+    socket = "unix:///run/shunter-realnode/containerd/containerd.sock"
+    return f"""
+A real trainer runs on node {NODE_NAME} (job {REAL_JOB}, Pod {REAL_JOB}-trainer):
+  kubectl logs -f {REAL_JOB}-trainer        # JSON lines: start, step, checkpoint ...
+  crictl --runtime-endpoint {socket} ps     # its container
+  ps -ef | grep [s]tandalone_trainer        # its process on this machine
+Cancel it (with the logs still following): the trainer logs stop_requested (SIGTERM),
+checkpoint and stopped, and exits 75:
+  curl -X POST {base}/api/training/cancel/{REAL_JOB}
+  kubectl get tj {REAL_JOB} -o jsonpath='{{.status.exitCode}}'   # 75
+  ls {checkpoints}                          # the checkpoint, on the claim
+Resubmit with the same claim and it resumes from that step (see README, "A real node").
+"""
 
 
 def _instructions(kubeconfig: Path, database_url: str, base: str, state: Path) -> str:
@@ -149,6 +209,8 @@ Stop everything: make demo-down
 def down() -> int:
     plane, postgres, services_dir = _paths()
     stop_services(services_dir)
+    RealNode(plane).down(restore_apiserver=False)
+    hostcleanup.remove_tree(_checkpoint_dir(services_dir))
     plane.down()
     postgres.down()
     print("demo stopped", file=sys.stderr)

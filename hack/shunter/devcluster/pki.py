@@ -79,6 +79,34 @@ def _signed_cert(pki: Pki, *, key: Path, cert: Path, subject: str, extensions: s
     ext.unlink()
 
 
+def issue(pki: Pki, name: str, *, subject: str, extensions: str) -> tuple[Path, Path]:
+    """A new key and a certificate signed by the cluster CA: (cert, key) under root."""
+    cert, key = pki.root / f"{name}.crt", pki.root / f"{name}.key"
+    _key(key)
+    _signed_cert(pki, key=key, cert=cert, subject=subject, extensions=extensions)
+    return cert, key
+
+
+def client_extensions() -> str:
+    return "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+
+
+def serving_extensions(sans: str) -> str:
+    return (
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        f"subjectAltName={sans}\n"
+    )
+
+
+def reissue_serving_cert(pki: Pki, *, extra_ips: tuple[str, ...]) -> None:
+    """The API server's serving certificate again, also valid for extra_ips."""
+    sans = _API_SERVER_SANS + "".join(f",IP:{ip}" for ip in extra_ips)
+    _key(pki.serving_key)
+    _signed_cert(pki, key=pki.serving_key, cert=pki.serving_cert, subject="/CN=kube-apiserver",
+                 extensions=serving_extensions(sans))  # fmt: skip
+
+
 def create_pki(root: Path) -> Pki:
     """Write a fresh CA, serving and admin certificates and SA keys under root."""
     root.mkdir(parents=True, exist_ok=True)

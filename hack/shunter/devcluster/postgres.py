@@ -87,13 +87,23 @@ def _chown_tree(path: Path) -> None:
 class LocalPostgres:
     """One server, identified by its directory (data, log, recorded port)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, listen: tuple[str, ...] = ("127.0.0.1",), trust: tuple[str, ...] = ()
+    ) -> None:
+        """listen: addresses to listen on; trust: more networks (CIDR) allowed in
+        without a password, e.g. the real node's pod subnet for in-cluster clients."""
         self.root = root
         self.data = root / "data"
+        self.listen = listen
+        self.trust = trust
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_for("127.0.0.1")
+
+    def url_for(self, host: str) -> str:
+        """DATABASE_URL for a client that reaches the server at host (one of listen)."""
+        return f"postgresql://postgres@{host}:{self.port}/postgres"
 
     @property
     def port(self) -> int:
@@ -125,13 +135,17 @@ class LocalPostgres:
             [_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
              "--encoding=UTF8", "--no-sync"],
         )  # fmt: skip
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {cidr} trust\n" for cidr in self.trust)
 
     def start(self) -> None:
         """Start the server on its recorded port (after `stop`, the same port again)."""
+        options = f"-h {','.join(self.listen)} -p {self.port} -k '' -c fsync=off"
         _run_as_owner(
             [_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"), "-w",
              "-t", str(int(START_TIMEOUT)),
-             "-o", f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c max_connections=200",
+             "-o", f"{options} -c max_connections=200",
              "start"],
             timeout=START_TIMEOUT + 10,
         )  # fmt: skip

@@ -116,11 +116,20 @@ def stop(name: str, *, state_dir: Path, timeout: float = 15.0) -> None:
         _children.pop(recorded[0]).wait()
 
 
-def restart(name: str, *, state_dir: Path) -> int:
-    """Stop a process and start it again with the same command line and environment."""
+def recorded_argv(name: str, *, state_dir: Path) -> list[str]:
+    argv: list[str] = json.loads((state_dir / "pids" / f"{name}.argv").read_text())["argv"]
+    return argv
+
+
+def restart(name: str, *, state_dir: Path, flags: Mapping[str, str] | None = None) -> int:
+    """Stop a process and start it again with the same command line and environment;
+    `--name=value` flags in `flags` replace the recorded ones or are added."""
     recorded = json.loads((state_dir / "pids" / f"{name}.argv").read_text())
+    argv = list(recorded["argv"])
+    for flag, value in (flags or {}).items():
+        argv = [a for a in argv if a.split("=", 1)[0] != flag] + [f"{flag}={value}"]
     stop(name, state_dir=state_dir)
-    return start(name, recorded["argv"], state_dir=state_dir, env=recorded["env"])
+    return start(name, argv, state_dir=state_dir, env=recorded["env"])
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -11,7 +11,10 @@ Readers wait on it without polling:
 - `wait_version(rv)`: until the cache has seen resourceVersion rv (a client reading
   its own write: the API waits for the version its write returned);
 - `wait_until(key, predicate)`: until the object under key satisfies predicate (or is
-  gone), e.g. until a cancelled job reaches its final phase.
+  gone), e.g. until a cancelled job reaches its final phase;
+- `notifying(signal)`: while the block runs, every change sets the subscriber's own
+  asyncio.Event (one per subscriber, so one slow reader never misses or steals
+  another's wake-up), e.g. a server-sent event stream re-rendering on change.
 
 resourceVersions are compared as integers, which is what etcd-backed API servers
 produce; the contract calls them opaque, so a server with other versions gets
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -92,6 +95,7 @@ class Informer(Generic[K, T]):
         self._seen = 0  # the highest resourceVersion applied, as a number
         self._version_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._key_waiters: dict[K, list[_Waiter[T]]] = {}
+        self._subscribers: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
 
     # -- life --------------------------------------------------------------------
@@ -140,6 +144,20 @@ class Informer(Generic[K, T]):
 
     def __len__(self) -> int:
         return len(self.store)
+
+    @contextlib.contextmanager
+    def notifying(self, signal: asyncio.Event) -> Iterator[asyncio.Event]:
+        """Set signal on every change (the version moves) while the block runs; the
+        subscriber clears it before it reads the cache, so no change goes unseen."""
+        self._subscribers.add(signal)
+        try:
+            yield signal
+        finally:
+            self._subscribers.discard(signal)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
 
     async def wait_version(self, resource_version: str, *, within: float) -> bool:
         """True once the cache has applied resource_version (or a later one)."""
@@ -203,7 +221,7 @@ class Informer(Generic[K, T]):
             fresh[self._key(obj)] = obj
         gone = [k for k in self.store if k not in fresh]
         old, self.store = self.store, fresh
-        self.version += 1
+        self._changed()
         if self._on_change is not None:
             for key, obj in fresh.items():
                 if old.get(key) != obj:
@@ -237,10 +255,15 @@ class Informer(Generic[K, T]):
             if self.store.get(key) == obj:
                 return
             self.store[key] = obj
-        self.version += 1
+        self._changed()
         if self._on_change is not None:
             self._on_change(kind, obj)
         self._notify_key(key)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for signal in self._subscribers:
+            signal.set()
 
     def _notify_key(self, key: K) -> None:
         waiters = self._key_waiters.get(key)

@@ -54,6 +54,8 @@ class Row:
     completed_at: datetime | None
     cancel_requested_at: datetime | None
     termination_outcome: str | None
+    submitted_by: str | None
+    cancelled_by: str | None
     resource_version: int
     reason: str | None = None
     nodes: int = 1
@@ -95,6 +97,8 @@ def row_of(job: Job) -> Row:
         completed_at=status.completed_at,
         cancel_requested_at=termination.requested_at if termination else None,
         termination_outcome=termination.outcome if termination else None,
+        submitted_by=job.audit.submitted_by,
+        cancelled_by=job.audit.cancelled_by,
         resource_version=int(job.resource_version or 0),
         reason=status.reason,
         nodes=job.spec.nodes,

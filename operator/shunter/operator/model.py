@@ -29,6 +29,10 @@ MANAGED_BY = "shunter"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 CANCELLED_BY_USER = "Cancelled by user"
+# Who submitted and who cancelled a job: set by the API from the caller's TokenReview,
+# in the same write as the submission or the cancel.
+SUBMITTED_BY = "shunter.dev/submitted-by"
+CANCELLED_BY = "shunter.dev/cancelled-by"
 
 Uid = NewType("Uid", str)
 
@@ -363,6 +367,19 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class Audit:
+    """Who submitted and who cancelled the job (None: not recorded, e.g. kubectl)."""
+
+    submitted_by: str | None = None
+    cancelled_by: str | None = None
+
+    @classmethod
+    def parse(cls, annotations: Mapping[str, Any] | None) -> Audit:
+        annotations = annotations or {}
+        return cls(annotations.get(SUBMITTED_BY), annotations.get(CANCELLED_BY))
+
+
+@dataclass(frozen=True)
 class Job:
     key: JobKey
     uid: Uid
@@ -370,6 +387,7 @@ class Job:
     created_at: datetime
     spec: JobSpec
     status: JobStatus = field(default_factory=JobStatus)
+    audit: Audit = field(default_factory=Audit)
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> Job:
@@ -381,6 +399,7 @@ class Job:
             created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
             spec=JobSpec.parse(body.get("spec") or {}),
             status=JobStatus.parse(body.get("status")),
+            audit=Audit.parse(meta.get("annotations")),
         )
 
     @property

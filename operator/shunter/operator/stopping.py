@@ -250,6 +250,13 @@ def _finish(
     return Decision(status=status, events=(event,), logs=tuple(logs), released=True)
 
 
+def _by_whom(job: Job) -> str:
+    """'Cancelled by user alice' for the Event; the job's status and the mirror keep the
+    guide's plain 'Cancelled by user'. No name when none was recorded (kubectl)."""
+    user = job.audit.cancelled_by
+    return f"{CANCELLED_BY_USER} {user}" if user else CANCELLED_BY_USER
+
+
 def final_status(
     job: Job, termination: Termination, *, now: datetime, rules: Rules, detail: str = ""
 ) -> tuple[JobStatus, Event]:
@@ -258,6 +265,9 @@ def final_status(
     run = record_attempt(job, reason=_REASON[cause], now=now)
     code = f" (exit code {status.exit_code})" if status.exit_code is not None else ""
     how = "force deleted" if termination.forced_pods else "stopped gracefully"
+    if status.exit_code == 137 and not termination.forced_pods:
+        # The kubelet's SIGKILL at the end of the grace period: no checkpoint was written.
+        how = "stopped: its trainer ignored SIGTERM and was killed when the grace period ran out"
     pods = ", ".join(termination.pods) or "none"
     base = replace(status, termination=termination, history=run, queue_position=None,
                    pods_ready=0)  # fmt: skip
@@ -265,8 +275,8 @@ def final_status(
         final = replace(base, phase=Phase.CANCELLED, reason="Cancelled",
                         message=CANCELLED_BY_USER, completed_at=now)  # fmt: skip
         if termination.outcome == "never-started":
-            return final, Event("Normal", "Cancelled", "Cancelled before it started")
-        return final, Event("Normal", "Cancelled", f"Pod {pods} {how}{code}; job cancelled")
+            return final, Event("Normal", "Cancelled", f"{_by_whom(job)} before it started")
+        return final, Event("Normal", "Cancelled", f"{_by_whom(job)}: pod {pods} {how}{code}")
     if cause is StopCause.DEADLINE:
         limit = job.spec.max_runtime_seconds
         message = f"Ran longer than maxRuntimeSeconds ({limit}s); its Pods were {how}{code}"
@@ -347,6 +357,6 @@ def cancel_unstarted(job: Job, *, now: datetime, rules: Rules) -> Decision:
     where = "queue" if job.queued else "suspended jobs"
     return Decision(
         status=status,
-        events=(Event("Normal", "Cancelled", f"Removed from the {where} and cancelled"),),
+        events=(Event("Normal", "Cancelled", f"{_by_whom(job)}: removed from the {where}"),),
         logs=(f"[Cancel] Job {job.key} removed from queue and cancelled",),
     )

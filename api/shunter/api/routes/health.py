@@ -23,10 +23,12 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/api/config")
 async def config(request: Request) -> dict[str, object]:
-    """What a client needs before its first call: whether a token is required."""
+    """What a client needs before its first call: whether a token is required, the
+    default namespace, and whether the nodes are simulated (the demo's kwok)."""
     settings = request.app.state.settings
     return {"auth_required": settings.auth == "kubernetes",
-            "default_namespace": settings.namespace}  # fmt: skip
+            "default_namespace": settings.namespace,
+            "simulator": settings.simulator}  # fmt: skip
 
 
 @router.get("/metrics", include_in_schema=False)

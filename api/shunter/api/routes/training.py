@@ -1,13 +1,16 @@
-"""`/api/training`: submit, queue, status, cancel and history of training jobs."""
+"""`/api/training`: submit, queue, status, cancel, logs, the pushed list and history."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from shunter.api.dependencies import Namespace, Service, authorized
+from shunter.api.dependencies import Caller, Namespace, Service, authorized
+from shunter.api.errors import InvalidRequest
+from shunter.api.history import HistoryFilter
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
     CancelResult,
@@ -21,9 +24,11 @@ from shunter.api.schemas import (
     QueueView,
     SubmitResult,
 )
+from shunter.api.streaming import job_stream
 from shunter.operator.model import JobKey
 
 # Every route of this router is guarded: authentication and the route's RBAC verb.
+JSON = "application/json"
 router = APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
 
 JobIdPath = Annotated[
@@ -47,9 +52,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         **ERRORS,
     },
 )
-async def submit(body: JobCreate, service: Service, namespace: Namespace) -> SubmitResult:
-    """Submit a job; it waits in the queue until admitted. Returns its id."""
-    job = await service.submit(body, namespace=namespace)
+async def submit(
+    body: JobCreate, service: Service, namespace: Namespace, caller: Caller
+) -> SubmitResult:
+    """Submit a job; it waits in the queue until admitted. Returns its id. The caller
+    is recorded as the job's `submitted_by`."""
+    job = await service.submit(body, namespace=namespace, user=caller.user)
     return SubmitResult(
         job_id=job.key.name, namespace=namespace, status="queued",
         message=service.submit_message(job),
@@ -61,10 +69,15 @@ async def queue(
     service: Service,
     namespace: Namespace,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Queued jobs listed")] = 100,
-) -> QueueView:
+    queue: Annotated[
+        str | None,
+        Query(max_length=63, pattern=JOB_ID_PATTERN, description="Only this TrainingQueue"),
+    ] = None,
+) -> Response:
     """Jobs holding a slot and the first `limit` waiting jobs in admission order, with
-    the total counts."""
-    return await service.queue(namespace, limit=limit)
+    the total counts and each queue's usage (limits, running, GPUs, borrowed)."""
+    body = await service.queue_json(namespace, limit=limit, queue=queue)
+    return Response(body, media_type=JSON)
 
 
 @router.get(
@@ -77,11 +90,11 @@ async def status(
     consistent: Annotated[
         bool, Query(description="Read from the API server instead of the watch cache")
     ] = False,
-) -> JobPublic:  # fmt: skip
+) -> Response:  # fmt: skip
     """The state of one job (from the watch cache, which holds every write this API
     made; `consistent=true` reads the API server)."""
     job = await service.status(JobKey(namespace, job_id), consistent=consistent)
-    return JobPublic.of(job)
+    return Response(service.renderer.job(job), media_type=JSON)
 
 
 @router.get(
@@ -119,11 +132,12 @@ async def live(
     },
 )
 async def cancel(
-    job_id: JobIdPath, service: Service, namespace: Namespace,
+    job_id: JobIdPath, service: Service, namespace: Namespace, caller: Caller,
 ) -> JSONResponse:  # fmt: skip
-    """Cancel a job in any state; the body is the acceptance guide's."""
+    """Cancel a job in any state; the body is the acceptance guide's. The caller is
+    recorded as the job's `cancelled_by`."""
     key = JobKey(namespace, job_id)
-    outcome = await service.cancel(key)
+    outcome = await service.cancel(key, user=caller.user)
     if outcome.send_patch:
         await service.await_final(key)
     result = CancelResult(
@@ -135,22 +149,118 @@ async def cancel(
     return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)
 
 
+Phase = Literal[
+    "queued", "starting", "running", "cancelling", "stopping", "suspended",
+    "completed", "failed", "cancelled",
+]  # fmt: skip
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """A time filter in UTC (a time without zone is taken as UTC)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidRequest(f"Invalid request: {name}: out of range") from exc
+
+
 @router.get("/jobs", response_model=JobHistoryPage, responses=ERRORS)
 async def jobs(
     service: Service,
     namespace: Namespace,
-    status: Annotated[
-        Literal["queued", "starting", "running", "cancelling", "completed", "failed", "cancelled"]
-        | None,
-        Query(description="Only jobs in this phase"),
+    status: Annotated[Phase | None, Query(description="Only jobs in this phase")] = None,
+    queue: Annotated[
+        str | None, Query(max_length=63, pattern=JOB_ID_PATTERN, description="Only this queue")
+    ] = None,
+    name_contains: Annotated[
+        str | None, Query(max_length=63, description="Only jobs whose name contains this")
+    ] = None,
+    submitted_by: Annotated[
+        str | None, Query(max_length=253, description="Only jobs this user submitted")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="Only jobs created at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Only jobs created before")] = None,
+    deleted: Annotated[
+        bool | None,
+        Query(description="true: only jobs whose TrainingJob is gone; false: only live ones"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JobHistoryPage:
-    """History from PostgreSQL (outlives the CRs), newest first."""
-    rows, total = await service.history.page(
-        namespace=namespace, status=status, limit=limit, offset=offset
-    )
+    """History from PostgreSQL (outlives the CRs), newest first, filtered."""
+    where = HistoryFilter(
+        namespace=namespace, status=status, queue=queue, name_contains=name_contains or None,
+        submitted_by=submitted_by or None, since=_utc(since, "since"),
+        until=_utc(until, "until"), deleted=deleted,
+    )  # fmt: skip
+    rows, total = await service.history.page(where, limit=limit, offset=offset)
     return JobHistoryPage(
         items=[HistoryRow(**row) for row in rows], total=total, limit=limit, offset=offset
     )
+
+
+@router.get(
+    "/status/{job_id}/logs",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The trainer's log"},
+        404: {"model": ErrorBody, "description": "Job or Pod not found"},
+        409: {"model": ErrorBody, "description": "The Pod has no logs yet"},
+        502: {"model": ErrorBody, "description": "The node did not answer"},
+        **ERRORS,
+    },
+)
+async def logs(
+    job_id: JobIdPath,
+    service: Service,
+    namespace: Namespace,
+    tail: Annotated[int, Query(ge=1, le=10_000, description="Last lines")] = 200,
+    follow: Annotated[bool, Query(description="Keep streaming new lines")] = False,
+) -> StreamingResponse:
+    """The job's log, from its Pod (see shunter.api.logs for every answer)."""
+    found = await service.logs(JobKey(namespace, job_id), tail=tail, follow=follow)
+    headers = {
+        "Cache-Control": "no-cache",
+        "X-Shunter-Simulated-Node": str(found.simulated).lower(),
+    }
+    return StreamingResponse(found.chunks, media_type="text/plain; charset=utf-8", headers=headers)
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events: `live` (the /live view) on every change, "
+            "`job` (the job named by ?job= and its Events), heartbeats",
+        },
+        **ERRORS,
+    },
+)
+async def stream(
+    request: Request,
+    service: Service,
+    namespace: Namespace,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    job: Annotated[
+        str | None,
+        Query(max_length=55, pattern=JOB_ID_PATTERN, description="Also stream this job"),
+    ] = None,
+) -> StreamingResponse:
+    """The /live view pushed on change (see shunter.api.streaming)."""
+    gauge = request.app.state.metrics.streams
+
+    async def counted() -> Any:
+        gauge.inc()
+        try:
+            async for chunk in job_stream(service, namespace, limit=limit, job=job):
+                yield chunk
+        finally:
+            gauge.dec()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(counted(), media_type="text/event-stream", headers=headers)

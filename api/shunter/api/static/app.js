@@ -1,46 +1,32 @@
-// Shunter's job list: polls the API every second, submits sample jobs, cancels.
-// No build step: plain DOM code. The token is kept in sessionStorage (this tab only).
+// Shunter's web UI: the job list pushed by the server (GET /stream), a submit form,
+// the job's detail with Events and logs, and the history from PostgreSQL.
+// It shows what the server decides: rows come in the server's order and each job's
+// buttons are its `actions`; nothing here knows which phases allow what.
 "use strict";
 
-const POLL_MS = 1000;
+import { query, request, saveSession, session, subscribe } from "./api.js";
+import { renderDetail, closeDetail } from "./detail.js";
+import { searchHistory } from "./history.js";
+
 const state = {
-  authRequired: true,    // from /api/config: whether requests need a bearer token
-  namespace: sessionStorage.getItem("shunter.namespace") || "",
-  token: sessionStorage.getItem("shunter.token") || "",
-  inFlight: new Set(),   // job ids whose cancel request is under way
-  selected: null,        // job id shown in the detail view
-  lastList: null,        // the last /live answer, to re-render without a request
+  inFlight: new Map(),  // job id -> the action under way
+  selected: null,       // job id shown in the detail view
+  lastList: null,       // the last `live` event, re-rendered as ages move on
+  stream: null,
 };
 
+const LABELS = { cancel: "Cancel", suspend: "Suspend", resume: "Resume" };
+const PENDING = { cancel: "Cancelling…", suspend: "Suspending…", resume: "Resuming…" };
 const $ = (selector) => document.querySelector(selector);
 
-function query(extra = {}) {
-  const params = new URLSearchParams(extra);
-  if (state.namespace) params.set("namespace", state.namespace);
-  const text = params.toString();
-  return text ? `?${text}` : "";
-}
-
-async function api(method, path, body) {
-  const headers = { "Accept": "application/json" };
-  if (state.token) headers["Authorization"] = `Bearer ${state.token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
-  try { data = await response.json(); } catch (_) { data = null; }
-  return { status: response.status, data };
-}
-
-function notify(text, kind = "info") {
+export function notify(text, kind = "info") {
   const box = $("#notice");
   box.textContent = text;
   box.className = kind;
   box.hidden = false;
 }
 
-function age(iso) {
+export function age(iso) {
   if (!iso) return "";
   const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   if (seconds < 120) return `${seconds}s`;
@@ -48,179 +34,200 @@ function age(iso) {
   return `${Math.round(seconds / 3600)}h`;
 }
 
-function progress(job) {
-  if (job.status === "completed") return "100%";
-  if (!job.started_at || job.completed_at) return "";
-  return `running ${age(job.started_at)}`;
+// A user name as Kubernetes gives it, shortened for a cell (the full one in the title).
+export function shortUser(user) {
+  if (!user) return "";
+  const sa = user.match(/^system:serviceaccount:([^:]+):(.+)$/);
+  return sa ? `${sa[2]} (${sa[1]})` : user;
 }
 
-function cell(text, className) {
+function cell(text, className, title) {
   const td = document.createElement("td");
-  td.textContent = text === null || text === undefined ? "" : String(text);
+  const span = document.createElement("span");
+  span.textContent = text === null || text === undefined ? "" : String(text);
+  td.append(span);
   if (className) td.className = className;
+  if (title) td.title = title;
   return td;
 }
 
-function cancellable(job) {
-  return ["queued", "starting", "running"].includes(job.status) && !job.cancel_requested;
+// One button per action the server lists for the job; the request goes to
+// POST /api/training/<action>/<id>, the route of that action.
+export function actionButtons(job) {
+  const pending = state.inFlight.get(job.job_id);
+  const actions = pending && !job.actions.includes(pending) ? [pending, ...job.actions] : job.actions;
+  return actions.map((action) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = `action ${action}`;
+    button.textContent = pending === action ? PENDING[action] || `${action}…` : LABELS[action] || action;
+    button.disabled = pending !== undefined;
+    button.addEventListener("click", () => act(job.job_id, action));
+    return button;
+  });
+}
+
+function ageCell(iso) {
+  const td = cell(age(iso), "wide age");
+  td.dataset.created = iso;
+  return td;
 }
 
 function row(job) {
   const tr = document.createElement("tr");
   tr.dataset.job = job.job_id;
   tr.dataset.status = job.status;
-  const name = cell(job.job_id, "name");
+  // The name on one line (cut with an ellipsis, whole in the tooltip), the job's
+  // message under it in small print.
+  const name = cell(job.job_id, "name", job.message ? `${job.job_id}\n${job.message}` : job.job_id);
+  name.firstChild.className = "id";
+  const message = document.createElement("span");
+  message.className = "message";
+  message.textContent = job.message || "";
+  name.append(message);
   name.tabIndex = 0;
-  name.addEventListener("click", () => showDetail(job.job_id));
+  name.addEventListener("click", () => select(job.job_id));
+  name.addEventListener("keydown", (e) => { if (e.key === "Enter") select(job.job_id); });
+  const actions = document.createElement("td");
+  actions.className = "actions";
+  actions.append(...actionButtons(job));
   tr.append(
     name,
     cell(job.status.toUpperCase(), `phase ${job.status}`),
     cell(job.queue_position ? `#${job.queue_position}` : ""),
-    cell(job.gpus), cell(job.priority), cell(age(job.created_at)),
-    cell(progress(job)), cell(job.message, "message"),
+    cell(job.gpus),
+    cell(job.priority, "wide"),
+    ageCell(job.created_at),
+    cell(shortUser(job.submitted_by), "wide user", job.submitted_by || ""),
+    actions,
   );
-  const actions = document.createElement("td");
-  if (cancellable(job) || state.inFlight.has(job.job_id)) {
-    const button = document.createElement("button");
-    button.textContent = state.inFlight.has(job.job_id) ? "Cancelling…" : "Cancel";
-    button.className = "cancel";
-    button.disabled = state.inFlight.has(job.job_id);
-    button.addEventListener("click", () => cancel(job.job_id));
-    actions.append(button);
-  }
-  tr.append(actions);
   return tr;
 }
 
-const ORDER = { running: 0, starting: 1, cancelling: 2, queued: 3 };
-
 function render(list) {
   state.lastList = list;
-  const jobs = [...list.items].sort((a, b) => {
-    const ra = ORDER[a.status] ?? 9, rb = ORDER[b.status] ?? 9;
-    if (ra !== rb) return ra - rb;
-    if (a.status === "queued") return (a.queue_position ?? 1e9) - (b.queue_position ?? 1e9);
-    return Date.parse(b.created_at) - Date.parse(a.created_at);
-  });
-  const body = $("#jobs tbody");
-  body.replaceChildren(...jobs.map(row));
-  $("#empty").hidden = jobs.length > 0;
+  $("#jobs tbody").replaceChildren(...list.items.map(row));  // the server's order
+  $("#empty").hidden = list.items.length > 0;
   // The counts cover every job in the namespace, not only the rows shown.
   $("#counts").textContent =
     `${list.running_count} running · ${list.queued_count} queued · ${list.namespace}`;
 }
 
-function ready() {
-  if (state.authRequired && !state.token) {
-    notify("Enter a Kubernetes token (kubectl create token NAME) and press Use", "info");
-    return false;
-  }
-  return true;
-}
-
-async function refresh() {
+async function act(jobId, action) {
+  state.inFlight.set(jobId, action);
+  if (state.lastList) render(state.lastList);  // the button is disabled at once
   try {
-    if (!ready()) return;
-    await refreshSoon();
-    if (state.selected) await showDetail(state.selected, false);
-  } catch (error) {
-    notify(`API unreachable: ${error.message}`, "error");
-  } finally {
-    setTimeout(refresh, POLL_MS);
-  }
-}
-
-async function cancel(jobId) {
-  state.inFlight.add(jobId);
-  if (state.lastList) render(state.lastList); // disable the button at once
-  try {
-    const { data } = await api("POST", `/api/training/cancel/${encodeURIComponent(jobId)}${query()}`);
+    const { data } = await request(
+      "POST", `/api/training/${action}/${encodeURIComponent(jobId)}${query()}`);
     notify(data && data.message ? `${jobId}: ${data.message}` : `${jobId}: no answer`,
            data && data.success ? "ok" : "error");
+  } catch (error) {
+    notify(`${jobId}: ${error.message}`, "error");
   } finally {
     state.inFlight.delete(jobId);
-    await refreshSoon();
+    if (state.lastList) render(state.lastList);
   }
 }
 
-async function refreshSoon() {
-  if (!ready()) return;
-  const { status, data } = await api("GET", `/api/training/live${query({ limit: 200 })}`);
-  if (status === 200) render(data);
-  else if (data && data.message) notify(data.message, "error");
+function connect() {
+  if (state.stream) state.stream.close();
+  state.stream = null;
+  if (session.authRequired && !session.token) {
+    notify("Enter a Kubernetes token (kubectl create token NAME) and press Use", "info");
+    return;
+  }
+  const path = `/api/training/stream${query({ limit: 200, job: state.selected })}`;
+  state.stream = subscribe(path, (event, data) => {
+    if (event === "live") render(data);
+    else if (event === "job" && state.selected) {
+      if (data.job) renderDetail(data, actionButtons);
+      else { closeDetail(); state.selected = null; }
+    }
+  }, (status, detail) => {
+    const badge = $("#connection");
+    badge.textContent = status;
+    badge.className = `connection ${status}`;
+    if (status === "refused") notify(detail, "error");
+  });
 }
 
-async function showDetail(jobId, scroll = true) {
+function select(jobId) {
   state.selected = jobId;
-  const [job, events] = await Promise.all([
-    api("GET", `/api/training/status/${encodeURIComponent(jobId)}${query()}`),
-    api("GET", `/api/training/status/${encodeURIComponent(jobId)}/events${query()}`),
-  ]);
-  if (job.status !== 200) { $("#detail").hidden = true; state.selected = null; return; }
-  $("#detail").hidden = false;
-  $("#detail-name").textContent = jobId;
-  const times = $("#detail-times");
-  times.replaceChildren();
-  for (const [label, key] of [["Submitted", "created_at"], ["Admitted", "admitted_at"],
-                              ["Started", "started_at"], ["Finished", "completed_at"]]) {
-    const dt = document.createElement("dt"); dt.textContent = label;
-    const dd = document.createElement("dd");
-    dd.textContent = job.data[key] ? new Date(job.data[key]).toLocaleString() : "—";
-    times.append(dt, dd);
-  }
-  const list = $("#detail-events");
-  list.replaceChildren(...(events.status === 200 ? events.data : []).map((e) => {
-    const li = document.createElement("li");
-    li.className = (e.type || "").toLowerCase();
-    li.textContent = `${e.time ? new Date(e.time).toLocaleTimeString() : ""} ${e.reason}: ${e.message}`;
-    return li;
-  }));
-  if (scroll) $("#detail").scrollIntoView({ block: "nearest" });
+  connect();  // the stream now carries this job and its Events too
 }
 
 $("#settings").addEventListener("submit", (event) => {
   event.preventDefault();
-  state.namespace = $("#namespace").value.trim();
-  state.token = $("#token").value.trim();
-  sessionStorage.setItem("shunter.namespace", state.namespace);
-  sessionStorage.setItem("shunter.token", state.token);
+  saveSession($("#namespace").value.trim(), $("#token").value.trim());
   notify("Settings saved for this tab");
-  refreshSoon();
+  state.selected = null;
+  closeDetail();
+  connect();
 });
 
-$("#submit").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = new FormData(event.target);
+function submitted(form) {
   const body = {
     gpus: Number(form.get("gpus")),
     priority: Number(form.get("priority")),
+    queue: String(form.get("queue") || "default"),
     termination_grace_period_seconds: Number(form.get("grace")),
-    pod_annotations: { "sim.shunter.dev/run-for": String(form.get("run_for") || "120s") },
   };
-  if (form.get("name")) body.name = String(form.get("name"));
-  if (form.get("hang")) body.pod_labels = { "sim.shunter.dev/hang-on-delete": "true" };
-  const button = event.target.querySelector("button");
+  for (const [field, key] of [["name", "name"], ["image", "image"]]) {
+    if (form.get(field)) body[key] = String(form.get(field)).trim();
+  }
+  const args = String(form.get("args") || "").split("\n").map((a) => a.trim()).filter(Boolean);
+  if (args.length) body.args = args;
+  if (form.get("max_runtime")) body.max_runtime_seconds = Number(form.get("max_runtime"));
+  if (session.simulator) {  // the kwok Stages' knobs, offered only by a demo server
+    const annotations = {};
+    if (form.get("run_for")) annotations["sim.shunter.dev/run-for"] = String(form.get("run_for"));
+    if (form.get("fail_after")) annotations["sim.shunter.dev/fail-after"] = String(form.get("fail_after"));
+    if (Object.keys(annotations).length) body.pod_annotations = annotations;
+    if (form.get("hang")) body.pod_labels = { "sim.shunter.dev/hang-on-delete": "true" };
+  }
+  return body;
+}
+
+$("#submit").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = event.target.querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    const { status, data } = await api("POST", `/api/training/submit${query()}`, body);
+    const { status, data } = await request(
+      "POST", `/api/training/submit${query()}`, submitted(new FormData(event.target)));
     notify(status === 201 ? `Submitted ${data.job_id}` : (data && data.message) || `HTTP ${status}`,
            status === 201 ? "ok" : "error");
+  } catch (error) {
+    notify(`Submit failed: ${error.message}`, "error");
   } finally {
     button.disabled = false;
-    await refreshSoon();
   }
 });
 
+$("#history-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  searchHistory(new FormData(event.target), 0);
+});
+
 async function start() {
-  $("#namespace").value = state.namespace;
-  $("#token").value = state.token;
-  const { status, data } = await api("GET", "/api/config");
+  $("#namespace").value = session.namespace;
+  $("#token").value = session.token;
+  const { status, data } = await request("GET", "/api/config");
   if (status === 200) {
-    state.authRequired = data.auth_required;
-    if (!state.namespace) state.namespace = data.default_namespace;
-    $("#namespace").value = state.namespace;
+    session.authRequired = data.auth_required;
+    session.simulator = Boolean(data.simulator);
+    if (!session.namespace) session.namespace = data.default_namespace;
+    $("#namespace").value = session.namespace;
   }
-  refresh();
+  $("#token-field").hidden = !session.authRequired;
+  $("#simulator").hidden = !session.simulator;
+  connect();
+  // Ages move on between pushes: update them in place (no request, no re-render).
+  setInterval(() => {
+    for (const td of document.querySelectorAll("#jobs td.age")) {
+      td.firstChild.textContent = age(td.dataset.created);
+    }
+  }, 5000);
 }
 
 start();

@@ -1,0 +1,45 @@
+"""JSON bodies of the hot GETs, rendered once per version of what they show.
+
+GET /status renders a job's JSON once per (uid, resourceVersion): every later read of
+an unchanged job sends the same bytes without building or validating a model again.
+GET /queue renders once per version of the job cache (and namespace and limit). Both
+caches are bounded; what they hold is derived from the watch cache only, so they are
+never staler than it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from shunter.api.schemas import JobPublic
+from shunter.operator.model import Job
+
+JOBS_KEPT = 50_000
+VIEWS_KEPT = 64
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._views: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+
+    def job(self, job: Job) -> bytes:
+        key = (job.uid, job.resource_version)
+        found = self._jobs.get(key)
+        if found is None:
+            found = JobPublic.of(job).model_dump_json().encode()
+            self._jobs[key] = found
+            if len(self._jobs) > JOBS_KEPT:
+                self._jobs.popitem(last=False)
+        return found
+
+    def view(self, key: tuple[object, ...], render: Callable[[], bytes]) -> bytes:
+        """A whole response body, rendered again only when key (a version) changes."""
+        found = self._views.get(key)
+        if found is None:
+            found = render()
+            self._views[key] = found
+            if len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+        return found

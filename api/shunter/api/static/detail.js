@@ -1,0 +1,109 @@
+// The detail view of one job: its fields, its actions, its Events (all pushed by the
+// server's stream) and its logs (GET /status/{id}/logs, on request; Follow streams).
+"use strict";
+
+import { query, readText } from "./api.js";
+
+const $ = (selector) => document.querySelector(selector);
+const logs = { job: null, controller: null };
+
+const FIELDS = [
+  ["Status", (j) => j.status],
+  ["Message", (j) => j.message],
+  ["Submitted by", (j) => j.submitted_by],
+  ["Cancelled by", (j) => j.cancelled_by],
+  ["Queue", (j) => `${j.queue}${j.queue_position ? ` (#${j.queue_position})` : ""}`],
+  ["GPUs · priority", (j) => `${j.gpus} · ${j.priority}`],
+  ["Image", (j) => j.image],
+  ["Pod", (j) => j.pod_name && `${j.pod_name}${j.node_name ? ` on ${j.node_name}` : ""}`],
+  ["Submitted", (j) => when(j.created_at)],
+  ["Admitted", (j) => when(j.admitted_at)],
+  ["Started", (j) => when(j.started_at)],
+  ["Finished", (j) => when(j.completed_at)],
+];
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : null;
+}
+
+export function renderDetail({ job, events }, actionButtons) {
+  const panel = $("#detail");
+  const fresh = logs.job !== job.job_id;
+  panel.hidden = false;
+  $("#detail-name").textContent = job.job_id;
+  $("#detail-actions").replaceChildren(...actionButtons(job));
+  const fields = $("#detail-fields");
+  fields.replaceChildren();
+  for (const [label, value] of FIELDS) {
+    const dt = document.createElement("dt");
+    dt.textContent = label;
+    const dd = document.createElement("dd");
+    dd.textContent = value(job) ?? "—";
+    fields.append(dt, dd);
+  }
+  $("#detail-events").replaceChildren(...events.map((e) => {
+    const li = document.createElement("li");
+    li.className = (e.type || "").toLowerCase();
+    li.textContent = `${e.time ? new Date(e.time).toLocaleTimeString() : ""} ${e.reason}: ${e.message}`;
+    return li;
+  }));
+  if (fresh) {
+    stopLogs();
+    logs.job = job.job_id;
+    $("#detail-logs").hidden = true;
+    $("#logs-follow").checked = false;
+    panel.scrollIntoView({ block: "nearest" });
+  }
+  // A job without a Pod has no logs to ask for (the server would answer 404).
+  $("#logs-load").disabled = !job.pod_name;
+  $("#logs-follow").disabled = !job.pod_name;
+}
+
+export function closeDetail() {
+  stopLogs();
+  logs.job = null;
+  $("#detail").hidden = true;
+}
+
+function stopLogs() {
+  if (logs.controller) logs.controller.abort();
+  logs.controller = null;
+}
+
+async function loadLogs(follow) {
+  stopLogs();
+  const jobId = logs.job;
+  if (!jobId) return;
+  const pre = $("#detail-logs");
+  pre.hidden = false;
+  pre.textContent = "";
+  const controller = new AbortController();
+  logs.controller = controller;
+  const path = `/api/training/status/${encodeURIComponent(jobId)}/logs${query({ tail: 200, follow: follow || undefined })}`;
+  try {
+    const answer = await readText(path, (text) => {
+      pre.textContent += text;
+      pre.scrollTop = pre.scrollHeight;
+    }, controller.signal);
+    if (answer.status !== 200) {
+      pre.textContent = (answer.data && answer.data.message) || `HTTP ${answer.status}`;
+      pre.className = "error";
+    } else {
+      pre.className = answer.simulated === "true" ? "simulated" : "";
+      if (!pre.textContent) pre.textContent = "(no output yet)";
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") pre.textContent += `\n(${error.message})`;
+  } finally {
+    if (logs.controller === controller) {
+      logs.controller = null;
+      $("#logs-follow").checked = false;
+    }
+  }
+}
+
+$("#logs-load").addEventListener("click", () => loadLogs(false));
+$("#logs-follow").addEventListener("change", (event) => {
+  if (event.target.checked) loadLogs(true);
+  else stopLogs();
+});

@@ -1,0 +1,100 @@
+"""What one reconcile pass costs as the queue grows (the pure decision code alone).
+
+    python -m bench.pass_cost [--queued 100 1000 10000 50000]
+
+100 GPU nodes x 8, 100 jobs running (one per node), N jobs queued behind them. Each
+measured pass follows one job completing: it decides the completion, admits the next
+job and shifts the written queue positions. The operator's incremental book keeps the
+queue in order as watch events arrive, so the pass looks only at what changed and at
+the head of the queue: its cost should not depend on N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from bench.harness import table, write_result
+from shunter.operator.admission import Limits
+from shunter.operator.book import JobBook
+from shunter.operator.model import Job, PodView
+from shunter.operator.nodes import NodeView, Resources
+from shunter.operator.planning import plan_pass
+from shunter.operator.rules import Rules
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+NODES = 100
+
+
+def _job(name: str, i: int, **status: object) -> Job:
+    body = {
+        "metadata": {"name": name, "namespace": "bench", "uid": f"uid-{name}",
+                     "resourceVersion": "1", "creationTimestamp":
+                     (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")},
+        "spec": {"image": "x", "gpus": 8},
+        "status": status,
+    }  # fmt: skip
+    return Job.parse(body)
+
+
+def _pod(job: Job, node: str, phase: str) -> PodView:
+    return PodView(
+        namespace="bench", name=f"{job.key.name}-trainer", uid=f"pod-{job.uid}",
+        job_name=job.key.name, job_uid=job.uid, phase=phase, deleting=False,
+        node_name=node, ready=phase == "Running", attempt=job.status.attempts,
+    )  # fmt: skip
+
+
+def measure(queued: int, passes: int = 50) -> dict[str, float]:
+    nodes = [NodeView(f"n{i}", (), (), Resources(gpus=8), True, False) for i in range(NODES)]
+    running = [_job(f"r{i}", i, phase="running", sequence=i + 1, placement=[f"n{i}"],
+                    attempts=1, podsReady=1) for i in range(NODES)]  # fmt: skip
+    waiting = [_job(f"q{i:06d}", NODES + i, phase="queued", sequence=NODES + i + 1)
+               for i in range(queued)]  # fmt: skip
+    pods = [_pod(j, f"n{i}", "Running") for i, j in enumerate(running)]
+    book = JobBook.of([*running, *waiting], pods, nodes=nodes)
+    rules = Rules(limits=Limits(max_running=NODES))
+    settle = plan_pass(book, now=NOW, rules=rules)
+    for key, decision in settle.decisions.items():
+        book.put_job(replace(book.jobs[key], status=decision.status))
+    book.take_due(NOW)
+    times, decided = [], []
+    for i in range(passes):
+        done = book.jobs[running[i].key]
+        book.put_pod(_pod(done, f"n{i}", "Succeeded"))
+        start = time.perf_counter()
+        result = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
+        times.append(time.perf_counter() - start)
+        decided.append(len(result.decisions))
+        for key, decision in result.decisions.items():
+            job = replace(book.jobs[key], status=decision.status)
+            book.put_job(job)
+            if decision.create_pods:  # the admitted job's Pod shows up running
+                book.put_pod(_pod(job, decision.status.placement[0], "Running"))
+        book.take_due(NOW)
+    return {
+        "queued": queued,
+        "pass_p50_ms": 1000 * statistics.median(times),
+        "pass_max_ms": 1000 * max(times),
+        "decisions_per_pass": statistics.mean(decided),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queued", type=int, nargs="+", default=[100, 1000, 10_000, 50_000])
+    args = parser.parse_args()
+    results = [measure(n) for n in args.queued]
+    rows = [
+        (f"{r['queued']} queued: {k}", v) for r in results for k, v in r.items() if k != "queued"
+    ]
+    table("one reconcile pass after a completion (100 running on 100 nodes)", rows)
+    print(f"\nwrote {write_result('pass-cost', {'runs': results})}")
+
+
+if __name__ == "__main__":
+    main()

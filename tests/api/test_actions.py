@@ -1,0 +1,66 @@
+"""The actions a job offers (pure): the one rule the UI renders.
+
+An action is offered exactly when its route would carry it out: the same decision
+functions answer both, checked here over every phase and request flag.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shunter.api.actions import Action, allowed_actions
+from shunter.api.cancelling import decide_cancel
+from shunter.api.schemas import JobPublic
+from shunter.api.suspending import decide_resume, decide_suspend
+from shunter.operator.model import Phase
+from tests.support.builders import TrainingJobBuilder, a_training_job
+
+DECIDE = {Action.CANCEL: decide_cancel, Action.SUSPEND: decide_suspend,
+          Action.RESUME: decide_resume}  # fmt: skip
+
+
+def a_job(phase: str, *, cancelled: bool = False, suspended: bool = False) -> TrainingJobBuilder:
+    builder = a_training_job("j").in_phase(phase)
+    if suspended:
+        builder = builder.with_spec(suspended=True)
+    return builder.cancelled() if cancelled else builder
+
+
+@pytest.mark.parametrize("phase", [p.value for p in Phase])
+@pytest.mark.parametrize("cancelled", [False, True])
+@pytest.mark.parametrize("suspended", [False, True])
+def test_an_action_is_offered_exactly_when_its_route_would_carry_it_out(
+    phase: str, cancelled: bool, suspended: bool
+):
+    job = a_job(phase, cancelled=cancelled, suspended=suspended).job()
+    offered = allowed_actions(job)
+    assert set(offered) == {a for a, decide in DECIDE.items() if decide(job).send_patch}
+    assert offered == sorted(offered, key=list(Action).index)  # a stable order for the UI
+
+
+@pytest.mark.parametrize(
+    ("builder", "expected"),
+    [
+        (a_training_job("new"), ["suspend", "cancel"]),
+        (a_job("queued"), ["suspend", "cancel"]),
+        (a_job("running"), ["suspend", "cancel"]),
+        (a_job("running", cancelled=True), []),
+        (a_job("suspended", suspended=True), ["resume", "cancel"]),
+        (a_job("completed"), []),
+        (a_job("cancelled", cancelled=True), []),
+    ],
+)
+def test_what_users_see(builder: TrainingJobBuilder, expected: list[str]):
+    assert allowed_actions(builder.job()) == expected
+
+
+def test_the_public_view_carries_the_actions_and_who_did_it():
+    job = a_training_job("j").submitted_by("alice").in_phase("running").job()
+    view = JobPublic.of(job)
+    assert view.actions == ["suspend", "cancel"]
+    assert (view.submitted_by, view.cancelled_by) == ("alice", None)
+    done = JobPublic.of(
+        a_training_job("k").submitted_by("alice").cancelled(by="bob").in_phase("cancelled").job()
+    )
+    assert done.actions == []
+    assert done.cancelled_by == "bob"
