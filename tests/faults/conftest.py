@@ -53,3 +53,5 @@ def start_replica(
     yield start
     for replica in started:
         replica.stop()
+    for replica in started:
+        assert replica.thread_safety_violations() == [], f"{replica.identity}: loop state touched"
