@@ -13,7 +13,8 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
   leave or change priority), the jobs holding a slot, and the queued jobs whose
   status carries an exact position;
 - Pods per job (by index), and Pods created but not yet seen (they count as present);
-- Nodes, the foreign Pods that hold resources on them, and the TrainingQueues;
+- Nodes, the foreign Pods that hold resources on them, the TrainingQueues, and the
+  PersistentVolumeClaims a job may name as its checkpoint volume;
 - timers: when a job needs another look even if nothing changes (grace deadlines).
 
 Pure data: no I/O, no clock of its own (times are passed in). Everything runs on the
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shunter.operator.admission import queue_order
+from shunter.operator.claims import ClaimView
 from shunter.operator.model import Job, JobKey, JobStatus, PodView
 from shunter.operator.nodes import NodeView, PodUsage
 from shunter.operator.queues import QueueView
@@ -63,6 +65,7 @@ class JobBook:
         self.nodes: dict[str, NodeView] = {}
         self.foreign: dict[str, PodUsage] = {}
         self.queues: dict[str, QueueView] = {}
+        self.claims: dict[tuple[str, str], ClaimView] = {}
         # Bumped when nodes, foreign Pods or queues change: admission must look again.
         self.world_version = 0
         self._queues: dict[str, list[tuple[OrderKey, JobKey]]] = {}
@@ -257,6 +260,15 @@ class JobBook:
 
     def remove_queue(self, queue: QueueView) -> None:
         if self.queues.pop(queue.name, None) is not None:
+            self.world_version += 1
+
+    def put_claim(self, claim: ClaimView) -> None:
+        if self.claims.get((claim.namespace, claim.name)) != claim:
+            self.claims[(claim.namespace, claim.name)] = claim
+            self.world_version += 1
+
+    def remove_claim(self, claim: ClaimView) -> None:
+        if self.claims.pop((claim.namespace, claim.name), None) is not None:
             self.world_version += 1
 
     def not_ready(self) -> set[str]:

@@ -19,9 +19,10 @@ import kopf
 
 from shunter.kube import Informer, Kube, connect
 from shunter.kube.leases import KubeLeaseStore
-from shunter.kube.resources import NODES, PODS, TRAINING_JOBS, TRAINING_QUEUES
+from shunter.kube.resources import NODES, PODS, PVCS, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
+from shunter.operator.claims import ClaimView
 from shunter.operator.controller import EVENT_WORKERS, Controller
 from shunter.operator.leadership import LeaderElector
 from shunter.operator.mirror import Mirror
@@ -128,7 +129,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         kube, TRAINING_QUEUES, parse=QueueView.parse, key=lambda queue: queue.name, optional=True,
         on_change=_on_world(book.put_queue, book.remove_queue, controller),
     )  # fmt: skip
-    informers = (jobs, pods, nodes, foreign, queues)
+    # The claims jobs may name as their checkpoint volume (whether they may mount them).
+    # Optional: without the permission to list claims, jobs that name none still run
+    # and those that do wait (ClaimMissing), with a warning in the log.
+    claims: Informer[tuple[str, str], ClaimView] = Informer(
+        kube, PVCS, namespace=config.namespace, parse=ClaimView.parse, optional=True,
+        key=lambda claim: (claim.namespace, claim.name),
+        on_change=_on_world(book.put_claim, book.remove_claim, controller),
+    )  # fmt: skip
+    informers = (jobs, pods, nodes, foreign, queues, claims)
     controller.leader = lambda: elector.is_leader
     controller.synced = lambda: all(i.synced.is_set() for i in informers)
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector

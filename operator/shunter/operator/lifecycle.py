@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shunter.operator.claims import NOT_ALLOWED
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.model import (
     Attempt,
@@ -56,6 +57,8 @@ class Context:
     not_ready: Collection[str] = ()
     # Chosen as a preemption victim (the detail names the preemptor).
     preempt: str | None = None
+    # A queued job that may never start as it is (its checkpoint claim is not allowed).
+    refuse: str | None = None
 
 
 def waiting_message(ctx: Context) -> str:
@@ -70,6 +73,7 @@ def still_waiting(job: Job, ctx: Context) -> bool:
         and ctx.admit is None
         and not job.spec.cancelled
         and not job.spec.suspended
+        and ctx.refuse is None
         and status.sequence is not None
         and status.queue_position == ctx.queue_position
         and status.message == waiting_message(ctx)
@@ -147,6 +151,14 @@ def _queued(job: Job, ctx: Context) -> Decision:
                             queue_position=None, suspensions=status.suspensions + 1)  # fmt: skip
         return Decision(status=suspended, events=(
             *events, Event("Normal", "Suspended", "Suspended while queued")))  # fmt: skip
+    if ctx.refuse is not None:
+        failed = replace(status, phase=Phase.FAILED, reason=NOT_ALLOWED, message=ctx.refuse,
+                         queue_position=None, completed_at=ctx.now)  # fmt: skip
+        return Decision(
+            status=failed,
+            events=(*events, Event("Warning", NOT_ALLOWED, ctx.refuse)),
+            logs=(f"[Refuse] Job {job.key} not admitted: {ctx.refuse}",),
+        )
     if ctx.admit is not None:
         return _admit(job, ctx, events)
     return Decision(

@@ -19,6 +19,8 @@
 | SHUNTER_CHECKPOINT_SIZE | (none) | a checkpoint claim of this size for every job that names |
 |  |  | none; unset: an emptyDir |
 | SHUNTER_CHECKPOINT_STORAGE_CLASS | (cluster default) | storage class of those claims |
+| SHUNTER_ALLOWED_CLAIMS | (none) | claims jobs may mount besides those labelled |
+|  |  | `shunter.dev/checkpoints: "true"`: `ns/name,ns/*` |
 | SHUNTER_NAMESPACE | (all) | watch one namespace instead of the whole cluster |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shunter.operator.admission import Limits
+from shunter.operator.claims import ALLOWED_SETTING, parse_allowed
 from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
 
@@ -65,6 +68,13 @@ def _int(name: str, default: int, *, minimum: int) -> int:
 
 def _seconds(name: str, default: int, *, minimum: int = 0) -> timedelta:
     return timedelta(seconds=_int(name, default, minimum=minimum))
+
+
+def _allowed_claims() -> frozenset[str]:
+    try:
+        return parse_allowed(os.environ.get(ALLOWED_SETTING))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class Settings:
             min_run=_seconds("SHUNTER_PREEMPTION_MIN_RUN_SECONDS", 60),
             checkpoint_size=os.environ.get("SHUNTER_CHECKPOINT_SIZE") or None,
             checkpoint_storage_class=os.environ.get("SHUNTER_CHECKPOINT_STORAGE_CLASS") or None,
+            allowed_claims=_allowed_claims(),
         )
         try:
             lease = Timing(
