@@ -232,12 +232,14 @@ def system(
     api_env: dict[str, str] | None = None,
     with_operator: bool = True,
     namespace: str = "bench",
+    name: str = "bench",
 ) -> Iterator[System]:
-    """A fresh local cluster ("bench") with the operator and the API for one namespace."""
-    state = default_state_dir("bench")
+    """A fresh local cluster (state `name`) with the operator and the API for one
+    namespace. Benches that may run beside others pass a name of their own."""
+    state = default_state_dir(name)
     plane = ControlPlane(state)
     plane.down()
-    pg = LocalPostgres(state.with_name("bench-postgres"))
+    pg = LocalPostgres(state.with_name(f"{name}-postgres"))
     pg.down()
     started = time.monotonic()
     kubeconfig = plane.up(ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node))
