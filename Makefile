@@ -10,7 +10,7 @@ export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
-        test-unit demo demo-down e2e-kind bench clean trainer-venv deps realnode-bins images demo-real
+        test-unit demo demo-down e2e-kind bench soak clean trainer-venv deps realnode-bins images demo-real
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,9 @@ bench: venv controlplane ## Benchmarks (minutes; prints tables, writes bench/res
 	$(PY) -m bench.latency --jobs 200 --chain 100
 	$(PY) -m bench.throughput --jobs 1000
 	$(PY) -m bench.api_load --jobs 10000 --cycles 2000
+
+soak: venv controlplane ## The soak: 30 min of 50 REST clients with killed replicas, a DB and an API server restart (bench/soak.py)
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),30)
 
 manifests: controlplane ## Re-render manifests/ from the Helm chart (a test fails if they drift)
 	hack/render-manifests.sh

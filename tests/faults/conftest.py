@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.operator import OperatorProcess
+from tests.support.operator import LEASE_ENV, OperatorProcess
 
-LEASE_SECONDS, RENEW_SECONDS, DEADLINE_SECONDS = 6, 1, 4
-LEASE_ENV = {
-    "SHUNTER_LEASE_SECONDS": str(LEASE_SECONDS),
-    "SHUNTER_RENEW_SECONDS": str(RENEW_SECONDS),
-    "SHUNTER_RENEW_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
-}
 _ACQUIRED = re.compile(r"^(\S+ \S+) INFO shunter\.operator\.leadership: acquired leadership", re.M)
 
 
@@ -38,12 +32,13 @@ def start_replica(
     started: list[OperatorProcess] = []
 
     def start(
-        identity: str, *, lead: bool = True, kubeconfig: Path = kubeconfig, **env: str
-    ) -> OperatorProcess:
+        identity: str, *, lead: bool = True, kubeconfig: Path = kubeconfig,
+        database: str = database_url, **env: str,
+    ) -> OperatorProcess:  # fmt: skip
         replica = OperatorProcess(
             kubeconfig=kubeconfig,
             namespace=namespace,
-            database_url=database_url,
+            database_url=database,
             log_path=tmp_path / f"operator-{identity}.log",
             env={"SHUNTER_IDENTITY": identity, **LEASE_ENV, **env},
         )

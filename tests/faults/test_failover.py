@@ -13,10 +13,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.faults.conftest import LEASE_SECONDS, RENEW_SECONDS, acquired_times
+from tests.faults.conftest import acquired_times
 from tests.support.builders import a_training_job
 from tests.support.invariants import all_finished, assert_history, assert_invariants
-from tests.support.operator import Jobs, OperatorProcess
+from tests.support.operator import LEASE_SECONDS, RENEW_SECONDS, Jobs, OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 

@@ -19,13 +19,12 @@ from kubernetes import config as loader
 from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.controlplane import ControlPlane
-from tests.faults.conftest import LEASE_SECONDS, RENEW_SECONDS
 from tests.faults.test_failover import lease_holder
 from tests.support.audit import Write, writes, written_since
 from tests.support.builders import a_training_job
 from tests.support.faultproxy import FaultProxy
 from tests.support.invariants import all_finished, assert_history, assert_invariants
-from tests.support.operator import Jobs, OperatorProcess
+from tests.support.operator import LEASE_SECONDS, RENEW_SECONDS, Jobs, OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 
