@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shunter.operator.claims import NOT_ALLOWED
-from shunter.operator.decisions import Decision, Event
+from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.model import (
     Attempt,
     Job,
@@ -84,7 +84,7 @@ def still_waiting(job: Job, ctx: Context) -> bool:
 def reconcile_job(job: Job, ctx: Context) -> Decision:
     phase = job.phase
     if phase is not None and phase.terminal:
-        return Decision(status=job.status)
+        return _finished(job, ctx)
     if phase is Phase.SUSPENDED:
         return _suspended(job, ctx)
     if job.queued:
@@ -104,6 +104,30 @@ def reconcile_job(job: Job, ctx: Context) -> Decision:
     if job.spec.suspended:
         return stop(job, view, cause=StopCause.SUSPEND, now=ctx.now, rules=ctx.rules)
     return _admitted(job, ctx)
+
+
+def _finished(job: Job, ctx: Context) -> Decision:
+    """A finished job never changes, and it has no live Pod: one that shows up anyway
+    (a create that reached the API server late, e.g. held by the network while its
+    replica lost the Lease; one of a gang created before another was rejected) is
+    deleted, with the job's grace period."""
+    live = [p for _, p in sorted(ctx.pods.items()) if not p.finished and not p.deleting]
+    if not live:
+        return Decision(status=job.status)
+    grace = job.spec.termination_grace_period_seconds
+    return Decision(
+        status=job.status,
+        delete_pods=tuple(DeletePod(p.namespace, p.name, grace) for p in live),
+        events=tuple(
+            Event("Warning", "OrphanPod", f"Pod {p.name} of a job already {job.phase}: deleting it")
+            for p in live
+        ),
+        logs=tuple(
+            f"[Orphan] Pod {p.namespace}/{p.name} of job {job.key}, already"
+            f" {job.phase}: deleting it"
+            for p in live
+        ),
+    )
 
 
 def _view_for(job: Job, cause: StopCause, ctx: Context) -> StopView:

@@ -81,7 +81,12 @@ def plan_pass(
     fresh: list[Job] = []
     for key in keys:
         job = book.jobs.get(key)
-        if job is None or (job.phase is not None and job.phase.terminal):
+        if job is None:
+            continue
+        if job.phase is not None and job.phase.terminal:
+            if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)
+                ctx = Context(now=now, rules=rules, pods=book.pods_of(job))
+                decisions[key] = reconcile_job(job, ctx)
             continue
         if job.queued:
             if job.status.sequence is None or job.spec.cancelled or job.spec.suspended:
