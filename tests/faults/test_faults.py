@@ -7,7 +7,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -16,43 +15,11 @@ from shunter.devcluster.controlplane import ControlPlane
 from shunter.devcluster.postgres import LocalPostgres
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job
-from tests.support.operator import Jobs, OperatorProcess, mirror_row
+from tests.support.invariants import TERMINAL, all_jobs, assert_invariants
+from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
-
-TERMINAL = {"completed", "failed", "cancelled"}
-
-
-def all_jobs(jobs: Jobs) -> list[dict[str, Any]]:
-    return jobs.custom.list_namespaced_custom_object(
-        "shunter.dev", "v1alpha1", jobs.namespace, "trainingjobs"
-    )["items"]
-
-
-def assert_invariants(jobs: Jobs, database_url: str, cancelled: set[str]) -> None:
-    """Right terminal phases, no orphan or duplicate Pods, the mirror equals the CRs."""
-    items = all_jobs(jobs)
-    phases = {j["metadata"]["name"]: j.get("status", {}).get("phase") for j in items}
-    for name, phase in phases.items():
-        assert phase == ("cancelled" if name in cancelled else "completed"), (name, phase)
-    pods = jobs.core.list_namespaced_pod(jobs.namespace).items
-    uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in items}
-    owners = [p.metadata.labels["shunter.dev/job-name"] for p in pods]
-    assert len(owners) == len(set(owners)), "a job has two Pods"
-    for pod in pods:
-        job = pod.metadata.labels["shunter.dev/job-name"]
-        assert phases[job] == "completed", f"orphan pod {pod.metadata.name} of a {phases[job]} job"
-        assert pod.metadata.labels["shunter.dev/job-uid"] == uids[job]
-
-    def mirrored() -> list[str]:
-        return [
-            n
-            for n, uid in uids.items()
-            if (mirror_row(database_url, uid) or {}).get("status") != phases[n]
-        ]
-
-    wait_for(lambda: not mirrored(), timeout=60, what="the mirror to equal the CRs")
 
 
 def test_operator_killed_at_random_points_during_200_cycles(

@@ -87,15 +87,21 @@ def test_a_pod_that_never_schedules_gives_its_slot_back_then_fails(
         SHUNTER_MAX_RUNNING="1", SHUNTER_START_TIMEOUT_SECONDS="3", SHUNTER_START_ATTEMPTS="2",
         SHUNTER_BACKOFF_SECONDS="1",
     )  # fmt: skip
-    # Its checkpoint claim does not exist: the scheduler never places the Pod.
-    jobs.create(in_pool("stuck", node_pool).with_spec(checkpoint={"claimName": "no-such-claim"}))
+    # Its checkpoint claim (offered to jobs, so admitted) is never bound: no storage
+    # class provisions it, and the scheduler never places a Pod that mounts it.
+    jobs.core.create_namespaced_persistent_volume_claim(jobs.namespace, {
+        "metadata": {"name": "never-bound", "labels": {"shunter.dev/checkpoints": "true"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "no-such-class",
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
+    jobs.create(in_pool("stuck", node_pool).with_spec(checkpoint={"claimName": "never-bound"}))
     jobs.create(in_pool("next", node_pool).running_for("4s"))
     wait_for(
         lambda: "is not scheduled yet" in str(status(jobs, "stuck").get("message")),
         timeout=20,
         what="the scheduler's reason in the message",
     )
-    assert "no-such-claim" in str(status(jobs, "stuck")["message"])
+    assert "unbound immediate PersistentVolumeClaims" in str(status(jobs, "stuck")["message"])
     jobs.wait_phase("next", "running", timeout=20)  # the slot came back
     assert status(jobs, "stuck")["reason"] == "StartTimeout"
     jobs.wait_phase("stuck", "failed", timeout=60)

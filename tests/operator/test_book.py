@@ -18,8 +18,12 @@ def test_a_written_status_holds_until_the_watch_shows_that_version():
     admitted = JobStatus(phase=Phase.STARTING, sequence=1, pod_name="a-trainer")
     book.written(job, admitted, resource_version="150")
 
+    # The next write's precondition is the version this write produced.
+    assert book.jobs[job.key].resource_version == "150"
+
     book.put_job(replace(job, resource_version="120"))  # an older event arrives late
     assert book.jobs[job.key].phase is Phase.STARTING
+    assert book.jobs[job.key].resource_version == "150"
     assert job.key in book.active
     assert book.queued_count == 0
 

@@ -109,3 +109,30 @@ def test_a_cancelled_queued_job_leaves_the_queue_at_once():
     assert decision.status.completed_at == NOW
     assert decision.create_pods == ()
     assert decision.logs == ("[Cancel] Job default/j removed from queue and cancelled",)
+
+
+@pytest.mark.parametrize("phase", ["cancelled", "failed", "completed"])
+def test_a_live_pod_of_a_finished_job_is_deleted_and_the_job_stays_as_it_is(phase: str):
+    """E.g. a create that reached the API server late, from a replica that had lost
+    its Lease while the network held the request."""
+    job = a_training_job("j").with_grace(7).in_phase(phase, sequence=1).job()
+    late = a_pod_of(job, phase="Pending")
+    decision = reconcile_job(job, Context(now=NOW, pods=pods(late)))
+    assert decision.status == job.status
+    assert [(d.name, d.grace_seconds) for d in decision.delete_pods] == [("j-trainer", 7)]
+    assert [e.reason for e in decision.events] == ["OrphanPod"]
+    assert decision.logs == (f"[Orphan] Pod default/j-trainer of job default/j, already {phase}:"
+                             " deleting it",)  # fmt: skip
+
+
+@pytest.mark.parametrize("pod", ["Succeeded", "Failed", "deleting"])
+def test_a_finished_jobs_finished_or_departing_pod_is_left_alone(pod: str):
+    job = a_training_job("j").in_phase("completed", sequence=1).job()
+    found = (
+        a_pod_of(job, phase="Running", deleting=True)
+        if pod == "deleting"
+        else a_pod_of(job, phase=pod)
+    )
+    decision = reconcile_job(job, Context(now=NOW, pods=pods(found)))
+    assert decision.delete_pods == ()
+    assert decision.events == ()

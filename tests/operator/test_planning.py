@@ -117,3 +117,15 @@ def test_a_queued_job_whose_place_did_not_change_is_left_alone():
         rules=Rules(),
     )
     assert result.decisions == {}
+
+
+def test_a_pass_deletes_a_live_pod_of_a_finished_job_and_nothing_else_about_it():
+    done = a_training_job("done").in_phase("cancelled", sequence=1).job()
+    quiet = a_training_job("quiet").in_phase("completed", sequence=2).job()
+    late = a_pod_of(done, phase="Running")
+    result = plan_pass(JobBook.of([done, quiet], [late], nodes=gpu_nodes()), now=NOW,
+                       rules=Rules())  # fmt: skip
+    assert set(result.decisions) == {done.key}
+    decision = result.decisions[done.key]
+    assert decision.status == done.status
+    assert [d.name for d in decision.delete_pods] == ["done-trainer"]

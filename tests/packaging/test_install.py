@@ -134,6 +134,17 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
                 timeout=60,
                 what="first to run",
             )
+            # The API reads the checkpoint claim a submission names (its Role may get
+            # claims): an unlabelled one is refused with 422, not a 503 for a 403.
+            client.CoreV1Api(kube_api).create_namespaced_persistent_volume_claim(namespace, {
+                "metadata": {"name": "home"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "1Gi"}}},
+            })  # fmt: skip
+            refused = http.post("/api/training/submit",
+                                json={"name": "third", "checkpoint_claim": "home"})  # fmt: skip
+            assert refused.status_code == 422, refused.text
+            assert "checkpoint claim 'home' may not be mounted" in refused.json()["message"]
             queued = http.post("/api/training/cancel/second")
             assert queued.json()["message"] == "Job removed from queue and cancelled"
             logs = http.get("/api/training/status/first/logs")  # the Pod and its Node

@@ -52,6 +52,15 @@ def _install(api: client.ApiClient, body: dict[str, Any]) -> None:
     wait_for(established, timeout=60, what=f"the CRD {name} to be established")
 
 
+# Short lease timings for tests with several replicas: a takeover takes seconds.
+LEASE_SECONDS, RENEW_SECONDS, DEADLINE_SECONDS = 6, 1, 4
+LEASE_ENV = {
+    "SHUNTER_LEASE_SECONDS": str(LEASE_SECONDS),
+    "SHUNTER_RENEW_SECONDS": str(RENEW_SECONDS),
+    "SHUNTER_RENEW_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
+}
+
+
 class OperatorProcess(ServiceProcess):
     module = "shunter.operator.main"
 
@@ -74,18 +83,29 @@ class OperatorProcess(ServiceProcess):
             env={**defaults, **(env or {})},
         )
 
-    def start(self) -> OperatorProcess:
+    @property
+    def identity(self) -> str:
+        return self.env["SHUNTER_IDENTITY"]
+
+    def start(self, *, lead: bool | None = True) -> OperatorProcess:
+        """Start it and wait until it leads (lead=False: until it stands by, having
+        seen another replica hold the Lease; None: either)."""
+        self._offset = len(self.log())
         self.spawn()
+        wanted = {True: ("acquired leadership",), False: ("standing by",)}.get(
+            lead, ("acquired leadership", "standing by")
+        )
         wait_for(
-            lambda: "acquired leadership" in self.log_since_start(),
+            lambda: any(w in self.log_since_start() for w in wanted),
             timeout=60,
-            what="the operator to take its Lease",
+            what=f"the operator to log {' or '.join(wanted)!r}",
         )
         return self
 
     def log_since_start(self) -> str:
-        text = self.log()
-        marker = text.rfind("shunter operator pytest-")
+        """Its log since the last start()."""
+        text = self.log()[getattr(self, "_offset", 0) :]
+        marker = text.rfind(f"shunter operator {self.identity}:")
         return text[marker:] if marker >= 0 else ""
 
 

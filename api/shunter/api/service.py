@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
+from shunter.api.claims import check_claim
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
@@ -111,6 +112,9 @@ class TrainingService:
 
     async def submit(self, request: JobCreate, *, namespace: str, user: str) -> Job:
         manifest = manifest_of(request, default_image=self.settings.default_image, submitter=user)
+        if request.checkpoint_claim:
+            await check_claim(self.kube, namespace=namespace, claim=request.checkpoint_claim,
+                              allowed=self.settings.claims_allowed)  # fmt: skip
         try:
             body = await self.kube.create(TRAINING_JOBS, manifest, namespace=namespace)
         except Invalid as exc:

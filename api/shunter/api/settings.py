@@ -11,14 +11,18 @@
 | SHUNTER_API_SIMULATOR | false | tell the UI the cluster's nodes are kwok's (`make demo`): |
 |  |  | its submit form then offers the `sim.shunter.dev/*` fields |
 | DATABASE_URL | (none) | PostgreSQL with the mirror, for GET /jobs |
+| SHUNTER_ALLOWED_CLAIMS | (none) | claims a job may mount besides the labelled ones |
+|  |  | (`ns/name,ns/*`, the operator's setting: see shunter.operator.claims) |
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shunter.operator.claims import parse_allowed
 
 
 class ApiSettings(BaseSettings):
@@ -33,3 +37,17 @@ class ApiSettings(BaseSettings):
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "SHUNTER_API_DATABASE_URL")
     )
+    # The operator's setting, read by the API too (the chart sets both the same).
+    allowed_claims: str = Field(
+        "", validation_alias=AliasChoices("SHUNTER_ALLOWED_CLAIMS", "SHUNTER_API_ALLOWED_CLAIMS")
+    )
+
+    @field_validator("allowed_claims")
+    @classmethod
+    def _claims(cls, raw: str) -> str:
+        parse_allowed(raw)  # refuses a malformed entry at start-up
+        return raw
+
+    @property
+    def claims_allowed(self) -> frozenset[str]:
+        return parse_allowed(self.allowed_claims)

@@ -155,8 +155,42 @@ class ControlPlane:
             state_dir=self.state_dir,
         )
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON line per accepted or refused write to
+        TrainingJobs, their Pods, Services, claims and Leases (who, with which user
+        agent, when, and the answer). Fault tests read it to tell which operator
+        replica's writes the server accepted."""
+        return self.state_dir / "logs" / "audit.log"
+
+    def _write_audit_policy(self) -> Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {
+                    "level": "Metadata",
+                    "verbs": ["create", "update", "patch", "delete"],
+                    "resources": [
+                        {
+                            "group": "shunter.dev",
+                            "resources": ["trainingjobs", "trainingjobs/status"],
+                        },
+                        {"group": "", "resources": ["pods", "services", "persistentvolumeclaims"]},
+                        {"group": "coordination.k8s.io", "resources": ["leases"]},
+                    ],
+                },
+                {"level": "None"},
+            ],
+        }
+        path = self.state_dir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return path
+
     def _start_apiserver(self, ports: Ports) -> None:
         pki = self.pki
+        policy = self._write_audit_policy()
         processes.start(
             "kube-apiserver",
             [
@@ -175,6 +209,8 @@ class ControlPlane:
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
                 "--v=1",
             ],
             state_dir=self.state_dir,

@@ -49,7 +49,13 @@ def checkpoint_volume(
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": namespace},
+            # Offered to training jobs: only claims with this label may be mounted
+            # (shunter.operator.claims).
+            "metadata": {
+                "name": claim,
+                "namespace": namespace,
+                "labels": {"shunter.dev/checkpoints": "true"},
+            },
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": STORAGE_CLASS,

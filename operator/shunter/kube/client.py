@@ -31,9 +31,17 @@ Body = dict[str, Any]
 
 
 class Kube:
-    def __init__(self, connection: Connection, *, connections: int = 64) -> None:
+    def __init__(
+        self, connection: Connection, *, connections: int = 64, user_agent: str | None = None,
+        field_manager: str | None = None,
+    ) -> None:  # fmt: skip
         self.connection = connection
         self._connections = connections
+        # Name the caller in the API server's audit log (user agent) and in the objects'
+        # managedFields (field manager) of what it creates and changes: e.g. which
+        # operator replica wrote a job's status last.
+        self.user_agent = user_agent
+        self._writer = {"fieldManager": field_manager} if field_manager else None
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -54,6 +62,8 @@ class Kube:
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
+        if self.user_agent:
+            headers["User-Agent"] = self.user_agent
         token = self.connection.authorization()
         if token:
             headers["Authorization"] = token
@@ -127,10 +137,14 @@ class Kube:
             what=f"list {resource.plural}" + (f" in {namespace}" if namespace else ""),
         )  # fmt: skip
 
-    async def create(self, resource: Resource, body: Body, *, namespace: str | None = None) -> Body:
+    async def create(
+        self, resource: Resource, body: Body, *, namespace: str | None = None,
+        seconds: float = REQUEST_TIMEOUT,
+    ) -> Body:  # fmt: skip
         name = body.get("metadata", {}).get("name") or "(generated)"
         return await self.request(
-            "POST", resource.path(namespace=namespace), body=body,
+            "POST", resource.path(namespace=namespace), body=body, seconds=seconds,
+            params=self._writer,
             what=f"create {resource.plural} {_ref(namespace, name)}",
         )  # fmt: skip
 
@@ -143,18 +157,20 @@ class Kube:
         namespace: str | None = None,
         sub: str | None = None,
         content_type: str = MERGE_PATCH,
+        seconds: float = REQUEST_TIMEOUT,
     ) -> Body:
         where = f"{resource.plural} {_ref(namespace, name)}" + (f"/{sub}" if sub else "")
         return await self.request(
             "PATCH", resource.path(namespace=namespace, name=name, sub=sub),
-            body=patch, content_type=content_type, what=f"patch {where}",
+            body=patch, content_type=content_type, what=f"patch {where}", seconds=seconds,
+            params=self._writer,
         )  # fmt: skip
 
     async def replace(
         self, resource: Resource, name: str, body: Body, *, namespace: str | None = None
     ) -> Body:
         return await self.request(
-            "PUT", resource.path(namespace=namespace, name=name), body=body,
+            "PUT", resource.path(namespace=namespace, name=name), body=body, params=self._writer,
             what=f"replace {resource.plural} {_ref(namespace, name)}",
         )  # fmt: skip
 
@@ -167,6 +183,7 @@ class Kube:
         grace_seconds: int | None = None,
         propagation: str | None = "Background",
         uid: str | None = None,
+        seconds: float = REQUEST_TIMEOUT,
     ) -> Body:
         options: Body = {"apiVersion": "v1", "kind": "DeleteOptions"}
         if grace_seconds is not None:
@@ -177,7 +194,7 @@ class Kube:
             options["preconditions"] = {"uid": uid}
         return await self.request(
             "DELETE", resource.path(namespace=namespace, name=name), body=options,
-            what=f"delete {resource.plural} {_ref(namespace, name)}",
+            what=f"delete {resource.plural} {_ref(namespace, name)}", seconds=seconds,
         )  # fmt: skip
 
     async def watch(

@@ -1,57 +1,91 @@
-"""The operator's writes to the cluster, through the one Kubernetes layer.
+"""The operator's writes to the cluster, through the one Kubernetes layer, fenced.
 
 Job status (merge patch on the status subresource), trainer Pods (create with a
 deterministic name, delete with a grace period) and Events. Reads never come from
 here: the informers feed the book.
+
+Every write is fenced by leadership (shunter.operator.leadership): right before it is
+sent, `budget()` says how long it may take, and None when this replica must not write
+at all (`Fenced`). The write's timeout is that budget, so it is abandoned before a
+successor could hold the Lease. Status writes also carry the resourceVersion the
+decision was based on: a write that lands late anyway (held up in the network) after
+anyone else wrote the job is refused with 409 instead of undoing newer state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from shunter.kube import Body, Conflict, Kube, NotFound
-from shunter.kube.events import event_body, post_event
-from shunter.kube.resources import PODS, PVCS, SERVICES, TRAINING_JOBS
+from shunter.kube.client import REQUEST_TIMEOUT
+from shunter.kube.events import event_body
+from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS
 from shunter.operator.decisions import Event
 from shunter.operator.model import JobKey, Uid
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
+# Below this, a write is not even tried: it could not complete in time.
+MIN_BUDGET = 0.2
+
+
+class Fenced(Exception):
+    """This replica may not write now: it is not the leader (any more)."""
 
 
 class Actions:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(
+        self, kube: Kube, *, budget: Callable[[], float | None] = lambda: REQUEST_TIMEOUT
+    ) -> None:
         self.kube = kube
+        self.budget = budget
 
-    async def patch_job_status(self, key: JobKey, patch: dict[str, Any]) -> Body:
-        """Merge-patch the status; returns the job as written (its resourceVersion)."""
+    def _seconds(self, what: str) -> float:
+        """The timeout of a write about to be sent; Fenced when it must not be sent."""
+        budget = self.budget()
+        if budget is None or budget < MIN_BUDGET:
+            raise Fenced(f"not the leader: {what} not sent")
+        return min(REQUEST_TIMEOUT, budget)
+
+    async def patch_job_status(self, key: JobKey, patch: dict[str, Any], *, version: str) -> Body:
+        """Merge-patch the status if the job is still at `version` (else Conflict);
+        returns the job as written (its new resourceVersion)."""
+        body: dict[str, Any] = {"status": patch}
+        if version:
+            body["metadata"] = {"resourceVersion": version}
         return await self.kube.patch(
-            TRAINING_JOBS, key.name, {"status": patch}, namespace=key.namespace, sub="status"
-        )
+            TRAINING_JOBS, key.name, body, namespace=key.namespace, sub="status",
+            seconds=self._seconds(f"status of {key}"),
+        )  # fmt: skip
 
     async def create(self, manifest: Body) -> bool:
         """Create a Pod, Service or PersistentVolumeClaim; False when it already exists
         (a retried create: every name is deterministic)."""
         resource = _KINDS[manifest["kind"]]
+        meta = manifest["metadata"]
+        seconds = self._seconds(f"create {manifest['kind']} {meta['namespace']}/{meta['name']}")
         try:
-            await self.kube.create(resource, manifest, namespace=manifest["metadata"]["namespace"])
+            await self.kube.create(resource, manifest, namespace=meta["namespace"], seconds=seconds)
         except Conflict:
             return False
         return True
 
     async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int) -> bool:
         """Delete the Pod with a grace period; False when it is already gone."""
+        seconds = self._seconds(f"delete pod {namespace}/{name}")
         try:
-            await self.kube.delete(PODS, name, namespace=namespace, grace_seconds=grace_seconds)
+            await self.kube.delete(
+                PODS, name, namespace=namespace, grace_seconds=grace_seconds, seconds=seconds
+            )
         except NotFound:
             return False
         return True
 
     async def post_event(self, key: JobKey, uid: Uid, event: Event, *, at: datetime) -> None:
-        await post_event(
-            self.kube,
-            event_body(
-                namespace=key.namespace, name=key.name, uid=uid, type=event.type,
-                reason=event.reason, message=event.message, at=at,
-            ),
+        body = event_body(
+            namespace=key.namespace, name=key.name, uid=uid, type=event.type,
+            reason=event.reason, message=event.message, at=at,
         )  # fmt: skip
+        seconds = self._seconds(f"event {event.reason} of {key}")
+        await self.kube.create(EVENTS, body, namespace=key.namespace, seconds=seconds)

@@ -6,12 +6,15 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 
 - every job, with the status this operator last wrote laid over it until the watch
   shows that write (the resourceVersion the write returned says when): without it, a
-  job just admitted would still look queued and be admitted a second time;
+  job just admitted would still look queued and be admitted a second time. A job's
+  `resource_version` is the newest this replica knows (the watch's, or its own last
+  write's): the precondition of its next status write;
 - the queued jobs in admission order (a sorted list per queue, updated as jobs enter,
   leave or change priority), the jobs holding a slot, and the queued jobs whose
   status carries an exact position;
 - Pods per job (by index), and Pods created but not yet seen (they count as present);
-- Nodes, the foreign Pods that hold resources on them, and the TrainingQueues;
+- Nodes, the foreign Pods that hold resources on them, the TrainingQueues, and the
+  PersistentVolumeClaims a job may name as its checkpoint volume;
 - timers: when a job needs another look even if nothing changes (grace deadlines).
 
 Pure data: no I/O, no clock of its own (times are passed in). Everything runs on the
@@ -27,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shunter.operator.admission import queue_order
+from shunter.operator.claims import ClaimView
 from shunter.operator.model import Job, JobKey, JobStatus, PodView
 from shunter.operator.nodes import NodeView, PodUsage
 from shunter.operator.queues import QueueView
@@ -38,6 +42,7 @@ OrderKey = tuple[int, float, int, str, str]
 class _Written:
     uid: str
     resource_version: int
+    version: str  # resource_version as the API server wrote it
     status: JobStatus
     base: Job  # the job as the watch last showed it
 
@@ -60,6 +65,7 @@ class JobBook:
         self.nodes: dict[str, NodeView] = {}
         self.foreign: dict[str, PodUsage] = {}
         self.queues: dict[str, QueueView] = {}
+        self.claims: dict[tuple[str, str], ClaimView] = {}
         # Bumped when nodes, foreign Pods or queues change: admission must look again.
         self.world_version = 0
         self._queues: dict[str, list[tuple[OrderKey, JobKey]]] = {}
@@ -104,7 +110,7 @@ class JobBook:
                 del self._written[job.key]
             else:
                 self._written[job.key] = replace(written, base=job)
-                job = replace(job, status=written.status)
+                job = replace(job, status=written.status, resource_version=written.version)
         self._index(job)
 
     def remove_job(self, key: JobKey) -> None:
@@ -122,8 +128,11 @@ class JobBook:
             return  # deleted meanwhile
         previous = self._written.get(job.key)
         base = previous.base if previous is not None else current
-        self._written[job.key] = _Written(job.uid, _number(resource_version), status, base)
-        self._index(replace(current, status=status))
+        self._written[job.key] = _Written(
+            job.uid, _number(resource_version), resource_version, status, base
+        )
+        # The next write's precondition is the version this one produced.
+        self._index(replace(current, status=status, resource_version=resource_version))
 
     def _index(self, job: Job) -> None:
         key = job.key
@@ -251,6 +260,15 @@ class JobBook:
 
     def remove_queue(self, queue: QueueView) -> None:
         if self.queues.pop(queue.name, None) is not None:
+            self.world_version += 1
+
+    def put_claim(self, claim: ClaimView) -> None:
+        if self.claims.get((claim.namespace, claim.name)) != claim:
+            self.claims[(claim.namespace, claim.name)] = claim
+            self.world_version += 1
+
+    def remove_claim(self, claim: ClaimView) -> None:
+        if self.claims.pop((claim.namespace, claim.name), None) is not None:
             self.world_version += 1
 
     def not_ready(self) -> set[str]:

@@ -9,6 +9,13 @@ resource (a restarted operator sees every job before deciding anything).
 The book covers the lag between a write and its watch event: the status written is
 laid over the job until the watch shows the write's resourceVersion, and a Pod
 created but not yet seen counts as present for EXPECTATION_TTL.
+
+Every write is fenced (shunter.operator.actions): checked against leadership right
+before it is sent, bounded in time, and a status write carries the resourceVersion
+its decision saw. A 409 means someone wrote the job since (a user's patch, or a
+newer leader): the decision is dropped, and the job is decided again from the newer
+version as soon as the watch brings it (the watch event marks it dirty and wakes the
+loop; RETRY_AFTER_CONFLICT is only a backstop).
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shunter.kube import Forbidden, Invalid, KubeError, NotFound
-from shunter.operator.actions import Actions
+from shunter.kube import Conflict, Forbidden, Invalid, KubeError, NotFound
+from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.model import POD_INDEX_LABEL, Job, JobStatus, Phase
@@ -33,6 +40,7 @@ log = logging.getLogger("shunter.operator")
 
 EXPECTATION_TTL = 30.0
 RETRY_AFTER_ERROR = timedelta(seconds=2)
+RETRY_AFTER_CONFLICT = timedelta(seconds=0.5)
 CONCURRENCY = 32
 EVENT_BACKLOG = 10_000
 EVENT_WORKERS = 4
@@ -62,6 +70,7 @@ class Controller:
         self._last_event_at = datetime.min.replace(tzinfo=UTC)
         self.last_pass = time.monotonic()
         self.passes = 0
+        self.conflicts = 0  # status writes refused for a stale resourceVersion
 
     # -- inputs ----------------------------------------------------------------
 
@@ -119,13 +128,13 @@ class Controller:
         )
         self.last_pass = time.monotonic()
         self.passes += 1
-        for job, ok in zip(jobs.values(), outcomes, strict=True):
-            if not ok:
-                book.wake_at(job.key, now + RETRY_AFTER_ERROR)
+        for job, retry in zip(jobs.values(), outcomes, strict=True):
+            if retry is not None:
+                book.wake_at(job.key, now + retry)
 
     # -- outputs ---------------------------------------------------------------
 
-    async def _carry_out(self, job: Job, decision: Decision) -> bool:
+    async def _carry_out(self, job: Job, decision: Decision) -> timedelta | None:
         """Status first (the step is recorded before it is taken), then the Pod call.
 
         The decision's log lines go out before either, so whoever sees the new
@@ -135,7 +144,7 @@ class Controller:
             for line in decision.logs:
                 log.info(line)
             try:
-                await self._write_status(job, decision.status)
+                job = await self._write_status(job, decision.status)
                 if decision.create:
                     await self._create(job, decision)
                 if decision.delete_pods:
@@ -144,10 +153,19 @@ class Controller:
                         for d in decision.delete_pods
                     ))  # fmt: skip
             except NotFound:
-                return True  # the job was deleted meanwhile; its Pod goes with it
+                return None  # the job was deleted meanwhile; its Pod goes with it
+            except Conflict:
+                # Only status writes answer 409 here (a create that finds its object
+                # already there succeeds, see Actions.create).
+                self.conflicts += 1
+                log.info("job %s: changed since this decision; deciding again", job.key)
+                return RETRY_AFTER_CONFLICT
+            except Fenced as exc:
+                log.info("job %s: %s", job.key, exc)
+                return RETRY_AFTER_ERROR
             except KubeError as exc:
                 log.warning("job %s: %s (will retry)", job.key, exc)
-                return False
+                return RETRY_AFTER_ERROR
             if decision.released:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
             events = self._events[hash(job.key) % EVENT_WORKERS]
@@ -156,7 +174,7 @@ class Controller:
                     events.put_nowait((job, event, self._event_time()))
                 except asyncio.QueueFull:
                     log.warning("job %s: event %s dropped (backlog full)", job.key, event.reason)
-            return True
+            return None
 
     def _event_time(self) -> datetime:
         """Now, but strictly after the previous Event (two Events of one decision
@@ -172,16 +190,19 @@ class Controller:
             job, event, at = await events.get()
             try:
                 await self.actions.post_event(job.key, job.uid, event, at=at)
-            except KubeError as exc:
+            except (KubeError, Fenced) as exc:
                 log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
 
-    async def _write_status(self, job: Job, status: JobStatus) -> None:
+    async def _write_status(self, job: Job, status: JobStatus) -> Job:
+        """Write status if the job is still at the version decided on; the job as written."""
         patch = status_patch(job.status, status)
         if not patch:
-            return
-        body = await self.actions.patch_job_status(job.key, patch)
+            return job
+        body = await self.actions.patch_job_status(job.key, patch, version=job.resource_version)
+        version = str(body["metadata"]["resourceVersion"])
         # The mirror is fed by the watch event of this write.
-        self.book.written(job, status, str(body["metadata"]["resourceVersion"]))
+        self.book.written(job, status, version)
+        return replace(job, status=status, resource_version=version)
 
     async def _create(self, job: Job, decision: Decision) -> None:
         """The claim and Service first, then every Pod at once."""
@@ -201,7 +222,7 @@ class Controller:
                 message=f"The trainer Pod was rejected by the API server: {exc.detail}",
                 completed_at=datetime.now(UTC),
             )
-            await self._write_status(replace(job, status=decision.status), failed)
+            await self._write_status(job, failed)
             return
         names = {m["metadata"]["name"]: i for i, m in enumerate(pods)}
         indexes = {n: int(m["metadata"]["labels"].get(POD_INDEX_LABEL, 0)) for n, m in

@@ -18,9 +18,11 @@ from typing import Any
 import kopf
 
 from shunter.kube import Informer, Kube, connect
-from shunter.kube.resources import NODES, PODS, TRAINING_JOBS, TRAINING_QUEUES
+from shunter.kube.leases import KubeLeaseStore
+from shunter.kube.resources import NODES, PODS, PVCS, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
+from shunter.operator.claims import ClaimView
 from shunter.operator.controller import EVENT_WORKERS, Controller
 from shunter.operator.leadership import LeaderElector
 from shunter.operator.mirror import Mirror
@@ -91,10 +93,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config: Settings = memo.config  # parsed and checked by main()
     settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING
-    kube = Kube(connect())
+    # This replica's name in the API server's audit log and in managedFields.
+    writer = f"shunter-operator/{config.identity}"
+    kube = Kube(connect(), user_agent=writer, field_manager=writer)
     book = JobBook()
     mirror = Mirror(config.database_url)
-    controller = Controller(Actions(kube), book, config)
+    elector = LeaderElector(
+        KubeLeaseStore(kube, namespace=config.lease_namespace, name=config.lease_name),
+        identity=config.identity,
+        timing=config.lease,
+        name=f"lease {config.lease_namespace}/{config.lease_name}",
+    )
+    controller = Controller(Actions(kube, budget=elector.write_budget), book, config)
+    elector.on_change = lambda _leader: controller.forget()
     jobs: Informer[JobKey, Job] = Informer(
         kube, TRAINING_JOBS, namespace=config.namespace, parse=Job.parse,
         key=lambda job: job.key, on_change=_on_job(book, mirror, controller),
@@ -118,20 +129,23 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         kube, TRAINING_QUEUES, parse=QueueView.parse, key=lambda queue: queue.name, optional=True,
         on_change=_on_world(book.put_queue, book.remove_queue, controller),
     )  # fmt: skip
-    informers = (jobs, pods, nodes, foreign, queues)
-    elector = LeaderElector(
-        kube,
-        namespace=config.lease_namespace,
-        name=config.lease_name,
-        identity=config.identity,
-        on_change=lambda _leader: controller.forget(),
-    )
+    # The claims jobs may name as their checkpoint volume (whether they may mount them).
+    # Optional: without the permission to list claims, jobs that name none still run
+    # and those that do wait (ClaimMissing), with a warning in the log.
+    claims: Informer[tuple[str, str], ClaimView] = Informer(
+        kube, PVCS, namespace=config.namespace, parse=ClaimView.parse, optional=True,
+        key=lambda claim: (claim.namespace, claim.name),
+        on_change=_on_world(book.put_claim, book.remove_claim, controller),
+    )  # fmt: skip
+    informers = (jobs, pods, nodes, foreign, queues, claims)
     controller.leader = lambda: elector.is_leader
     controller.synced = lambda: all(i.synced.is_set() for i in informers)
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
     memo.informers = informers
     for informer in informers:
         informer.start()
+    # Stopped in this order: the writers first, then the elector (which hands the
+    # Lease back only once nothing of this replica writes any more), then the mirror.
     memo.tasks = [
         asyncio.create_task(controller.run(), name="controller"),
         *(
@@ -142,21 +156,24 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         asyncio.create_task(mirror.run(), name="mirror"),
     ]
     log.info(
-        "shunter operator %s: max running %d, GPU budget %s, grace margin %ss, %s",
+        "shunter operator %s: max running %d, GPU budget %s, grace margin %ss, %s,"
+        " lease %ss (renew %ss, deadline %ss)",
         config.identity,
         config.limits.max_running,
         config.limits.gpu_budget or "none",
         int(config.rules.grace_margin.total_seconds()),
         f"namespace {config.namespace}" if config.namespace else "all namespaces",
+        config.lease.lease,
+        config.lease.renew,
+        config.lease.deadline,
     )
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    tasks = memo.get("tasks", [])
-    for task in tasks:
+    for task in memo.get("tasks", []):  # one after the other, in their order (see start)
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(task, return_exceptions=True)
     for informer in memo.get("informers", ()):
         await informer.stop()
     if "mirror" in memo:

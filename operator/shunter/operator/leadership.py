@@ -1,11 +1,30 @@
-"""Leader election on a coordination.k8s.io Lease: one replica admits at a time.
+"""Leader election on a coordination.k8s.io Lease: one replica acts at a time.
 
 kopf's peering pauses operators by priority and freezes them all when priorities are
-equal, so Shunter uses the Lease protocol of client-go instead: the holder renews
-`renewTime` every RENEW seconds; anyone may take a Lease whose `renewTime` is older
-than its `leaseDurationSeconds`; every write carries the read resourceVersion, so two
-candidates never both win. A leader that cannot renew for RENEW_DEADLINE (shorter
-than the lease duration) stops acting before anyone else may take over.
+equal, so Shunter follows client-go's Lease protocol instead, with its timing rules:
+
+- the holder renews every `renew` seconds; each update carries the resourceVersion it
+  last read or wrote, so of two writers of one version only one succeeds;
+- a candidate may take the Lease when it is released (no holder), or when the record
+  it observes has not changed for the record's `leaseDurationSeconds`, measured on the
+  candidate's own monotonic clock from when it first saw that record. Never from
+  `renewTime`: comparing another machine's wall clock with ours would let a skewed
+  clock take a live Lease (renewTime is written for people and other tools);
+- the holder acts only while its last successful renew is younger than `deadline`
+  (shorter than the lease), and it fences its writes: a write may take until
+  `sent + fence`, where `sent` is when that renew was sent and `fence` lies halfway
+  between the deadline and the lease duration. A candidate sees the renew no earlier
+  than it was sent and then waits a whole lease, so every write of the old holder has
+  ended, or been abandoned by its timeout, before a new holder exists. The other half
+  of the gap is the safety margin (clock rates, the server's own processing). A write
+  that still lands late (its bytes held by the network) is refused by the resourceVersion
+  precondition the controller puts on status writes.
+
+Identities must be unique: a replica that finds its own identity in the Lease takes it
+back at once (a restarted Pod keeps its name).
+
+The state machine is tested with a fake clock and a scripted store
+(tests/operator/test_leadership.py); `Clock` and `LeaseStore` are its only inputs.
 """
 
 from __future__ import annotations
@@ -14,165 +33,211 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
 
-from shunter.kube import Conflict, Kube, KubeError, NotFound
-from shunter.kube.events import format_micro_time
-from shunter.kube.resources import LEASES
-from shunter.operator.model import parse_time
+from shunter.kube import Conflict, KubeError
+from shunter.kube.leases import LeaseRecord, LeaseStore
 
 log = logging.getLogger("shunter.operator.leadership")
 
-LEASE_SECONDS = 15
-RENEW = 2.0
-RENEW_DEADLINE = 10.0
-
 
 @dataclass(frozen=True)
-class LeaseState:
-    holder: str | None
-    renewed_at: datetime | None
-    duration: timedelta
-    transitions: int
+class Timing:
+    lease: int = 15  # leaseDurationSeconds, written to the Lease
+    renew: float = 2.0  # between two attempts
+    deadline: float = 10.0  # the holder stops acting when its last renew is this old
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renew < self.deadline < self.lease:
+            raise ValueError(
+                f"leader election needs 0 < renew ({self.renew}) < renew deadline"
+                f" ({self.deadline}) < lease duration ({self.lease})"
+            )
+
+    @property
+    def fence(self) -> float:
+        """How long after the renew it relies on was sent a write must have ended."""
+        return (self.deadline + self.lease) / 2
 
 
-def may_acquire(lease: LeaseState, *, me: str, now: datetime) -> bool:
-    """Pure rule: the Lease is ours, unheld, or expired."""
-    if lease.holder in (None, "", me) or lease.renewed_at is None:
-        return True
-    return now >= lease.renewed_at + lease.duration
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
 
 
-def _state(body: dict[str, Any]) -> LeaseState:
-    spec = body.get("spec") or {}
-    return LeaseState(
-        holder=spec.get("holderIdentity"),
-        renewed_at=parse_time(spec.get("renewTime")),
-        duration=timedelta(seconds=spec.get("leaseDurationSeconds") or LEASE_SECONDS),
-        transitions=spec.get("leaseTransitions") or 0,
-    )
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class LeaderElector:
     def __init__(
         self,
-        kube: Kube,
+        store: LeaseStore,
         *,
-        namespace: str,
-        name: str,
         identity: str,
+        timing: Timing | None = None,
+        clock: Clock | None = None,
         on_change: Callable[[bool], None] = lambda _: None,
+        name: str = "lease",
     ) -> None:
-        self.kube = kube
-        self.namespace = namespace
-        self.name = name
+        self.store = store
         self.identity = identity
+        self.timing = timing or Timing()
+        self.clock: Clock = clock or SystemClock()
         self.on_change = on_change
-        self._leader = False
-        self._last_renew = 0.0
+        self.name = name
+        self._observed: LeaseRecord | None = None
+        self._observed_at = 0.0  # monotonic: when the observed record was first seen
+        self._sent: float | None = None  # monotonic: the last successful renew was sent
+        self._reported = False
+
+    # -- what the controller asks --------------------------------------------------
 
     @property
     def is_leader(self) -> bool:
-        return self._leader and time.monotonic() - self._last_renew < RENEW_DEADLINE
+        return self._sent is not None and self.clock.monotonic() < self._sent + self.timing.deadline
+
+    def write_budget(self) -> float | None:
+        """Seconds a write starting now may take (None: not the leader, do not write)."""
+        if not self.is_leader:
+            return None
+        assert self._sent is not None
+        return self._sent + self.timing.fence - self.clock.monotonic()
+
+    @property
+    def fence_end(self) -> float | None:
+        """When the last write this replica may make must have ended (monotonic)."""
+        return None if self._sent is None else self._sent + self.timing.fence
+
+    # -- the loop ------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
             while True:
                 try:
-                    renewed = await self._try_once()
+                    await self.step()
                 except KubeError as exc:
-                    log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                    renewed = False
+                    log.warning("%s: %s", self.name, exc)
                 except Exception:
                     # Whatever happens, the loop goes on: a dead elector is a dead operator.
-                    log.exception("lease %s/%s: unexpected error", self.namespace, self.name)
-                    renewed = False
-                if renewed:
-                    self._last_renew = time.monotonic()
-                self._set(renewed or self.is_leader)
-                await asyncio.sleep(RENEW)
+                    log.exception("%s: unexpected error", self.name)
+                self._report()
+                await self.clock.sleep(self._pause())
         finally:
-            if self._leader:
-                await asyncio.shield(self._release())
+            if self._sent is not None:
+                await asyncio.shield(self.release())
 
-    async def _release(self) -> None:
-        """On shutdown, hand the Lease back so a successor need not wait for expiry."""
-        self._leader = False
-        try:
-            body = await self.kube.get(LEASES, self.name, namespace=self.namespace)
-            if body["spec"].get("holderIdentity") != self.identity:
-                return
-            body["spec"]["holderIdentity"] = ""
-            body["spec"]["leaseDurationSeconds"] = 1
-            await self.kube.replace(LEASES, self.name, body, namespace=self.namespace)
-            log.info("released lease %s/%s", self.namespace, self.name)
-        except KubeError as exc:
-            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
-
-    def _set(self, leader: bool) -> None:
-        if leader != self._leader:
-            self._leader = leader
-            log.info(
-                "%s leadership of lease %s/%s as %s",
-                "acquired" if leader else "lost",
-                self.namespace,
-                self.name,
-                self.identity,
-            )
-            self.on_change(leader)
-
-    async def _try_once(self) -> bool:
-        now = datetime.now(UTC)
-        try:
-            body = await self.kube.get(LEASES, self.name, namespace=self.namespace)
-        except NotFound:
+    async def step(self) -> None:
+        """One attempt: renew what we hold, or take the Lease if we may."""
+        mine = self._observed is not None and self._observed.holder == self.identity
+        if mine and self._sent is not None:
+            assert self._observed is not None
             try:
-                await self.kube.create(
-                    LEASES,
-                    self._body(now, acquired=now, transitions=0, version=None),
-                    namespace=self.namespace,
-                )
+                await self._write(self._observed)
+                return
             except Conflict:
-                return False
-            return True
-        state = _state(body)
-        if not may_acquire(state, me=self.identity, now=now):
-            return False
-        taking_over = state.holder != self.identity
-        acquired = None if taking_over else parse_time(body["spec"].get("acquireTime"))
+                pass  # changed since our last write: read it and decide again
+        record = await self.store.read(seconds=self._call_seconds())
+        self._observe(record)
         try:
-            await self.kube.replace(
-                LEASES,
-                self.name,
-                self._body(
-                    now,
-                    acquired=acquired or now,
-                    transitions=state.transitions + (1 if taking_over else 0),
-                    version=body["metadata"]["resourceVersion"],
-                ),
-                namespace=self.namespace,
-            )
+            if record is None:
+                await self._create()
+            elif self._may_take(record):
+                await self._write(record)
         except Conflict:
-            return False
-        return True
+            pass  # another replica wrote first; the next attempt reads what it wrote
 
-    def _body(
-        self, now: datetime, *, acquired: datetime, transitions: int, version: str | None
-    ) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if version:
-            metadata["resourceVersion"] = version
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": LEASE_SECONDS,
-                "acquireTime": format_micro_time(acquired),
-                "renewTime": format_micro_time(now),
-                "leaseTransitions": transitions,
-            },
-        }
+    async def release(self) -> None:
+        """Stop acting, then hand the Lease back so a successor need not wait for it to
+        expire. Call it once the controller's writes have stopped."""
+        record, self._sent = self._observed, None
+        self._report()
+        if record is None or record.holder != self.identity:
+            return
+        released = replace(record, holder="", lease_seconds=1, renewed_at=self.clock.now())
+        try:
+            self._observed = await self.store.update(released, seconds=self.timing.renew)
+            log.info("released %s", self.name)
+        except KubeError as exc:
+            log.warning("could not release %s: %s", self.name, exc)
+
+    # -- the rules -----------------------------------------------------------------
+
+    def _may_take(self, record: LeaseRecord) -> bool:
+        if record.holder in ("", self.identity):
+            return True
+        return self.clock.monotonic() >= self._observed_at + record.lease_seconds
+
+    def _observe(self, record: LeaseRecord | None) -> None:
+        if record is None or self._observed is None or record.version != self._observed.version:
+            previous = self._observed.holder if self._observed is not None else None
+            if record is not None and record.holder not in ("", self.identity, previous):
+                log.info("%s is held by %s; %s standing by", self.name, record.holder,
+                         self.identity)  # fmt: skip
+            self._observed, self._observed_at = record, self.clock.monotonic()
+        if record is not None and record.holder != self.identity:
+            self._sent = None  # someone else holds it: stop acting now, not at the deadline
+
+    async def _create(self) -> None:
+        now = self.clock.now()
+        record = LeaseRecord(holder=self.identity, lease_seconds=self.timing.lease,
+                             acquired_at=now, renewed_at=now)  # fmt: skip
+        sent = self.clock.monotonic()
+        self._won(await self.store.create(record, seconds=self._call_seconds()), sent)
+
+    async def _write(self, record: LeaseRecord) -> None:
+        now = self.clock.now()
+        taking_over = record.holder != self.identity
+        written = replace(
+            record,
+            holder=self.identity,
+            lease_seconds=self.timing.lease,
+            acquired_at=now if taking_over else record.acquired_at or now,
+            renewed_at=now,
+            transitions=record.transitions + (1 if taking_over else 0),
+        )
+        sent = self.clock.monotonic()
+        self._won(await self.store.update(written, seconds=self._call_seconds()), sent)
+
+    def _won(self, record: LeaseRecord, sent: float) -> None:
+        self._observed, self._observed_at = record, self.clock.monotonic()
+        self._sent = sent if self._sent is None else max(self._sent, sent)
+
+    def _call_seconds(self) -> float:
+        """A call made while leading is useless after the deadline; otherwise the
+        deadline is a generous bound for a slow API server."""
+        if self.is_leader:
+            assert self._sent is not None
+            return max(0.05, self._sent + self.timing.deadline - self.clock.monotonic())
+        return self.timing.deadline
+
+    def _pause(self) -> float:
+        now = self.clock.monotonic()
+        if self.is_leader:
+            assert self._sent is not None
+            return max(0.0, min(self.timing.renew, self._sent + self.timing.deadline - now))
+        record = self._observed
+        if record is None or record.holder in ("", self.identity):
+            return self.timing.renew
+        # Try again right when the observed record expires, not up to `renew` later.
+        return max(0.0, min(self.timing.renew, self._observed_at + record.lease_seconds - now))
+
+    def _report(self) -> None:
+        leader = self.is_leader
+        if leader != self._reported:
+            self._reported = leader
+            log.info("%s leadership of %s as %s",
+                     "acquired" if leader else "lost", self.name, self.identity)  # fmt: skip
+            self.on_change(leader)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shunter.operator.decisions import Decision, Event
+from shunter.operator.claims import NOT_ALLOWED
+from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.model import (
     Attempt,
     Job,
@@ -56,6 +57,8 @@ class Context:
     not_ready: Collection[str] = ()
     # Chosen as a preemption victim (the detail names the preemptor).
     preempt: str | None = None
+    # A queued job that may never start as it is (its checkpoint claim is not allowed).
+    refuse: str | None = None
 
 
 def waiting_message(ctx: Context) -> str:
@@ -70,6 +73,7 @@ def still_waiting(job: Job, ctx: Context) -> bool:
         and ctx.admit is None
         and not job.spec.cancelled
         and not job.spec.suspended
+        and ctx.refuse is None
         and status.sequence is not None
         and status.queue_position == ctx.queue_position
         and status.message == waiting_message(ctx)
@@ -80,7 +84,7 @@ def still_waiting(job: Job, ctx: Context) -> bool:
 def reconcile_job(job: Job, ctx: Context) -> Decision:
     phase = job.phase
     if phase is not None and phase.terminal:
-        return Decision(status=job.status)
+        return _finished(job, ctx)
     if phase is Phase.SUSPENDED:
         return _suspended(job, ctx)
     if job.queued:
@@ -100,6 +104,30 @@ def reconcile_job(job: Job, ctx: Context) -> Decision:
     if job.spec.suspended:
         return stop(job, view, cause=StopCause.SUSPEND, now=ctx.now, rules=ctx.rules)
     return _admitted(job, ctx)
+
+
+def _finished(job: Job, ctx: Context) -> Decision:
+    """A finished job never changes, and it has no live Pod: one that shows up anyway
+    (a create that reached the API server late, e.g. held by the network while its
+    replica lost the Lease; one of a gang created before another was rejected) is
+    deleted, with the job's grace period."""
+    live = [p for _, p in sorted(ctx.pods.items()) if not p.finished and not p.deleting]
+    if not live:
+        return Decision(status=job.status)
+    grace = job.spec.termination_grace_period_seconds
+    return Decision(
+        status=job.status,
+        delete_pods=tuple(DeletePod(p.namespace, p.name, grace) for p in live),
+        events=tuple(
+            Event("Warning", "OrphanPod", f"Pod {p.name} of a job already {job.phase}: deleting it")
+            for p in live
+        ),
+        logs=tuple(
+            f"[Orphan] Pod {p.namespace}/{p.name} of job {job.key}, already"
+            f" {job.phase}: deleting it"
+            for p in live
+        ),
+    )
 
 
 def _view_for(job: Job, cause: StopCause, ctx: Context) -> StopView:
@@ -149,6 +177,14 @@ def _queued(job: Job, ctx: Context) -> Decision:
                             queue_position=None, suspensions=status.suspensions + 1)  # fmt: skip
         return Decision(status=suspended, events=(
             *events, Event("Normal", "Suspended", "Suspended while queued")))  # fmt: skip
+    if ctx.refuse is not None:
+        failed = replace(status, phase=Phase.FAILED, reason=NOT_ALLOWED, message=ctx.refuse,
+                         queue_position=None, completed_at=ctx.now)  # fmt: skip
+        return Decision(
+            status=failed,
+            events=(*events, Event("Warning", NOT_ALLOWED, ctx.refuse)),
+            logs=(f"[Refuse] Job {job.key} not admitted: {ctx.refuse}",),
+        )
     if ctx.admit is not None:
         return _admit(job, ctx, events)
     return Decision(

@@ -23,6 +23,7 @@ from datetime import datetime
 from shunter.operator.admission import AdmissionState, Usage, queue_order
 from shunter.operator.book import JobBook
 from shunter.operator.capacity import Capacity
+from shunter.operator.claims import NOT_ALLOWED, judge_claim
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey
@@ -80,7 +81,12 @@ def plan_pass(
     fresh: list[Job] = []
     for key in keys:
         job = book.jobs.get(key)
-        if job is None or (job.phase is not None and job.phase.terminal):
+        if job is None:
+            continue
+        if job.phase is not None and job.phase.terminal:
+            if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)
+                ctx = Context(now=now, rules=rules, pods=book.pods_of(job))
+                decisions[key] = reconcile_job(job, ctx)
             continue
         if job.queued:
             if job.status.sequence is None or job.spec.cancelled or job.spec.suspended:
@@ -187,10 +193,30 @@ class _Walk:
             if behind.spec.suspended:
                 continue
             seen.add(key)
-            yield _numbered(behind, self.numbered), Context(now=self.now, rules=self.rules,
-                                                         waiting_message=beyond)  # fmt: skip
+            waiting = Context(now=self.now, rules=self.rules, waiting_message=beyond)
+            yield _numbered(behind, self.numbered), self._claim(behind) or waiting
+
+    def _claim(self, job: Job) -> Context | None:
+        """A job whose checkpoint claim it may not mount fails; one whose claim does
+        not exist yet waits, blocking no one (shunter.operator.claims)."""
+        claim = job.spec.checkpoint_claim
+        if not claim:
+            return None
+        namespace = job.key.namespace
+        verdict = judge_claim(namespace, claim, found=self.book.claims.get((namespace, claim)),
+                              allowed=self.rules.allowed_claims, job_uid=job.uid)  # fmt: skip
+        if verdict is None:
+            return None
+        if verdict.reason == NOT_ALLOWED:
+            return Context(now=self.now, rules=self.rules, refuse=verdict.message)
+        waiting = f"Waiting for its checkpoint claim: {verdict.message}"
+        return Context(now=self.now, rules=self.rules, waiting_reason=verdict.reason,
+                       waiting_message=waiting)  # fmt: skip
 
     def _one(self, job: Job, walk: _QueueWalk) -> tuple[Job, Context] | None:
+        refused = self._claim(job)
+        if refused is not None:
+            return job, refused
         verdict = self.state.verdict(job, now=self.now)
         if verdict.kind in ("never", "backoff"):
             if verdict.kind == "backoff" and job.status.not_before is not None:

@@ -34,6 +34,9 @@ class Rules:
     # A checkpoint claim for every job that names none (None: an emptyDir).
     checkpoint_size: str | None = None
     checkpoint_storage_class: str | None = None
+    # Claims any job of their namespace may mount besides the labelled ones
+    # (`namespace/name` or `namespace/*`; see shunter.operator.claims).
+    allowed_claims: frozenset[str] = frozenset()
 
     def backoff(self, count: int) -> timedelta:
         """The wait after the count-th requeue or failure (count >= 1)."""

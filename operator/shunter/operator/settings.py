@@ -19,10 +19,17 @@
 | SHUNTER_CHECKPOINT_SIZE | (none) | a checkpoint claim of this size for every job that names |
 |  |  | none; unset: an emptyDir |
 | SHUNTER_CHECKPOINT_STORAGE_CLASS | (cluster default) | storage class of those claims |
+| SHUNTER_ALLOWED_CLAIMS | (none) | claims jobs may mount besides those labelled |
+|  |  | `shunter.dev/checkpoints: "true"`: `ns/name,ns/*` |
 | SHUNTER_NAMESPACE | (all) | watch one namespace instead of the whole cluster |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
-| SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease |
+| SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease (unique per replica) |
+| SHUNTER_LEASE_SECONDS | 15 | the Lease's duration: a standby takes over this long after |
+|  |  | it last saw the leader renew |
+| SHUNTER_RENEW_SECONDS | 2 | how often the leader renews (and a standby looks) |
+| SHUNTER_RENEW_DEADLINE_SECONDS | 10 | the leader stops acting when it could not renew for this |
+|  |  | long (renew < deadline < lease) |
 | DATABASE_URL | (none) | PostgreSQL for the mirror; unset: the mirror is off (logged) |
 | SHUNTER_RESYNC_SECONDS | 30 | periodic look at every unfinished job even without events |
 | SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs per queue get their exact position in status |
@@ -33,10 +40,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shunter.operator.admission import Limits
+from shunter.operator.claims import ALLOWED_SETTING, parse_allowed
+from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
 
 
@@ -61,6 +70,13 @@ def _seconds(name: str, default: int, *, minimum: int = 0) -> timedelta:
     return timedelta(seconds=_int(name, default, minimum=minimum))
 
 
+def _allowed_claims() -> frozenset[str]:
+    try:
+        return parse_allowed(os.environ.get(ALLOWED_SETTING))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     rules: Rules
@@ -70,6 +86,7 @@ class Settings:
     identity: str
     database_url: str | None
     resync: timedelta
+    lease: Timing = field(default_factory=Timing)
 
     @property
     def limits(self) -> Limits:
@@ -93,9 +110,19 @@ class Settings:
             min_run=_seconds("SHUNTER_PREEMPTION_MIN_RUN_SECONDS", 60),
             checkpoint_size=os.environ.get("SHUNTER_CHECKPOINT_SIZE") or None,
             checkpoint_storage_class=os.environ.get("SHUNTER_CHECKPOINT_STORAGE_CLASS") or None,
+            allowed_claims=_allowed_claims(),
         )
+        try:
+            lease = Timing(
+                lease=_int("SHUNTER_LEASE_SECONDS", 15, minimum=2),
+                renew=_int("SHUNTER_RENEW_SECONDS", 2, minimum=1),
+                deadline=_int("SHUNTER_RENEW_DEADLINE_SECONDS", 10, minimum=1),
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
         return cls(
             rules=rules,
+            lease=lease,
             namespace=os.environ.get("SHUNTER_NAMESPACE") or None,
             lease_namespace=os.environ.get("SHUNTER_LEASE_NAMESPACE", "default"),
             lease_name=os.environ.get("SHUNTER_LEASE_NAME", "shunter-operator"),
