@@ -98,3 +98,33 @@ def test_one_failing_pod_fails_the_job_and_stops_the_rest(
     wait_for(lambda: all(p.status.phase == "Failed" or p.metadata.deletion_timestamp
                          for p in trainer_pods(jobs, "g")) or not trainer_pods(jobs, "g"),
              timeout=15, what="no Pod of the job left running")  # fmt: skip
+
+
+def test_operator_killed_during_a_multi_pod_cancel_finishes_it_without_orphans(
+    jobs: Jobs, node_pool: NodePool, start_operator: Callable[..., OperatorProcess]
+):
+    node_pool.add(4)
+    operator = start_operator(SHUNTER_MAX_RUNNING="1")
+    jobs.create(gang("g", node_pool).with_grace(5).hanging_on_delete().running_for("600s"))
+    jobs.create(a_training_job("next").with_spec(nodeSelector=node_pool.selector)
+                .running_for("600s"))  # fmt: skip
+    jobs.wait_phase("g", "running")
+    jobs.cancel("g")
+    # Killed once every Pod has had its graceful delete, before any is forced.
+    wait_for(lambda: len((jobs.status("g").get("termination") or {}).get("pods") or ()) == 4,
+             timeout=15, what="graceful deletes of the 4 Pods recorded")  # fmt: skip
+    operator.kill()
+    assert jobs.phase("g") == "cancelling"
+    assert len(trainer_pods(jobs, "g")) == 4  # all hang, deleting: nobody forces them now
+    operator.start()
+
+    status = jobs.wait_phase("g", "cancelled", timeout=60)["status"]
+    assert sorted(status["termination"]["forcedPods"]) == [f"g-trainer-{i}" for i in range(4)]
+    assert trainer_pods(jobs, "g") == []
+    resumed = operator.log_since_start()
+    ns = jobs.namespace
+    for i in range(4):
+        assert f"[Terminate] Pod {ns}/g-trainer-{i} force deleted" in resumed
+    assert "Attempting graceful termination" not in resumed  # resumed, not started over
+    jobs.wait_phase("next", "running", timeout=15)
+    assert [p.metadata.name for p in trainer_pods(jobs, "next")] == ["next-trainer"]
