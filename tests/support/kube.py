@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.devcluster.controlplane import default_bin_dir
 from tests.support.polling import wait_for
 
@@ -90,31 +91,4 @@ def install_user_roles(api: client.ApiClient) -> list[str]:
     return names
 
 
-def account_with_role(
-    api: client.ApiClient, namespace: str, name: str, cluster_role: str | None
-) -> str:
-    """A ServiceAccount granted cluster_role in the namespace (a RoleBinding, the way a
-    platform team grants the chart's roles); None grants nothing. Its token."""
-    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    if cluster_role:
-        client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": cluster_role,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-            },
-        )
-    return service_account_token(api, namespace, name)
-
-
-def service_account_token(api: client.ApiClient, namespace: str, name: str) -> str:
-    """A one-hour token of an existing ServiceAccount (TokenRequest)."""
-    request = client.CoreV1Api(api).create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 3600}}
-    )
-    return str(request.status.token)
+__all__ = ["account_with_role", "service_account_token"]

@@ -1,0 +1,39 @@
+"""ServiceAccounts with a role and their tokens: how the tests and the benches act as
+a user of the API with auth on (TokenReview + SubjectAccessReview decide, as in a
+real install)."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+
+def account_with_role(
+    api: client.ApiClient, namespace: str, name: str, cluster_role: str | None
+) -> str:
+    """A ServiceAccount granted cluster_role in the namespace (a RoleBinding, the way a
+    platform team grants the chart's roles); None grants nothing. Its token."""
+    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    if cluster_role:
+        client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": cluster_role,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            },
+        )
+    return service_account_token(api, namespace, name)
+
+
+def service_account_token(
+    api: client.ApiClient, namespace: str, name: str, *, seconds: int = 3600
+) -> str:
+    """A token of an existing ServiceAccount (TokenRequest), one hour by default."""
+    request = client.CoreV1Api(api).create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": seconds}}
+    )
+    return str(request.status.token)
