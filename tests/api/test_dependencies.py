@@ -9,13 +9,14 @@ the test's own app.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, routing
+from fastapi import Depends, FastAPI, routing
 from fastapi.routing import APIRoute
 from kubernetes import client
 from starlette.routing import BaseRoute, Mount, Route
@@ -159,3 +160,44 @@ def test_the_verb_comes_from_the_route(method: str, path: str, verb: str):
     )
     assert isinstance(route, APIRoute)
     assert verb_of(route) == verb
+
+
+def runs_on_the_loop(call: Any) -> bool:
+    if not inspect.isfunction(call) and not inspect.ismethod(call):
+        call = type(call).__call__  # a callable instance
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+def sync_callables(app: FastAPI) -> list[str]:
+    """Endpoints and dependencies (routers' ones and sub-dependencies included) that are
+    plain `def`: FastAPI runs each in its thread pool, a thread hop per request."""
+    found = []
+    for path, _, route in routes_of(app):
+        if not isinstance(route, APIRoute):
+            continue
+        pending = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            call = dependant.call
+            if call is not None and not runs_on_the_loop(call):
+                found.append(f"{path}: {getattr(call, '__qualname__', call)!r}")
+            pending.extend(dependant.dependencies)
+    return sorted(set(found))
+
+
+def test_no_endpoint_or_dependency_runs_in_the_thread_pool():
+    assert sync_callables(secured_app()) == []
+
+
+def slow_lookup() -> str:
+    return "x"
+
+
+def test_a_plain_def_dependency_is_caught():
+    app = secured_app()
+
+    @app.get("/api/training/probe")
+    async def probe(value: Annotated[str, Depends(slow_lookup)]) -> str:
+        return value
+
+    assert sync_callables(app) == ["/api/training/probe: 'slow_lookup'"]
