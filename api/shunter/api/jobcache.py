@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from shunter.kube import Body, Informer, Kube
-from shunter.kube.events import JOB_EVENTS_SELECTOR
+from shunter.kube.events import JOB_EVENTS_SELECTOR, event_time
 from shunter.kube.resources import EVENTS, NODES, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator import admission
 from shunter.operator.capacity import Capacity
@@ -37,6 +38,36 @@ def ordered(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     return active, admission.waiting(jobs)
 
 
+@dataclass(frozen=True, slots=True)
+class SeenEvent:
+    """What the API serves of an Event (the whole object is ten times the memory, and
+    Events outlive their jobs by an hour: at thousands of jobs that is most of the
+    API's heap)."""
+
+    uid: str
+    job: JobKey
+    job_uid: str | None
+    type: str | None
+    reason: str | None
+    message: str | None
+    time: str | None
+    count: int
+
+    @classmethod
+    def parse(cls, body: Body) -> SeenEvent:
+        involved = body.get("involvedObject") or {}
+        return cls(
+            uid=str(body["metadata"]["uid"]),
+            job=JobKey(str(involved.get("namespace", "")), str(involved.get("name", ""))),
+            job_uid=involved.get("uid"),
+            type=body.get("type"),
+            reason=body.get("reason"),
+            message=body.get("message"),
+            time=event_time(body),
+            count=body.get("count") or 1,
+        )
+
+
 class JobCache:
     def __init__(self, kube: Kube, *, namespace: str | None) -> None:
         self.namespace = namespace
@@ -44,10 +75,9 @@ class JobCache:
             kube, TRAINING_JOBS, namespace=namespace, parse=Job.parse, key=lambda j: j.key
         )
         self._events_of: dict[JobKey, set[str]] = defaultdict(set)
-        self.events: Informer[str, Body] = Informer(
+        self.events: Informer[str, SeenEvent] = Informer(
             kube, EVENTS, namespace=namespace, field_selector=JOB_EVENTS_SELECTOR,
-            parse=lambda body: body, key=lambda body: str(body["metadata"]["uid"]),
-            on_change=self._index_event,
+            parse=SeenEvent.parse, key=lambda event: event.uid, on_change=self._index_event,
         )  # fmt: skip
         self._ordered: dict[str, tuple[int, list[Job], list[Job]]] = {}
         # Nodes, only to tell a submitter that a job fits no node (optional: an API
@@ -121,19 +151,16 @@ class JobCache:
 
     # -- events ------------------------------------------------------------------
 
-    def _index_event(self, kind: str, body: Body) -> None:
-        involved = body.get("involvedObject") or {}
-        key = JobKey(str(involved.get("namespace", "")), str(involved.get("name", "")))
-        uid = str(body["metadata"]["uid"])
+    def _index_event(self, kind: str, event: SeenEvent) -> None:
         if kind == "DELETED":
-            self._events_of[key].discard(uid)
-            if not self._events_of[key]:
-                del self._events_of[key]
+            self._events_of[event.job].discard(event.uid)
+            if not self._events_of[event.job]:
+                del self._events_of[event.job]
         else:
-            self._events_of[key].add(uid)
+            self._events_of[event.job].add(event.uid)
 
-    def events_of(self, job: Job) -> list[Body]:
+    def events_of(self, job: Job) -> list[SeenEvent]:
         """Events about this job (not an earlier job of the same name)."""
         uids = self._events_of.get(job.key, set())
         events = (self.events.get(uid) for uid in uids)
-        return [e for e in events if e is not None and e["involvedObject"].get("uid") == job.uid]
+        return [e for e in events if e is not None and e.job_uid == job.uid]

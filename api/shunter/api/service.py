@@ -29,7 +29,6 @@ from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUs
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, NotFound
-from shunter.kube.events import event_time
 from shunter.kube.resources import TRAINING_JOBS
 from shunter.operator.model import (
     API_VERSION,
@@ -198,10 +197,7 @@ class TrainingService:
     async def events(self, key: JobKey) -> list[JobEvent]:
         job = await self.status(key)
         rows = [
-            JobEvent(
-                type=e.get("type"), reason=e.get("reason"), message=e.get("message"),
-                time=event_time(e), count=e.get("count") or 1,
-            )
+            JobEvent(type=e.type, reason=e.reason, message=e.message, time=e.time, count=e.count)
             for e in self.cache.events_of(job)
         ]  # fmt: skip
         return sorted(rows, key=lambda r: (r.time is None, r.time, r.reason or ""))
