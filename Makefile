@@ -69,7 +69,8 @@ kueue: ## Build Kueue (pinned in hack/controlplane/kueue; ~4 min, cached), the b
 # Kueue's client QPS/burst in the benches: its manifest's 50/100, and raised.
 KUEUE_SETTINGS ?= 50/100,500/1000
 
-bench: venv controlplane kueue ## Benchmarks: Shunter vs Kueue vs batch/v1 Jobs (~1 h; writes bench/results/*.json; see bench/RESULTS.md)
+bench: venv controlplane kueue ## Benchmarks: Shunter vs Kueue vs batch/v1 Jobs (~1.5 h; writes bench/results/*.json; see bench/RESULTS.md)
+	hack/install-deps.sh bench
 	$(PY) -m bench.latency --jobs 200 --idle 20 --chain 100 --kueue $(KUEUE_SETTINGS)
 	$(PY) -m bench.throughput --jobs 1000 --run-for 5s --kueue $(KUEUE_SETTINGS)
 	$(PY) -m bench.throughput --jobs 1000 --run-for 1s --precreate --kueue $(KUEUE_SETTINGS)

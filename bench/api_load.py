@@ -1,11 +1,22 @@
-"""API under load: GET /queue and GET /status with N jobs, POST /cancel with 50 clients,
-and the leak check (operator and API RSS around many submit/cancel cycles).
+"""API under load, auth on: GET /healthz, /status and /queue with N jobs (wrk), POST
+/cancel with 50 clients, the leak check, and the operator and API at a large scale.
 
-    python -m bench.api_load [--jobs 10000] [--seconds 10] [--cycles 2000]
+    python -m bench.api_load [--jobs 10000] [--seconds 10] [--cycles 2000] [--scale 50000]
 
-Loads come from this process (asyncio + httpx, loopback only), bounded in count and
-time. /queue and /status are measured with the operator stopped, so the figures are
-the API's alone; cancel and the cycles run with the operator.
+The API runs as in a real install: one uvicorn worker, `SHUNTER_API_AUTH=kubernetes`,
+every request carrying a ServiceAccount token that TokenReview and SubjectAccessReview
+decide (answers cached for a short while, as the API does). The GETs are driven by
+`wrk` (Debian package `wrk`; a Python load generator saturates a core before the API
+does), with the operator stopped, so the figures are the API's alone. /healthz runs
+the same middleware but no auth and no cache: the ceiling a route can reach.
+
+POST /cancel: 1,000 queued jobs cancelled by 50 concurrent clients (httpx), the
+operator running, `SHUNTER_API_CANCEL_WAIT_SECONDS=0` (the answer does not wait for
+the final phase). The leak check: submit, cancel and delete the finished TrainingJob
+(a user's or a TTL controller's clean-up), `--cycles` times; RSS of the operator and
+the API before and after. `--scale N` (0 skips): N TrainingJobs created at once
+against a running operator (100 running at a time, jobs of 5 s), peak RSS of both
+processes, /queue measured at that size, and how many jobs completed meanwhile.
 """
 
 from __future__ import annotations
@@ -13,44 +24,214 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+from kubernetes import client
 
-from bench.harness import Sampler, summary, system, table, write_result
+from bench.harness import Sampler, System, summary, system, table, write_result
+from shunter.devcluster.accounts import account_with_role
+from shunter.operator.model import GROUP, PLURAL, VERSION
+
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
-async def hammer(
-    base: str, paths: list[str], *, clients: int, seconds: float, method: str = "GET"
+def wrk(
+    base: str, paths: list[str], *, token: str, clients: int = 10, seconds: float = 10
 ) -> dict[str, Any]:
+    """GET random paths for `seconds` from `clients` connections on one wrk thread
+    (the other core is the API's); req/s, p50/p99 (s) and non-2xx answers."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is missing (apt-get install wrk; make deps does)")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "paths.lua"
+        quoted = ",".join(f'"{p}"' for p in paths)
+        script.write_text(
+            f"local paths = {{{quoted}}}\n"
+            "request = function()\n"
+            '  return wrk.format("GET", paths[math.random(#paths)])\n'
+            "end\n"
+        )
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{seconds:.0f}s", "--latency", "--timeout", "10s",
+             "-H", f"Authorization: Bearer {token}", "-s", str(script), base],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    def latency(q: str) -> float:
+        number, unit = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(number) * UNITS[unit]
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": requests,
+        "req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+        "clients": clients,
+    }
+
+
+async def post_all(base: str, paths: list[str], *, token: str, clients: int) -> dict[str, Any]:
+    """POST each path once from `clients` concurrent clients; latencies and errors."""
     latencies: list[float] = []
     errors = 0
-    deadline = time.monotonic() + seconds
     queue = list(paths)
+    random.shuffle(queue)
+    headers = {"Authorization": f"Bearer {token}"}
 
     async def client_loop(http: httpx.AsyncClient) -> None:
         nonlocal errors
-        while time.monotonic() < deadline and (method == "GET" or queue):
-            path = random.choice(paths) if method == "GET" else queue.pop()
+        while queue:
+            path = queue.pop()
             start = time.perf_counter()
-            response = await http.request(method, path)
+            response = await http.post(path)
             latencies.append(time.perf_counter() - start)
-            if response.status_code >= 500:
+            if response.status_code >= 300:
                 errors += 1
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers) as http:
         start = time.monotonic()
         await asyncio.gather(*(client_loop(http) for _ in range(clients)))
         elapsed = time.monotonic() - start
     return {
         "requests": len(latencies),
         "req_per_s": len(latencies) / elapsed,
-        "errors_5xx": errors,
+        "errors": errors,
         "clients": clients,
         **summary(latencies),
     }
+
+
+def user_token(s: System) -> str:
+    """A token of a ServiceAccount that may do everything in the bench namespace."""
+    return account_with_role(s.api, s.namespace, "bench-user", "cluster-admin")
+
+
+def wait_cached(http: httpx.Client, count: int, *, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = http.get("/api/training/queue", params={"limit": 1}).json()
+        if body["queued_count"] + body["running_count"] >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench: the API cache holds {body} after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+AUTH = {"SHUNTER_API_AUTH": "kubernetes"}
+
+
+def reads(args: argparse.Namespace) -> dict[str, Any]:
+    with system(with_operator=False, api_env=AUTH) as s:
+        token = user_token(s)
+        names = [f"q{i:05d}" for i in range(args.jobs)]
+        s.bulk_create(names)
+        with s.http(token) as http:
+            wait_cached(http, args.jobs)
+        sampler = Sampler({"api": s.pid("shunter-api")})
+        result = {
+            "get_healthz": wrk(s.base_url, ["/healthz"], token=token, seconds=args.seconds),
+            "get_status": wrk(
+                s.base_url,
+                [f"/api/training/status/{n}" for n in names],
+                token=token,
+                seconds=args.seconds,
+            ),
+            "get_queue": wrk(
+                s.base_url, ["/api/training/queue"], token=token, seconds=args.seconds
+            ),
+        }
+        result["api_process"] = sampler.stop()["api"]
+        result["status_over_healthz"] = (
+            result["get_status"]["req_per_s"] / result["get_healthz"]["req_per_s"]
+        )
+        return result
+
+
+def writes(args: argparse.Namespace) -> dict[str, Any]:
+    env = {"SHUNTER_MAX_RUNNING": "1"}
+    api_env = {**AUTH, "SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}
+    result: dict[str, Any] = {}
+    with system(operator_env=env, api_env=api_env) as s:
+        token = user_token(s)
+        names = [f"c{i:05d}" for i in range(1000)]
+        s.bulk_create(names)
+        with s.http(token) as http:
+            wait_cached(http, len(names))
+        result["post_cancel"] = asyncio.run(
+            post_all(
+                s.base_url, [f"/api/training/cancel/{n}" for n in names], token=token, clients=50
+            )
+        )
+
+        custom = client.CustomObjectsApi(s.api)
+        sampler = Sampler({"operator": s.pid("shunter-operator"), "api": s.pid("shunter-api")})
+
+        def cycle(http: httpx.Client, name: str) -> None:
+            job = http.post("/api/training/submit", json={"name": name}).json()
+            http.post(f"/api/training/cancel/{job['job_id']}")
+            custom.delete_namespaced_custom_object(GROUP, VERSION, s.namespace, PLURAL, name)
+
+        with s.http(token) as http:
+            for name in names:  # the cancelled ones go too, as in the cycles
+                custom.delete_namespaced_custom_object(GROUP, VERSION, s.namespace, PLURAL, name)
+            for i in range(50):  # warm-up: allocate what steady state needs
+                cycle(http, f"w{i:04d}")
+            before = {n: sampler.rss(n) for n in ("operator", "api")}
+            start = time.monotonic()
+            for i in range(args.cycles):
+                cycle(http, f"l{i:05d}")
+            elapsed = time.monotonic() - start
+            after = {n: sampler.rss(n) for n in ("operator", "api")}
+        result["leak_check"] = {
+            "cycles": args.cycles,
+            "seconds": elapsed,
+            **{f"{n}_rss_mib_before": before[n] / 2**20 for n in before},
+            **{f"{n}_rss_mib_after": after[n] / 2**20 for n in after},
+            **{f"{n}_rss_growth_ratio": after[n] / before[n] for n in before},
+            "processes": sampler.stop(),
+        }
+    return result
+
+
+def scale(args: argparse.Namespace) -> dict[str, Any]:
+    env = {"SHUNTER_MAX_RUNNING": "100"}
+    with system(operator_env=env, api_env=AUTH) as s:
+        token = user_token(s)
+        sampler = Sampler({"operator": s.pid("shunter-operator"), "api": s.pid("shunter-api")})
+        names = [f"s{i:05d}" for i in range(args.scale)]
+        start = time.monotonic()
+        s.bulk_create(names, gpus=8, annotations={"sim.shunter.dev/run-for": "5s"})
+        created = time.monotonic() - start
+        with s.http(token) as http:
+            wait_cached(http, 1)
+            queue = wrk(s.base_url, ["/api/training/queue"], token=token, seconds=args.seconds)
+            body = http.get("/api/training/queue", params={"limit": 1}).json()
+        completed = sum(
+            1 for job in s.list_jobs() if (job.get("status") or {}).get("phase") == "completed"
+        )
+        return {
+            "jobs": args.scale,
+            "create_seconds": created,
+            "seconds_observed": time.monotonic() - start,
+            "completed_meanwhile": completed,
+            "queued_after": body["queued_count"],
+            "running_after": body["running_count"],
+            "get_queue": queue,
+            "processes": sampler.stop(),
+        }
 
 
 def main() -> None:
@@ -58,69 +239,29 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--cycles", type=int, default=2000)
+    parser.add_argument("--scale", type=int, default=50_000, help="0 skips the scale run")
     args = parser.parse_args()
-    result: dict[str, Any] = {"jobs": args.jobs}
-
-    with system(with_operator=False) as s:
-        names = [f"q{i:05d}" for i in range(args.jobs)]
-        s.create_jobs(names)
-        with s.http() as http:
-            deadline = time.monotonic() + 120
-            while http.get("/api/training/queue").json()["queued_count"] < args.jobs:
-                assert time.monotonic() < deadline, "the API cache did not fill"
-                time.sleep(0.5)
-        sampler = Sampler({"api": s.pid("shunter-api")})
-        result["get_queue"] = asyncio.run(
-            hammer(s.base_url, ["/api/training/queue"], clients=10, seconds=args.seconds)
-        )
-        status_paths = [f"/api/training/status/{n}" for n in names]
-        result["get_status"] = asyncio.run(
-            hammer(s.base_url, status_paths, clients=10, seconds=args.seconds)
-        )
-        result["api_process"] = sampler.stop()["api"]
-
-    env = {"SHUNTER_MAX_RUNNING": "1"}
-    with system(operator_env=env, api_env={"SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}) as s:
-        names = [f"c{i:05d}" for i in range(1000)]
-        s.create_jobs(names)
-        result["post_cancel"] = asyncio.run(
-            hammer(
-                s.base_url,
-                [f"/api/training/cancel/{n}" for n in names],
-                clients=50,
-                seconds=120,
-                method="POST",
-            )
-        )
-
-        sampler = Sampler({"operator": s.pid("shunter-operator"), "api": s.pid("shunter-api")})
-        with s.http() as http:
-            for i in range(50):  # warm-up: allocate what steady state needs
-                job = http.post("/api/training/submit", json={"name": f"w{i:04d}"}).json()
-                http.post(f"/api/training/cancel/{job['job_id']}")
-            before = {n: sampler.rss(n) for n in ("operator", "api")}
-            start = time.monotonic()
-            for i in range(args.cycles):
-                job = http.post("/api/training/submit", json={"name": f"l{i:05d}"}).json()
-                http.post(f"/api/training/cancel/{job['job_id']}")
-            elapsed = time.monotonic() - start
-            after = {n: sampler.rss(n) for n in ("operator", "api")}
-        processes = sampler.stop()
-        result["leak_check"] = {
-            "cycles": args.cycles,
-            "seconds": elapsed,
-            **{f"{n}_rss_mib_before": before[n] / 2**20 for n in before},
-            **{f"{n}_rss_mib_after": after[n] / 2**20 for n in after},
-            **{f"{n}_rss_growth_ratio": after[n] / before[n] for n in before},
-            "processes": processes,
-        }
+    result: dict[str, Any] = {"jobs": args.jobs, **reads(args), **writes(args)}
+    if args.scale:
+        result["scale"] = scale(args)
 
     rows: list[tuple[str, Any]] = []
-    for key in ("get_queue", "get_status", "post_cancel"):
-        for q in ("req_per_s", "p50", "p99", "errors_5xx", "clients"):
+    for key in ("get_healthz", "get_status", "get_queue"):
+        for q in ("req_per_s", "p50", "p99", "non_2xx", "socket_errors"):
             rows.append((f"{key} {q}", result[key][q]))
+    rows.append(("status / healthz req/s", result["status_over_healthz"]))
+    for q in ("req_per_s", "p50", "p99", "errors"):
+        rows.append((f"post_cancel {q}", result["post_cancel"][q]))
     rows += [(f"leak {k}", v) for k, v in result["leak_check"].items() if not isinstance(v, dict)]
-    table(f"API with {args.jobs} jobs", rows)
+    if args.scale:
+        big = result["scale"]
+        rows += [(f"scale {k}", v) for k, v in big.items() if not isinstance(v, dict)]
+        rows += [(f"scale get_queue {q}", big["get_queue"][q]) for q in ("req_per_s", "p99")]
+        rows += [
+            (f"scale {name} peak RSS MiB", big["processes"][name]["peak_rss_mib"])
+            for name in ("operator", "api")
+        ]
+    table(f"API with {args.jobs} jobs, auth on", rows)
     print(f"\nwrote {write_result('api', result)}")
 
 

@@ -6,6 +6,7 @@ Benchmarks print figures; they are not tests and assert nothing about speed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -31,6 +32,8 @@ from kubernetes import client, config, watch
 from shunter.devcluster import demo, processes
 from shunter.devcluster.controlplane import ClusterSpec, ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from shunter.kube import Kube, connect
+from shunter.kube.resources import TRAINING_JOBS
 from shunter.operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,8 +305,30 @@ class System:
             with_operator=with_operator,
         )
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=60)
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, timeout=60, headers=headers)
+
+    def bulk_create(self, names: list[str], *, concurrency: int = 32, **kwargs: Any) -> None:
+        """Create many TrainingJobs (training_job(name, **kwargs)) fast: asyncio, up to
+        `concurrency` creates in flight (thousands in a few seconds, not minutes)."""
+
+        async def run() -> None:
+            kube = Kube(connect(self.plane.kubeconfig))
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(name: str) -> None:
+                async with gate:
+                    await kube.create(
+                        TRAINING_JOBS, training_job(name, **kwargs), namespace=self.namespace
+                    )
+
+            try:
+                await asyncio.gather(*(one(n) for n in names))
+            finally:
+                await kube.close()
+
+        asyncio.run(run())
 
     def create_jobs(self, names: list[str], **kwargs: Any) -> dict[str, float]:
         """Create TrainingJobs (training_job(name, **kwargs)) in parallel; return when
@@ -319,6 +344,29 @@ class System:
 
         parallel(one, names)
         return started
+
+    def phase_counts(self) -> dict[str, int]:
+        """How many TrainingJobs are in each phase (a paged list, so 50,000 jobs cost
+        the bench little memory)."""
+
+        async def run() -> dict[str, int]:
+            kube = Kube(connect(self.plane.kubeconfig))
+            counts: dict[str, int] = defaultdict(int)
+            token = None
+            try:
+                while True:
+                    page = await kube.list(
+                        TRAINING_JOBS, namespace=self.namespace, limit=1000, continue_token=token
+                    )
+                    for job in page["items"]:
+                        counts[(job.get("status") or {}).get("phase") or "new"] += 1
+                    token = page["metadata"].get("continue")
+                    if not token:
+                        return dict(counts)
+            finally:
+                await kube.close()
+
+        return asyncio.run(run())
 
     def list_jobs(self) -> list[dict[str, Any]]:
         body = self.custom().list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)

@@ -9,6 +9,7 @@
 #     realnode  what the real worker node and the image builds need: a C toolchain and
 #               libseccomp-dev (runc), iptables, nftables and conntrack (kubelet,
 #               kube-proxy, CNI), mmdebstrap (the images' base root filesystem)
+#     bench     wrk (the API benchmark's HTTP load generator)
 set -euo pipefail
 
 packages() {
@@ -16,6 +17,7 @@ packages() {
     base) echo make openssl python3-venv ;;
     browser) echo chromium ;;
     realnode) echo gcc libc6-dev libseccomp-dev iptables nftables conntrack mmdebstrap ca-certificates ;;
+    bench) echo wrk ;;
     *) echo "install-deps: unknown group $1" >&2; exit 2 ;;
   esac
 }

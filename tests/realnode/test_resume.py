@@ -66,3 +66,46 @@ def test_resubmitted_job_resumes_from_the_claim_bit_for_bit(
     assert sorted(second) == list(range(saved + 1, 301))
     assert {s: reference[s] for s in first} == first
     assert {s: reference[s] for s in second} == second  # bit for bit, after the resume
+
+
+def test_suspended_job_resumes_from_its_checkpoint(
+    real_system: tuple[OperatorProcess, ApiProcess],
+    node: NodeHandle,
+    checkpoint_claim: Callable[[str], str],
+    restricted: str,
+    kubeconfig: Path,
+    tmp_path: Path,
+):
+    """Suspend (issue 14) for real: SIGTERM, a checkpoint on the job's claim, the slot
+    released; resume runs the same job again from the saved step to the end."""
+    _operator, api = real_system
+    with api.client() as http:
+        submit(http, "pausing", args=ARGS, checkpoint_claim=checkpoint_claim("pausing"))
+        _pod, first_log, process = running_trainer(
+            http, node, "pausing", restricted, kubeconfig, tmp_path
+        )
+        wait_for(lambda: max(losses(first_log), default=0) >= 60, timeout=START_TIMEOUT,
+                 what="the run to pass step 60")  # fmt: skip
+        response = http.post("/api/training/suspend/pausing")
+        assert response.status_code == 200, response.text
+        assert response.json()["previous_status"] == "running"
+        wait_status(http, "pausing", "suspended")
+        first_log.close()
+        seen = events(first_log)
+        signal = next(e for e in seen if e["event"] == "stop_requested")
+        assert signal["signal"] == "SIGTERM"
+        assert [e["event"] for e in seen[-2:]] == ["checkpoint", "stopped"]
+        saved = seen[-1]["step"]
+        wait_for(lambda: not node.alive(process), timeout=30,
+                 what="the suspended trainer's process to be gone")  # fmt: skip
+
+        response = http.post("/api/training/resume/pausing")
+        assert response.status_code == 200, response.text
+        pod = wait_status(http, "pausing", "running", timeout=START_TIMEOUT)["pod_name"]
+        second_log = PodLog(kubeconfig, restricted, pod, tmp_path / "resumed.log")
+        wait_status(http, "pausing", "completed", timeout=START_TIMEOUT)
+        second_log.close()
+
+    resumed = next(e for e in events(second_log) if e["event"] == "resumed")
+    assert resumed["step"] == saved
+    assert sorted(losses(second_log)) == list(range(saved + 1, 301))

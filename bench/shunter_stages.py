@@ -1,0 +1,133 @@
+"""Where the time goes in Shunter: N TrainingJobs against the operator, with watches on
+the jobs and their Pods, and per job the lag between stages (the counterpart of
+`bench.kueue_stages`).
+
+    python -m bench.shunter_stages [--jobs 1000] [--run-for 1s] [--gpus 8] [--max-running 100]
+
+Stages: job `starting` (the operator admitted it and wrote it) -> Pod created (the
+operator) -> bound (kube-scheduler) -> Running (kwok) -> Succeeded (kwok, after
+run-for) -> job `completed` (the operator), plus Running -> job `running`. The jobs are
+created at once (asyncio, 16 in flight) while the operator runs; the slots in use are
+printed every 5 s, so a gap between a completion and the next admission shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.harness import summary, system, training_job, write_result
+from shunter.kube import Kube, connect
+from shunter.kube.resources import PODS, TRAINING_JOBS
+
+LAGS = [
+    ("job_starting", "pod_created"),
+    ("pod_created", "bound"),
+    ("bound", "running"),
+    ("running", "succeeded"),
+    ("succeeded", "job_completed"),
+    ("running", "job_running"),
+]
+
+
+async def observe(kubeconfig: Any, namespace: str, args: argparse.Namespace) -> dict[str, Any]:
+    kube = Kube(connect(kubeconfig))
+    seen: dict[str, dict[str, float]] = {}
+
+    def mark(name: str, stage: str) -> None:
+        seen.setdefault(name, {}).setdefault(stage, time.monotonic())
+
+    async def watch(resource: Any, on: Callable[[dict[str, Any]], None]) -> None:
+        version = (await kube.list(resource, namespace=namespace))["metadata"]["resourceVersion"]
+        while True:
+            async for kind, obj in kube.watch(
+                resource, namespace=namespace, resource_version=version, timeout_seconds=120
+            ):
+                version = obj["metadata"]["resourceVersion"]
+                if kind != "BOOKMARK":
+                    on(obj)
+
+    def on_pod(pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"].removesuffix("-trainer")
+        mark(name, "pod_created")
+        if (pod.get("spec") or {}).get("nodeName"):
+            mark(name, "bound")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Running", "Succeeded"):
+            mark(name, phase.lower())
+
+    def on_job(job: dict[str, Any]) -> None:
+        phase = (job.get("status") or {}).get("phase")
+        if phase:
+            mark(job["metadata"]["name"], f"job_{phase}")
+
+    watches = [asyncio.create_task(watch(PODS, on_pod)),
+               asyncio.create_task(watch(TRAINING_JOBS, on_job))]  # fmt: skip
+    start = time.monotonic()
+    gate = asyncio.Semaphore(16)
+    annotations = {"sim.shunter.dev/run-for": args.run_for}
+
+    async def create(i: int) -> None:
+        name = f"s{i:05d}"
+        async with gate:
+            body = training_job(name, gpus=args.gpus, annotations=annotations)
+            await kube.create(TRAINING_JOBS, body, namespace=namespace)
+        mark(name, "submitted")
+
+    await asyncio.gather(*(create(i) for i in range(args.jobs)))
+    submitted = time.monotonic() - start
+    deadline = start + args.timeout
+    while sum("job_completed" in v for v in seen.values()) < args.jobs:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench: not every job completed in {args.timeout:.0f}s")
+        await asyncio.sleep(0.5)
+    for task in watches:
+        task.cancel()
+    await kube.close()
+
+    makespan = max(v["job_completed"] for v in seen.values()) - start
+    timeline = []
+    for second in range(0, int(makespan) + 1, 5):
+        at = start + second
+        active = sum(v.get("job_starting", 1e18) <= at < v.get("job_completed", 1e18)
+                     for v in seen.values())  # fmt: skip
+        waiting = sum(v.get("submitted", 1e18) <= at < v.get("job_starting", 1e18)
+                      for v in seen.values())  # fmt: skip
+        timeline.append({"t": second, "active": active, "waiting": waiting})
+    return {
+        "submit_s": submitted,
+        "makespan_s": makespan,
+        "completed_per_s": args.jobs / makespan,
+        "lags": {
+            f"{a} -> {b}": summary([v[b] - v[a] for v in seen.values() if a in v and b in v])
+            for a, b in LAGS
+        },
+        "timeline": timeline,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--run-for", default="1s")
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--max-running", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    with system(operator_env={"SHUNTER_MAX_RUNNING": str(args.max_running)}) as s:
+        result = asyncio.run(observe(s.plane.kubeconfig, s.namespace, args))
+    rate, made = result["completed_per_s"], result["submit_s"]
+    print(f"{args.jobs} jobs of {args.run_for}: makespan {result['makespan_s']:.1f} s, "
+          f"{rate:.1f} completed/s (created in {made:.1f} s)")  # fmt: skip
+    for stage, lag in result["lags"].items():
+        print(f"  {stage:<32} p50 {lag['p50']:6.3f}  p99 {lag['p99']:6.3f}")
+    for row in result["timeline"]:
+        print(f"  t={row['t']:4d}s  active {row['active']:4d}  waiting {row['waiting']}")
+    print(f"\nwrote {write_result(f'shunter-stages-{args.jobs}-{args.run_for}', result)}")
+
+
+if __name__ == "__main__":
+    main()
