@@ -12,19 +12,22 @@ def account_with_role(
 ) -> str:
     """A ServiceAccount granted cluster_role in the namespace (a RoleBinding, the way a
     platform team grants the chart's roles); None grants nothing. Its token."""
-    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    meta = client.V1ObjectMeta(name=name)
+    client.CoreV1Api(api).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=meta)
+    )
     if cluster_role:
         client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
             namespace,
-            {
-                "metadata": {"name": name},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": cluster_role,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-            },
+            client.V1RoleBinding(
+                metadata=meta,
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role
+                ),
+                subjects=[
+                    client.RbacV1Subject(kind="ServiceAccount", name=name, namespace=namespace)
+                ],
+            ),
         )
     return service_account_token(api, namespace, name)
 
@@ -34,6 +37,12 @@ def service_account_token(
 ) -> str:
     """A token of an existing ServiceAccount (TokenRequest), one hour by default."""
     request = client.CoreV1Api(api).create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": seconds}}
+        name,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+        ),
     )
-    return str(request.status.token)
+    status = request.status
+    assert status is not None, "the API server answered a TokenRequest without a token"
+    return str(status.token)
