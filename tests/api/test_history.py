@@ -79,3 +79,8 @@ def test_filters_and_deleted_jobs(
         bad = http.get("/api/training/jobs", params={"since": "yesterday"})
         assert bad.status_code == 422
         assert bad.json()["message"].startswith("Invalid request: query.since")
+        # Found by the fuzz test: a NUL reached PostgreSQL, which cannot hold one (500).
+        for field in ("name_contains", "submitted_by"):
+            bad = http.get("/api/training/jobs", params={field: "a\x00b"})
+            assert bad.status_code == 422, bad.text
+            assert field in bad.text

@@ -48,7 +48,9 @@ def test_only_claims_labelled_or_allowed_are_mounted(
     assert refused["reason"] == "ClaimNotAllowed"
     assert "checkpoint claim 'home' may not be mounted" in refused["message"]
     assert 'shunter.dev/checkpoints: "true"' in refused["message"]
-    assert "ClaimNotAllowed" in jobs.event_reasons("refused")
+    # Events are posted off the reconcile path: shortly after the status, not with it.
+    wait_for(lambda: "ClaimNotAllowed" in jobs.event_reasons("refused"), timeout=15,
+             what="the ClaimNotAllowed Event")  # fmt: skip
     assert f"[Refuse] Job {jobs.namespace}/refused not admitted" in operator.log()
 
     # The others are admitted and their Pods mount the claim (unbound here: no

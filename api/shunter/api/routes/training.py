@@ -144,6 +144,11 @@ Phase = Literal[
 ]  # fmt: skip
 
 
+# Free text of a filter: anything but control characters (PostgreSQL text cannot hold
+# NUL, and no name or user name has any).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 def _utc(value: datetime | None, name: str) -> datetime | None:
     """A time filter in UTC (a time without zone is taken as UTC)."""
     if value is None:
@@ -163,10 +168,12 @@ async def jobs(
         str | None, Query(max_length=63, pattern=JOB_ID_PATTERN, description="Only this queue")
     ] = None,
     name_contains: Annotated[
-        str | None, Query(max_length=63, description="Only jobs whose name contains this")
+        str | None,
+        Query(max_length=63, pattern=PRINTABLE, description="Only jobs whose name contains this"),
     ] = None,
     submitted_by: Annotated[
-        str | None, Query(max_length=253, description="Only jobs this user submitted")
+        str | None,
+        Query(max_length=253, pattern=PRINTABLE, description="Only jobs this user submitted"),
     ] = None,
     since: Annotated[
         datetime | None, Query(description="Only jobs created at or after (ISO 8601)")
