@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
 
+from shunter.api.cancelling import CancelOutcome
 from shunter.api.dependencies import authorized
-from shunter.api.schemas import JOB_ID_PATTERN, ErrorBody
+from shunter.api.schemas import JOB_ID_PATTERN, CancelResult, ErrorBody
 
 JSON = "application/json"
 JobIdPath = Annotated[
@@ -25,3 +27,14 @@ def guarded_router() -> APIRouter:
     """A router under /api/training whose every route is guarded: authentication and
     the route's RBAC verb (shunter.api.dependencies.authorized)."""
     return APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
+
+
+def change_answer(job_id: str, outcome: CancelOutcome) -> JSONResponse:
+    """The guide's answer to a change of a job (cancel, suspend, resume)."""
+    result = CancelResult(
+        success=outcome.success,
+        job_id=job_id,
+        previous_status=outcome.previous_status,
+        message=outcome.message,
+    )
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from shunter.api.dependencies import Namespace, Service
-from shunter.api.routes.common import ERRORS, JobIdPath, guarded_router
+from shunter.api.routes.common import ERRORS, JobIdPath, change_answer, guarded_router
 from shunter.api.schemas import AttemptRow, CancelResult, ErrorBody
 from shunter.operator.model import JobKey
 
@@ -20,16 +20,6 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _answer(job_id: str, outcome: Any) -> JSONResponse:
-    result = CancelResult(
-        success=outcome.success,
-        job_id=job_id,
-        previous_status=outcome.previous_status,
-        message=outcome.message,
-    )
-    return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)
-
-
 @router.post("/suspend/{job_id}", response_model=CancelResult, responses=ANSWERS)
 async def suspend(job_id: JobIdPath, service: Service, namespace: Namespace) -> JSONResponse:
     """Suspend a job: a running one is stopped gracefully (its trainer checkpoints) and
@@ -38,14 +28,14 @@ async def suspend(job_id: JobIdPath, service: Service, namespace: Namespace) -> 
     outcome = await service.suspend(key)
     if outcome.send_patch:
         await service.await_suspended(key)
-    return _answer(job_id, outcome)
+    return change_answer(job_id, outcome)
 
 
 @router.post("/resume/{job_id}", response_model=CancelResult, responses=ANSWERS)
 async def resume(job_id: JobIdPath, service: Service, namespace: Namespace) -> JSONResponse:
     """Resume a suspended job: back in the queue in its original place; it continues
     from its checkpoint when admitted."""
-    return _answer(job_id, await service.resume(JobKey(namespace, job_id)))
+    return change_answer(job_id, await service.resume(JobKey(namespace, job_id)))
 
 
 @router.get(

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from shunter.api.dependencies import Caller, Namespace, Service
 from shunter.api.errors import InvalidRequest
 from shunter.api.history import HistoryFilter
-from shunter.api.routes.common import ERRORS, JSON, JobIdPath, guarded_router
+from shunter.api.routes.common import ERRORS, JSON, JobIdPath, change_answer, guarded_router
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
     CancelResult,
@@ -129,13 +129,7 @@ async def cancel(
     outcome = await service.cancel(key, user=caller.user)
     if outcome.send_patch:
         await service.await_final(key)
-    result = CancelResult(
-        success=outcome.success,
-        job_id=job_id,
-        previous_status=outcome.previous_status,
-        message=outcome.message,
-    )
-    return JSONResponse(result.model_dump(exclude_none=True), status_code=outcome.http_status)
+    return change_answer(job_id, outcome)
 
 
 Phase = Literal[
