@@ -12,9 +12,10 @@ import httpx
 import pytest
 from kubernetes import client
 
+from shunter.devcluster.accounts import account_with_role
 from tests.api.test_acceptance import wait_status
 from tests.support.api import ApiProcess
-from tests.support.kube import EDITOR, account_with_role
+from tests.support.kube import EDITOR
 from tests.support.operator import Jobs, OperatorProcess, mirror_row
 from tests.support.polling import wait_for
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import pytest
 from kubernetes import client
 
+from shunter.devcluster.accounts import account_with_role
 from tests.support.api import ApiProcess
-from tests.support.kube import EDITOR, VIEWER, account_with_role
+from tests.support.kube import EDITOR, VIEWER
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 

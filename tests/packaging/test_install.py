@@ -18,15 +18,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.devcluster.controlplane import default_bin_dir
 from tests.packaging.test_chart import CHART, helm
 from tests.support.api import ApiProcess
-from tests.support.kube import (
-    account_with_role,
-    api_client,
-    service_account_token,
-    temporary_namespace,
-)
+from tests.support.kube import api_client, temporary_namespace
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 

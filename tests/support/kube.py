@@ -13,7 +13,6 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.devcluster.controlplane import default_bin_dir
 from tests.support.polling import wait_for
 
@@ -89,6 +88,3 @@ def install_user_roles(api: client.ApiClient) -> list[str]:
             rbac.replace_cluster_role(name, role)
         names.append(name)
     return names
-
-
-__all__ = ["account_with_role", "service_account_token"]

@@ -22,9 +22,10 @@ import pytest
 from kubernetes import client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from shunter.devcluster.accounts import account_with_role
 from tests.api.test_acceptance import wait_status
 from tests.support.api import ApiProcess
-from tests.support.kube import EDITOR, account_with_role
+from tests.support.kube import EDITOR
 from tests.support.operator import Jobs, OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]

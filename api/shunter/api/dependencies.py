@@ -7,8 +7,8 @@ POST /submit is `create`, and every other POST on a job (cancel, suspend, resume
 `patch`; a test walks every route of the app to prove each one is guarded.
 
 Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
-dependency in its thread pool, a thread hop per dependency per request (three of them
-cost GET /status about half its throughput).
+dependency in its thread pool, a thread hop per dependency per request (the largest
+cost a profile of GET /status found; tests/api/test_dependencies.py keeps it out).
 """
 
 from __future__ import annotations
