@@ -96,10 +96,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # This replica's name in the API server's audit log and in managedFields.
     writer = f"shunter-operator/{config.identity}"
     kube = Kube(connect(), user_agent=writer, field_manager=writer)
+    # The Lease has a connection of its own: a renewal never waits for a free
+    # connection behind a pool busy with a burst of writes (which could cost a loaded
+    # leader its Lease), and it goes over a connection that is already open.
+    lease_kube = Kube(connect(), connections=1, user_agent=writer, field_manager=writer)
     book = JobBook()
     mirror = Mirror(config.database_url)
     elector = LeaderElector(
-        KubeLeaseStore(kube, namespace=config.lease_namespace, name=config.lease_name),
+        KubeLeaseStore(lease_kube, namespace=config.lease_namespace, name=config.lease_name),
         identity=config.identity,
         timing=config.lease,
         name=f"lease {config.lease_namespace}/{config.lease_name}",
@@ -141,6 +145,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     controller.leader = lambda: elector.is_leader
     controller.synced = lambda: all(i.synced.is_set() for i in informers)
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
+    memo.lease_kube = lease_kube
     memo.informers = informers
     for informer in informers:
         informer.start()
@@ -178,8 +183,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await informer.stop()
     if "mirror" in memo:
         await memo.mirror.close()
-    if "kube" in memo:
-        await memo.kube.close()
+    for name in ("kube", "lease_kube"):
+        if name in memo:
+            await memo[name].close()
 
 
 @kopf.on.probe(id="controller_idle_seconds")
