@@ -28,8 +28,9 @@ from shunter.api.rendering import Renderer
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
-from shunter.kube import Conflict, Invalid, Kube, NotFound
-from shunter.kube.resources import TRAINING_JOBS
+from shunter.kube import Conflict, Invalid, Kube, KubeError, NotFound
+from shunter.kube.resources import NODES, TRAINING_JOBS
+from shunter.operator.capacity import Capacity
 from shunter.operator.model import (
     API_VERSION,
     CANCELLED_BY,
@@ -39,6 +40,7 @@ from shunter.operator.model import (
     JobKey,
     Phase,
 )
+from shunter.operator.nodes import NodeView
 from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
 from shunter.operator.queues import QueueView as QueueSpec
 
@@ -274,16 +276,30 @@ class TrainingService:
 
         await self.cache.until(key, settled, within=self.settings.cancel_wait_seconds)
 
-    def submit_message(self, job: Job) -> str:
+    async def submit_message(self, job: Job) -> str:
         """'Job submitted', and why it cannot run if no node of its pool could hold it
         (it is accepted all the same: nodes may come)."""
         never = self.cache.never_fits(job)
+        if never is not None:
+            never = await self._never_fits_live(job, cached=never)
         if never is None:
             return "Job submitted"
         return (
             f"Job submitted, but it cannot run on this cluster as it is: {never};"
             " it waits until a node that fits appears"
         )
+
+    async def _never_fits_live(self, job: Job, *, cached: str) -> str | None:
+        """The cache's warning confirmed by the API server's Nodes: the watch may not
+        have delivered a node that came a moment ago, and a job is not told it cannot
+        run because of a lag. (Only jobs the cache warns about cost this read.)"""
+        selector = ",".join(f"{k}={v}" for k, v in job.spec.node_selector)
+        try:
+            listing = await self.kube.list(NODES, label_selector=selector or None)
+        except KubeError:
+            return cached  # no permission or unreachable: the cache's answer stands
+        nodes = [NodeView.parse(item) for item in listing.get("items") or ()]
+        return Capacity.build(nodes, (), ()).never_fits(job)
 
 
 def _queue_view(

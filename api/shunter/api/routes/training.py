@@ -49,7 +49,7 @@ async def submit(
     job = await service.submit(body, namespace=namespace, user=caller.user)
     return SubmitResult(
         job_id=job.key.name, namespace=namespace, status="queued",
-        message=service.submit_message(job),
+        message=await service.submit_message(job),
     )  # fmt: skip
 
 
