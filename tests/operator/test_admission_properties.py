@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shunter.operator.admission import Limits
+from shunter.operator.admission import Limits, QueueOrder, waiting
 from shunter.operator.book import JobBook
 from shunter.operator.capacity import Capacity, pod_need
 from shunter.operator.model import Job, Phase
@@ -153,3 +153,44 @@ def test_preemption_picks_lower_priorities_enough_and_no_more(
             if victim is not spared:
                 again.give(victim)
         assert again.verdict(preemptor, now=NOW).kind != "admit", "a victim could be spared"
+
+
+changes_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 7),  # which job
+        st.sampled_from(["queued", "new", "running", "completed", "cancel", "suspend", "gone"]),
+        st.integers(0, 3),  # priority
+        st.sampled_from(["default", "team-a", "team-b"]),
+        st.integers(0, 5),  # creation second
+    ),
+    max_size=40,
+)
+
+
+@given(changes_strategy)
+@settings(max_examples=300, deadline=None)
+def test_the_kept_queue_order_is_the_sorted_one(changes: list[tuple[int, str, int, str, int]]):
+    """QueueOrder, kept change by change, always equals sorting the jobs afresh."""
+    order, jobs = QueueOrder(), {}
+    for i, what, priority, queue, second in changes:
+        builder = (a_training_job(f"j{i}").with_priority(priority).with_spec(queue=queue)
+                   .created_at(T0 + timedelta(seconds=second)))  # fmt: skip
+        if what == "cancel":
+            builder = builder.in_phase("queued", sequence=i + 1).cancelled()
+        elif what == "suspend":
+            builder = builder.in_phase("queued", sequence=i + 1).with_spec(suspended=True)
+        elif what not in ("new", "gone"):
+            builder = builder.in_phase(what, sequence=i + 1)
+        if what == "gone":
+            if f"j{i}" in jobs:
+                order.remove(jobs.pop(f"j{i}").key)
+        else:
+            jobs[f"j{i}"] = builder.job()
+            order.put(jobs[f"j{i}"])
+        expected = waiting(jobs.values())
+        assert list(order.keys()) == [j.key for j in expected]
+        for name in ("default", "team-a", "team-b"):
+            assert list(order.keys(name)) == [j.key for j in expected if j.spec.queue == name]
+            assert order.count(name) == sum(1 for j in expected if j.spec.queue == name)
+        assert order.count() == len(expected)
+        assert sorted(order.names()) == sorted({j.spec.queue for j in expected})

@@ -2,7 +2,9 @@
 
 Two informers (shunter.kube.informer): every TrainingJob in scope, and every Event
 about a TrainingJob, indexed by job. GET /status, /events, /live and /queue answer
-from them; the order of the queue is derived once per change of the job cache.
+from them. The queue's order is kept as the watch delivers changes (one
+`admission.QueueOrder` per namespace, the operator's own structure): GET /queue reads
+the head of it, and nothing is sorted again per change, at 50,000 jobs as at 50.
 
 Reading your own writes: after a submit or a cancel the API waits (event-driven,
 bounded) until the job cache has applied the resourceVersion its write returned, so
@@ -12,8 +14,9 @@ hold falls back to a live GET, so "not found" is always the API server's answer.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from shunter.kube import Body, Informer, Kube
@@ -29,13 +32,34 @@ from shunter.operator.queues import QueueView as QueueSpec
 READ_YOUR_WRITES_SECONDS = 5.0
 
 
-def ordered(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
-    """Slot holders (by admission time) and waiting jobs (in admission order)."""
-    active = sorted(
-        (j for j in jobs if j.phase is not None and j.phase.holds_slot),
-        key=lambda j: (j.status.admitted_at or j.created_at, j.key.name),
-    )
-    return active, admission.waiting(jobs)
+def holds_slot(job: Job) -> bool:
+    return job.phase is not None and job.phase.holds_slot
+
+
+def by_admission(jobs: Iterable[Job]) -> list[Job]:
+    """Slot holders in the order they were admitted."""
+    return sorted(jobs, key=lambda j: (j.status.admitted_at or j.created_at, j.key.name))
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """A namespace's slot holders and the head of its queue (in admission order)."""
+
+    active: list[Job]
+    head: list[Job]  # the first waiting jobs, at most the limit asked for
+    waiting_count: int
+    waiting_by_queue: dict[str, int]
+
+    @classmethod
+    def of(cls, jobs: Iterable[Job], *, limit: int, queue: str | None = None) -> Lineup:
+        """From a list of jobs (a live LIST), sorted once."""
+        mine = [j for j in jobs if queue is None or j.spec.queue == queue]
+        waiting = admission.waiting(mine)
+        counts: dict[str, int] = defaultdict(int)
+        for job in waiting:
+            counts[job.spec.queue] += 1
+        return cls(by_admission(filter(holds_slot, mine)), waiting[:limit], len(waiting),
+                   dict(counts))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +96,17 @@ class JobCache:
     def __init__(self, kube: Kube, *, namespace: str | None) -> None:
         self.namespace = namespace
         self.jobs: Informer[JobKey, Job] = Informer(
-            kube, TRAINING_JOBS, namespace=namespace, parse=Job.parse, key=lambda j: j.key
-        )
+            kube, TRAINING_JOBS, namespace=namespace, parse=Job.parse, key=lambda j: j.key,
+            on_change=self._index_job,
+        )  # fmt: skip
+        # Per namespace: the waiting jobs in admission order, and the slot holders.
+        self._waiting: dict[str, admission.QueueOrder] = defaultdict(admission.QueueOrder)
+        self._active: dict[str, dict[JobKey, Job]] = defaultdict(dict)
         self._events_of: dict[JobKey, set[str]] = defaultdict(set)
         self.events: Informer[str, SeenEvent] = Informer(
             kube, EVENTS, namespace=namespace, field_selector=JOB_EVENTS_SELECTOR,
             parse=SeenEvent.parse, key=lambda event: event.uid, on_change=self._index_event,
         )  # fmt: skip
-        self._ordered: dict[str, tuple[int, list[Job], list[Job]]] = {}
         # Nodes, only to tell a submitter that a job fits no node (optional: an API
         # without the permission to read Nodes says nothing about it).
         self.nodes: Informer[str, NodeView] = Informer(
@@ -126,15 +153,43 @@ class JobCache:
     def in_namespace(self, namespace: str) -> list[Job]:
         return [j for j in self.jobs.store.values() if j.key.namespace == namespace]
 
-    def ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
-        """Slot holders and waiting jobs in order, recomputed only when the cache changed."""
-        version = self.jobs.version
-        cached = self._ordered.get(namespace)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        active, waiting = ordered(self.in_namespace(namespace))
-        self._ordered[namespace] = (version, active, waiting)
-        return active, waiting
+    def _index_job(self, kind: str, job: Job) -> None:
+        namespace, key = job.key.namespace, job.key
+        if kind == "DELETED":
+            self._waiting[namespace].remove(key)
+            self._active[namespace].pop(key, None)
+            return
+        self._waiting[namespace].put(job)
+        if holds_slot(job):
+            self._active[namespace][key] = job
+        else:
+            self._active[namespace].pop(key, None)
+
+    def lineup(self, namespace: str, *, limit: int, queue: str | None = None) -> Lineup:
+        """The namespace's slot holders and the first `limit` waiting jobs, from the
+        kept order (of one queue, or of all merged)."""
+        active = self._active.get(namespace, {}).values()
+        order = self._waiting.get(namespace) or admission.QueueOrder()
+        keys = itertools.islice(order.keys(queue), limit)
+        counts = order.counts()
+        return Lineup(
+            active=by_admission(j for j in active if queue is None or j.spec.queue == queue),
+            head=[self.jobs.store[key] for key in keys],
+            waiting_count=order.count(queue),
+            waiting_by_queue=counts if queue is None else {queue: counts.get(queue, 0)},
+        )
+
+    def holders(self) -> list[Job]:
+        """Every slot holder in scope (a TrainingQueue's quota spans namespaces)."""
+        return [job for active in self._active.values() for job in active.values()]
+
+    def waiting_by_queue(self) -> dict[str, int]:
+        """Waiting jobs per queue, over every namespace in scope."""
+        counts: dict[str, int] = defaultdict(int)
+        for order in self._waiting.values():
+            for name, count in order.counts().items():
+                counts[name] += count
+        return dict(counts)
 
     async def caught_up(self, namespace: str, resource_version: str) -> None:
         """Wait (bounded) until the cache shows a write that returned resource_version."""

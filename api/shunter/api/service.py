@@ -22,7 +22,7 @@ from shunter.api.claims import check_claim
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
-from shunter.api.jobcache import JobCache, ordered
+from shunter.api.jobcache import JobCache, Lineup, holds_slot
 from shunter.api.logs import Logs, PodLogs
 from shunter.api.rendering import Renderer
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
@@ -30,6 +30,7 @@ from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, KubeError, NotFound
 from shunter.kube.resources import NODES, TRAINING_JOBS
+from shunter.operator.admission import waits
 from shunter.operator.capacity import Capacity
 from shunter.operator.model import (
     API_VERSION,
@@ -144,25 +145,23 @@ class TrainingService:
             return view.model_dump_json().encode()
         version = ("queue", namespace, limit, queue, self.cache.jobs.version,
                    self.cache.queues.version)  # fmt: skip
-        active, waiting = self.cache.ordered(namespace)
-        usage = list(self.cache.jobs.store.values())
-        return self.renderer.view(
-            version,
-            lambda: _queue_view(namespace, active, waiting, limit, queue, usage,
-                                self.cache.queues.store).model_dump_json().encode(),
-        )  # fmt: skip
+
+        def render() -> bytes:
+            lineup = self.cache.lineup(namespace, limit=limit, queue=queue)
+            usage = queue_usage(self.cache.holders(), self.cache.waiting_by_queue(),
+                                self.cache.queues.store, only=queue)  # fmt: skip
+            return _queue_view(namespace, lineup, usage).model_dump_json().encode()
+
+        return self.renderer.view(version, render)
 
     async def queue(
         self, namespace: str, *, limit: int = 100, queue: str | None = None
     ) -> QueueView:
-        active, waiting = await self._ordered(namespace)
-        return _queue_view(namespace, active, waiting, limit, queue, [*active, *waiting],
-                           self.cache.queues.store)  # fmt: skip
-
-    async def _ordered(self, namespace: str) -> tuple[list[Job], list[Job]]:
-        if self.cache.covers(namespace):
-            return self.cache.ordered(namespace)
-        return ordered(await self._jobs(namespace))
+        """GET /queue outside the cache's scope: from a live LIST of the namespace."""
+        lineup = Lineup.of(await self._jobs(namespace), limit=limit, queue=queue)
+        usage = queue_usage(lineup.active, lineup.waiting_by_queue, self.cache.queues.store,
+                            only=queue)  # fmt: skip
+        return _queue_view(namespace, lineup, usage)
 
     async def _jobs(self, namespace: str) -> list[Job]:
         """Every job of the namespace: the cache's, or a live LIST outside its scope."""
@@ -174,25 +173,27 @@ class TrainingService:
     async def live(self, namespace: str, *, limit: int) -> JobList:
         """Slot holders, then the queue in order, then the rest newest first: a long
         running job never drops out of the first `limit` behind newer finished ones."""
-        active, waiting = await self._ordered(namespace)
-        current = {j.key for j in active} | {j.key for j in waiting}
         jobs = await self._jobs(namespace)
+        if self.cache.covers(namespace):
+            lineup = self.cache.lineup(namespace, limit=limit)
+        else:
+            lineup = Lineup.of(jobs, limit=limit)
         rest = sorted(
-            (j for j in jobs if j.key not in current),
+            (j for j in jobs if not holds_slot(j) and not waits(j)),
             key=lambda j: (j.created_at, j.key.name),
             reverse=True,
         )
-        items = [JobPublic.of(j) for j in active[:limit]]
+        items = [JobPublic.of(j) for j in lineup.active[:limit]]
         items += [
             JobPublic.of(j).model_copy(update={"queue_position": i})
-            for i, j in enumerate(waiting[: limit - len(items)], start=1)
+            for i, j in enumerate(lineup.head[: limit - len(items)], start=1)
         ]
         items += [JobPublic.of(j) for j in rest[: limit - len(items)]]
         return JobList(
             namespace=namespace,
             count=len(jobs),
-            running_count=len(active),
-            queued_count=len(waiting),
+            running_count=len(lineup.active),
+            queued_count=lineup.waiting_count,
             items=items,
         )
 
@@ -302,49 +303,36 @@ class TrainingService:
         return Capacity.build(nodes, (), ()).never_fits(job)
 
 
-def _queue_view(
-    namespace: str,
-    active: list[Job],
-    waiting: list[Job],
-    limit: int,
-    queue: str | None,
-    everything: list[Job],
-    queues: Mapping[str, QueueSpec],
-) -> QueueView:
-    if queue is not None:
-        active = [j for j in active if j.spec.queue == queue]
-        waiting = [j for j in waiting if j.spec.queue == queue]
+def _queue_view(namespace: str, lineup: Lineup, usage: list[QueueUsage]) -> QueueView:
     # Positions from the live order, within each job's own queue (as the operator
     # counts them): status carries only the first few.
     place: dict[str, int] = defaultdict(int)
     positions = []
-    for job in waiting[:limit]:
+    for job in lineup.head:
         place[job.spec.queue] += 1
         positions.append(place[job.spec.queue])
     return QueueView(
         namespace=namespace,
-        running_count=len(active),
-        queued_count=len(waiting),
-        running=[JobPublic.of(j) for j in active],
+        running_count=len(lineup.active),
+        queued_count=lineup.waiting_count,
+        running=[JobPublic.of(j) for j in lineup.active],
         queued=[
             JobPublic.of(j).model_copy(update={"queue_position": i})
-            for i, j in zip(positions, waiting[:limit], strict=True)
+            for i, j in zip(positions, lineup.head, strict=True)
         ],
-        queues=queue_usage(everything, queues, only=queue),
+        queues=usage,
     )
 
 
 def queue_usage(
-    jobs: Iterable[Job], queues: Mapping[str, QueueSpec], *, only: str | None = None
+    holders: Iterable[Job],
+    waiting: Mapping[str, int],
+    queues: Mapping[str, QueueSpec],
+    *,
+    only: str | None = None,
 ) -> list[QueueUsage]:
-    """Each queue's limits and what the given jobs hold of them (one pass over them)."""
-    held = QuotaUse(queues)
-    waiting: dict[str, int] = defaultdict(int)
-    for job in jobs:
-        if job.phase is not None and job.phase.holds_slot:
-            held.add(job)
-        elif job.queued and not job.spec.cancelled:
-            waiting[job.spec.queue] += 1
+    """Each queue's limits, what its slot holders hold of them, and how many wait."""
+    held = QuotaUse.of(queues, holders)
     names = sorted({*queues, *held.running, *waiting, DEFAULT_QUEUE})
     usages = []
     for name in names:

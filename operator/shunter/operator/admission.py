@@ -23,17 +23,22 @@ GPU the previous trainer may still hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from shunter.operator.capacity import Capacity
-from shunter.operator.model import Job, JobStatus
+from shunter.operator.model import Job, JobKey, JobStatus
 from shunter.operator.queues import QueueView, QuotaUse, queue_of
 
 # Sequence numbers stay far below this; unnumbered jobs sort after numbered ones of the
 # same second, among themselves by creation revision.
 UNNUMBERED = 2**40
+
+# (-priority, creation time, sequence, namespace, name): smaller is admitted first.
+OrderKey = tuple[int, float, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class Limits:
     gpu_budget: int = 0  # 0: no GPU budget, only the running limit applies
 
 
-def queue_order(job: Job) -> tuple[int, float, int, str, str]:
+def queue_order(job: Job) -> OrderKey:
     sequence = job.status.sequence
     if sequence is None:
         try:
@@ -58,12 +63,67 @@ def queue_order(job: Job) -> tuple[int, float, int, str, str]:
     )
 
 
+def waits(job: Job) -> bool:
+    """Queued, not cancelled or suspended: the job waits for admission."""
+    return job.queued and not job.spec.cancelled and not job.spec.suspended
+
+
 def waiting(jobs: Iterable[Job]) -> list[Job]:
-    """Queued, not cancelled or suspended jobs in admission order."""
-    return sorted(
-        (j for j in jobs if j.queued and not j.spec.cancelled and not j.spec.suspended),
-        key=queue_order,
-    )
+    """The waiting jobs in admission order (sorted once; `QueueOrder` keeps it)."""
+    return sorted((j for j in jobs if waits(j)), key=queue_order)
+
+
+
+class QueueOrder:
+    """The waiting jobs' keys in admission order, one sorted list per queue, kept as
+    jobs change (a change costs a bisection and an insertion; nothing is sorted
+    again). The operator's book and the API's cache each keep one."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, list[tuple[OrderKey, JobKey]]] = {}
+        self._place: dict[JobKey, tuple[str, OrderKey]] = {}
+
+    def put(self, job: Job) -> None:
+        """The job as it is now: placed, moved or taken out."""
+        if not waits(job):
+            self.remove(job.key)
+            return
+        place = (job.spec.queue, queue_order(job))
+        if self._place.get(job.key) != place:
+            self.remove(job.key)
+            bisect.insort(self._queues.setdefault(place[0], []), (place[1], job.key))
+            self._place[job.key] = place
+
+    def remove(self, key: JobKey) -> None:
+        place = self._place.pop(key, None)
+        if place is None:
+            return
+        entries = self._queues[place[0]]
+        i = bisect.bisect_left(entries, (place[1], key))
+        if i < len(entries) and entries[i] == (place[1], key):
+            del entries[i]
+        if not entries:
+            del self._queues[place[0]]
+
+    def keys(self, queue: str | None = None) -> Iterator[JobKey]:
+        """In admission order: of one queue, or of all queues merged."""
+        if queue is not None:
+            yield from (key for _, key in self._queues.get(queue, ()))
+            return
+        yield from (key for _, key in heapq.merge(*self._queues.values()))
+
+    def names(self) -> list[str]:
+        """Queues with waiting jobs."""
+        return list(self._queues)
+
+    def count(self, queue: str | None = None) -> int:
+        if queue is not None:
+            return len(self._queues.get(queue, ()))
+        return len(self._place)
+
+    def counts(self) -> dict[str, int]:
+        """Waiting jobs per queue."""
+        return {name: len(entries) for name, entries in self._queues.items()}
 
 
 def fits_budget(job: Job, limits: Limits) -> bool:

@@ -23,19 +23,16 @@ event loop, so no locks.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shunter.operator.admission import queue_order
+from shunter.operator.admission import QueueOrder
 from shunter.operator.claims import ClaimView
 from shunter.operator.model import Job, JobKey, JobStatus, PodView
 from shunter.operator.nodes import NodeView, PodUsage
 from shunter.operator.queues import QueueView
-
-OrderKey = tuple[int, float, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -68,8 +65,7 @@ class JobBook:
         self.claims: dict[tuple[str, str], ClaimView] = {}
         # Bumped when nodes, foreign Pods or queues change: admission must look again.
         self.world_version = 0
-        self._queues: dict[str, list[tuple[OrderKey, JobKey]]] = {}
-        self._order: dict[JobKey, tuple[str, OrderKey]] = {}
+        self._waiting = QueueOrder()
         self._written: dict[JobKey, _Written] = {}
         self._expected: dict[JobKey, dict[str, int]] = {}
         self._expected_until: dict[JobKey, float] = {}
@@ -116,7 +112,7 @@ class JobBook:
     def remove_job(self, key: JobKey) -> None:
         self.jobs.pop(key, None)
         self._written.pop(key, None)
-        self._unqueue(key)
+        self._waiting.remove(key)
         self.active.pop(key, None)
         self.positioned.discard(key)
         self.dirty.discard(key)
@@ -138,14 +134,7 @@ class JobBook:
         key = job.key
         self.jobs[key] = job
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
-        if job.queued and not job.spec.cancelled and not job.spec.suspended:
-            place = (job.spec.queue, queue_order(job))
-            if self._order.get(key) != place:
-                self._unqueue(key)
-                bisect.insort(self._queues.setdefault(place[0], []), (place[1], key))
-                self._order[key] = place
-        else:
-            self._unqueue(key)
+        self._waiting.put(job)
         if job.phase is not None and job.phase.holds_slot:
             self.active[key] = job
         else:
@@ -156,34 +145,18 @@ class JobBook:
             self.positioned.discard(key)
         self.dirty.add(key)
 
-    def _unqueue(self, key: JobKey) -> None:
-        place = self._order.pop(key, None)
-        if place is None:
-            return
-        entries = self._queues[place[0]]
-        i = bisect.bisect_left(entries, (place[1], key))
-        if i < len(entries) and entries[i] == (place[1], key):
-            del entries[i]
-        if not entries:
-            del self._queues[place[0]]
-
     def waiting(self, queue: str | None = None) -> Iterator[Job]:
         """Queued, not cancelled or suspended jobs in admission order (of one queue, or
         of all queues merged)."""
-        if queue is not None:
-            for _, key in self._queues.get(queue, ()):
-                yield self.jobs[key]
-            return
-        for _, key in heapq.merge(*self._queues.values()):
-            yield self.jobs[key]
+        return (self.jobs[key] for key in self._waiting.keys(queue))
 
     def queue_names(self) -> list[str]:
         """Queues with waiting jobs."""
-        return list(self._queues)
+        return self._waiting.names()
 
     @property
     def queued_count(self) -> int:
-        return sum(len(entries) for entries in self._queues.values())
+        return self._waiting.count()
 
     # -- pods --------------------------------------------------------------------
 
