@@ -73,7 +73,6 @@ def waiting(jobs: Iterable[Job]) -> list[Job]:
     return sorted((j for j in jobs if waits(j)), key=queue_order)
 
 
-
 class QueueOrder:
     """The waiting jobs' keys in admission order, one sorted list per queue, kept as
     jobs change (a change costs a bisection and an insertion; nothing is sorted
