@@ -8,13 +8,16 @@ the trainer itself as the launcher's process (exec: the kubelet's SIGTERM reache
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.trainer.runs import EXIT_COMPLETED, EXIT_USAGE, TRAINER_DIR, Launch
+from tests.trainer.runs import EXIT_CHECKPOINTED, EXIT_COMPLETED, EXIT_USAGE, TRAINER_DIR, Launch
 
 
 @pytest.fixture
@@ -103,3 +106,59 @@ def test_a_single_process_pod_runs_the_trainer_itself(python: str, tmp_path: Pat
 def test_the_launcher_never_imports_torch(python: str):
     code = "import sys, standalone_trainer.launch; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([python, "-c", code], cwd=TRAINER_DIR, check=False).returncode == 0
+
+
+# Stands in for torchrun at its worst (a fault the real one shows only now and then):
+# on SIGTERM its two workers report 75 and stop, and it stays, ignoring further signals.
+LINGERING_TORCHRUN = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from standalone_trainer import status
+from pathlib import Path
+
+def stop(*_):
+    for rank in (0, 1):
+        status.write(Path(os.environ[status.ENV]), rank, pid=os.getpid(), exit_code=75)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+SUPERVISE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from standalone_trainer import launch
+from standalone_trainer.events import Log
+launch.TEARDOWN_SECONDS = 1.0
+p = launch.plan({"NPROC_PER_NODE": "2"})
+sys.exit(launch.Supervisor(p, Log()).run([sys.executable, "-c", sys.argv[2], sys.argv[1]]))
+"""
+
+
+def test_torchrun_lingering_after_its_workers_reported_is_stopped(python: str):
+    proc = subprocess.Popen(
+        [python, "-c", SUPERVISE, str(TRAINER_DIR), LINGERING_TORCHRUN],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the launcher's own "launch" line
+        assert json.loads(first)["event"] == "launch"
+        assert proc.stdout.readline().strip() == "ready"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == EXIT_CHECKPOINTED
+        took = time.monotonic() - sent
+        lines = [json.loads(line) for line in proc.stdout.read().splitlines()]
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert 1.0 <= took < 10, f"stopped {took:.1f}s after the signal"
+    warning = next(e for e in lines if e["event"] == "warning")
+    assert "after every worker reported its exit code" in warning["message"]
+    ended = next(e for e in lines if e["event"] == "launch_exit")
+    assert (ended["exit_code"], ended["torchrun_exit_code"], ended["ranks"]) == (75, -9, [75, 75])

@@ -44,6 +44,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ from standalone_trainer import EXIT_INTERRUPTED, EXIT_USAGE, status
 from standalone_trainer.events import Log
 
 DEFAULT_PORT = 29500
+# After a stop signal: how long torchrun may take to tear down once every local worker
+# has reported its exit code, and how often the launcher looks.
+TEARDOWN_SECONDS = 10.0
+WAIT_STEP_SECONDS = 0.2
 DEFAULT_SHUTDOWN_TIMEOUT = 3600
 
 
@@ -164,11 +169,37 @@ class Supervisor:
             self.proc = subprocess.Popen(command, env=env)
             if self.signals:  # a signal came before torchrun existed
                 self.proc.send_signal(signal.SIGTERM)
-            returncode = self.proc.wait()
-            return self._exit_code(returncode)
+            return self._exit_code(self._wait(self.proc))
         finally:
             if self.directory is not None:
                 shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> int:
+        """torchrun's exit code; after a stop signal, no longer than TEARDOWN_SECONDS
+        once every local worker has reported its exit code. (torchrun's own teardown
+        after forwarding a SIGTERM has been seen to take a minute after its workers
+        had checkpointed and reported: a Pod would hold its GPUs that long for nothing.)"""
+        reported_at: float | None = None
+        while True:
+            try:
+                return proc.wait(timeout=WAIT_STEP_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+            if not self.signals or not self._all_reported():
+                continue
+            reported_at = reported_at or time.monotonic()
+            if time.monotonic() - reported_at >= TEARDOWN_SECONDS:
+                self.log("warning", message=(
+                    f"torchrun still running {TEARDOWN_SECONDS:.0f}s after every worker"
+                    " reported its exit code: stopped with SIGKILL"))  # fmt: skip
+                proc.kill()
+                return proc.wait()
+
+    def _all_reported(self) -> bool:
+        return all(
+            isinstance(self._status(i).get("exit_code"), int)
+            for i in range(self.plan.nproc_per_node)
+        )
 
     def _relay(self, signum: int, _frame: FrameType | None) -> None:
         self.signals += 1
