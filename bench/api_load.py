@@ -222,6 +222,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
             wait_cached(http, 1)
             queue = wrk(s.base_url, ["/api/training/queue"], token=token, seconds=args.seconds)
             body = http.get("/api/training/queue", params={"limit": 1}).json()
+            pauses = gc_pauses(http.get("/metrics").text)
         completed = sum(
             1 for job in s.list_jobs() if (job.get("status") or {}).get("phase") == "completed"
         )
@@ -233,8 +234,26 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
             "queued_after": body["queued_count"],
             "running_after": body["running_count"],
             "get_queue": queue,
+            "api_gc_pauses": pauses,
             "processes": sampler.stop(),
         }
+
+
+def gc_pauses(metrics: str) -> dict[str, float]:
+    """The API's full (generation 2) collections from its /metrics: how many, their
+    total seconds, and how many took longer than 0.1 s."""
+    values: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("shunter_api_gc_pause_seconds") and 'generation="2"' in line:
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    count = values.get('shunter_api_gc_pause_seconds_count{generation="2"}', 0.0)
+    short = values.get('shunter_api_gc_pause_seconds_bucket{generation="2",le="0.1"}', 0.0)
+    return {
+        "full_collections": count,
+        "seconds": values.get('shunter_api_gc_pause_seconds_sum{generation="2"}', 0.0),
+        "over_0_1_s": count - short,
+    }
 
 
 def main() -> None:
@@ -260,7 +279,8 @@ def main() -> None:
     if args.scale:
         big = result["scale"]
         rows += [(f"scale {k}", v) for k, v in big.items() if not isinstance(v, dict)]
-        rows += [(f"scale get_queue {q}", big["get_queue"][q]) for q in ("req_per_s", "p99")]
+        rows += [(f"scale get_queue {q}", big["get_queue"][q]) for q in ("req_per_s", "p50", "p99")]
+        rows += [(f"scale api gc gen2 {k}", v) for k, v in big["api_gc_pauses"].items()]
         rows += [
             (f"scale {name} peak RSS MiB", big["processes"][name]["peak_rss_mib"])
             for name in ("operator", "api")

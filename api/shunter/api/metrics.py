@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -26,9 +29,35 @@ class Metrics:
         self.streams = Gauge(
             "shunter_api_open_streams", "Open GET /stream connections", registry=self.registry
         )
+        # A full collection walks every tracked object: at tens of thousands of cached
+        # jobs it is a pause every request in flight waits for.
+        self.gc_pauses = Histogram(
+            "shunter_api_gc_pause_seconds", "Garbage collector pauses", ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )  # fmt: skip
+        _time_collections(self.gc_pauses)
 
     def install(self, app: FastAPI) -> None:
         app.add_middleware(_Measure, metrics=self)
+
+
+def _time_collections(histogram: Histogram) -> None:
+    """Observe every collection's pause (a callback that outlives its metrics does
+    nothing: an app made again in the same process gets a callback of its own)."""
+    alive = weakref.ref(histogram)
+    started = 0.0
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        target = alive()
+        if target is not None:
+            target.labels(str(info["generation"])).observe(time.perf_counter() - started)
+
+    gc.callbacks.append(timed)
 
 
 class _Measure:
