@@ -25,3 +25,14 @@ def test_every_full_collection_is_timed():
     text = generate_latest(metrics.registry).decode()
     assert count_of(text, 2) == before + 2
     assert 'shunter_api_gc_pause_seconds_bucket{generation="2",le="+Inf"}' in text
+
+
+def test_the_scale_bench_reads_the_full_collections_from_the_metrics():
+    from bench.api_load import gc_pauses
+
+    metrics = Metrics()
+    gc.collect()
+    found = gc_pauses(generate_latest(metrics.registry).decode())
+    assert found["full_collections"] >= 1
+    assert 0 < found["seconds"] < 10
+    assert 0 <= found["over_0_1_s"] <= found["full_collections"]
