@@ -162,3 +162,28 @@ def test_torchrun_lingering_after_its_workers_reported_is_stopped(python: str):
     assert "after every worker reported its exit code" in warning["message"]
     ended = next(e for e in lines if e["event"] == "launch_exit")
     assert (ended["exit_code"], ended["torchrun_exit_code"], ended["ranks"]) == (75, -9, [75, 75])
+
+
+# A completed run whose torchrun lingers (a worker hanging on its way out): no signal.
+COMPLETED_LINGERING_TORCHRUN = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from standalone_trainer import status
+from pathlib import Path
+for rank in (0, 1):
+    status.write(Path(os.environ[status.ENV]), rank, pid=os.getpid(), exit_code=0)
+time.sleep(600)
+"""
+
+
+def test_torchrun_lingering_after_its_workers_completed_is_stopped(python: str):
+    start = time.monotonic()
+    done = subprocess.run(
+        [python, "-c", SUPERVISE, str(TRAINER_DIR), COMPLETED_LINGERING_TORCHRUN],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == EXIT_COMPLETED, done.stderr
+    assert time.monotonic() - start < 10
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    ended = next(e for e in lines if e["event"] == "launch_exit")
+    assert (ended["exit_code"], ended["torchrun_exit_code"], ended["ranks"]) == (0, -9, [0, 0])

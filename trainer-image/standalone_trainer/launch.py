@@ -55,8 +55,8 @@ from standalone_trainer import EXIT_INTERRUPTED, EXIT_USAGE, status
 from standalone_trainer.events import Log
 
 DEFAULT_PORT = 29500
-# After a stop signal: how long torchrun may take to tear down once every local worker
-# has reported its exit code, and how often the launcher looks.
+# How long torchrun may take to tear down once every local worker has reported its
+# exit code, and how often the launcher looks.
 TEARDOWN_SECONDS = 10.0
 WAIT_STEP_SECONDS = 0.2
 DEFAULT_SHUTDOWN_TIMEOUT = 3600
@@ -175,17 +175,17 @@ class Supervisor:
                 shutil.rmtree(self.directory, ignore_errors=True)
 
     def _wait(self, proc: subprocess.Popen[bytes]) -> int:
-        """torchrun's exit code; after a stop signal, no longer than TEARDOWN_SECONDS
-        once every local worker has reported its exit code. (torchrun's own teardown
-        after forwarding a SIGTERM has been seen to take a minute after its workers
-        had checkpointed and reported: a Pod would hold its GPUs that long for nothing.)"""
+        """torchrun's exit code, waited for no longer than TEARDOWN_SECONDS once every
+        local worker has reported its exit code. (A gloo worker has been seen to hang
+        for minutes on its way out after reporting, completed or checkpointed, and
+        torchrun waits for it: a Pod would hold its GPUs that long for nothing.)"""
         reported_at: float | None = None
         while True:
             try:
                 return proc.wait(timeout=WAIT_STEP_SECONDS)
             except subprocess.TimeoutExpired:
                 pass
-            if not self.signals or not self._all_reported():
+            if not self._all_reported():
                 continue
             reported_at = reported_at or time.monotonic()
             if time.monotonic() - reported_at >= TEARDOWN_SECONDS:
