@@ -32,10 +32,6 @@ from shunter.operator.queues import QueueView as QueueSpec
 READ_YOUR_WRITES_SECONDS = 5.0
 
 
-def holds_slot(job: Job) -> bool:
-    return job.phase is not None and job.phase.holds_slot
-
-
 def by_admission(jobs: Iterable[Job]) -> list[Job]:
     """Slot holders in the order they were admitted."""
     return sorted(jobs, key=lambda j: (j.status.admitted_at or j.created_at, j.key.name))
@@ -58,7 +54,7 @@ class Lineup:
         counts: dict[str, int] = defaultdict(int)
         for job in waiting:
             counts[job.spec.queue] += 1
-        return cls(by_admission(filter(holds_slot, mine)), waiting[:limit], len(waiting),
+        return cls(by_admission(j for j in mine if j.holds_slot), waiting[:limit], len(waiting),
                    dict(counts))  # fmt: skip
 
 
@@ -160,7 +156,7 @@ class JobCache:
             self._active[namespace].pop(key, None)
             return
         self._waiting[namespace].put(job)
-        if holds_slot(job):
+        if job.holds_slot:
             self._active[namespace][key] = job
         else:
             self._active[namespace].pop(key, None)

@@ -22,7 +22,7 @@ from shunter.api.claims import check_claim
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
-from shunter.api.jobcache import JobCache, Lineup, holds_slot
+from shunter.api.jobcache import JobCache, Lineup
 from shunter.api.logs import Logs, PodLogs
 from shunter.api.rendering import Renderer
 from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
@@ -179,7 +179,7 @@ class TrainingService:
         else:
             lineup = Lineup.of(jobs, limit=limit)
         rest = sorted(
-            (j for j in jobs if not holds_slot(j) and not waits(j)),
+            (j for j in jobs if not j.holds_slot and not waits(j)),
             key=lambda j: (j.created_at, j.key.name),
             reverse=True,
         )

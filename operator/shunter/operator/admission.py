@@ -156,7 +156,7 @@ class Usage:
 
     def after(self, job: Job, status: JobStatus) -> Usage:
         """Usage once job moves to status (a finished job frees its slot)."""
-        held = job.phase is not None and job.phase.holds_slot
+        held = job.holds_slot
         holds = status.phase is not None and status.phase.holds_slot
         if held and not holds:
             return self.plus(job, -1)

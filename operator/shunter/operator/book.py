@@ -135,7 +135,7 @@ class JobBook:
         self.jobs[key] = job
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
         self._waiting.put(job)
-        if job.phase is not None and job.phase.holds_slot:
+        if job.holds_slot:
             self.active[key] = job
         else:
             self.active.pop(key, None)

@@ -411,6 +411,11 @@ class Job:
         """Not admitted yet: new (no phase written) or waiting in the queue."""
         return self.status.phase in (None, Phase.QUEUED)
 
+    @property
+    def holds_slot(self) -> bool:
+        """Admitted and not yet gone: starting, running or stopping."""
+        return self.status.phase is not None and self.status.phase.holds_slot
+
 
 @dataclass(frozen=True)
 class PodView:
