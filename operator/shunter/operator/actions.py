@@ -14,20 +14,34 @@ anyone else wrote the job is refused with 409 instead of undoing newer state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from shunter.kube import Body, Conflict, Kube, NotFound
+from shunter.kube import Body, Conflict, Forbidden, Invalid, Kube, NotFound
 from shunter.kube.client import REQUEST_TIMEOUT
 from shunter.kube.events import event_body
 from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS
 from shunter.operator.decisions import Event
-from shunter.operator.model import JobKey, Uid
+from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Uid
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
 # Below this, a write is not even tried: it could not complete in time.
 MIN_BUDGET = 0.2
+
+
+def policy_message(detail: str, policies: Collection[str]) -> str | None:
+    """The rule's own message when one of `policies` refused the request, else None.
+
+    The API server words a refusal "ValidatingAdmissionPolicy 'NAME' with binding
+    'BINDING' denied request: MESSAGE"; any other refusal (a ResourceQuota counting
+    the dry run itself, another site's policy) is not the installer's policy."""
+    for name in policies:
+        marker = f"ValidatingAdmissionPolicy '{name}'"
+        if marker in detail:
+            _, _, message = detail.partition("denied request: ")
+            return message or detail
+    return None
 
 
 class Fenced(Exception):
@@ -89,3 +103,26 @@ class Actions:
         )  # fmt: skip
         seconds = self._seconds(f"event {event.reason} of {key}")
         await self.kube.create(EVENTS, body, namespace=key.namespace, seconds=seconds)
+
+    async def policy_refusal(self, job: Job, policies: Collection[str]) -> str | None:
+        """Would the API server accept this job now? A server-side dry run of its spec
+        (nothing is stored): the installer's policies judge it exactly as they judge a
+        new submission, so a job queued before a policy changed meets today's rules.
+        The rule's message when one of `policies` refuses; None otherwise (another
+        refusal is logged by the caller's error path, not taken as the policy's)."""
+        if job.raw_spec is None:
+            return None
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"generateName": "policy-check-", "namespace": job.key.namespace},
+            "spec": dict(job.raw_spec),
+        }
+        seconds = self._seconds(f"policy check of {job.key}")
+        try:
+            await self.kube.create(
+                TRAINING_JOBS, body, namespace=job.key.namespace, seconds=seconds, dry_run=True
+            )
+        except (Invalid, Forbidden) as exc:
+            return policy_message(exc.detail, policies)
+        return None

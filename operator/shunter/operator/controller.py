@@ -193,6 +193,17 @@ class Controller:
             except (KubeError, Fenced) as exc:
                 log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
 
+    async def _fail_start(self, job: Job, decision: Decision, *, reason: str, message: str) -> None:
+        """A start the API server will never allow: the job fails, its slot is freed."""
+        log.info("[Refuse] Job %s not started: %s", job.key, message)
+        failed = replace(decision.status, phase=Phase.FAILED, reason=reason, message=message,
+                         completed_at=datetime.now(UTC))  # fmt: skip
+        await self._write_status(job, failed)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events[hash(job.key) % EVENT_WORKERS].put_nowait(
+                (job, Event("Warning", reason, message), self._event_time())
+            )
+
     async def _write_status(self, job: Job, status: JobStatus) -> Job:
         """Write status if the job is still at the version decided on; the job as written."""
         patch = status_patch(job.status, status)
@@ -205,7 +216,14 @@ class Controller:
         return replace(job, status=status, resource_version=version)
 
     async def _create(self, job: Job, decision: Decision) -> None:
-        """The claim and Service first, then every Pod at once."""
+        """The installer's policy first (a job that waited may predate it), then the
+        claim and Service, then every Pod at once."""
+        if self.settings.policies and job.raw_spec is not None:
+            refusal = await self.actions.policy_refusal(job, self.settings.policies)
+            if refusal is not None:
+                message = f"The installer's policy no longer allows this job: {refusal}"
+                await self._fail_start(job, decision, reason="PolicyViolation", message=message)
+                return
         others = [m for m in decision.create if m["kind"] != "Pod"]
         pods = decision.create_pods
         try:
@@ -215,14 +233,8 @@ class Controller:
         except (Invalid, Forbidden) as exc:
             # The API server will never accept this Pod (its schema, or an admission
             # rule such as restricted Pod Security): fail the job, do not retry.
-            failed = replace(
-                decision.status,
-                phase=Phase.FAILED,
-                reason="PodRejected",
-                message=f"The trainer Pod was rejected by the API server: {exc.detail}",
-                completed_at=datetime.now(UTC),
-            )
-            await self._write_status(job, failed)
+            message = f"The trainer Pod was rejected by the API server: {exc.detail}"
+            await self._fail_start(job, decision, reason="PodRejected", message=message)
             return
         names = {m["metadata"]["name"]: i for i, m in enumerate(pods)}
         indexes = {n: int(m["metadata"]["labels"].get(POD_INDEX_LABEL, 0)) for n, m in

@@ -36,7 +36,14 @@ from shunter.operator.model import (
 )
 from shunter.operator.podspec import build_objects, pod_names
 from shunter.operator.rules import Rules
-from shunter.operator.stopping import STOP_WHY, StopView, cancel_unstarted, record_attempt, stop
+from shunter.operator.stopping import (
+    STOP_WHY,
+    StopView,
+    cancel_unstarted,
+    grace_of,
+    record_attempt,
+    stop,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,15 @@ class Context:
     preempt: str | None = None
     # A queued job that may never start as it is (its checkpoint claim is not allowed).
     refuse: str | None = None
+    # The job's queue's bound on a stop's grace period (TrainingQueue maxGracePeriodSeconds).
+    max_grace: int | None = None
+
+
+def _stop_view(ctx: Context, **given: Any) -> StopView:
+    """What a stop of the job needs from its context (`given` adds or overrides)."""
+    fields: dict[str, Any] = {"pods": ctx.pods, "unobserved": ctx.unobserved,
+                              "not_ready": ctx.not_ready, "max_grace": ctx.max_grace}  # fmt: skip
+    return StopView(**{**fields, **given})
 
 
 def waiting_message(ctx: Context) -> str:
@@ -89,7 +105,7 @@ def reconcile_job(job: Job, ctx: Context) -> Decision:
         return _suspended(job, ctx)
     if job.queued:
         return _queued(job, ctx)
-    view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready)
+    view = _stop_view(ctx)
     termination = job.status.termination
     stopping = termination is not None and termination.step is not TerminationStep.DONE
     if job.spec.cancelled:
@@ -114,7 +130,7 @@ def _finished(job: Job, ctx: Context) -> Decision:
     live = [p for _, p in sorted(ctx.pods.items()) if not p.finished and not p.deleting]
     if not live:
         return Decision(status=job.status)
-    grace = job.spec.termination_grace_period_seconds
+    grace = grace_of(job, _stop_view(ctx))
     return Decision(
         status=job.status,
         delete_pods=tuple(DeletePod(p.namespace, p.name, grace) for p in live),
@@ -143,7 +159,7 @@ def _view_for(job: Job, cause: StopCause, ctx: Context) -> StopView:
         detail = head
     else:
         detail = head[len(prefix) :].strip() if head.startswith(prefix) else ""
-    return StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready,
+    return _stop_view(ctx,
                     targets=targets, detail=detail)  # fmt: skip
 
 
@@ -281,7 +297,7 @@ def _admitted(job: Job, ctx: Context) -> Decision:
     if limit and status.running_since is not None:
         deadline = status.running_since + timedelta(seconds=limit)
         if now >= deadline:
-            view = StopView(pods=pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready)
+            view = _stop_view(ctx, pods=pods)
             return stop(replace(job, status=current), view, cause=StopCause.DEADLINE,
                         now=now, rules=ctx.rules)  # fmt: skip
         return Decision(status=current, wake_at=deadline)
@@ -324,7 +340,7 @@ def _starting(job: Job, status: JobStatus, ctx: Context) -> Decision:
         message = f"Admitted; pod {pod.name} is not scheduled yet: {pod.unschedulable}"
     current = replace(status, message=message)
     if now >= deadline:
-        view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready)
+        view = _stop_view(ctx)
         return stop(replace(job, status=current), view, cause=StopCause.START_TIMEOUT,
                     now=now, rules=rules)  # fmt: skip
     return Decision(status=current, wake_at=deadline)
@@ -380,7 +396,7 @@ def _pod_failed(job: Job, ctx: Context, pod: PodView) -> Decision:
         return Decision(status=failed, events=(event,), released=True)
     targets = None if retry else [i for i in range(job.spec.nodes)
                                   if not (i in ctx.pods and ctx.pods[i].finished)]  # fmt: skip
-    view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready,
+    view = _stop_view(ctx,
                     targets=targets, detail=what)  # fmt: skip
     return stop(replace(job, status=current), view, cause=StopCause.FAILURE, now=ctx.now,
                 rules=ctx.rules)  # fmt: skip
@@ -413,7 +429,7 @@ def _vanished(job: Job, ctx: Context, names: list[str]) -> Decision:
     )
     if job.spec.nodes > 1 and ctx.pods:
         current = replace(job.status, message=message)
-        view = StopView(pods=ctx.pods, unobserved=ctx.unobserved, not_ready=ctx.not_ready,
+        view = _stop_view(ctx,
                         detail=message)  # fmt: skip
         return stop(replace(job, status=current), view, cause=StopCause.FAILURE, now=ctx.now,
                     rules=ctx.rules)  # fmt: skip

@@ -28,7 +28,7 @@ from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey
 from shunter.operator.preemption import choose
-from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, queue_of
+from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, max_grace, queue_of
 from shunter.operator.rules import Rules
 
 # How far past its head a BestEffortFIFO queue is searched for a job that fits.
@@ -85,15 +85,16 @@ def plan_pass(
             continue
         if job.phase is not None and job.phase.terminal:
             if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)
-                ctx = Context(now=now, rules=rules, pods=book.pods_of(job))
+                ctx = Context(now=now, rules=rules, pods=book.pods_of(job),
+                              max_grace=max_grace(job, book.queues))  # fmt: skip
                 decisions[key] = reconcile_job(job, ctx)
             continue
         if job.queued:
             if job.status.sequence is None or job.spec.cancelled or job.spec.suspended:
                 fresh.append(job)
             continue
-        ctx = Context(now=now, rules=rules, pods=book.pods_of(job),
-                      unobserved=unobserved(key), not_ready=not_ready)  # fmt: skip
+        ctx = Context(now=now, rules=rules, pods=book.pods_of(job), unobserved=unobserved(key),
+                      not_ready=not_ready, max_grace=max_grace(job, book.queues))  # fmt: skip
         decision = reconcile_job(job, ctx)
         decisions[key] = decision
         if (
@@ -250,7 +251,8 @@ class _Walk:
         detail = f"by {job.key} (priority {job.spec.priority})"
         for victim in found.victims:
             ctx = Context(now=self.now, rules=self.rules, pods=self.book.pods_of(victim),
-                          not_ready=self.book.not_ready(), preempt=detail)  # fmt: skip
+                          not_ready=self.book.not_ready(), preempt=detail,
+                          max_grace=max_grace(victim, self.book.queues))  # fmt: skip
             decision = reconcile_job(victim, ctx)
             reason = (f"[Preempt] Job {victim.key} (priority {victim.spec.priority}) preempted"
                       f" {detail}: {why}")  # fmt: skip

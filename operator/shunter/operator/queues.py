@@ -39,6 +39,12 @@ class QueueView:
     cohort: str | None = None
     preemption: str = NEVER
     strategy: str = STRICT_FIFO
+    # Who may use the queue (namespaceSelector, maxPriority) is judged by the API
+    # server (the chart's queue-access ValidatingAdmissionPolicy), when a job is
+    # created or moved here and again by a dry run before its Pods are created
+    # (shunter.operator.actions.policy_refusal). The operator keeps only the bound it
+    # applies itself: how long a stopped job of this queue keeps its GPUs.
+    max_grace: int | None = None
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> QueueView:
@@ -51,7 +57,14 @@ class QueueView:
             cohort=spec.get("cohort") or None,
             preemption=spec.get("preemption") or NEVER,
             strategy=spec.get("queueingStrategy") or STRICT_FIFO,
+            max_grace=spec.get("maxGracePeriodSeconds"),
         )
+
+
+def max_grace(job: Job, queues: Mapping[str, QueueView]) -> int | None:
+    """The bound the job's queue puts on a stop's grace period, if any."""
+    queue = queue_of(job.spec.queue, queues)
+    return queue.max_grace if queue is not None else None
 
 
 def queue_of(name: str, queues: Mapping[str, QueueView]) -> QueueView | None:

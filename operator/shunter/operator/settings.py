@@ -33,6 +33,9 @@
 | DATABASE_URL | (none) | PostgreSQL for the mirror; unset: the mirror is off (logged) |
 | SHUNTER_RESYNC_SECONDS | 30 | periodic look at every unfinished job even without events |
 | SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs per queue get their exact position in status |
+| SHUNTER_POLICIES | (none) | the installer's ValidatingAdmissionPolicies (names, comma- |
+|  |  | separated): a job is dry-run against them before its Pods are |
+|  |  | created, and fails (PolicyViolation) if one refuses it now |
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ class Settings:
     database_url: str | None
     resync: timedelta
     lease: Timing = field(default_factory=Timing)
+    # The installer's ValidatingAdmissionPolicies, by name (SHUNTER_POLICIES).
+    policies: frozenset[str] = frozenset()
 
     @property
     def limits(self) -> Limits:
@@ -130,4 +135,7 @@ class Settings:
             or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
             database_url=os.environ.get("DATABASE_URL") or None,
             resync=_seconds("SHUNTER_RESYNC_SECONDS", 30, minimum=1),
+            policies=frozenset(
+                n.strip() for n in os.environ.get("SHUNTER_POLICIES", "").split(",") if n.strip()
+            ),
         )

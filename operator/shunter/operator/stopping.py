@@ -77,6 +77,15 @@ class StopView:
     # Stop only these indexes (None: every Pod); a failed gang keeps its failed Pod.
     targets: Collection[int] | None = None
     detail: str = ""  # e.g. who preempted the job, for messages and Events
+    # The job's queue bounds how long a stopped job keeps its GPUs (TrainingQueue
+    # maxGracePeriodSeconds), whatever the job asked for.
+    max_grace: int | None = None
+
+
+def grace_of(job: Job, view: StopView) -> int:
+    """The grace period the job's Pods get: its own, within its queue's bound."""
+    grace = job.spec.termination_grace_period_seconds
+    return grace if view.max_grace is None else min(grace, view.max_grace)
 
 
 def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Rules) -> Decision:
@@ -87,7 +96,7 @@ def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Ru
     names = pod_names(job)
     indexes = range(job.spec.nodes) if view.targets is None else sorted(view.targets)
     present = [i for i in indexes if i in view.pods or i in view.unobserved]
-    grace = job.spec.termination_grace_period_seconds
+    grace = grace_of(job, view)
     if termination is None or termination.step is TerminationStep.DONE:
         record = Termination(TerminationStep.GRACEFUL, now, now, cause=cause)
         return _begin(job, view, record, present=present, names=names, now=now, rules=rules)
@@ -148,7 +157,7 @@ def _begin(
     if not present:
         return _finish(job, view, record, names=names, now=now, rules=rules)
     record = replace(record, pods=tuple(names[i] for i in present))
-    grace = job.spec.termination_grace_period_seconds
+    grace = grace_of(job, view)
     ns = job.key.namespace
     stopping = ", ".join(names[i] for i in present)
     plural = "s" if len(present) > 1 else ""
@@ -189,7 +198,7 @@ def _force(
     job: Job, view: StopView, termination: Termination, *, present: list[int], names: list[str],
     now: datetime,
 ) -> Decision:  # fmt: skip
-    grace = job.spec.termination_grace_period_seconds
+    grace = grace_of(job, view)
     ns = job.key.namespace
     why = STOP_WHY[termination.cause]
     logs, events = [], []
