@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shunter.api.auth import Principal
 from shunter.api.cancelling import decide_cancel
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
@@ -77,6 +78,9 @@ class RacingKube:
     async def get(self, *_: Any, **__: Any) -> dict[str, Any]:
         return self.current
 
+    def as_user(self, _identity: Any) -> RacingKube:
+        return self  # the caller's writes race the same way
+
     async def patch(self, _resource: Any, _name: str, patch: dict[str, Any], **_: Any) -> Any:
         self.patches.append(patch["metadata"]["resourceVersion"])
         self.annotations = patch["metadata"]["annotations"]
@@ -98,7 +102,7 @@ async def test_a_job_finishing_during_the_cancel_gets_one_consistent_answer():
     kube = RacingKube()
     settings = ApiSettings(cancel_wait_seconds=0)
     service = TrainingService(kube, StaleCache(kube.running), None, settings)  # type: ignore[arg-type]
-    outcome = await service.cancel(JobKey("default", "race"), user="alice")
+    outcome = await service.cancel(JobKey("default", "race"), caller=Principal("alice"))
     assert kube.patches == ["100"]  # one patch, with the version it read; refused
     assert kube.annotations == {"shunter.dev/cancelled-by": "alice"}  # in the same write
     assert (outcome.http_status, outcome.success, outcome.message) == (

@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 
 from shunter.api.errors import Forbidden, Unauthenticated, Unavailable
 from shunter.kube import Kube, KubeError
+from shunter.kube.client import Identity
 from shunter.kube.resources import ACCESS_REVIEWS, TOKEN_REVIEWS
 from shunter.operator.model import GROUP, PLURAL
 
@@ -40,6 +41,16 @@ class Principal:
     user: str
     groups: tuple[str, ...] = ()
     uid: str = ""
+
+    @property
+    def anonymous(self) -> bool:
+        """The demo's stand-in with auth off: nobody to act as."""
+        return self is ANONYMOUS_DEMO or self == ANONYMOUS_DEMO
+
+    @property
+    def identity(self) -> Identity:
+        """The caller as the API server knows them, to act as (impersonation)."""
+        return Identity(self.user, uid=self.uid, groups=self.groups)
 
 
 ANONYMOUS_DEMO = Principal("demo (auth disabled)")

@@ -6,6 +6,10 @@
 | SHUNTER_API_WATCH_NAMESPACE | (all) | limit the watch cache to one namespace |
 | SHUNTER_API_AUTH | kubernetes | `kubernetes`: bearer tokens checked by TokenReview and |
 |  |  | SubjectAccessReview; `none`: no checks (a trusted local demo only) |
+| SHUNTER_API_IDENTITY | impersonate | how writes reach the API server: `impersonate` acts as the |
+|  |  | caller (their RBAC, the audit log's user; needs constrained |
+|  |  | impersonation, Kubernetes >= 1.36 or 1.35 with its feature gate); |
+|  |  | `serviceAccount`: as the API itself, after a SubjectAccessReview |
 | SHUNTER_API_DEFAULT_IMAGE | shunter/trainer:latest | image of a submitted job that names none |
 | SHUNTER_API_CANCEL_WAIT_SECONDS | 10 | how long POST /cancel waits for a final phase |
 | SHUNTER_API_SIMULATOR | false | tell the UI the cluster's nodes are kwok's (`make demo`): |
@@ -31,6 +35,7 @@ class ApiSettings(BaseSettings):
     namespace: str = "default"
     watch_namespace: str | None = None
     auth: Literal["kubernetes", "none"] = "kubernetes"
+    identity: Literal["impersonate", "serviceAccount"] = "impersonate"
     default_image: str = "shunter/trainer:latest"
     cancel_wait_seconds: float = Field(10.0, ge=0, le=120)
     simulator: bool = False
@@ -47,6 +52,11 @@ class ApiSettings(BaseSettings):
     def _claims(cls, raw: str) -> str:
         parse_allowed(raw)  # refuses a malformed entry at start-up
         return raw
+
+    @property
+    def impersonates(self) -> bool:
+        """Writes act as the caller (auth on, and the installer did not opt out)."""
+        return self.auth == "kubernetes" and self.identity == "impersonate"
 
     @property
     def claims_allowed(self) -> frozenset[str]:

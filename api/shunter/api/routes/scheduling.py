@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from shunter.api.dependencies import Namespace, Service
+from shunter.api.dependencies import Caller, Namespace, Service
 from shunter.api.routes.common import ERRORS, JobIdPath, change_answer, guarded_router
 from shunter.api.schemas import AttemptRow, CancelResult, ErrorBody
 from shunter.operator.model import JobKey
@@ -21,21 +21,26 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/suspend/{job_id}", response_model=CancelResult, responses=ANSWERS)
-async def suspend(job_id: JobIdPath, service: Service, namespace: Namespace) -> JSONResponse:
+async def suspend(
+    job_id: JobIdPath, service: Service, namespace: Namespace, caller: Caller
+) -> JSONResponse:
     """Suspend a job: a running one is stopped gracefully (its trainer checkpoints) and
     frees its slot; a queued one leaves the queue. Resume puts it back in its place."""
     key = JobKey(namespace, job_id)
-    outcome = await service.suspend(key)
+    outcome = await service.suspend(key, caller=caller)
     if outcome.send_patch:
         await service.await_suspended(key)
     return change_answer(job_id, outcome)
 
 
 @router.post("/resume/{job_id}", response_model=CancelResult, responses=ANSWERS)
-async def resume(job_id: JobIdPath, service: Service, namespace: Namespace) -> JSONResponse:
+async def resume(
+    job_id: JobIdPath, service: Service, namespace: Namespace, caller: Caller
+) -> JSONResponse:
     """Resume a suspended job: back in the queue in its original place; it continues
     from its checkpoint when admitted."""
-    return change_answer(job_id, await service.resume(JobKey(namespace, job_id)))
+    outcome = await service.resume(JobKey(namespace, job_id), caller=caller)
+    return change_answer(job_id, outcome)
 
 
 @router.get(

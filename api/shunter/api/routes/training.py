@@ -46,7 +46,7 @@ async def submit(
 ) -> SubmitResult:
     """Submit a job; it waits in the queue until admitted. Returns its id. The caller
     is recorded as the job's `submitted_by`."""
-    job = await service.submit(body, namespace=namespace, user=caller.user)
+    job = await service.submit(body, namespace=namespace, caller=caller)
     return SubmitResult(
         job_id=job.key.name, namespace=namespace, status="queued",
         message=await service.submit_message(job),
@@ -126,7 +126,7 @@ async def cancel(
     """Cancel a job in any state; the body is the acceptance guide's. The caller is
     recorded as the job's `cancelled_by`."""
     key = JobKey(namespace, job_id)
-    outcome = await service.cancel(key, user=caller.user)
+    outcome = await service.cancel(key, caller=caller)
     if outcome.send_patch:
         await service.await_final(key)
     return change_answer(job_id, outcome)
