@@ -129,3 +129,20 @@ def test_a_pass_deletes_a_live_pod_of_a_finished_job_and_nothing_else_about_it()
     decision = result.decisions[done.key]
     assert decision.status == done.status
     assert [d.name for d in decision.delete_pods] == ["done-trainer"]
+
+
+def test_a_namespace_at_its_gpu_cap_waits_and_blocks_no_other_namespace():
+    held = a_training_job("held", "team-a").with_gpus(4).in_phase("running", sequence=1).job()
+    more = (a_training_job("more", "team-a").with_gpus(2).created_at(T0)
+            .in_phase("queued", sequence=2, queuePosition=1).job())  # fmt: skip
+    other = (a_training_job("other", "team-b").with_gpus(2).created_at(T0)
+             .in_phase("queued", sequence=3, queuePosition=2).job())  # fmt: skip
+    result = plan_pass(
+        JobBook.of([held, more, other], [a_pod_of(held)], nodes=gpu_nodes()),
+        now=NOW,
+        rules=Rules(limits=Limits(max_running=10, namespace_gpus=5)),
+    )
+    waiting = result.decisions[JobKey("team-a", "more")].status
+    assert (waiting.phase, waiting.reason) == (Phase.QUEUED, "NamespaceQuota")
+    assert "namespace team-a holds 4 of the 5 GPUs" in (waiting.message or "")
+    assert result.decisions[JobKey("team-b", "other")].status.phase is Phase.STARTING

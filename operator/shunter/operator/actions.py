@@ -106,19 +106,20 @@ class Actions:
 
     async def policy_refusal(self, job: Job, policies: Collection[str]) -> str | None:
         """Would the API server accept this job now? A server-side dry run of its spec
-        (nothing is stored): the installer's policies judge it exactly as they judge a
-        new submission, so a job queued before a policy changed meets today's rules.
-        The rule's message when one of `policies` refuses; None otherwise (another
-        refusal is logged by the caller's error path, not taken as the policy's)."""
-        if job.raw_spec is None:
-            return None
+        as stored (read first: the book keeps parsed jobs, not their bodies; nothing
+        is stored): the installer's policies judge it exactly as they judge a new
+        submission, so a job that waited since before a policy changed meets today's
+        rules. The rule's message when one of `policies` refuses; None otherwise
+        (another refusal, e.g. a ResourceQuota counting the dry run itself, is not the
+        installer's policy)."""
+        seconds = self._seconds(f"policy check of {job.key}")
+        stored = await self.kube.get(TRAINING_JOBS, job.key.name, namespace=job.key.namespace)
         body = {
             "apiVersion": API_VERSION,
             "kind": KIND,
             "metadata": {"generateName": "policy-check-", "namespace": job.key.namespace},
-            "spec": dict(job.raw_spec),
+            "spec": stored.get("spec") or {},
         }
-        seconds = self._seconds(f"policy check of {job.key}")
         try:
             await self.kube.create(
                 TRAINING_JOBS, body, namespace=job.key.namespace, seconds=seconds, dry_run=True

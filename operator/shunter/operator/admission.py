@@ -45,6 +45,9 @@ OrderKey = tuple[int, float, int, str, str]
 class Limits:
     max_running: int = 1
     gpu_budget: int = 0  # 0: no GPU budget, only the running limit applies
+    # GPUs the admitted jobs of one namespace may hold together (0: no cap): a team
+    # at its cap waits (reason NamespaceQuota) and blocks no other team's jobs.
+    namespace_gpus: int = 0
 
 
 def queue_order(job: Job) -> OrderKey:
@@ -135,14 +138,28 @@ class Usage:
 
     running: int = 0
     gpus: int = 0
+    by_namespace: Mapping[str, int] = field(default_factory=dict)  # GPUs per namespace
 
     @classmethod
     def of(cls, active: Iterable[Job]) -> Usage:
         running = gpus = 0
+        by_namespace: dict[str, int] = {}
         for job in active:
             running += 1
             gpus += job.spec.total_gpus
-        return cls(running, gpus)
+            ns = job.key.namespace
+            by_namespace[ns] = by_namespace.get(ns, 0) + job.spec.total_gpus
+        return cls(running, gpus, by_namespace)
+
+    def namespace_cap(self, job: Job, limits: Limits) -> str | None:
+        """Why the job's namespace may not hold its GPUs too, if it may not."""
+        if not limits.namespace_gpus:
+            return None
+        held = self.by_namespace.get(job.key.namespace, 0)
+        if held + job.spec.total_gpus <= limits.namespace_gpus:
+            return None
+        return (f"namespace {job.key.namespace} holds {held} of the {limits.namespace_gpus}"
+                f" GPUs a namespace may hold; the job asks for {job.spec.total_gpus}")  # fmt: skip
 
     def why_not(self, job: Job, limits: Limits) -> str | None:
         if self.running >= limits.max_running:
@@ -152,7 +169,9 @@ class Usage:
         return None
 
     def plus(self, job: Job, sign: int = 1) -> Usage:
-        return Usage(self.running + sign, self.gpus + sign * job.spec.total_gpus)
+        ns, gpus = job.key.namespace, sign * job.spec.total_gpus
+        by_namespace = {**self.by_namespace, ns: self.by_namespace.get(ns, 0) + gpus}
+        return Usage(self.running + sign, self.gpus + gpus, by_namespace)
 
     def after(self, job: Job, status: JobStatus) -> Usage:
         """Usage once job moves to status (a finished job frees its slot)."""
@@ -167,7 +186,7 @@ class Usage:
 class Verdict:
     """What admission says about one queued job now."""
 
-    kind: str  # admit | wait (blocks its queue) | never | backoff (block no one)
+    kind: str  # admit | wait (blocks its queue) | never | backoff | capped (block no one)
     reason: str = ""  # status reason of a waiting job
     message: str = ""  # why it cannot start (empty when admitted)
     placement: tuple[str, ...] = ()
@@ -204,6 +223,9 @@ class AdmissionState:
             return Verdict("backoff", job.status.reason or "BackOff", job.status.message or "")
         if queue_of(job.spec.queue, self.queues) is None:
             return Verdict("wait", "QueueMissing", f"queue {job.spec.queue!r} does not exist")
+        capped = self.usage.namespace_cap(job, self.limits)
+        if capped is not None:
+            return Verdict("capped", "NamespaceQuota", capped)
         why = self.usage.why_not(job, self.limits) or self.quota.admits(job)
         if why is not None:
             return Verdict("wait", "Queued", why)

@@ -144,9 +144,10 @@ class Controller:
             for line in decision.logs:
                 log.info(line)
             try:
+                admitting = job.queued  # a start from the queue, not a retried Pod
                 job = await self._write_status(job, decision.status)
                 if decision.create:
-                    await self._create(job, decision)
+                    await self._create(job, decision, admitting=admitting)
                 if decision.delete_pods:
                     await asyncio.gather(*(
                         self.actions.delete_pod(d.namespace, d.name, grace_seconds=d.grace_seconds)
@@ -215,10 +216,11 @@ class Controller:
         self.book.written(job, status, version)
         return replace(job, status=status, resource_version=version)
 
-    async def _create(self, job: Job, decision: Decision) -> None:
-        """The installer's policy first (a job that waited may predate it), then the
-        claim and Service, then every Pod at once."""
-        if self.settings.policies and job.raw_spec is not None:
+    async def _create(self, job: Job, decision: Decision, *, admitting: bool) -> None:
+        """The installer's policy first when the job leaves the queue (it may have
+        waited since before the policy changed; an admitted job is left alone), then
+        the claim and Service, then every Pod at once."""
+        if admitting and self.settings.policies:
             refusal = await self.actions.policy_refusal(job, self.settings.policies)
             if refusal is not None:
                 message = f"The installer's policy no longer allows this job: {refusal}"

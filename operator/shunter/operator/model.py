@@ -388,25 +388,18 @@ class Job:
     spec: JobSpec
     status: JobStatus = field(default_factory=JobStatus)
     audit: Audit = field(default_factory=Audit)
-    # The spec as the API server has it, kept only while the job waits: admission asks
-    # the API server whether the installer's policy still allows it (a dry run of the
-    # spec, shunter.operator.actions.policy_refusal). Not part of the job's identity.
-    raw_spec: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> Job:
         meta = body["metadata"]
-        status = JobStatus.parse(body.get("status"))
-        spec = body.get("spec") or {}
         return cls(
             key=JobKey(meta["namespace"], meta["name"]),
             uid=Uid(meta["uid"]),
             resource_version=str(meta.get("resourceVersion", "")),
             created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
-            spec=JobSpec.parse(spec),
-            status=status,
+            spec=JobSpec.parse(body.get("spec") or {}),
+            status=JobStatus.parse(body.get("status")),
             audit=Audit.parse(meta.get("annotations")),
-            raw_spec=spec if status.phase in (None, Phase.QUEUED) else None,
         )
 
     @property

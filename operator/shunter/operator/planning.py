@@ -219,7 +219,7 @@ class _Walk:
         if refused is not None:
             return job, refused
         verdict = self.state.verdict(job, now=self.now)
-        if verdict.kind in ("never", "backoff"):
+        if verdict.kind in ("never", "backoff", "capped"):
             if verdict.kind == "backoff" and job.status.not_before is not None:
                 self.wakes[job.key] = job.status.not_before
             return job, Context(now=self.now, rules=self.rules, waiting_message=verdict.message,

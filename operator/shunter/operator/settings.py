@@ -5,6 +5,8 @@
 | SHUNTER_MAX_RUNNING | 1 | jobs holding a slot at once (starting, running, stopping) |
 | SHUNTER_GPU_BUDGET | 0 | GPUs all admitted jobs may hold together, a cap on top of the |
 |  |  | nodes' capacity; 0 = no budget |
+| SHUNTER_NAMESPACE_MAX_GPUS | 0 | GPUs the admitted jobs of one namespace may hold together; |
+|  |  | a namespace at its cap waits (NamespaceQuota), blocking no one; 0 = no cap |
 | SHUNTER_GRACE_MARGIN_SECONDS | 10 | extra wait after a job's grace period before force-deleting |
 | SHUNTER_START_TIMEOUT_SECONDS | 300 | a job still `starting` this long releases its slot and is |
 |  |  | requeued (StartTimeout) |
@@ -103,6 +105,7 @@ class Settings:
             limits=Limits(
                 max_running=_int("SHUNTER_MAX_RUNNING", 1, minimum=1),
                 gpu_budget=_int("SHUNTER_GPU_BUDGET", 0, minimum=0),
+                namespace_gpus=_int("SHUNTER_NAMESPACE_MAX_GPUS", 0, minimum=0),
             ),
             grace_margin=_seconds("SHUNTER_GRACE_MARGIN_SECONDS", 10),
             exact_positions=_int("SHUNTER_QUEUE_POSITIONS", 20, minimum=1),
