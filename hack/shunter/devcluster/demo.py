@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -28,7 +29,9 @@ from shunter.devcluster.runtime import cache_dir
 
 NAME = "demo"
 REPO = Path(__file__).resolve().parents[3]
-CRD = REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
+CRDS = (REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml",
+        REPO / "charts/shunter/crds/trainingqueues.shunter.dev.yaml")  # fmt: skip
+CHART = REPO / "charts/shunter"
 SERVICES = ("shunter-operator", "shunter-api")
 
 SAMPLES = [
@@ -70,8 +73,25 @@ def wait_ready(url: str, what: str, *, timeout: float = 90) -> None:
 
 
 def install_crd(plane: ControlPlane) -> None:
-    plane.kubectl("apply", "-f", str(CRD))
-    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev")
+    """Both CRDs (TrainingJob, TrainingQueue), established."""
+    for crd in CRDS:
+        plane.kubectl("apply", "-f", str(crd))
+    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev",
+                  "crd/trainingqueues.shunter.dev")  # fmt: skip
+
+
+def install_policies(plane: ControlPlane) -> None:
+    """The chart's admission policies with its default values, as an install on this
+    Kubernetes (1.36: identity stamped by a mutating policy) renders them; the nodes
+    are kwok's, so jobs may carry the simulator's sim.shunter.dev/* metadata."""
+    rendered = subprocess.run(
+        [plane.binary("helm"), "template", "shunter", str(CHART), "--namespace", "shunter-system",
+         "--set", "api.simulator=true", "--show-only", "templates/policy.yaml",
+         "--show-only", "templates/identity.yaml",
+         "--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    plane.kubectl("apply", "-f", "-", stdin=rendered)
 
 
 def start_services(
@@ -143,6 +163,7 @@ def up(port: int = 8000, *, real_node: bool = False) -> int:
     trainer = _start_real_node(plane, services_dir) if real_node else None
     database_url = postgres.up()
     install_crd(plane)
+    install_policies(plane)
     # With the real node, its trainer and one simulated job run side by side.
     operator_env = {"SHUNTER_MAX_RUNNING": "2"} if real_node else {}
     # The demo's kwok nodes are simulated: the UI may offer the simulator's fields.
