@@ -39,6 +39,7 @@ from shunter.operator.model import (
     SUBMITTED_BY,
     Job,
     JobKey,
+    JobSpec,
     Phase,
 )
 from shunter.operator.nodes import NodeView
@@ -114,9 +115,11 @@ class TrainingService:
 
     async def submit(self, request: JobCreate, *, namespace: str, user: str) -> Job:
         manifest = manifest_of(request, default_image=self.settings.default_image, submitter=user)
-        if request.checkpoint_claim:
-            await check_claim(self.kube, namespace=namespace, claim=request.checkpoint_claim,
-                              allowed=self.settings.claims_allowed)  # fmt: skip
+        await check_claim(
+            self.kube, namespace=namespace, name=manifest["metadata"]["name"],
+            spec=JobSpec.parse(manifest["spec"]), default_size=self.settings.checkpoint_size,
+            allowed=self.settings.claims_allowed,
+        )  # fmt: skip
         try:
             body = await self.kube.create(TRAINING_JOBS, manifest, namespace=namespace)
         except Invalid as exc:

@@ -23,10 +23,11 @@ from datetime import datetime
 from shunter.operator.admission import AdmissionState, Usage, queue_order
 from shunter.operator.book import JobBook
 from shunter.operator.capacity import Capacity
-from shunter.operator.claims import NOT_ALLOWED, judge_claim
+from shunter.operator.claims import Claimant, judge_claim
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey
+from shunter.operator.podspec import claim_name
 from shunter.operator.preemption import choose
 from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, queue_of
 from shunter.operator.rules import Rules
@@ -198,16 +199,20 @@ class _Walk:
 
     def _claim(self, job: Job) -> Context | None:
         """A job whose checkpoint claim it may not mount fails; one whose claim does
-        not exist yet waits, blocking no one (shunter.operator.claims)."""
-        claim = job.spec.checkpoint_claim
+        not exist yet, or still belongs to an earlier job of its name, waits, blocking
+        no one. The claim the operator would create for the job is judged by the same
+        rule: absent is fine, present must be the job's or offered
+        (shunter.operator.claims)."""
+        claim = claim_name(job.key.name, job.spec, self.rules.checkpoint_size)
         if not claim:
             return None
         namespace = job.key.namespace
         verdict = judge_claim(namespace, claim, found=self.book.claims.get((namespace, claim)),
-                              allowed=self.rules.allowed_claims, job_uid=job.uid)  # fmt: skip
+                              allowed=self.rules.allowed_claims,
+                              job=Claimant.of(job.key.name, job.spec, uid=job.uid))  # fmt: skip
         if verdict is None:
             return None
-        if verdict.reason == NOT_ALLOWED:
+        if verdict.refused:
             return Context(now=self.now, rules=self.rules, refuse=verdict.message)
         waiting = f"Waiting for its checkpoint claim: {verdict.message}"
         return Context(now=self.now, rules=self.rules, waiting_reason=verdict.reason,
