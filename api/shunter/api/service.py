@@ -25,7 +25,15 @@ from shunter.api.history import History
 from shunter.api.jobcache import JobCache, Lineup
 from shunter.api.logs import Logs, PodLogs
 from shunter.api.rendering import Renderer
-from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
+from shunter.api.schemas import (
+    JobCreate,
+    JobEvent,
+    JobList,
+    JobPublic,
+    QueueUsage,
+    QueueView,
+    SecretEnvIn,
+)
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Invalid, Kube, KubeError, NotFound
@@ -37,6 +45,7 @@ from shunter.operator.model import (
     CANCELLED_BY,
     KIND,
     SUBMITTED_BY,
+    EnvVar,
     Job,
     JobKey,
     JobSpec,
@@ -45,8 +54,16 @@ from shunter.operator.model import (
 from shunter.operator.nodes import NodeView
 from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
 from shunter.operator.queues import QueueView as QueueSpec
+from shunter.operator.secretenv import NOT_ALLOWED as SECRET_ENV_NOT_ALLOWED
+from shunter.operator.secretenv import judge_env
 
 CANCEL_RETRIES = 5
+
+
+def _env(name: str, value: str | SecretEnvIn) -> EnvVar:
+    if isinstance(value, str):
+        return EnvVar(name=name, value=value)
+    return EnvVar(name=name, secret=value.secret, key=value.key, optional=value.optional)
 
 
 def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> dict[str, Any]:
@@ -60,7 +77,7 @@ def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> di
     optional = {
         "command": request.command or None,
         "args": request.args or None,
-        "env": [{"name": k, "value": v} for k, v in request.env.items()] or None,
+        "env": [_env(name, v).to_raw() for name, v in request.env.items()] or None,
         "cpu": request.cpu,
         "memory": request.memory,
         "maxRuntimeSeconds": request.max_runtime_seconds,
@@ -115,10 +132,14 @@ class TrainingService:
 
     async def submit(self, request: JobCreate, *, namespace: str, user: str) -> Job:
         manifest = manifest_of(request, default_image=self.settings.default_image, submitter=user)
+        spec = JobSpec.parse(manifest["spec"])
+        refused = judge_env(spec, allowed=self.settings.allow_secret_env)
+        if refused is not None:
+            raise InvalidJob(f"The job was rejected: {refused}",
+                             detail={"reason": SECRET_ENV_NOT_ALLOWED})  # fmt: skip
         await check_claim(
-            self.kube, namespace=namespace, name=manifest["metadata"]["name"],
-            spec=JobSpec.parse(manifest["spec"]), default_size=self.settings.checkpoint_size,
-            allowed=self.settings.claims_allowed,
+            self.kube, namespace=namespace, name=manifest["metadata"]["name"], spec=spec,
+            default_size=self.settings.checkpoint_size, allowed=self.settings.claims_allowed,
         )  # fmt: skip
         try:
             body = await self.kube.create(TRAINING_JOBS, manifest, namespace=namespace)

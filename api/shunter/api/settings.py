@@ -13,6 +13,7 @@
 | DATABASE_URL | (none) | PostgreSQL with the mirror, for GET /jobs |
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims a job may mount besides the labelled ones |
 |  |  | (`ns/name,ns/*`, the operator's setting: see shunter.operator.claims) |
+| SHUNTER_ALLOW_SECRET_ENV | true | the operator's: whether `env` may read Secrets (else 422) |
 | SHUNTER_CHECKPOINT_SIZE | (none) | the operator's default checkpoint size: with it, every job |
 |  |  | mounts a `NAME-checkpoints` claim, which submit checks too |
 """
@@ -48,6 +49,12 @@ class ApiSettings(BaseSettings):
     checkpoint_size: str | None = Field(
         None,
         validation_alias=AliasChoices("SHUNTER_CHECKPOINT_SIZE", "SHUNTER_API_CHECKPOINT_SIZE"),
+    )
+
+    # Also the operator's: whether env may read Secrets (shunter.operator.secretenv).
+    allow_secret_env: bool = Field(
+        True,
+        validation_alias=AliasChoices("SHUNTER_ALLOW_SECRET_ENV", "SHUNTER_API_ALLOW_SECRET_ENV"),
     )
 
     @field_validator("allowed_claims")

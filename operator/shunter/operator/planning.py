@@ -25,12 +25,14 @@ from shunter.operator.book import JobBook
 from shunter.operator.capacity import Capacity
 from shunter.operator.claims import Claimant, judge_claim
 from shunter.operator.decisions import Decision, Event
-from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
+from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey
 from shunter.operator.podspec import claim_name
 from shunter.operator.preemption import choose
 from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, queue_of
 from shunter.operator.rules import Rules
+from shunter.operator.secretenv import NOT_ALLOWED as ENV_NOT_ALLOWED
+from shunter.operator.secretenv import judge_env
 
 # How far past its head a BestEffortFIFO queue is searched for a job that fits.
 LOOKAHEAD = 100
@@ -195,14 +197,18 @@ class _Walk:
                 continue
             seen.add(key)
             waiting = Context(now=self.now, rules=self.rules, waiting_message=beyond)
-            yield _numbered(behind, self.numbered), self._claim(behind) or waiting
+            yield _numbered(behind, self.numbered), self._refused_or_waiting(behind) or waiting
 
-    def _claim(self, job: Job) -> Context | None:
-        """A job whose checkpoint claim it may not mount fails; one whose claim does
-        not exist yet, or still belongs to an earlier job of its name, waits, blocking
-        no one. The claim the operator would create for the job is judged by the same
-        rule: absent is fine, present must be the job's or offered
-        (shunter.operator.claims)."""
+    def _refused_or_waiting(self, job: Job) -> Context | None:
+        """A job that may not start as it is fails: its environment names Secrets
+        and the installer does not allow it (shunter.operator.secretenv), or its
+        checkpoint claim is one it may not mount. One whose claim does not exist yet,
+        or still belongs to an earlier job of its name, waits, blocking no one. The
+        claim the operator would create for the job is judged by the same rule:
+        absent is fine, present must be the job's or offered (shunter.operator.claims)."""
+        env = judge_env(job.spec, allowed=self.rules.secret_env_allowed)
+        if env is not None:
+            return Context(now=self.now, rules=self.rules, refuse=Refusal(ENV_NOT_ALLOWED, env))
         claim = claim_name(job.key.name, job.spec, self.rules.checkpoint_size)
         if not claim:
             return None
@@ -213,13 +219,14 @@ class _Walk:
         if verdict is None:
             return None
         if verdict.refused:
-            return Context(now=self.now, rules=self.rules, refuse=verdict.message)
+            refusal = Refusal(verdict.reason, verdict.message)
+            return Context(now=self.now, rules=self.rules, refuse=refusal)
         waiting = f"Waiting for its checkpoint claim: {verdict.message}"
         return Context(now=self.now, rules=self.rules, waiting_reason=verdict.reason,
                        waiting_message=waiting)  # fmt: skip
 
     def _one(self, job: Job, walk: _QueueWalk) -> tuple[Job, Context] | None:
-        refused = self._claim(job)
+        refused = self._refused_or_waiting(job)
         if refused is not None:
             return job, refused
         verdict = self.state.verdict(job, now=self.now)

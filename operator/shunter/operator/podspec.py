@@ -111,8 +111,8 @@ def master_addr(job: Job) -> str:
     return f"{first}.{job.key.name}.{job.key.namespace}.svc"
 
 
-def _env(job: Job, index: int) -> list[dict[str, str]]:
-    own = [
+def _env(job: Job, index: int) -> list[dict[str, Any]]:
+    own: list[dict[str, Any]] = [
         {"name": "SHUNTER_JOB_NAME", "value": job.key.name},
         {"name": "SHUNTER_JOB_NAMESPACE", "value": job.key.namespace},
         {"name": "SHUNTER_JOB_UID", "value": job.uid},
@@ -129,7 +129,9 @@ def _env(job: Job, index: int) -> list[dict[str, str]]:
             {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
         ]
     mine = {e["name"] for e in own}
-    return own + [{"name": k, "value": v} for k, v in job.spec.env if k not in mine]
+    # The job's own, plain or from a Secret of its namespace (a Pod can reference no
+    # other namespace's): passed on as references, the kubelet reads the values.
+    return [*own, *(e.to_raw() for e in job.spec.env if e.name not in mine)]
 
 
 def _owner(job: Job) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ class Rules:
     # Claims any job of their namespace may mount besides the labelled ones
     # (`namespace/name` or `namespace/*`; see shunter.operator.claims).
     allowed_claims: frozenset[str] = frozenset()
+    # Whether spec.env may read Secrets of the job's namespace (shunter.operator.secretenv).
+    secret_env_allowed: bool = True
 
     def backoff(self, count: int) -> timedelta:
         """The wait after the count-th requeue or failure (count >= 1)."""

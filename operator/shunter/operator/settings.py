@@ -21,6 +21,8 @@
 | SHUNTER_CHECKPOINT_STORAGE_CLASS | (cluster default) | storage class of those claims |
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims jobs may mount besides those labelled |
 |  |  | `shunter.dev/checkpoints: "true"`: `ns/name,ns/*` |
+| SHUNTER_ALLOW_SECRET_ENV | true | whether spec.env may read keys of Secrets of the job's |
+|  |  | namespace (`false`: such jobs fail, SecretEnvNotAllowed) |
 | SHUNTER_NAMESPACE | (all) | watch one namespace instead of the whole cluster |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
@@ -47,6 +49,7 @@ from shunter.operator.admission import Limits
 from shunter.operator.claims import ALLOWED_SETTING, parse_allowed
 from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
+from shunter.operator.secretenv import SETTING as SECRET_ENV_SETTING
 
 
 class SettingsError(ValueError):
@@ -68,6 +71,15 @@ def _int(name: str, default: int, *, minimum: int) -> int:
 
 def _seconds(name: str, default: int, *, minimum: int = 0) -> timedelta:
     return timedelta(seconds=_int(name, default, minimum=minimum))
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise SettingsError(f"{name}={raw!r} is not true or false")
+    return raw == "true"
 
 
 def _allowed_claims() -> frozenset[str]:
@@ -111,6 +123,7 @@ class Settings:
             checkpoint_size=os.environ.get("SHUNTER_CHECKPOINT_SIZE") or None,
             checkpoint_storage_class=os.environ.get("SHUNTER_CHECKPOINT_STORAGE_CLASS") or None,
             allowed_claims=_allowed_claims(),
+            secret_env_allowed=_bool(SECRET_ENV_SETTING, True),
         )
         try:
             lease = Timing(
