@@ -48,3 +48,32 @@ def test_submit_refuses_a_claim_the_job_may_not_mount(
             assert answer.status_code == 201, answer.text
     assert jobs.get("labelled")["spec"]["checkpoint"]["claimName"] == "ckpt"
     jobs.wait_phase("listed", "starting", timeout=30)
+
+
+def test_submit_refuses_a_claim_that_only_has_the_jobs_checkpoint_name(
+    jobs: Jobs,
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+):
+    """With a checkpoint size, or the operator's default (the chart's 10Gi), a job
+    mounts NAME-checkpoints: one already there that is not offered is refused at once."""
+    start_operator(SHUNTER_CHECKPOINT_SIZE="1Gi", SHUNTER_MAX_RUNNING="5")
+    api = start_api(SHUNTER_CHECKPOINT_SIZE="1Gi")
+    make_claim(jobs, "x-checkpoints", labelled=False)
+    make_claim(jobs, "y-checkpoints", labelled=True)
+    with api.client() as http:
+        for body in ({"name": "x", "checkpoint_size": "1Gi"}, {"name": "x"}):
+            refused = http.post("/api/training/submit", json=body)
+            assert refused.status_code == 422, refused.text
+            answer = refused.json()
+            assert "checkpoint claim 'x-checkpoints' may not be mounted" in answer["message"]
+            assert 'shunter.dev/checkpoints: "true"' in answer["message"]
+            assert answer["detail"] == {"reason": "ClaimNotAllowed", "claim": "x-checkpoints"}
+        assert http.get("/api/training/status/x").status_code == 404
+
+        # Offered, or not there yet (the operator creates it): accepted as before.
+        for name in ("y", "z"):
+            accepted = http.post("/api/training/submit", json={"name": name})
+            assert accepted.status_code == 201, accepted.text
+    for name in ("y", "z"):
+        jobs.wait_phase(name, "starting", timeout=30)

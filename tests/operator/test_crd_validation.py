@@ -134,3 +134,24 @@ def test_node_selector_and_tolerations_are_fixed_at_submission(jobs: Jobs):
 )
 def test_invalid_tolerations_are_rejected(jobs: Jobs, toleration: dict[str, str], message: str):
     assert message in rejection(jobs, a_training_job("tol").with_spec(tolerations=[toleration]))
+
+
+def test_env_takes_a_plain_value_or_a_key_of_a_secret(jobs: Jobs):
+    token = {"secretKeyRef": {"name": "hub", "key": "token", "optional": False}}
+    created = jobs.create(a_training_job("env-ok").with_spec(
+        env=[{"name": "LR", "value": "0.1"}, {"name": "TOKEN", "valueFrom": token}]))  # fmt: skip
+    assert created["spec"]["env"][1] == {"name": "TOKEN", "valueFrom": token}
+
+    both = a_training_job("env-both").with_spec(
+        env=[{"name": "TOKEN", "value": "x", "valueFrom": token}])  # fmt: skip
+    assert "spec.env TOKEN: set value or valueFrom, not both" in rejection(jobs, both)
+    only_secrets = "spec.env valueFrom takes only secretKeyRef"
+    for source in (
+        {"configMapKeyRef": {"name": "c", "key": "k"}},
+        {"fieldRef": {"fieldPath": "metadata.name"}},
+    ):
+        other = a_training_job("env-other").with_spec(env=[{"name": "X", "valueFrom": source}])
+        assert only_secrets in rejection(jobs, other)
+    no_key = a_training_job("env-nokey").with_spec(
+        env=[{"name": "X", "valueFrom": {"secretKeyRef": {"name": "hub"}}}])  # fmt: skip
+    assert "spec.env[0].valueFrom.secretKeyRef.key: Required value" in rejection(jobs, no_key)

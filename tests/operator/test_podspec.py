@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shunter.operator.model import EnvVar
 from shunter.operator.podspec import build_pod
 from tests.support.builders import a_training_job
 
@@ -111,3 +112,32 @@ def test_node_selector_and_tolerations_reach_the_pod():
     unplaced = build_pod(a_training_job("anywhere").job())["spec"]
     assert "nodeSelector" not in unplaced
     assert len(unplaced["tolerations"]) == 1
+
+
+SECRET_ENV = [
+    {"name": "LR", "value": "0.1"},
+    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}},
+    {"name": "EXTRA", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "x", "optional": True}}},
+    {"name": "EMPTY"},
+]
+
+
+def test_env_from_a_secret_is_passed_on_as_a_reference_in_order():
+    """The Pod names the Secret's key; the kubelet reads it (nobody here does)."""
+    job = a_training_job("j").with_spec(env=SECRET_ENV).job()
+    env = build_pod(job)["spec"]["containers"][0]["env"]
+    mine = [e for e in env if not e["name"].startswith("SHUNTER_")]
+    assert mine == [
+        {"name": "LR", "value": "0.1"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}},
+        {"name": "EXTRA",
+         "valueFrom": {"secretKeyRef": {"name": "hub", "key": "x", "optional": True}}},
+        {"name": "EMPTY", "value": ""},
+    ]  # fmt: skip
+
+
+def test_secret_env_is_parsed_and_listed():
+    spec = a_training_job("j").with_spec(env=SECRET_ENV).job().spec
+    assert spec.env[1] == EnvVar("TOKEN", secret="hub", key="token")
+    assert [e.name for e in spec.secret_env] == ["TOKEN", "EXTRA"]
+    assert [EnvVar.parse(e.to_raw()) for e in spec.env] == list(spec.env)

@@ -37,6 +37,7 @@ SITE = {
     "maxGracePeriodSeconds": 600,
     "maxCheckpointSize": "100Gi",
     "storageClasses": ["standard"],
+    "secretEnv": {"allowed": False},
 }
 GOOD = {"image": "registry.example.com/ml/trainer:1", "gpus": 1}
 APPARMOR = "container.apparmor.security.beta.kubernetes.io/trainer"
@@ -91,6 +92,10 @@ ATTEMPTS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
      {"checkpoint": {"size": "10Ti"}},
      {"checkpoint_size": "10Ti"},
      "at most 100Gi"),
+    ("a Secret in the environment where the installer allows none",
+     {"env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "t"}}}]},
+     {"env": {"TOKEN": {"secret": "hub", "key": "t"}}},
+     "spec.env may not read Secrets here (policy.secretEnv.allowed is false): TOKEN"),
     ("an unlisted storage class",
      {"checkpoint": {"size": "1Gi", "storageClassName": "premium-ssd"}},
      {"checkpoint_size": "1Gi", "checkpoint_storage_class": "premium-ssd"},

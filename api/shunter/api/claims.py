@@ -1,11 +1,16 @@
 """Submission-time check of a job's checkpoint claim (the operator's rule, asked early).
 
-The rule is the operator's own (shunter.operator.claims: labelled for Shunter, or in
-the allowed claims); the API applies it before creating the job, reading the claim
-from the API server, so a REST client learns at once, with a 422 naming the claim
-and the rule, what a kubectl user learns from the job's `failed` / ClaimNotAllowed.
-A claim that does not exist is refused here too: a REST submission cannot be waiting
-for a claim that the same `kubectl apply` is about to create.
+The rule is the operator's own (shunter.operator.claims), and so is the answer to
+which claim a job mounts (shunter.operator.podspec.claim_name): the one it names, or
+`NAME-checkpoints`, which the operator creates from the job's checkpoint size or its
+default size (`SHUNTER_CHECKPOINT_SIZE`, which the API reads as the operator does).
+The API reads the claim from the API server before creating the job, so a REST client
+learns at once, with a 422 naming the claim and the rule, what a kubectl user learns
+from the job's `failed` / ClaimNotAllowed. A claim the job names that does not exist
+is refused here too: a REST submission cannot be waiting for a claim that the same
+`kubectl apply` is about to create. A claim that still belongs to an earlier job of
+the same name (ClaimReleasing) is not refused: it goes with that job, and the
+operator waits for it.
 """
 
 from __future__ import annotations
@@ -15,17 +20,32 @@ from collections.abc import Collection
 from shunter.api.errors import InvalidJob
 from shunter.kube import Kube, NotFound
 from shunter.kube.resources import PVCS
-from shunter.operator.claims import ClaimView, judge_claim
+from shunter.operator.claims import MISSING, Claimant, ClaimView, judge_claim
+from shunter.operator.model import JobSpec
+from shunter.operator.podspec import claim_name
 
 
-async def check_claim(kube: Kube, *, namespace: str, claim: str, allowed: Collection[str]) -> None:
-    """Raise InvalidJob unless a job of namespace may mount claim."""
+async def check_claim(
+    kube: Kube,
+    *,
+    namespace: str,
+    name: str,
+    spec: JobSpec,
+    default_size: str | None,
+    allowed: Collection[str],
+) -> None:
+    """Raise InvalidJob unless the job `name` of namespace, with spec, may mount the
+    checkpoint claim it would get (if any)."""
+    claim = claim_name(name, spec, default_size)
+    if claim is None:
+        return
     try:
         found: ClaimView | None = ClaimView.parse(await kube.get(PVCS, claim, namespace=namespace))
     except NotFound:
         found = None
-    verdict = judge_claim(namespace, claim, found=found, allowed=allowed)
-    if verdict is not None:
+    verdict = judge_claim(namespace, claim, found=found, allowed=allowed,
+                          job=Claimant.of(name, spec))  # fmt: skip
+    if verdict is not None and (verdict.refused or verdict.reason == MISSING):
         raise InvalidJob(
             f"The job was rejected: {verdict.message}",
             detail={"reason": verdict.reason, "claim": claim},

@@ -20,6 +20,10 @@ JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, min_length=1, m
 Name = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, min_length=1, max_length=63)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=2048)]
+SecretName = Annotated[str, StringConstraints(
+    pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", min_length=1, max_length=253)]  # fmt: skip
+SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1,
+                                             max_length=253)]  # fmt: skip
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$",
                                             max_length=32)]  # fmt: skip
 
@@ -36,6 +40,26 @@ class TolerationIn(BaseModel):
     tolerationSeconds: int | None = None  # the Pod API spells it so
 
 
+class SecretEnvIn(BaseModel):
+    """An environment variable read from a key of a Secret of the job's namespace
+    (`valueFrom.secretKeyRef`): the trainer Pod's kubelet reads it, the API never does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: SecretName = Field(description="A Secret of the job's namespace")
+    key: SecretKey
+    optional: bool | None = Field(None, description="Start even if the Secret or key is missing")
+
+
+class EnvPublic(BaseModel):
+    """A variable of the trainer: its name, and where a Secret's key feeds it (plain
+    values are not repeated here)."""
+
+    name: str
+    secret: str | None = None
+    key: str | None = None
+
+
 class JobCreate(BaseModel):
     """A training job to submit. Unknown fields are an error, not silently dropped."""
 
@@ -47,9 +71,10 @@ class JobCreate(BaseModel):
     ) = Field(None, description="Trainer image; the server's default image when omitted")
     command: list[Text] = Field(default_factory=list, max_length=32)
     args: list[Text] = Field(default_factory=list, max_length=128)
-    env: dict[EnvName, Annotated[str, StringConstraints(max_length=8192)]] = Field(
-        default_factory=dict, max_length=64
-    )
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=8192)] | SecretEnvIn] = Field(
+        default_factory=dict, max_length=64,
+        description='Plain values, or {"secret": NAME, "key": KEY} for a key of a Secret',
+    )  # fmt: skip
     gpus: int = Field(1, ge=0, le=64)
     cpu: Quantity | None = None
     memory: Quantity | None = None
@@ -122,6 +147,7 @@ class JobPublic(BaseModel):
     actions: list[Action] = Field(
         default_factory=list, description="What may be done to the job now (e.g. cancel)"
     )
+    env: list[EnvPublic] = Field(default_factory=list, description="The trainer's variables")
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -167,6 +193,7 @@ class JobPublic(BaseModel):
             submitted_by=job.audit.submitted_by,
             cancelled_by=job.audit.cancelled_by,
             actions=allowed_actions(job),
+            env=[EnvPublic(name=e.name, secret=e.secret, key=e.key) for e in job.spec.env],
         )
 
 

@@ -32,7 +32,15 @@ from shunter.api.history import History
 from shunter.api.jobcache import JobCache, Lineup
 from shunter.api.logs import Logs, PodLogs
 from shunter.api.rendering import Renderer
-from shunter.api.schemas import JobCreate, JobEvent, JobList, JobPublic, QueueUsage, QueueView
+from shunter.api.schemas import (
+    JobCreate,
+    JobEvent,
+    JobList,
+    JobPublic,
+    QueueUsage,
+    QueueView,
+    SecretEnvIn,
+)
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Forbidden, Invalid, Kube, KubeError, NotFound
@@ -44,8 +52,10 @@ from shunter.operator.model import (
     CANCELLED_BY,
     KIND,
     SUBMITTED_BY,
+    EnvVar,
     Job,
     JobKey,
+    JobSpec,
     Phase,
 )
 from shunter.operator.nodes import NodeView
@@ -65,6 +75,12 @@ def refusal_of(exc: KubeError) -> str:
     return POLICY_DENIAL.sub("", exc.detail)
 
 
+def _env(name: str, value: str | SecretEnvIn) -> EnvVar:
+    if isinstance(value, str):
+        return EnvVar(name=name, value=value)
+    return EnvVar(name=name, secret=value.secret, key=value.key, optional=value.optional)
+
+
 def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "image": request.image or default_image,
@@ -76,7 +92,7 @@ def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> di
     optional = {
         "command": request.command or None,
         "args": request.args or None,
-        "env": [{"name": k, "value": v} for k, v in request.env.items()] or None,
+        "env": [_env(name, v).to_raw() for name, v in request.env.items()] or None,
         "cpu": request.cpu,
         "memory": request.memory,
         "maxRuntimeSeconds": request.max_runtime_seconds,
@@ -140,9 +156,11 @@ class TrainingService:
         manifest = manifest_of(
             request, default_image=self.settings.default_image, submitter=caller.user
         )
-        if request.checkpoint_claim:
-            await check_claim(self.kube, namespace=namespace, claim=request.checkpoint_claim,
-                              allowed=self.settings.claims_allowed)  # fmt: skip
+        spec = JobSpec.parse(manifest["spec"])
+        await check_claim(
+            self.kube, namespace=namespace, name=manifest["metadata"]["name"], spec=spec,
+            default_size=self.settings.checkpoint_size, allowed=self.settings.claims_allowed,
+        )  # fmt: skip
         try:
             body = await self.writer(caller).create(TRAINING_JOBS, manifest, namespace=namespace)
         except Invalid as exc:

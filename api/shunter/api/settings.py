@@ -17,6 +17,8 @@
 | DATABASE_URL | (none) | PostgreSQL with the mirror, for GET /jobs |
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims a job may mount besides the labelled ones |
 |  |  | (`ns/name,ns/*`, the operator's setting: see shunter.operator.claims) |
+| SHUNTER_CHECKPOINT_SIZE | (none) | the operator's default checkpoint size: with it, every job |
+|  |  | mounts a `NAME-checkpoints` claim, which submit checks too |
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ class ApiSettings(BaseSettings):
     # The operator's setting, read by the API too (the chart sets both the same).
     allowed_claims: str = Field(
         "", validation_alias=AliasChoices("SHUNTER_ALLOWED_CLAIMS", "SHUNTER_API_ALLOWED_CLAIMS")
+    )
+
+    # Also the operator's: which jobs get a NAME-checkpoints claim (shunter.api.claims).
+    checkpoint_size: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SHUNTER_CHECKPOINT_SIZE", "SHUNTER_API_CHECKPOINT_SIZE"),
     )
 
     @field_validator("allowed_claims")

@@ -1,8 +1,11 @@
 """The operator's writes to the cluster, through the one Kubernetes layer, fenced.
 
 Job status (merge patch on the status subresource), trainer Pods (create with a
-deterministic name, delete with a grace period) and Events. Reads never come from
-here: the informers feed the book.
+deterministic name, delete with a grace period) and Events. Reads come from the
+informers (they feed the book), with one exception: the checkpoint claim a create
+found already there is read back at once (`claim`), since the informer may not have
+shown it yet and the Pods must not be created before it is judged
+(shunter.operator.claims).
 
 Every write is fenced by leadership (shunter.operator.leadership): right before it is
 sent, `budget()` says how long it may take, and None when this replica must not write
@@ -84,6 +87,13 @@ class Actions:
         except Conflict:
             return False
         return True
+
+    async def claim(self, namespace: str, name: str) -> Body | None:
+        """The claim as the API server has it now; None when it does not exist."""
+        try:
+            return await self.kube.get(PVCS, name, namespace=namespace)
+        except NotFound:
+            return None
 
     async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int) -> bool:
         """Delete the Pod with a grace period; False when it is already gone."""

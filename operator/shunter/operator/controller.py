@@ -24,13 +24,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shunter.kube import Conflict, Forbidden, Invalid, KubeError, NotFound
+from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
+from shunter.operator.claims import (
+    MISSING,
+    NOT_ALLOWED,
+    Claimant,
+    ClaimVerdict,
+    ClaimView,
+    judge_claim,
+)
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.model import POD_INDEX_LABEL, Job, JobStatus, Phase
 from shunter.operator.planning import plan_pass
@@ -40,6 +48,8 @@ log = logging.getLogger("shunter.operator")
 
 EXPECTATION_TTL = 30.0
 RETRY_AFTER_ERROR = timedelta(seconds=2)
+# A job leaving the queue that the installer's policy no longer allows.
+POLICY_VIOLATION = "PolicyViolation"
 RETRY_AFTER_CONFLICT = timedelta(seconds=0.5)
 CONCURRENCY = 32
 EVENT_BACKLOG = 10_000
@@ -146,8 +156,8 @@ class Controller:
             try:
                 admitting = job.queued  # a start from the queue, not a retried Pod
                 job = await self._write_status(job, decision.status)
-                if decision.create:
-                    await self._create(job, decision, admitting=admitting)
+                retry = (await self._create(job, decision, admitting=admitting)
+                         if decision.create else None)  # fmt: skip
                 if decision.delete_pods:
                     await asyncio.gather(*(
                         self.actions.delete_pod(d.namespace, d.name, grace_seconds=d.grace_seconds)
@@ -169,13 +179,17 @@ class Controller:
                 return RETRY_AFTER_ERROR
             if decision.released:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
-            events = self._events[hash(job.key) % EVENT_WORKERS]
-            for event in decision.events:
-                try:
-                    events.put_nowait((job, event, self._event_time()))
-                except asyncio.QueueFull:
-                    log.warning("job %s: event %s dropped (backlog full)", job.key, event.reason)
-            return None
+            self._post(job, decision.events)
+            return retry
+
+    def _post(self, job: Job, events: Iterable[Event]) -> None:
+        """Hand the Events to the job's worker (posted off the reconcile path)."""
+        queue = self._events[hash(job.key) % EVENT_WORKERS]
+        for event in events:
+            try:
+                queue.put_nowait((job, event, self._event_time()))
+            except asyncio.QueueFull:
+                log.warning("job %s: event %s dropped (backlog full)", job.key, event.reason)
 
     def _event_time(self) -> datetime:
         """Now, but strictly after the previous Event (two Events of one decision
@@ -194,17 +208,6 @@ class Controller:
             except (KubeError, Fenced) as exc:
                 log.warning("job %s: event %s not posted: %s", job.key, event.reason, exc)
 
-    async def _fail_start(self, job: Job, decision: Decision, *, reason: str, message: str) -> None:
-        """A start the API server will never allow: the job fails, its slot is freed."""
-        log.info("[Refuse] Job %s not started: %s", job.key, message)
-        failed = replace(decision.status, phase=Phase.FAILED, reason=reason, message=message,
-                         completed_at=datetime.now(UTC))  # fmt: skip
-        await self._write_status(job, failed)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._events[hash(job.key) % EVENT_WORKERS].put_nowait(
-                (job, Event("Warning", reason, message), self._event_time())
-            )
-
     async def _write_status(self, job: Job, status: JobStatus) -> Job:
         """Write status if the job is still at the version decided on; the job as written."""
         patch = status_patch(job.status, status)
@@ -216,29 +219,66 @@ class Controller:
         self.book.written(job, status, version)
         return replace(job, status=status, resource_version=version)
 
-    async def _create(self, job: Job, decision: Decision, *, admitting: bool) -> None:
+    async def _create(self, job: Job, decision: Decision, *, admitting: bool) -> timedelta | None:
         """The installer's policy first when the job leaves the queue (it may have
         waited since before the policy changed; an admitted job is left alone), then
-        the claim and Service, then every Pod at once."""
+        the claim and Service, then every Pod at once; when to look again if the Pods
+        must wait (None: done, or the job failed)."""
         if admitting and self.settings.policies:
             refusal = await self.actions.policy_refusal(job, self.settings.policies)
             if refusal is not None:
                 message = f"The installer's policy no longer allows this job: {refusal}"
-                await self._fail_start(job, decision, reason="PolicyViolation", message=message)
-                return
+                log.info("[Refuse] Job %s not started: %s", job.key, message)
+                self._post(job, (Event("Warning", POLICY_VIOLATION, message),))
+                await self._fail(job, decision.status, POLICY_VIOLATION, message)
+                return None
         others = [m for m in decision.create if m["kind"] != "Pod"]
         pods = decision.create_pods
         try:
             for manifest in others:
-                await self.actions.create(manifest)
+                created = await self.actions.create(manifest)
+                if not created and manifest["kind"] == "PersistentVolumeClaim":
+                    verdict = await self._claim_found(job, manifest)
+                    if verdict is not None:
+                        return await self._hold(job, decision.status, verdict)
             await asyncio.gather(*(self.actions.create(m) for m in pods))
         except (Invalid, Forbidden) as exc:
             # The API server will never accept this Pod (its schema, or an admission
             # rule such as restricted Pod Security): fail the job, do not retry.
             message = f"The trainer Pod was rejected by the API server: {exc.detail}"
-            await self._fail_start(job, decision, reason="PodRejected", message=message)
-            return
+            await self._fail(job, decision.status, "PodRejected", message)
+            return None
         names = {m["metadata"]["name"]: i for i, m in enumerate(pods)}
         indexes = {n: int(m["metadata"]["labels"].get(POD_INDEX_LABEL, 0)) for n, m in
                    zip(names, pods, strict=True)}  # fmt: skip
         self.book.expect_pods(job.key, indexes, until=time.monotonic() + EXPECTATION_TTL)
+        return None
+
+    async def _claim_found(self, job: Job, manifest: Body) -> ClaimVerdict | None:
+        """The job's checkpoint claim, whose create found one already there, judged
+        now by the plan's rule (shunter.operator.claims), before any Pod exists: the
+        plan judged the informer's view, which may not show a claim made a moment
+        ago. The job's own claim (a retried create) is fine; one made by anyone else
+        is refused unless offered; one gone again is looked at later."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        body = await self.actions.claim(namespace, name)
+        if body is None:
+            return ClaimVerdict(MISSING, f"checkpoint claim {name!r} was deleted meanwhile")
+        return judge_claim(namespace, name, found=ClaimView.parse(body),
+                           allowed=self.settings.rules.allowed_claims,
+                           job=Claimant.of(job.key.name, job.spec, uid=job.uid))  # fmt: skip
+
+    async def _hold(self, job: Job, status: JobStatus, verdict: ClaimVerdict) -> timedelta | None:
+        """No Pods: the job fails (a claim it may not mount), or looks again shortly."""
+        if verdict.refused:
+            log.info("[Refuse] Job %s not started: %s", job.key, verdict.message)
+            self._post(job, (Event("Warning", NOT_ALLOWED, verdict.message),))
+            await self._fail(job, status, NOT_ALLOWED, verdict.message)
+            return None
+        log.info("job %s: its Pods wait: %s", job.key, verdict.message)
+        return RETRY_AFTER_ERROR
+
+    async def _fail(self, job: Job, status: JobStatus, reason: str, message: str) -> None:
+        failed = replace(status, phase=Phase.FAILED, reason=reason, message=message,
+                         completed_at=datetime.now(UTC))  # fmt: skip
+        await self._write_status(job, failed)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shunter.operator.claims import NOT_ALLOWED
 from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.model import (
     Attempt,
@@ -47,6 +46,12 @@ from shunter.operator.stopping import (
 
 
 @dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Context:
     """What the job's reconcile needs to know of the world around it."""
 
@@ -64,8 +69,9 @@ class Context:
     not_ready: Collection[str] = ()
     # Chosen as a preemption victim (the detail names the preemptor).
     preempt: str | None = None
-    # A queued job that may never start as it is (its checkpoint claim is not allowed).
-    refuse: str | None = None
+    # A queued job that may never start as it is (its checkpoint claim is not
+    # allowed): fails with this reason and message.
+    refuse: Refusal | None = None
     # The job's queue's bound on a stop's grace period (TrainingQueue maxGracePeriodSeconds).
     max_grace: int | None = None
 
@@ -194,12 +200,13 @@ def _queued(job: Job, ctx: Context) -> Decision:
         return Decision(status=suspended, events=(
             *events, Event("Normal", "Suspended", "Suspended while queued")))  # fmt: skip
     if ctx.refuse is not None:
-        failed = replace(status, phase=Phase.FAILED, reason=NOT_ALLOWED, message=ctx.refuse,
+        reason, message = ctx.refuse.reason, ctx.refuse.message
+        failed = replace(status, phase=Phase.FAILED, reason=reason, message=message,
                          queue_position=None, completed_at=ctx.now)  # fmt: skip
         return Decision(
             status=failed,
-            events=(*events, Event("Warning", NOT_ALLOWED, ctx.refuse)),
-            logs=(f"[Refuse] Job {job.key} not admitted: {ctx.refuse}",),
+            events=(*events, Event("Warning", reason, message)),
+            logs=(f"[Refuse] Job {job.key} not admitted: {message}",),
         )
     if ctx.admit is not None:
         return _admit(job, ctx, events)

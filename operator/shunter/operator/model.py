@@ -266,6 +266,36 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """An environment variable of the trainer: a plain value, or a key of a Secret of
+    the job's own namespace (`valueFrom.secretKeyRef`), which the trainer Pod's kubelet
+    reads; the operator and the API only pass the reference on, never the value."""
+
+    name: str
+    value: str = ""
+    secret: str | None = None  # the Secret's name (valueFrom.secretKeyRef)
+    key: str | None = None
+    optional: bool | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> EnvVar:
+        ref = (raw.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None:
+            return cls(name=raw["name"], value=str(raw.get("value", "")))
+        return cls(name=raw["name"], secret=ref.get("name"), key=ref.get("key"),
+                   optional=ref.get("optional"))  # fmt: skip
+
+    def to_raw(self) -> dict[str, Any]:
+        """The entry as a container's (and the TrainingJob's) `env` spells it."""
+        if self.secret is None:
+            return {"name": self.name, "value": self.value}
+        ref: dict[str, Any] = {"name": self.secret, "key": self.key}
+        if self.optional is not None:
+            ref["optional"] = self.optional
+        return {"name": self.name, "valueFrom": {"secretKeyRef": ref}}
+
+
+@dataclass(frozen=True)
 class Toleration:
     """One entry of a Pod's tolerations, as the job gives it."""
 
@@ -302,7 +332,7 @@ class JobSpec:
     image: str
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[EnvVar, ...] = ()
     gpus: int = 1
     cpu: str | None = None
     memory: str | None = None
@@ -331,6 +361,11 @@ class JobSpec:
         return self.gpus * self.nodes
 
     @property
+    def secret_env(self) -> tuple[EnvVar, ...]:
+        """The variables read from Secrets."""
+        return tuple(e for e in self.env if e.secret is not None)
+
+    @property
     def processes_per_node(self) -> int:
         return self.procs_per_node or max(1, self.gpus)
 
@@ -342,7 +377,7 @@ class JobSpec:
             image=str(raw.get("image", "")),
             command=tuple(raw.get("command") or ()),
             args=tuple(raw.get("args") or ()),
-            env=tuple((e["name"], str(e.get("value", ""))) for e in raw.get("env") or ()),
+            env=tuple(EnvVar.parse(e) for e in raw.get("env") or ()),
             gpus=int(raw.get("gpus", 1)),
             cpu=raw.get("cpu"),
             memory=raw.get("memory"),

@@ -23,10 +23,11 @@ from datetime import datetime
 from shunter.operator.admission import AdmissionState, Usage, queue_order
 from shunter.operator.book import JobBook
 from shunter.operator.capacity import Capacity
-from shunter.operator.claims import NOT_ALLOWED, judge_claim
+from shunter.operator.claims import Claimant, judge_claim
 from shunter.operator.decisions import Decision, Event
-from shunter.operator.lifecycle import Context, reconcile_job, still_waiting
+from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
 from shunter.operator.model import Job, JobKey
+from shunter.operator.podspec import claim_name
 from shunter.operator.preemption import choose
 from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, max_grace, queue_of
 from shunter.operator.rules import Rules
@@ -195,27 +196,34 @@ class _Walk:
                 continue
             seen.add(key)
             waiting = Context(now=self.now, rules=self.rules, waiting_message=beyond)
-            yield _numbered(behind, self.numbered), self._claim(behind) or waiting
+            yield _numbered(behind, self.numbered), self._refused_or_waiting(behind) or waiting
 
-    def _claim(self, job: Job) -> Context | None:
-        """A job whose checkpoint claim it may not mount fails; one whose claim does
-        not exist yet waits, blocking no one (shunter.operator.claims)."""
-        claim = job.spec.checkpoint_claim
+    def _refused_or_waiting(self, job: Job) -> Context | None:
+        """A job that may not start as it is fails: its checkpoint claim is one it may
+        not mount. (What the installer's policy allows, Secrets in spec.env among it,
+        the API server judges: shunter.operator.actions.policy_refusal.) One whose
+        claim does not exist yet,
+        or still belongs to an earlier job of its name, waits, blocking no one. The
+        claim the operator would create for the job is judged by the same rule:
+        absent is fine, present must be the job's or offered (shunter.operator.claims)."""
+        claim = claim_name(job.key.name, job.spec, self.rules.checkpoint_size)
         if not claim:
             return None
         namespace = job.key.namespace
         verdict = judge_claim(namespace, claim, found=self.book.claims.get((namespace, claim)),
-                              allowed=self.rules.allowed_claims, job_uid=job.uid)  # fmt: skip
+                              allowed=self.rules.allowed_claims,
+                              job=Claimant.of(job.key.name, job.spec, uid=job.uid))  # fmt: skip
         if verdict is None:
             return None
-        if verdict.reason == NOT_ALLOWED:
-            return Context(now=self.now, rules=self.rules, refuse=verdict.message)
+        if verdict.refused:
+            refusal = Refusal(verdict.reason, verdict.message)
+            return Context(now=self.now, rules=self.rules, refuse=refusal)
         waiting = f"Waiting for its checkpoint claim: {verdict.message}"
         return Context(now=self.now, rules=self.rules, waiting_reason=verdict.reason,
                        waiting_message=waiting)  # fmt: skip
 
     def _one(self, job: Job, walk: _QueueWalk) -> tuple[Job, Context] | None:
-        refused = self._claim(job)
+        refused = self._refused_or_waiting(job)
         if refused is not None:
             return job, refused
         verdict = self.state.verdict(job, now=self.now)

@@ -47,6 +47,7 @@ from shunter.operator.model import (
     MANAGED_BY_LABEL,
     POD_INDEX_LABEL,
     Job,
+    JobSpec,
 )
 
 CONTAINER_NAME = "trainer"
@@ -79,12 +80,14 @@ def pod_names(job: Job) -> list[str]:
     return [pod_name(job.key.name, i, nodes=job.spec.nodes) for i in range(job.spec.nodes)]
 
 
-def claim_name(job: Job, default_size: str | None = None) -> str | None:
-    """The checkpoint claim the Pods mount: the user's, the operator's, or none."""
-    if job.spec.checkpoint_claim:
-        return job.spec.checkpoint_claim
-    if job.spec.checkpoint_size or default_size:
-        return f"{job.key.name}{CHECKPOINT_CLAIM_SUFFIX}"
+def claim_name(job_name: str, spec: JobSpec, default_size: str | None = None) -> str | None:
+    """The checkpoint claim Pod 0 mounts: the user's, the operator's, or none. (By name
+    and spec, so the API can ask before the job exists; shunter.operator.claims judges
+    whether the job may mount it.)"""
+    if spec.checkpoint_claim:
+        return spec.checkpoint_claim
+    if spec.checkpoint_size or default_size:
+        return f"{job_name}{CHECKPOINT_CLAIM_SUFFIX}"
     return None
 
 
@@ -108,8 +111,8 @@ def master_addr(job: Job) -> str:
     return f"{first}.{job.key.name}.{job.key.namespace}.svc"
 
 
-def _env(job: Job, index: int) -> list[dict[str, str]]:
-    own = [
+def _env(job: Job, index: int) -> list[dict[str, Any]]:
+    own: list[dict[str, Any]] = [
         {"name": "SHUNTER_JOB_NAME", "value": job.key.name},
         {"name": "SHUNTER_JOB_NAMESPACE", "value": job.key.namespace},
         {"name": "SHUNTER_JOB_UID", "value": job.uid},
@@ -126,7 +129,9 @@ def _env(job: Job, index: int) -> list[dict[str, str]]:
             {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
         ]
     mine = {e["name"] for e in own}
-    return own + [{"name": k, "value": v} for k, v in job.spec.env if k not in mine]
+    # The job's own, plain or from a Secret of its namespace (a Pod can reference no
+    # other namespace's): passed on as references, the kubelet reads the values.
+    return [*own, *(e.to_raw() for e in job.spec.env if e.name not in mine)]
 
 
 def _owner(job: Job) -> list[dict[str, Any]]:
@@ -158,7 +163,7 @@ def build_pod(
     job: Job, index: int = 0, *, node: str | None = None, default_size: str | None = None
 ) -> dict[str, Any]:
     """Pod `index` of the job's current attempt, pinned to node (when given)."""
-    claim = claim_name(job, default_size)
+    claim = claim_name(job.key.name, job.spec, default_size)
     labels = dict(job.spec.pod_labels)
     labels.update(_labels(job))
     labels.update({POD_INDEX_LABEL: str(index), ATTEMPT_LABEL: str(job.status.attempts)})
@@ -265,7 +270,7 @@ def build_objects(
     """What a start of the job creates: its claim, its Service, then its Pods (only
     the `missing` indexes when given)."""
     objects: list[dict[str, Any]] = []
-    claim = claim_name(job, default_size)
+    claim = claim_name(job.key.name, job.spec, default_size)
     if claim and not job.spec.checkpoint_claim:
         size = job.spec.checkpoint_size or default_size
         assert size is not None

@@ -75,6 +75,15 @@ def _seconds(name: str, default: int, *, minimum: int = 0) -> timedelta:
     return timedelta(seconds=_int(name, default, minimum=minimum))
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise SettingsError(f"{name}={raw!r} is not true or false")
+    return raw == "true"
+
+
 def _allowed_claims() -> frozenset[str]:
     try:
         return parse_allowed(os.environ.get(ALLOWED_SETTING))

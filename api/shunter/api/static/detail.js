@@ -15,6 +15,10 @@ const FIELDS = [
   ["Queue", (j) => `${j.queue}${j.queue_position ? ` (#${j.queue_position})` : ""}`],
   ["GPUs · priority", (j) => `${j.gpus} · ${j.priority}`],
   ["Image", (j) => j.image],
+  // Names only; a variable read from a Secret shows which Secret and key (the value is
+  // read by the trainer Pod's kubelet, never by the API).
+  ["Environment", (j) => (j.env || []).map((e) =>
+    e.secret ? `${e.name} ← Secret ${e.secret}, key ${e.key}` : e.name).join("; ") || null],
   ["Pod", (j) => j.pod_name && `${j.pod_name}${j.node_name ? ` on ${j.node_name}` : ""}`],
   ["Submitted", (j) => when(j.created_at)],
   ["Admitted", (j) => when(j.admitted_at)],
