@@ -19,7 +19,7 @@ from typing import Any
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
 from shunter.api.claims import check_claim
-from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
+from shunter.api.errors import AlreadyExists, Forbidden, InvalidJob, Unavailable
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.jobcache import JobCache, Lineup
@@ -113,6 +113,9 @@ class TrainingService:
         return job if job is not None else await self._live(key)
 
     async def submit(self, request: JobCreate, *, namespace: str, user: str) -> Job:
+        refusal = self.settings.scope.refusal(namespace)
+        if refusal is not None:
+            raise Forbidden(f"Not submitted: {refusal}")
         manifest = manifest_of(request, default_image=self.settings.default_image, submitter=user)
         if request.checkpoint_claim:
             await check_claim(self.kube, namespace=namespace, claim=request.checkpoint_claim,
