@@ -38,9 +38,16 @@ def test_the_api_and_its_ui_are_served_over_https(
     api = start_api(SHUNTER_API_TLS_CERTFILE=str(cert), SHUNTER_API_TLS_KEYFILE=str(key))
     assert api.base_url.startswith("https://")
     with api.client() as https:
-        page = https.get("/")
+        # / sends the browser to the UI on the same scheme and host.
+        root = https.get("/")
+        assert root.status_code == 307
+        assert root.headers["location"] == "/ui/"
+        page = https.get("/", follow_redirects=True)
         assert page.status_code == 200
+        assert str(page.url) == f"{api.base_url}/ui/"
         assert "text/html" in page.headers["content-type"]
+        for script in ("api.js", "app.js"):  # what the page loads next
+            assert https.get(f"/ui/{script}").status_code == 200
         config = https.get("/api/config")
         assert config.status_code == 200
         assert config.json()  # the UI's first call
