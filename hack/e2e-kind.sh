@@ -51,7 +51,7 @@ kind load docker-image "$image" "$trainer_image" --name "$name"
 "$bin/helm" upgrade --install shunter charts/shunter --kubeconfig "$kubeconfig" \
   --namespace shunter-system --create-namespace \
   --set image.repository="${image%:*}" --set image.tag="${image#*:}" \
-  --set image.pullPolicy=Never --set admission.watchNamespace=shunter-jobs \
+  --set image.pullPolicy=Never --set "admission.watchNamespaces={shunter-jobs}" \
   --wait --timeout 180s
 
 # 4. kwok, run from here, adds fake GPU nodes and pod lifecycles to kind.

@@ -13,14 +13,9 @@ mkdir -p "$out"
   "$helm" template shunter "$repo/charts/shunter" --namespace shunter-system --include-crds \
     --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy
 } > "$out/shunter.yaml"
-cat > "$out/namespace.yaml" <<'YAML'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: shunter-system
-  labels:
-    pod-security.kubernetes.io/enforce: restricted
-YAML
+# The namespace, labelled for restricted Pod Security, from the chart's own template.
+"$helm" template shunter "$repo/charts/shunter" --namespace shunter-system \
+  --set namespace.create=true --show-only templates/namespace.yaml > "$out/namespace.yaml"
 cat > "$out/kustomization.yaml" <<'YAML'
 # kubectl apply -k manifests/   (the chart's default install, as plain YAML)
 apiVersion: kustomize.config.k8s.io/v1beta1

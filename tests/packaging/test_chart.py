@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
@@ -9,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
 from shunter.devcluster.controlplane import default_bin_dir
+from tests.support.kube import temporary_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts/shunter"
@@ -139,6 +143,12 @@ def test_pods_meet_restricted_pod_security():
         ("operator.replicas=5", "replicas"),
         ("api.simulator=maybe", "simulator"),
         ("userRoles.create=sometimes", "create"),
+        ("admission.watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
+        ("api.tls.secretName=Bad_Name", "secretName"),
+        ("api.podDisruptionBudget.minAvailable=0", "minAvailable"),
+        ("networkPolicy.enabled=maybe", "enabled"),
+        ("networkPolicy.databasePort=0", "databasePort"),
+        ("namespace.create=yes", "create"),
     ],
 )
 def test_values_schema_rejects_bad_values(value: str, complaint: str):
@@ -165,3 +175,210 @@ def test_every_value_is_documented():
         if has_value and not (own or inherited):
             undocumented.append(line.strip())
     assert undocumented == []
+
+
+def env_of(docs: list[dict], component: str) -> dict[str, str]:
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"
+                     and d["metadata"]["name"].endswith(f"-{component}")]  # fmt: skip
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_watch_namespaces_give_a_role_in_each_and_no_cluster_wide_job_rights():
+    docs = render("admission.watchNamespaces={ml,vision}")
+    roles = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs
+             if d["kind"] in ("Role", "RoleBinding")}  # fmt: skip
+    for namespace in ("ml", "vision"):
+        for kind in ("Role", "RoleBinding"):
+            for component in ("operator", "api"):
+                assert (kind, f"shunter-{component}", namespace) in roles
+    cluster_roles = {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"}
+    assert "shunter-operator" not in cluster_roles
+    assert "shunter-api" not in cluster_roles
+    assert env_of(docs, "operator")["SHUNTER_NAMESPACE"] == "ml,vision"
+    api = env_of(docs, "api")
+    assert api["SHUNTER_API_WATCH_NAMESPACE"] == "ml,vision"
+    assert api["SHUNTER_API_NAMESPACE"] == "ml"  # requests naming none go to the first
+
+
+def test_system_namespaces_and_the_release_namespace_are_excluded_by_default():
+    docs = render()
+    excluded = "kube-system,kube-public,kube-node-lease,shunter-system"
+    for component in ("operator", "api"):
+        assert env_of(docs, component)["SHUNTER_EXCLUDE_NAMESPACES"] == excluded
+    # The policy refuses TrainingJobs there at the API server, from the same list.
+    policy = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"
+                  and d["metadata"]["name"].endswith("-trainingjobs"))  # fmt: skip
+    rule = policy["spec"]["validations"][0]["expression"]
+    listed = json.dumps(excluded.split(","), separators=(",", ":"))
+    assert rule == f"!(namespaceObject.metadata.name in {listed})"
+    # Requests naming no namespace go to one that is served.
+    assert env_of(docs, "api")["SHUNTER_API_NAMESPACE"] == "default"
+    kept = render("admission.excludeReleaseNamespace=false", "admission.excludeNamespaces={legacy}")
+    assert env_of(kept, "operator")["SHUNTER_EXCLUDE_NAMESPACES"] == "legacy"
+
+
+def test_watching_an_excluded_namespace_is_refused():
+    for value in (
+        "admission.watchNamespaces={kube-system}",
+        "admission.watchNamespace=shunter-system",
+    ):
+        result = helm("template", "x", str(CHART), "-n", "shunter-system", "--set", value,
+                      check=False)  # fmt: skip
+        assert result.returncode != 0
+        assert "which is excluded" in result.stderr
+
+
+def policies(docs: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(d["metadata"]["namespace"], d["metadata"]["name"]): d["spec"] for d in docs
+            if d["kind"] == "NetworkPolicy"}  # fmt: skip
+
+
+JOB_PODS = {"matchExpressions": [{"key": "shunter.dev/job-name", "operator": "Exists"}]}
+
+
+def test_network_policies_for_the_api_the_operator_and_each_watched_namespaces_jobs():
+    found = policies(render("admission.watchNamespaces={ml}", "database.url=postgresql://db/x"))
+    assert set(found) == {("shunter-system", "shunter-api"), ("shunter-system", "shunter-operator"),
+                          ("ml", "shunter-jobs")}  # fmt: skip
+    api = found["shunter-system", "shunter-api"]
+    assert api["policyTypes"] == ["Ingress"]
+    assert api["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert api["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]
+
+    operator = found["shunter-system", "shunter-operator"]
+    assert operator["policyTypes"] == ["Ingress", "Egress"]
+    assert operator["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    egress_ports = [sorted(p["port"] for p in rule["ports"]) for rule in operator["egress"]]
+    assert egress_ports == [[53, 53], [443, 6443], [5432]]
+
+    jobs = found["ml", "shunter-jobs"]
+    assert jobs["podSelector"] == JOB_PODS
+    assert jobs["policyTypes"] == ["Ingress", "Egress"]
+    assert jobs["ingress"] == [{"from": [{"podSelector": JOB_PODS}]}]
+    to_jobs, dns, to_api = jobs["egress"]
+    assert to_jobs == {"to": [{"podSelector": JOB_PODS}]}  # every port: ranks talk freely
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert dns["to"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "kube-system"
+    }
+    assert to_api["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    (peer,) = to_api["to"]
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "shunter-system"
+    }
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+
+
+def test_network_policies_follow_their_switches():
+    assert ("shunter-system", "shunter-operator") in policies(render())
+    # Serving every namespace, the chart cannot know where job Pods run.
+    assert not [k for k in policies(render()) if k[1] == "shunter-jobs"]
+    # Without a database, no PostgreSQL egress.
+    egress = policies(render())["shunter-system", "shunter-operator"]["egress"]
+    assert all(5432 not in {p["port"] for p in rule["ports"]} for rule in egress)
+    assert policies(render("networkPolicy.enabled=false", "admission.watchNamespaces={ml}")) == {}
+    only_jobs = render("networkPolicy.api.enabled=false", "networkPolicy.operator.enabled=false",
+                       "admission.watchNamespaces={ml}")  # fmt: skip
+    assert set(policies(only_jobs)) == {("ml", "shunter-jobs")}
+    extra = render(
+        "admission.watchNamespaces={ml}", "networkPolicy.jobs.extraEgress[0].ports[0].port=9000"
+    )
+    assert policies(extra)["ml", "shunter-jobs"]["egress"][-1] == {"ports": [{"port": 9000}]}
+
+
+def test_a_restricted_api_ingress_still_lets_the_job_pods_in():
+    gateway = "networkPolicy.api.from[0].podSelector.matchLabels.role=gateway"
+    found = policies(render("admission.watchNamespaces={ml}", gateway))
+    peers = found["shunter-system", "shunter-api"]["ingress"][0]["from"]
+    assert peers[0] == {"podSelector": {"matchLabels": {"role": "gateway"}}}
+    assert peers[1]["podSelector"] == JOB_PODS
+    assert peers[1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ml"}
+
+
+def test_a_disruption_budget_only_with_two_api_replicas_or_more():
+    assert not [d for d in render() if d["kind"] == "PodDisruptionBudget"]
+    docs = render("api.replicas=3")
+    (budget,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["minAvailable"] == 1
+    (api,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "shunter-api"
+    ]
+    pod_labels = api["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    result = helm("template", "x", str(CHART), "--set", "api.replicas=2",
+                  "--set", "api.podDisruptionBudget.minAvailable=2", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "minAvailable must be below api.replicas" in result.stderr
+
+
+def test_api_tls_mounts_the_secret_and_probes_over_https():
+    docs = render("api.tls.secretName=api-cert")
+    (api,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "shunter-api"
+    ]
+    pod = api["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SHUNTER_API_TLS_CERTFILE"] == "/etc/shunter/tls/tls.crt"
+    assert env["SHUNTER_API_TLS_KEYFILE"] == "/etc/shunter/tls/tls.key"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount["mountPath"] == "/etc/shunter/tls"
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "api-cert"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    assert service["spec"]["ports"][0]["appProtocol"] == "https"
+    # Plain HTTP without it.
+    (plain,) = [
+        d for d in render() if d["kind"] == "Deployment" and d["metadata"]["name"] == "shunter-api"
+    ]
+    (container,) = plain["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert "SHUNTER_API_TLS_CERTFILE" not in {e["name"] for e in container["env"]}
+
+
+def test_the_release_namespace_is_rendered_restricted_only_when_asked():
+    assert not [d for d in render() if d["kind"] == "Namespace"]
+    (namespace,) = [d for d in render("namespace.create=true") if d["kind"] == "Namespace"]
+    assert namespace["metadata"]["name"] == "shunter-system"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.cluster
+def test_every_security_object_is_accepted_by_the_api_server(
+    kubeconfig: Path, kube_api: client.ApiClient, unique_name: str, crd: None
+):
+    """The chart with every hardening switch on, in server-side dry-run: the API server
+    validates each NetworkPolicy, the budget, the Roles per namespace and the TLS
+    volume (it does not enforce the policies: see the README)."""
+    with contextlib.ExitStack() as namespaces:
+        release, ml, vision = (
+            namespaces.enter_context(temporary_namespace(kube_api, f"{unique_name}-{suffix}"))
+            for suffix in ("system", "ml", "vision")
+        )
+        args = ["template", "shunter", str(CHART), "--namespace", release]
+        gateway = "networkPolicy.api.from[0].podSelector.matchLabels.role=gateway"
+        for value in (f"admission.watchNamespaces={{{ml},{vision}}}", "api.replicas=2",
+                      "api.tls.secretName=api-cert", "namespace.create=true",
+                      "database.url=postgresql://u@db/shunter", gateway):  # fmt: skip
+            args += ["--set", value]
+        rendered = helm(*args).stdout
+        result = subprocess.run(
+            [str(default_bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig), "apply",
+             "--dry-run=server", "-f", "-"],
+            input=rendered, capture_output=True, text=True,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for created in ("networkpolicy.networking.k8s.io/shunter-api",
+                    "networkpolicy.networking.k8s.io/shunter-operator",
+                    "networkpolicy.networking.k8s.io/shunter-jobs",
+                    "poddisruptionbudget.policy/shunter-api",
+                    "role.rbac.authorization.k8s.io/shunter-operator",
+                    "deployment.apps/shunter-api"):  # fmt: skip
+        assert created in result.stdout
+    # One jobs policy and one Role per component in each watched namespace.
+    assert result.stdout.count("networkpolicy.networking.k8s.io/shunter-jobs") == 2
+    assert result.stdout.count("role.rbac.authorization.k8s.io/shunter-api ") == 2

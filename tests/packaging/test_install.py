@@ -67,7 +67,9 @@ def release(kubeconfig: Path, namespace: str, crd: None) -> Iterator[str]:
         "--kubeconfig",
         str(kubeconfig),
         "--set",
-        f"admission.watchNamespace={namespace}",
+        f"admission.watchNamespaces={{{namespace}}}",
+        "--set",
+        "admission.excludeReleaseNamespace=false",  # the jobs run beside the release here
         "--set",
         "operator.replicas=0",
         "--set",

@@ -89,7 +89,8 @@ def in_cluster(
         values = tmp_path_factory.mktemp("values") / "values.yaml"
         values.write_text(yaml.safe_dump({
             "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-            "admission": {"watchNamespace": namespace},
+            # The jobs run beside the release here, so its namespace is served.
+            "admission": {"watchNamespaces": [namespace], "excludeReleaseNamespace": False},
             "database": {"url": database},
             # This cluster has no storage provisioner: the kwok jobs get emptyDirs.
             "checkpoints": {"defaultSize": ""},

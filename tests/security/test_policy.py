@@ -184,7 +184,7 @@ def test_no_job_in_a_namespace_shunter_does_not_serve(
         policies(kube_api, kubeconfig) as found,
     ):
         found.bind(system)
-        found.install(excludedNamespaces=[system])
+        found.install(admission={"excludeNamespaces": [system]})
         found.await_enforced(system, {"image": "any"})
         # Even a user with every right in that namespace (the admin here) is refused.
         custom = client.CustomObjectsApi(kube_api)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
@@ -19,19 +20,26 @@ class ApiProcess(ServiceProcess):
         env: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         defaults = {
             "SHUNTER_API_NAMESPACE": namespace,
             "SHUNTER_API_WATCH_NAMESPACE": namespace,
             "SHUNTER_API_AUTH": "none",
         }
+        env = {**defaults, **(env or {})}
+        # Served over HTTPS when given a certificate: clients then trust exactly it.
+        self.certfile = env.get("SHUNTER_API_TLS_CERTFILE")
+        self.base_url = f"{'https' if self.certfile else 'http'}://127.0.0.1:{self.port}"
         super().__init__(
             kubeconfig=kubeconfig,
             database_url=database_url,
             log_path=log_path,
-            env={**defaults, **(env or {})},
+            env=env,
             args=("--host", "127.0.0.1", "--port", str(self.port)),
         )
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.certfile) if self.certfile else True
 
     def start(self) -> ApiProcess:
         self.spawn()
@@ -39,7 +47,10 @@ class ApiProcess(ServiceProcess):
         def ready() -> bool:
             assert self.running(), self.log()
             try:
-                return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
+                return (
+                    httpx.get(f"{self.base_url}/readyz", timeout=2, verify=self.verify).status_code
+                    == 200
+                )
             except httpx.TransportError:
                 return False
 
@@ -48,4 +59,4 @@ class ApiProcess(ServiceProcess):
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, verify=self.verify)

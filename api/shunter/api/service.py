@@ -153,6 +153,9 @@ class TrainingService:
         return self.kube.as_user(caller.identity)
 
     async def submit(self, request: JobCreate, *, namespace: str, caller: Principal) -> Job:
+        refusal = self.settings.scope.refusal(namespace)
+        if refusal is not None:
+            raise Refused(f"Not submitted: {refusal}")
         manifest = manifest_of(
             request, default_image=self.settings.default_image, submitter=caller.user
         )

@@ -3,7 +3,10 @@
 | variable | default | meaning |
 | --- | --- | --- |
 | SHUNTER_API_NAMESPACE | default | namespace used when a request names none |
-| SHUNTER_API_WATCH_NAMESPACE | (all) | limit the watch cache to one namespace |
+| SHUNTER_API_WATCH_NAMESPACE | (all) | the namespaces served, comma-separated (the operator's |
+|  |  | SHUNTER_NAMESPACE); the watch cache holds the first, the others |
+|  |  | are read live (the API's Roles allow no cluster-wide watch) |
+| SHUNTER_EXCLUDE_NAMESPACES | kube-system | namespaces never served: submissions refused (403) |
 | SHUNTER_API_AUTH | kubernetes | `kubernetes`: bearer tokens checked by TokenReview and |
 |  |  | SubjectAccessReview; `none`: no checks (a trusted local demo only) |
 | SHUNTER_API_IDENTITY | impersonate | how writes reach the API server: `impersonate` acts as the |
@@ -19,23 +22,34 @@
 |  |  | (`ns/name,ns/*`, the operator's setting: see shunter.operator.claims) |
 | SHUNTER_CHECKPOINT_SIZE | (none) | the operator's default checkpoint size: with it, every job |
 |  |  | mounts a `NAME-checkpoints` claim, which submit checks too |
+| SHUNTER_API_TLS_CERTFILE | (none) | PEM certificate (chain): serve HTTPS instead of HTTP |
+| SHUNTER_API_TLS_KEYFILE | (none) | its PEM private key (both or neither) |
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shunter.operator.claims import parse_allowed
+from shunter.operator.scope import EXCLUDE_SETTING, Scope
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHUNTER_API_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SHUNTER_API_", extra="ignore", populate_by_name=True
+    )
 
     namespace: str = "default"
-    watch_namespace: str | None = None
+    watch_namespaces: str = Field("", validation_alias="SHUNTER_API_WATCH_NAMESPACE")
+    # The operator's setting, read by the API too; None: the default (kube-system).
+    exclude_namespaces: str | None = Field(
+        None, validation_alias=AliasChoices(EXCLUDE_SETTING, "SHUNTER_API_EXCLUDE_NAMESPACES")
+    )
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
     auth: Literal["kubernetes", "none"] = "kubernetes"
     identity: Literal["impersonate", "serviceAccount"] = "impersonate"
     default_image: str = "shunter/trainer:latest"
@@ -69,3 +83,22 @@ class ApiSettings(BaseSettings):
     @property
     def claims_allowed(self) -> frozenset[str]:
         return parse_allowed(self.allowed_claims)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("SHUNTER_API_TLS_CERTFILE and SHUNTER_API_TLS_KEYFILE go together")
+        if not self.scope.cluster_wide and not self.scope.namespaces:
+            raise ValueError("every watched namespace is excluded: nothing to serve")
+        return self
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.parse(self.watch_namespaces, self.exclude_namespaces)
+
+    @property
+    def watch_namespace(self) -> str | None:
+        """The namespace the watch cache holds (None: all). With several, the first:
+        the others are read live, as any namespace outside the cache is."""
+        targets = self.scope.watch_targets()
+        return targets[0] if targets else None

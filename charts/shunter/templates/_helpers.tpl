@@ -75,3 +75,34 @@ capabilities:
       key: {{ .Values.database.secretKey }}
 {{- end }}
 {{- end -}}
+
+{{/* The namespaces served, as JSON (admission.watchNamespaces plus the deprecated
+watchNamespace); empty: every namespace. Read with fromJsonArray. */}}
+{{- define "shunter.watchNamespaces" -}}
+{{- $list := concat (list) (.Values.admission.watchNamespaces | default list) -}}
+{{- with .Values.admission.watchNamespace }}{{ $list = append $list . }}{{ end -}}
+{{- toJson (uniq $list) -}}
+{{- end -}}
+
+{{/* The namespaces never served, as JSON; a watched namespace among them is a mistake
+the chart refuses rather than a silent no-op. */}}
+{{- define "shunter.excludedNamespaces" -}}
+{{- $list := concat (list) (.Values.admission.excludeNamespaces | default list) -}}
+{{- if .Values.admission.excludeReleaseNamespace }}{{ $list = append $list .Release.Namespace }}{{ end -}}
+{{- range $watched := fromJsonArray (include "shunter.watchNamespaces" $) }}
+{{- if has $watched $list }}
+{{- fail (printf "admission.watchNamespaces lists %s, which is excluded (admission.excludeNamespaces, or the release namespace with admission.excludeReleaseNamespace)" $watched) }}
+{{- end }}
+{{- end }}
+{{- toJson (uniq $list) -}}
+{{- end -}}
+
+{{/* The environment both the operator and the API read to know what they serve. */}}
+{{- define "shunter.scopeEnv" -}}
+- name: SHUNTER_EXCLUDE_NAMESPACES
+  value: {{ join "," (fromJsonArray (include "shunter.excludedNamespaces" .)) | quote }}
+{{- end -}}
+
+{{- define "shunter.apiPort" -}}
+{{- ternary "https" "http" (ne .Values.api.tls.secretName "") -}}
+{{- end -}}

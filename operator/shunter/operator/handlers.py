@@ -29,6 +29,7 @@ from shunter.operator.mirror import Mirror
 from shunter.operator.model import JOB_NAME_LABEL, Job, JobKey, PodView
 from shunter.operator.nodes import BOUND_FIELD_SELECTOR, NodeView, PodUsage
 from shunter.operator.queues import QueueView
+from shunter.operator.scope import Scope
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator")
@@ -40,8 +41,10 @@ async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-def _on_job(book: JobBook, mirror: Mirror, controller: Controller) -> Any:
+def _on_job(book: JobBook, mirror: Mirror, controller: Controller, scope: Scope) -> Any:
     def changed(kind: str, job: Job) -> None:
+        if not scope.serves(job.key.namespace):
+            return  # excluded: left alone, not even mirrored (see shunter.operator.scope)
         if kind == "DELETED":
             book.remove_job(job.key)
             mirror.offer_deleted(job)
@@ -53,8 +56,10 @@ def _on_job(book: JobBook, mirror: Mirror, controller: Controller) -> Any:
     return changed
 
 
-def _on_pod(book: JobBook, controller: Controller) -> Any:
+def _on_pod(book: JobBook, controller: Controller, scope: Scope) -> Any:
     def changed(kind: str, pod: PodView) -> None:
+        if not scope.serves(pod.namespace):
+            return
         if kind == "DELETED":
             book.remove_pod(pod)
         else:
@@ -74,14 +79,14 @@ def _on_world(put: Any, remove: Any, controller: Controller) -> Any:
     return changed
 
 
-def _foreign(namespace: str | None) -> Any:
+def _foreign(scope: Scope) -> Any:
     """Bound, unfinished Pods that are not this operator's trainer Pods (a trainer Pod
-    of a namespace it does not manage holds GPUs like any other Pod)."""
+    of a namespace it does not serve holds GPUs like any other Pod)."""
 
     def parse(body: dict[str, Any]) -> PodUsage:
         meta = body["metadata"]
-        ours = JOB_NAME_LABEL in (meta.get("labels") or {}) and namespace in (
-            None, meta.get("namespace"))  # fmt: skip
+        ours = JOB_NAME_LABEL in (meta.get("labels") or {}) and scope.serves(
+            str(meta.get("namespace", "")))  # fmt: skip
         usage = PodUsage.parse(body)
         return usage if not ours else PodUsage(usage.uid, "", usage.requests)
 
@@ -110,14 +115,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     controller = Controller(Actions(kube, budget=elector.write_budget), book, config)
     elector.on_change = lambda _leader: controller.forget()
-    jobs: Informer[JobKey, Job] = Informer(
-        kube, TRAINING_JOBS, namespace=config.namespace, parse=Job.parse,
-        key=lambda job: job.key, on_change=_on_job(book, mirror, controller),
-    )  # fmt: skip
-    pods: Informer[str, PodView] = Informer(
-        kube, PODS, namespace=config.namespace, label_selector=JOB_NAME_LABEL,
-        parse=PodView.parse, key=lambda pod: pod.uid, on_change=_on_pod(book, controller),
-    )  # fmt: skip
+    # One informer per watched namespace (a single None: the whole cluster) for each
+    # namespaced resource: with a list, the operator holds a Role in each namespace
+    # and no right to a cluster-wide watch.
+    scope, targets = config.scope, config.scope.watch_targets()
+    jobs: list[Informer[JobKey, Job]] = [Informer(
+        kube, TRAINING_JOBS, namespace=namespace, parse=Job.parse,
+        key=lambda job: job.key, on_change=_on_job(book, mirror, controller, scope),
+    ) for namespace in targets]  # fmt: skip
+    pods: list[Informer[str, PodView]] = [Informer(
+        kube, PODS, namespace=namespace, label_selector=JOB_NAME_LABEL,
+        parse=PodView.parse, key=lambda pod: pod.uid, on_change=_on_pod(book, controller, scope),
+    ) for namespace in targets]  # fmt: skip
     nodes: Informer[str, NodeView] = Informer(
         kube, NODES, parse=NodeView.parse, key=lambda node: node.name,
         on_change=_on_world(book.put_node, book.remove_node, controller),
@@ -125,7 +134,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Our own trainer Pods come back with no node here: they are counted by their
     # job's placement, not twice.
     foreign: Informer[str, PodUsage] = Informer(
-        kube, PODS, field_selector=BOUND_FIELD_SELECTOR, parse=_foreign(config.namespace),
+        kube, PODS, field_selector=BOUND_FIELD_SELECTOR, parse=_foreign(scope),
         key=lambda usage: usage.uid,
         on_change=_on_world(book.put_foreign, book.remove_foreign, controller),
     )  # fmt: skip
@@ -136,12 +145,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # The claims jobs may name as their checkpoint volume (whether they may mount them).
     # Optional: without the permission to list claims, jobs that name none still run
     # and those that do wait (ClaimMissing), with a warning in the log.
-    claims: Informer[tuple[str, str], ClaimView] = Informer(
-        kube, PVCS, namespace=config.namespace, parse=ClaimView.parse, optional=True,
+    claims: list[Informer[tuple[str, str], ClaimView]] = [Informer(
+        kube, PVCS, namespace=namespace, parse=ClaimView.parse, optional=True,
         key=lambda claim: (claim.namespace, claim.name),
         on_change=_on_world(book.put_claim, book.remove_claim, controller),
-    )  # fmt: skip
-    informers = (jobs, pods, nodes, foreign, queues, claims)
+    ) for namespace in targets]  # fmt: skip
+    informers: tuple[Informer[Any, Any], ...] = (*jobs, *pods, nodes, foreign, queues, *claims)
     controller.leader = lambda: elector.is_leader
     controller.synced = lambda: all(i.synced.is_set() for i in informers)
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
@@ -167,7 +176,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         config.limits.max_running,
         config.limits.gpu_budget or "none",
         int(config.rules.grace_margin.total_seconds()),
-        f"namespace {config.namespace}" if config.namespace else "all namespaces",
+        scope.describe(),
         config.lease.lease,
         config.lease.renew,
         config.lease.deadline,

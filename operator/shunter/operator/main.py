@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(
         kopf.operator(
             standalone=True,  # leader election is our own Lease, not kopf peering
-            clusterwide=settings.namespace is None,
-            namespaces=[settings.namespace] if settings.namespace else (),
+            clusterwide=settings.scope.cluster_wide,
+            namespaces=settings.scope.namespaces,
             liveness_endpoint=args.liveness,
             memo=kopf.Memo(config=settings),
         )

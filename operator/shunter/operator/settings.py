@@ -23,7 +23,9 @@
 | SHUNTER_CHECKPOINT_STORAGE_CLASS | (cluster default) | storage class of those claims |
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims jobs may mount besides those labelled |
 |  |  | `shunter.dev/checkpoints: "true"`: `ns/name,ns/*` |
-| SHUNTER_NAMESPACE | (all) | watch one namespace instead of the whole cluster |
+| SHUNTER_NAMESPACE | (all) | watch these namespaces (comma-separated) instead of the |
+|  |  | whole cluster (shunter.operator.scope) |
+| SHUNTER_EXCLUDE_NAMESPACES | kube-system | namespaces whose jobs are never served |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
 | SHUNTER_IDENTITY | hostname-random | this replica's identity in the Lease (unique per replica) |
@@ -52,6 +54,7 @@ from shunter.operator.admission import Limits
 from shunter.operator.claims import ALLOWED_SETTING, parse_allowed
 from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
+from shunter.operator.scope import EXCLUDE_SETTING, WATCH_SETTING, Scope
 
 
 class SettingsError(ValueError):
@@ -94,7 +97,7 @@ def _allowed_claims() -> frozenset[str]:
 @dataclass(frozen=True)
 class Settings:
     rules: Rules
-    namespace: str | None
+    scope: Scope
     lease_namespace: str
     lease_name: str
     identity: str
@@ -137,10 +140,15 @@ class Settings:
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from exc
+        scope = Scope.parse(os.environ.get(WATCH_SETTING), os.environ.get(EXCLUDE_SETTING))
+        if not scope.cluster_wide and not scope.namespaces:
+            raise SettingsError(
+                f"every namespace of {WATCH_SETTING} is in {EXCLUDE_SETTING}: nothing to serve"
+            )
         return cls(
             rules=rules,
             lease=lease,
-            namespace=os.environ.get("SHUNTER_NAMESPACE") or None,
+            scope=scope,
             lease_namespace=os.environ.get("SHUNTER_LEASE_NAMESPACE", "default"),
             lease_name=os.environ.get("SHUNTER_LEASE_NAME", "shunter-operator"),
             identity=os.environ.get("SHUNTER_IDENTITY")
