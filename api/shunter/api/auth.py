@@ -45,7 +45,7 @@ class Principal:
     @property
     def anonymous(self) -> bool:
         """The demo's stand-in with auth off: nobody to act as."""
-        return self is ANONYMOUS_DEMO or self == ANONYMOUS_DEMO
+        return self == ANONYMOUS_DEMO
 
     @property
     def identity(self) -> Identity:

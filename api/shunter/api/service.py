@@ -16,7 +16,6 @@ body has no way to set them. With auth off (the demo) the API writes as itself.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +43,7 @@ from shunter.api.schemas import (
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
 from shunter.kube import Conflict, Forbidden, Invalid, Kube, KubeError, NotFound
+from shunter.kube.errors import reason_of
 from shunter.kube.resources import NODES, TRAINING_JOBS
 from shunter.operator.admission import waits
 from shunter.operator.capacity import Capacity
@@ -63,16 +63,6 @@ from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
 from shunter.operator.queues import QueueView as QueueSpec
 
 CANCEL_RETRIES = 5
-# How the API server words an admission policy's refusal, before the rule's message.
-POLICY_DENIAL = re.compile(
-    r"^.*?ValidatingAdmissionPolicy '[^']*' with binding '[^']*' denied request: "
-)
-
-
-def refusal_of(exc: KubeError) -> str:
-    """The API server's reason, with an admission policy's message as the rule wrote
-    it (the same words kubectl shows after its prefix)."""
-    return POLICY_DENIAL.sub("", exc.detail)
 
 
 def _env(name: str, value: str | SecretEnvIn) -> EnvVar:
@@ -167,9 +157,9 @@ class TrainingService:
         try:
             body = await self.writer(caller).create(TRAINING_JOBS, manifest, namespace=namespace)
         except Invalid as exc:
-            raise InvalidJob(f"The job was rejected: {refusal_of(exc)}") from exc
+            raise InvalidJob(f"The job was rejected: {reason_of(exc)}") from exc
         except Forbidden as exc:
-            raise Refused(f"The job was refused: {refusal_of(exc)}") from exc
+            raise Refused(f"The job was refused: {reason_of(exc)}") from exc
         except Conflict as exc:
             name = manifest["metadata"]["name"]
             raise AlreadyExists(f"A job named {name!r} already exists") from exc
@@ -296,7 +286,7 @@ class TrainingService:
                     TRAINING_JOBS, key.name, patch, namespace=key.namespace
                 )
             except Forbidden as exc:
-                raise Refused(f"The change was refused: {refusal_of(exc)}") from exc
+                raise Refused(f"The change was refused: {reason_of(exc)}") from exc
             except (Conflict, Invalid):
                 # Changed since the read (a finished job's CEL rule answers 422).
                 job = await self._live(key)

@@ -8,6 +8,8 @@ tree to HTTP responses in one place (shunter.api.errors).
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -84,3 +86,31 @@ def error_of(status: int, body: bytes | str | dict[str, Any] | None, what: str) 
     cls = _BY_STATUS.get(status, KubeError)
     text = f"{what}: {status} {reason}".rstrip() + (f": {message}" if message else "")
     return cls(text, status=status, reason=reason, detail=message)
+
+
+# How the API server words an admission policy's refusal, before the rule's message.
+_POLICY_DENIAL = re.compile(
+    r"ValidatingAdmissionPolicy '(?P<policy>[^']*)' with binding '[^']*' denied request: "
+)
+
+
+@dataclass(frozen=True)
+class PolicyDenial:
+    policy: str  # the ValidatingAdmissionPolicy's name
+    message: str  # its rule's own words
+
+
+def policy_denial(exc: KubeError) -> PolicyDenial | None:
+    """The admission policy that refused the request and its rule's message; None
+    when the refusal came from anything else (a schema, a quota, RBAC)."""
+    found = _POLICY_DENIAL.search(exc.detail)
+    if found is None:
+        return None
+    return PolicyDenial(found["policy"], exc.detail[found.end() :])
+
+
+def reason_of(exc: KubeError) -> str:
+    """The API server's reason for a refusal, an admission policy's as its rule wrote
+    it (what kubectl shows after its prefix)."""
+    denial = policy_denial(exc)
+    return denial.message if denial is not None else exc.detail

@@ -23,6 +23,7 @@ from typing import Any
 
 from shunter.kube import Body, Conflict, Forbidden, Invalid, Kube, NotFound
 from shunter.kube.client import REQUEST_TIMEOUT
+from shunter.kube.errors import policy_denial
 from shunter.kube.events import event_body
 from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS
 from shunter.operator.decisions import Event
@@ -31,20 +32,6 @@ from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Uid
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
 # Below this, a write is not even tried: it could not complete in time.
 MIN_BUDGET = 0.2
-
-
-def policy_message(detail: str, policies: Collection[str]) -> str | None:
-    """The rule's own message when one of `policies` refused the request, else None.
-
-    The API server words a refusal "ValidatingAdmissionPolicy 'NAME' with binding
-    'BINDING' denied request: MESSAGE"; any other refusal (a ResourceQuota counting
-    the dry run itself, another site's policy) is not the installer's policy."""
-    for name in policies:
-        marker = f"ValidatingAdmissionPolicy '{name}'"
-        if marker in detail:
-            _, _, message = detail.partition("denied request: ")
-            return message or detail
-    return None
 
 
 class Fenced(Exception):
@@ -135,5 +122,6 @@ class Actions:
                 TRAINING_JOBS, body, namespace=job.key.namespace, seconds=seconds, dry_run=True
             )
         except (Invalid, Forbidden) as exc:
-            return policy_message(exc.detail, policies)
+            denial = policy_denial(exc)
+            return denial.message if denial is not None and denial.policy in policies else None
         return None
