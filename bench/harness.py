@@ -389,6 +389,7 @@ def system(
     with_operator: bool = True,
     namespace: str = "bench",
     name: str = "bench",
+    policies: bool = False,
 ) -> Iterator[System]:
     """A fresh local cluster with the operator and the API for one namespace; its state
     is ~/.cache/shunter/clusters/NAME: the `name` a bench passes, else
@@ -414,6 +415,8 @@ def system(
     )
     database_url = pg.up()
     demo.install_crd(plane)
+    if policies:
+        demo.install_policies(plane)
     plane.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
     env = {"SHUNTER_IDENTITY": "bench"}
     try:

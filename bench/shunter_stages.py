@@ -3,12 +3,16 @@ the jobs and their Pods, and per job the lag between stages (the counterpart of
 `bench.kueue_stages`).
 
     python -m bench.shunter_stages [--jobs 1000] [--run-for 1s] [--gpus 8] [--max-running 100]
+                                   [--policies]
 
 Stages: job `starting` (the operator admitted it and wrote it) -> Pod created (the
 operator) -> bound (kube-scheduler) -> Running (kwok) -> Succeeded (kwok, after
 run-for) -> job `completed` (the operator), plus Running -> job `running`. The jobs are
 created at once (asyncio, 16 in flight) while the operator runs; the slots in use are
 printed every 5 s, so a gap between a completion and the next admission shows.
+`--policies` installs the chart's admission policies (as `make demo` does) and has the
+operator dry-run each job against them as it leaves the queue: what the installer's
+policy costs per start.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from bench.harness import summary, system, training_job, write_result
 from shunter.kube import Kube, connect
 from shunter.kube.resources import PODS, TRAINING_JOBS
 
+# The chart's policies as `make demo` installs them (release "shunter").
+POLICIES = "shunter-trainingjobs,shunter-queue-access"
 LAGS = [
     ("job_starting", "pod_created"),
     ("pod_created", "bound"),
@@ -116,8 +122,12 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--max-running", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--policies", action="store_true")
     args = parser.parse_args()
-    with system(operator_env={"SHUNTER_MAX_RUNNING": str(args.max_running)}) as s:
+    env = {"SHUNTER_MAX_RUNNING": str(args.max_running)}
+    if args.policies:
+        env["SHUNTER_POLICIES"] = POLICIES
+    with system(operator_env=env, policies=args.policies) as s:
         result = asyncio.run(observe(s.plane.kubeconfig, s.namespace, args))
     rate, made = result["completed_per_s"], result["submit_s"]
     print(f"{args.jobs} jobs of {args.run_for}: makespan {result['makespan_s']:.1f} s, "
@@ -126,7 +136,8 @@ def main() -> None:
         print(f"  {stage:<32} p50 {lag['p50']:6.3f}  p99 {lag['p99']:6.3f}")
     for row in result["timeline"]:
         print(f"  t={row['t']:4d}s  active {row['active']:4d}  waiting {row['waiting']}")
-    print(f"\nwrote {write_result(f'shunter-stages-{args.jobs}-{args.run_for}', result)}")
+    label = f"shunter-stages-{args.jobs}-{args.run_for}" + ("-policies" if args.policies else "")
+    print(f"\nwrote {write_result(label, result)}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from shunter.operator.controller import Controller
 from shunter.operator.model import Job
 from shunter.operator.podspec import build_claim
 from shunter.operator.rules import Rules
+from shunter.operator.scope import Scope
 from shunter.operator.settings import Settings
 from tests.support.builders import a_training_job, gpu_nodes
 from tests.support.operator import Jobs, OperatorProcess
@@ -179,7 +180,8 @@ def test_a_job_recreated_under_its_name_waits_for_its_predecessors_claim(
 def a_controller(kube: Kube, job: Job) -> Controller:
     """The operator's loop over a book that knows the job but not yet any claim: as when
     a claim is made after the informer's last event and before the operator's create."""
-    settings = Settings(rules=Rules(), namespace=job.key.namespace, lease_namespace="default",
+    settings = Settings(rules=Rules(), scope=Scope(watched=(job.key.namespace,)),
+                        lease_namespace="default",
                         lease_name="unused", identity="pytest", database_url=None,
                         resync=timedelta(seconds=30))  # fmt: skip
     return Controller(Actions(kube), JobBook.of([job], nodes=gpu_nodes()), settings)
