@@ -382,3 +382,28 @@ def test_every_security_object_is_accepted_by_the_api_server(
     # One jobs policy and one Role per component in each watched namespace.
     assert result.stdout.count("networkpolicy.networking.k8s.io/shunter-jobs") == 2
     assert result.stdout.count("role.rbac.authorization.k8s.io/shunter-api ") == 2
+
+
+def test_the_policy_reaches_both_sides_and_the_default_queue_takes_its_access_from_values():
+    docs = render("queues[0].name=default", "queues[0].maxPriority=100",
+                  "queues[0].namespaceSelector.matchLabels.team=ml")  # fmt: skip
+    (queue,) = [d for d in docs if d["kind"] == "TrainingQueue"]
+    assert queue["spec"] == {
+        "maxPriority": 100,
+        "namespaceSelector": {"matchLabels": {"team": "ml"}},
+    }
+    # The operator checks leaving jobs against the very policies the chart installs.
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    policies = set(env_of(docs, "operator")["SHUNTER_POLICIES"].split(","))
+    assert policies <= names
+    assert len(policies) == 2
+    # Writes act as the caller: the API has no create/patch of its own on TrainingJobs.
+    api_rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role")
+                 and d["metadata"]["name"].endswith("-api") for r in d["rules"]]  # fmt: skip
+    job_verbs = {v for r in api_rules if "trainingjobs" in r["resources"] for v in r["verbs"]}
+    assert not job_verbs & {"create", "patch", "update"}
+    assert {"impersonate-on:user-info:create", "impersonate-on:serviceaccount:patch"} <= job_verbs
+    off = render("policy.enabled=false")
+    assert not [d for d in off if d["kind"] == "ValidatingAdmissionPolicy"
+                and d["metadata"]["name"].endswith(("-trainingjobs", "-queue-access"))]  # fmt: skip
+    assert "SHUNTER_POLICIES" not in env_of(off, "operator")
