@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from shunter.devcluster import hostcleanup, images, processes, volumes
-from shunter.devcluster.controlplane import ControlPlane, default_state_dir
+from shunter.devcluster.controlplane import ControlPlane, ControlPlaneError, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
 from shunter.devcluster.realnode import NODE_NAME, RealNode, pool_selector, toleration
 from shunter.devcluster.runtime import cache_dir
@@ -92,6 +92,26 @@ def install_policies(plane: ControlPlane) -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     plane.kubectl("apply", "-f", "-", stdin=rendered)
+    # The API server takes the policies up a moment later; a fresh cluster may answer
+    # 5xx meanwhile (failurePolicy: Fail). Wait until a job that breaks a rule is
+    # refused by it and one that keeps them is accepted (dry runs: nothing is stored).
+    probe = {"apiVersion": "shunter.dev/v1alpha1", "kind": "TrainingJob",
+             "metadata": {"generateName": "policy-probe-", "namespace": "default"},
+             "spec": {"image": "probe"}}  # fmt: skip
+    bad = {**probe, "spec": {"image": "probe", "tolerations": [{"operator": "Exists"}]}}
+
+    def answer(body: Mapping[str, object]) -> str:
+        try:
+            plane.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(body))
+        except ControlPlaneError as exc:
+            return str(exc)
+        return "accepted"
+
+    deadline = time.monotonic() + 60
+    while not ("shunter-trainingjobs" in answer(bad) and answer(probe) == "accepted"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the chart's admission policies were not enforced within 60 s")
+        time.sleep(0.5)
 
 
 def start_services(
