@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -22,31 +21,11 @@ from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.devcluster.controlplane import default_bin_dir
 from tests.packaging.test_chart import CHART, helm
 from tests.support.api import ApiProcess
-from tests.support.kube import api_client, temporary_namespace
+from tests.support.kube import api_client, temporary_namespace, token_kubeconfig
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
-
-
-def token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
-    """A kubeconfig for the same cluster that authenticates with a bearer token."""
-    config = yaml.safe_load(admin.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
-    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
-                "current-context": "sa",
-            }
-        )
-    )
-    return path
 
 
 def http_events(api: ApiProcess, token: str, job: str) -> list[dict[str, str]]:

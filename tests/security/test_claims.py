@@ -22,10 +22,9 @@ from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.accounts import account_with_role
 from tests.operator.test_claims_e2e import make_claim
-from tests.packaging.test_install import token_kubeconfig
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job
-from tests.support.kube import EDITOR, api_client
+from tests.support.kube import EDITOR, api_client, token_kubeconfig
 from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
 

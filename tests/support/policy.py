@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.devcluster.controlplane import default_bin_dir
 from shunter.operator.model import GROUP, PLURAL, VERSION
-from tests.support.kube import CHART
+from tests.support.kube import CHART, token_kubeconfig
 from tests.support.polling import wait_for
 
 POLICY_LABEL = "shunter.dev/policy-test"
@@ -157,17 +157,7 @@ def account_kubeconfig(
 ) -> Path:
     """A kubeconfig acting as ServiceAccount namespace/name (a token), for a service the
     test runs with the chart's own RBAC instead of the admin's credentials."""
-    admin = yaml.safe_load(kubeconfig.read_text())
-    cluster = copy.deepcopy(admin["clusters"][0])
-    token = service_account_token(kube_api, namespace, name)
-    config = {
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name}}],
-        "current-context": name,
-    }  # fmt: skip
-    out.write_text(yaml.safe_dump(config))
-    return out
+    return token_kubeconfig(kubeconfig, service_account_token(kube_api, namespace, name), out)
 
 
 @contextmanager
