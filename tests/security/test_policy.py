@@ -226,6 +226,16 @@ def test_a_queue_serves_only_the_namespaces_it_selects_up_to_its_priority(
     assert status == 422
     job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fair")
     assert (job["spec"]["queue"], job["spec"]["priority"]) == (ours, 10)
+    # A queue with no spec at all (as the chart renders `default`) lets everyone in.
+    bare = f"bare-{policy.label}"
+    admin = client.CustomObjectsApi(kube_api)
+    spec_less = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingQueue",
+                 "metadata": {"name": bare}}  # fmt: skip
+    admin.create_cluster_custom_object(GROUP, VERSION, "trainingqueues", spec_less)
+    try:
+        create("in-bare", queue=bare, priority=1000)
+    finally:
+        admin.delete_cluster_custom_object(GROUP, VERSION, "trainingqueues", bare)
     # A cancel is not a queue change: always allowed.
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fair",
                                           {"spec": {"cancelled": True}})  # fmt: skip
