@@ -253,3 +253,14 @@ async def test_waiting_token_reviews_do_not_hold_up_access_reviews():
     kube.gate.set()
     await asyncio.wait_for(checking, 5)
     await asyncio.gather(*flood, return_exceptions=True)
+
+
+async def test_each_token_review_is_reported_with_its_answer():
+    answers: list[bool] = []
+    kube = ScriptedKube(users={"good": "alice"})
+    authority = Authority(kube, enabled=True, clock=Clock(), reviewed=answers.append)  # type: ignore[arg-type]
+    await authority.authenticate("Bearer good")
+    await authority.authenticate("Bearer good")  # cached: no review, nothing reported
+    with pytest.raises(Unauthenticated):
+        await authority.authenticate("Bearer bad")
+    assert answers == [True, False]

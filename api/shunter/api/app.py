@@ -73,7 +73,8 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     app.state.cache = cache
     app.state.metrics = metrics
     authority = Authority(kube, enabled=settings.auth == "kubernetes",
-                          audiences=audiences_of(settings.token_audiences))  # fmt: skip
+                          audiences=audiences_of(settings.token_audiences),
+                          reviewed=metrics.token_reviewed)  # fmt: skip
     app.state.authority = authority
     app.state.service = TrainingService(kube, cache, history, settings, log_kube=log_kube)
     app.state.streams = StreamQuota(kind="streams", per_user=settings.streams_per_user)

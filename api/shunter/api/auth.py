@@ -138,8 +138,10 @@ class Authority:
     def __init__(
         self, kube: Kube, *, enabled: bool, audiences: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        reviewed: Callable[[bool], None] = lambda valid: None,
     ) -> None:  # fmt: skip
         self.kube = kube
+        self._reviewed = reviewed  # told of each TokenReview's answer (a metric)
         self.enabled = enabled
         self.audiences = tuple(audiences)
         self._clock = clock
@@ -185,6 +187,7 @@ class Authority:
 
     async def _review_and_cache(self, key: str, token: str) -> Principal | None:
         principal = await self._review_token(token)
+        self._reviewed(principal is not None)
         if principal is None:
             self._refused.put(key, None, until=self._clock() + REFUSED_TTL)
         else:
