@@ -304,3 +304,19 @@ def test_production_form_logs_and_history(
     expect(page.locator("#history-summary")).to_have_text("No job matches.")
     assert watched.problems == []
     watched.page.close()
+
+
+def test_the_api_docs_render_from_this_server_under_its_csp(
+    browser: Browser, start_api: Callable[..., ApiProcess]
+):
+    """Swagger UI from the swagger-ui-bundle package, on this origin: every request the
+    page makes goes to this server, and the Content-Security-Policy blocks nothing it
+    needs (a blocked script or style is a console error)."""
+    api = start_api()
+    watched = Watched(browser)
+    page = watched.page
+    page.goto(f"{api.base_url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Shunter")
+    expect(page.locator("#operations-training-submit_api_training_submit_post")).to_be_visible()
+    assert watched.problems == []
+    assert all(url.startswith(api.base_url) for url in watched.requests), watched.requests

@@ -40,6 +40,7 @@ router = guarded_router()
     responses={
         404: {"model": ErrorBody, "description": "Namespace not found"},
         409: {"model": ErrorBody, "description": "A job with this name exists"},
+        413: {"model": ErrorBody, "description": "Body over SHUNTER_API_MAX_BODY_BYTES"},
         **ERRORS,
     },
 )
@@ -201,6 +202,7 @@ async def jobs(
         200: {"content": {"text/plain": {}}, "description": "The trainer's log"},
         404: {"model": ErrorBody, "description": "Job or Pod not found"},
         409: {"model": ErrorBody, "description": "The Pod has no logs yet"},
+        429: {"model": ErrorBody, "description": "Too many followed logs open"},
         502: {"model": ErrorBody, "description": "The node did not answer"},
         **ERRORS,
     },
@@ -247,8 +249,10 @@ async def logs(
         200: {
             "content": {"text/event-stream": {}},
             "description": "Server-sent events: `live` (the /live view) on every change, "
-            "`job` (the job named by ?job= and its Events), heartbeats",
+            "`job` (the job named by ?job= and its Events), heartbeats, and `end` when"
+            " the caller is no longer allowed",
         },
+        429: {"model": ErrorBody, "description": "Too many streams open"},
         **ERRORS,
     },
 )
