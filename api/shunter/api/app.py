@@ -1,7 +1,8 @@
 """The FastAPI application: wiring only (settings, cluster, cache, history, routes).
 
-The API docs are Swagger UI from the `swagger-ui-bundle` package (pinned in
-pyproject.toml), served by this server at /docs/assets: FastAPI's own /docs loads it
+The API docs are Swagger UI 5 from the `swagger-ui-bundle-v2` package (pinned in
+pyproject.toml; `swagger-ui-bundle` ships Swagger UI 4, which cannot read FastAPI's
+OpenAPI 3.1), served by this server at /docs/assets: FastAPI's own /docs loads it
 from a CDN at a floating version, onto the origin where the web UI keeps its token.
 The page's script is ours (static/docs.js), so the Content-Security-Policy needs no
 inline script (shunter.api.gate). ReDoc, which FastAPI also loads from a CDN, is off.
@@ -89,7 +90,7 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     app.include_router(scheduling.router)
     app.include_router(health.router)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
-    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> FileResponse:

@@ -38,11 +38,13 @@ from shunter.api.auth import Authority
 from shunter.api.dependencies import GUARDED_PREFIX
 from shunter.api.errors import ApiError, ContentTooLarge, Forbidden, response_of
 
-_COMMON_POLICY = "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-UI_POLICY = f"default-src 'self'; {_COMMON_POLICY}"
-DOCS_POLICY = (
-    f"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; {_COMMON_POLICY}"
+# Images may be data: URLs (the UI's empty favicon, Swagger UI's icons).
+_COMMON_POLICY = (
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self';"
+    " frame-ancestors 'none'"
 )
+UI_POLICY = f"default-src 'self'; {_COMMON_POLICY}"
+DOCS_POLICY = f"default-src 'self'; style-src 'self' 'unsafe-inline'; {_COMMON_POLICY}"
 DOCS_PREFIX = "/docs"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
