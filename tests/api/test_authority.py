@@ -16,6 +16,7 @@ import pytest
 from shunter.api.auth import (
     ACCESS_TTL,
     CACHE_LIMIT,
+    REFRESH_AHEAD,
     REFUSED_LIMIT,
     REFUSED_TTL,
     REVIEWS_AT_ONCE,
@@ -264,3 +265,35 @@ async def test_each_token_review_is_reported_with_its_answer():
     with pytest.raises(Unauthenticated):
         await authority.authenticate("Bearer bad")
     assert answers == [True, False]
+
+
+async def test_a_permission_near_its_end_is_reviewed_again_in_the_background():
+    """A client that keeps calling never waits for a SubjectAccessReview, and a
+    revocation is still seen within ACCESS_TTL."""
+    kube = ScriptedKube(users={"good": "alice"}, allowed={"get"})
+    clock = Clock()
+    authority = authority_for(kube, clock)
+    principal = await authority.authenticate("Bearer good")
+    await authority.authorize(principal, "get", "ns")
+    assert kube.reviews["SubjectAccessReview"] == 1
+
+    clock.now += ACCESS_TTL * (1 - REFRESH_AHEAD) - 0.1  # not yet due
+    await authority.authorize(principal, "get", "ns")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert kube.reviews["SubjectAccessReview"] == 1
+
+    clock.now += 0.2  # in the last third: answered at once, reviewed meanwhile
+    kube.gate = asyncio.Event()
+    kube.allowed = set()  # the RoleBinding is gone
+    await asyncio.wait_for(authority.authorize(principal, "get", "ns"), 1)
+    await asyncio.wait_for(authority.authorize(principal, "get", "ns"), 1)  # one review
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert (kube.reviews["SubjectAccessReview"], kube.in_flight) == (2, 1)
+    kube.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    with pytest.raises(Forbidden):  # the background answer replaced the cached one
+        await authority.authorize(principal, "get", "ns")
+    assert kube.reviews["SubjectAccessReview"] == 2

@@ -10,7 +10,10 @@ keeps all of it, so the API can later act as the caller (impersonation).
 
 Answers are cached briefly so a polling UI does not cost two reviews per request:
 valid tokens 30 s, refused tokens 10 s (random bearer tokens must not each cost a
-TokenReview), permissions 10 s. Each cache is bounded and evicts its least recently
+TokenReview), permissions 10 s; a permission in the last third of its time is
+answered from the cache and reviewed again in the background, so a client that keeps
+calling never waits for a SubjectAccessReview (a revocation is still seen within the
+10 s). Each cache is bounded and evicts its least recently
 used entry, never the whole cache; refused tokens have a cache of their own, smaller:
 a spray of random tokens evicts other random tokens, never a real client's (whose
 token would otherwise cost a review on every request of the spray). At most
@@ -29,7 +32,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +52,8 @@ REVIEWS_AT_ONCE = 16
 CACHE_LIMIT = 10_000
 # Refused tokens: a retry loop's bad token stays cached; a spray only evicts itself.
 REFUSED_LIMIT = 1_000
+# The share of a permission's time at its end when it is reviewed again in the background.
+REFRESH_AHEAD = 1 / 3
 
 Extra = tuple[tuple[str, tuple[str, ...]], ...]
 
@@ -122,6 +127,14 @@ class Expiring(Generic[K, V]):
         self._entries.move_to_end(key)
         return True, entry[1]
 
+    def remaining(self, key: K, now: float) -> float:
+        """Seconds the entry has left (0 when there is none)."""
+        entry = self._entries.get(key)
+        return max(0.0, entry[0] - now) if entry is not None else 0.0
+
+    def pop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
     def put(self, key: K, value: V, *, until: float) -> None:
         self._entries[key] = (until, value)
         self._entries.move_to_end(key)
@@ -150,8 +163,10 @@ class Authority:
         self._access: Expiring[tuple[Principal, str, str], bool] = Expiring(CACHE_LIMIT)
         self._token_reviews = asyncio.Semaphore(REVIEWS_AT_ONCE)
         self._access_reviews = asyncio.Semaphore(REVIEWS_AT_ONCE)
-        # Token reviews under way, by token hash: a second request waits for the first.
+        # Reviews under way (tokens by hash, permissions by key): a second request
+        # waits for the first's answer rather than asking again.
         self._reviewing: dict[str, asyncio.Task[Principal | None]] = {}
+        self._checking: dict[tuple[Principal, str, str], asyncio.Task[bool]] = {}
 
     def cached(self, token: str) -> bool:
         """Whether a valid token's answer is cached (the bench's and tests' probe)."""
@@ -169,35 +184,21 @@ class Authority:
         now = self._clock()
         found, principal = self._tokens.get(key, now)
         if not found and not self._refused.get(key, now)[0]:
-            principal = await self._shared_review(key, token)
+            review = _shared(self._reviewing, key, lambda: self._review_and_cache(key, token))
+            principal = await asyncio.shield(review)
         if principal is None:
             raise Unauthenticated("Invalid or expired token")
         return principal
-
-    async def _shared_review(self, key: str, token: str) -> Principal | None:
-        """One TokenReview per token at a time, its answer cached for everyone. The
-        review is a task of its own: a caller that goes away does not cancel it for
-        the others."""
-        task = self._reviewing.get(key)
-        if task is None:
-            task = asyncio.create_task(self._review_and_cache(key, token))
-            self._reviewing[key] = task
-            task.add_done_callback(lambda done: self._forget(key, done))
-        return await asyncio.shield(task)
 
     async def _review_and_cache(self, key: str, token: str) -> Principal | None:
         principal = await self._review_token(token)
         self._reviewed(principal is not None)
         if principal is None:
+            self._tokens.pop(key)
             self._refused.put(key, None, until=self._clock() + REFUSED_TTL)
         else:
             self._tokens.put(key, principal, until=self._clock() + TOKEN_TTL)
         return principal
-
-    def _forget(self, key: str, task: asyncio.Task[Principal | None]) -> None:
-        self._reviewing.pop(key, None)
-        if not task.cancelled():
-            task.exception()  # retrieved, even when every caller went away
 
     async def _review_token(self, token: str) -> Principal | None:
         spec: dict[str, Any] = {"token": token}
@@ -219,14 +220,24 @@ class Authority:
         if not self.enabled:
             return
         key = (principal, verb, namespace)
-        found, allowed = self._access.get(key, self._clock())
+        now = self._clock()
+        found, allowed = self._access.get(key, now)
         if not found or allowed is None:
-            allowed = await self._review_access(principal, verb, namespace)
-            self._access.put(key, allowed, until=self._clock() + ACCESS_TTL)
+            allowed = await asyncio.shield(self._access_review(key))
+        elif self._access.remaining(key, now) < ACCESS_TTL * REFRESH_AHEAD:
+            self._access_review(key)  # in the background: this answer is the cached one
         if not allowed:
             raise Forbidden(
                 f"User {principal.user!r} may not {verb} trainingjobs in namespace {namespace!r}"
             )
+
+    def _access_review(self, key: tuple[Principal, str, str]) -> asyncio.Task[bool]:
+        async def review_and_cache() -> bool:
+            allowed = await self._review_access(*key)
+            self._access.put(key, allowed, until=self._clock() + ACCESS_TTL)
+            return allowed
+
+        return _shared(self._checking, key, review_and_cache)
 
     async def _review_access(self, principal: Principal, verb: str, namespace: str) -> bool:
         body = {
@@ -248,6 +259,28 @@ class Authority:
                 "Cannot check permissions: the Kubernetes API is unavailable"
             ) from exc
         return bool((result.get("status") or {}).get("allowed"))
+
+
+R = TypeVar("R")
+
+
+def _shared(
+    running: dict[K, asyncio.Task[R]], key: K, review: Callable[[], Coroutine[Any, Any, R]]
+) -> asyncio.Task[R]:
+    """The review under way for `key`, or a new one. A task of its own: a caller that
+    goes away does not cancel it for the others (they await it shielded)."""
+    task = running.get(key)
+    if task is None:
+        task = asyncio.create_task(review())
+        running[key] = task
+
+        def forget(done: asyncio.Task[R]) -> None:
+            running.pop(key, None)
+            if not done.cancelled():
+                done.exception()  # retrieved, even when every caller went away
+
+        task.add_done_callback(forget)
+    return task
 
 
 def _hash(token: str) -> str:
