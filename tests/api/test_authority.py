@@ -216,6 +216,7 @@ async def test_the_reviews_carry_the_audiences_and_the_whole_user():
     assert principal.uid == "uid-alice"
     assert principal.groups == ("team",)
     assert principal.extra == (("scopes.example.com", ("a", "b")),)
+    assert principal.identity.extra == {"scopes.example.com": ("a", "b")}  # to act as them
     await authority.authorize(principal, "get", "ns")
     token_review, access_review = kube.bodies
     assert token_review["spec"] == {

@@ -92,7 +92,7 @@ class Principal:
     @property
     def identity(self) -> Identity:
         """The caller as the API server knows them, to act as (impersonation)."""
-        return Identity(self.user, uid=self.uid, groups=self.groups)
+        return Identity(self.user, uid=self.uid, groups=self.groups, extra=dict(self.extra))
 
 
 ANONYMOUS_DEMO = Principal("demo (auth disabled)")
