@@ -75,6 +75,7 @@ bench: venv controlplane kueue ## Benchmarks: Shunter vs Kueue vs batch/v1 Jobs 
 	$(PY) -m bench.throughput --jobs 1000 --run-for 5s --kueue $(KUEUE_SETTINGS)
 	$(PY) -m bench.throughput --jobs 1000 --run-for 1s --precreate --kueue $(KUEUE_SETTINGS)
 	$(PY) -m bench.api_load --jobs 10000 --cycles 2000
+	$(PY) -m bench.api_abuse
 
 bench-10k: venv controlplane kueue ## The 10,000-job throughput run for all peers (1-2 h)
 	$(PY) -m bench.throughput --jobs 10000 --run-for 5s --kueue $(KUEUE_SETTINGS)

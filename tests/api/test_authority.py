@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 
-from shunter.api.auth import ACCESS_TTL, REFUSED_TTL, REVIEWS_AT_ONCE, TOKEN_TTL, Authority
+from shunter.api.auth import (
+    ACCESS_TTL,
+    CACHE_LIMIT,
+    REFRESH_AHEAD,
+    REFUSED_LIMIT,
+    REFUSED_TTL,
+    REVIEWS_AT_ONCE,
+    TOKEN_TTL,
+    Authority,
+    Expiring,
+)
 from shunter.api.errors import Forbidden, Unauthenticated, Unavailable
 from shunter.kube import Unreachable
 
@@ -23,6 +33,7 @@ class ScriptedKube:
 
     def __init__(self, users: dict[str, str], allowed: set[str] | None = None) -> None:
         self.users = users
+        self.bodies: list[dict[str, Any]] = []
         self.allowed = allowed or set()
         self.reviews: dict[str, int] = {"TokenReview": 0, "SubjectAccessReview": 0}
         self.in_flight = 0
@@ -33,6 +44,7 @@ class ScriptedKube:
 
     async def create(self, _resource: Any, body: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.reviews[body["kind"]] += 1
+        self.bodies.append(body)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         if self.in_flight >= REVIEWS_AT_ONCE:
@@ -52,7 +64,10 @@ class ScriptedKube:
             user = self.users.get(spec["token"])
             if user is None:
                 return {"status": {"authenticated": False}}
-            return {"status": {"authenticated": True, "user": {"username": user}}}
+            return {"status": {"authenticated": True, "user": {
+                "username": user, "uid": f"uid-{user}", "groups": ["team"],
+                "extra": {"scopes.example.com": ["a", "b"]},
+            }}}  # fmt: skip
         return {"status": {"allowed": spec["resourceAttributes"]["verb"] in self.allowed}}
 
 
@@ -64,8 +79,10 @@ class Clock:
         return self.now
 
 
-def authority_for(kube: ScriptedKube, clock: Clock | None = None) -> Authority:
-    return Authority(kube, enabled=True, clock=clock or Clock())  # type: ignore[arg-type]
+def authority_for(
+    kube: ScriptedKube, clock: Clock | None = None, audiences: tuple[str, ...] = ()
+) -> Authority:
+    return Authority(kube, enabled=True, clock=clock or Clock(), audiences=audiences)  # type: ignore[arg-type]
 
 
 async def test_a_refused_token_is_cached_so_a_retry_costs_no_review():
@@ -162,3 +179,122 @@ async def test_an_unreachable_api_server_is_503_and_not_cached_as_a_refusal():
     kube.down = False
     assert (await authority.authenticate("Bearer good")).user == "alice"
     assert kube.reviews["TokenReview"] == 2
+
+
+def test_a_full_cache_drops_its_least_recently_used_entry_only():
+    cache: Expiring[str, int] = Expiring(3)
+    for i, key in enumerate("abc"):
+        cache.put(key, i, until=100.0)
+    assert cache.get("a", 0.0) == (True, 0)  # used: "b" is now the oldest
+    cache.put("d", 3, until=100.0)
+    assert ("a" in cache, "b" in cache, "c" in cache, "d" in cache) == (True, False, True, True)
+    assert len(cache) == 3
+    assert cache.get("c", 100.0) == (False, None)  # expired: dropped when asked for
+    assert len(cache) == 2
+
+
+async def test_a_spray_of_random_tokens_never_evicts_a_real_clients_token():
+    kube = ScriptedKube(users={"good": "alice"})
+    authority = authority_for(kube)
+    await authority.authenticate("Bearer good")
+    spray = CACHE_LIMIT + REFUSED_LIMIT  # more than either cache holds
+    for i in range(spray):
+        with pytest.raises(Unauthenticated):
+            await authority.authenticate(f"Bearer random-{i}")
+        if i % 500 == 0:  # the real client goes on polling meanwhile
+            await authority.authenticate("Bearer good")
+    assert authority.cached("good")
+    assert kube.reviews["TokenReview"] == 1 + spray  # no second review of it
+    assert (await authority.authenticate("Bearer good")).user == "alice"
+    assert kube.reviews["TokenReview"] == 1 + spray
+
+
+async def test_the_reviews_carry_the_audiences_and_the_whole_user():
+    kube = ScriptedKube(users={"good": "alice"}, allowed={"get"})
+    authority = authority_for(kube, audiences=("shunter", "https://kubernetes.default.svc"))
+    principal = await authority.authenticate("Bearer good")
+    assert principal.uid == "uid-alice"
+    assert principal.groups == ("team",)
+    assert principal.extra == (("scopes.example.com", ("a", "b")),)
+    assert principal.identity.extra == {"scopes.example.com": ("a", "b")}  # to act as them
+    await authority.authorize(principal, "get", "ns")
+    token_review, access_review = kube.bodies
+    assert token_review["spec"] == {
+        "token": "good", "audiences": ["shunter", "https://kubernetes.default.svc"],
+    }  # fmt: skip
+    assert access_review["spec"] == {
+        "user": "alice", "uid": "uid-alice", "groups": ["team"],
+        "extra": {"scopes.example.com": ["a", "b"]},
+        "resourceAttributes": {"group": "shunter.dev", "resource": "trainingjobs",
+                               "verb": "get", "namespace": "ns"},
+    }  # fmt: skip
+
+
+async def test_without_audiences_the_review_asks_for_the_servers_own():
+    kube = ScriptedKube(users={"good": "alice"})
+    await authority_for(kube).authenticate("Bearer good")
+    assert kube.bodies[0]["spec"] == {"token": "good"}
+
+
+async def test_waiting_token_reviews_do_not_hold_up_access_reviews():
+    """A flood of unknown tokens fills the token reviews' places; a known caller's
+    permission is still checked at once."""
+    kube = ScriptedKube(users={"good": "alice"}, allowed={"get"})
+    authority = authority_for(kube)
+    principal = await authority.authenticate("Bearer good")
+    kube.gate = asyncio.Event()
+    flood = [
+        asyncio.create_task(authority.authenticate(f"Bearer random-{i}"))
+        for i in range(2 * REVIEWS_AT_ONCE)
+    ]
+    await asyncio.wait_for(kube.full.wait(), 5)
+    checking = asyncio.create_task(authority.authorize(principal, "get", "ns"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert kube.reviews["SubjectAccessReview"] == 1  # asked, not waiting for a place
+    kube.gate.set()
+    await asyncio.wait_for(checking, 5)
+    await asyncio.gather(*flood, return_exceptions=True)
+
+
+async def test_each_token_review_is_reported_with_its_answer():
+    answers: list[bool] = []
+    kube = ScriptedKube(users={"good": "alice"})
+    authority = Authority(kube, enabled=True, clock=Clock(), reviewed=answers.append)  # type: ignore[arg-type]
+    await authority.authenticate("Bearer good")
+    await authority.authenticate("Bearer good")  # cached: no review, nothing reported
+    with pytest.raises(Unauthenticated):
+        await authority.authenticate("Bearer bad")
+    assert answers == [True, False]
+
+
+async def test_a_permission_near_its_end_is_reviewed_again_in_the_background():
+    """A client that keeps calling never waits for a SubjectAccessReview, and a
+    revocation is still seen within ACCESS_TTL."""
+    kube = ScriptedKube(users={"good": "alice"}, allowed={"get"})
+    clock = Clock()
+    authority = authority_for(kube, clock)
+    principal = await authority.authenticate("Bearer good")
+    await authority.authorize(principal, "get", "ns")
+    assert kube.reviews["SubjectAccessReview"] == 1
+
+    clock.now += ACCESS_TTL * (1 - REFRESH_AHEAD) - 0.1  # not yet due
+    await authority.authorize(principal, "get", "ns")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert kube.reviews["SubjectAccessReview"] == 1
+
+    clock.now += 0.2  # in the last third: answered at once, reviewed meanwhile
+    kube.gate = asyncio.Event()
+    kube.allowed = set()  # the RoleBinding is gone
+    await asyncio.wait_for(authority.authorize(principal, "get", "ns"), 1)
+    await asyncio.wait_for(authority.authorize(principal, "get", "ns"), 1)  # one review
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert (kube.reviews["SubjectAccessReview"], kube.in_flight) == (2, 1)
+    kube.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    with pytest.raises(Forbidden):  # the background answer replaced the cached one
+        await authority.authorize(principal, "get", "ns")
+    assert kube.reviews["SubjectAccessReview"] == 2

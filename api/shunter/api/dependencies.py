@@ -4,7 +4,12 @@
 whole router), so a new route cannot forget it. It derives the RBAC verb from the
 route itself: GET of one job (a `{job_id}` path) is `get`, other GETs are `list`,
 POST /submit is `create`, and every other POST on a job (cancel, suspend, resume) is
-`patch`; a test walks every route of the app to prove each one is guarded.
+`patch`; a test walks every route of the app to prove each one is guarded. A request
+that carries a body was authenticated by the gate (shunter.api.gate) before the body
+was read: the guard takes that principal rather than asking again.
+
+`Recheck` gives a long-lived answer (a stream, a followed log) the same check to run
+again while it is open, so a revoked token or RoleBinding ends it (shunter.api.quotas).
 
 Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
 dependency in its thread pool, a thread hop per dependency per request (the largest
@@ -13,6 +18,7 @@ cost a profile of GET /status found; tests/api/test_dependencies.py keeps it out
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -21,6 +27,9 @@ from fastapi.routing import APIRoute
 from shunter.api.auth import Authority, Principal
 from shunter.api.schemas import JOB_ID_PATTERN
 from shunter.api.service import TrainingService
+
+# Every route under it is guarded (routes.common.guarded_router).
+GUARDED_PREFIX = "/api/training"
 
 
 async def get_service(request: Request) -> TrainingService:
@@ -54,15 +63,39 @@ async def authorized(
     """Authenticate the caller and check the route's verb in the namespace. (The
     authority and the Authorization header are read from the request, not declared as
     dependencies: each declared parameter costs FastAPI work on every request.)"""
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        principal = await _authenticate(request)
+        request.state.principal = principal
+    await _authorize(request, principal, namespace)
+    return principal
+
+
+async def _authenticate(request: Request) -> Principal:
     authority: Authority = request.app.state.authority
-    principal = await authority.authenticate(request.headers.get("authorization"))
+    return await authority.authenticate(request.headers.get("authorization"))
+
+
+async def _authorize(request: Request, principal: Principal, namespace: str) -> None:
+    authority: Authority = request.app.state.authority
     route = request.scope.get("route")
     assert isinstance(route, APIRoute), "guard used outside a route"
     await authority.authorize(principal, verb_of(route), namespace)
-    request.state.principal = principal
-    return principal
+
+
+async def recheck(
+    request: Request, namespace: Annotated[str, Depends(get_namespace)]
+) -> Callable[[], Awaitable[None]]:
+    """The route's guard, to run again later: the token (it may have expired or been
+    revoked) and the permission (a RoleBinding may be gone). Raises as the guard does."""
+
+    async def again() -> None:
+        await _authorize(request, await _authenticate(request), namespace)
+
+    return again
 
 
 Service = Annotated[TrainingService, Depends(get_service)]
 Namespace = Annotated[str, Depends(get_namespace)]
 Caller = Annotated[Principal, Depends(authorized)]
+Recheck = Annotated[Callable[[], Awaitable[None]], Depends(recheck)]

@@ -1,7 +1,9 @@
 """Domain errors of the API, mapped to HTTP responses in this one place.
 
 Every error body is JSON with `success: false` and a `message` saying what is wrong;
-client mistakes are 4xx, never 500.
+client mistakes are 4xx, never 500. A message says what the caller can act on, never
+our internals: a failure of the Kubernetes API or an unexpected exception is logged
+with its text (addresses, stack) and answered with a fixed sentence.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ class NoLogs(ApiError):
     status = 409
 
 
+class ContentTooLarge(ApiError):
+    status = 413
+
+
+class TooManyStreams(ApiError):
+    """The caller already holds as many open streams (or followed logs) as allowed."""
+
+    status = 429
+
+
 class InvalidRequest(ApiError):
     status = 422
 
@@ -89,20 +101,32 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 def of_kube(exc: KubeError) -> ApiError:
     """A Kubernetes failure no route handled itself: the API server is unreachable or
     refused us (not the caller). Mapped here, once, for every route."""
+    log.warning("Kubernetes API call failed: %s", exc)
     if isinstance(exc, Unreachable | KubeTooManyRequests):
-        return Unavailable(f"Kubernetes API unavailable: {exc}")
-    return Unavailable(f"Kubernetes API error: {exc}")
+        return Unavailable("Kubernetes API unavailable: try again shortly")
+    return Unavailable("Kubernetes API error: the server could not carry out the request")
+
+
+def response_of(exc: ApiError) -> JSONResponse:
+    """The answer to an ApiError, for the handlers below and the gate (shunter.api.gate),
+    which answers before the app."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(_body(exc.message, exc.detail), status_code=exc.status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(KubeError)
-    async def kube_error(request: Request, exc: KubeError) -> JSONResponse:
-        return await api_error(request, of_kube(exc))
+    async def kube_error(_: Request, exc: KubeError) -> JSONResponse:
+        return response_of(of_kube(exc))
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(_body(exc.message, exc.detail), status_code=exc.status, headers=headers)
+        return response_of(exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(_body("Internal error: the server logged it"), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

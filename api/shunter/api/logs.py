@@ -49,8 +49,11 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 class PodLogs:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, *, streams: Kube) -> None:
         self.kube = kube
+        # Reads of logs (a follow holds its connection for minutes) go through a
+        # connection pool of their own: they never queue the API's reviews and writes.
+        self.streams = streams
         self._simulated: dict[str, bool] = {}  # node name -> runs on kwok
 
     async def open(self, job: Job, *, tail: int, follow: bool) -> Logs:
@@ -74,8 +77,8 @@ class PodLogs:
         params["limitBytes"] = READ_LIMIT_BYTES
         data = b""
         try:
-            async for chunk in self.kube.stream(path, what=what, params=params,
-                                                seconds=READ_SECONDS):  # fmt: skip
+            async for chunk in self.streams.stream(path, what=what, params=params,
+                                                   seconds=READ_SECONDS):  # fmt: skip
                 data += chunk
         except KubeError as exc:
             raise _refusal(exc, name) from exc
@@ -108,7 +111,7 @@ class PodLogs:
 
         async def pump() -> None:
             try:
-                async for chunk in self.kube.stream(path, what=what, params=params):
+                async for chunk in self.streams.stream(path, what=what, params=params):
                     await queue.put(chunk)
                 await queue.put(None)
             except KubeError as exc:

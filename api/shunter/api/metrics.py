@@ -29,6 +29,12 @@ class Metrics:
         self.streams = Gauge(
             "shunter_api_open_streams", "Open GET /stream connections", registry=self.registry
         )
+        # A spray of random tokens shows as refused reviews; valid reviews stay at about
+        # one per client per token TTL when the cache keeps the real clients' tokens.
+        self.token_reviews = Counter(
+            "shunter_api_token_reviews_total", "TokenReviews asked, by answer", ["answer"],
+            registry=self.registry,
+        )  # fmt: skip
         # A full collection walks every tracked object: at tens of thousands of cached
         # jobs it is a pause every request in flight waits for.
         self.gc_pauses = Histogram(
@@ -37,6 +43,9 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         _time_collections(self.gc_pauses)
+
+    def token_reviewed(self, valid: bool) -> None:
+        self.token_reviews.labels("valid" if valid else "refused").inc()
 
     def install(self, app: FastAPI) -> None:
         app.add_middleware(_Measure, metrics=self)

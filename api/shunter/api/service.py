@@ -112,14 +112,15 @@ def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> di
 
 class TrainingService:
     def __init__(
-        self, kube: Kube, cache: JobCache, history: History, settings: ApiSettings
-    ) -> None:
+        self, kube: Kube, cache: JobCache, history: History, settings: ApiSettings,
+        *, log_kube: Kube | None = None,
+    ) -> None:  # fmt: skip
         self.renderer = Renderer()
         self.kube = kube
         self.cache = cache
         self.history = history
         self.settings = settings
-        self.pod_logs = PodLogs(kube)
+        self.pod_logs = PodLogs(kube, streams=log_kube or kube)
 
     async def _live(self, key: JobKey) -> Job | None:
         """The job as the API server has it now."""

@@ -17,6 +17,16 @@
 | SHUNTER_API_CANCEL_WAIT_SECONDS | 10 | how long POST /cancel waits for a final phase |
 | SHUNTER_API_SIMULATOR | false | tell the UI the cluster's nodes are kwok's (`make demo`): |
 |  |  | its submit form then offers the `sim.shunter.dev/*` fields |
+| SHUNTER_API_TOKEN_AUDIENCES | (the API server's) | audiences TokenReview checks tokens for |
+|  |  | (comma-separated) |
+| SHUNTER_API_MAX_BODY_BYTES | 262144 | largest request body; a larger one is 413, unread |
+| SHUNTER_API_STREAMS_PER_USER | 8 | GET /stream connections one user may hold open |
+| SHUNTER_API_FOLLOWS_PER_USER | 4 | followed logs one user may hold open |
+| SHUNTER_API_FOLLOW_SECONDS | 1800 | a followed log ends after this long (the client reopens it) |
+| SHUNTER_API_REAUTHORIZE_SECONDS | 30 | how often an open stream or followed log checks its |
+|  |  | caller's token and permission again |
+| SHUNTER_API_LOG_CONNECTIONS | 32 | connections to the API server for logs, a pool apart |
+|  |  | from the one of reviews and writes |
 | DATABASE_URL | (none) | PostgreSQL with the mirror, for GET /jobs |
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims a job may mount besides the labelled ones |
 |  |  | (`ns/name,ns/*`, the operator's setting: see shunter.operator.claims) |
@@ -55,6 +65,13 @@ class ApiSettings(BaseSettings):
     default_image: str = "shunter/trainer:latest"
     cancel_wait_seconds: float = Field(10.0, ge=0, le=120)
     simulator: bool = False
+    token_audiences: str = ""
+    max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    streams_per_user: int = Field(8, ge=1, le=1000)
+    follows_per_user: int = Field(4, ge=1, le=1000)
+    follow_seconds: float = Field(1800.0, gt=0, le=24 * 3600)
+    reauthorize_seconds: float = Field(30.0, gt=0, le=3600)
+    log_connections: int = Field(32, ge=1, le=1000)
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "SHUNTER_API_DATABASE_URL")
     )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
 from shunter.api.cancelling import CancelOutcome
-from shunter.api.dependencies import authorized
+from shunter.api.dependencies import GUARDED_PREFIX, authorized
 from shunter.api.schemas import JOB_ID_PATTERN, CancelResult, ErrorBody
 
 JSON = "application/json"
@@ -26,7 +26,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def guarded_router() -> APIRouter:
     """A router under /api/training whose every route is guarded: authentication and
     the route's RBAC verb (shunter.api.dependencies.authorized)."""
-    return APIRouter(prefix="/api/training", tags=["training"], dependencies=[Depends(authorized)])
+    return APIRouter(prefix=GUARDED_PREFIX, tags=["training"], dependencies=[Depends(authorized)])
 
 
 def change_answer(job_id: str, outcome: CancelOutcome) -> JSONResponse:

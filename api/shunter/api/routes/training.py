@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from shunter.api.dependencies import Caller, Namespace, Service
+from shunter.api.dependencies import Caller, Namespace, Recheck, Service
 from shunter.api.errors import InvalidRequest
 from shunter.api.history import HistoryFilter
+from shunter.api.quotas import HeldStream, StreamQuota, supervised
 from shunter.api.routes.common import ERRORS, JSON, JobIdPath, change_answer, guarded_router
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
@@ -25,7 +27,7 @@ from shunter.api.schemas import (
     QueueView,
     SubmitResult,
 )
-from shunter.api.streaming import job_stream
+from shunter.api.streaming import job_stream, sse
 from shunter.operator.model import JobKey
 
 router = guarded_router()
@@ -38,6 +40,7 @@ router = guarded_router()
     responses={
         404: {"model": ErrorBody, "description": "Namespace not found"},
         409: {"model": ErrorBody, "description": "A job with this name exists"},
+        413: {"model": ErrorBody, "description": "Body over SHUNTER_API_MAX_BODY_BYTES"},
         **ERRORS,
     },
 )
@@ -199,24 +202,44 @@ async def jobs(
         200: {"content": {"text/plain": {}}, "description": "The trainer's log"},
         404: {"model": ErrorBody, "description": "Job or Pod not found"},
         409: {"model": ErrorBody, "description": "The Pod has no logs yet"},
+        429: {"model": ErrorBody, "description": "Too many followed logs open"},
         502: {"model": ErrorBody, "description": "The node did not answer"},
         **ERRORS,
     },
 )
 async def logs(
+    request: Request,
     job_id: JobIdPath,
     service: Service,
     namespace: Namespace,
+    caller: Caller,
+    again: Recheck,
     tail: Annotated[int, Query(ge=1, le=10_000, description="Last lines")] = 200,
     follow: Annotated[bool, Query(description="Keep streaming new lines")] = False,
 ) -> StreamingResponse:
-    """The job's log, from its Pod (see shunter.api.logs for every answer)."""
-    found = await service.logs(JobKey(namespace, job_id), tail=tail, follow=follow)
-    headers = {
-        "Cache-Control": "no-cache",
-        "X-Shunter-Simulated-Node": str(found.simulated).lower(),
-    }
-    return StreamingResponse(found.chunks, media_type="text/plain; charset=utf-8", headers=headers)
+    """The job's log, from its Pod (see shunter.api.logs for every answer). A followed
+    log is bounded: per user, in time, and re-authorized while open (shunter.api.quotas)."""
+    key = JobKey(namespace, job_id)
+    headers = {"Cache-Control": "no-cache"}
+    media = "text/plain; charset=utf-8"
+    if not follow:
+        found = await service.logs(key, tail=tail, follow=False)
+        headers["X-Shunter-Simulated-Node"] = str(found.simulated).lower()
+        return StreamingResponse(found.chunks, media_type=media, headers=headers)
+    settings = request.app.state.settings
+    follows: StreamQuota = request.app.state.follows
+    release = follows.take(caller)
+    try:
+        found = await service.logs(key, tail=tail, follow=True)
+    except BaseException:
+        release()
+        raise
+    headers["X-Shunter-Simulated-Node"] = str(found.simulated).lower()
+    chunks = supervised(
+        found.chunks, recheck=again, every=settings.reauthorize_seconds,
+        seconds=settings.follow_seconds, ending=lambda why: f"\n[shunter] {why}\n".encode(),
+    )  # fmt: skip
+    return HeldStream(chunks, release=release, media_type=media, headers=headers)
 
 
 @router.get(
@@ -226,8 +249,10 @@ async def logs(
         200: {
             "content": {"text/event-stream": {}},
             "description": "Server-sent events: `live` (the /live view) on every change, "
-            "`job` (the job named by ?job= and its Events), heartbeats",
+            "`job` (the job named by ?job= and its Events), heartbeats, and `end` when"
+            " the caller is no longer allowed",
         },
+        429: {"model": ErrorBody, "description": "Too many streams open"},
         **ERRORS,
     },
 )
@@ -235,14 +260,19 @@ async def stream(
     request: Request,
     service: Service,
     namespace: Namespace,
+    caller: Caller,
+    again: Recheck,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     job: Annotated[
         str | None,
         Query(max_length=55, pattern=JOB_ID_PATTERN, description="Also stream this job"),
     ] = None,
 ) -> StreamingResponse:
-    """The /live view pushed on change (see shunter.api.streaming)."""
+    """The /live view pushed on change (see shunter.api.streaming); bounded per user and
+    re-authorized while open (shunter.api.quotas): a refusal is a last `end` event."""
     gauge = request.app.state.metrics.streams
+    streams: StreamQuota = request.app.state.streams
+    release = streams.take(caller)
 
     async def counted() -> Any:
         gauge.inc()
@@ -252,5 +282,9 @@ async def stream(
         finally:
             gauge.dec()
 
+    chunks = supervised(
+        counted(), recheck=again, every=request.app.state.settings.reauthorize_seconds,
+        seconds=None, ending=lambda why: sse("end", json.dumps({"message": why})),
+    )  # fmt: skip
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(counted(), media_type="text/event-stream", headers=headers)
+    return HeldStream(chunks, release=release, media_type="text/event-stream", headers=headers)
