@@ -94,7 +94,7 @@ def in_cluster(
             "database": {"url": database},
             # This cluster has no storage provisioner: the kwok jobs get emptyDirs.
             "checkpoints": {"defaultSize": ""},
-            "api": {"auth": "none", **placement},
+            "api": {"auth": "none", "simulator": True, **placement},  # jobs go to kwok nodes
             "operator": placement,
         }))  # fmt: skip
         result = helm("install", RELEASE, str(CHART), "--namespace", namespace,
