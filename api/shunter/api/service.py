@@ -16,6 +16,7 @@ body has no way to set them. With auth off (the demo) the API writes as itself.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -62,6 +63,7 @@ from shunter.operator.nodes import NodeView
 from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
 from shunter.operator.queues import QueueView as QueueSpec
 
+log = logging.getLogger("shunter.api")
 CANCEL_RETRIES = 5
 
 
@@ -339,8 +341,11 @@ class TrainingService:
         selector = ",".join(f"{k}={v}" for k, v in job.spec.node_selector)
         try:
             listing = await self.kube.list(NODES, label_selector=selector or None)
-        except KubeError:
-            return cached  # no permission or unreachable: the cache's answer stands
+        except KubeError as exc:
+            # No permission or unreachable: the cache's answer stands (logged: a
+            # warning given from the cache alone may be a lag, see the tests).
+            log.warning("submit: the nodes could not be read to confirm %r: %s", cached, exc)
+            return cached
         nodes = [NodeView.parse(item) for item in listing.get("items") or ()]
         return Capacity.build(nodes, (), ()).never_fits(job)
 
