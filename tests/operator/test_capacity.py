@@ -86,3 +86,21 @@ def test_pools_follow_selectors_taints_and_readiness():
     assert capacity.place(tolerating) == ("real",)
     gpu_job = a_training_job("g").with_gpus(8).job()
     assert capacity.place(gpu_job) == ("gpu-node-0",)  # never the node that is not Ready
+
+
+def test_a_node_with_a_condition_taint_is_in_the_pool_but_not_usable():
+    # A new node keeps node.kubernetes.io/not-ready for a moment after its first Ready
+    # heartbeat: the job could run there (no "cannot run" warning), not yet placed there.
+    fresh = a_node(
+        "fresh", taints=(Taint("node.kubernetes.io/not-ready", None, "NoSchedule"),)
+    )  # fmt: skip
+    capacity = Capacity.build([fresh], (), ())
+    job = a_training_job("g").with_gpus(8).job()
+    assert capacity.never_fits(job) is None
+    assert capacity.place(job) is None
+    assert capacity.why_not_now(job) == "needs 8 GPUs on one node; the most free in pool gpu is 0"
+    tolerating = a_training_job("t").with_gpus(8).with_spec(
+        tolerations=[{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
+    ).job()  # fmt: skip
+    assert capacity.place(tolerating) == ("fresh",)
+    assert Capacity.build([a_node("fresh")], (), ()).place(job) == ("fresh",)

@@ -21,8 +21,26 @@ def all_jobs(jobs: Jobs) -> list[dict[str, Any]]:
     )["items"]
 
 
-def all_finished(jobs: Jobs) -> bool:
-    return all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs))
+@dataclass(frozen=True)
+class Finished:
+    """Whether every job is in a terminal phase (truthy), naming those that are not
+    with their status (what a timed-out wait prints)."""
+
+    pending: tuple[dict[str, Any], ...]
+
+    def __bool__(self) -> bool:
+        return not self.pending
+
+    def __repr__(self) -> str:
+        return "not yet: " + "; ".join(
+            f"{j['metadata']['name']} {j.get('status', {})}" for j in self.pending
+        )
+
+
+def all_finished(jobs: Jobs) -> Finished:
+    return Finished(
+        tuple(j for j in all_jobs(jobs) if j.get("status", {}).get("phase") not in TERMINAL)
+    )
 
 
 def assert_invariants(jobs: Jobs, database_url: str, cancelled: set[str]) -> None:

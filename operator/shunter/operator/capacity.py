@@ -11,8 +11,11 @@ A node's free resources are its allocatable minus what is held there by
 - admitted jobs, at the nodes of their placement (held from admission until their
   Pods are gone, whether the Pods are bound yet or not).
 
-A job's pool is the nodes it may use: Ready, not cordoned, matching its nodeSelector,
-tolerating every NoSchedule/NoExecute taint, and with GPUs when it asks for GPUs.
+A job's pool is the nodes it may use: matching its nodeSelector, tolerating every
+NoSchedule/NoExecute taint, and with GPUs when it asks for GPUs. Of those, the usable
+ones are Ready, not cordoned, and free of the taints that follow a node's conditions
+(node.kubernetes.io/not-ready and the like: a new node has one until its first
+heartbeat is seen, so it is in the pool, not yet usable).
 Placement is best fit (the fullest nodes that still fit first), one Pod per node.
 """
 
@@ -45,16 +48,26 @@ def pool_name(job: Job) -> str:
 
 
 def in_pool(node: NodeView, job: Job) -> bool:
-    """Whether the job's Pods may run on node at all (readiness aside)."""
+    """Whether the job's Pods may run on node at all (readiness and the taints that
+    follow a node's conditions aside: see usable)."""
     labels = dict(node.labels)
     if any(labels.get(k) != v for k, v in job.spec.node_selector):
         return False
     if job.spec.gpus and node.allocatable.gpus <= 0:
         return False
+    return _tolerated(node, job, condition=False)
+
+
+def usable_now(node: NodeView, job: Job) -> bool:
+    """Whether a node of the job's pool can take its Pods now."""
+    return node.ready and not node.unschedulable and _tolerated(node, job, condition=True)
+
+
+def _tolerated(node: NodeView, job: Job, *, condition: bool) -> bool:
     return all(
         tolerates(_tolerations(job), taint)
         for taint in node.taints
-        if taint.effect in ("NoSchedule", "NoExecute")
+        if taint.effect in ("NoSchedule", "NoExecute") and taint.condition == condition
     )
 
 
@@ -110,7 +123,7 @@ class Capacity:
         return pool
 
     def usable(self, job: Job) -> list[NodeView]:
-        return [n for n in self.pool(job) if n.ready and not n.unschedulable]
+        return [n for n in self.pool(job) if usable_now(n, job)]
 
     def place(self, job: Job) -> tuple[str, ...] | None:
         """A node for each Pod, best fit, one Pod per node; None if not now."""

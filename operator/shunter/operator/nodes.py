@@ -61,11 +61,28 @@ class Resources:
         )
 
 
+# Taints the node lifecycle controller sets and clears as a node's conditions change
+# (a new node has not-ready until its first Ready heartbeat is seen; a cordon adds
+# unschedulable). They say what the node is now, not what it is: a node is in a job's
+# pool whatever they say, and usable only when the job tolerates them.
+CONDITION_TAINTS = frozenset(
+    f"node.kubernetes.io/{name}"
+    for name in (
+        "not-ready", "unreachable", "unschedulable", "memory-pressure",
+        "disk-pressure", "pid-pressure", "network-unavailable",
+    )
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Taint:
     key: str
     value: str | None
     effect: str
+
+    @property
+    def condition(self) -> bool:
+        return self.key in CONDITION_TAINTS
 
 
 def tolerates(tolerations: Sequence[Toleration], taint: Taint) -> bool:
