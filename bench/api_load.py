@@ -39,7 +39,7 @@ from kubernetes import client
 
 from bench.harness import Sampler, System, summary, system, table, write_result
 from shunter.devcluster.accounts import account_with_role
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 

@@ -38,7 +38,7 @@ from typing import Any
 from kubernetes import watch
 
 from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 
 POSITIONS = 20
 _CONFLICT = re.compile(r"^(\S+ \S+) INFO shunter\.operator: job (\S+): changed since", re.M)

@@ -32,9 +32,9 @@ from kubernetes import client, config, watch
 from shunter.devcluster import demo, processes
 from shunter.devcluster.controlplane import ClusterSpec, ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
+from shunter.domain.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from shunter.kube import Kube, connect
 from shunter.kube.resources import TRAINING_JOBS
-from shunter.operator.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

@@ -24,9 +24,9 @@ import kubernetes
 import kubernetes_asyncio
 
 from bench.harness import System, system, table, write_result
+from shunter.domain.model import GROUP, PLURAL, VERSION
 from shunter.kube import Kube, connect
 from shunter.kube.resources import TRAINING_JOBS
-from shunter.operator.model import GROUP, PLURAL, VERSION
 
 MERGE = "application/merge-patch+json"
 

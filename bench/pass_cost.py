@@ -18,10 +18,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bench.harness import table, write_result
-from shunter.operator.admission import Limits
+from shunter.domain.admission import Limits
+from shunter.domain.model import Job, PodView
+from shunter.domain.nodes import NodeView, Resources
 from shunter.operator.book import JobBook
-from shunter.operator.model import Job, PodView
-from shunter.operator.nodes import NodeView, Resources
 from shunter.operator.planning import plan_pass
 from shunter.operator.rules import Rules
 

@@ -32,7 +32,7 @@ from bench.harness import (
     training_job,
 )
 from shunter.devcluster import processes
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 
 KCM = "kube-controller-manager"
 

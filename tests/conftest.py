@@ -19,7 +19,7 @@ from kubernetes import client
 
 from shunter.devcluster.controlplane import ControlPlane, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
-from shunter.operator.model import GROUP, VERSION
+from shunter.domain.model import GROUP, VERSION
 from tests.support.api import ApiProcess
 from tests.support.kube import api_client, install_user_roles, temporary_namespace
 from tests.support.nodes import NodePool

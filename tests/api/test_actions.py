@@ -12,7 +12,7 @@ from shunter.api.actions import Action, allowed_actions
 from shunter.api.cancelling import decide_cancel
 from shunter.api.schemas import JobPublic
 from shunter.api.suspending import decide_resume, decide_suspend
-from shunter.operator.model import Phase
+from shunter.domain.model import Phase
 from tests.support.builders import TrainingJobBuilder, a_training_job
 
 DECIDE = {Action.CANCEL: decide_cancel, Action.SUSPEND: decide_suspend,

@@ -15,8 +15,8 @@ from shunter.api.auth import Principal
 from shunter.api.cancelling import decide_cancel
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
+from shunter.domain.model import Job, JobKey
 from shunter.kube import Conflict
-from shunter.operator.model import Job, JobKey
 from tests.support.builders import a_training_job
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from shunter.operator.model import GROUP, JOB_UID_LABEL, PLURAL, VERSION
+from shunter.domain.model import GROUP, JOB_UID_LABEL, PLURAL, VERSION
 from tests.api.test_acceptance import submit, wait_status
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from shunter.api.settings import ApiSettings
-from shunter.operator.scope import Scope
+from shunter.domain.scope import Scope
 
 
 def test_the_served_namespaces_come_from_the_operators_variables(

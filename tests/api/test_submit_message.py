@@ -10,8 +10,8 @@ import pytest
 
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
+from shunter.domain.model import Job
 from shunter.kube import Kube, connect
-from shunter.operator.model import Job
 from tests.support.builders import a_training_job
 from tests.support.nodes import NodePool
 

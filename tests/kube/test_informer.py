@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from shunter.domain.model import Job, JobKey
 from shunter.kube import Gone, Informer, Kube, connect
 from shunter.kube.resources import TRAINING_JOBS
-from shunter.operator.model import Job, JobKey
 from tests.support.builders import a_training_job
 
 

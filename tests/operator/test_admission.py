@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shunter.operator.admission import Limits
+from shunter.domain.admission import Limits
+from shunter.domain.model import Job, JobKey, Phase
 from shunter.operator.book import JobBook
-from shunter.operator.model import Job, JobKey, Phase
 from shunter.operator.planning import plan_pass
 from shunter.operator.rules import Rules
 from tests.support.builders import a_training_job, gpu_nodes

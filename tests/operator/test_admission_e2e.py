@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from shunter.operator.model import parse_time
+from shunter.domain.model import parse_time
 from tests.support.builders import TrainingJobBuilder, a_training_job
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess

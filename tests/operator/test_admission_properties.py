@@ -18,14 +18,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shunter.operator.admission import Limits, QueueOrder, waiting
+from shunter.domain.admission import Limits, QueueOrder, waiting
+from shunter.domain.capacity import Capacity, pod_need
+from shunter.domain.model import Job, Phase
+from shunter.domain.nodes import PodUsage, Resources
+from shunter.domain.queues import QueueView
 from shunter.operator.book import JobBook
-from shunter.operator.capacity import Capacity, pod_need
-from shunter.operator.model import Job, Phase
-from shunter.operator.nodes import PodUsage, Resources
 from shunter.operator.planning import admission_state, plan_pass
 from shunter.operator.preemption import choose
-from shunter.operator.queues import QueueView
 from shunter.operator.rules import Rules
 from tests.support.builders import a_node, a_pod_of, a_training_job
 

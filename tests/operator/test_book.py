@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shunter.domain.model import JobStatus, Phase
 from shunter.operator.book import JobBook
-from shunter.operator.model import JobStatus, Phase
 from tests.support.builders import a_training_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shunter.operator.capacity import Capacity
-from shunter.operator.model import Toleration
-from shunter.operator.nodes import PodUsage, Resources, Taint, quantity
+from shunter.domain.capacity import Capacity
+from shunter.domain.model import Toleration
+from shunter.domain.nodes import PodUsage, Resources, Taint, quantity
 from tests.support.builders import a_node, a_training_job, gpu_nodes
 
 

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shunter.operator.admission import Limits
-from shunter.operator.book import JobBook
-from shunter.operator.claims import (
+from shunter.domain.admission import Limits
+from shunter.domain.claims import (
     MISSING,
     NOT_ALLOWED,
     RELEASING,
@@ -20,7 +19,8 @@ from shunter.operator.claims import (
     judge_claim,
     parse_allowed,
 )
-from shunter.operator.model import API_VERSION, JobKey, Phase
+from shunter.domain.model import API_VERSION, JobKey, Phase
+from shunter.operator.book import JobBook
 from shunter.operator.planning import plan_pass
 from shunter.operator.rules import Rules
 from tests.support.builders import a_training_job, gpu_nodes

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from shunter.domain.model import Job
+from shunter.domain.podspec import build_claim
+from shunter.domain.scope import Scope
 from shunter.kube import Kube, connect
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
 from shunter.operator.controller import Controller
-from shunter.operator.model import Job
-from shunter.operator.podspec import build_claim
 from shunter.operator.rules import Rules
-from shunter.operator.scope import Scope
 from shunter.operator.settings import Settings
 from tests.support.builders import a_training_job, gpu_nodes
 from tests.support.operator import Jobs, OperatorProcess

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from shunter.domain.model import JobKey
+from shunter.domain.podspec import build_pod
 from shunter.kube import Conflict, Kube, connect
 from shunter.operator.actions import Actions, Fenced
-from shunter.operator.model import JobKey
-from shunter.operator.podspec import build_pod
 from tests.support.builders import a_training_job
 from tests.support.operator import Jobs
 

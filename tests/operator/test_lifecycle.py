@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shunter.domain.model import CANCELLED_BY_USER, Phase
 from shunter.operator.lifecycle import Context, reconcile_job
-from shunter.operator.model import CANCELLED_BY_USER, Phase
 from tests.support.builders import a_pod_of, a_training_job, pods
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

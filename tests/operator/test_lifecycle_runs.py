@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shunter.domain.model import Job, Phase, PodView, StopCause
 from shunter.operator.decisions import Decision
 from shunter.operator.lifecycle import Context, reconcile_job
-from shunter.operator.model import Job, Phase, PodView, StopCause
 from shunter.operator.rules import Rules
 from tests.support.builders import a_pod_of, a_training_job, pods
 

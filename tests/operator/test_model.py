@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shunter.operator.model import Audit
+from shunter.domain.model import Audit
 from tests.support.builders import a_training_job
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shunter.operator.admission import Limits
+from shunter.domain.admission import Limits
+from shunter.domain.model import JobKey, JobStatus, Phase
 from shunter.operator.book import JobBook
 from shunter.operator.controller import status_patch
-from shunter.operator.model import JobKey, JobStatus, Phase
 from shunter.operator.planning import plan_pass
 from shunter.operator.rules import Rules
 from tests.support.builders import a_pod_of, a_training_job, gpu_nodes

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shunter.operator.model import EnvVar
-from shunter.operator.podspec import build_pod
+from shunter.domain.model import EnvVar
+from shunter.domain.podspec import build_pod
 from tests.support.builders import a_training_job
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from kubernetes import client
 
-from shunter.operator.model import Job
-from shunter.operator.podspec import build_pod
+from shunter.domain.model import Job
+from shunter.domain.podspec import build_pod
 from tests.support.builders import a_training_job
 from tests.support.operator import Jobs, OperatorProcess
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from shunter.operator.admission import Limits
+from shunter.domain.admission import Limits
+from shunter.domain.model import Job, Phase, StopCause
+from shunter.domain.nodes import NodeView, PodUsage, Resources
+from shunter.domain.queues import QueueView
 from shunter.operator.book import JobBook
-from shunter.operator.model import Job, Phase, StopCause
-from shunter.operator.nodes import NodeView, PodUsage, Resources
 from shunter.operator.planning import Pass, plan_pass
-from shunter.operator.queues import QueueView
 from shunter.operator.rules import Rules
 from tests.support.builders import a_node, a_pod_of, a_training_job, gpu_nodes
 

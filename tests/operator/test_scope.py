@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shunter.operator.scope import Scope
+from shunter.domain.scope import Scope
 from shunter.operator.settings import Settings, SettingsError
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shunter.domain.model import CANCELLED_BY_USER, Job, Phase, PodView, TerminationStep
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import DeletePod
 from shunter.operator.lifecycle import Context, reconcile_job
-from shunter.operator.model import CANCELLED_BY_USER, Job, Phase, PodView, TerminationStep
 from shunter.operator.planning import plan_pass
 from shunter.operator.rules import Rules
 from tests.support.builders import a_node, a_pod_of, a_training_job, pods

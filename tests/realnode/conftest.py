@@ -18,7 +18,7 @@ from kubernetes import client
 from shunter.devcluster import images, volumes
 from shunter.devcluster.controlplane import ControlPlane, default_bin_dir
 from shunter.devcluster.runtime import Runtime, cache_dir
-from shunter.operator.podspec import TRAINER_UID
+from shunter.domain.podspec import TRAINER_UID
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
 from tests.support.realnode import BuiltImages, LazyNode, NodeHandle, find_node

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from shunter.devcluster.controlplane import ControlPlane
 from shunter.devcluster.realnode import NODE_NAME, pool_selector, toleration
-from shunter.operator.podspec import CONTAINER_SECURITY_CONTEXT
+from shunter.domain.podspec import CONTAINER_SECURITY_CONTEXT
 from tests.support.hoststate import snapshot
 from tests.support.polling import wait_for
 from tests.support.realnode import BuiltImages, LazyNode

@@ -26,7 +26,7 @@ from shunter.devcluster.nodeconfig import POD_SUBNET
 from shunter.devcluster.postgres import LocalPostgres
 from shunter.devcluster.processes import free_port
 from shunter.devcluster.realnode import NODE_IP, pool_selector, toleration
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 from tests.api.test_acceptance import (  # noqa: F401 (collected and run here again)
     test_1_cancel_queued_job,
     test_2_cancel_running_job,

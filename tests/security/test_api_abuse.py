@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from shunter.devcluster.accounts import account_with_role
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 from tests.api.test_stream import events_of
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job

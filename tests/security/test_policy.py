@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.controlplane import ControlPlane
-from shunter.operator.model import GROUP, PLURAL, VERSION, parse_time
+from shunter.domain.model import GROUP, PLURAL, VERSION, parse_time
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job
 from tests.support.kube import EDITOR, temporary_namespace

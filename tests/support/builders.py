@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shunter.operator.model import (
+from shunter.domain.model import (
     API_VERSION,
     CANCELLED_BY,
     KIND,
@@ -21,7 +21,7 @@ from shunter.operator.model import (
     PodView,
     format_time,
 )
-from shunter.operator.nodes import NodeView, Resources, Taint
+from shunter.domain.nodes import NodeView, Resources, Taint
 
 
 class TrainingJobBuilder:

@@ -15,7 +15,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 from tests.support.builders import TrainingJobBuilder
 from tests.support.polling import wait_for
 from tests.support.process import ServiceProcess

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.devcluster.controlplane import default_bin_dir
-from shunter.operator.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION
 from tests.support.kube import CHART, token_kubeconfig
 from tests.support.polling import wait_for
 

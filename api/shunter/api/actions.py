@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from shunter.api.cancelling import CancelOutcome, decide_cancel
 from shunter.api.suspending import decide_resume, decide_suspend
-from shunter.operator.model import Job
+from shunter.domain.model import Job
 
 
 class Action(StrEnum):

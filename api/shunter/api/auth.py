@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from shunter.api.errors import Forbidden, Unauthenticated, Unavailable
+from shunter.domain.model import GROUP, PLURAL
 from shunter.kube import Kube, KubeError
 from shunter.kube.client import Identity
 from shunter.kube.resources import ACCESS_REVIEWS, TOKEN_REVIEWS
-from shunter.operator.model import GROUP, PLURAL
 
 log = logging.getLogger("shunter.api")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shunter.operator.model import Job, Phase
+from shunter.domain.model import Job, Phase
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Submission-time check of a job's checkpoint claim (the operator's rule, asked early).
 
-The rule is the operator's own (shunter.operator.claims), and so is the answer to
-which claim a job mounts (shunter.operator.podspec.claim_name): the one it names, or
+The rule is the operator's own (shunter.domain.claims), and so is the answer to
+which claim a job mounts (shunter.domain.podspec.claim_name): the one it names, or
 `NAME-checkpoints`, which the operator creates from the job's checkpoint size or its
 default size (`SHUNTER_CHECKPOINT_SIZE`, which the API reads as the operator does).
 The API reads the claim from the API server before creating the job, so a REST client
@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from shunter.api.errors import InvalidJob
+from shunter.domain.claims import MISSING, Claimant, ClaimView, judge_claim
+from shunter.domain.model import JobSpec
+from shunter.domain.podspec import claim_name
 from shunter.kube import Kube, NotFound
 from shunter.kube.resources import PVCS
-from shunter.operator.claims import MISSING, Claimant, ClaimView, judge_claim
-from shunter.operator.model import JobSpec
-from shunter.operator.podspec import claim_name
 
 
 async def check_claim(

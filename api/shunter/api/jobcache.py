@@ -19,14 +19,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from shunter.domain import admission
+from shunter.domain.capacity import Capacity
+from shunter.domain.model import Job, JobKey
+from shunter.domain.nodes import NodeView
+from shunter.domain.queues import QueueView as QueueSpec
 from shunter.kube import Body, Informer, Kube
 from shunter.kube.events import JOB_EVENTS_SELECTOR, event_time
 from shunter.kube.resources import EVENTS, NODES, TRAINING_JOBS, TRAINING_QUEUES
-from shunter.operator import admission
-from shunter.operator.capacity import Capacity
-from shunter.operator.model import Job, JobKey
-from shunter.operator.nodes import NodeView
-from shunter.operator.queues import QueueView as QueueSpec
 
 # How long a write waits for the cache to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 5.0

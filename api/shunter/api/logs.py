@@ -24,10 +24,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shunter.api.errors import BadGateway, NoLogs, NotFound
+from shunter.domain.model import JOB_UID_LABEL, Job
 from shunter.kube import Body, Kube, KubeError
 from shunter.kube import NotFound as KubeNotFound
 from shunter.kube.resources import NODES, PODS
-from shunter.operator.model import JOB_UID_LABEL, Job
 
 SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # A plain read is bounded in time and size; a follow is bounded by the client.

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from shunter.api.schemas import JobPublic
-from shunter.operator.model import Job
+from shunter.domain.model import Job
 
 JOBS_KEPT = 50_000
 VIEWS_KEPT = 64

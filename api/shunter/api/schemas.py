@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shunter.api.actions import Action, allowed_actions
-from shunter.operator.model import Job
+from shunter.domain.model import Job
 
 JOB_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, min_length=1, max_length=55)]

@@ -43,12 +43,9 @@ from shunter.api.schemas import (
 )
 from shunter.api.settings import ApiSettings
 from shunter.api.suspending import decide_resume, decide_suspend
-from shunter.kube import Conflict, Forbidden, Invalid, Kube, KubeError, NotFound
-from shunter.kube.errors import reason_of
-from shunter.kube.resources import NODES, TRAINING_JOBS
-from shunter.operator.admission import waits
-from shunter.operator.capacity import Capacity
-from shunter.operator.model import (
+from shunter.domain.admission import waits
+from shunter.domain.capacity import Capacity
+from shunter.domain.model import (
     API_VERSION,
     CANCELLED_BY,
     KIND,
@@ -59,9 +56,12 @@ from shunter.operator.model import (
     JobSpec,
     Phase,
 )
-from shunter.operator.nodes import NodeView
-from shunter.operator.queues import DEFAULT_QUEUE, QuotaUse, queue_of
-from shunter.operator.queues import QueueView as QueueSpec
+from shunter.domain.nodes import NodeView
+from shunter.domain.queues import DEFAULT_QUEUE, QuotaUse, queue_of
+from shunter.domain.queues import QueueView as QueueSpec
+from shunter.kube import Conflict, Forbidden, Invalid, Kube, KubeError, NotFound
+from shunter.kube.errors import reason_of
+from shunter.kube.resources import NODES, TRAINING_JOBS
 
 log = logging.getLogger("shunter.api")
 CANCEL_RETRIES = 5

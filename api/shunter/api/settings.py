@@ -29,7 +29,7 @@
 |  |  | from the one of reviews and writes |
 | DATABASE_URL | (none) | PostgreSQL with the mirror, for GET /jobs |
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims a job may mount besides the labelled ones |
-|  |  | (`ns/name,ns/*`, the operator's setting: see shunter.operator.claims) |
+|  |  | (`ns/name,ns/*`, the operator's setting: see shunter.domain.claims) |
 | SHUNTER_CHECKPOINT_SIZE | (none) | the operator's default checkpoint size: with it, every job |
 |  |  | mounts a `NAME-checkpoints` claim, which submit checks too |
 | SHUNTER_API_TLS_CERTFILE | (none) | PEM certificate (chain): serve HTTPS instead of HTTP |
@@ -43,8 +43,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shunter.operator.claims import parse_allowed
-from shunter.operator.scope import EXCLUDE_SETTING, Scope
+from shunter.domain.claims import parse_allowed
+from shunter.domain.scope import EXCLUDE_SETTING, Scope
 
 
 class ApiSettings(BaseSettings):

@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from shunter.api.errors import NotFound
 from shunter.api.schemas import JobEvent, JobPublic
 from shunter.api.service import TrainingService
-from shunter.operator.model import JobKey
+from shunter.domain.model import JobKey
 
 HEARTBEAT_SECONDS = 15.0
 COALESCE_SECONDS = 0.2

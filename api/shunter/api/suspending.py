@@ -15,7 +15,7 @@ Bodies in the acceptance guide's style (`success`, `job_id`, `previous_status`,
 from __future__ import annotations
 
 from shunter.api.cancelling import CancelOutcome, refusal
-from shunter.operator.model import Job, Phase
+from shunter.domain.model import Job, Phase
 
 
 def _common(job: Job | None) -> CancelOutcome | None:

@@ -50,7 +50,7 @@ def checkpoint_volume(
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             # Offered to training jobs: only claims with this label may be mounted
-            # (shunter.operator.claims).
+            # (shunter.domain.claims).
             "metadata": {
                 "name": claim,
                 "namespace": namespace,

@@ -5,7 +5,7 @@ deterministic name, delete with a grace period) and Events. Reads come from the
 informers (they feed the book), with one exception: the checkpoint claim a create
 found already there is read back at once (`claim`), since the informer may not have
 shown it yet and the Pods must not be created before it is judged
-(shunter.operator.claims).
+(shunter.domain.claims).
 
 Every write is fenced by leadership (shunter.operator.leadership): right before it is
 sent, `budget()` says how long it may take, and None when this replica must not write
@@ -21,13 +21,13 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
+from shunter.domain.model import API_VERSION, KIND, Job, JobKey, Uid
 from shunter.kube import Body, Conflict, Forbidden, Invalid, Kube, NotFound
 from shunter.kube.client import REQUEST_TIMEOUT
 from shunter.kube.errors import policy_denial
 from shunter.kube.events import event_body
 from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS
 from shunter.operator.decisions import Event
-from shunter.operator.model import API_VERSION, KIND, Job, JobKey, Uid
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
 # Below this, a write is not even tried: it could not complete in time.

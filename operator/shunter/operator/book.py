@@ -28,11 +28,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shunter.operator.admission import QueueOrder
-from shunter.operator.claims import ClaimView
-from shunter.operator.model import Job, JobKey, JobStatus, PodView
-from shunter.operator.nodes import NodeView, PodUsage
-from shunter.operator.queues import QueueView
+from shunter.domain.admission import QueueOrder
+from shunter.domain.claims import ClaimView
+from shunter.domain.model import Job, JobKey, JobStatus, PodView
+from shunter.domain.nodes import NodeView, PodUsage
+from shunter.domain.queues import QueueView
 
 
 @dataclass(frozen=True)

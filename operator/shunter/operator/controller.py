@@ -28,10 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
-from shunter.operator.actions import Actions, Fenced
-from shunter.operator.book import JobBook
-from shunter.operator.claims import (
+from shunter.domain.claims import (
     MISSING,
     NOT_ALLOWED,
     Claimant,
@@ -39,8 +36,11 @@ from shunter.operator.claims import (
     ClaimView,
     judge_claim,
 )
+from shunter.domain.model import POD_INDEX_LABEL, Job, JobStatus, Phase
+from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
+from shunter.operator.actions import Actions, Fenced
+from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
-from shunter.operator.model import POD_INDEX_LABEL, Job, JobStatus, Phase
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -256,7 +256,7 @@ class Controller:
 
     async def _claim_found(self, job: Job, manifest: Body) -> ClaimVerdict | None:
         """The job's checkpoint claim, whose create found one already there, judged
-        now by the plan's rule (shunter.operator.claims), before any Pod exists: the
+        now by the plan's rule (shunter.domain.claims), before any Pod exists: the
         plan judged the informer's view, which may not show a claim made a moment
         ago. The job's own claim (a retried create) is fine; one made by anyone else
         is refused unless offered; one gone again is looked at later."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shunter.operator.model import JobStatus
+from shunter.domain.model import JobStatus
 
 
 @dataclass(frozen=True)

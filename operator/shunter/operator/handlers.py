@@ -17,19 +17,19 @@ from typing import Any
 
 import kopf
 
+from shunter.domain.claims import ClaimView
+from shunter.domain.model import JOB_NAME_LABEL, Job, JobKey, PodView
+from shunter.domain.nodes import BOUND_FIELD_SELECTOR, NodeView, PodUsage
+from shunter.domain.queues import QueueView
+from shunter.domain.scope import Scope
 from shunter.kube import Informer, Kube, connect
 from shunter.kube.leases import KubeLeaseStore
 from shunter.kube.resources import NODES, PODS, PVCS, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
-from shunter.operator.claims import ClaimView
 from shunter.operator.controller import EVENT_WORKERS, Controller
 from shunter.operator.leadership import LeaderElector
 from shunter.operator.mirror import Mirror
-from shunter.operator.model import JOB_NAME_LABEL, Job, JobKey, PodView
-from shunter.operator.nodes import BOUND_FIELD_SELECTOR, NodeView, PodUsage
-from shunter.operator.queues import QueueView
-from shunter.operator.scope import Scope
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator")
@@ -44,7 +44,7 @@ async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 def _on_job(book: JobBook, mirror: Mirror, controller: Controller, scope: Scope) -> Any:
     def changed(kind: str, job: Job) -> None:
         if not scope.serves(job.key.namespace):
-            return  # excluded: left alone, not even mirrored (see shunter.operator.scope)
+            return  # excluded: left alone, not even mirrored (see shunter.domain.scope)
         if kind == "DELETED":
             book.remove_job(job.key)
             mirror.offer_deleted(job)

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shunter.operator.decisions import Decision, DeletePod, Event
-from shunter.operator.model import (
+from shunter.domain.model import (
     Attempt,
     Job,
     JobStatus,
@@ -33,7 +32,8 @@ from shunter.operator.model import (
     StopCause,
     TerminationStep,
 )
-from shunter.operator.podspec import build_objects, pod_names
+from shunter.domain.podspec import build_objects, pod_names
+from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.rules import Rules
 from shunter.operator.stopping import (
     STOP_WHY,

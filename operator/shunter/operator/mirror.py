@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from shunter.operator.model import CANCELLED_BY_USER, Job, Phase
+from shunter.domain.model import CANCELLED_BY_USER, Job, Phase
 
 log = logging.getLogger("shunter.operator.mirror")
 

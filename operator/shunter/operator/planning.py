@@ -20,16 +20,16 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shunter.operator.admission import AdmissionState, Usage, queue_order
+from shunter.domain.admission import AdmissionState, Usage, queue_order
+from shunter.domain.capacity import Capacity
+from shunter.domain.claims import Claimant, judge_claim
+from shunter.domain.model import Job, JobKey
+from shunter.domain.podspec import claim_name
+from shunter.domain.queues import BEST_EFFORT_FIFO, QuotaUse, max_grace, queue_of
 from shunter.operator.book import JobBook
-from shunter.operator.capacity import Capacity
-from shunter.operator.claims import Claimant, judge_claim
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
-from shunter.operator.model import Job, JobKey
-from shunter.operator.podspec import claim_name
 from shunter.operator.preemption import choose
-from shunter.operator.queues import BEST_EFFORT_FIFO, QuotaUse, max_grace, queue_of
 from shunter.operator.rules import Rules
 
 # How far past its head a BestEffortFIFO queue is searched for a job that fits.
@@ -205,7 +205,7 @@ class _Walk:
         claim does not exist yet,
         or still belongs to an earlier job of its name, waits, blocking no one. The
         claim the operator would create for the job is judged by the same rule:
-        absent is fine, present must be the job's or offered (shunter.operator.claims)."""
+        absent is fine, present must be the job's or offered (shunter.domain.claims)."""
         claim = claim_name(job.key.name, job.spec, self.rules.checkpoint_size)
         if not claim:
             return None

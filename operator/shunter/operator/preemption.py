@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shunter.operator.admission import AdmissionState
-from shunter.operator.model import Job, Phase, StopCause
-from shunter.operator.queues import LOWER_PRIORITY, queue_of
+from shunter.domain.admission import AdmissionState
+from shunter.domain.model import Job, Phase, StopCause
+from shunter.domain.queues import LOWER_PRIORITY, queue_of
 from shunter.operator.rules import Rules
 
 

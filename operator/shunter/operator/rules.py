@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from shunter.operator.admission import Limits
+from shunter.domain.admission import Limits
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Rules:
     checkpoint_size: str | None = None
     checkpoint_storage_class: str | None = None
     # Claims any job of their namespace may mount besides the labelled ones
-    # (`namespace/name` or `namespace/*`; see shunter.operator.claims).
+    # (`namespace/name` or `namespace/*`; see shunter.domain.claims).
     allowed_claims: frozenset[str] = frozenset()
 
     def backoff(self, count: int) -> timedelta:

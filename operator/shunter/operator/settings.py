@@ -24,7 +24,7 @@
 | SHUNTER_ALLOWED_CLAIMS | (none) | claims jobs may mount besides those labelled |
 |  |  | `shunter.dev/checkpoints: "true"`: `ns/name,ns/*` |
 | SHUNTER_NAMESPACE | (all) | watch these namespaces (comma-separated) instead of the |
-|  |  | whole cluster (shunter.operator.scope) |
+|  |  | whole cluster (shunter.domain.scope) |
 | SHUNTER_EXCLUDE_NAMESPACES | kube-system | namespaces whose jobs are never served |
 | SHUNTER_LEASE_NAMESPACE | default | where the leader-election Lease lives |
 | SHUNTER_LEASE_NAME | shunter-operator | its name |
@@ -50,11 +50,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from shunter.operator.admission import Limits
-from shunter.operator.claims import ALLOWED_SETTING, parse_allowed
+from shunter.domain.admission import Limits
+from shunter.domain.claims import ALLOWED_SETTING, parse_allowed
+from shunter.domain.scope import EXCLUDE_SETTING, WATCH_SETTING, Scope
 from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
-from shunter.operator.scope import EXCLUDE_SETTING, WATCH_SETTING, Scope
 
 
 class SettingsError(ValueError):

@@ -33,8 +33,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from shunter.operator.decisions import Decision, DeletePod, Event
-from shunter.operator.model import (
+from shunter.domain.model import (
     CANCELLED_BY_USER,
     Attempt,
     Job,
@@ -45,7 +44,8 @@ from shunter.operator.model import (
     Termination,
     TerminationStep,
 )
-from shunter.operator.podspec import pod_names
+from shunter.domain.podspec import pod_names
+from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.rules import Rules
 
 # A force delete is repeated at most this often while a Pod still shows up.

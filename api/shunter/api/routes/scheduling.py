@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from shunter.api.dependencies import Caller, Namespace, Service
 from shunter.api.routes.common import ERRORS, JobIdPath, change_answer, guarded_router
 from shunter.api.schemas import AttemptRow, CancelResult, ErrorBody
-from shunter.operator.model import JobKey
+from shunter.domain.model import JobKey
 
 router = guarded_router()
 

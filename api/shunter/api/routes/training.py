@@ -28,7 +28,7 @@ from shunter.api.schemas import (
     SubmitResult,
 )
 from shunter.api.streaming import job_stream, sse
-from shunter.operator.model import JobKey
+from shunter.domain.model import JobKey
 
 router = guarded_router()
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shunter.operator.model import Job
+from shunter.domain.model import Job
 
 DEFAULT_QUEUE = "default"
 NEVER = "never"

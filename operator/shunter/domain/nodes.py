@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shunter.operator.model import GPU_RESOURCE, JOB_NAME_LABEL, Toleration
+from shunter.domain.model import GPU_RESOURCE, JOB_NAME_LABEL, Toleration
 
 _SUFFIX = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,

@@ -36,7 +36,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from shunter.operator.model import (
+from shunter.domain.model import (
     API_VERSION,
     ATTEMPT_LABEL,
     GPU_RESOURCE,
@@ -82,7 +82,7 @@ def pod_names(job: Job) -> list[str]:
 
 def claim_name(job_name: str, spec: JobSpec, default_size: str | None = None) -> str | None:
     """The checkpoint claim Pod 0 mounts: the user's, the operator's, or none. (By name
-    and spec, so the API can ask before the job exists; shunter.operator.claims judges
+    and spec, so the API can ask before the job exists; shunter.domain.claims judges
     whether the job may mount it.)"""
     if spec.checkpoint_claim:
         return spec.checkpoint_claim

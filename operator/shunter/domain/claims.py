@@ -1,6 +1,6 @@
 """Which PersistentVolumeClaims a job may mount as its checkpoint volume (pure).
 
-A job's Pod 0 mounts one claim (shunter.operator.podspec.claim_name): the one it names
+A job's Pod 0 mounts one claim (shunter.domain.podspec.claim_name): the one it names
 (`spec.checkpoint.claimName`), or `NAME-checkpoints`, which the operator creates for
 it from `spec.checkpoint.size` or the operator's default size. Without a rule, anyone
 allowed to create a TrainingJob could read and write every claim of the namespace
@@ -45,7 +45,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shunter.operator.model import GROUP, KIND, JobSpec
+from shunter.domain.model import GROUP, KIND, JobSpec
 
 CHECKPOINTS_LABEL = "shunter.dev/checkpoints"
 ALLOWED_SETTING = "SHUNTER_ALLOWED_CLAIMS"

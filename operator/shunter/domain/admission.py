@@ -8,8 +8,8 @@ The rules are those a Kueue or Slurm user expects:
 - the operator's global limits: at most `max_running` jobs hold a slot (starting,
   running or stopping) and their GPUs sum to at most `gpu_budget` (0 = no budget);
 - the job's queue: its running limit and GPU quota, borrowing idle quota of its
-  cohort (shunter.operator.queues);
-- capacity: a node for each of its Pods, free now (shunter.operator.capacity);
+  cohort (shunter.domain.queues);
+- capacity: a node for each of its Pods, free now (shunter.domain.capacity);
 - within a queue, strict FIFO by default: when the head does not fit now, nothing
   behind it starts (letting smaller jobs overtake would starve large ones; Kueue's
   StrictFIFO makes the same choice). A queue may choose BestEffortFIFO instead.
@@ -29,9 +29,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shunter.operator.capacity import Capacity
-from shunter.operator.model import Job, JobKey, JobStatus
-from shunter.operator.queues import QueueView, QuotaUse, queue_of
+from shunter.domain.capacity import Capacity
+from shunter.domain.model import Job, JobKey, JobStatus
+from shunter.domain.queues import QueueView, QuotaUse, queue_of
 
 # Sequence numbers stay far below this; unnumbered jobs sort after numbered ones of the
 # same second, among themselves by creation revision.

@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from shunter.operator.model import GPU_RESOURCE, Job
-from shunter.operator.nodes import NodeView, PodUsage, Resources, quantity, tolerates
+from shunter.domain.model import GPU_RESOURCE, Job
+from shunter.domain.nodes import NodeView, PodUsage, Resources, quantity, tolerates
 
 POOL_LABEL = "shunter.dev/node-pool"
 
@@ -73,7 +73,7 @@ def _tolerated(node: NodeView, job: Job, *, condition: bool) -> bool:
 
 def _tolerations(job: Job) -> tuple:  # type: ignore[type-arg]
     # The Pod always tolerates the GPU taint (podspec adds it).
-    from shunter.operator.model import Toleration
+    from shunter.domain.model import Toleration
 
     return (
         Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule"),
