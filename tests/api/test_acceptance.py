@@ -134,7 +134,12 @@ def test_6_queue_continues_after_cancellation(http: httpx.Client):
     wait_status(http, a, "running")
     listed = queue(http)
     assert (listed["running_count"], listed["queued_count"]) == (1, 2)
-    assert [(j["job_id"], j["queue_position"]) for j in listed["queued"]] == [(b, 1), (c, 2)]
+
+    def b_first_c_second() -> bool:  # the operator numbers them in its next pass
+        now = queue(http)
+        return [(j["job_id"], j["queue_position"]) for j in now["queued"]] == [(b, 1), (c, 2)]
+
+    wait_for(b_first_c_second, timeout=10, what="B at position 1 and C at 2")
 
     http.post(f"/api/training/cancel/{a}")
 

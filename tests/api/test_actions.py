@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from shunter.api.actions import Action, allowed_actions
-from shunter.api.cancelling import decide_cancel
 from shunter.api.schemas import JobPublic
-from shunter.api.suspending import decide_resume, decide_suspend
+from shunter.domain.actions import (
+    Action,
+    allowed_actions,
+    decide_cancel,
+    decide_resume,
+    decide_suspend,
+)
 from shunter.domain.model import Phase
 from tests.support.builders import TrainingJobBuilder, a_training_job
 
@@ -64,3 +68,30 @@ def test_the_public_view_carries_the_actions_and_who_did_it():
     )
     assert done.actions == []
     assert done.cancelled_by == "bob"
+
+
+def _stopping(cause: str, **status: object) -> TrainingJobBuilder:
+    termination = {"step": "graceful", "cause": cause, "requestedAt": "2026-03-01T12:00:00Z"}
+    return a_training_job("j").in_phase("stopping", termination=termination, **status)
+
+
+@pytest.mark.parametrize(
+    ("builder", "suspend"),
+    [
+        (_stopping("deadline"),
+         (409, "Job is stopping: it ran past its maxRuntimeSeconds and ends failed")),
+        (_stopping("failure"),
+         (409, "Job is stopping: a Pod failed with no retry left and it ends failed")),
+        (_stopping("failure").with_spec(backoffLimit=1), (200, "Job suspended (was stopping)")),
+        (_stopping("preempt"), (200, "Job suspended (was stopping)")),
+        (_stopping("start-timeout"),
+         (409, "Job is stopping: it did not start in time; ask again once it is back in the"
+               " queue")),
+    ],
+)  # fmt: skip
+def test_a_suspend_during_a_stop_is_promised_only_where_the_stop_leads_back(
+    builder: TrainingJobBuilder, suspend: tuple[int, str]
+):
+    answer = decide_suspend(builder.job())
+    assert (answer.http_status, answer.message) == suspend
+    assert (Action.SUSPEND in allowed_actions(builder.job())) == (suspend[0] == 200)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from shunter.api.auth import Principal
-from shunter.api.cancelling import decide_cancel
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
+from shunter.domain.actions import decide_cancel
 from shunter.domain.model import Job, JobKey
 from shunter.kube import Conflict
 from tests.support.builders import a_training_job

@@ -104,9 +104,14 @@ def test_the_queue_view_shows_each_queues_usage(
     first = submit(http, node_pool, name="u1", queue=team)["job_id"]
     submit(http, node_pool, name="u2", queue=team)
     wait_for(lambda: status_of(http, first)["status"] == "running", timeout=30, what="u1 runs")
-    view = http.get("/api/training/queue", params={"queue": team}).json()
+
+    def numbered() -> dict[str, Any] | None:
+        view: dict[str, Any] = http.get("/api/training/queue", params={"queue": team}).json()
+        positions = [(j["job_id"], j["queue_position"]) for j in view["queued"]]
+        return view if positions == [("u2", 1)] else None
+
+    view = wait_for(numbered, timeout=10, what="u2 at position 1 of its queue")
     assert [j["job_id"] for j in view["running"]] == ["u1"]
-    assert [(j["job_id"], j["queue_position"]) for j in view["queued"]] == [("u2", 1)]
     [usage] = view["queues"]
     assert usage == {
         "name": team, "exists": True, "running": 1, "gpus": 8, "waiting": 1, "max_running": 1,

@@ -82,14 +82,14 @@ def test_changes_are_pushed_in_the_servers_order_with_its_actions(
                 assert http.post("/api/training/submit", json=body).status_code == 201
             live = until(
                 stream, "live",
-                lambda d: [s for s, _ in statuses(d).values()] == ["running", "queued"],
+                lambda d: [s for s, _ in statuses(d).values()] == ["running", "queued"]
+                and d["items"][1]["queue_position"] == 1,  # numbered by the operator
                 timeout=20,
             )  # fmt: skip
             print(f"first running, second queued: pushed {time.monotonic() - submitted:.2f}s after")
             assert [i["job_id"] for i in live["items"]] == ["first", "second"]  # server order
             assert statuses(live) == {"first": ("running", ["suspend", "cancel"]),
                                       "second": ("queued", ["suspend", "cancel"])}  # fmt: skip
-            assert live["items"][1]["queue_position"] == 1
 
             assert http.post("/api/training/cancel/first").status_code == 200
             live = until(

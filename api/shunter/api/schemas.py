@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shunter.api.actions import Action, allowed_actions
+from shunter.domain.actions import Action, allowed_actions
 from shunter.domain.model import Job
 
 JOB_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shunter.api.auth import Principal
-from shunter.api.cancelling import CancelOutcome, decide_cancel
 from shunter.api.claims import check_claim
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
 from shunter.api.errors import Forbidden as Refused
@@ -42,7 +40,7 @@ from shunter.api.schemas import (
     SecretEnvIn,
 )
 from shunter.api.settings import ApiSettings
-from shunter.api.suspending import decide_resume, decide_suspend
+from shunter.domain.actions import Answer, decide_cancel, decide_resume, decide_suspend
 from shunter.domain.admission import waits
 from shunter.domain.capacity import Capacity
 from shunter.domain.model import (
@@ -226,10 +224,7 @@ class TrainingService:
             reverse=True,
         )
         items = [JobPublic.of(j) for j in lineup.active[:limit]]
-        items += [
-            JobPublic.of(j).model_copy(update={"queue_position": i})
-            for i, j in enumerate(lineup.head[: limit - len(items)], start=1)
-        ]
+        items += [JobPublic.of(j) for j in lineup.head[: limit - len(items)]]
         items += [JobPublic.of(j) for j in rest[: limit - len(items)]]
         return JobList(
             namespace=namespace,
@@ -250,26 +245,26 @@ class TrainingService:
     async def logs(self, key: JobKey, *, tail: int, follow: bool) -> Logs:
         return await self.pod_logs.open(await self.status(key), tail=tail, follow=follow)
 
-    async def cancel(self, key: JobKey, *, caller: Principal) -> CancelOutcome:
+    async def cancel(self, key: JobKey, *, caller: Principal) -> Answer:
         """Cancel, recording who (the annotation goes in the same write)."""
         return await self._change(key, decide_cancel, {"cancelled": True}, caller=caller,
                                   annotations={CANCELLED_BY: caller.user})  # fmt: skip
 
-    async def suspend(self, key: JobKey, *, caller: Principal) -> CancelOutcome:
+    async def suspend(self, key: JobKey, *, caller: Principal) -> Answer:
         return await self._change(key, decide_suspend, {"suspended": True}, caller=caller)
 
-    async def resume(self, key: JobKey, *, caller: Principal) -> CancelOutcome:
+    async def resume(self, key: JobKey, *, caller: Principal) -> Answer:
         return await self._change(key, decide_resume, {"suspended": False}, caller=caller)
 
     async def _change(
         self,
         key: JobKey,
-        decide: Callable[[Job | None], CancelOutcome],
+        decide: Callable[[Job | None], Answer],
         spec: dict[str, Any],
         *,
         caller: Principal,
         annotations: dict[str, str] | None = None,
-    ) -> CancelOutcome:
+    ) -> Answer:
         """Decide on the job; patch its spec only if it is unchanged since the read.
 
         The first read is the cache's; if the job changed meanwhile (finished,
@@ -351,22 +346,14 @@ class TrainingService:
 
 
 def _queue_view(namespace: str, lineup: Lineup, usage: list[QueueUsage]) -> QueueView:
-    # Positions from the live order, within each job's own queue (as the operator
-    # counts them): status carries only the first few.
-    place: dict[str, int] = defaultdict(int)
-    positions = []
-    for job in lineup.head:
-        place[job.spec.queue] += 1
-        positions.append(place[job.spec.queue])
+    # Each job's position is the one the operator recorded in its status (README:
+    # "Queue positions"): every view shows that one, never a count of its own.
     return QueueView(
         namespace=namespace,
         running_count=len(lineup.active),
         queued_count=lineup.waiting_count,
         running=[JobPublic.of(j) for j in lineup.active],
-        queued=[
-            JobPublic.of(j).model_copy(update={"queue_position": i})
-            for i, j in zip(positions, lineup.head, strict=True)
-        ],
+        queued=[JobPublic.of(j) for j in lineup.head],
         queues=usage,
     )
 

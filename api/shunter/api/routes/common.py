@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
-from shunter.api.cancelling import CancelOutcome
 from shunter.api.dependencies import GUARDED_PREFIX, authorized
 from shunter.api.schemas import JOB_ID_PATTERN, CancelResult, ErrorBody
+from shunter.domain.actions import Answer
 
 JSON = "application/json"
 JobIdPath = Annotated[
@@ -29,7 +29,7 @@ def guarded_router() -> APIRouter:
     return APIRouter(prefix=GUARDED_PREFIX, tags=["training"], dependencies=[Depends(authorized)])
 
 
-def change_answer(job_id: str, outcome: CancelOutcome) -> JSONResponse:
+def change_answer(job_id: str, outcome: Answer) -> JSONResponse:
     """The guide's answer to a change of a job (cancel, suspend, resume)."""
     result = CancelResult(
         success=outcome.success,
