@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from shunter.api.errors import NotFound, Unavailable
+from shunter.api.schemas import HISTORY_COLUMNS
 
 _WHERE = (
     " FROM local_training_jobs WHERE namespace = %(namespace)s"
@@ -30,9 +31,7 @@ _WHERE = (
     " AND (%(deleted)s::boolean IS NULL OR (deleted_at IS NOT NULL) = %(deleted)s)"
 )
 _SELECT = (
-    "SELECT name AS job_id, id::text AS uid, namespace, status, error, message, gpus, priority,"
-    " queue, image, exit_code, created_at, started_at, completed_at, deleted_at,"
-    " submitted_by, cancelled_by" + _WHERE + " ORDER BY created_at DESC, id"
+    f"SELECT {', '.join(HISTORY_COLUMNS)}" + _WHERE + " ORDER BY created_at DESC, id"
     " LIMIT %(limit)s OFFSET %(offset)s"
 )
 _COUNT = "SELECT count(*)" + _WHERE

@@ -7,6 +7,7 @@ bodies. Ids are TrainingJob names; phases are spelled in lowercase.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shunter.domain.actions import Action, allowed_actions
 from shunter.domain.model import Job
+from shunter.domain.record import JobRecord, record_of
 
 JOB_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, min_length=1, max_length=55)]
@@ -113,17 +115,22 @@ class Termination(BaseModel):
     force_delete_at: datetime | None = None
 
 
-class JobPublic(BaseModel):
+class JobRow(BaseModel):
+    """The fields of a job's record (shunter.domain.record), as the API names them:
+    `job_id` is its name. The live view and the history both are one."""
+
     job_id: str
     namespace: str
     status: str
+    reason: str | None = None
     message: str | None = None
-    queue_position: int | None = None
-    gpus: int
-    priority: int
+    error: str | None = Field(None, description="'Cancelled by user', or why it failed")
     queue: str
+    priority: int
+    gpus: int
+    nodes: int = 1
     image: str
-    cancel_requested: bool
+    queue_position: int | None = None
     pod_name: str | None = None
     node_name: str | None = None
     exit_code: int | None = None
@@ -131,19 +138,33 @@ class JobPublic(BaseModel):
     admitted_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    termination: Termination | None = None
-    reason: str | None = None
-    nodes: int = 1
-    total_gpus: int = 0
-    pods_ready: int = 0
     attempts: int = 0
     failures: int = 0
     start_timeouts: int = 0
     preemptions: int = 0
     suspensions: int = 0
-    suspend_requested: bool = False
     submitted_by: str | None = Field(None, description="The user who submitted it (the API's)")
     cancelled_by: str | None = Field(None, description="The user who cancelled it through the API")
+
+
+# JobRow's fields by the record's names (the record's `name` is the API's `job_id`).
+RENAMED = {"job_id": "name"}
+
+
+def record_fields(record: JobRecord) -> dict[str, Any]:
+    """A record's fields for JobRow (and the models built on it)."""
+    values = asdict(record)
+    return {f: values[RENAMED.get(f, f)] for f in JobRow.model_fields}
+
+
+class JobPublic(JobRow):
+    """A live job: its record, and what only a live job has."""
+
+    cancel_requested: bool
+    termination: Termination | None = None
+    total_gpus: int = 0
+    pods_ready: int = 0
+    suspend_requested: bool = False
     actions: list[Action] = Field(
         default_factory=list, description="What may be done to the job now (e.g. cancel)"
     )
@@ -154,23 +175,8 @@ class JobPublic(BaseModel):
         status = job.status
         t = status.termination
         return cls(
-            job_id=job.key.name,
-            namespace=job.key.namespace,
-            status=(status.phase.value if status.phase else "queued"),
-            message=status.message,
-            queue_position=status.queue_position,
-            gpus=job.spec.gpus,
-            priority=job.spec.priority,
-            queue=job.spec.queue,
-            image=job.spec.image,
+            **record_fields(record_of(job)),
             cancel_requested=job.spec.cancelled,
-            pod_name=status.pod_name,
-            node_name=status.node_name,
-            exit_code=status.exit_code,
-            created_at=job.created_at,
-            admitted_at=status.admitted_at,
-            started_at=status.started_at,
-            completed_at=status.completed_at,
             termination=Termination(
                 step=t.step.value,
                 outcome=t.outcome,
@@ -180,18 +186,9 @@ class JobPublic(BaseModel):
             )
             if t
             else None,
-            reason=status.reason,
-            nodes=job.spec.nodes,
             total_gpus=job.spec.total_gpus,
             pods_ready=status.pods_ready,
-            attempts=status.attempts,
-            failures=status.failures,
-            start_timeouts=status.start_timeouts,
-            preemptions=status.preemptions,
-            suspensions=status.suspensions,
             suspend_requested=job.spec.suspended,
-            submitted_by=job.audit.submitted_by,
-            cancelled_by=job.audit.cancelled_by,
             actions=allowed_actions(job),
             env=[EnvPublic(name=e.name, secret=e.secret, key=e.key) for e in job.spec.env],
         )
@@ -264,24 +261,18 @@ class JobEvent(BaseModel):
     count: int = 1
 
 
-class HistoryRow(BaseModel):
-    job_id: str
+class HistoryRow(JobRow):
+    """A job's row in the mirror (it outlives the TrainingJob)."""
+
     uid: str
-    namespace: str
-    status: str
-    error: str | None = None
-    message: str | None = None
-    gpus: int
-    priority: int
-    queue: str
-    image: str | None = None
-    exit_code: int | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
     deleted_at: datetime | None = Field(None, description="When its TrainingJob was deleted")
-    submitted_by: str | None = None
-    cancelled_by: str | None = None
+
+
+# The mirror's columns of a HistoryRow (the record's `id` is the API's `uid`).
+HISTORY_COLUMNS = tuple(
+    {"job_id": "name AS job_id", "uid": "id::text AS uid"}.get(f, f)
+    for f in HistoryRow.model_fields
+)
 
 
 class JobHistoryPage(BaseModel):

@@ -53,10 +53,7 @@ class Limits:
 def queue_order(job: Job) -> OrderKey:
     sequence = job.status.sequence
     if sequence is None:
-        try:
-            sequence = UNNUMBERED + int(job.resource_version)
-        except ValueError:
-            sequence = UNNUMBERED
+        sequence = UNNUMBERED + job.revision
     return (
         -job.spec.priority,
         job.created_at.timestamp(),

@@ -22,7 +22,7 @@ from shunter.kube.errors import (
     Unauthorized,
     Unreachable,
 )
-from shunter.kube.informer import Informer, version_number
+from shunter.kube.informer import Informer
 from shunter.kube.resources import Resource
 
 __all__ = [
@@ -41,5 +41,4 @@ __all__ = [
     "Unauthorized",
     "Unreachable",
     "connect",
-    "version_number",
 ]

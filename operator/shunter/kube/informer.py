@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from shunter.domain.model import revision
 from shunter.kube.client import Body, Kube
 from shunter.kube.errors import Forbidden, Gone, KubeError, NotFound
 from shunter.kube.resources import Resource
@@ -45,13 +46,6 @@ WATCH_SECONDS = 300
 RETRY_SECONDS = 1.0
 LIST_PAGE = 500
 ABSENT_RETRY_SECONDS = 30.0
-
-
-def version_number(resource_version: str | None) -> int | None:
-    try:
-        return int(resource_version) if resource_version else None
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -161,7 +155,7 @@ class Informer(Generic[K, T]):
 
     async def wait_version(self, resource_version: str, *, within: float) -> bool:
         """True once the cache has applied resource_version (or a later one)."""
-        wanted = version_number(resource_version)
+        wanted = revision(resource_version)
         if wanted is None:
             self.comparable = False
             return False
@@ -281,7 +275,7 @@ class Informer(Generic[K, T]):
 
     def _advance(self, resource_version: str) -> None:
         self.resource_version = resource_version
-        number = version_number(resource_version)
+        number = revision(resource_version)
         if number is None:
             self.comparable = False
             return

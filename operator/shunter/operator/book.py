@@ -30,7 +30,7 @@ from datetime import datetime
 
 from shunter.domain.admission import QueueOrder
 from shunter.domain.claims import ClaimView
-from shunter.domain.model import Job, JobKey, JobStatus, PodView
+from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
 from shunter.domain.queues import QueueView
 
@@ -42,13 +42,6 @@ class _Written:
     version: str  # resource_version as the API server wrote it
     status: JobStatus
     base: Job  # the job as the watch last showed it
-
-
-def _number(resource_version: str) -> int:
-    try:
-        return int(resource_version)
-    except ValueError:
-        return 0
 
 
 class JobBook:
@@ -102,7 +95,7 @@ class JobBook:
         """A job as the watch shows it (ADDED or MODIFIED)."""
         written = self._written.get(job.key)
         if written is not None:
-            if written.uid != job.uid or _number(job.resource_version) >= written.resource_version:
+            if written.uid != job.uid or job.revision >= written.resource_version:
                 del self._written[job.key]
             else:
                 self._written[job.key] = replace(written, base=job)
@@ -125,7 +118,7 @@ class JobBook:
         previous = self._written.get(job.key)
         base = previous.base if previous is not None else current
         self._written[job.key] = _Written(
-            job.uid, _number(resource_version), resource_version, status, base
+            job.uid, revision(resource_version) or 0, resource_version, status, base
         )
         # The next write's precondition is the version this one produced.
         self._index(replace(current, status=status, resource_version=resource_version))

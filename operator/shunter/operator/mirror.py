@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -24,7 +24,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from shunter.domain.model import CANCELLED_BY_USER, Job, Phase
+from shunter.domain.model import Job
+from shunter.domain.record import JobRecord, record_of
 
 log = logging.getLogger("shunter.operator.mirror")
 
@@ -32,81 +33,23 @@ TABLE = "local_training_jobs"
 MIGRATIONS_LOCK = 7_274_001  # pg_advisory_xact_lock key shared by every replica
 
 
-@dataclass(frozen=True)
-class Row:
-    id: str
-    namespace: str
-    name: str
-    status: str
-    error: str | None
-    message: str | None
-    queue: str
-    priority: int
-    gpus: int
-    queue_position: int | None
-    pod_name: str | None
-    node_name: str | None
-    exit_code: int | None
-    image: str
-    created_at: datetime
-    admitted_at: datetime | None
-    started_at: datetime | None
-    completed_at: datetime | None
+@dataclass(frozen=True, kw_only=True)
+class Row(JobRecord):
+    """A job's row: its record (shunter.domain.record) and what only the mirror keeps."""
+
+    resource_version: int
     cancel_requested_at: datetime | None
     termination_outcome: str | None
-    submitted_by: str | None
-    cancelled_by: str | None
-    resource_version: int
-    reason: str | None = None
-    nodes: int = 1
-    attempts: int = 0
-    failures: int = 0
-    start_timeouts: int = 0
-    preemptions: int = 0
-    suspensions: int = 0
     deleted_at: datetime | None = None
 
 
 def row_of(job: Job) -> Row:
-    status = job.status
-    phase = status.phase or Phase.QUEUED
-    error = None
-    if phase is Phase.CANCELLED:
-        error = CANCELLED_BY_USER
-    elif phase is Phase.FAILED:
-        error = status.message
-    termination = status.termination
+    termination = job.status.termination
     return Row(
-        id=job.uid,
-        namespace=job.key.namespace,
-        name=job.key.name,
-        status=phase.value,
-        error=error,
-        message=status.message,
-        queue=job.spec.queue,
-        priority=job.spec.priority,
-        gpus=job.spec.gpus,
-        queue_position=status.queue_position,
-        pod_name=status.pod_name,
-        node_name=status.node_name,
-        exit_code=status.exit_code,
-        image=job.spec.image,
-        created_at=job.created_at,
-        admitted_at=status.admitted_at,
-        started_at=status.started_at,
-        completed_at=status.completed_at,
+        **asdict(record_of(job)),
+        resource_version=job.revision,
         cancel_requested_at=termination.requested_at if termination else None,
         termination_outcome=termination.outcome if termination else None,
-        submitted_by=job.audit.submitted_by,
-        cancelled_by=job.audit.cancelled_by,
-        resource_version=int(job.resource_version or 0),
-        reason=status.reason,
-        nodes=job.spec.nodes,
-        attempts=status.attempts,
-        failures=status.failures,
-        start_timeouts=status.start_timeouts,
-        preemptions=status.preemptions,
-        suspensions=status.suspensions,
     )
 
 

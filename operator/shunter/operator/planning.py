@@ -289,8 +289,4 @@ def _arrival(job: Job) -> tuple[float, int, str, str]:
     creation) is its etcd creation revision, which orders creations exactly.
     resourceVersion is opaque by contract, so a non-numeric one falls back to names.
     """
-    try:
-        revision = int(job.resource_version)
-    except ValueError:
-        revision = 0
-    return (job.created_at.timestamp(), revision, job.key.namespace, job.key.name)
+    return (job.created_at.timestamp(), job.revision, job.key.namespace, job.key.name)

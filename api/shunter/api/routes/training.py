@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -28,7 +28,7 @@ from shunter.api.schemas import (
     SubmitResult,
 )
 from shunter.api.streaming import job_stream, sse
-from shunter.domain.model import JobKey
+from shunter.domain.model import JobKey, Phase
 
 router = guarded_router()
 
@@ -135,12 +135,6 @@ async def cancel(
     return change_answer(job_id, outcome)
 
 
-Phase = Literal[
-    "queued", "starting", "running", "cancelling", "stopping", "suspended",
-    "completed", "failed", "cancelled",
-]  # fmt: skip
-
-
 # Free text of a filter: anything but control characters (PostgreSQL text cannot hold
 # NUL, and no name or user name has any).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -185,7 +179,8 @@ async def jobs(
 ) -> JobHistoryPage:
     """History from PostgreSQL (outlives the CRs), newest first, filtered."""
     where = HistoryFilter(
-        namespace=namespace, status=status, queue=queue, name_contains=name_contains or None,
+        namespace=namespace, status=status.value if status else None, queue=queue,
+        name_contains=name_contains or None,
         submitted_by=submitted_by or None, since=_utc(since, "since"),
         until=_utc(until, "until"), deleted=deleted,
     )  # fmt: skip
