@@ -75,7 +75,10 @@ def decide_cancel(job: Job | None) -> Answer:
     return Answer(200, True, phase.value, f"Job cancelled (was {phase})", send_patch=True)
 
 
-def _being_cancelled(job: Job) -> Answer | None:
+def _not_changeable(job: Job | None) -> Answer | None:
+    """What a suspend and a resume answer first: unknown, finished, being cancelled."""
+    if (refused := refusal(job)) is not None or job is None:
+        return refused or NOT_FOUND
     if job.spec.cancelled or job.phase is Phase.CANCELLING:
         return Answer(409, False, Phase.CANCELLING.value, "Job is being cancelled")
     return None
@@ -98,10 +101,8 @@ def stop_refusal(job: Job) -> str | None:
 
 
 def decide_suspend(job: Job | None) -> Answer:
-    if (refused := refusal(job)) is not None or job is None:
+    if (refused := _not_changeable(job)) is not None or job is None:
         return refused or NOT_FOUND
-    if (cancelling := _being_cancelled(job)) is not None:
-        return cancelling
     phase = job.phase or Phase.QUEUED
     if phase is Phase.SUSPENDED or job.spec.suspended:
         return Answer(409, False, Phase.SUSPENDED.value, "Job is already suspended")
@@ -112,10 +113,8 @@ def decide_suspend(job: Job | None) -> Answer:
 
 
 def decide_resume(job: Job | None) -> Answer:
-    if (refused := refusal(job)) is not None or job is None:
+    if (refused := _not_changeable(job)) is not None or job is None:
         return refused or NOT_FOUND
-    if (cancelling := _being_cancelled(job)) is not None:
-        return cancelling
     phase = job.phase or Phase.QUEUED
     if not job.spec.suspended and phase is not Phase.SUSPENDED:
         return Answer(409, False, phase.value, "Job is not suspended")
