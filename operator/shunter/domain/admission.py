@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shunter.domain.capacity import Capacity
-from shunter.domain.model import Job, JobKey, JobStatus
+from shunter.domain.model import Job, JobKey
 from shunter.domain.queues import QueueView, QuotaUse, queue_of
 
 # Sequence numbers stay far below this; unnumbered jobs sort after numbered ones of the
@@ -170,14 +170,6 @@ class Usage:
         by_namespace = {**self.by_namespace, ns: self.by_namespace.get(ns, 0) + gpus}
         return Usage(self.running + sign, self.gpus + gpus, by_namespace)
 
-    def after(self, job: Job, status: JobStatus) -> Usage:
-        """Usage once job moves to status (a finished job frees its slot)."""
-        held = job.holds_slot
-        holds = status.phase is not None and status.phase.holds_slot
-        if held and not holds:
-            return self.plus(job, -1)
-        return self
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -187,10 +179,6 @@ class Verdict:
     reason: str = ""  # status reason of a waiting job
     message: str = ""  # why it cannot start (empty when admitted)
     placement: tuple[str, ...] = ()
-
-    @property
-    def blocks(self) -> bool:
-        return self.kind == "wait"
 
 
 @dataclass

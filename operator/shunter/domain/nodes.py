@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shunter.domain.model import GPU_RESOURCE, JOB_NAME_LABEL, Toleration
+from shunter.domain.model import GPU_RESOURCE, Toleration
 
 _SUFFIX = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -170,6 +170,6 @@ def pod_requests(spec: Mapping[str, Any]) -> Resources:
     return total
 
 
-# Foreign Pods: every bound, unfinished Pod that is not a trainer Pod.
-FOREIGN_LABEL_SELECTOR = f"!{JOB_NAME_LABEL}"
+# Pods that hold a node's resources: bound and not finished. The operator watches them
+# all and counts its own trainer Pods by their job's placement (shunter.operator.handlers).
 BOUND_FIELD_SELECTOR = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"

@@ -30,7 +30,6 @@ log = logging.getLogger("shunter.kube")
 # Seconds before a call is abandoned (a pass or a request retries later).
 REQUEST_TIMEOUT = 30.0
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 Body = dict[str, Any]
 
 
@@ -210,14 +209,6 @@ class Kube:
             "PATCH", resource.path(namespace=namespace, name=name, sub=sub),
             body=patch, content_type=content_type, what=f"patch {where}", seconds=seconds,
             params=self._writer,
-        )  # fmt: skip
-
-    async def replace(
-        self, resource: Resource, name: str, body: Body, *, namespace: str | None = None
-    ) -> Body:
-        return await self.request(
-            "PUT", resource.path(namespace=namespace, name=name), body=body, params=self._writer,
-            what=f"replace {resource.plural} {_ref(namespace, name)}",
         )  # fmt: skip
 
     async def delete(

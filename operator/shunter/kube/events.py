@@ -1,12 +1,13 @@
-"""Kubernetes Events about a TrainingJob: posted by the operator, read by the API."""
+"""Kubernetes Events about a TrainingJob: the body the operator posts
+(shunter.operator.actions), and how the API reads them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from shunter.kube.client import Body, Kube
-from shunter.kube.resources import EVENTS, TRAINING_JOBS
+from shunter.kube.client import Body
+from shunter.kube.resources import TRAINING_JOBS
 
 COMPONENT = "shunter-operator"
 
@@ -44,10 +45,6 @@ def event_body(
         "eventTime": stamp,
         "count": 1,
     }
-
-
-async def post_event(kube: Kube, body: Body) -> None:
-    await kube.create(EVENTS, body, namespace=body["metadata"]["namespace"])
 
 
 JOB_EVENTS_SELECTOR = "involvedObject.kind=TrainingJob"

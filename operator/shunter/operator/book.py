@@ -56,8 +56,6 @@ class JobBook:
         self.foreign: dict[str, PodUsage] = {}
         self.queues: dict[str, QueueView] = {}
         self.claims: dict[tuple[str, str], ClaimView] = {}
-        # Bumped when nodes, foreign Pods or queues change: admission must look again.
-        self.world_version = 0
         self._waiting = QueueOrder()
         self._written: dict[JobKey, _Written] = {}
         self._expected: dict[JobKey, dict[str, int]] = {}
@@ -202,40 +200,28 @@ class JobBook:
     # -- the world around the jobs ------------------------------------------------
 
     def put_node(self, node: NodeView) -> None:
-        if self.nodes.get(node.name) != node:
-            self.nodes[node.name] = node
-            self.world_version += 1
+        self.nodes[node.name] = node
 
     def remove_node(self, node: NodeView) -> None:
-        if self.nodes.pop(node.name, None) is not None:
-            self.world_version += 1
+        self.nodes.pop(node.name, None)
 
     def put_foreign(self, usage: PodUsage) -> None:
-        if self.foreign.get(usage.uid) != usage:
-            self.foreign[usage.uid] = usage
-            self.world_version += 1
+        self.foreign[usage.uid] = usage
 
     def remove_foreign(self, usage: PodUsage) -> None:
-        if self.foreign.pop(usage.uid, None) is not None:
-            self.world_version += 1
+        self.foreign.pop(usage.uid, None)
 
     def put_queue(self, queue: QueueView) -> None:
-        if self.queues.get(queue.name) != queue:
-            self.queues[queue.name] = queue
-            self.world_version += 1
+        self.queues[queue.name] = queue
 
     def remove_queue(self, queue: QueueView) -> None:
-        if self.queues.pop(queue.name, None) is not None:
-            self.world_version += 1
+        self.queues.pop(queue.name, None)
 
     def put_claim(self, claim: ClaimView) -> None:
-        if self.claims.get((claim.namespace, claim.name)) != claim:
-            self.claims[(claim.namespace, claim.name)] = claim
-            self.world_version += 1
+        self.claims[(claim.namespace, claim.name)] = claim
 
     def remove_claim(self, claim: ClaimView) -> None:
-        if self.claims.pop((claim.namespace, claim.name), None) is not None:
-            self.world_version += 1
+        self.claims.pop((claim.namespace, claim.name), None)
 
     def not_ready(self) -> set[str]:
         return {n.name for n in self.nodes.values() if not n.ready}
