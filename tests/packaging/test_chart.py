@@ -66,14 +66,26 @@ def test_watch_namespace_scopes_job_permissions_to_a_role():
     assert ("Role", "ml") in kinds
     assert ("RoleBinding", "ml") in kinds
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
-    # Only the CRD/namespace observer, the token/access reviewer and the users' roles
-    # (granted per namespace by RoleBindings) stay cluster-wide.
+    # Only the operator's observer (Nodes, bound Pods, queues), the token/access reviewer
+    # and the users' roles (granted per namespace by RoleBindings) stay cluster-wide.
     assert sorted(r["metadata"]["name"].split("-", 1)[1] for r in cluster_roles) == [
         "api-reviewer",
         "operator-observer",
         "trainingjob-editor",
         "trainingjob-viewer",
     ]
+
+
+@pytest.mark.parametrize("scope", ["", "admission.watchNamespaces={ml}"])
+def test_no_component_may_read_crds_or_namespaces(scope: str):
+    """kopf's scanning is off (shunter.operator.main) and nothing else reads them."""
+    docs = render(*filter(None, [scope]))
+    granted = {(group, resource) for d in docs if d["kind"] in ("Role", "ClusterRole")
+               for rule in d["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"]}  # fmt: skip
+    assert ("shunter.dev", "trainingjobs") in granted  # the roles were found
+    assert ("apiextensions.k8s.io", "customresourcedefinitions") not in granted
+    assert ("", "namespaces") not in granted
 
 
 def rules_of(role: dict) -> dict[str, set[str]]:

@@ -23,7 +23,7 @@ from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job
 from tests.support.kube import EDITOR, temporary_namespace
 from tests.support.operator import Jobs, OperatorProcess
-from tests.support.policy import Policies, api_account, policies, team, token_client
+from tests.support.policy import Policies, chart_account, policies, team, token_client
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
@@ -130,8 +130,8 @@ def policy(kube_api: client.ApiClient, kubeconfig: Path, namespace: str, crd: No
 def rest(kube_api: client.ApiClient, kubeconfig: Path, namespace: str, tmp_path: Path,
          database_url: str) -> Iterator[ApiProcess]:  # fmt: skip
     """The API with auth on, acting as callers, with only the chart's RBAC."""
-    with api_account(kube_api, kubeconfig, namespace=namespace,
-                     out=tmp_path / "api.kubeconfig") as account:  # fmt: skip
+    with chart_account(kube_api, kubeconfig, component="api", namespace=namespace,
+                       out=tmp_path / "api.kubeconfig") as account:  # fmt: skip
         api = ApiProcess(kubeconfig=account, namespace=namespace, database_url=database_url,
                          log_path=tmp_path / "api.log",
                          env={"SHUNTER_API_AUTH": "kubernetes"})  # fmt: skip

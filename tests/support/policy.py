@@ -1,4 +1,4 @@
-"""The chart's admission policies and its API account, installed for one test.
+"""The chart's admission policies and its accounts, installed for one test.
 
 The policies are rendered by helm from charts/shunter, exactly as an install renders
 them, with a `fullnameOverride` of the test's own (objects of several tests never
@@ -161,20 +161,21 @@ def account_kubeconfig(
 
 
 @contextmanager
-def api_account(
-    kube_api: client.ApiClient, kubeconfig: Path, *, namespace: str, out: Path,
+def chart_account(
+    kube_api: client.ApiClient, kubeconfig: Path, *, component: str, namespace: str, out: Path,
     values: dict[str, Any] | None = None,
 ) -> Iterator[Path]:  # fmt: skip
-    """The chart's API ServiceAccount and RBAC (rendered for a release in `namespace`)
+    """A component's ServiceAccount ("api" or "operator") and the chart's RBAC, rendered
+    for a release in `namespace` (every namespace when `values` names none to watch),
     in the cluster while the context lasts; a kubeconfig acting as that account."""
-    name = f"api-{uuid.uuid4().hex[:6]}"
+    name = f"{component[:3]}-{uuid.uuid4().hex[:6]}"
     docs = render(("templates/rbac.yaml", "templates/serviceaccounts.yaml"), name=name,
                   namespace=namespace, values=values or {})  # fmt: skip
     manifest = yaml.safe_dump_all(docs)
     kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=manifest)
     try:
-        yield account_kubeconfig(kube_api, kubeconfig, namespace=namespace, name=f"{name}-api",
-                                 out=out)  # fmt: skip
+        yield account_kubeconfig(kube_api, kubeconfig, namespace=namespace,
+                                 name=f"{name}-{component}", out=out)  # fmt: skip
     finally:
         kubectl(kubeconfig, "delete", "--ignore-not-found", "-n", namespace, "-f", "-",
                 stdin=manifest)  # fmt: skip

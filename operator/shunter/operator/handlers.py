@@ -1,11 +1,28 @@
 """kopf registrations: start-up, shutdown and probes; the informers feed the book.
 
-kopf runs the operator (signals, liveness endpoint, probes, logging); the watches are
-Shunter's own informers (shunter.kube.informer), the same implementation the API's
-cache uses: a watch event costs a JSON parse and a dict update, where a kopf resource
-handler costs a per-object worker, diffing and handler dispatch (bench/RESULTS.md,
-"operator"). Every handler is async and runs on kopf's event loop; nothing touches
-loop state from another thread.
+Two libraries share the work, each doing what it is good at:
+
+- kopf runs the process: the event loop's lifetime, SIGTERM and SIGINT, the start-up
+  handler before anything else and the clean-up handler on the way out (in the order
+  `stop` gives), the liveness endpoint (`--liveness`) answering with the probes below,
+  and the memo the handlers share. It registers no resource handler, so it watches
+  nothing and writes nothing: no peering (`standalone`: leadership is our own Lease),
+  no Events of its own, no webhooks (main.kopf_settings). Its one look at the
+  cluster is the API discovery at start (`/apis`, readable by any authenticated user).
+  Its scanning (watching CRDs, and listing Namespaces when it serves a list of them,
+  to start and stop watches as they come and go) is turned off: there are no watches
+  of its own to start, and it would need cluster-wide rights on CRDs and Namespaces
+  that the chart does not grant (without them kopf logs 403 warnings).
+- shunter.kube does all the Kubernetes work: every watch (an Informer per resource
+  and watched namespace: TrainingJobs, trainer Pods, Nodes, the Pods bound to them,
+  TrainingQueues, claims), every write (status patches, Pods, Services, claims,
+  Events, dry-run creates, through shunter.operator.actions), and the Lease
+  (shunter.kube.leases). It is the same client the API uses: a watch event costs a
+  JSON parse and a dict update, where a kopf resource handler costs a per-object
+  worker, diffing and handler dispatch (bench/RESULTS.md, "operator").
+
+Every handler is async and runs on kopf's event loop; nothing touches loop state from
+another thread.
 """
 
 from __future__ import annotations
@@ -37,7 +54,8 @@ log = logging.getLogger("shunter.operator")
 
 @kopf.on.login()
 async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # kopf's own watches are unused (no resource handlers); it still wants a login.
+    # The credentials of kopf's own calls (the discovery at start); shunter.kube reads
+    # its own (shunter.kube.connection).
     return kopf.login_via_client(**kwargs)
 
 
@@ -94,10 +112,8 @@ def _foreign(scope: Scope) -> Any:
 
 
 @kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def start(memo: kopf.Memo, **_: Any) -> None:
     config: Settings = memo.config  # parsed and checked by main()
-    settings.networking.request_timeout = 60
-    settings.posting.level = logging.WARNING
     # This replica's name in the API server's audit log and in managedFields.
     writer = f"shunter-operator/{config.identity}"
     kube = Kube(connect(), user_agent=writer, field_manager=writer)

@@ -2,7 +2,9 @@
 
     shunter-operator [--liveness http://0.0.0.0:8080/healthz] [--verbose]
 
-Settings come from the environment (see shunter.operator.settings).
+Settings come from the environment (see shunter.operator.settings). kopf runs the
+process; shunter.kube does the Kubernetes work (shunter.operator.handlers says who
+does what).
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ import kopf
 
 from shunter.operator import handlers
 from shunter.operator.settings import Settings, SettingsError
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    """kopf as this operator uses it: a process runner with no resources of its own."""
+    settings = kopf.OperatorSettings()
+    settings.networking.request_timeout = 60  # its own calls: the API discovery at start
+    # Serve the namespaces given (or the whole cluster) as they are: no watch of CRDs or
+    # Namespaces, which would need cluster-wide rights the chart does not grant, to
+    # start and stop watches kopf does not have.
+    settings.scanning.disabled = True
+    settings.posting.enabled = False  # Events are Shunter's own (Actions.post_event)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     assert handlers  # the import registers the handlers
     asyncio.run(
         kopf.operator(
+            settings=kopf_settings(),
             standalone=True,  # leader election is our own Lease, not kopf peering
             clusterwide=settings.scope.cluster_wide,
             namespaces=settings.scope.namespaces,
