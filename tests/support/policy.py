@@ -71,11 +71,14 @@ class Policies:
         patch = {"metadata": {"labels": {POLICY_LABEL: self.label, **labels}}}
         client.CoreV1Api(self.kube_api).patch_namespace(namespace, patch)
 
-    def install(self, admission: dict[str, Any] | None = None, **policy: Any) -> None:
+    def install(
+        self, admission: dict[str, Any] | None = None, *, simulator: bool = True, **policy: Any
+    ) -> None:
         """Render the policy and identity templates with `policy` (and `admission`)
         values and apply them (await_enforced tells when the API server enforces them)."""
-        # The suite's nodes are kwok's: jobs say how long to "run" in sim.shunter.dev/*.
-        values = {"api": {"simulator": True}, "admission": admission or {},
+        # The suite's nodes are kwok's: jobs say how long to "run" in sim.shunter.dev/*
+        # (simulator=False: as the chart's defaults, which refuse those annotations).
+        values = {"api": {"simulator": simulator}, "admission": admission or {},
                   "policy": {"namespaceSelector": {"matchLabels": {POLICY_LABEL: self.label}},
                              **policy}}  # fmt: skip
         docs = render(("templates/policy.yaml", "templates/identity.yaml"), name=self.name,

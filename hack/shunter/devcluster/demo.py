@@ -29,9 +29,10 @@ from shunter.devcluster.runtime import cache_dir
 
 NAME = "demo"
 REPO = Path(__file__).resolve().parents[3]
-CRDS = (REPO / "charts/shunter/crds/trainingjobs.shunter.dev.yaml",
-        REPO / "charts/shunter/crds/trainingqueues.shunter.dev.yaml")  # fmt: skip
 CHART = REPO / "charts/shunter"
+# Every CRD of the chart (TrainingJob, TrainingQueue): the directory, not a list of
+# files, so a CRD added to the chart is in the demo too.
+CRDS = CHART / "crds"
 SERVICES = ("shunter-operator", "shunter-api")
 
 SAMPLES = [
@@ -73,11 +74,9 @@ def wait_ready(url: str, what: str, *, timeout: float = 90) -> None:
 
 
 def install_crd(plane: ControlPlane) -> None:
-    """Both CRDs (TrainingJob, TrainingQueue), established."""
-    for crd in CRDS:
-        plane.kubectl("apply", "-f", str(crd))
-    plane.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.shunter.dev",
-                  "crd/trainingqueues.shunter.dev")  # fmt: skip
+    """The chart's CRDs, established."""
+    plane.kubectl("apply", "-f", str(CRDS))
+    plane.kubectl("wait", "--for=condition=Established", "-f", str(CRDS))
 
 
 def install_policies(plane: ControlPlane) -> None:
@@ -242,6 +241,7 @@ With kubectl:
   export KUBECONFIG={kubeconfig} PATH=$HOME/.cache/shunter/bin:$PATH
   kubectl get tj
   kubectl patch tj demo-hangs --type merge -p '{{"spec":{{"cancelled":true}}}}'
+  More in examples/README.md: queues in a cohort, a multi-node job, suspend and resume.
 
 Stop everything: make demo-down
 """

@@ -1,8 +1,9 @@
-"""The operator's view of TrainingJobs and their Pods, parsed from raw API bodies.
+"""TrainingJobs and their Pods as the operator and the API see them, parsed from raw
+API bodies.
 
-Raw bodies are parsed once, where they enter (the kopf indexers), into frozen
-dataclasses; every decision module works on these and never on dicts. Times are
-timezone-aware UTC datetimes.
+Raw bodies are parsed once, where they enter (the informers' parse functions, in the
+operator and in the API's watch cache), into frozen dataclasses; every decision module
+works on these and never on dicts. Times are timezone-aware UTC datetimes.
 """
 
 from __future__ import annotations
