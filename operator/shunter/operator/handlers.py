@@ -2,17 +2,17 @@
 
 Two libraries share the work, each doing what it is good at:
 
-- kopf runs the process: the event loop's lifetime, SIGTERM and SIGINT, the start-up
-  handler before anything else and the clean-up handler on the way out (in the order
-  `stop` gives), the liveness endpoint (`--liveness`) answering with the probes below,
-  and the memo the handlers share. It registers no resource handler, so it watches
-  nothing and writes nothing: no peering (`standalone`: leadership is our own Lease),
-  no Events of its own, no webhooks (main.kopf_settings). Its one look at the
-  cluster is the API discovery at start (`/apis`, readable by any authenticated user).
-  Its scanning (watching CRDs, and listing Namespaces when it serves a list of them,
-  to start and stop watches as they come and go) is turned off: there are no watches
-  of its own to start, and it would need cluster-wide rights on CRDs and Namespaces
-  that the chart does not grant (without them kopf logs 403 warnings).
+- kopf runs the process: the event loop's lifetime, SIGTERM and SIGINT, `start`
+  before anything else and `stop` on the way out, the liveness endpoint (`--liveness`)
+  answering with the probes below, and the memo the handlers share. It registers no
+  resource handler, so it watches nothing and writes nothing: no peering
+  (`standalone`: leadership is our own Lease), no Events of its own, no webhooks
+  (main.kopf_settings). Its one look at the cluster is the API discovery at start
+  (`/api`, `/apis`: any authenticated user may). Its scanning (watching CRDs, and
+  listing Namespaces when it serves a list of them, to start and stop watches as they
+  come and go) is turned off: there are no watches of its own to start, and it would
+  need cluster-wide rights on CRDs and Namespaces that the chart does not grant
+  (without them kopf logs its 403s and retries).
 - shunter.kube does all the Kubernetes work: every watch (an Informer per resource
   and watched namespace: TrainingJobs, trainer Pods, Nodes, the Pods bound to them,
   TrainingQueues, claims), every write (status patches, Pods, Services, claims,
