@@ -44,9 +44,11 @@ def test_from_env_is_off_unless_a_qps_is_given():
     assert TokenBucket.from_env({}) is None
     assert TokenBucket.from_env({"SHUNTER_KUBE_QPS": "0", "SHUNTER_KUBE_BURST": "5"}) is None
     bucket = TokenBucket.from_env({"SHUNTER_KUBE_QPS": "50"})
-    assert bucket is not None and (bucket.qps, bucket.burst) == (50, 100)
+    assert bucket is not None
+    assert (bucket.qps, bucket.burst) == (50, 100)
     bucket = TokenBucket.from_env({"SHUNTER_KUBE_QPS": "0.5", "SHUNTER_KUBE_BURST": "3"})
-    assert bucket is not None and (bucket.qps, bucket.burst) == (0.5, 3)
+    assert bucket is not None
+    assert (bucket.qps, bucket.burst) == (0.5, 3)
 
 
 @pytest.mark.parametrize(
@@ -59,5 +61,5 @@ def test_from_env_is_off_unless_a_qps_is_given():
     ],
 )
 def test_from_env_says_what_is_wrong(env: dict[str, str]):
-    with pytest.raises(ValueError, match="SHUNTER_KUBE_QPS|qps must be"):
+    with pytest.raises(ValueError, match=r"SHUNTER_KUBE_QPS|qps must be"):
         TokenBucket.from_env(env)

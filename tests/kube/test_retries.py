@@ -65,7 +65,8 @@ def test_backoff_doubles_with_jitter_up_to_a_cap():
     delays = [attempts.next_delay(retry_after=None, now=0.0) for _ in range(8)]
     for n, delay in enumerate(delays):
         ceiling = min(retries.FIRST_BACKOFF * 2**n, retries.MAX_BACKOFF)
-        assert delay is not None and ceiling / 2 <= delay <= ceiling
+        assert delay is not None
+        assert ceiling / 2 <= delay <= ceiling
 
 
 def test_attempts_are_bounded_in_number_and_in_time():

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-MAX_ATTEMPTS = 5
+# As many as client-go makes after a Retry-After; the call's own timeout bounds them too.
+MAX_ATTEMPTS = 10
 # The longest wait a Retry-After can ask of us (the server's own hint is 1 s or so).
 MAX_RETRY_AFTER = 30.0
 FIRST_BACKOFF = 0.5
