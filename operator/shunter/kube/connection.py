@@ -78,8 +78,14 @@ class Connection:
         if not self.server.startswith("https"):
             return Access(credential, None)
         if self._context is None or credential.certificate != self._context_for:
-            self._context = await asyncio.to_thread(self.ssl_context, credential.certificate)
-            self._context_for = credential.certificate
+            try:
+                context = await asyncio.to_thread(self.ssl_context, credential.certificate)
+            except ssl.SSLError:
+                # Read between a key and its certificate being replaced (they are two
+                # files): read both again, once.
+                credential = await self.credentials.reload(credential)
+                context = await asyncio.to_thread(self.ssl_context, credential.certificate)
+            self._context, self._context_for = context, credential.certificate
         return Access(credential, self._context)
 
     def ssl_context(self, certificate: tuple[bytes, bytes] | None) -> ssl.SSLContext:
