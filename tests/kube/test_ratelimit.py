@@ -43,7 +43,7 @@ async def test_take_waits_for_a_token():
 def test_from_env_is_off_unless_a_qps_is_given():
     assert TokenBucket.from_env({}) is None
     assert TokenBucket.from_env({"SHUNTER_KUBE_QPS": "0", "SHUNTER_KUBE_BURST": "5"}) is None
-    bucket = TokenBucket.from_env({"SHUNTER_KUBE_QPS": "50"})
+    bucket = TokenBucket.from_env({"SHUNTER_KUBE_QPS": "50", "SHUNTER_KUBE_BURST": "0"})
     assert bucket is not None
     assert (bucket.qps, bucket.burst) == (50, 100)
     bucket = TokenBucket.from_env({"SHUNTER_KUBE_QPS": "0.5", "SHUNTER_KUBE_BURST": "3"})
@@ -57,7 +57,7 @@ def test_from_env_is_off_unless_a_qps_is_given():
         {"SHUNTER_KUBE_QPS": "fast"},
         {"SHUNTER_KUBE_QPS": "10", "SHUNTER_KUBE_BURST": "1.5"},
         {"SHUNTER_KUBE_QPS": "-1"},
-        {"SHUNTER_KUBE_QPS": "10", "SHUNTER_KUBE_BURST": "0"},
+        {"SHUNTER_KUBE_QPS": "10", "SHUNTER_KUBE_BURST": "-2"},
     ],
 )
 def test_from_env_says_what_is_wrong(env: dict[str, str]):

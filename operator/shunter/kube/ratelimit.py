@@ -48,12 +48,12 @@ class TokenBucket:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> TokenBucket | None:
         """SHUNTER_KUBE_QPS (unset, empty or 0: no limit) and SHUNTER_KUBE_BURST
-        (default: twice the QPS, at least 1)."""
+        (unset, empty or 0: twice the QPS, at least 1)."""
         raw_qps = environ.get("SHUNTER_KUBE_QPS", "").strip()
         raw_burst = environ.get("SHUNTER_KUBE_BURST", "").strip()
         try:
             qps = float(raw_qps) if raw_qps else 0.0
-            burst = int(raw_burst) if raw_burst else max(1, int(2 * qps))
+            burst = int(raw_burst or 0) or max(1, int(2 * qps))
         except ValueError as exc:
             raise ValueError(
                 f"SHUNTER_KUBE_QPS={raw_qps!r}, SHUNTER_KUBE_BURST={raw_burst!r}: "
