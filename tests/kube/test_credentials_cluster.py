@@ -23,7 +23,7 @@ from shunter.kube.resources import Resource
 from tests.support.kubeconfigs import (
     exec_plugin,
     exec_user,
-    kubeconfig_as,
+    kube_as,
     plugin_runs,
     write_atomically,
 )
@@ -69,8 +69,7 @@ async def test_an_informer_goes_on_after_its_token_is_rotated_and_the_old_one_re
     account_with_role(kube_api, namespace, "watcher", "view")
     token_file = tmp_path / "token"
     token_file.write_text(bound_token(kube_api, namespace, "watcher", "key-a"))
-    kube = Kube(connect(kubeconfig_as(kubeconfig, tmp_path / "config",
-                                      user={"tokenFile": str(token_file)})))  # fmt: skip
+    kube = kube_as(kubeconfig, tmp_path / "config", user={"tokenFile": str(token_file)})
     admin = Kube(connect(kubeconfig))
     # Short watches: each ends in two seconds and the next opens with what we hold then.
     informer: Informer[str, str] = Informer(
@@ -81,8 +80,7 @@ async def test_an_informer_goes_on_after_its_token_is_rotated_and_the_old_one_re
     try:
         await admin.create(CONFIG_MAPS, config_map("before"), namespace=namespace)
         assert await informer.wait_until("before", lambda found: found is not None, within=30)
-        old = Kube(connect(kubeconfig_as(kubeconfig, tmp_path / "old",
-                                         user={"token": token_file.read_text()})))  # fmt: skip
+        old = kube_as(kubeconfig, tmp_path / "old", user={"token": token_file.read_text()})
         write_atomically(token_file, bound_token(kube_api, namespace, "watcher", "key-b").encode())
         client.CoreV1Api(kube_api).delete_namespaced_secret("key-a", namespace)
 
@@ -114,7 +112,7 @@ async def test_an_exec_plugins_token_is_kept_until_it_expires(
     log = tmp_path / "runs.log"
     user = exec_user(exec_plugin(tmp_path), PLUGIN_LOG=str(log),
                      PLUGIN_TOKEN_FILE=str(token_file), PLUGIN_EXPIRES_IN="6")  # fmt: skip
-    kube = Kube(connect(kubeconfig_as(kubeconfig, tmp_path / "config", user=user)))
+    kube = kube_as(kubeconfig, tmp_path / "config", user=user)
     try:
         assert await who(kube) == f"system:serviceaccount:{namespace}:plugged"
         await kube.list(CONFIG_MAPS, namespace=namespace)
@@ -131,16 +129,22 @@ async def test_an_exec_plugins_token_is_kept_until_it_expires(
         await kube.close()
 
 
-async def test_an_exec_plugin_may_give_a_client_certificate(
-    kubeconfig: Path, control_plane: ControlPlane | None, tmp_path: Path
-):
+@pytest.fixture
+def plane(control_plane: ControlPlane | None) -> ControlPlane:
+    """The session's own control plane: its CA signs the tests' client certificates."""
     if control_plane is None:
-        pytest.skip("needs the session's own control plane (its CA signs the certificate)")
+        pytest.skip("needs the session's own control plane (its CA signs certificates)")
+    return control_plane
+
+
+async def test_an_exec_plugin_may_give_a_client_certificate(
+    kubeconfig: Path, plane: ControlPlane, tmp_path: Path
+):
     log = tmp_path / "runs.log"
     user = exec_user(exec_plugin(tmp_path), PLUGIN_LOG=str(log),
-                     PLUGIN_CERT=str(control_plane.pki.admin_cert),
-                     PLUGIN_KEY=str(control_plane.pki.admin_key))  # fmt: skip
-    kube = Kube(connect(kubeconfig_as(kubeconfig, tmp_path / "config", user=user)))
+                     PLUGIN_CERT=str(plane.pki.admin_cert),
+                     PLUGIN_KEY=str(plane.pki.admin_key))  # fmt: skip
+    kube = kube_as(kubeconfig, tmp_path / "config", user=user)
     try:
         assert await who(kube) == "shunter-admin"
     finally:
@@ -148,20 +152,20 @@ async def test_an_exec_plugin_may_give_a_client_certificate(
 
 
 async def test_a_client_certificate_replaced_on_disk_is_presented_on_new_connections(
-    kubeconfig: Path, control_plane: ControlPlane | None, tmp_path: Path
+    kubeconfig: Path, plane: ControlPlane, tmp_path: Path
 ):
-    if control_plane is None:
-        pytest.skip("needs the session's own control plane (its CA signs the certificates)")
-    alice = issue(control_plane.pki, f"alice-{tmp_path.name}", subject="/CN=alice",
+    alice = issue(plane.pki, f"alice-{tmp_path.name}", subject="/CN=alice",
                   extensions=client_extensions())  # fmt: skip
-    bob = issue(control_plane.pki, f"bob-{tmp_path.name}", subject="/CN=bob",
+    bob = issue(plane.pki, f"bob-{tmp_path.name}", subject="/CN=bob",
                 extensions=client_extensions())  # fmt: skip
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert.write_bytes(alice[0].read_bytes())
     key.write_bytes(alice[1].read_bytes())
-    kube = Kube(connect(kubeconfig_as(kubeconfig, tmp_path / "config",
-                                      user={"client-certificate": str(cert),
-                                            "client-key": str(key)})))  # fmt: skip
+    kube = kube_as(
+        kubeconfig,
+        tmp_path / "config",
+        user={"client-certificate": str(cert), "client-key": str(key)},
+    )
     kube.connection.credentials.recheck_seconds = 0.5
     try:
         assert await who(kube) == "alice"

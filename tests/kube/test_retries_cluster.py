@@ -28,7 +28,7 @@ from shunter.devcluster.accounts import account_with_role
 from shunter.kube import Kube, NotFound, TooManyRequests, connect, retries
 from shunter.kube.client import REQUEST_TIMEOUT
 from shunter.kube.resources import Resource
-from tests.support.kubeconfigs import kubeconfig_as
+from tests.support.kubeconfigs import kube_as
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.cluster
@@ -123,7 +123,7 @@ async def throttled(
     """The ServiceAccount "busy" (may edit the namespace) sent to a priority level of
     no seats that rejects what it cannot seat; ten megabytes of ConfigMaps to list."""
     token = account_with_role(kube_api, namespace, "busy", "edit")
-    kube = Kube(connect(kubeconfig_as(kubeconfig, tmp_path / "config", user={"token": token})))
+    kube = kube_as(kubeconfig, tmp_path / "config", user={"token": token})
     admin = Kube(connect(kubeconfig))
     name = f"shunter-test-{namespace}"
     held: list[HeldSeat] = []

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from shunter.kube import Kube, connect
+
 EXEC_V1 = "client.authentication.k8s.io/v1"
 
 # Prints an ExecCredential from what its environment names, and logs each run (with the
@@ -68,6 +70,11 @@ def kubeconfig_as(base: Path, out: Path, *, user: dict[str, Any], **cluster: Any
     out.write_text(yaml.safe_dump(config))
     out.chmod(0o600)
     return out
+
+
+def kube_as(base: Path, out: Path, *, user: dict[str, Any]) -> Kube:
+    """A client of base's cluster as `user` (a kubeconfig user entry), written to out."""
+    return Kube(connect(kubeconfig_as(base, out, user=user)))
 
 
 def write_atomically(path: Path, data: bytes) -> None:
