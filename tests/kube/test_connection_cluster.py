@@ -6,6 +6,7 @@ client cannot: a request that bypassed it would fail, so each test shows the pat
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,11 +58,14 @@ async def test_proxy_url_and_tls_server_name(kubeconfig: Path, proxy: ConnectPro
     port = port_of(kubeconfig)
     # The server's certificate names "kubernetes", not HIDDEN: tls-server-name makes
     # the client ask for and check that name while connecting to HIDDEN.
+    # The proxy's credentials in its URL reach it as Proxy-Authorization (basic).
+    with_password = f"http://shunter:p%40ss@127.0.0.1:{proxy.port}"
     named = kubeconfig_as(kubeconfig, tmp_path / "named", user=admin_user(kubeconfig),
-                          server=f"https://{HIDDEN}:{port}", proxy_url=proxy.url,
+                          server=f"https://{HIDDEN}:{port}", proxy_url=with_password,
                           tls_server_name="kubernetes")  # fmt: skip
     assert await answers(named)
     assert proxy.tunnels == [f"{HIDDEN}:{port}"]
+    assert proxy.authorizations == ["Basic " + base64.b64encode(b"shunter:p@ss").decode()]
     unnamed = kubeconfig_as(kubeconfig, tmp_path / "unnamed", user=admin_user(kubeconfig),
                             server=f"https://{HIDDEN}:{port}", proxy_url=proxy.url)  # fmt: skip
     with pytest.raises(Unreachable, match=r"(?i)certificate"):
@@ -78,6 +82,7 @@ async def test_https_proxy_from_the_environment_unless_no_proxy_says_otherwise(
     monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,.cluster.local")
     assert await answers(path)
     assert proxy.tunnels == [f"kubernetes:{port}"]
+    assert proxy.authorizations == [""]
     # Named in NO_PROXY: the client goes direct, and cannot resolve the name itself.
     monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,kubernetes")
     with pytest.raises(Unreachable):

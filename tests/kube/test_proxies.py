@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from shunter.kube.proxies import ProxyEnvironment, ProxyError, bypassed, proxy_url
+from shunter.kube.proxies import (
+    ProxyEnvironment,
+    ProxyError,
+    bypassed,
+    proxy_credentials,
+    proxy_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -71,3 +77,10 @@ def test_socks_proxies_are_refused_with_a_reason():
     with pytest.raises(ProxyError, match="only http"):
         proxy_url("socks5://proxy:1080")
     assert proxy_url("https://proxy:443") == "https://proxy:443"
+
+
+def test_a_proxys_credentials_move_from_its_url_to_a_header():
+    assert proxy_credentials("http://proxy:3128") == ("http://proxy:3128", {})
+    bare, headers = proxy_credentials("http://me:s%3Acret@proxy:3128/")
+    assert bare == "http://proxy:3128/"
+    assert headers == {"Proxy-Authorization": "Basic bWU6czpjcmV0"}  # me:s:cret

@@ -20,6 +20,7 @@ class ConnectProxy:
         self.names = names or {}
         self.port = 0
         self.tunnels: list[str] = []  # host:port of each CONNECT, in order
+        self.authorizations: list[str] = []  # their Proxy-Authorization headers ("": none)
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -62,6 +63,7 @@ class ConnectProxy:
                 return
             host, _, port = target.rpartition(":")
             self.tunnels.append(target)
+            self.authorizations.append(_header(head, b"proxy-authorization"))
             try:
                 up_reader, up_writer = await asyncio.open_connection(
                     self.names.get(host, host), int(port)
@@ -79,6 +81,14 @@ class ConnectProxy:
                 end.close()
                 with contextlib.suppress(OSError):
                     await end.wait_closed()
+
+
+def _header(head: bytes, name: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode()
+    return ""
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -153,7 +153,7 @@ class Kube:
                     method, connection.server + path, params=_params(params), data=data,
                     headers=self._headers(access, content_type), timeout=timeout,
                     ssl=access.ssl_context or True, server_hostname=connection.server_name,
-                    proxy=connection.proxy,
+                    proxy=connection.proxy, proxy_headers=connection.proxy_headers or None,
                 ) as response:  # fmt: skip
                     if response.status < 400:
                         yield response

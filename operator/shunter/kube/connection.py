@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from shunter.kube.credentials import Credential, Credentials, ExecPlugin, Source
-from shunter.kube.proxies import ProxyEnvironment, proxy_url
+from shunter.kube.proxies import ProxyEnvironment, proxy_credentials, proxy_url
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -60,7 +60,11 @@ class Connection:
         self.server = server.rstrip("/")
         self.credentials = credentials or Credentials(Source())
         self.server_name = server_name  # tls-server-name: SNI and the name checked
-        self.proxy = proxy
+        # The proxy's own credentials travel in a header, not in the URL aiohttp is given.
+        self.proxy: str | None = None
+        self.proxy_headers: dict[str, str] = {}
+        if proxy:
+            self.proxy, self.proxy_headers = proxy_credentials(proxy)
         self.in_cluster = in_cluster
         self._ca_data = ca_data
         self._insecure = insecure

@@ -15,17 +15,19 @@ every client-go controller beside it go with the same settings:
   may carry a `:port`, then only that port matches.
 
 The proxy is reached with HTTP CONNECT, so TLS still runs end to end with the API
-server (aiohttp's proxy support). A SOCKS proxy is refused when the connection is
-built: aiohttp does not speak SOCKS.
+server (aiohttp's proxy support); a user and password in its URL are sent as
+Proxy-Authorization (basic), as Go sends them. A SOCKS proxy is refused when the
+connection is built: aiohttp does not speak SOCKS.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 _SUPPORTED = ("http", "https")
 _DEFAULT_PORTS = {"https": "443", "http": "80"}
@@ -45,6 +47,17 @@ def proxy_url(value: str) -> str:
     if parts.scheme not in _SUPPORTED:
         raise ProxyError(f"proxy {value}: only http:// and https:// proxies are supported")
     return value
+
+
+def proxy_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The proxy URL without its user and password, and the header that carries them."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    netloc = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit(parts._replace(netloc=netloc))
+    return bare, {"Proxy-Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
 @dataclass(frozen=True)
