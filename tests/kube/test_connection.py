@@ -5,13 +5,22 @@ What those settings do against a real API server is in test_connection_cluster.p
 from __future__ import annotations
 
 import base64
+import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from shunter.kube.connection import ConfigError, connect, from_kubeconfig, in_cluster
+from shunter.kube.connection import (
+    ConfigError,
+    Connection,
+    connect,
+    from_kubeconfig,
+    in_cluster,
+)
+from shunter.kube.credentials import Credential, Credentials, Source
 
 
 def kubeconfig(path: Path, *, cluster: dict[str, Any], user: dict[str, Any], name: str = "c",
@@ -126,3 +135,43 @@ def test_in_cluster_reads_the_service_account_directory(
     assert connection.in_cluster
     assert connection.server == "https://[fd00::1]:443"
     assert connection.credentials.source.token_file == tmp_path / "token"
+
+
+def key_pair(directory: Path, name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate and its key (PEM)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-subj", f"/CN={name}", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert.read_bytes(), key.read_bytes()
+
+
+async def test_a_certificate_pair_read_mid_rotation_is_read_again_once(tmp_path: Path):
+    old, new = key_pair(tmp_path, "old"), key_pair(tmp_path, "new")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(old[0])
+    key.write_bytes(new[1])  # the key is replaced, the certificate not yet
+    reads: list[object] = []
+
+    class Rotating(Source):
+        def load(self) -> Credential:
+            found = super().load()
+            reads.append(found.certificate)
+            cert.write_bytes(new[0])  # the rotation completes after the first read
+            return found
+
+    connection = Connection(
+        "https://x", credentials=Credentials(Rotating(cert_file=cert, key_file=key))
+    )
+    access = await connection.access()
+    assert access.credential.certificate == new
+    assert access.ssl_context is not None
+    assert reads == [(old[0], new[1]), new]
+    # A pair that stays mismatched is an error, after one more read.
+    key.write_bytes(old[1])
+    cert.write_bytes(new[0])
+    stuck = Connection("https://x", credentials=Credentials(Source(cert_file=cert, key_file=key)))
+    with pytest.raises(ssl.SSLError):
+        await stuck.access()

@@ -167,6 +167,8 @@ def _read(path: Path) -> bytes:
 
 @dataclass
 class Credentials:
+    """One user's credentials as last loaded, and when to load them again."""
+
     source: Source
     recheck_seconds: float = RECHECK_SECONDS
     _current: Credential | None = field(default=None, init=False)
