@@ -18,7 +18,6 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, routing
 from fastapi.routing import APIRoute
-from kubernetes import client
 from starlette.routing import BaseRoute, Mount, Route
 
 from shunter.api.app import create_app
@@ -44,8 +43,7 @@ OPEN = {
 
 def nowhere() -> Kube:
     """A client whose API server does not exist: no route may need it to say 401."""
-    return Kube(Connection(server="http://127.0.0.1:9", ssl_context=None,
-                           configuration=client.Configuration()))  # fmt: skip
+    return Kube(Connection("http://127.0.0.1:9"))
 
 
 def secured_app() -> FastAPI:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,3 +26,17 @@ def wait_for(
             return last
         time.sleep(interval)
     raise ConditionTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, interval: float = 0.1
+) -> T:
+    """wait_for on the event loop: await probe until it returns a truthy value."""
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise ConditionTimeout(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")

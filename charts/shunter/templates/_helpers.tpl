@@ -103,6 +103,13 @@ the chart refuses rather than a silent no-op. */}}
   value: {{ join "," (fromJsonArray (include "shunter.excludedNamespaces" .)) | quote }}
 {{- end -}}
 
+{{- define "shunter.kubeApiEnv" -}}
+- name: SHUNTER_KUBE_QPS
+  value: {{ .Values.kubeApi.qps | quote }}
+- name: SHUNTER_KUBE_BURST
+  value: {{ .Values.kubeApi.burst | quote }}
+{{- end -}}
+
 {{- define "shunter.apiPort" -}}
 {{- ternary "https" "http" (ne .Values.api.tls.secretName "") -}}
 {{- end -}}

@@ -5,25 +5,35 @@ object into its own frozen dataclasses once, where it enters, so a client that f
 builds model objects only adds work; aiohttp is already here (kopf's transport); and
 the measured cost per call matters at 10,000 jobs (see bench/RESULTS.md, "Kubernetes
 client"). Every call has a timeout; every failure is a `KubeError` (shunter.kube.errors).
+
+Every call goes through `Kube._exchange`, the one place that decides how the API
+server is asked: the optional rate limit (shunter.kube.ratelimit), the current
+credentials and TLS context (shunter.kube.connection), one reload after a 401, and
+retries after 429 and 5xx where safe (shunter.kube.retries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict
 
-from shunter.kube.connection import Connection
+from shunter.kube.connection import Access, Connection
 from shunter.kube.errors import Unreachable, error_of
+from shunter.kube.ratelimit import TokenBucket
 from shunter.kube.resources import Resource
+from shunter.kube.retries import Attempts, may_retry, retry_after
 
 log = logging.getLogger("shunter.kube")
 
@@ -61,9 +71,12 @@ class Identity:
 class Kube:
     def __init__(
         self, connection: Connection, *, connections: int = 64, user_agent: str | None = None,
-        field_manager: str | None = None,
+        field_manager: str | None = None, rate_limit: TokenBucket | None = None,
     ) -> None:  # fmt: skip
         self.connection = connection
+        # The optional client-side limit (shunter.kube.ratelimit): given, or from the
+        # environment (SHUNTER_KUBE_QPS; none when unset). Views as another user share it.
+        self._bucket = rate_limit or TokenBucket.from_env()
         self._connections = connections
         # Name the caller in the API server's audit log (user agent) and in the objects'
         # managedFields (field manager) of what it creates and changes: e.g. which
@@ -86,14 +99,14 @@ class Kube:
     def _http(self) -> aiohttp.ClientSession:
         if self._parent is not None:
             return self._parent._http()
-        # Created on first use, inside the running loop (aiohttp binds to it).
+        # Created on first use, inside the running loop (aiohttp binds to it). The TLS
+        # context goes with each request: connections are pooled per context, so a
+        # rotated client certificate is presented on new connections.
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._connections,
-                ssl=self.connection.ssl_context if self.connection.ssl_context else False,
-            )
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=json.dumps, raise_for_status=False
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                json_serialize=json.dumps,
+                raise_for_status=False,
             )
         return self._session
 
@@ -101,17 +114,65 @@ class Kube:
         if self._session is not None:
             await self._session.close()
 
-    def _headers(self, content_type: str | None) -> CIMultiDict[str]:
+    def _headers(self, access: Access, content_type: str | None) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict(Accept="application/json")
         if self.user_agent:
             headers["User-Agent"] = self.user_agent
-        token = self.connection.authorization()
-        if token:
-            headers["Authorization"] = token
+        if access.credential.authorization:
+            headers["Authorization"] = access.credential.authorization
         if content_type:
             headers["Content-Type"] = content_type
         headers.extend(self._impersonate)
         return headers
+
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self, method: str, path: str, *, what: str, params: Mapping[str, str | int] | None,
+        data: bytes | None = None, content_type: str | None = None, seconds: float,
+        stream: tuple[float | None, float | None] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:  # fmt: skip
+        """The response to one call, as the API server should be asked: paced by the
+        rate limit, with current credentials (reloaded and sent once more after a
+        401), sent again after a refusal that is safe to retry (shunter.kube.retries).
+        Yields a successful response; raises the KubeError of the last refusal.
+
+        `seconds` bounds the whole call, retries included; for a stream, its opening
+        (then `stream`, its (total, between chunks) timeouts, hold while it is read)."""
+        started = time.monotonic()
+        attempts = Attempts(deadline=started + seconds)
+        connection = self.connection
+        reauthenticated = False
+        try:
+            access = await connection.access()
+            while True:
+                if self._bucket is not None:
+                    await self._bucket.take()
+                timeout = _timeout(attempts.deadline - time.monotonic(), stream)
+                async with self._http().request(
+                    method, connection.server + path, params=_params(params), data=data,
+                    headers=self._headers(access, content_type), timeout=timeout,
+                    ssl=access.ssl_context or True, server_hostname=connection.server_name,
+                    proxy=connection.proxy, proxy_headers=connection.proxy_headers or None,
+                ) as response:  # fmt: skip
+                    if response.status < 400:
+                        yield response
+                        return
+                    raw = await response.read()
+                error = error_of(response.status, raw, what)
+                if response.status == 401 and not reauthenticated:
+                    reauthenticated = True  # once: then the 401 stands
+                    access = await connection.refused(access)
+                    continue
+                delay = _retry_delay(method, response, error.reason, attempts)
+                if delay is None:
+                    if attempts.made > 1:
+                        spent = f"{attempts.made} attempts in {time.monotonic() - started:.1f}s"
+                        raise error_of(response.status, raw, f"{what} ({spent})")
+                    raise error
+                log.info("%s; again in %.1fs (attempt %d)", error, delay, attempts.made)
+                await asyncio.sleep(delay)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     async def request(
         self,
@@ -127,20 +188,11 @@ class Kube:
         data = None if body is None else json.dumps(body).encode()
         if data is not None and content_type is None:
             content_type = "application/json"
-        try:
-            async with self._http().request(
-                method,
-                self.connection.server + path,
-                params=_params(params),
-                data=data,
-                headers=self._headers(content_type),
-                timeout=aiohttp.ClientTimeout(total=seconds),
-            ) as response:
-                raw = await response.read()
-                if response.status >= 400:
-                    raise error_of(response.status, raw, what)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        async with self._exchange(
+            method, path, what=what, params=params, data=data, content_type=content_type,
+            seconds=seconds,
+        ) as response:  # fmt: skip
+            raw = await response.read()
         if not raw:
             return {}
         result: Body = json.loads(raw)
@@ -278,20 +330,35 @@ class Kube:
     ) -> AsyncGenerator[bytes, None]:  # fmt: skip
         """Raw chunks of a streaming GET (a watch, a Pod's log with follow=true): at most
         `seconds` in all, `read_seconds` between chunks."""
-        timeout = aiohttp.ClientTimeout(
-            total=seconds, sock_connect=REQUEST_TIMEOUT, sock_read=read_seconds
-        )
-        try:
-            async with self._http().get(
-                self.connection.server + path, params=_params(params),
-                headers=self._headers(None), timeout=timeout,
-            ) as response:  # fmt: skip
-                if response.status >= 400:
-                    raise error_of(response.status, await response.read(), what)
-                async for chunk in response.content.iter_any():
-                    yield chunk
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        async with self._exchange(
+            "GET", path, what=what, params=params, seconds=min(seconds or REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT), stream=(seconds, read_seconds),
+        ) as response:  # fmt: skip
+            async for chunk in response.content.iter_any():
+                yield chunk
+
+
+def _timeout(
+    left: float, stream: tuple[float | None, float | None] | None
+) -> aiohttp.ClientTimeout:
+    """One attempt's timeouts: what is left of the call; a stream's own once it is open."""
+    left = max(left, 0.001)
+    if stream is None:
+        return aiohttp.ClientTimeout(total=left)
+    total, between = stream
+    return aiohttp.ClientTimeout(
+        total=total, sock_connect=min(left, REQUEST_TIMEOUT), sock_read=between
+    )
+
+
+def _retry_delay(
+    method: str, response: aiohttp.ClientResponse, reason: str, attempts: Attempts
+) -> float | None:
+    """Seconds before sending a refused request again; None: the refusal stands."""
+    if not may_retry(method, response.status, reason):
+        return None
+    wait = retry_after(response.headers.get("Retry-After"), now=datetime.now(UTC))
+    return attempts.next_delay(retry_after=wait, now=time.monotonic())
 
 
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -20,7 +20,10 @@ resourceVersions are compared as integers, which is what etcd-backed API servers
 produce; the contract calls them opaque, so a server with other versions gets
 `comparable = False` and callers fall back to live reads.
 
-Everything runs on the event loop: no threads, no locks.
+Everything runs on the event loop: no threads, no locks. A watch opened with
+credentials that have since been rotated or revoked goes on (the server checked them
+when it opened); its successor is opened with the current ones (shunter.kube.client
+reloads them after a 401).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Informer(Generic[K, T]):
         field_selector: str | None = None,
         on_change: Callable[[str, T], None] | None = None,
         optional: bool = False,
+        watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -80,6 +84,8 @@ class Informer(Generic[K, T]):
         self._on_change = on_change
         # A resource that may not be installed (a CRD) or readable: absent counts as empty.
         self._optional = optional
+        # How long one watch lasts before the server ends it and it is resumed.
+        self._watch_seconds = watch_seconds
         self.store: dict[K, T] = {}
         # Bumped on every real change, so readers can cache what they derive.
         self.version = 0
@@ -231,7 +237,7 @@ class Informer(Generic[K, T]):
         assert self.resource_version is not None
         events = self.kube.watch(
             self.resource, namespace=self.namespace, resource_version=self.resource_version,
-            timeout_seconds=WATCH_SECONDS, label_selector=self._label_selector,
+            timeout_seconds=self._watch_seconds, label_selector=self._label_selector,
             field_selector=self._field_selector,
         )  # fmt: skip
         async with contextlib.aclosing(events) as stream:
