@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from shunter.kube import Kube, Unreachable, connect
-from shunter.kube.resources import NAMESPACES
+from shunter.kube.resources import Resource
 from tests.support.connectproxy import ConnectProxy
 from tests.support.kubeconfigs import kubeconfig_as
 
@@ -44,6 +44,9 @@ def port_of(kubeconfig: Path) -> int:
 def admin_user(kubeconfig: Path) -> dict[str, object]:
     config = yaml.safe_load(kubeconfig.read_text())
     return dict(config["users"][0]["user"])
+
+
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)  # only tests read them
 
 
 async def answers(kubeconfig: Path) -> bool:
