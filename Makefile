@@ -90,13 +90,14 @@ chart-lint: controlplane ## helm lint and helm template of charts/shunter
 	helm lint --strict charts/shunter
 	helm template shunter charts/shunter >/dev/null
 
-lint: venv ## ruff (format + check), mypy --strict, import-linter
+lint: venv ## ruff (format + check), mypy --strict (the trainer too, without torch), import-linter
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy operator/shunter api/shunter hack/shunter
+	$(VENV)/bin/mypy trainer-image/shunter_trainer trainer-image/standalone_trainer
 	$(VENV)/bin/lint-imports
 
-trainer-venv: ## The trainer's torch venv under ~/.cache (CPU is enough for the tests)
+trainer-venv: ## The trainer's torch venv under ~/.cache, plus the test extras (transformers, lightning); CPU is enough
 	@hack/trainer-venv.sh
 
 # With KUBECONFIG (kind, any cluster) the images come from elsewhere (hack/e2e-kind.sh).

@@ -130,7 +130,7 @@ SUPERVISE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from standalone_trainer import launch
-from standalone_trainer.events import Log
+from shunter_trainer.events import Log
 launch.TEARDOWN_SECONDS = 1.0
 p = launch.plan({"NPROC_PER_NODE": "2"})
 sys.exit(launch.Supervisor(p, Log()).run([sys.executable, "-c", sys.argv[2], sys.argv[1]]))

@@ -13,6 +13,8 @@ data-parallel: all ranks agree before every step whether to stop, only rank 0 re
 and writes checkpoints (the others get its state by broadcast), all ranks wait for
 rank 0's final checkpoint on a barrier and then exit 75 together. Rank 0 logs the
 `step` and `checkpoint` lines; every line carries `rank` and `world_size`.
+The contract's mechanics are `shunter_trainer`'s `Run` (signals, checkpoints, the
+agreement between ranks, reports to Shunter when the operator asks for them).
 The image's entry point is `standalone_trainer.launch`, which starts torchrun when the
 Pod's NNODES x NPROC_PER_NODE is more than one process.
 """
@@ -20,29 +22,22 @@ Pod's NNODES x NPROC_PER_NODE is more than one process.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from standalone_trainer import (
-    EXIT_CHECKPOINTED,
-    EXIT_COMPLETED,
-    checkpoint,
-    distributed,
-    status,
-)
-from standalone_trainer.events import Log
-from standalone_trainer.signals import StopRequest
+from shunter_trainer import distributed
+from shunter_trainer.checkpoint import KEEP
+from shunter_trainer.events import Log
+from shunter_trainer.run import Run
+from shunter_trainer.signals import StopRequest
+from standalone_trainer import EXIT_CHECKPOINTED, EXIT_COMPLETED, status
 from standalone_trainer.training import Config, Trainer
 
 
-def parse(argv: list[str] | None) -> tuple[Config, Path, Path | None]:
+def parse(argv: list[str] | None) -> tuple[Config, Path, Path | None, int]:
     parser = argparse.ArgumentParser(prog="standalone_trainer", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -50,6 +45,7 @@ def parse(argv: list[str] | None) -> tuple[Config, Path, Path | None]:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SHUNTER_SEED", "0")))
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--keep-checkpoints", type=int, default=KEEP)
     parser.add_argument("--step-delay", type=float, default=0.0)
     parser.add_argument(
         "--checkpoint-dir",
@@ -58,8 +54,10 @@ def parse(argv: list[str] | None) -> tuple[Config, Path, Path | None]:
     )
     parser.add_argument("--termination-log", type=Path, default=Path("/dev/termination-log"))
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1:
-        parser.error("--steps, --batch-size and --checkpoint-every must be positive")
+    if min(args.steps, args.batch_size, args.checkpoint_every, args.keep_checkpoints) < 1:
+        parser.error(
+            "--steps, --batch-size, --checkpoint-every and --keep-checkpoints must be positive"
+        )
     config = Config(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -69,16 +67,7 @@ def parse(argv: list[str] | None) -> tuple[Config, Path, Path | None]:
         checkpoint_every=args.checkpoint_every,
         step_delay=args.step_delay,
     )
-    return config, args.checkpoint_dir, args.termination_log
-
-
-def summary(path: Path | None, **fields: Any) -> None:
-    """The Pod's termination message (kubectl describe shows it; the operator reads it)."""
-    if path is None:
-        return
-    # Not in a Pod, or not writable: the log line says the same, so that is fine.
-    with contextlib.suppress(OSError):
-        path.write_text(json.dumps(fields)[:4000])
+    return config, args.checkpoint_dir, args.termination_log, args.keep_checkpoints
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopRequest(
         log=log, on_exit=lambda code: status.write(status_dir, local_rank, exit_code=code)
     )
-    config, directory, termination_log = parse(argv)
+    config, directory, termination_log, keep = parse(argv)
     torch.use_deterministic_algorithms(True)
     device = distributed.pick_device(topology)
     group = distributed.join(topology, device)
@@ -105,68 +94,43 @@ def main(argv: list[str] | None = None) -> int:
         pid=os.getpid(),
         **({"backend": group.backend} if topology else {}),
     )
-    writer = group.rank == 0  # the one rank that reads and writes checkpoints
-    resume(trainer, directory, log)
-
-    def save() -> None:
-        if writer:
-            path = checkpoint.save(directory, trainer.step, trainer.state())
-            log("checkpoint", step=trainer.step, path=path.name)
+    run = Run(
+        total_steps=config.steps,
+        checkpoint_dir=directory,
+        keep=keep,
+        group=group,
+        log=log,
+        stop=stop,
+        termination_log=termination_log,
+    )
+    found = run.resume()
+    if found is not None:
+        trainer.restore(found.state)
 
     def on_step(step: int, loss: float) -> None:
-        if writer:
+        run.progress(step, loss=loss)
+        if run.writer:
             log("step", step=step, total=config.steps, loss=loss)
 
-    done = trainer.run(should_stop=lambda: group.agree(stop()), on_step=on_step, on_checkpoint=save)
-    save()
-    group.barrier()  # every rank waits until rank 0's checkpoint is durable
-    code = EXIT_COMPLETED if done else EXIT_CHECKPOINTED
-    stop.finishing(code)
-    finish(
-        trainer, stop, log, code=code, termination_log=termination_log if local_rank == 0 else None
+    done = trainer.run(
+        should_stop=run.should_stop,
+        on_step=on_step,
+        on_checkpoint=lambda: run.save(trainer.step, trainer.state),
     )
+    run.save(trainer.step, trainer.state)  # every rank waits until it is durable
+    code = EXIT_COMPLETED if done else EXIT_CHECKPOINTED
+    run.step, run.loss = trainer.step, trainer.loss
+    world = group.world_size
+    run.finish(
+        code,
+        extra={"params_sha256": trainer.digest()},  # equal on every rank
+        summary={"world_size": world} if world > 1 else None,
+    )
+    run.close()
     status.write(status_dir, local_rank, pid=os.getpid(), rank=group.rank, exit_code=code)
     group.close()
     trainer.release()
     return code
-
-
-def resume(trainer: Trainer, directory: Path, log: Log) -> None:
-    """Rank 0 finds the newest checkpoint that verifies; every rank restores it."""
-    found = None
-    if trainer.group.rank == 0:
-        found = checkpoint.latest(directory, warn=lambda msg: log("warning", message=msg))
-    state = trainer.group.share(found.state if found else None)
-    if state is not None:
-        trainer.restore(state)
-        name = checkpoint.path_for(directory, trainer.step).name
-        log("resumed", step=trainer.step, checkpoint=name)
-
-
-def finish(
-    trainer: Trainer, stop: StopRequest, log: Log, *, code: int, termination_log: Path | None
-) -> None:
-    """The rank's last log line, and the Pod's termination message (by local rank 0)."""
-    fields: dict[str, Any] = {
-        "step": trainer.step,
-        "loss": trainer.loss,
-        "exit_code": code,
-        "params_sha256": trainer.digest(),  # equal on every rank
-    }
-    if code == EXIT_COMPLETED:
-        log("completed", **fields)
-    else:
-        if stop.requested_at is not None:  # a rank may stop because another was asked to
-            fields["seconds_after_signal"] = round(time.monotonic() - stop.requested_at, 3)
-        log("stopped", **fields)
-    world = trainer.group.world_size
-    summary(
-        termination_log,
-        status="completed" if code == EXIT_COMPLETED else "checkpointed",
-        step=trainer.step,
-        loss=trainer.loss,
-        **({"world_size": world} if world > 1 else {}),
-    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from shunter_trainer.events import Log
 from standalone_trainer import EXIT_INTERRUPTED, EXIT_USAGE, status
-from standalone_trainer.events import Log
 
 DEFAULT_PORT = 29500
 # How long torchrun may take to tear down once every local worker has reported its

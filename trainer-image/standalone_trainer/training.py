@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from standalone_trainer.distributed import Solo
+from shunter_trainer.distributed import Solo
 
 FEATURES = 16
 SAMPLES = 2048
@@ -124,7 +124,7 @@ class Trainer:
         *,
         should_stop: Callable[[], bool],
         on_step: Callable[[int, float], None],
-        on_checkpoint: Callable[[], None],
+        on_checkpoint: Callable[[], object],
     ) -> bool:
         """Train until done (True) or asked to stop between steps (False).
 

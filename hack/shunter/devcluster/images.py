@@ -105,9 +105,9 @@ def _base_key() -> str:
 
 
 def trainer_venv() -> Path:
-    """The trainer venv (created on first use by hack/trainer-venv.sh)."""
+    """The image's trainer venv: exactly requirements.txt (hack/trainer-venv.sh --image)."""
     out = subprocess.run(
-        [str(REPO / "hack/trainer-venv.sh")], capture_output=True, text=True, check=True
+        [str(REPO / "hack/trainer-venv.sh"), "--image"], capture_output=True, text=True, check=True
     )
     return Path(out.stdout.strip()).parents[1]
 

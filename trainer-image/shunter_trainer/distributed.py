@@ -7,6 +7,10 @@ the model in DistributedDataParallel; otherwise it is one process, exactly as be
 The operator's Pod environment alone (MASTER_ADDR, WORLD_SIZE, ... but no RANK or
 LOCAL_RANK) does not make a plain `python -m standalone_trainer` distributed.
 
+A loop that sets up its own process group (or a framework that does, like the
+Transformers Trainer) gets a `Group` over it from `attach()`: the library never
+initializes a second one.
+
 The collectives the loop needs beyond DDP's gradient averaging:
 - `agree(flag)`: every rank calls it between steps and gets the MAX over all ranks, so
   a stop requested on any rank (torchrun forwards SIGTERM to its workers one after the
@@ -85,17 +89,12 @@ class Solo:
 class Group(Solo):
     """A torchrun worker: DDP over a gloo (CPU) or NCCL (GPU) process group."""
 
-    def __init__(self, topology: Topology, device: torch.device) -> None:
+    def __init__(self, topology: Topology, device: torch.device, backend: str) -> None:
         self.rank = topology.rank
         self.local_rank = topology.local_rank
         self.world_size = topology.world_size
         self.device = device
-        self.backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-            dist.init_process_group(self.backend, device_id=device)
-        else:
-            dist.init_process_group(self.backend)
+        self.backend = backend
 
     def wrap(self, model: nn.Module) -> nn.Module:
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -129,4 +128,27 @@ class Group(Solo):
 
 
 def join(topology: Topology | None, device: torch.device) -> Solo:
-    return Group(topology, device) if topology else Solo()
+    """Initialize the process group torchrun describes (or stay one process)."""
+    if topology is None:
+        return Solo()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend, device_id=device)
+    else:
+        dist.init_process_group(backend)
+    return Group(topology, device, backend)
+
+
+def attach() -> Solo:
+    """A Group over the default process group someone else initialized, else Solo."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return Solo()
+    backend = str(dist.get_backend())
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    nccl = backend == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    topology = Topology(
+        rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size()
+    )
+    return Group(topology, device, backend)
