@@ -20,7 +20,7 @@ from tests.support.operator import LEASE_SECONDS, RENEW_SECONDS, Jobs, OperatorP
 from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 MAX_RUNNING = 2
 LEASE_NAME = "shunter-operator"

@@ -19,8 +19,6 @@ from tests.support.invariants import TERMINAL, all_jobs, assert_invariants
 from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
-
 
 def test_operator_killed_at_random_points_during_200_cycles(
     jobs: Jobs, start_operator: Callable[..., OperatorProcess], database_url: str
