@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,7 +19,7 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([HELM, *args], capture_output=True, text=True, check=check)
 
 
-def render(*sets: str, release: str = "shunter") -> list[dict]:
+def render(*sets: str, release: str = "shunter") -> list[dict[str, Any]]:
     args = ["template", release, str(CHART), "--namespace", "shunter-system"]
     for value in sets:
         args += ["--set", value]
