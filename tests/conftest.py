@@ -153,10 +153,12 @@ def _starter(
     database_url: str,
     log_path: Path,
 ) -> Iterator[Callable[..., Any]]:
-    """A fixture body: start(**env) starts a service; all are stopped afterwards."""
+    """A fixture body: start(**env) starts a service and waits until it is ready
+    (wait=False: the caller waits, starting another meanwhile); all are stopped
+    afterwards."""
     started: list[OperatorProcess | ApiProcess] = []
 
-    def start(*, database: str | None = database_url, **env: str) -> Any:
+    def start(*, database: str | None = database_url, wait: bool = True, **env: str) -> Any:
         process = cls(
             kubeconfig=kubeconfig,
             namespace=namespace,
@@ -165,7 +167,7 @@ def _starter(
             env=env,
         )
         started.append(process)
-        return process.start()
+        return process.start(wait=wait)
 
     yield start
     for process in started:

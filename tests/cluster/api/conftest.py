@@ -15,8 +15,10 @@ from tests.support.operator import OperatorProcess
 def system(
     start_operator: Callable[..., OperatorProcess], start_api: Callable[..., ApiProcess]
 ) -> tuple[OperatorProcess, ApiProcess]:
-    """The whole system for one namespace, with auth off (the guide's curl commands)."""
-    return start_operator(), start_api()
+    """The whole system for one namespace, with auth off (the guide's curl commands).
+    Both start at once: neither needs the other to become ready."""
+    operator, api = start_operator(wait=False), start_api(wait=False)
+    return operator.wait_started(), api.wait_ready()
 
 
 @pytest.fixture

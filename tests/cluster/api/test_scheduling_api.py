@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.support.api import ApiProcess
 from tests.support.nodes import NodePool
+from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 
 
@@ -73,9 +76,13 @@ def test_suspend_and_resume_in_the_guides_style(http: httpx.Client, node_pool: N
 
 
 def test_the_runs_of_a_retried_job_come_from_the_history(
-    system: tuple[Any, Any], node_pool: NodePool
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    node_pool: NodePool,
 ):
-    _operator, api = system
+    # Retried 1 s and 2 s after its failures (not the default 10 s and 20 s).
+    start_operator(SHUNTER_BACKOFF_SECONDS="1")
+    api = start_api()
     node_pool.add(1)
     with api.client() as http:
         job = submit(
