@@ -103,10 +103,13 @@ trainer-venv: ## The trainer's torch venv under ~/.cache, plus the test extras (
 # With KUBECONFIG (kind, any cluster) the images come from elsewhere (hack/e2e-kind.sh).
 TEST_IMAGES := $(if $(KUBECONFIG),,images)
 test: deps venv controlplane lint chart-lint $(TEST_IMAGES) ## Lint, then the whole suite on a real control plane with a real node (KUBECONFIG to reuse a cluster)
-	SHUNTER_TRAINER_PYTHON=$$(hack/trainer-venv.sh) $(PY) -m pytest $(PYTEST_ARGS)
+	SHUNTER_TRAINER_PYTHON=$$(hack/trainer-venv.sh) $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
-test-unit: venv ## Only the tests that need neither a cluster nor Postgres
-	$(PY) -m pytest -m "not cluster and not postgres" $(PYTEST_ARGS)
+# The unit tier stands alone: a bin dir that does not exist proves no built binary is
+# used (nor a control plane started), and tests/unit/conftest.py refuses the network.
+test-unit: venv ## The unit tier (tests/unit) alone, under a minute: no cluster, Postgres, network or built binary
+	env -u KUBECONFIG -u DATABASE_URL SHUNTER_BIN_DIR=/nonexistent/shunter-bin \
+		$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 clean: ## Remove the venv and build leftovers (not the Go or pip caches)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

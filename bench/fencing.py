@@ -32,10 +32,12 @@ import re
 import threading
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from kubernetes import watch
+from tests.support.background import Background
 
 from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
 from shunter.domain.model import GROUP, PLURAL, VERSION
@@ -52,20 +54,19 @@ class StatusWatch:
         self.namespace = sys_.namespace
         self.changes: list[tuple[float, str, dict[str, Any]]] = []
         self._last: dict[str, dict[str, Any]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = Background(self._run, name="status watch")
 
     def start(self) -> StatusWatch:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop(join=False)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
         version = listing["metadata"]["resourceVersion"]
-        while not self._stop.is_set():
+        while not stop.is_set():
             for event in watch.Watch().stream(
                 self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
                 PLURAL, resource_version=version, timeout_seconds=30,
@@ -76,7 +77,7 @@ class StatusWatch:
                 if status != self._last.get(name):
                     self._last[name] = status
                     self.changes.append((time.time(), name, status))
-                if self._stop.is_set():
+                if stop.is_set():
                     return
 
 
@@ -139,8 +140,7 @@ def conflicts(args: argparse.Namespace, *, source: Path | None) -> dict[str, Any
         stop_at = time.monotonic() + args.seconds
         rng = random.Random(7)
 
-        def user(seed: int) -> None:
-            own = random.Random(seed)
+        def user(own: random.Random, _: threading.Event) -> None:
             while time.monotonic() < stop_at:
                 name = own.choice(names)
                 custom.patch_namespaced_custom_object(
@@ -150,11 +150,12 @@ def conflicts(args: argparse.Namespace, *, source: Path | None) -> dict[str, Any
                 patches.append((time.time(), name))
                 time.sleep(4 / args.rate)
 
-        users = [threading.Thread(target=user, args=(rng.random(),)) for _ in range(4)]
+        users = [
+            Background(partial(user, random.Random(rng.random())), name=f"user {i}").start()
+            for i in range(4)
+        ]
         for thread in users:
-            thread.start()
-        for thread in users:
-            thread.join()
+            thread.wait()
         last_patch = max(t for t, _ in patches)
         while not _positions_right(sys_):
             time.sleep(0.05)

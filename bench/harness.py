@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import psutil
 from kubernetes import client, config, watch
+from tests.support.background import Background
 
 from shunter.devcluster import demo, processes
 from shunter.devcluster.controlplane import ClusterSpec, ControlPlane, default_state_dir
@@ -104,27 +105,19 @@ class PodClock:
         self.deleted: dict[str, float] = {}
         self.job_added: dict[str, float] = {}
         self.job_finished: dict[str, float] = {}
-        self._stop = threading.Event()
         self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = Background(self._watch, name="pod clock")
 
     def start(self) -> PodClock:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop(join=False)
 
-    def _run(self) -> None:
-        try:
-            self._watch()
-        except Exception:
-            if not self._stop.is_set():
-                raise
-
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         version = self.core.list_namespaced_pod(self.namespace).metadata.resource_version
-        while not self._stop.is_set():
+        while not stop.is_set():
             stream = watch.Watch()
             for event in stream.stream(
                 self.core.list_namespaced_pod,
@@ -148,7 +141,7 @@ class PodClock:
                         self.finished.setdefault(name, now)
                         self.job_finished.setdefault(job_of(name), now)
                     self._changed.notify_all()
-                if self._stop.is_set():
+                if stop.is_set():
                     return
 
     def snapshot(self) -> dict[str, dict[str, float]]:
@@ -183,7 +176,6 @@ class Sampler:
     # Processes started at the moment measured from: all their CPU time counts.
     fresh: tuple[str, ...] = ()
     peak_rss: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in self.pids.items()}
@@ -193,14 +185,12 @@ class Sampler:
         self.me = psutil.Process()
         self.me_start = sum(self.me.cpu_times()[:2])
         self.machine_start = _busy()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.thread = Background.every(self.interval, self._sample, name="sampler").start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            for name, proc in self.procs.items():
-                with suppress(psutil.Error):
-                    self.peak_rss[name] = max(self.peak_rss[name], proc.memory_info().rss)
+    def _sample(self) -> None:
+        for name, proc in self.procs.items():
+            with suppress(psutil.Error):
+                self.peak_rss[name] = max(self.peak_rss[name], proc.memory_info().rss)
 
     def rss(self, name: str) -> int:
         return int(self.procs[name].memory_info().rss)
@@ -209,8 +199,7 @@ class Sampler:
         """CPU seconds and peak RSS per process, plus this bench process and, as
         `other processes`, the rest of the machine's busy CPU time (other work on a
         shared machine, which the figures should be read with)."""
-        self._stop.set()
-        self.thread.join()
+        self.thread.stop()
         usage = {
             name: {
                 "cpu_seconds": sum(proc.cpu_times()[:2]) - self.cpu_start[name],

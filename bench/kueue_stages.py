@@ -18,9 +18,11 @@ import argparse
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from kubernetes import client, watch
+from tests.support.background import Background
 
 from bench import kueue
 from bench.harness import job_of, summary, system, write_result
@@ -56,11 +58,11 @@ class Stages:
             return sum(stage in s for s in self.at.values())
 
 
-def _follow(list_fn: Any, args: tuple[Any, ...], on_event: Any) -> None:
+def _follow(list_fn: Any, args: tuple[Any, ...], on_event: Any, stop: threading.Event) -> None:
     """Watch for good: after an expiry or error, list and watch again (a stage is
     recorded the first time only, so seeing an object again changes nothing)."""
     version = None
-    while True:
+    while not stop.is_set():
         kwargs = {"resource_version": version} if version else {}
         try:
             for event in watch.Watch().stream(list_fn, *args, timeout_seconds=300, **kwargs):
@@ -72,7 +74,7 @@ def _follow(list_fn: Any, args: tuple[Any, ...], on_event: Any) -> None:
                 on_event(time.monotonic(), obj)
         except Exception:  # a diagnostic watch: start over
             version = None
-            time.sleep(0.5)
+            stop.wait(0.5)
 
 
 def watch_all(api: client.ApiClient, namespace: str, stages: Stages) -> None:
@@ -108,7 +110,7 @@ def watch_all(api: client.ApiClient, namespace: str, stages: Stages) -> None:
         ),
         (client.CoreV1Api(api).list_namespaced_pod, (namespace,), on_pod),
     ):
-        threading.Thread(target=_follow, args=(list_fn, args, handler), daemon=True).start()
+        Background(partial(_follow, list_fn, args, handler), name=f"{list_fn.__name__}").start()
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Session fixtures: a real Kubernetes control plane and a real PostgreSQL.
+"""Session fixtures: a real Kubernetes control plane and a real PostgreSQL; and each
+test's tier markers, from its directory (tests/support/tiers.py).
 
 `KUBECONFIG` set: the suite runs against that cluster (kind, or any other) and starts
 nothing. Unset: a local control plane is started for the session (see
@@ -24,6 +25,29 @@ from tests.support.api import ApiProcess
 from tests.support.kube import api_client, install_user_roles, temporary_namespace
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
+from tests.support.tiers import TierError, markers_for
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets its tier's markers here, the one place tiers are declared."""
+    errors: set[str] = set()
+    for item in items:
+        try:
+            given = markers_for(
+                item.path,
+                root=TESTS,
+                fixtures=getattr(item, "fixturenames", ()),
+                marked=(m.name for m in item.iter_markers()),
+            )
+        except TierError as error:
+            errors.add(str(error))
+            continue
+        for name in given:
+            item.add_marker(name)
+    if errors:
+        raise pytest.UsageError("tests out of their tier:\n  " + "\n  ".join(sorted(errors)))
 
 
 @pytest.fixture(scope="session")
@@ -129,10 +153,12 @@ def _starter(
     database_url: str,
     log_path: Path,
 ) -> Iterator[Callable[..., Any]]:
-    """A fixture body: start(**env) starts a service; all are stopped afterwards."""
+    """A fixture body: start(**env) starts a service and waits until it is ready
+    (wait=False: the caller waits, starting another meanwhile); all are stopped
+    afterwards."""
     started: list[OperatorProcess | ApiProcess] = []
 
-    def start(*, database: str | None = database_url, **env: str) -> Any:
+    def start(*, database: str | None = database_url, wait: bool = True, **env: str) -> Any:
         process = cls(
             kubeconfig=kubeconfig,
             namespace=namespace,
@@ -141,7 +167,7 @@ def _starter(
             env=env,
         )
         started.append(process)
-        return process.start()
+        return process.start(wait=wait)
 
     yield start
     for process in started:

@@ -5,22 +5,21 @@ a renew period, and nothing is admitted twice, over the limit, orphaned or lost.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from tests.faults.conftest import acquired_times
-from tests.support.builders import a_training_job
+from tests.support.background import Background
 from tests.support.invariants import all_finished, assert_history, assert_invariants
+from tests.support.load import Load
 from tests.support.operator import LEASE_SECONDS, RENEW_SECONDS, Jobs, OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 MAX_RUNNING = 2
 LEASE_NAME = "shunter-operator"
@@ -39,26 +38,10 @@ class Chaos:
                  rng: random.Random) -> None:  # fmt: skip
         self.api, self.namespace = api, namespace
         self.replicas = {r.identity: r for r in replicas}
-        self.rng = rng
         self.takeovers: list[tuple[float, float]] = []  # (by the Lease, by the log) seconds
-        self.failures: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Chaos:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=120)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.rng.uniform(2.0, 5.0)):
-                self._kill_leader()
-        except BaseException as exc:  # surfaced by the test
-            self.failures.append(exc)
+        self.thread = Background.every(
+            lambda: rng.uniform(2.0, 5.0), self._kill_leader, name="the leader killer"
+        )
 
     def _kill_leader(self) -> None:
         holder = lease_holder(self.api, self.namespace)
@@ -93,29 +76,12 @@ def test_leader_killed_repeatedly_during_200_cycles_with_a_standby(
     second = start_replica("pytest-b", lead=False, **env)
     pods = Recorder.pods(kube_api, jobs.namespace).start()
     history = Recorder.training_jobs(kube_api, jobs.namespace).start()
-    chaos = Chaos(kube_api, jobs.namespace, [first, second], rng).start()
-    cancelled: set[str] = set()
-    refusals: list[int | None] = []
-    try:
-        for i in range(200):
-            name = f"c{i:03d}"
-            builder = a_training_job(name).running_for(f"{rng.choice([1, 2, 3])}s")
-            if rng.random() < 0.2:
-                builder = builder.hanging_on_delete().with_grace(1)
-            jobs.create(builder)
-            if rng.random() < 0.5:
-                time.sleep(rng.uniform(0, 0.3))  # sometimes let it get admitted first
-                try:
-                    jobs.cancel(name)
-                    cancelled.add(name)
-                except ApiException as exc:
-                    refusals.append(exc.status)  # it had already finished
-            time.sleep(rng.uniform(0.1, 0.4))  # about a minute of load: several kills
-    finally:
-        chaos.stop()
-    assert not chaos.failures, chaos.failures
+    chaos = Chaos(kube_api, jobs.namespace, [first, second], rng)
+    load = Load(jobs, rng, prefix="c", cancel_share=0.5, hang_share=0.2, cancel_wait=0.3)
+    with chaos.thread:
+        load.cycles(200, pause=(0.1, 0.4))  # about a minute of load: several kills
     wait_for(lambda: all_finished(jobs), timeout=240, what="every job to finish")
-    assert set(refusals) <= {422}
+    load.assert_refusals_were_finished_jobs()
     assert len(chaos.takeovers) >= 5, chaos.takeovers
     bound = LEASE_SECONDS + RENEW_SECONDS
     slowest = max(max(t) for t in chaos.takeovers)
@@ -123,7 +89,7 @@ def test_leader_killed_repeatedly_during_200_cycles_with_a_standby(
     # Observed by polling the Lease every 50 ms and from the log's millisecond stamps;
     # the replica itself is bound by lease + renew after the leader's last renew.
     assert slowest <= bound + 0.5, f"a takeover took {slowest:.2f}s (bound {bound}s)"
-    assert_invariants(jobs, database_url, cancelled)
+    assert_invariants(jobs, database_url, load.cancelled)
     found = assert_history(pods.stop(), history.stop(), max_running=MAX_RUNNING)
     assert pods.gaps == history.gaps == 0
     print(f"history: {found}")

@@ -4,22 +4,18 @@ and a kube-apiserver restart. Each ends by checking the invariants row by row.""
 from __future__ import annotations
 
 import random
-import threading
-import time
 from collections.abc import Callable
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.controlplane import ControlPlane
 from shunter.devcluster.postgres import LocalPostgres
 from tests.support.api import ApiProcess
-from tests.support.builders import a_training_job
+from tests.support.background import Background
 from tests.support.invariants import TERMINAL, all_jobs, assert_invariants
+from tests.support.load import Load
 from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
-
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 
 def test_operator_killed_at_random_points_during_200_cycles(
@@ -27,48 +23,29 @@ def test_operator_killed_at_random_points_during_200_cycles(
 ):
     rng = random.Random(20261125)
     operator = start_operator(SHUNTER_MAX_RUNNING="10", SHUNTER_GRACE_MARGIN_SECONDS="1")
-    stop = threading.Event()
     kills = 0
 
-    def chaos() -> None:
+    def kill_and_restart() -> None:
         nonlocal kills
-        while not stop.wait(rng.uniform(1.0, 4.0)):
-            operator.kill()
-            kills += 1
-            operator.start()
+        operator.kill()
+        kills += 1
+        operator.start()
 
-    monkey = threading.Thread(target=chaos, daemon=True)
-    monkey.start()
-    cancelled: set[str] = set()
-    refusals: list[int | None] = []
-    try:
-        for i in range(200):
-            name = f"c{i:03d}"
-            builder = a_training_job(name).running_for(f"{rng.choice([1, 2, 3])}s")
-            if rng.random() < 0.2:
-                builder = builder.hanging_on_delete().with_grace(1)
-            jobs.create(builder)
-            if rng.random() < 0.5:
-                if rng.random() < 0.5:
-                    time.sleep(rng.uniform(0, 0.3))  # sometimes let it get admitted first
-                try:
-                    jobs.cancel(name)
-                    cancelled.add(name)
-                except ApiException as exc:
-                    refusals.append(exc.status)  # it had already finished
-    finally:
-        wait_for(
-            lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
-            timeout=240,
-            what="every job to finish",
-        )
-        stop.set()
-        monkey.join()
+    load = Load(jobs, rng, prefix="c", cancel_share=0.5, hang_share=0.2, cancel_wait=0.3)
+    with Background.every(lambda: rng.uniform(1.0, 4.0), kill_and_restart, name="killer"):
+        try:
+            load.cycles(200)
+        finally:
+            wait_for(
+                lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
+                timeout=240,
+                what="every job to finish",
+            )
     assert kills >= 3
-    assert set(refusals) <= {422}
+    load.assert_refusals_were_finished_jobs()
     operator.kill()
     operator.start()  # one more clean restart must not change anything
-    assert_invariants(jobs, database_url, cancelled)
+    assert_invariants(jobs, database_url, load.cancelled)
 
 
 def test_postgres_stopped_for_30_seconds_under_load_loses_no_row(
@@ -76,32 +53,21 @@ def test_postgres_stopped_for_30_seconds_under_load_loses_no_row(
 ):
     postgres, url = own_postgres, own_postgres.url
     start_operator(database=url, SHUNTER_MAX_RUNNING="10")
-    cancelled: set[str] = set()
-    counter = 0
-
-    def load(until: float) -> None:
-        nonlocal counter
-        while time.monotonic() < until:
-            name = f"l{counter:03d}"
-            counter += 1
-            jobs.create(a_training_job(name).running_for("1s"))
-            if counter % 3 == 0:
-                jobs.cancel(name)
-                cancelled.add(name)
-            time.sleep(0.2)
-
-    load(time.monotonic() + 5)
+    # Every third job cancelled at once: none can have finished, so nothing is refused.
+    load = Load(jobs, random.Random(20261128), run_for=(1,), cancel_share=1 / 3)
+    load.for_seconds(5)
     postgres.stop()
-    load(time.monotonic() + 30)  # 30 s of submissions and cancellations, no database
+    load.for_seconds(30)  # 30 s of submissions and cancellations, no database
     postgres.start()
-    load(time.monotonic() + 5)
+    load.for_seconds(5)
     wait_for(
         lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
         timeout=120,
         what="every job to finish",
     )
-    assert counter >= 100
-    assert_invariants(jobs, url, cancelled)
+    assert load.count >= 100
+    assert load.refusals == []
+    assert_invariants(jobs, url, load.cancelled)
 
 
 def test_operator_and_api_recover_from_an_apiserver_restart(

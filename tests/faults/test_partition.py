@@ -8,7 +8,6 @@ leader's first write. The API server's audit log is the observer."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,19 +15,18 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from kubernetes import config as loader
-from kubernetes.client.exceptions import ApiException
 
 from shunter.devcluster.controlplane import ControlPlane
 from tests.faults.test_failover import lease_holder
 from tests.support.audit import Write, writes, written_since
-from tests.support.builders import a_training_job
 from tests.support.faultproxy import FaultProxy
 from tests.support.invariants import all_finished, assert_history, assert_invariants
+from tests.support.load import Load
 from tests.support.operator import LEASE_SECONDS, RENEW_SECONDS, Jobs, OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 MAX_RUNNING = 2
 OLD, NEW = "pytest-a", "pytest-b"
@@ -43,50 +41,6 @@ def proxy(kubeconfig: Path) -> Iterator[FaultProxy]:
         yield started
     finally:
         started.stop()
-
-
-class Load:
-    """Jobs submitted (and a third cancelled) from a thread until stopped."""
-
-    def __init__(self, jobs: Jobs, rng: random.Random) -> None:
-        self.jobs, self.rng = jobs, rng
-        self.count = 0
-        self.cancelled: set[str] = set()
-        self.failures: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Load:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-        assert not self.failures, self.failures
-
-    def burst(self, n: int) -> None:
-        for _ in range(n):
-            self.submit()
-
-    def submit(self) -> None:
-        name = f"p{self.count:03d}"
-        self.count += 1
-        self.jobs.create(a_training_job(name).running_for(f"{self.rng.choice([1, 2])}s"))
-        if self.rng.random() < 0.33:
-            try:
-                self.jobs.cancel(name)
-                self.cancelled.add(name)
-            except ApiException as exc:
-                if exc.status != 422:  # 422: it had already finished
-                    raise
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.rng.uniform(0.1, 0.3)):
-                self.submit()
-        except BaseException as exc:
-            self.failures.append(exc)
 
 
 def test_a_partitioned_leader_writes_nothing_after_its_successor_starts(
@@ -107,10 +61,10 @@ def test_a_partitioned_leader_writes_nothing_after_its_successor_starts(
     start_replica(NEW, lead=False, **env)
     pods = Recorder.pods(kube_api, jobs.namespace).start()
     history = Recorder.training_jobs(kube_api, jobs.namespace).start()
-    load = Load(jobs, random.Random(20261127))
+    load = Load(jobs, random.Random(20261127), prefix="p", run_for=(1, 2))
 
     load.burst(6)
-    load.start()
+    background = load.in_background(pause=(0.1, 0.3)).start()
     wait_for(lambda: load.count >= 25, timeout=60, what="some load under the first leader")
     load.burst(6)  # the leader is busy with these when its network stalls
     proxy.stall()
@@ -129,7 +83,8 @@ def test_a_partitioned_leader_writes_nothing_after_its_successor_starts(
     wait_for(proxy.settled, timeout=60, what="the stalled requests to reach the server")
     wait_for(lambda: "standing by" in old.log()[old.log().rfind("lost leadership") :],
              timeout=30, what="the old leader to stand by")  # fmt: skip
-    load.stop()
+    background.stop()
+    load.assert_refusals_were_finished_jobs()
     wait_for(lambda: all_finished(jobs), timeout=240, what="every job to finish")
 
     seen = writes(control_plane.audit_log, namespace=jobs.namespace)

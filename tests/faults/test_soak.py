@@ -16,7 +16,7 @@ from tests.support.api import ApiProcess
 from tests.support.operator import Jobs, OperatorProcess
 from tests.support.soak import Soak, SoakConfig, assert_soak
 
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(400)]
+pytestmark = pytest.mark.timeout(400)
 
 
 def test_a_short_soak_with_every_fault(

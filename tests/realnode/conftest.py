@@ -93,8 +93,8 @@ def real_system(
     node: NodeHandle,
     built_images: BuiltImages,
 ) -> tuple[OperatorProcess, ApiProcess]:
-    """The operator and the API for the test namespace, trainer image by default."""
-    return (
-        start_operator(SHUNTER_GRACE_MARGIN_SECONDS="3"),
-        start_api(SHUNTER_API_DEFAULT_IMAGE=built_images.trainer),
-    )
+    """The operator and the API for the test namespace, trainer image by default;
+    started at once, as neither needs the other to become ready."""
+    operator = start_operator(SHUNTER_GRACE_MARGIN_SECONDS="3", wait=False)
+    api = start_api(SHUNTER_API_DEFAULT_IMAGE=built_images.trainer, wait=False)
+    return operator.wait_started(), api.wait_ready()

@@ -20,8 +20,6 @@ from tests.support.hoststate import snapshot
 from tests.support.polling import wait_for
 from tests.support.realnode import BuiltImages, LazyNode
 
-pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
-
 
 def a_pod(name: str, image: str, script: str) -> dict[str, object]:
     return {

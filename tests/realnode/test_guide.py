@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.realnode import NodeHandle, PodLog, ProcessRef, placement
-
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.realnode]
 
 # Long enough to be cancelled mid-run; --step-delay keeps one CPU mostly free.
 TRAIN = ["--steps", "1000000", "--step-delay", "0.02", "--checkpoint-every", "500"]

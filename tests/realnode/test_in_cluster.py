@@ -3,7 +3,7 @@
 The operator and the API run as the chart's Deployments on the real node (restricted
 Pod Security enforced on the namespace), with their ServiceAccounts and in-cluster
 configuration, PostgreSQL reached from the Pods (the embedded server on the node's
-address). The guide's tests from tests/api/test_acceptance.py run unchanged over a
+address). The guide's tests from tests/cluster/api/test_acceptance.py run unchanged over a
 `kubectl port-forward` to the API's Service; the jobs' own Pods go to the kwok GPU
 nodes as before (the real node has no GPUs).
 """
@@ -27,7 +27,7 @@ from shunter.devcluster.postgres import LocalPostgres
 from shunter.devcluster.processes import free_port
 from shunter.devcluster.realnode import NODE_IP, pool_selector, toleration
 from shunter.domain.model import GROUP, PLURAL, VERSION
-from tests.api.test_acceptance import (  # noqa: F401 (collected and run here again)
+from tests.cluster.api.test_acceptance import (  # noqa: F401 (collected and run here again)
     test_1_cancel_queued_job,
     test_2_cancel_running_job,
     test_3_cancel_completed_job,
@@ -38,12 +38,11 @@ from tests.api.test_acceptance import (  # noqa: F401 (collected and run here ag
     test_database_verification,
     test_performance_ten_rapid_submit_and_cancel,
 )
-from tests.packaging.test_chart import CHART, helm
+from tests.support.chart import CHART, helm
 from tests.support.kube import temporary_namespace
 from tests.support.polling import wait_for
 from tests.support.realnode import BuiltImages, LazyNode
 
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.realnode]
 RELEASE = "guide"
 
 

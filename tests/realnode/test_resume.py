@@ -7,15 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.realnode.test_guide import START_TIMEOUT, events, running_trainer, submit, wait_status
 from tests.support.api import ApiProcess
 from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.realnode import NodeHandle, PodLog
-
-pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.realnode]
 
 ARGS = ["--steps", "300", "--checkpoint-every", "40", "--step-delay", "0.02", "--seed", "7"]
 

@@ -41,9 +41,13 @@ class ApiProcess(ServiceProcess):
     def verify(self) -> ssl.SSLContext | bool:
         return ssl.create_default_context(cafile=self.certfile) if self.certfile else True
 
-    def start(self) -> ApiProcess:
+    def start(self, *, wait: bool = True) -> ApiProcess:
+        """Start it and wait until it is ready (wait=False: the caller calls
+        wait_ready(), having started something else meanwhile)."""
         self.spawn()
+        return self.wait_ready() if wait else self
 
+    def wait_ready(self) -> ApiProcess:
         def ready() -> bool:
             assert self.running(), self.log()
             try:

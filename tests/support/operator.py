@@ -87,13 +87,20 @@ class OperatorProcess(ServiceProcess):
     def identity(self) -> str:
         return self.env["SHUNTER_IDENTITY"]
 
-    def start(self, *, lead: bool | None = True) -> OperatorProcess:
+    def start(self, *, lead: bool | None = True, wait: bool = True) -> OperatorProcess:
         """Start it and wait until it leads (lead=False: until it stands by, having
-        seen another replica hold the Lease; None: either)."""
+        seen another replica hold the Lease; None: either). wait=False: the caller
+        waits with wait_started(), having started something else meanwhile."""
         self._offset = len(self.log())
+        self._lead = lead
         self.spawn()
+        if wait:
+            self.wait_started()
+        return self
+
+    def wait_started(self) -> OperatorProcess:
         wanted = {True: ("acquired leadership",), False: ("standing by",)}.get(
-            lead, ("acquired leadership", "standing by")
+            self._lead, ("acquired leadership", "standing by")
         )
         wait_for(
             lambda: any(w in self.log_since_start() for w in wanted),

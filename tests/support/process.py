@@ -1,12 +1,75 @@
-"""A Shunter service (operator or API) run as a subprocess, as in production."""
+"""A Shunter service (operator or API) run as a process of its own, as in production.
+
+Each start is a new process (kill -9 kills it, a restart begins from nothing, its log
+is its own file), but not a new interpreter: a fork server that has imported the
+services' heavy dependencies once (kopf, the Kubernetes clients, FastAPI, uvicorn,
+psycopg) forks each one. An interpreter importing them costs about 3 CPU seconds, and a
+suite starts a few hundred services on two cores. Nothing the services configure is
+imported early: settings, logging and the event loop are made in the child from its own
+environment, exactly as `python -m MODULE` would.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import signal
-import subprocess
+import runpy
 import sys
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+
+# Imported by the fork server once. Handler registration (kopf's registry) happens at
+# import of shunter.operator.handlers, and main() imports it too: registered once.
+PRELOAD = [
+    "kopf",
+    "kubernetes",
+    "kubernetes_asyncio",
+    "fastapi",
+    "uvicorn",
+    "psycopg",
+    "shunter.operator.handlers",
+    "shunter.api.app",
+    "shunter.api.settings",
+]
+
+# The one setting of theirs read at import, not at use: the Kubernetes clients' default
+# kubeconfig path ($KUBECONFIG). Set again in each child from its own environment.
+KUBECONFIG_AT_IMPORT = [
+    "kubernetes.config.kube_config",
+    "kubernetes.config",
+    "kubernetes_asyncio.config.kube_config",
+    "kubernetes_asyncio.config",
+]
+
+_forkserver: ForkServerContext | None = None
+
+
+def _context() -> ForkServerContext:
+    global _forkserver
+    if _forkserver is None:
+        _forkserver = multiprocessing.get_context("forkserver")
+        _forkserver.set_forkserver_preload(PRELOAD)
+    return _forkserver
+
+
+def _serve(module: str, args: tuple[str, ...], env: dict[str, str], log_path: str) -> None:
+    """In the forked child: become `python -m MODULE ARGS` with this environment,
+    stdout and stderr appended to the log, unbuffered (as PYTHONUNBUFFERED=1)."""
+    os.environ.clear()
+    os.environ.update(env)
+    default_kubeconfig = env.get("KUBECONFIG", str(Path.home() / ".kube/config"))
+    for name in KUBECONFIG_AT_IMPORT:
+        if name in sys.modules:  # else imported in this child, from its environment
+            sys.modules[name].KUBE_CONFIG_DEFAULT_LOCATION = default_kubeconfig
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the process's own)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 class ServiceProcess:
@@ -28,17 +91,23 @@ class ServiceProcess:
             self.env["DATABASE_URL"] = database_url
         else:
             self.env.pop("DATABASE_URL", None)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: BaseProcess | None = None
 
     def spawn(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, *self.args],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        self.proc = _context().Process(
+            target=_serve,
+            args=(self.module, self.args, self.env, str(self.log_path)),
+            name=self.module,
+            daemon=True,  # ended with the test session, whatever a test left running
+        )
+        self.proc.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.is_alive()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -50,14 +119,13 @@ class ServiceProcess:
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a crash."""
         if self.proc is not None and self.running():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            self.proc.kill()
+            self.proc.join(timeout=30)
 
     def stop(self) -> None:
         if self.proc is not None and self.running():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            self.proc.terminate()  # SIGTERM
+            self.proc.join(timeout=30)
+            if self.proc.is_alive():
                 self.proc.kill()
-                self.proc.wait()
+                self.proc.join()

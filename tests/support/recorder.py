@@ -20,6 +20,8 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.background import Background
+
 
 @dataclass(frozen=True)
 class Change:
@@ -40,10 +42,9 @@ class Recorder:
         self.changes: list[Change] = []
         self.gaps = 0
         self.errors: list[str] = []
-        self._stop = threading.Event()
         self._started = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = Background(self._run, name=f"{kind} recorder")
 
     @classmethod
     def pods(cls, api: client.ApiClient, namespace: str) -> Recorder:
@@ -66,8 +67,7 @@ class Recorder:
         return self
 
     def stop(self) -> list[Change]:
-        self._stop.set()
-        self._thread.join(timeout=90)
+        self._thread.stop(timeout=90)
         return self.snapshot()
 
     def snapshot(self) -> list[Change]:
@@ -84,9 +84,9 @@ class Recorder:
         self._started.set()
         return str(body["metadata"]["resourceVersion"])
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         version = self._relist()
-        while not self._stop.is_set():
+        while not stop.is_set():
             stream = watch.Watch()
             try:
                 for event in stream.stream(
@@ -99,7 +99,7 @@ class Recorder:
                     if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                         with self._lock:
                             self.changes.append(Change(time.time(), event["type"], raw))
-                    if self._stop.is_set():
+                    if stop.is_set():
                         break
             except ApiException as exc:
                 if exc.status == 410:
@@ -107,9 +107,9 @@ class Recorder:
                     version = self._relist()
                 else:
                     self.errors.append(str(exc))
-                    self._stop.wait(1.0)
+                    stop.wait(1.0)
             except Exception as exc:  # the API server restarting, a closed stream
                 self.errors.append(repr(exc))
-                self._stop.wait(1.0)
+                stop.wait(1.0)
             finally:
                 stream.stop()

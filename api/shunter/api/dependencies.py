@@ -13,7 +13,7 @@ again while it is open, so a revoked token or RoleBinding ends it (shunter.api.q
 
 Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
 dependency in its thread pool, a thread hop per dependency per request (the largest
-cost a profile of GET /status found; tests/api/test_dependencies.py keeps it out).
+cost a profile of GET /status found; tests/unit/api/test_dependencies.py keeps it out).
 """
 
 from __future__ import annotations

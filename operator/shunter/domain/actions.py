@@ -3,7 +3,7 @@
 The one owner of these rules: `POST /cancel|suspend|resume/{job_id}` answers with
 these decisions, `JobPublic.actions` (the web UI's buttons) lists exactly the actions
 whose decision would send the change, and a property test
-(tests/operator/test_action_promises.py) drives random job states through the
+(tests/unit/operator/test_action_promises.py) drives random job states through the
 operator's reconcile to check that each promise is what then happens.
 
 Bodies are in the acceptance guide's style (`success`, `job_id`, `previous_status`,

@@ -4,7 +4,7 @@ The mirror stores it (one column per field, shunter.operator.mirror adds what on
 the mirror keeps), GET /jobs serves it back from PostgreSQL (HistoryRow), and the live
 views show it (JobPublic, with what only a live job has: its actions, its stop in
 progress). Each of them takes these fields by name from here, so a field means the
-same everywhere and a new one is added once (tests/api/test_records.py).
+same everywhere and a new one is added once (tests/unit/api/test_records.py).
 """
 
 from __future__ import annotations

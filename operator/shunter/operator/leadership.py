@@ -24,7 +24,7 @@ Identities must be unique: a replica that finds its own identity in the Lease ta
 back at once (a restarted Pod keeps its name).
 
 The state machine is tested with a fake clock and a scripted store
-(tests/operator/test_leadership.py); `Clock` and `LeaseStore` are its only inputs.
+(tests/unit/operator/test_leadership.py); `Clock` and `LeaseStore` are its only inputs.
 """
 
 from __future__ import annotations

@@ -1,0 +1,75 @@
+"""The suite's tiers: a test's directory says what it needs, and that is its markers.
+
+`tests/<tier>/...` is the one place a test's tier is declared; the root conftest's
+collection hook gives every test the markers of its tier, so `-m unit` or
+`-m "not realnode"` select by what a test needs, and nothing is marked by hand (a file
+that marks itself is refused: two places would drift). A file that mixes tiers is split
+into one file per tier, each under its tier's directory.
+
+The fixtures a test uses must agree with its directory: a test under tests/unit that
+asks for `kubeconfig` would start a control plane in `make test-unit`, so collection
+fails and names it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePath
+
+
+@dataclass(frozen=True)
+class Tier:
+    markers: tuple[str, ...]
+    about: str
+
+
+# Markers name what a test needs; pyproject.toml registers each with the same words.
+TIERS: dict[str, Tier] = {
+    "unit": Tier(("unit",), "nothing but the venv: no cluster, no network, no built binary"),
+    "tools": Tier(("tools",), "the pinned binaries of `make controlplane` (helm), no service"),
+    "postgres": Tier(("postgres",), "a PostgreSQL server"),
+    "cluster": Tier(("cluster", "postgres"), "the real API server (and PostgreSQL)"),
+    "faults": Tier(("cluster", "postgres"), "the cluster, with processes killed and cut off"),
+    "realnode": Tier(("cluster", "postgres", "realnode"), "the real node and its images"),
+    "trainer": Tier(("trainer",), "the trainer's torch venv (SHUNTER_TRAINER_PYTHON)"),
+}
+TIER_MARKERS = frozenset(m for tier in TIERS.values() for m in tier.markers)
+
+# A session fixture and the marker it needs: how a test's needs are read from its fixtures.
+NEEDS = {
+    "kubeconfig": "cluster",
+    "database_url": "postgres",
+    "own_postgres": "postgres",
+    "lazy_node": "realnode",
+}
+
+
+class TierError(Exception):
+    """A test outside every tier directory, marked by hand, or needing more than its tier."""
+
+
+def tier_of(path: PurePath, *, root: PurePath) -> str:
+    """The tier of a test file: the first directory under tests/."""
+    parts = path.relative_to(root).parts
+    if len(parts) < 2 or parts[0] not in TIERS:
+        raise TierError(
+            f"{path.relative_to(root)}: not under a tier directory ({', '.join(TIERS)})"
+        )
+    return parts[0]
+
+
+def markers_for(
+    path: PurePath, *, root: PurePath, fixtures: Iterable[str], marked: Iterable[str]
+) -> tuple[str, ...]:
+    """The markers a test gets from its directory, after checking it against them."""
+    tier = tier_of(path, root=root)
+    where = path.relative_to(root)
+    by_hand = sorted(set(marked) & TIER_MARKERS)
+    if by_hand:
+        raise TierError(f"{where}: marks {by_hand} by hand; its directory decides its tier")
+    given = TIERS[tier].markers
+    missing = sorted({NEEDS[f] for f in fixtures if f in NEEDS} - set(given))
+    if missing:
+        raise TierError(f"{where}: its fixtures need {missing}, beyond the {tier!r} tier")
+    return given

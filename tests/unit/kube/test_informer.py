@@ -1,0 +1,123 @@
+"""The one informer: list, watch, resume, relist on 410, and waiting without polling.
+
+Against the real API server: what it lists and watches, and a client reading its own
+write. With a scripted server only where a real one cannot be made to answer on
+demand: a 410 Gone (its version compacted away) in the middle of a watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from shunter.domain.model import Job, JobKey
+from shunter.kube import Gone, Informer
+from shunter.kube.resources import TRAINING_JOBS
+from tests.support.builders import a_training_job
+
+
+def body(name: str, rv: int, phase: str = "queued") -> dict[str, Any]:
+    b = a_training_job(name).in_phase(phase).body()
+    b["metadata"]["uid"] = f"uid-{name}"
+    b["metadata"]["resourceVersion"] = str(rv)
+    return b
+
+
+class ScriptedKube:
+    """Lists and watches from a script; the second watch of the first list ends in 410."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+        self.watches: list[str] = []
+
+    async def list(self, *_: Any, **__: Any) -> dict[str, Any]:
+        self.lists += 1
+        if self.lists == 1:
+            return {"metadata": {"resourceVersion": "10"}, "items": [body("a", 5), body("b", 6)]}
+        return {"metadata": {"resourceVersion": "30"}, "items": [body("b", 25, "running")]}
+
+    async def watch(
+        self, *_: Any, resource_version: str, **__: Any
+    ) -> AsyncIterator[tuple[str, Any]]:
+        self.watches.append(resource_version)
+        if resource_version == "10":
+            yield "MODIFIED", body("a", 11, "starting")
+            yield "BOOKMARK", {"metadata": {"resourceVersion": "15"}}
+            return  # the server closes the watch; the informer resumes from 15
+        if resource_version == "15":
+            raise Gone("too old", status=410)
+        await asyncio.sleep(3600)  # after the relist: quiet
+        yield "DELETED", body("b", 31)
+
+
+async def test_resumes_from_bookmarks_and_relists_only_on_410():
+    kube = ScriptedKube()
+    changes: list[tuple[str, str]] = []
+    informer: Informer[JobKey, Job] = Informer(
+        kube,  # type: ignore[arg-type]
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+        on_change=lambda kind, job: changes.append((kind, job.key.name)),
+    )
+    informer.start()
+    try:
+        assert await informer.wait_version("30", within=5)
+    finally:
+        await informer.stop()
+    assert kube.watches[:3] == ["10", "15", "30"]
+    assert kube.lists == 2
+    assert sorted(j.key.name for j in informer.store.values()) == ["b"]
+    assert informer.store[JobKey("default", "b")].phase is not None
+    # The relist told the callback what changed while the watch was broken.
+    assert ("DELETED", "a") in changes
+    assert ("MODIFIED", "b") in changes
+
+
+async def test_waiters_wake_on_change_and_time_out_otherwise():
+    informer: Informer[JobKey, Job] = Informer(
+        None,  # type: ignore[arg-type]  # fed by hand below, no server
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+    )
+    key = JobKey("default", "w")
+    running = asyncio.create_task(
+        informer.wait_until(key, lambda j: j is not None and j.phase is not None
+                            and j.phase.value == "running", within=5)
+    )  # fmt: skip
+    await asyncio.sleep(0)
+    informer._apply("ADDED", Job.parse(body("w", 40)))
+    assert not running.done()
+    informer._apply("MODIFIED", Job.parse(body("w", 41, "running")))
+    assert await running
+    assert not await informer.wait_version("99", within=0.05)
+    version = informer.version
+    informer._apply("MODIFIED", Job.parse(body("w", 41, "running")))  # no change
+    assert informer.version == version
+
+
+async def test_every_subscriber_is_told_of_each_change_and_only_while_subscribed():
+    informer: Informer[JobKey, Job] = Informer(
+        None,  # type: ignore[arg-type]  # fed by hand below, no server
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+    )
+    first, second = asyncio.Event(), asyncio.Event()
+    with informer.notifying(first), informer.notifying(second):
+        assert informer.subscribers == 2
+        informer._apply("ADDED", Job.parse(body("s", 50)))
+        assert (first.is_set(), second.is_set()) == (True, True)
+        first.clear()
+        second.clear()
+        informer._apply("MODIFIED", Job.parse(body("s", 50)))  # no change: no wake-up
+        assert not first.is_set()
+        informer._apply("MODIFIED", Job.parse(body("s", 51, "running")))
+        assert (first.is_set(), second.is_set()) == (True, True)
+        first.clear()
+        await asyncio.wait_for(second.wait(), 1)  # an awaiting subscriber wakes
+    assert informer.subscribers == 0
+    informer._apply("DELETED", Job.parse(body("s", 52)))
+    assert not first.is_set()  # unsubscribed: left alone

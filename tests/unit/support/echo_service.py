@@ -1,0 +1,20 @@
+"""A service for test_process.py: prints what it was started with, then ends or
+waits for a signal (--hang)."""
+
+import os
+import signal
+import sys
+
+import kubernetes.config
+import kubernetes_asyncio.config
+
+print("kubeconfig", kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
+print("kubeconfig", kubernetes.config.KUBE_CONFIG_DEFAULT_LOCATION)
+print("kubeconfig", kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
+print("kubeconfig", kubernetes_asyncio.config.KUBE_CONFIG_DEFAULT_LOCATION)
+print("env", os.environ.get("SHUNTER_ECHO"), os.environ["PYTHONASYNCIODEBUG"])
+print("argv", sys.argv[1:], __name__)
+print("to stderr", file=sys.stderr)
+if "--hang" in sys.argv:
+    print("hanging")
+    signal.pause()
