@@ -12,7 +12,7 @@ from shunter.devcluster.controlplane import ControlPlane
 from shunter.devcluster.postgres import LocalPostgres
 from tests.support.api import ApiProcess
 from tests.support.background import Background
-from tests.support.invariants import TERMINAL, all_jobs, assert_invariants
+from tests.support.invariants import all_finished, assert_invariants
 from tests.support.load import Load
 from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
@@ -37,7 +37,7 @@ def test_operator_killed_at_random_points_during_200_cycles(
             load.cycles(200)
         finally:
             wait_for(
-                lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
+                lambda: all_finished(jobs),
                 timeout=240,
                 what="every job to finish",
             )
@@ -61,7 +61,7 @@ def test_postgres_stopped_for_30_seconds_under_load_loses_no_row(
     postgres.start()
     load.for_seconds(5)
     wait_for(
-        lambda: all(j.get("status", {}).get("phase") in TERMINAL for j in all_jobs(jobs)),
+        lambda: all_finished(jobs),
         timeout=120,
         what="every job to finish",
     )

@@ -355,9 +355,9 @@ def _retry_delay(
     method: str, response: aiohttp.ClientResponse, reason: str, attempts: Attempts
 ) -> float | None:
     """Seconds before sending a refused request again; None: the refusal stands."""
-    if not may_retry(method, response.status, reason):
-        return None
     wait = retry_after(response.headers.get("Retry-After"), now=datetime.now(UTC))
+    if not may_retry(method, response.status, reason, asked=wait is not None):
+        return None
     return attempts.next_delay(retry_after=wait, now=time.monotonic())
 
 

@@ -5,8 +5,10 @@ The API server says "not now" with 429 (API priority and fairness, or
 (restarting, an overloaded etcd, an aggregated API away), usually with a Retry-After
 header. A request is sent again only when that is safe:
 
-- a read (GET: a get, a list, a watch's opening) after a 429 or any 5xx: reading
-  twice changes nothing;
+- a read (GET: a get, a list, a watch's opening) after a 429, or a 5xx that says when
+  to come back (Retry-After), as client-go does: reading twice changes nothing, but a
+  5xx without that hint is an answer, not a "later" (a kubelet that does not answer
+  behind pods/log is a 502 every time, and ten attempts only make the caller wait);
 - a write (POST, PUT, PATCH, DELETE) only after a 429, or a 503 whose Status reason is
   TooManyRequests: both are refusals the server gives before it runs the request, so
   the write did not happen. Any other 5xx may come after the write was stored (an etcd
@@ -56,11 +58,12 @@ def retry_after(value: str | None, *, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def may_retry(method: str, status: int, reason: str) -> bool:
-    """Whether sending the request again is safe (see the module docstring)."""
+def may_retry(method: str, status: int, reason: str, *, asked: bool) -> bool:
+    """Whether sending the request again is safe and useful (see the module
+    docstring); asked: the answer carried a Retry-After."""
     not_executed = status == 429 or (status == 503 and reason == "TooManyRequests")
     if method.upper() in _SAFE_METHODS:
-        return not_executed or status >= 500
+        return not_executed or (status >= 500 and asked)
     return not_executed
 
 

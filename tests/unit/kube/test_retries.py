@@ -33,24 +33,30 @@ def test_retry_after(header: str | None, seconds: float | None):
 
 
 @pytest.mark.parametrize(
-    ("method", "status", "reason", "retried"),
+    ("method", "status", "reason", "asked", "retried"),
     [
-        ("GET", 429, "TooManyRequests", True),
-        ("GET", 500, "InternalError", True),
-        ("GET", 503, "ServiceUnavailable", True),
-        ("GET", 504, "Timeout", True),
-        ("GET", 404, "NotFound", False),
-        ("GET", 409, "Conflict", False),
+        ("GET", 429, "TooManyRequests", True, True),
+        ("GET", 429, "TooManyRequests", False, True),
+        ("GET", 500, "InternalError", True, True),
+        ("GET", 503, "ServiceUnavailable", True, True),
+        ("GET", 504, "Timeout", True, True),
+        # A 5xx without Retry-After is an answer (a kubelet behind pods/log away).
+        ("GET", 502, "InternalError", False, False),
+        ("GET", 500, "InternalError", False, False),
+        ("GET", 404, "NotFound", True, False),
+        ("GET", 409, "Conflict", False, False),
         # Writes: only refusals the server gave before running them.
-        ("POST", 429, "TooManyRequests", True),
-        ("PATCH", 503, "TooManyRequests", True),
-        ("PUT", 503, "ServiceUnavailable", False),
-        ("DELETE", 500, "InternalError", False),
-        ("POST", 504, "Timeout", False),
+        ("POST", 429, "TooManyRequests", True, True),
+        ("PATCH", 503, "TooManyRequests", True, True),
+        ("PUT", 503, "ServiceUnavailable", True, False),
+        ("DELETE", 500, "InternalError", True, False),
+        ("POST", 504, "Timeout", True, False),
     ],
 )
-def test_only_what_is_safe_is_sent_again(method: str, status: int, reason: str, retried: bool):
-    assert may_retry(method, status, reason) is retried
+def test_only_what_is_safe_is_sent_again(
+    method: str, status: int, reason: str, asked: bool, retried: bool
+):
+    assert may_retry(method, status, reason, asked=asked) is retried
 
 
 def test_retry_after_is_honoured_and_capped():
