@@ -113,11 +113,16 @@ class JobBook:
         current = self.jobs.get(job.key)
         if current is None or current.uid != job.uid:
             return  # deleted meanwhile
+        number = revision(resource_version) or 0
+        if number and current.revision >= number:
+            # The watch was quicker than the write's answer: it already shows this
+            # write or a later change (a cancel right after an admission), which holds
+            # this status too. Laying the write over it would put the older version
+            # back, and every next write would meet a 409 with nothing to correct it.
+            return
         previous = self._written.get(job.key)
         base = previous.base if previous is not None else current
-        self._written[job.key] = _Written(
-            job.uid, revision(resource_version) or 0, resource_version, status, base
-        )
+        self._written[job.key] = _Written(job.uid, number, resource_version, status, base)
         # The next write's precondition is the version this one produced.
         self._index(replace(current, status=status, resource_version=resource_version))
 

@@ -63,3 +63,19 @@ def test_timers_come_due_once():
     assert book.take_due(T0 + timedelta(seconds=4)) == set()
     assert book.take_due(T0 + timedelta(seconds=5)) == {job.key}
     assert book.take_due(T0 + timedelta(seconds=60)) == set()
+
+
+def test_a_write_answered_after_the_watch_showed_a_later_change_keeps_the_watchs_job():
+    # Admitted at 150; the user's cancel (160) reaches the watch before the answer to
+    # the admission's write does. The book must keep 160 as the next precondition: 150
+    # would meet a 409 on every write, and no watch event would ever correct it.
+    job = a_training_job("a").in_phase("queued", sequence=1).job()
+    book = JobBook.of([job])
+    admitted = JobStatus(phase=Phase.STARTING, sequence=1, pod_name="a-trainer")
+    cancelled = a_training_job("a").cancelled().in_phase("starting", sequence=1).job()
+    book.put_job(replace(cancelled, uid=job.uid, resource_version="160", status=admitted))
+    book.written(job, admitted, resource_version="150")
+    shown = book.jobs[job.key]
+    assert (shown.resource_version, shown.spec.cancelled) == ("160", True)
+    book.put_job(replace(shown, resource_version="170"))
+    assert book.jobs[job.key].resource_version == "170"
