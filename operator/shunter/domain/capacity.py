@@ -49,7 +49,7 @@ def pool_name(job: Job) -> str:
 
 def in_pool(node: NodeView, job: Job) -> bool:
     """Whether the job's Pods may run on node at all (readiness and the taints that
-    follow a node's conditions aside: see usable)."""
+    follow a node's conditions aside: see usable_now)."""
     labels = dict(node.labels)
     if any(labels.get(k) != v for k, v in job.spec.node_selector):
         return False
