@@ -54,9 +54,10 @@ def queue_order(job: Job) -> OrderKey:
     sequence = job.status.sequence
     if sequence is None:
         sequence = UNNUMBERED + job.revision
+    # A job back from its time slice queues from then (status.requeuedAt).
     return (
         -job.spec.priority,
-        job.created_at.timestamp(),
+        (job.status.requeued_at or job.created_at).timestamp(),
         sequence,
         job.key.namespace,
         job.key.name,

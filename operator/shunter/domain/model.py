@@ -66,6 +66,8 @@ ACTIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.CANCELLING, Phas
 
 
 class TerminationStep(StrEnum):
+    # Asked to checkpoint and stop; no Pod deleted yet (a reporting trainer only).
+    NOTICE = "notice"
     GRACEFUL = "graceful"
     FORCED = "forced"
     DONE = "done"
@@ -79,6 +81,9 @@ class StopCause(StrEnum):
     START_TIMEOUT = "start-timeout"  # -> queued (StartTimeout, with backoff) or failed
     SUSPEND = "suspend"  # -> suspended
     PREEMPT = "preempt"  # -> queued (Preempted)
+    # The job's time slice ran out while jobs of its priority wait (TrainingQueue
+    # timeSliceSeconds): -> queued (TimeSliced), behind the jobs that waited.
+    TIME_SLICE = "time-slice"
     FAILURE = "failure"  # a Pod of the gang failed: -> failed, or retried as a whole
 
 
@@ -130,6 +135,13 @@ class Termination:
     # The Pods the stop deleted, and those that had to be force-deleted.
     pods: tuple[str, ...] = ()
     forced_pods: tuple[str, ...] = ()
+    # The notice's deadline: the trainer is to have checkpointed and exited by then
+    # (the graceful delete plus the grace period); told in the report channel's answer.
+    checkpoint_by: datetime | None = None
+    # A preemption or time-slice notice given before any Pod is deleted: the trainer
+    # checkpoints at once, and the Pods are deleted when it has reported the
+    # checkpoint (or at `checkpoint_by`).
+    noticed_at: datetime | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Termination | None:
@@ -144,11 +156,15 @@ class Termination:
             cause=StopCause(raw.get("cause") or StopCause.CANCEL.value),
             pods=tuple(raw.get("pods") or ()),
             forced_pods=tuple(raw.get("forcedPods") or ()),
+            checkpoint_by=parse_time(raw.get("checkpointBy")),
+            noticed_at=parse_time(raw.get("noticedAt")),
         )
 
     def to_raw(self) -> dict[str, Any]:
         raw = {
             "step": self.step.value,
+            "checkpointBy": format_time(self.checkpoint_by),
+            "noticedAt": format_time(self.noticed_at),
             "requestedAt": format_time(self.requested_at),
             "gracefulDeleteAt": format_time(self.graceful_delete_at),
             "forceDeleteAt": format_time(self.force_delete_at),
@@ -169,15 +185,25 @@ class Attempt:
     reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The checkpoint step the attempt resumed from (None: from the start or unknown),
+    # the last checkpoint it reported, and the seconds of work it lost (since its last
+    # complete checkpoint, or since it started when it reported none).
+    resumed_from_step: int | None = None
+    checkpoint_step: int | None = None
+    lost_seconds: float | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Attempt:
+        lost = raw.get("lostSeconds")
         return cls(
             number=int(raw.get("attempt", 0)),
             exit_code=raw.get("exitCode"),
             reason=raw.get("reason"),
             started_at=parse_time(raw.get("startedAt")),
             finished_at=parse_time(raw.get("finishedAt")),
+            resumed_from_step=raw.get("resumedFromStep"),
+            checkpoint_step=raw.get("checkpointStep"),
+            lost_seconds=float(lost) if lost is not None else None,
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -187,8 +213,109 @@ class Attempt:
             "reason": self.reason,
             "startedAt": format_time(self.started_at),
             "finishedAt": format_time(self.finished_at),
+            "resumedFromStep": self.resumed_from_step,
+            "checkpointStep": self.checkpoint_step,
+            "lostSeconds": self.lost_seconds,
         }
         return {k: v for k, v in raw.items() if v is not None}
+
+
+# Losses kept in status.progress for the UI's sparkline (one per written report).
+LOSS_TRAIL = 32
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The trainer's last progress report as written to status (rank 0's)."""
+
+    step: int
+    reported_at: datetime
+    attempt: int = 0
+    total_steps: int | None = None
+    loss: float | None = None
+    throughput: float | None = None  # steps per second
+    losses: tuple[float, ...] = ()  # the last LOSS_TRAIL losses, oldest first
+
+    @property
+    def display(self) -> str:
+        """The kubectl PROGRESS column: `42% (420/1000)`, or the step alone."""
+        if self.total_steps:
+            percent = min(100, int(100 * self.step / self.total_steps))
+            return f"{percent}% ({self.step}/{self.total_steps})"
+        return f"step {self.step}"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> Progress | None:
+        if not raw or "step" not in raw:
+            return None
+        at = parse_time(raw.get("reportedAt"))
+        return cls(
+            step=int(raw["step"]),
+            reported_at=at or datetime.min.replace(tzinfo=UTC),
+            attempt=int(raw.get("attempt") or 0),
+            total_steps=raw.get("totalSteps"),
+            loss=raw.get("loss"),
+            throughput=raw.get("throughput"),
+            losses=tuple(float(x) for x in raw.get("losses") or ()),
+        )
+
+    def to_raw(self) -> dict[str, Any]:
+        raw = {
+            "step": self.step,
+            "reportedAt": format_time(self.reported_at),
+            "attempt": self.attempt or None,
+            "totalSteps": self.total_steps,
+            "loss": self.loss,
+            "throughput": self.throughput,
+            "losses": list(self.losses) or None,
+            "display": self.display,
+        }
+        return {k: v for k, v in raw.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last complete checkpoint the trainer reported (rank 0, once every rank of
+    a gang agreed on it), with what the operator learned of its checkpoints."""
+
+    step: int
+    time: datetime  # when the checkpoint was complete
+    size_bytes: int = 0
+    write_seconds: float = 0.0
+    attempt: int = 0
+    # The longest write among the checkpoints reported so far (sizes the grace period).
+    max_write_seconds: float = 0.0
+    count: int = 0  # checkpoints reported, over every attempt
+    # The trainer said it checkpoints when stopped (SIGTERM or a notice); False once
+    # a stop was seen to end without the checkpoint it promised.
+    on_stop: bool = False
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> Checkpoint | None:
+        if not raw or "step" not in raw:
+            return None
+        return cls(
+            step=int(raw["step"]),
+            time=parse_time(raw.get("time")) or datetime.min.replace(tzinfo=UTC),
+            size_bytes=int(raw.get("sizeBytes") or 0),
+            write_seconds=float(raw.get("writeSeconds") or 0.0),
+            attempt=int(raw.get("attempt") or 0),
+            max_write_seconds=float(raw.get("maxWriteSeconds") or 0.0),
+            count=int(raw.get("count") or 0),
+            on_stop=bool(raw.get("onStop", False)),
+        )
+
+    def to_raw(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "time": format_time(self.time),
+            "sizeBytes": self.size_bytes,
+            "writeSeconds": self.write_seconds,
+            "attempt": self.attempt,
+            "maxWriteSeconds": self.max_write_seconds,
+            "count": self.count,
+            "onStop": self.on_stop,
+        }
 
 
 @dataclass(frozen=True)
@@ -222,6 +349,13 @@ class JobStatus:
     # When the job last started running (a preemption victim must have run this long).
     running_since: datetime | None = None
     history: tuple[Attempt, ...] = ()
+    # What the trainer reported (shunter.operator.reports): progress and the last
+    # complete checkpoint.
+    progress: Progress | None = None
+    checkpoint: Checkpoint | None = None
+    # Back in the queue after its time slice: it queues from here, behind the jobs
+    # that waited (round-robin), instead of from its creation.
+    requeued_at: datetime | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> JobStatus:
@@ -250,6 +384,9 @@ class JobStatus:
             not_before=parse_time(raw.get("notBefore")),
             running_since=parse_time(raw.get("runningSince")),
             history=tuple(Attempt.parse(a) for a in raw.get("history") or ()),
+            progress=Progress.parse(raw.get("progress")),
+            checkpoint=Checkpoint.parse(raw.get("checkpoint")),
+            requeued_at=parse_time(raw.get("requeuedAt")),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -277,6 +414,9 @@ class JobStatus:
             "notBefore": format_time(self.not_before),
             "runningSince": format_time(self.running_since),
             "history": [a.to_raw() for a in self.history] or None,
+            "progress": self.progress.to_raw() if self.progress else None,
+            "checkpoint": self.checkpoint.to_raw() if self.checkpoint else None,
+            "requeuedAt": format_time(self.requeued_at),
         }
 
 

@@ -42,7 +42,7 @@ def being_preempted(job: Job) -> bool:
 
 def protected(job: Job, *, now: datetime, rules: Rules) -> bool:
     """Preempted too often lately, and has not run long enough since."""
-    recent = [a for a in job.status.history if a.reason == "Preempted" and a.finished_at
+    recent = [a for a in job.status.history if a.reason in ("Preempted", "TimeSliced") and a.finished_at
               and now - a.finished_at < rules.preemption_window]  # fmt: skip
     if len(recent) < rules.preemption_limit:
         return False

@@ -56,13 +56,15 @@ LEFT_RUNNING = "its process keeps running until the node returns and its kubelet
 
 _REASON = {StopCause.CANCEL: "Cancelled", StopCause.DEADLINE: "DeadlineExceeded",
             StopCause.START_TIMEOUT: "StartTimeout", StopCause.SUSPEND: "Suspended",
-            StopCause.PREEMPT: "Preempted", StopCause.FAILURE: "Failed"}  # fmt: skip
+            StopCause.PREEMPT: "Preempted", StopCause.TIME_SLICE: "TimeSliced",
+            StopCause.FAILURE: "Failed"}  # fmt: skip
 STOP_WHY = {
     StopCause.CANCEL: "Cancelled by user",
     StopCause.DEADLINE: "Deadline exceeded",
     StopCause.START_TIMEOUT: "Start timeout",
     StopCause.SUSPEND: "Suspended",
     StopCause.PREEMPT: "Preempted",
+    StopCause.TIME_SLICE: "Time slice used",
     StopCause.FAILURE: "A Pod failed",
 }
 
@@ -304,6 +306,12 @@ def final_status(
         final = replace(base, phase=Phase.QUEUED, reason="Preempted", placement=(),
                         message=message, preemptions=status.preemptions + 1)  # fmt: skip
         return final, Event("Normal", "Preempted", message)
+    if cause is StopCause.TIME_SLICE:
+        message = (f"Time slice used{(' ' + detail) if detail else ''}; Pods {how}{code};"
+                   " back in the queue behind the jobs that waited")  # fmt: skip
+        final = replace(base, phase=Phase.QUEUED, reason="TimeSliced", placement=(),
+                        message=message, requeued_at=now)  # fmt: skip
+        return final, Event("Normal", "TimeSliced", message)
     if cause is StopCause.START_TIMEOUT:
         return _start_timed_out(job, base, now=now, rules=rules)
     return _failed_run(job, base, now=now, rules=rules, detail=detail)
