@@ -31,6 +31,18 @@ class Rules:
     preemption_limit: int = 3
     preemption_window: timedelta = timedelta(seconds=600)
     min_run: timedelta = timedelta(seconds=60)
+    # Victims are chosen by the work they would lose, from the trainers' reports
+    # (shunter.operator.preemption); False: today's order (fewest, lowest priority,
+    # most recently started) whatever they report. The bench compares the two.
+    checkpoint_aware: bool = True
+    # A stop's grace period is sized from the job's observed checkpoint writes
+    # (shunter.operator.stopping.grace_of), up to this when its queue sets no bound.
+    size_grace: bool = True
+    max_sized_grace: timedelta = timedelta(seconds=600)
+    # Progress reports are written to status at most this often per job (a checkpoint
+    # at once, at most once per `checkpoint_write_interval`).
+    progress_write_interval: timedelta = timedelta(seconds=30)
+    checkpoint_write_interval: timedelta = timedelta(seconds=5)
     # A checkpoint claim for every job that names none (None: an emptyDir).
     checkpoint_size: str | None = None
     checkpoint_storage_class: str | None = None
