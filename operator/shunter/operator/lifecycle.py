@@ -136,7 +136,7 @@ def _finished(job: Job, ctx: Context) -> Decision:
     live = [p for _, p in sorted(ctx.pods.items()) if not p.finished and not p.deleting]
     if not live:
         return Decision(status=job.status)
-    grace = grace_of(job, _stop_view(ctx))
+    grace = grace_of(job, _stop_view(ctx), ctx.rules)
     return Decision(
         status=job.status,
         delete_pods=tuple(DeletePod(p.namespace, p.name, grace) for p in live),

@@ -45,6 +45,7 @@ from shunter.domain.model import (
     TerminationStep,
 )
 from shunter.domain.podspec import pod_names
+from shunter.domain.workloss import grace_for
 from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.rules import Rules
 
@@ -84,10 +85,11 @@ class StopView:
     max_grace: int | None = None
 
 
-def grace_of(job: Job, view: StopView) -> int:
-    """The grace period the job's Pods get: its own, within its queue's bound."""
-    grace = job.spec.termination_grace_period_seconds
-    return grace if view.max_grace is None else min(grace, view.max_grace)
+def grace_of(job: Job, view: StopView, rules: Rules) -> int:
+    """The grace period the job's Pods get: its own, sized to its observed checkpoint
+    writes, within its queue's bound (shunter.domain.workloss.grace_for)."""
+    cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
+    return grace_for(job, queue_max=view.max_grace, cap=cap)
 
 
 def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Rules) -> Decision:
@@ -98,7 +100,7 @@ def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Ru
     names = pod_names(job)
     indexes = range(job.spec.nodes) if view.targets is None else sorted(view.targets)
     present = [i for i in indexes if i in view.pods or i in view.unobserved]
-    grace = grace_of(job, view)
+    grace = grace_of(job, view, rules)
     if termination is None or termination.step is TerminationStep.DONE:
         record = Termination(TerminationStep.GRACEFUL, now, now, cause=cause)
         return _begin(job, view, record, present=present, names=names, now=now, rules=rules)
@@ -122,7 +124,8 @@ def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Ru
                 delete_pods=tuple(DeletePod(job.key.namespace, names[i], grace) for i in resend),
                 wake_at=deadline,
             )
-        return _force(job, view, termination, present=present, names=names, now=now)
+        return _force(job, view, termination, present=present, names=names, now=now,
+                      rules=rules)
     # Forced, a Pod still shows up: the watch lags, or the delete failed. Repeat it.
     last = termination.force_delete_at or now
     if now - last >= FORCE_RETRY:
@@ -159,7 +162,7 @@ def _begin(
     if not present:
         return _finish(job, view, record, names=names, now=now, rules=rules)
     record = replace(record, pods=tuple(names[i] for i in present))
-    grace = grace_of(job, view)
+    grace = grace_of(job, view, rules)
     ns = job.key.namespace
     stopping = ", ".join(names[i] for i in present)
     plural = "s" if len(present) > 1 else ""
@@ -198,9 +201,9 @@ def _node_of(job: Job, view: StopView, index: int) -> str | None:
 
 def _force(
     job: Job, view: StopView, termination: Termination, *, present: list[int], names: list[str],
-    now: datetime,
+    now: datetime, rules: Rules,
 ) -> Decision:  # fmt: skip
-    grace = grace_of(job, view)
+    grace = grace_of(job, view, rules)
     ns = job.key.namespace
     why = STOP_WHY[termination.cause]
     logs, events = [], []
