@@ -7,9 +7,19 @@ queues of its cohort borrowed, from any of their jobs. Victims are stopped like 
 cancel (SIGTERM, the trainer checkpoints, then force), go back to the queue with
 reason `Preempted` and resume from their checkpoint later.
 
-The choice, as Kueue and Slurm users expect: the fewest jobs, lowest priority first,
-most recently started first among equals, and only jobs whose removal is needed (a
-greedy pick, then every victim that is not needed is put back). Never a job of equal
+Which victims, when any candidate's trainer reports (and `Rules.checkpoint_aware`):
+the set that loses the least work and frees the GPUs soonest, in GPU-seconds
+(shunter.domain.workloss.stop_cost: the work since each victim's last complete
+checkpoint at the end of its stop, plus the stop's own time); then lower priority,
+then the most recently started. The sets are searched cheapest first (subsets in
+order of total cost, so the first that lets the preemptor start is the cheapest),
+for at most SEARCH_LIMIT trial admissions; beyond that (a preemptor needing many of
+many candidates) the cheapest-first greedy pick with put-back below stands in.
+
+When no candidate reports, the choice is today's, as Kueue and Slurm users expect:
+the fewest jobs, lowest priority first, most recently started first among equals,
+and only jobs whose removal is needed (a greedy pick, then every victim that is not
+needed is put back). Never a job of equal
 or higher priority within the queue. No preemption loops: a job preempted
 `preemption_limit` times within `preemption_window` is protected until it has run
 `min_run` since it last started. Jobs already being stopped for a preemption count as
@@ -19,14 +29,19 @@ earlier ones to stop.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from shunter.domain.admission import AdmissionState
 from shunter.domain.model import Job, Phase, StopCause
-from shunter.domain.queues import LOWER_PRIORITY, queue_of
+from shunter.domain.queues import LOWER_PRIORITY, max_grace, queue_of
+from shunter.domain.workloss import grace_for, stop_cost
 from shunter.operator.rules import Rules
+
+# Trial admissions the cheapest-first search may make before the greedy pick stands in.
+SEARCH_LIMIT = 256
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,18 @@ class Preemption:
 def being_preempted(job: Job) -> bool:
     t = job.status.termination
     return job.phase is Phase.STOPPING and t is not None and t.cause is StopCause.PREEMPT
+
+
+def reports(job: Job) -> bool:
+    """Its trainer has reported progress or a checkpoint."""
+    return job.status.progress is not None or job.status.checkpoint is not None
+
+
+def cost_of(job: Job, state: AdmissionState, *, now: datetime, rules: Rules) -> float:
+    """GPU-seconds a stop of the job started now would cost (lost work plus the stop)."""
+    cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
+    grace = grace_for(job, queue_max=max_grace(job, state.queues), cap=cap)
+    return stop_cost(job, now=now, grace=grace).gpu_seconds(job.spec.total_gpus)
 
 
 def protected(job: Job, *, now: datetime, rules: Rules) -> bool:
@@ -92,8 +119,55 @@ def choose(
         trial.give(job)
     if trial.verdict(preemptor, now=now).kind == "admit":
         return Preemption((), len(stopping)) if stopping else None
+    found = candidates(preemptor, active, state, now=now, rules=rules)
+    if not found or not _admits(preemptor, trial, found, now=now):
+        return None  # even every candidate would not be enough
+    if rules.checkpoint_aware and any(reports(j) for j in found):
+        costs = {j.key: cost_of(j, state, now=now, rules=rules) for j in found}
+        # Cheapest first; among equals today's order (`found` is sorted by it).
+        found.sort(key=lambda j: costs[j.key])
+        cheapest = _cheapest(preemptor, trial, found, [costs[j.key] for j in found], now=now)
+        if cheapest is not None:
+            return Preemption(tuple(cheapest), len(stopping))
+    return _greedy(preemptor, trial, found, now=now, stopping=len(stopping))
+
+
+def _admits(preemptor: Job, trial: AdmissionState, victims: Iterable[Job], *,
+            now: datetime) -> bool:  # fmt: skip
+    again = trial.copy()
+    for job in victims:
+        again.give(job)
+    return again.verdict(preemptor, now=now).kind == "admit"
+
+
+def _cheapest(preemptor: Job, trial: AdmissionState, found: Sequence[Job],
+              costs: Sequence[float], *, now: datetime) -> list[Job] | None:  # fmt: skip
+    """The cheapest set of `found` (sorted by cost) that lets the preemptor start.
+
+    Subsets come in order of total cost: from a set whose last (costliest) member is
+    i, the next ones add i+1, or swap i for i+1; every subset is reached once, never
+    before a cheaper one. Ties keep the order of `found`. None when SEARCH_LIMIT
+    trials found none."""
+    heap: list[tuple[float, tuple[int, ...]]] = [(costs[0], (0,))]
+    tried = 0
+    while heap and tried < SEARCH_LIMIT:
+        cost, members = heapq.heappop(heap)
+        tried += 1
+        if _admits(preemptor, trial, (found[i] for i in members), now=now):
+            return [found[i] for i in members]
+        last = members[-1]
+        if last + 1 < len(found):
+            heapq.heappush(heap, (cost + costs[last + 1], (*members, last + 1)))
+            heapq.heappush(heap, (cost - costs[last] + costs[last + 1], (*members[:-1], last + 1)))
+    return None
+
+
+def _greedy(preemptor: Job, trial: AdmissionState, found: Sequence[Job], *, now: datetime,
+            stopping: int) -> Preemption | None:  # fmt: skip
+    """Victims in `found`'s order until the preemptor fits, then every one not needed
+    is put back (the most important first)."""
     chosen: list[Job] = []
-    for job in candidates(preemptor, active, state, now=now, rules=rules):
+    for job in found:
         trial.give(job)
         chosen.append(job)
         if trial.verdict(preemptor, now=now).kind == "admit":
@@ -107,4 +181,4 @@ def choose(
         if again.verdict(preemptor, now=now).kind == "admit":
             trial = again
             chosen.remove(job)
-    return Preemption(tuple(chosen), len(stopping))
+    return Preemption(tuple(chosen), stopping)

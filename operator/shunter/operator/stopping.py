@@ -124,8 +124,7 @@ def stop(job: Job, view: StopView, *, cause: StopCause, now: datetime, rules: Ru
                 delete_pods=tuple(DeletePod(job.key.namespace, names[i], grace) for i in resend),
                 wake_at=deadline,
             )
-        return _force(job, view, termination, present=present, names=names, now=now,
-                      rules=rules)
+        return _force(job, view, termination, present=present, names=names, now=now, rules=rules)
     # Forced, a Pod still shows up: the watch lags, or the delete failed. Repeat it.
     last = termination.force_delete_at or now
     if now - last >= FORCE_RETRY:
