@@ -85,8 +85,8 @@ def stop_cost(job: Job, *, now: datetime, grace: int) -> StopCost:
             return StopCost(0.0, float(grace), "checkpointed on an earlier stop (exit 75)")
         if write <= grace:
             return StopCost(0.0, write, f"checkpoints on a stop in about {write:g}s")
-        return StopCost(since, float(grace),
-                        f"its checkpoint ({write:g}s) takes longer than the grace ({grace}s)")  # fmt: skip
+        why = f"its checkpoint ({write:g}s) takes longer than the grace ({grace}s)"
+        return StopCost(since, float(grace), why)
     if checkpoint is None:
         return StopCost(since, 0.0, "reports no checkpoints: loses everything since it started")
     return StopCost(since, 0.0, "does not checkpoint on a stop: loses the work since its last")

@@ -42,6 +42,8 @@ from shunter.operator.rules import Rules
 
 # Trial admissions the cheapest-first search may make before the greedy pick stands in.
 SEARCH_LIMIT = 256
+# Stops made for other jobs: they count against the anti-loop rules alike.
+STOPPED_FOR_OTHERS = ("Preempted", "TimeSliced")
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ def cost_of(job: Job, state: AdmissionState, *, now: datetime, rules: Rules) -> 
 
 def protected(job: Job, *, now: datetime, rules: Rules) -> bool:
     """Preempted too often lately, and has not run long enough since."""
-    recent = [a for a in job.status.history if a.reason in ("Preempted", "TimeSliced") and a.finished_at
-              and now - a.finished_at < rules.preemption_window]  # fmt: skip
+    recent = [a for a in job.status.history if a.reason in STOPPED_FOR_OTHERS
+              and a.finished_at and now - a.finished_at < rules.preemption_window]  # fmt: skip
     if len(recent) < rules.preemption_limit:
         return False
     since = job.status.running_since

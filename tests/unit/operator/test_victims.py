@@ -86,12 +86,13 @@ def test_the_victims_lose_the_least_work_of_any_set_that_lets_the_preemptor_star
         return
     allowed = candidates(preemptor, active, state, now=NOW, rules=rules)
     found = choose(preemptor, state, active=active, now=NOW, rules=rules)
-    feasible = [set(c) for r in range(1, len(allowed) + 1)
-                for c in itertools.combinations(allowed, r) if admits(state, preemptor, c)]  # fmt: skip
+    sets = (c for r in range(1, len(allowed) + 1) for c in itertools.combinations(allowed, r))
+    feasible = [set(c) for c in sets if admits(state, preemptor, c)]
     if not feasible:
         assert found is None
         return
-    assert found is not None and found.victims
+    assert found is not None
+    assert found.victims
     assert all(v in allowed for v in found.victims)  # today's rules: lower priority only
     assert admits(state, preemptor, found.victims)
     cost = {j.key: cost_of(j, state, now=NOW, rules=rules) for j in allowed}
@@ -121,11 +122,14 @@ def test_a_job_that_just_checkpointed_is_spared_for_one_that_would_lose_an_hour(
     r1 = a_running(1, (4, 0, 2, 60, 59, 20.0), "n0")
     preemptor = (a_training_job("p").with_gpus(4).with_priority(1)
                  .with_spec(queue="q").in_phase("queued", sequence=99).job())  # fmt: skip
+    queues = [QueueView("q", preemption="lowerPriority")]
     book = JobBook.of([r0, r1, preemptor], [a_pod_of(j, node_name="n0") for j in (r0, r1)],
-                      nodes=[a_node("n0")], queues=[QueueView("q", preemption="lowerPriority")])  # fmt: skip
+                      nodes=[a_node("n0")], queues=queues)  # fmt: skip
     state = admission_state(book, Rules(limits=SLOTS))
     today = choose(preemptor, state, active=[r0, r1], now=NOW,
                    rules=Rules(limits=SLOTS, checkpoint_aware=False))  # fmt: skip
     aware = choose(preemptor, state, active=[r0, r1], now=NOW, rules=Rules(limits=SLOTS))
-    assert today is not None and [v.key.name for v in today.victims] == ["r1"]
-    assert aware is not None and [v.key.name for v in aware.victims] == ["r0"]
+    assert today is not None
+    assert [v.key.name for v in today.victims] == ["r1"]
+    assert aware is not None
+    assert [v.key.name for v in aware.victims] == ["r0"]
