@@ -28,6 +28,8 @@ from shunter.api.history import History
 from shunter.api.jobcache import JobCache
 from shunter.api.metrics import Metrics
 from shunter.api.quotas import StreamQuota
+from shunter.api.reports import ReportChannel
+from shunter.api.reports import router as report_router
 from shunter.api.routes import health, scheduling, training
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
@@ -43,6 +45,7 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     cache = JobCache(kube, namespace=settings.watch_namespace)
     history = History(settings.database_url)
     metrics = Metrics()
+    reports = ReportChannel(kube, cache)
     # Logs get a connection pool of their own (shunter.api.logs).
     log_kube = Kube(kube.connection, connections=settings.log_connections,
                     user_agent=kube.user_agent)  # fmt: skip
@@ -56,7 +59,11 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
             log.warning("job cache not synced after %.0fs; /readyz says so", CACHE_SYNC_TIMEOUT)
         if settings.auth == "none":
             log.warning("SHUNTER_API_AUTH=none: every caller may do everything (demo only)")
+        flusher = asyncio.create_task(reports.run(), name="report-flush")
         yield
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await reports.flush()
         await cache.stop()
         await history.close()
         await log_kube.close()
@@ -77,6 +84,7 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
                           audiences=audiences_of(settings.token_audiences),
                           reviewed=metrics.token_reviewed)  # fmt: skip
     app.state.authority = authority
+    app.state.reports = reports
     app.state.service = TrainingService(kube, cache, history, settings, log_kube=log_kube)
     app.state.streams = StreamQuota(kind="streams", per_user=settings.streams_per_user)
     app.state.follows = StreamQuota(kind="followed logs", per_user=settings.follows_per_user)
@@ -89,6 +97,7 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     app.include_router(training.router)
     app.include_router(scheduling.router)
     app.include_router(health.router)
+    app.include_router(report_router)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
     app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 

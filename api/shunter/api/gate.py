@@ -9,7 +9,8 @@
 - **Auth off means loopback only**: with `SHUNTER_API_AUTH=none` a request is served
   only when its Host and its Origin (when sent) are loopback names, so neither another
   site's form POST (a cross-site cancel) nor a DNS-rebound name reaches the API. The
-  probes stay open: the kubelet asks them by the Pod's address.
+  probes stay open: the kubelet asks them by the Pod's address; so does the
+  trainers' report channel, which checks every Pod's own token whatever the setting.
 - **Body limit**: a Content-Length over SHUNTER_API_MAX_BODY_BYTES is 413 before a
   byte is read; a body without one (chunked) is counted as the app reads it and is
   413 once over.
@@ -37,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shunter.api.auth import Authority
 from shunter.api.dependencies import GUARDED_PREFIX
 from shunter.api.errors import ApiError, ContentTooLarge, Forbidden, response_of
+from shunter.domain.reports import PATH as REPORT_PATH
 
 # Images may be data: URLs (the UI's empty favicon, Swagger UI's icons).
 _COMMON_POLICY = (
@@ -53,6 +55,10 @@ SECURITY_HEADERS = {
 }
 # Asked by the kubelet at the Pod's address, and they hold no job data.
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+# Served from any address with auth off too: the probes, and the trainers' reports,
+# which a Pod's own token authenticates whatever SHUNTER_API_AUTH says
+# (shunter.api.reports).
+OPEN_WITH_AUTH_OFF = PROBES | {REPORT_PATH}
 
 
 def is_loopback(host: str | None) -> bool:
@@ -110,7 +116,7 @@ class Gate:
 
     async def _admit(self, scope: Scope, headers: Headers) -> None:
         """Raise the refusal of a request the app must not see."""
-        if self.loopback_only and scope["path"] not in PROBES:
+        if self.loopback_only and scope["path"] not in OPEN_WITH_AUTH_OFF:
             refusal = loopback_refusal(headers)
             if refusal:
                 raise Forbidden(refusal)

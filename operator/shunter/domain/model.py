@@ -235,6 +235,7 @@ class Progress:
     loss: float | None = None
     throughput: float | None = None  # steps per second
     losses: tuple[float, ...] = ()  # the last LOSS_TRAIL losses, oldest first
+    resumed_from_step: int | None = None  # the checkpoint this attempt resumed from
 
     @property
     def display(self) -> str:
@@ -257,6 +258,7 @@ class Progress:
             loss=raw.get("loss"),
             throughput=raw.get("throughput"),
             losses=tuple(float(x) for x in raw.get("losses") or ()),
+            resumed_from_step=raw.get("resumedFromStep"),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -268,6 +270,7 @@ class Progress:
             "loss": self.loss,
             "throughput": self.throughput,
             "losses": list(self.losses) or None,
+            "resumedFromStep": self.resumed_from_step,
             "display": self.display,
         }
         return {k: v for k, v in raw.items() if v is not None}

@@ -107,6 +107,7 @@ async def test_every_route_answers_401_without_a_token():
         "/api/training/suspend/{job_id}",
         "/api/training/resume/{job_id}",
         "/api/training/jobs/{job_id}/attempts",
+        "/api/trainer/v1/report",
     }
 
 
