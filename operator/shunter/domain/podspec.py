@@ -52,6 +52,12 @@ from shunter.domain.model import (
 
 CONTAINER_NAME = "trainer"
 CHECKPOINT_VOLUME = "checkpoints"
+# The report channel's token (shunter.domain.reports): its audience, volume and where
+# the trainer finds it. The kubelet renews it at 80 % of its life.
+REPORT_AUDIENCE = "shunter"
+REPORT_VOLUME = "shunter-report-token"
+REPORT_TOKEN_DIR = "/var/run/shunter/report"
+REPORT_TOKEN_SECONDS = 3600
 # The non-root user of trainer-image/Dockerfile.
 TRAINER_UID = 10001
 
@@ -111,13 +117,19 @@ def master_addr(job: Job) -> str:
     return f"{first}.{job.key.name}.{job.key.namespace}.svc"
 
 
-def _env(job: Job, index: int) -> list[dict[str, Any]]:
+def _env(job: Job, index: int, report_url: str | None = None) -> list[dict[str, Any]]:
     own: list[dict[str, Any]] = [
         {"name": "SHUNTER_JOB_NAME", "value": job.key.name},
         {"name": "SHUNTER_JOB_NAMESPACE", "value": job.key.namespace},
         {"name": "SHUNTER_JOB_UID", "value": job.uid},
         {"name": "SHUNTER_CHECKPOINT_DIR", "value": job.spec.checkpoint_mount_path},
     ]
+    if report_url and index == 0:
+        own += [
+            {"name": "SHUNTER_REPORT_URL", "value": report_url},
+            {"name": "SHUNTER_REPORT_TOKEN_FILE", "value": f"{REPORT_TOKEN_DIR}/token"},
+            {"name": "SHUNTER_ATTEMPT", "value": str(job.status.attempts)},
+        ]
     nodes, procs = job.spec.nodes, job.spec.processes_per_node
     if nodes > 1 or procs > 1:
         own += [
@@ -159,10 +171,21 @@ def _pin(node: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _report_token() -> dict[str, Any]:
+    """The first Pod's identity on the report channel (shunter.domain.reports): a
+    token the kubelet requests for this Pod and rotates, for the audience `shunter`
+    only, so it opens nothing else (the Pod still mounts no Kubernetes API token)."""
+    source = {"audience": REPORT_AUDIENCE, "expirationSeconds": REPORT_TOKEN_SECONDS,
+              "path": "token"}  # fmt: skip
+    return {"name": REPORT_VOLUME, "projected": {"sources": [{"serviceAccountToken": source}]}}
+
+
 def build_pod(
-    job: Job, index: int = 0, *, node: str | None = None, default_size: str | None = None
-) -> dict[str, Any]:
-    """Pod `index` of the job's current attempt, pinned to node (when given)."""
+    job: Job, index: int = 0, *, node: str | None = None, default_size: str | None = None,
+    report_url: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Pod `index` of the job's current attempt, pinned to node (when given); the
+    first Pod gets the report channel's address and token when `report_url` is set."""
     claim = claim_name(job.key.name, job.spec, default_size)
     labels = dict(job.spec.pod_labels)
     labels.update(_labels(job))
@@ -170,7 +193,7 @@ def build_pod(
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": job.spec.image,
-        "env": _env(job, index),
+        "env": _env(job, index, report_url),
         "resources": _resources(job),
         "volumeMounts": [{"name": CHECKPOINT_VOLUME, "mountPath": job.spec.checkpoint_mount_path}],
         # The trainer writes its final summary here; the operator reads it into status.
@@ -187,13 +210,18 @@ def build_pod(
     volume: dict[str, Any] = {"name": CHECKPOINT_VOLUME, "emptyDir": {}}
     if claim and index == 0:
         volume = {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
+    volumes = [volume]
+    if report_url and index == 0:
+        volumes.append(_report_token())
+        container["volumeMounts"].append(
+            {"name": REPORT_VOLUME, "mountPath": REPORT_TOKEN_DIR, "readOnly": True})  # fmt: skip
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "terminationGracePeriodSeconds": job.spec.termination_grace_period_seconds,
         "containers": [container],
-        "volumes": [volume],
+        "volumes": volumes,
         # GPU nodes are commonly tainted so only GPU workloads land there; the job may
         # tolerate more (and select nodes), e.g. to run on a dedicated pool.
         "tolerations": [
@@ -265,7 +293,7 @@ def build_claim(job: Job, *, size: str, storage_class: str | None) -> dict[str, 
 
 def build_objects(
     job: Job, *, default_size: str | None = None, storage_class: str | None = None,
-    missing: Iterable[int] | None = None,
+    missing: Iterable[int] | None = None, report_url: str | None = None,
 ) -> tuple[dict[str, Any], ...]:  # fmt: skip
     """What a start of the job creates: its claim, its Service, then its Pods (only
     the `missing` indexes when given)."""
@@ -283,5 +311,6 @@ def build_objects(
     indexes = range(job.spec.nodes) if missing is None else sorted(missing)
     for i in indexes:
         node = placement[i] if i < len(placement) else None
-        objects.append(build_pod(job, i, node=node, default_size=default_size))
+        objects.append(build_pod(job, i, node=node, default_size=default_size,
+                                 report_url=report_url))  # fmt: skip
     return tuple(objects)

@@ -45,9 +45,9 @@ from shunter.domain.model import (
     format_time,
     parse_time,
 )
-from shunter.domain.podspec import pod_name
+from shunter.domain.podspec import REPORT_AUDIENCE, pod_name
 
-AUDIENCE = "shunter"
+AUDIENCE = REPORT_AUDIENCE
 PATH = "/api/trainer/v1/report"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"

@@ -267,6 +267,7 @@ def _objects(
     return build_objects(
         job, default_size=ctx.rules.checkpoint_size,
         storage_class=ctx.rules.checkpoint_storage_class, missing=missing,
+        report_url=ctx.rules.report_url,
     )  # fmt: skip
 
 

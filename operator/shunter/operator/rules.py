@@ -39,10 +39,9 @@ class Rules:
     # (shunter.operator.stopping.grace_of), up to this when its queue sets no bound.
     size_grace: bool = True
     max_sized_grace: timedelta = timedelta(seconds=600)
-    # Progress reports are written to status at most this often per job (a checkpoint
-    # at once, at most once per `checkpoint_write_interval`).
-    progress_write_interval: timedelta = timedelta(seconds=30)
-    checkpoint_write_interval: timedelta = timedelta(seconds=5)
+    # The report channel's address told to trainers (None: no reports, and the Pods
+    # look exactly as before: no token volume, no variables).
+    report_url: str | None = None
     # A checkpoint claim for every job that names none (None: an emptyDir).
     checkpoint_size: str | None = None
     checkpoint_storage_class: str | None = None

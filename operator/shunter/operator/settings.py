@@ -131,6 +131,8 @@ class Settings:
             checkpoint_size=os.environ.get("SHUNTER_CHECKPOINT_SIZE") or None,
             checkpoint_storage_class=os.environ.get("SHUNTER_CHECKPOINT_STORAGE_CLASS") or None,
             allowed_claims=_allowed_claims(),
+            report_url=_report_url(),
+            max_sized_grace=_seconds("SHUNTER_MAX_SIZED_GRACE_SECONDS", 600, minimum=1),
         )
         try:
             lease = Timing(
@@ -159,3 +161,15 @@ class Settings:
                 n.strip() for n in os.environ.get("SHUNTER_POLICIES", "").split(",") if n.strip()
             ),
         )
+
+
+def _report_url() -> str | None:
+    """SHUNTER_REPORT_URL: where trainer Pods reach the API's report channel (for
+    example http://shunter-api.shunter-system.svc:8000/api/trainer/v1/report); unset:
+    trainers are not asked to report."""
+    url = os.environ.get("SHUNTER_REPORT_URL", "").strip()
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"SHUNTER_REPORT_URL={url!r} is not an http(s) URL")
+    return url
