@@ -66,8 +66,6 @@ ACTIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.CANCELLING, Phas
 
 
 class TerminationStep(StrEnum):
-    # Asked to checkpoint and stop; no Pod deleted yet (a reporting trainer only).
-    NOTICE = "notice"
     GRACEFUL = "graceful"
     FORCED = "forced"
     DONE = "done"
@@ -138,10 +136,6 @@ class Termination:
     # The notice's deadline: the trainer is to have checkpointed and exited by then
     # (the graceful delete plus the grace period); told in the report channel's answer.
     checkpoint_by: datetime | None = None
-    # A preemption or time-slice notice given before any Pod is deleted: the trainer
-    # checkpoints at once, and the Pods are deleted when it has reported the
-    # checkpoint (or at `checkpoint_by`).
-    noticed_at: datetime | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Termination | None:
@@ -157,14 +151,12 @@ class Termination:
             pods=tuple(raw.get("pods") or ()),
             forced_pods=tuple(raw.get("forcedPods") or ()),
             checkpoint_by=parse_time(raw.get("checkpointBy")),
-            noticed_at=parse_time(raw.get("noticedAt")),
         )
 
     def to_raw(self) -> dict[str, Any]:
         raw = {
             "step": self.step.value,
             "checkpointBy": format_time(self.checkpoint_by),
-            "noticedAt": format_time(self.noticed_at),
             "requestedAt": format_time(self.requested_at),
             "gracefulDeleteAt": format_time(self.graceful_delete_at),
             "forceDeleteAt": format_time(self.force_delete_at),

@@ -51,13 +51,20 @@ def grace_for(job: Job, *, queue_max: int | None, cap: int | None) -> int:
     return grace if queue_max is None else min(grace, queue_max)
 
 
+# Attempts that ended in a stop the trainer was asked to checkpoint for.
+CHECKPOINTING_STOPS = ("Preempted", "TimeSliced", "Suspended")
+
+
 def checkpoints_on_stop(job: Job) -> bool:
-    """Known to checkpoint when stopped: it says so in its reports (and no stop
-    proved otherwise), or, reporting nothing, an earlier stop ended with exit 75."""
+    """Known to checkpoint when stopped: it says so in its reports and no such stop
+    ended otherwise than with exit code 75 (killed, or it did not handle SIGTERM); or,
+    reporting nothing, an earlier stop ended with exit 75."""
+    stops = [a for a in job.status.history
+             if a.reason in CHECKPOINTING_STOPS and a.exit_code is not None]  # fmt: skip
     checkpoint = job.status.checkpoint
     if checkpoint is not None:
-        return checkpoint.on_stop
-    return any(a.exit_code == CHECKPOINTED_EXIT for a in job.status.history)
+        return checkpoint.on_stop and all(a.exit_code == CHECKPOINTED_EXIT for a in stops)
+    return any(a.exit_code == CHECKPOINTED_EXIT for a in stops)
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,9 @@ def _begin(
         why = STOP_WHY[cause] + (f" {view.detail}" if view.detail else "")
     if not present:
         return _finish(job, view, record, names=names, now=now, rules=rules)
-    record = replace(record, pods=tuple(names[i] for i in present))
     grace = grace_of(job, view, rules)
+    record = replace(record, pods=tuple(names[i] for i in present),
+                     checkpoint_by=now + timedelta(seconds=grace))  # fmt: skip
     ns = job.key.namespace
     stopping = ", ".join(names[i] for i in present)
     plural = "s" if len(present) > 1 else ""
@@ -358,13 +359,23 @@ def _failed_run(
 
 
 def record_attempt(job: Job, *, reason: str, now: datetime) -> tuple[Attempt, ...]:
-    """The history with the run that just ended appended (once per run)."""
+    """The history with the run that just ended appended (once per run), with what its
+    trainer reported: the checkpoint it resumed from, its last one, and the seconds of
+    work it lost (since its last complete checkpoint, or since it started)."""
     status = job.status
     number = max(1, status.attempts)
     if any(a.number == number and a.finished_at for a in status.history):
         return status.history
-    run = Attempt(number, status.exit_code, reason, status.running_since or status.admitted_at,
-                  now)  # fmt: skip
+    began = status.running_since or status.admitted_at
+    progress, checkpoint = status.progress, status.checkpoint
+    mine = checkpoint if checkpoint is not None and checkpoint.attempt == number else None
+    resumed = progress.resumed_from_step if progress and progress.attempt == number else None
+    lost = None
+    if began is not None:
+        last = max(began, mine.time) if mine is not None else began
+        lost = 0.0 if reason == "Completed" else round(max(0.0, (now - last).total_seconds()), 3)
+    run = Attempt(number, status.exit_code, reason, began, now, resumed_from_step=resumed,
+                  checkpoint_step=mine.step if mine else None, lost_seconds=lost)  # fmt: skip
     return (*[a for a in status.history if a.number != number], run)[-HISTORY:]
 
 

@@ -10,8 +10,8 @@ from shunter.domain.model import ATTEMPT_LABEL, JOB_UID_LABEL, POD_INDEX_LABEL, 
 from shunter.domain.podspec import REPORT_AUDIENCE, build_pod
 from shunter.domain.reports import (
     Report,
-    ReportError,
     Reporter,
+    ReportError,
     apply,
     judge,
     notice,
