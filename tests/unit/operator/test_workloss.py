@@ -19,8 +19,8 @@ def running(*, write: float | None = None, on_stop: bool = False, saved_ago: int
                     "history": history or []}  # fmt: skip
     if write is not None:
         saved = format_time(NOW - timedelta(seconds=saved_ago))
-        status["checkpoint"] = {"step": 7, "attempt": 2, "writeSeconds": write,
-                                "maxWriteSeconds": write, "onStop": on_stop, "time": saved}  # fmt: skip
+        status["checkpoint"] = {"step": 7, "attempt": 2, "writeSeconds": write, "time": saved,
+                                "maxWriteSeconds": write, "onStop": on_stop}  # fmt: skip
         status["progress"] = {"step": 9, "attempt": 2, "resumedFromStep": 3,
                               "reportedAt": format_time(NOW)}  # fmt: skip
     return a_training_job("j").with_grace(grace).in_phase("running", **status).job()
