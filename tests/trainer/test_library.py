@@ -45,8 +45,10 @@ def test_sigterm_checkpoints_reports_exits_75_and_resumes_bit_for_bit(python: st
         # The stop's checkpoint was reported before the process ended.
         assert server.bodies()[-1]["checkpoint"]["step"] == stopped
 
-    second = Program(python, tmp_path / "run", "plain_loop.py", "--steps", "40")
-    assert second.wait() == 0
+        second = Program(python, tmp_path / "run", "plain_loop.py", "--steps", "40", env=env)
+        assert second.wait() == 0
+        # The resumed run says which checkpoint it resumed from (per-attempt rows).
+        assert server.bodies()[-1]["resumed_from_step"] == stopped
     assert baseline.wait() == 0
     assert second.events("resumed")[0]["step"] == stopped
     expected = trained(baseline)
@@ -114,6 +116,8 @@ def test_reports_carry_the_fields_keep_the_rate_limit_and_reread_the_token(
         assert r.body["attempt"] == 2
         assert r.body["rank"] == 0
         assert r.body["total_steps"] == 60
+        assert r.body["checkpoint_on_stop"] is True
+        assert "resumed_from_step" not in r.body  # a first run resumed from nothing
         assert isinstance(r.body["loss"], float)
     assert any("throughput" in r.body and r.body["throughput"] > 0 for r in received)
     steps = [r.body["step"] for r in received]

@@ -13,7 +13,8 @@ Shunter", is the reference). The operator sets, on the Pods of a job:
 | SHUNTER_REPORT_INTERVAL_SECONDS | optional: at most one progress report this often (10) |
 
 Each report is `POST {"job_uid", "attempt", "rank", "step", "total_steps", "loss"?,
-"throughput"?, "checkpoint"?: {"step", "time", "size_bytes", "write_seconds"}}` with
+"throughput"?, "checkpoint"?: {"step", "time", "size_bytes", "write_seconds"},
+"checkpoint_on_stop": true, "resumed_from_step"?}` with
 `Authorization: Bearer <token>`; the token file is read again for every report, since
 the kubelet rotates it. The answer is `{"accepted", "next_report_seconds"?, "notice":
 null | {"reason": "preempt" | "time-slice", "checkpoint_by"}}`; a notice is handed to
@@ -145,6 +146,8 @@ class Reporter:
         self._next_at = 0.0  # monotonic: when the next progress report may go
         self._last: _Item | None = None  # the last one sent, for the throughput
         self._failing = False
+        # The step of the checkpoint this run resumed from (Run.resume sets it).
+        self.resumed_from_step: int | None = None
         self._thread = threading.Thread(target=self._loop, name="shunter-report", daemon=True)
         self._thread.start()
 
@@ -202,7 +205,11 @@ class Reporter:
             "rank": self.rank,
             "step": item.step,
             "total_steps": item.total_steps,
+            # The library checkpoints when stopped (SIGTERM or a notice) and exits 75.
+            "checkpoint_on_stop": True,
         }
+        if self.resumed_from_step is not None:
+            body["resumed_from_step"] = self.resumed_from_step
         if item.loss is not None:
             body["loss"] = item.loss
         last = self._last

@@ -94,6 +94,8 @@ class Run:
             return None
         loaded = Loaded(path=Path(shared["path"]), step=shared["step"], state=shared["state"])
         self.step = loaded.step
+        if self.reporter is not None:
+            self.reporter.resumed_from_step = loaded.step
         self.log("resumed", step=loaded.step, checkpoint=loaded.path.name)
         return loaded
 
