@@ -113,3 +113,13 @@ the chart refuses rather than a silent no-op. */}}
 {{- define "shunter.apiPort" -}}
 {{- ternary "https" "http" (ne .Values.api.tls.secretName "") -}}
 {{- end -}}
+
+
+{{/* Where trainer Pods send their reports (reports.url, or the API's Service). */}}
+{{- define "shunter.reportURL" -}}
+{{- if .Values.reports.url -}}
+{{ .Values.reports.url }}
+{{- else -}}
+{{ include "shunter.apiPort" . }}://{{ include "shunter.component" (list . "api") }}.{{ .Release.Namespace }}.svc:{{ .Values.api.service.port }}/api/trainer/v1/report
+{{- end -}}
+{{- end -}}
