@@ -73,8 +73,12 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def loopback_refusal(headers: Headers) -> str | None:
-    """Why a request may not be served with auth off; None when it may."""
+def loopback_refusal(headers: Headers, client: str | None = None) -> str | None:
+    """Why a request may not be served with auth off; None when it may. `client` is
+    the peer's address (a server bound beyond loopback, as `make demo-real` binds it
+    for the trainers' reports, still serves everything else to this machine only)."""
+    if client is not None and not is_loopback(client):
+        return f"Auth is off on this server: only this machine is served (client {client})"
     host = headers.get("host", "")
     if not is_loopback(urlsplit(f"//{host}").hostname):
         return f"Auth is off on this server: only loopback requests are served (Host {host!r})"
@@ -117,7 +121,8 @@ class Gate:
     async def _admit(self, scope: Scope, headers: Headers) -> None:
         """Raise the refusal of a request the app must not see."""
         if self.loopback_only and scope["path"] not in OPEN_WITH_AUTH_OFF:
-            refusal = loopback_refusal(headers)
+            peer = scope.get("client")
+            refusal = loopback_refusal(headers, peer[0] if peer else None)
             if refusal:
                 raise Forbidden(refusal)
         length = content_length(headers)

@@ -24,8 +24,9 @@ from pathlib import Path
 from shunter.devcluster import hostcleanup, images, processes, volumes
 from shunter.devcluster.controlplane import ControlPlane, ControlPlaneError, default_state_dir
 from shunter.devcluster.postgres import LocalPostgres
-from shunter.devcluster.realnode import NODE_NAME, RealNode, pool_selector, toleration
+from shunter.devcluster.realnode import NODE_IP, NODE_NAME, RealNode, pool_selector, toleration
 from shunter.devcluster.runtime import cache_dir
+from shunter.domain.reports import PATH as REPORT_PATH
 
 NAME = "demo"
 REPO = Path(__file__).resolve().parents[3]
@@ -123,9 +124,11 @@ def start_services(
     operator_env: Mapping[str, str] | None = None,
     api_env: Mapping[str, str] | None = None,
     with_operator: bool = True,
+    host: str = "127.0.0.1",
 ) -> str:
-    """Start the operator and the API (auth off, on 127.0.0.1:port) detached, with
-    pids and logs under state_dir; return the API's base URL once /readyz answers."""
+    """Start the operator and the API (auth off, on host:port, 127.0.0.1 unless the
+    real node's Pods must reach it) detached, with pids and logs under state_dir;
+    return the API's base URL once /readyz answers."""
     common = {**os.environ, "KUBECONFIG": str(kubeconfig), "DATABASE_URL": database_url,
               "SHUNTER_API_AUTH": "none", "PYTHONUNBUFFERED": "1", **(env or {})}  # fmt: skip
     bin_dir = Path(sys.executable).parent
@@ -133,7 +136,7 @@ def start_services(
         processes.start("shunter-operator", [str(bin_dir / "shunter-operator")],
                         state_dir=state_dir, env={**common, **(operator_env or {})})  # fmt: skip
     processes.start("shunter-api",
-                    [str(bin_dir / "shunter-api"), "--host", "127.0.0.1", "--port", str(port)],
+                    [str(bin_dir / "shunter-api"), "--host", host, "--port", str(port)],
                     state_dir=state_dir, env={**common, **(api_env or {})})  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/readyz", "the API")
@@ -183,12 +186,18 @@ def up(port: int = 8000, *, real_node: bool = False) -> int:
     database_url = postgres.up()
     install_crd(plane)
     install_policies(plane)
-    # With the real node, its trainer and one simulated job run side by side.
-    operator_env = {"SHUNTER_MAX_RUNNING": "2"} if real_node else {}
+    # With the real node, its trainer and one simulated job run side by side, and the
+    # trainer reports to the API at the node's address (the pod bridge's gateway):
+    # the API listens there too, serving everything but the reports (which a Pod's
+    # own token authenticates) to this machine only (shunter.api.gate).
+    operator_env: dict[str, str] = {}
+    if real_node:
+        operator_env = {"SHUNTER_MAX_RUNNING": "2",
+                        "SHUNTER_REPORT_URL": f"http://{NODE_IP}:{port}{REPORT_PATH}"}  # fmt: skip
     # The demo's kwok nodes are simulated: the UI may offer the simulator's fields.
     base = start_services(kubeconfig, database_url, state_dir=services_dir, port=port,
                           env={"SHUNTER_IDENTITY": "demo-operator"},
-                          operator_env=operator_env,
+                          operator_env=operator_env, host="0.0.0.0" if real_node else "127.0.0.1",
                           api_env={"SHUNTER_API_SIMULATOR": "true"})  # fmt: skip
     for sample in ([_real_job(trainer)] if trainer else []) + SAMPLES:
         try:

@@ -142,6 +142,10 @@ def test_loopback_names():
     ] * 5
     assert loopback_refusal(Headers({"host": "localhost:8000"})) is None
     assert loopback_refusal(Headers({})) is not None  # no Host at all
+    # Bound beyond loopback (make demo-real, for the trainers' reports): another
+    # machine's request is refused whatever Host it claims.
+    assert loopback_refusal(Headers({"host": "localhost:8000"}), "10.244.0.7") is not None
+    assert loopback_refusal(Headers({"host": "localhost:8000"}), "127.0.0.1") is None
 
 
 async def test_the_ui_and_the_docs_send_security_headers():
