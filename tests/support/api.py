@@ -26,6 +26,9 @@ class ApiProcess(ServiceProcess):
             "SHUNTER_API_AUTH": "none",
         }
         env = {**defaults, **(env or {})}
+        # Where it listens (SHUNTER_TEST_BIND, a test's own setting, never the app's):
+        # 127.0.0.1, or every address where the real node's Pods must reach it.
+        self.bind = env.pop("SHUNTER_TEST_BIND", "127.0.0.1")
         # Served over HTTPS when given a certificate: clients then trust exactly it.
         self.certfile = env.get("SHUNTER_API_TLS_CERTFILE")
         self.base_url = f"{'https' if self.certfile else 'http'}://127.0.0.1:{self.port}"
@@ -34,7 +37,7 @@ class ApiProcess(ServiceProcess):
             database_url=database_url,
             log_path=log_path,
             env=env,
-            args=("--host", "127.0.0.1", "--port", str(self.port)),
+            args=("--host", self.bind, "--port", str(self.port)),
         )
 
     @property

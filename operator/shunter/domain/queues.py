@@ -6,7 +6,8 @@ Queues sharing a `cohort` lend each other idle quota: a queue may hold more than
 nominal quota while the cohort as a whole has GPUs its members do not use (up to its
 `borrowingLimit`), and a queue below its nominal quota reclaims what others borrowed
 by preemption. `preemption: lowerPriority` lets a job preempt lower-priority jobs of
-its own queue; `never` (the default, as before queues existed) does not. Kueue's
+its own queue; `never` (the default, as before queues existed) does not.
+`timeSliceSeconds` shares a queue round-robin between jobs of equal priority. Kueue's
 ClusterQueue, with one flavor, is the model.
 
 A queue named in `spec.queue` that does not exist leaves the job waiting with a
@@ -45,6 +46,9 @@ class QueueView:
     # (shunter.operator.actions.policy_refusal). The operator keeps only the bound it
     # applies itself: how long a stopped job of this queue keeps its GPUs.
     max_grace: int | None = None
+    # Round-robin between equal priorities: seconds a job runs before it yields to a
+    # waiting job of its priority (shunter.operator.preemption.slice_candidates).
+    time_slice: int | None = None
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> QueueView:
@@ -58,6 +62,7 @@ class QueueView:
             preemption=spec.get("preemption") or NEVER,
             strategy=spec.get("queueingStrategy") or STRICT_FIFO,
             max_grace=spec.get("maxGracePeriodSeconds"),
+            time_slice=spec.get("timeSliceSeconds"),
         )
 
 

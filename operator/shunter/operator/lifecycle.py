@@ -67,8 +67,10 @@ class Context:
     pods: Mapping[int, PodView] = field(default_factory=dict)
     unobserved: Collection[int] = ()
     not_ready: Collection[str] = ()
-    # Chosen as a preemption victim (the detail names the preemptor).
+    # Chosen as a preemption victim (the detail names the preemptor), or to yield its
+    # time slice (the detail names the job it yields to).
     preempt: str | None = None
+    time_slice: str | None = None
     # A queued job that may never start as it is (its checkpoint claim is not
     # allowed): fails with this reason and message.
     refuse: Refusal | None = None
@@ -123,6 +125,9 @@ def reconcile_job(job: Job, ctx: Context) -> Decision:
     if ctx.preempt is not None:
         view = replace(view, detail=ctx.preempt)
         return stop(job, view, cause=StopCause.PREEMPT, now=ctx.now, rules=ctx.rules)
+    if ctx.time_slice is not None:
+        view = replace(view, detail=ctx.time_slice)
+        return stop(job, view, cause=StopCause.TIME_SLICE, now=ctx.now, rules=ctx.rules)
     if job.spec.suspended:
         return stop(job, view, cause=StopCause.SUSPEND, now=ctx.now, rules=ctx.rules)
     return _admitted(job, ctx)

@@ -29,7 +29,7 @@ from shunter.domain.queues import BEST_EFFORT_FIFO, QuotaUse, max_grace, queue_o
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
-from shunter.operator.preemption import choose
+from shunter.operator.preemption import choose, time_slice
 from shunter.operator.rules import Rules
 
 # How far past its head a BestEffortFIFO queue is searched for a job that fits.
@@ -241,7 +241,7 @@ class _Walk:
         if walk.position == 1 and verdict.kind == "wait":
             message += f": {verdict.message}"
             if verdict.reason == "Queued":
-                message = self._preempt(job, verdict.message) or message
+                message = self._preempt(job, verdict.message) or self._slice(job) or message
         walk.blocked = walk.blocked or not walk.best_effort
         past = walk.position > self.rules.exact_positions
         if past and (walk.blocked or walk.looked > LOOKAHEAD):
@@ -272,6 +272,33 @@ class _Walk:
         if not total:
             return None
         return f"Waiting for {total} preempted job{'s' if total > 1 else ''} to stop"
+
+    def _slice(self, job: Job) -> str | None:
+        """Time slicing for the head of a queue (TrainingQueue timeSliceSeconds): jobs of
+        its priority past their slice yield; the head's message, or None."""
+        slicing = time_slice(job, self.state, active=self.active, now=self.now, rules=self.rules)
+        if slicing.next_end is not None:
+            self.wakes[job.key] = slicing.next_end
+        found = slicing.yielding
+        if found is None:
+            return None
+        detail = f"for {job.key} (priority {job.spec.priority})"
+        for victim in found.victims:
+            ctx = Context(now=self.now, rules=self.rules, pods=self.book.pods_of(victim),
+                          not_ready=self.book.not_ready(), time_slice=detail,
+                          max_grace=max_grace(victim, self.book.queues))  # fmt: skip
+            decision = reconcile_job(victim, ctx)
+            line = f"[TimeSlice] Job {victim.key} yields its time slice {detail}"
+            self.decided[victim.key] = replace(decision, logs=(line, *decision.logs))
+        if found.victims:
+            names = ", ".join(str(v.key) for v in found.victims)
+            self.notes[job.key] = (
+                Event("Normal", "TimeSlicing", f"{names} yield their time slice to let it start"),
+            )
+        total = found.waiting_for + len(found.victims)
+        if not total:
+            return None
+        return f"Waiting for {total} job{'s' if total > 1 else ''} to yield their time slice"
 
 
 def _numbered(job: Job, numbered: dict[JobKey, int]) -> Job:

@@ -32,12 +32,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shunter.domain.admission import AdmissionState
 from shunter.domain.model import Job, Phase, StopCause
 from shunter.domain.queues import LOWER_PRIORITY, max_grace, queue_of
-from shunter.domain.workloss import grace_for, stop_cost
+from shunter.domain.workloss import checkpoints_on_stop, grace_for, stop_cost
 from shunter.operator.rules import Rules
 
 # Trial admissions the cheapest-first search may make before the greedy pick stands in.
@@ -53,8 +53,10 @@ class Preemption:
 
 
 def being_preempted(job: Job) -> bool:
+    """Being stopped for another job (a preemption or the end of its time slice)."""
     t = job.status.termination
-    return job.phase is Phase.STOPPING and t is not None and t.cause is StopCause.PREEMPT
+    return (job.phase is Phase.STOPPING and t is not None
+            and t.cause in (StopCause.PREEMPT, StopCause.TIME_SLICE))  # fmt: skip
 
 
 def reports(job: Job) -> bool:
@@ -122,6 +124,12 @@ def choose(
     if trial.verdict(preemptor, now=now).kind == "admit":
         return Preemption((), len(stopping)) if stopping else None
     found = candidates(preemptor, active, state, now=now, rules=rules)
+    return _pick(preemptor, state, trial, found, stopping=len(stopping), now=now, rules=rules)
+
+
+def _pick(preemptor: Job, state: AdmissionState, trial: AdmissionState, found: list[Job], *,
+          stopping: int, now: datetime, rules: Rules) -> Preemption | None:  # fmt: skip
+    """Victims among `found` (in today's order) that let the preemptor start."""
     if not found or not _admits(preemptor, trial, found, now=now):
         return None  # even every candidate would not be enough
     if rules.checkpoint_aware and any(reports(j) for j in found):
@@ -130,8 +138,8 @@ def choose(
         found.sort(key=lambda j: costs[j.key])
         cheapest = _cheapest(preemptor, trial, found, [costs[j.key] for j in found], now=now)
         if cheapest is not None:
-            return Preemption(tuple(cheapest), len(stopping))
-    return _greedy(preemptor, trial, found, now=now, stopping=len(stopping))
+            return Preemption(tuple(cheapest), stopping)
+    return _greedy(preemptor, trial, found, now=now, stopping=stopping)
 
 
 def _admits(preemptor: Job, trial: AdmissionState, victims: Iterable[Job], *,
@@ -184,3 +192,59 @@ def _greedy(preemptor: Job, trial: AdmissionState, found: Sequence[Job], *, now:
             trial = again
             chosen.remove(job)
     return Preemption(tuple(chosen), stopping)
+
+
+def slice_end(job: Job, slice_seconds: int) -> datetime | None:
+    """When the running job yields its time slice (None: it is not running).
+
+    At the end of its slice, when it checkpoints on a stop (or reports nothing, and is
+    stopped as any stop does: SIGTERM, checkpoint, exit 75). A trainer that reports
+    checkpoints but cannot checkpoint on a stop yields at its next reported checkpoint
+    after the slice, or one more slice later if none comes."""
+    since = job.status.running_since
+    if job.phase is not Phase.RUNNING or since is None:
+        return None
+    end = since + timedelta(seconds=slice_seconds)
+    checkpoint = job.status.checkpoint
+    if checkpoint is None or checkpoints_on_stop(job):
+        return end
+    if checkpoint.attempt == job.status.attempts and checkpoint.time >= end:
+        return checkpoint.time
+    return end + timedelta(seconds=slice_seconds)
+
+
+@dataclass(frozen=True)
+class Slicing:
+    yielding: Preemption | None  # jobs to stop now (None: none can help now)
+    next_end: datetime | None  # when the next slice of a job of this priority ends
+
+
+def time_slice(head: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime,
+               rules: Rules) -> Slicing:  # fmt: skip
+    """Jobs of the head's priority and queue whose slice is over, longest-running
+    first, that yield so the head can start (TrainingQueue timeSliceSeconds)."""
+    queue = queue_of(head.spec.queue, state.queues)
+    if queue is None or queue.time_slice is None:
+        return Slicing(None, None)
+    trial = state.copy()
+    stopping = [j for j in active if being_preempted(j)]
+    for job in stopping:
+        trial.give(job)
+    if stopping and trial.verdict(head, now=now).kind == "admit":
+        return Slicing(Preemption((), len(stopping)), None)
+    over: list[tuple[datetime, Job]] = []
+    next_end: datetime | None = None
+    for job in active:
+        same = job.spec.queue == head.spec.queue and job.spec.priority == head.spec.priority
+        end = slice_end(job, queue.time_slice) if same and not job.spec.cancelled else None
+        if end is None or protected(job, now=now, rules=rules):
+            continue
+        if end > now:
+            next_end = end if next_end is None else min(next_end, end)
+            continue
+        over.append((job.status.running_since or now, job))
+    over.sort(key=lambda pair: (pair[0], pair[1].key.name))
+    found = [job for _, job in over]
+    if not found or not _admits(head, trial, found, now=now):
+        return Slicing(None, next_end)
+    return Slicing(_greedy(head, trial, found, now=now, stopping=len(stopping)), next_end)
