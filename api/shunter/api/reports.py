@@ -16,8 +16,9 @@ What it costs (reports every 10 s from 1,000 running jobs is 100 reports a secon
 - `status.progress` is written at most once per PROGRESS_WRITE_SECONDS per job (the
   newest report waits; a background flush writes it when due), so the API server
   sees about 1,000/30 = 33 small merge patches a second, not 100; a checkpoint is
-  written at once (it is what a stop and the victim choice need), at most once per
-  CHECKPOINT_WRITE_SECONDS;
+  written before the answer (it is what a stop and the victim choice need: a
+  trainer that checkpointed on SIGTERM reports, is answered, and only then exits, so
+  the operator's watch shows the checkpoint before the end of the stop);
 - a job sending faster than MIN_GAP_SECONDS gets 429 with Retry-After.
 The patch carries only `progress` and `checkpoint`, the fields this channel owns, with
 no resourceVersion: the operator never writes them, and its own status writes (which
@@ -62,7 +63,6 @@ log = logging.getLogger("shunter.api")
 
 POD_TTL = 60.0
 PROGRESS_WRITE_SECONDS = 30.0
-CHECKPOINT_WRITE_SECONDS = 5.0
 MIN_GAP_SECONDS = 1.0
 # What trainers are told: at most one progress report this often.
 REPORT_SECONDS = 10
@@ -118,9 +118,9 @@ class ReportChannel:
             raise _TooOften(f"reports for job {key.name} come faster than one a second")
         base = job.status
         status = apply(base, report, now=datetime.now(UTC))
-        wait = CHECKPOINT_WRITE_SECONDS if report.checkpoint else PROGRESS_WRITE_SECONDS
         last = pending.written_at if pending is not None else 0.0
-        entry = _Pending(key, status, due=max(now, last + wait), written_at=last, received_at=now)
+        due = now if report.checkpoint else max(now, last + PROGRESS_WRITE_SECONDS)
+        entry = _Pending(key, status, due=due, written_at=last, received_at=now)
         if pending is not None and report.checkpoint is None:
             entry.due = min(pending.due, entry.due)
         self._jobs[job.uid] = entry

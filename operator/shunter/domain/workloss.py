@@ -67,20 +67,29 @@ def checkpoints_on_stop(job: Job) -> bool:
     return any(a.exit_code == CHECKPOINTED_EXIT for a in stops)
 
 
+def attempt_began(job: Job) -> datetime | None:
+    """When the current attempt began: it last started running, or, admitted again
+    and not running yet, its admission (running_since still names the last run)."""
+    marks = [t for t in (job.status.running_since, job.status.admitted_at) if t is not None]
+    return max(marks) if marks else None
+
+
 @dataclass(frozen=True)
 class StopCost:
     lost_seconds: float  # work since the last complete checkpoint at the stop's end
     stop_seconds: float  # how long the stop holds the GPUs
     basis: str  # how it was judged, for the UI and the preemption log
 
-    def gpu_seconds(self, gpus: int) -> float:
-        return gpus * (self.lost_seconds + self.stop_seconds)
+    def gpu_seconds(self, gpus: int, *, waiting: int = 0) -> float:
+        """The GPU-seconds lost: the job's own work and the time its GPUs spend in the
+        stop, plus the time `waiting` GPUs (a preemptor's) sit idle until it is over."""
+        return gpus * (self.lost_seconds + self.stop_seconds) + waiting * self.stop_seconds
 
 
 def stop_cost(job: Job, *, now: datetime, grace: int) -> StopCost:
     """What stopping the (running) job now would cost (see the module doc)."""
     status = job.status
-    began = status.running_since or status.admitted_at or now
+    began = attempt_began(job) or now
     checkpoint = status.checkpoint
     last = began
     if checkpoint is not None and checkpoint.attempt == status.attempts:

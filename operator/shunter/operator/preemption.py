@@ -10,7 +10,10 @@ reason `Preempted` and resume from their checkpoint later.
 Which victims, when any candidate's trainer reports (and `Rules.checkpoint_aware`):
 the set that loses the least work and frees the GPUs soonest, in GPU-seconds
 (shunter.domain.workloss.stop_cost: the work since each victim's last complete
-checkpoint at the end of its stop, plus the stop's own time); then lower priority,
+checkpoint at the end of its stop, plus the stop's own time on the victim's GPUs and
+on the preemptor's, which wait for it; summed over victims, so victims stopping side
+by side count the preemptor's wait more than once: a bias to fewer, faster stops,
+kept because it makes the cost additive and the search exact); then lower priority,
 then the most recently started. The sets are searched cheapest first (subsets in
 order of total cost, so the first that lets the preemptor start is the cheapest),
 for at most SEARCH_LIMIT trial admissions; beyond that (a preemptor needing many of
@@ -64,11 +67,16 @@ def reports(job: Job) -> bool:
     return job.status.progress is not None or job.status.checkpoint is not None
 
 
-def cost_of(job: Job, state: AdmissionState, *, now: datetime, rules: Rules) -> float:
-    """GPU-seconds a stop of the job started now would cost (lost work plus the stop)."""
+def cost_of(job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
+            waiting: int = 0) -> float:  # fmt: skip
+    """GPU-seconds a stop of the job started now would cost: its lost work, its GPUs
+    held through the stop, and the `waiting` GPUs of the preemptor idle meanwhile (a
+    victim that loses nothing but takes five minutes to checkpoint also costs the
+    preemptor five minutes)."""
     cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
     grace = grace_for(job, queue_max=max_grace(job, state.queues), cap=cap)
-    return stop_cost(job, now=now, grace=grace).gpu_seconds(job.spec.total_gpus)
+    cost = stop_cost(job, now=now, grace=grace)
+    return cost.gpu_seconds(job.spec.total_gpus, waiting=waiting)
 
 
 def protected(job: Job, *, now: datetime, rules: Rules) -> bool:
@@ -133,7 +141,8 @@ def _pick(preemptor: Job, state: AdmissionState, trial: AdmissionState, found: l
     if not found or not _admits(preemptor, trial, found, now=now):
         return None  # even every candidate would not be enough
     if rules.checkpoint_aware and any(reports(j) for j in found):
-        costs = {j.key: cost_of(j, state, now=now, rules=rules) for j in found}
+        waiting = preemptor.spec.total_gpus
+        costs = {j.key: cost_of(j, state, now=now, rules=rules, waiting=waiting) for j in found}
         # Cheapest first; among equals today's order (`found` is sorted by it).
         found.sort(key=lambda j: costs[j.key])
         cheapest = _cheapest(preemptor, trial, found, [costs[j.key] for j in found], now=now)

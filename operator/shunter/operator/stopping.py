@@ -45,7 +45,7 @@ from shunter.domain.model import (
     TerminationStep,
 )
 from shunter.domain.podspec import pod_names
-from shunter.domain.workloss import grace_for
+from shunter.domain.workloss import attempt_began, grace_for
 from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.rules import Rules
 
@@ -366,7 +366,7 @@ def record_attempt(job: Job, *, reason: str, now: datetime) -> tuple[Attempt, ..
     number = max(1, status.attempts)
     if any(a.number == number and a.finished_at for a in status.history):
         return status.history
-    began = status.running_since or status.admitted_at
+    began = attempt_began(job)
     progress, checkpoint = status.progress, status.checkpoint
     mine = checkpoint if checkpoint is not None and checkpoint.attempt == number else None
     resumed = progress.resumed_from_step if progress and progress.attempt == number else None

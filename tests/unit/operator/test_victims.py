@@ -95,7 +95,8 @@ def test_the_victims_lose_the_least_work_of_any_set_that_lets_the_preemptor_star
     assert found.victims
     assert all(v in allowed for v in found.victims)  # today's rules: lower priority only
     assert admits(state, preemptor, found.victims)
-    cost = {j.key: cost_of(j, state, now=NOW, rules=rules) for j in allowed}
+    waiting = preemptor.spec.total_gpus
+    cost = {j.key: cost_of(j, state, now=NOW, rules=rules, waiting=waiting) for j in allowed}
     chosen = sum(cost[v.key] for v in found.victims)
     best = min(sum(cost[v.key] for v in s) for s in feasible)
     if any(j.status.checkpoint is not None for j in allowed):

@@ -62,3 +62,12 @@ def test_an_attempt_records_where_it_resumed_from_its_last_checkpoint_and_the_wo
     silent = record_attempt(running(), reason="Preempted", now=NOW)[-1]
     assert silent.checkpoint_step is None
     assert silent.lost_seconds == 3600
+
+
+def test_a_job_admitted_again_is_priced_from_its_admission_not_its_last_run():
+    # Preempted an hour ago after 3 h of running, admitted again 5 s ago: starting.
+    job = a_training_job("j").in_phase(
+        "starting", attempts=2, runningSince=format_time(NOW - timedelta(hours=4)),
+        admittedAt=format_time(NOW - timedelta(seconds=5))).job()  # fmt: skip
+    assert stop_cost(job, now=NOW, grace=30).lost_seconds == 5
+    assert record_attempt(job, reason="Preempted", now=NOW)[-1].lost_seconds == 5
