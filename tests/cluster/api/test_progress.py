@@ -14,16 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client
 
 from shunter.domain.model import Checkpoint, Progress
 from tests.cluster.api.test_acceptance import wait_status
 from tests.support.api import ApiProcess
-from tests.support.operator import OperatorProcess
+from tests.support.operator import Jobs, OperatorProcess
 from tests.support.policy import kubectl
 from tests.support.polling import wait_for
-
-GROUP, VERSION, PLURAL = "shunter.dev", "v1alpha1", "trainingjobs"
 
 
 @pytest.fixture
@@ -38,16 +35,9 @@ def http(
         yield http
 
 
-def report(
-    kube_api: client.ApiClient, namespace: str, name: str, *,
-    progress: Progress, checkpoint: Checkpoint,
-) -> None:  # fmt: skip
-    """Merge-patch the job's status subresource, as the operator writes reports."""
-    client.CustomObjectsApi(kube_api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name,
-        {"status": {"progress": progress.to_raw(), "checkpoint": checkpoint.to_raw()}},
-        _content_type="application/merge-patch+json",
-    )  # fmt: skip
+def report(jobs: Jobs, name: str, *, progress: Progress, checkpoint: Checkpoint) -> None:
+    """As the operator writes a trainer's reports."""
+    jobs.patch_status(name, {"progress": progress.to_raw(), "checkpoint": checkpoint.to_raw()})
 
 
 def served(http: httpx.Client, name: str, step: int) -> dict[str, Any]:
@@ -78,7 +68,7 @@ def columns(kubeconfig: Path, namespace: str, name: str) -> dict[str, str]:
 
 def test_reports_are_served_over_rest_and_in_kubectls_columns(
     http: httpx.Client,
-    kube_api: client.ApiClient,
+    jobs: Jobs,
     kubeconfig: Path,
     namespace: str,
     queues: Callable[..., str],
@@ -97,7 +87,7 @@ def test_reports_are_served_over_rest_and_in_kubectls_columns(
     written = now - timedelta(seconds=90)
     quick = Checkpoint(step=400, time=written, size_bytes=2_000_000, write_seconds=4.0,
                        attempt=1, max_write_seconds=6.0, count=3, on_stop=True)  # fmt: skip
-    report(kube_api, namespace, "reporter", progress=progress, checkpoint=quick)
+    report(jobs, "reporter", progress=progress, checkpoint=quick)
 
     job = served(http, "reporter", 420)
     assert job["progress"] == {
@@ -126,12 +116,10 @@ def test_reports_are_served_over_rest_and_in_kubectls_columns(
 
     # Its queue bounds the grace at 20 s: a 60 s write would be cut by the kubelet, and a
     # stop now loses everything since its checkpoint (written as it started, here).
-    custom = client.CustomObjectsApi(kube_api)
-    status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bounded")
-    began = datetime.fromisoformat(status["status"]["runningSince"])
+    began = datetime.fromisoformat(jobs.status("bounded")["runningSince"])
     slow = Checkpoint(step=400, time=began, write_seconds=60.0, attempt=1,
                       max_write_seconds=60.0, count=1, on_stop=True)  # fmt: skip
-    report(kube_api, namespace, "bounded", progress=progress, checkpoint=slow)
+    report(jobs, "bounded", progress=progress, checkpoint=slow)
     job = served(http, "bounded", 420)
     lost = job["work_lost_if_stopped"]
     assert lost["basis"] == "its checkpoint (60s) takes longer than the grace (20s)"
