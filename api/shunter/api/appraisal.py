@@ -8,8 +8,8 @@ by; this module only gathers its inputs as the API has them:
   a rendered body (shunter.api.rendering) can be reused within that second;
 - each queue's `maxGracePeriodSeconds` (the watch cache's TrainingQueues);
 - the cap on a grace period sized from observed checkpoint writes where the queue
-  sets no bound (SHUNTER_MAX_SIZED_GRACE_SECONDS, the operator's setting; 0 turns
-  sizing off, as `grace_for` then keeps the job's own grace).
+  sets no bound (SHUNTER_MAX_SIZED_GRACE_SECONDS, the operator's setting, which the
+  chart gives both).
 
 Only a running job that is not being stopped has a work-lost figure: a job stopping
 already pays for its stop, and a queued or finished one has nothing to lose.

@@ -173,6 +173,9 @@ class ProgressPublic(BaseModel):
         default_factory=list, description="The last losses reported, oldest first"
     )
     percent: int | None = Field(None, description="Whole percent done, when total_steps is known")
+    resumed_from_step: int | None = Field(
+        None, description="The checkpoint step this run resumed from"
+    )
 
 
 class CheckpointPublic(BaseModel):
@@ -248,6 +251,7 @@ def _progress(job: Job) -> ProgressPublic | None:
     return ProgressPublic(
         step=p.step, total_steps=p.total_steps, loss=p.loss, throughput=p.throughput,
         reported_at=p.reported_at, losses=list(p.losses), percent=p.percent,
+        resumed_from_step=p.resumed_from_step,
     )  # fmt: skip
 
 

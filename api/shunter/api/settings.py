@@ -34,7 +34,7 @@
 |  |  | mounts a `NAME-checkpoints` claim, which submit checks too |
 | SHUNTER_MAX_SIZED_GRACE_SECONDS | 600 | the operator's cap on a grace period sized from a job's |
 |  |  | checkpoint writes (its queue's bound wins): "work lost if |
-|  |  | stopped now" sizes a stop as the operator would; 0: no sizing |
+|  |  | stopped now" sizes a stop as the operator would |
 | SHUNTER_API_TLS_CERTFILE | (none) | PEM certificate (chain): serve HTTPS instead of HTTP |
 | SHUNTER_API_TLS_KEYFILE | (none) | its PEM private key (both or neither) |
 """
@@ -92,7 +92,7 @@ class ApiSettings(BaseSettings):
     # Also the operator's (Rules.max_sized_grace): the work-lost figure of a running job
     # (shunter.api.appraisal) judges a stop's grace as the operator would.
     max_sized_grace_seconds: int = Field(
-        600, ge=0, le=24 * 3600,
+        600, ge=1, le=24 * 3600,
         validation_alias=AliasChoices(
             "SHUNTER_MAX_SIZED_GRACE_SECONDS", "SHUNTER_API_MAX_SIZED_GRACE_SECONDS"
         ),

@@ -93,7 +93,7 @@ def test_reports_are_served_over_rest_and_in_kubectls_columns(
     assert job["progress"] == {
         "step": 420, "total_steps": 1000, "loss": 0.75, "throughput": 3.5,
         "reported_at": now.isoformat().replace("+00:00", "Z"), "losses": [1.25, 1.0, 0.75],
-        "percent": 42,
+        "percent": 42, "resumed_from_step": None,
     }  # fmt: skip
     checkpoint = job["checkpoint"]
     assert (checkpoint["step"], checkpoint["size_bytes"], checkpoint["write_seconds"]) == (

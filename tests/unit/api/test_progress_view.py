@@ -32,7 +32,8 @@ def test_progress_and_checkpoint_are_shown_as_reported():
     job = (
         a_trainer()
         .with_progress(420, totalSteps=1000, loss=0.75, throughput=3.5, attempt=1,
-                       losses=[1.0, 0.9, 0.75], reportedAt=format_time(NOW))
+                       losses=[1.0, 0.9, 0.75], reportedAt=format_time(NOW),
+                       resumedFromStep=300)
         .with_checkpoint(400, at=NOW - timedelta(seconds=90), sizeBytes=2_000_000,
                          writeSeconds=4.5, attempt=1, maxWriteSeconds=6.0, onStop=True)
         .job()
@@ -41,6 +42,7 @@ def test_progress_and_checkpoint_are_shown_as_reported():
     assert view["progress"] == {
         "step": 420, "total_steps": 1000, "loss": 0.75, "throughput": 3.5,
         "reported_at": "2026-03-01T12:00:00Z", "losses": [1.0, 0.9, 0.75], "percent": 42,
+        "resumed_from_step": 300,
     }  # fmt: skip
     assert view["checkpoint"] == {
         "step": 400, "time": "2026-03-01T11:58:30Z", "age_seconds": 90.0,
