@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from shunter.api.appraisal import Appraisal
 from shunter.domain.model import (
     API_VERSION,
     CANCELLED_BY,
@@ -22,6 +23,7 @@ from shunter.domain.model import (
     format_time,
 )
 from shunter.domain.nodes import NodeView, Resources, Taint
+from shunter.domain.queues import QueueView
 
 
 class TrainingJobBuilder:
@@ -30,6 +32,7 @@ class TrainingJobBuilder:
         self._namespace = namespace
         self._spec: dict[str, Any] = {"image": "shunter/trainer:test", "gpus": 1}
         self._status: dict[str, Any] = {}
+        self._reports: dict[str, Any] = {}  # status.progress and status.checkpoint
         self._annotations: dict[str, str] = {}
         self._created = datetime(2026, 1, 1, tzinfo=UTC)
         self._uid = str(uuid.uuid4())
@@ -86,6 +89,16 @@ class TrainingJobBuilder:
             self._status["podName"] = f"{self._name}-trainer"
         return self
 
+    def with_progress(self, step: int, **raw: Any) -> TrainingJobBuilder:
+        """status.progress as the operator writes it (camelCase fields), whatever the phase."""
+        self._reports["progress"] = {"step": step, "reportedAt": format_time(self._created),
+                                     **raw}  # fmt: skip
+        return self
+
+    def with_checkpoint(self, step: int, *, at: datetime, **raw: Any) -> TrainingJobBuilder:
+        self._reports["checkpoint"] = {"step": step, "time": format_time(at), **raw}
+        return self
+
     def manifest(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
         if self._annotations:
@@ -102,7 +115,7 @@ class TrainingJobBuilder:
         body["metadata"].update(
             uid=self._uid, resourceVersion="100", creationTimestamp=format_time(self._created)
         )
-        body["status"] = copy.deepcopy(self._status)
+        body["status"] = copy.deepcopy({**self._status, **self._reports})
         return body
 
     def job(self) -> Job:
@@ -155,3 +168,12 @@ def a_node(
 
 def gpu_nodes(count: int = 4, *, gpus: int = 8) -> list[NodeView]:
     return [a_node(f"gpu-node-{i}", gpus=gpus) for i in range(count)]
+
+
+def an_appraisal(
+    now: datetime = datetime(2026, 1, 1, tzinfo=UTC), *queues: QueueView,
+    max_sized_grace: int = 600,
+) -> Appraisal:  # fmt: skip
+    """What the API judges a live view against: the time, the queues, the sizing cap."""
+    return Appraisal(now=now, queues={q.name: q for q in queues},
+                     max_sized_grace=max_sized_grace)  # fmt: skip

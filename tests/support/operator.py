@@ -151,6 +151,15 @@ class Jobs:
         )
         return result
 
+    def patch_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource, as the operator writes it (e.g. the
+        trainer's reports: status.progress and status.checkpoint)."""
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"status": status},
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+        return result
+
     def cancel(self, name: str) -> dict[str, Any]:
         return self.patch_spec(name, {"cancelled": True})
 

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from shunter.api.errors import NotFound, Unavailable
-from shunter.api.schemas import HISTORY_COLUMNS
+from shunter.api.schemas import HISTORY_COLUMNS, AttemptRow
 
 _WHERE = (
     " FROM local_training_jobs WHERE namespace = %(namespace)s"
@@ -67,7 +67,7 @@ _LATEST = (
     " ORDER BY created_at DESC LIMIT 1"
 )
 _ATTEMPTS = (
-    "SELECT attempt, exit_code, reason, started_at, finished_at FROM training_job_attempts"
+    f"SELECT {', '.join(AttemptRow.model_fields)} FROM training_job_attempts"
     " WHERE job_id = %(id)s ORDER BY attempt"
 )
 

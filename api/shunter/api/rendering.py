@@ -2,9 +2,11 @@
 
 GET /status renders a job's JSON once per (uid, resourceVersion): every later read of
 an unchanged job sends the same bytes without building or validating a model again.
-GET /queue renders once per version of the job cache (and namespace and limit). Both
-caches are bounded; what they hold is derived from the watch cache only, so they are
-never staler than it.
+A running job or one with a checkpoint says how old its checkpoint is and what a stop
+would lose now (shunter.api.appraisal): its body is rendered again at most once a
+second. GET /queue renders once per version of the job cache (and namespace and
+limit, and second). Both caches are bounded; what they hold is derived from the watch
+cache only, so they are never staler than it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from shunter.api.appraisal import Appraisal
 from shunter.api.schemas import JobPublic
 from shunter.domain.model import Job
 
@@ -21,18 +24,19 @@ VIEWS_KEPT = 64
 
 class Renderer:
     def __init__(self) -> None:
-        self._jobs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._jobs: OrderedDict[tuple[str, str], tuple[tuple[object, ...], bytes]] = OrderedDict()
         self._views: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
 
-    def job(self, job: Job) -> bytes:
+    def job(self, job: Job, *, at: Appraisal) -> bytes:
         key = (job.uid, job.resource_version)
+        stamp = at.key_of(job)
         found = self._jobs.get(key)
-        if found is None:
-            found = JobPublic.of(job).model_dump_json().encode()
+        if found is None or found[0] != stamp:  # one body per job: the latest second's
+            found = (stamp, JobPublic.of(job, at=at).model_dump_json().encode())
             self._jobs[key] = found
             if len(self._jobs) > JOBS_KEPT:
                 self._jobs.popitem(last=False)
-        return found
+        return found[1]
 
     def view(self, key: tuple[object, ...], render: Callable[[], bytes]) -> bytes:
         """A whole response body, rendered again only when key (a version) changes."""

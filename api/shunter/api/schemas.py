@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shunter.api.appraisal import Appraisal
 from shunter.domain.actions import Action, allowed_actions
 from shunter.domain.model import Job
 from shunter.domain.record import JobRecord, record_of
@@ -144,6 +145,10 @@ class JobRow(BaseModel):
     suspensions: int = 0
     submitted_by: str | None = Field(None, description="The user who submitted it (the API's)")
     cancelled_by: str | None = Field(None, description="The user who cancelled it through the API")
+    progress_step: int | None = Field(None, description="The step of its last progress report")
+    total_steps: int | None = Field(None, description="The steps it reported it would run")
+    checkpoint_step: int | None = Field(None, description="The step of its last checkpoint")
+    checkpointed_at: datetime | None = Field(None, description="When that checkpoint was complete")
 
 
 # JobRow's fields by the record's names (the record's `name` is the API's `job_id`).
@@ -154,6 +159,43 @@ def record_fields(record: JobRecord) -> dict[str, Any]:
     """A record's fields for JobRow (and the models built on it); read field by field,
     not copied whole: every job of every live view passes here."""
     return {f: getattr(record, RENAMED.get(f, f)) for f in JobRow.model_fields}
+
+
+class ProgressPublic(BaseModel):
+    """The trainer's last progress report (status.progress)."""
+
+    step: int
+    total_steps: int | None = None
+    loss: float | None = None
+    throughput: float | None = Field(None, description="Steps per second")
+    reported_at: datetime
+    losses: list[float] = Field(
+        default_factory=list, description="The last losses reported, oldest first"
+    )
+    percent: int | None = Field(None, description="Whole percent done, when total_steps is known")
+    resumed_from_step: int | None = Field(
+        None, description="The checkpoint step this run resumed from"
+    )
+
+
+class CheckpointPublic(BaseModel):
+    """The last complete checkpoint the trainer reported (status.checkpoint)."""
+
+    step: int
+    time: datetime
+    age_seconds: float = Field(description="Seconds since it was complete, when rendered")
+    size_bytes: int = 0
+    write_seconds: float = 0.0
+
+
+class WorkLost(BaseModel):
+    """What a stop started now would cost (shunter.domain.workloss, the rule preemption
+    ranks victims by): GPU-seconds = the job's GPUs x (lost + stop)."""
+
+    gpu_seconds: float
+    lost_seconds: float = Field(description="Work since the last checkpoint when the stop ends")
+    stop_seconds: float = Field(description="How long the stop would hold the GPUs")
+    basis: str = Field(description="How it was judged")
 
 
 class JobPublic(JobRow):
@@ -168,9 +210,15 @@ class JobPublic(JobRow):
         default_factory=list, description="What may be done to the job now (e.g. cancel)"
     )
     env: list[EnvPublic] = Field(default_factory=list, description="The trainer's variables")
+    progress: ProgressPublic | None = None
+    checkpoint: CheckpointPublic | None = None
+    work_lost_if_stopped: WorkLost | None = Field(
+        None, description="Running jobs: what stopping it now would lose"
+    )
 
     @classmethod
-    def of(cls, job: Job) -> JobPublic:
+    def of(cls, job: Job, *, at: Appraisal) -> JobPublic:
+        """The job as of `at` (its checkpoint's age and its work lost depend on the time)."""
         status = job.status
         t = status.termination
         return cls(
@@ -190,7 +238,42 @@ class JobPublic(JobRow):
             suspend_requested=job.spec.suspended,
             actions=allowed_actions(job),
             env=[EnvPublic(name=e.name, secret=e.secret, key=e.key) for e in job.spec.env],
+            progress=_progress(job),
+            checkpoint=_checkpoint(job, at),
+            work_lost_if_stopped=_work_lost(job, at),
         )
+
+
+def _progress(job: Job) -> ProgressPublic | None:
+    p = job.status.progress
+    if p is None:
+        return None
+    return ProgressPublic(
+        step=p.step, total_steps=p.total_steps, loss=p.loss, throughput=p.throughput,
+        reported_at=p.reported_at, losses=list(p.losses), percent=p.percent,
+        resumed_from_step=p.resumed_from_step,
+    )  # fmt: skip
+
+
+def _checkpoint(job: Job, at: Appraisal) -> CheckpointPublic | None:
+    c = job.status.checkpoint
+    age = at.checkpoint_age(job)
+    if c is None or age is None:
+        return None
+    return CheckpointPublic(
+        step=c.step, time=c.time, age_seconds=age, size_bytes=c.size_bytes,
+        write_seconds=c.write_seconds,
+    )  # fmt: skip
+
+
+def _work_lost(job: Job, at: Appraisal) -> WorkLost | None:
+    cost = at.work_lost(job)
+    if cost is None:
+        return None
+    return WorkLost(
+        gpu_seconds=cost.gpu_seconds(job.spec.total_gpus), lost_seconds=cost.lost_seconds,
+        stop_seconds=cost.stop_seconds, basis=cost.basis,
+    )  # fmt: skip
 
 
 class SubmitResult(BaseModel):
@@ -289,6 +372,11 @@ class AttemptRow(BaseModel):
     reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    resumed_from_step: int | None = Field(None, description="The checkpoint step it resumed from")
+    checkpoint_step: int | None = Field(None, description="The last checkpoint it reported")
+    lost_seconds: float | None = Field(
+        None, description="Work it lost: since its last checkpoint, or since it started"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from shunter.api.appraisal import Appraisal
 from shunter.api.auth import Principal
 from shunter.api.claims import check_claim
 from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
@@ -170,6 +172,15 @@ class TrainingService:
         await self.cache.caught_up(namespace, job.resource_version)
         return job
 
+    def appraisal(self) -> Appraisal:
+        """What live views judge time-dependent fields against: now (whole seconds),
+        the queues' bounds and the operator's cap on a sized grace."""
+        return Appraisal(
+            now=datetime.now(UTC).replace(microsecond=0), queues=self.cache.queues.store,
+            max_sized_grace=self.settings.max_sized_grace_seconds,
+            version=self.cache.queues.version,
+        )  # fmt: skip
+
     async def status(self, key: JobKey, *, consistent: bool = False) -> Job:
         job = await self._read(key, consistent=consistent)
         if job is None:
@@ -183,14 +194,16 @@ class TrainingService:
         if not self.cache.covers(namespace):
             view = await self.queue(namespace, limit=limit, queue=queue)
             return view.model_dump_json().encode()
+        at = self.appraisal()
+        # Its running jobs' work lost moves on with the time: once a second at most.
         version = ("queue", namespace, limit, queue, self.cache.jobs.version,
-                   self.cache.queues.version)  # fmt: skip
+                   self.cache.queues.version, at.now)  # fmt: skip
 
         def render() -> bytes:
             lineup = self.cache.lineup(namespace, limit=limit, queue=queue)
             usage = queue_usage(self.cache.holders(), self.cache.waiting_by_queue(),
                                 self.cache.queues.store, only=queue)  # fmt: skip
-            return _queue_view(namespace, lineup, usage).model_dump_json().encode()
+            return _queue_view(namespace, lineup, usage, at=at).model_dump_json().encode()
 
         return self.renderer.view(version, render)
 
@@ -201,7 +214,7 @@ class TrainingService:
         lineup = Lineup.of(await self._jobs(namespace), limit=limit, queue=queue)
         usage = queue_usage(lineup.active, lineup.waiting_by_queue, self.cache.queues.store,
                             only=queue)  # fmt: skip
-        return _queue_view(namespace, lineup, usage)
+        return _queue_view(namespace, lineup, usage, at=self.appraisal())
 
     async def _jobs(self, namespace: str) -> list[Job]:
         """Every job of the namespace: the cache's, or a live LIST outside its scope."""
@@ -223,9 +236,10 @@ class TrainingService:
             key=lambda j: (j.created_at, j.key.name),
             reverse=True,
         )
-        items = [JobPublic.of(j) for j in lineup.active[:limit]]
-        items += [JobPublic.of(j) for j in lineup.head[: limit - len(items)]]
-        items += [JobPublic.of(j) for j in rest[: limit - len(items)]]
+        at = self.appraisal()
+        items = [JobPublic.of(j, at=at) for j in lineup.active[:limit]]
+        items += [JobPublic.of(j, at=at) for j in lineup.head[: limit - len(items)]]
+        items += [JobPublic.of(j, at=at) for j in rest[: limit - len(items)]]
         return JobList(
             namespace=namespace,
             count=len(jobs),
@@ -345,15 +359,17 @@ class TrainingService:
         return Capacity.build(nodes, (), ()).never_fits(job)
 
 
-def _queue_view(namespace: str, lineup: Lineup, usage: list[QueueUsage]) -> QueueView:
+def _queue_view(
+    namespace: str, lineup: Lineup, usage: list[QueueUsage], *, at: Appraisal
+) -> QueueView:
     # Each job's position is the one the operator recorded in its status (README:
     # "Queue positions"): every view shows that one, never a count of its own.
     return QueueView(
         namespace=namespace,
         running_count=len(lineup.active),
         queued_count=lineup.waiting_count,
-        running=[JobPublic.of(j) for j in lineup.active],
-        queued=[JobPublic.of(j) for j in lineup.head],
+        running=[JobPublic.of(j, at=at) for j in lineup.active],
+        queued=[JobPublic.of(j, at=at) for j in lineup.head],
         queues=usage,
     )
 

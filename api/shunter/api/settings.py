@@ -32,6 +32,9 @@
 |  |  | (`ns/name,ns/*`, the operator's setting: see shunter.domain.claims) |
 | SHUNTER_CHECKPOINT_SIZE | (none) | the operator's default checkpoint size: with it, every job |
 |  |  | mounts a `NAME-checkpoints` claim, which submit checks too |
+| SHUNTER_MAX_SIZED_GRACE_SECONDS | 600 | the operator's cap on a grace period sized from a job's |
+|  |  | checkpoint writes (its queue's bound wins): "work lost if |
+|  |  | stopped now" sizes a stop as the operator would |
 | SHUNTER_API_TLS_CERTFILE | (none) | PEM certificate (chain): serve HTTPS instead of HTTP |
 | SHUNTER_API_TLS_KEYFILE | (none) | its PEM private key (both or neither) |
 """
@@ -85,6 +88,15 @@ class ApiSettings(BaseSettings):
         None,
         validation_alias=AliasChoices("SHUNTER_CHECKPOINT_SIZE", "SHUNTER_API_CHECKPOINT_SIZE"),
     )
+
+    # Also the operator's (Rules.max_sized_grace): the work-lost figure of a running job
+    # (shunter.api.appraisal) judges a stop's grace as the operator would.
+    max_sized_grace_seconds: int = Field(
+        600, ge=1, le=24 * 3600,
+        validation_alias=AliasChoices(
+            "SHUNTER_MAX_SIZED_GRACE_SECONDS", "SHUNTER_API_MAX_SIZED_GRACE_SECONDS"
+        ),
+    )  # fmt: skip
 
     @field_validator("allowed_claims")
     @classmethod

@@ -11,7 +11,9 @@ The web UI opens one stream per tab instead of polling. The stream sends
 
 It wakes when the informers change (shunter.kube.informer `notifying`), not on a
 timer; a burst of changes (10,000 jobs admitted at once) is coalesced to one render
-per COALESCE_SECONDS, and an unchanged view is not re-sent. A namespace outside the
+per COALESCE_SECONDS, and an unchanged view is not re-sent. What moves on with the
+time alone (a checkpoint's age, a running job's work lost if stopped now) is rendered
+afresh at each wake and each heartbeat; the UI ages it in between. A namespace outside the
 watch cache's scope has no change signal: it is re-rendered every UNCOVERED_SECONDS.
 The stream ends after STREAM_SECONDS; the client reconnects, so its token is checked
 again (a revoked or expired token stops receiving within that time).
@@ -53,7 +55,9 @@ async def detail_of(service: TrainingService, key: JobKey) -> str:
     events: list[JobEvent] = await service.events(key) if job is not None else []
     return json.dumps(
         {
-            "job": JobPublic.of(job).model_dump(mode="json") if job is not None else None,
+            "job": JobPublic.of(job, at=service.appraisal()).model_dump(mode="json")
+            if job is not None
+            else None,
             "events": [e.model_dump(mode="json") for e in events],
         }
     )

@@ -230,11 +230,17 @@ class Progress:
     resumed_from_step: int | None = None  # the checkpoint this attempt resumed from
 
     @property
+    def percent(self) -> int | None:
+        """Whole percent done (at most 100), when the trainer reports its total."""
+        if not self.total_steps:
+            return None
+        return min(100, int(100 * self.step / self.total_steps))
+
+    @property
     def display(self) -> str:
         """The kubectl PROGRESS column: `42% (420/1000)`, or the step alone."""
-        if self.total_steps:
-            percent = min(100, int(100 * self.step / self.total_steps))
-            return f"{percent}% ({self.step}/{self.total_steps})"
+        if self.percent is not None:
+            return f"{self.percent}% ({self.step}/{self.total_steps})"
         return f"step {self.step}"
 
     @classmethod

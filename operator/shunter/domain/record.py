@@ -45,11 +45,18 @@ class JobRecord:
     suspensions: int
     submitted_by: str | None
     cancelled_by: str | None
+    # How far the trainer got (its last progress report) and its last complete
+    # checkpoint: kept in the history, which outlives the TrainingJob.
+    progress_step: int | None
+    total_steps: int | None
+    checkpoint_step: int | None
+    checkpointed_at: datetime | None
 
 
 def record_of(job: Job) -> JobRecord:
     status = job.status
     phase = status.phase or Phase.QUEUED
+    progress, checkpoint = status.progress, status.checkpoint
     error = None
     if phase is Phase.CANCELLED:
         error = CANCELLED_BY_USER
@@ -83,4 +90,8 @@ def record_of(job: Job) -> JobRecord:
         suspensions=status.suspensions,
         submitted_by=job.audit.submitted_by,
         cancelled_by=job.audit.cancelled_by,
+        progress_step=progress.step if progress else None,
+        total_steps=progress.total_steps if progress else None,
+        checkpoint_step=checkpoint.step if checkpoint else None,
+        checkpointed_at=checkpoint.time if checkpoint else None,
     )

@@ -53,19 +53,34 @@ def row_of(job: Job) -> Row:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttemptRow:
+    """One run of a job (status.history[]): a row of training_job_attempts."""
+
     job_id: str
     attempt: int
     exit_code: int | None
     reason: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    resumed_from_step: int | None
+    checkpoint_step: int | None
+    lost_seconds: float | None
 
 
 def attempt_rows(job: Job) -> list[AttemptRow]:
     return [
-        AttemptRow(job.uid, a.number, a.exit_code, a.reason, a.started_at, a.finished_at)
+        AttemptRow(
+            job_id=job.uid,
+            attempt=a.number,
+            exit_code=a.exit_code,
+            reason=a.reason,
+            started_at=a.started_at,
+            finished_at=a.finished_at,
+            resumed_from_step=a.resumed_from_step,
+            checkpoint_step=a.checkpoint_step,
+            lost_seconds=a.lost_seconds,
+        )
         for a in job.status.history
     ]
 
@@ -82,12 +97,12 @@ _UPSERT = (
 
 
 # A run's row changes only while the run is the latest; ON CONFLICT keeps it current.
+_ATTEMPT_COLUMNS = list(AttemptRow.__dataclass_fields__)
 _UPSERT_ATTEMPT = (
-    "INSERT INTO training_job_attempts (job_id, attempt, exit_code, reason, started_at,"
-    " finished_at) VALUES (%(job_id)s, %(attempt)s, %(exit_code)s, %(reason)s,"
-    " %(started_at)s, %(finished_at)s) ON CONFLICT (job_id, attempt) DO UPDATE SET"
-    " exit_code = EXCLUDED.exit_code, reason = EXCLUDED.reason,"
-    " started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at"
+    f"INSERT INTO training_job_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join('%(' + c + ')s' for c in _ATTEMPT_COLUMNS)}) "
+    "ON CONFLICT (job_id, attempt) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _ATTEMPT_COLUMNS if c not in ("job_id", "attempt"))
 )
 
 

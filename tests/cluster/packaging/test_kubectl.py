@@ -41,15 +41,19 @@ def test_examples_get_and_patch(
     start_operator()  # all three wait in the queue when admission first looks
 
     def table() -> list[list[str]]:
-        """The default `kubectl get tj` table, cut at the header's column starts."""
+        """The default `kubectl get tj` table, cut at the header's column starts (kubectl
+        pads columns with 3 spaces; a header may hold one: CKPT AGE)."""
         lines = kubectl(kubeconfig, namespace, "get", "tj").splitlines()
+        header = lines[0]
         starts = [
-            i for i, c in enumerate(lines[0]) if c != " " and (i == 0 or lines[0][i - 1] == " ")
+            i for i, c in enumerate(header) if c != " " and header[max(0, i - 2) : i] in ("", "  ")
         ]
         bounds = list(zip(starts, [*starts[1:], None], strict=True))
         return [[line[a:b].strip() for a, b in bounds] for line in lines]
 
-    assert table()[0] == ["NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "AGE"]
+    assert table()[0] == [
+        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PROGRESS", "CKPT AGE", "AGE",
+    ]  # fmt: skip
     # The urgent job (priority 100) runs first; the others wait with positions.
     wait_for(
         lambda: {r[0]: r[1:3] for r in table()[1:]}.get("urgent-finetune", [""])[0] == "running",
@@ -68,10 +72,10 @@ def test_examples_get_and_patch(
         timeout=30,
         what="the others queued in submission order",
     )
-    wide = kubectl(kubeconfig, namespace, "get", "tj", "-o", "wide").splitlines()[0].split()
-    assert wide[:11] == [
-        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PRIORITY", "QUEUE", "POD",
-        "REASON", "MESSAGE",
+    wide = kubectl(kubeconfig, namespace, "get", "tj", "-o", "wide").splitlines()[0].split("   ")
+    assert [c.strip() for c in wide if c.strip()][:13] == [
+        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PROGRESS", "CKPT AGE",
+        "PRIORITY", "QUEUE", "POD", "REASON", "MESSAGE",
     ]  # fmt: skip
 
     out = kubectl(

@@ -12,8 +12,10 @@ No test may leave an error in the browser console.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from kubernetes import client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shunter.devcluster.accounts import account_with_role
+from shunter.domain.model import Checkpoint, Progress
 from tests.cluster.api.test_acceptance import wait_status
 from tests.support.api import ApiProcess
 from tests.support.kube import EDITOR
 from tests.support.operator import Jobs, OperatorProcess
+from tests.support.polling import wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -70,6 +74,40 @@ LAYOUT = """() => ({
     .map((s) => s.textContent),
   overflow: document.documentElement.scrollWidth - window.innerWidth,
 })"""
+
+
+LOSSES = (2.5, 1.75, 1.5, 1.0, 0.75)
+
+
+def report_on_the_running(http: httpx.Client, jobs: Jobs) -> list[str]:
+    """Reports on the four running jobs, as the operator writes them: the first with a
+    total, losses and a checkpoint it takes on a stop; the second a step only and a
+    checkpoint it does not take on a stop; the third nothing; the fourth a checkpoint
+    only. Their names, in that order."""
+
+    def running() -> list[str] | None:
+        items = http.get("/api/training/live", params={"limit": 200}).json()["items"]
+        names = [i["job_id"] for i in items if i["status"] == "running"]
+        return names if len(names) == 4 else None
+
+    names = wait_for(running, timeout=30, what="four jobs running")
+    now = datetime.now(UTC).replace(microsecond=0)
+    written = now - timedelta(seconds=90)
+    reports = [
+        {"progress": Progress(step=420, reported_at=now, attempt=1, total_steps=1000,
+                              loss=0.75, throughput=3.5, losses=LOSSES).to_raw(),
+         "checkpoint": Checkpoint(step=400, time=written, write_seconds=4.0, attempt=1,
+                                  max_write_seconds=6.0, count=2, on_stop=True).to_raw()},
+        {"progress": Progress(step=77, reported_at=now, attempt=1, loss=3.0,
+                              losses=(4.0, 3.5, 3.0)).to_raw(),
+         "checkpoint": Checkpoint(step=50, time=written, attempt=1).to_raw()},
+        None,
+        {"checkpoint": Checkpoint(step=10, time=written, attempt=1).to_raw()},
+    ]  # fmt: skip
+    for name, status in zip(names, reports, strict=True):
+        if status is not None:
+            jobs.patch_status(name, status)
+    return names
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +219,7 @@ def test_every_action_button_is_visible_and_names_stay_whole(
     browser: Browser,
     start_operator: Callable[..., OperatorProcess],
     start_api: Callable[..., ApiProcess],
+    jobs: Jobs,
     namespace: str,
 ):
     start_operator(SHUNTER_MAX_RUNNING="4")
@@ -195,6 +234,45 @@ def test_every_action_button_is_visible_and_names_stay_whole(
             assert http.post("/api/training/submit", json=body).status_code == 201
         wait_status(http, "job-00", "running")
         http.post("/api/training/cancel/job-01")
+        full, stepping, silent, saved = report_on_the_running(http, jobs)
+
+    # The trainers' reports in the list and the detail view, under the server's CSP
+    # (the sparkline is SVG built by our script, the bar a <progress>: no inline style).
+    watched = Watched(browser, width=width)
+    page = watched.open(api, namespace)
+    row = page.locator(f'tr[data-job="{full}"]')
+    expect(row.locator("td.progress progress")).to_have_attribute("value", "42", timeout=30_000)
+    points = row.locator("svg.spark polyline").get_attribute("points") or ""
+    assert len(points.split()) == len(LOSSES)
+    expect(row.locator(".ckpt-age")).to_have_text(re.compile(r"ckpt (9\d|1\d\d)s"))
+    risk = row.locator(".work-lost")
+    expect(risk).to_have_text("0.1 GPU-min")  # its 6 s write, on 1 GPU
+    assert "checkpoints on a stop in about 6s" in (risk.get_attribute("title") or "")
+    stepping_row = page.locator(f'tr[data-job="{stepping}"]')
+    expect(stepping_row.locator("td.progress .step")).to_have_text("step 77")
+    expect(stepping_row.locator("td.progress progress")).to_have_count(0)
+    expect(stepping_row.locator(".work-lost")).to_have_attribute(
+        "title", re.compile("does not checkpoint on a stop"))  # fmt: skip
+    silent_cell = page.locator(f'tr[data-job="{silent}"] td.progress')
+    expect(silent_cell.locator(".work-lost")).to_have_attribute(
+        "title", re.compile("reports no checkpoints"))  # fmt: skip
+    expect(silent_cell.locator("progress, svg, .ckpt-age")).to_have_count(0)
+    expect(page.locator(f'tr[data-job="{saved}"] .ckpt-age')).to_have_count(1)
+    expect(page.locator('tr[data-status="queued"] td.progress .work-lost')).to_have_count(0)
+    row.locator("td.name").click()
+    fields = page.locator("#detail-fields")
+    expect(fields).to_contain_text("Progress42% 420 / 1000 · 3.5 steps/s")
+    expect(fields).to_contain_text("Loss0.75")
+    expect(fields).to_contain_text(
+        re.compile(r"Last checkpointstep 400, \d+s ago \(written in 4s\)")
+    )
+    expect(fields).to_contain_text("Work lost if stopped now0.1 GPU-min (checkpoints on a stop")
+    assert len((fields.locator("svg.spark polyline").get_attribute("points") or "").split()) == 5
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"ui-progress-{width}.png"), full_page=True)
+    assert page.evaluate(LAYOUT) == {"wrapped": [], "overflow": 0}
+    assert watched.problems == []
+    watched.page.close()
 
     # The check below lays a panel over the buttons with an inline style of the test's
     # own, which the server's Content-Security-Policy rightly blocks.

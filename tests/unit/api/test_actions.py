@@ -17,7 +17,9 @@ from shunter.domain.actions import (
     decide_suspend,
 )
 from shunter.domain.model import Phase
-from tests.support.builders import TrainingJobBuilder, a_training_job
+from tests.support.builders import TrainingJobBuilder, a_training_job, an_appraisal
+
+AT = an_appraisal()
 
 DECIDE = {Action.CANCEL: decide_cancel, Action.SUSPEND: decide_suspend,
           Action.RESUME: decide_resume}  # fmt: skip
@@ -60,11 +62,12 @@ def test_what_users_see(builder: TrainingJobBuilder, expected: list[str]):
 
 def test_the_public_view_carries_the_actions_and_who_did_it():
     job = a_training_job("j").submitted_by("alice").in_phase("running").job()
-    view = JobPublic.of(job)
+    view = JobPublic.of(job, at=AT)
     assert view.actions == ["suspend", "cancel"]
     assert (view.submitted_by, view.cancelled_by) == ("alice", None)
     done = JobPublic.of(
-        a_training_job("k").submitted_by("alice").cancelled(by="bob").in_phase("cancelled").job()
+        a_training_job("k").submitted_by("alice").cancelled(by="bob").in_phase("cancelled").job(),
+        at=AT,
     )
     assert done.actions == []
     assert done.cancelled_by == "bob"

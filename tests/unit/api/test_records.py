@@ -8,8 +8,9 @@ from dataclasses import asdict, fields
 from shunter.api.schemas import HISTORY_COLUMNS, RENAMED, HistoryRow, JobPublic, JobRow
 from shunter.domain.record import JobRecord
 from shunter.operator.mirror import Row, row_of
-from tests.support.builders import a_training_job
+from tests.support.builders import a_training_job, an_appraisal
 
+AT = an_appraisal()
 RECORD = {f.name for f in fields(JobRecord)}
 
 
@@ -38,7 +39,7 @@ def test_the_live_view_and_the_mirror_say_the_same_of_a_job():
                   completedAt="2026-01-01T00:02:00Z", admittedAt="2026-01-01T00:00:30Z")
         .job()
     )  # fmt: skip
-    public = JobPublic.of(job).model_dump()
+    public = JobPublic.of(job, at=AT).model_dump()
     row = asdict(row_of(job))
     for field in JobRow.model_fields:
         assert public[field] == row[RENAMED.get(field, field)], field

@@ -86,7 +86,7 @@ async def status(
     """The state of one job (from the watch cache, which holds every write this API
     made; `consistent=true` reads the API server)."""
     job = await service.status(JobKey(namespace, job_id), consistent=consistent)
-    return Response(service.renderer.job(job), media_type=JSON)
+    return Response(service.renderer.job(job, at=service.appraisal()), media_type=JSON)
 
 
 @router.get(

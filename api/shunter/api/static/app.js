@@ -7,6 +7,7 @@
 import { query, request, saveSession, session, subscribe } from "./api.js";
 import { renderDetail, closeDetail } from "./detail.js";
 import { searchHistory } from "./history.js";
+import { progressCell, tickAges } from "./progress.js";
 
 const state = {
   inFlight: new Map(),  // job id -> the action under way
@@ -96,6 +97,7 @@ function row(job) {
     cell(job.status.toUpperCase(), `phase ${job.status}`),
     cell(job.queue_position ? `#${job.queue_position}` : ""),
     cell(job.gpus),
+    progressCell(job),
     cell(job.priority, "wide"),
     ageCell(job.created_at),
     cell(shortUser(job.submitted_by), "wide user", job.submitted_by || ""),
@@ -227,6 +229,7 @@ async function start() {
     for (const td of document.querySelectorAll("#jobs td.age")) {
       td.firstChild.textContent = age(td.dataset.created);
     }
+    tickAges(document);
   }, 5000);
 }
 

@@ -3,6 +3,7 @@
 "use strict";
 
 import { query, readText } from "./api.js";
+import { progressFields } from "./progress.js";
 
 const $ = (selector) => document.querySelector(selector);
 const logs = { job: null, controller: null };
@@ -38,11 +39,14 @@ export function renderDetail({ job, events }, actionButtons) {
   $("#detail-actions").replaceChildren(...actionButtons(job));
   const fields = $("#detail-fields");
   fields.replaceChildren();
-  for (const [label, value] of FIELDS) {
+  // The trainer's reports (elements) after the job's own fields; absent ones are left out.
+  const rows = [...FIELDS.map(([label, value]) => [label, value(job) ?? "—"]),
+    ...progressFields(job).filter(([, element]) => element)];
+  for (const [label, value] of rows) {
     const dt = document.createElement("dt");
     dt.textContent = label;
     const dd = document.createElement("dd");
-    dd.textContent = value(job) ?? "—";
+    dd.append(value);
     fields.append(dt, dd);
   }
   $("#detail-events").replaceChildren(...events.map((e) => {
