@@ -39,10 +39,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from shunter.api.auth import Authority, Expiring
 from shunter.api.errors import ApiError, Unavailable
 from shunter.api.jobcache import JobCache
+from shunter.api.schemas import ErrorBody
 from shunter.domain.model import JOB_NAME_LABEL, Job, JobKey, JobStatus
 from shunter.domain.reports import (
     AUDIENCE,
@@ -204,8 +206,44 @@ def _refusal(exc: ReportError) -> JSONResponse:
 router = APIRouter()
 
 
-@router.post(PATH, include_in_schema=True, tags=["trainer"],
-             summary="A trainer's progress and checkpoint report (trainer Pods only)")  # fmt: skip
+class Notice(BaseModel):
+    reason: str = Field(description="preempt or time-slice")
+    checkpoint_by: str = Field(description="RFC 3339: checkpointed and exited by then")
+
+
+class ReportAnswer(BaseModel):
+    accepted: bool
+    next_report_seconds: int = Field(description="At most one progress report this often")
+    notice: Notice | None = Field(description="Stop after this step: checkpoint, exit 75")
+
+
+_REFUSED = {"model": ErrorBody}
+_BODY = {  # documented, not parsed by FastAPI: the token is checked before the body is read
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["job_uid", "step"], "properties": {
+            "job_uid": {"type": "string"}, "attempt": {"type": "integer"},
+            "rank": {"type": "integer"}, "step": {"type": "integer"},
+            "total_steps": {"type": "integer"}, "loss": {"type": "number"},
+            "throughput": {"type": "number"}, "checkpoint_on_stop": {"type": "boolean"},
+            "resumed_from_step": {"type": "integer"},
+            "checkpoint": {"type": "object", "properties": {
+                "step": {"type": "integer"}, "time": {"type": "string", "format": "date-time"},
+                "size_bytes": {"type": "integer"}, "write_seconds": {"type": "number"}}}}}}}}
+}  # fmt: skip
+
+
+@router.post(
+    PATH, tags=["trainer"], response_model=ReportAnswer, openapi_extra=_BODY,
+    summary="A trainer's progress and checkpoint report (a trainer Pod's own token)",
+    responses={
+        401: {**_REFUSED, "description": "No token, or not one for the audience shunter"},
+        403: {**_REFUSED, "description": "The token's Pod is not the job's first Pod"},
+        409: {**_REFUSED, "description": "A stale report, an earlier attempt, a job not running"},
+        422: {**_REFUSED, "description": "Not a report"},
+        429: {**_REFUSED, "description": "Faster than one report a second"},
+        503: {**_REFUSED, "description": "Kubernetes unreachable"},
+    },
+)  # fmt: skip
 async def report(request: Request) -> JSONResponse:
     channel: ReportChannel = request.app.state.reports
     try:
