@@ -39,18 +39,21 @@ from typing import Any
 from bench.harness import percentile, table, write_result
 from shunter.domain.admission import AdmissionState, Limits
 from shunter.domain.model import (
-    Checkpoint,
+    ATTEMPT_LABEL,
+    JOB_UID_LABEL,
+    POD_INDEX_LABEL,
     Job,
     JobKey,
     JobStatus,
     Phase,
     PodView,
-    Progress,
     StopCause,
     format_time,
 )
 from shunter.domain.nodes import NodeView, Resources
+from shunter.domain.podspec import pod_names
 from shunter.domain.queues import LOWER_PRIORITY, QueueView, max_grace
+from shunter.domain.reports import Report, ReportedCheckpoint, Reporter, ReportError, apply, judge
 from shunter.domain.workloss import grace_for
 from shunter.operator import planning, preemption
 from shunter.operator.book import JobBook
@@ -144,8 +147,6 @@ class Trainer:
 
     spec: Spec
     saved: float = 0.0  # work in the last complete checkpoint: where a run resumes
-    count: int = 0
-    max_write: float = 0.0
     pod: int = 0  # the current Pod (its number), to ignore events of earlier ones
     started: float | None = None  # the process began training
     resumed: float = 0.0
@@ -185,11 +186,17 @@ class Stats:
     # The operator's estimate (preemption.cost_of) and the truth, for the victims chosen.
     estimated: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
     actual: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
+    # A preemptor's wait from entering the queue (submitted, or requeued) to running,
+    # and from its first preemption to running (the part the victims' stops make).
     preemptor_waits: list[float] = field(default_factory=list)
+    preemptor_stop_waits: list[float] = field(default_factory=list)
     first_waits: dict[int, list[float]] = field(default_factory=dict)
     completed: int = 0
     makespan: float = 0.0
     passes: int = 0
+    refused_reports: list[str] = field(default_factory=list)  # none expected
+    # The work lost as the operator records it (status.history, lostSeconds x GPUs).
+    recorded_lost: float = 0.0
 
 
 class Simulation:
@@ -207,7 +214,7 @@ class Simulation:
         self._order = itertools.count()
         self._versions = itertools.count(1)
         self._queued_since: dict[JobKey, float] = {}
-        self._preempting: set[JobKey] = set()
+        self._preempting: dict[JobKey, float] = {}  # preemptor -> its first preemption
         self._signalled_at: dict[JobKey, float] = {}
         for spec in specs:
             self._at(spec.arrival, functools.partial(self._arrive, spec))
@@ -270,17 +277,20 @@ class Simulation:
     def _observe(self, before: Job, job: Job, decision: Decision) -> None:
         key, old, new = job.key, before.status, job.status
         if any(e.reason == "Preempting" for e in decision.events):
-            self._preempting.add(key)
+            self._preempting.setdefault(key, self.now)
         t = new.termination
         if t is not None and t.cause is StopCause.PREEMPT and old.termination is None:
             self.stats.victims[self.trainers[key].spec.kind] += 1
         if new.phase is Phase.QUEUED and old.phase is not Phase.QUEUED:
             self._queued_since[key] = self.now
+            run = new.history[-1] if new.history else None
+            if new.reason == "Preempted" and run is not None and run.lost_seconds is not None:
+                self.stats.recorded_lost += job.spec.total_gpus * run.lost_seconds
         if new.phase is Phase.RUNNING and old.phase is not Phase.RUNNING:
             waited = self.now - self._queued_since[key]
             if key in self._preempting:
-                self._preempting.discard(key)
                 self.stats.preemptor_waits.append(waited)
+                self.stats.preemptor_stop_waits.append(self.now - self._preempting.pop(key))
             if new.attempts == 1:
                 priority = job.spec.priority
                 self.stats.first_waits.setdefault(priority, []).append(waited)
@@ -330,7 +340,7 @@ class Simulation:
         trainer = self.trainers[key]
         trainer.started = self.now
         self.book.put_pod(replace(pod, phase="Running", ready=True, started_at=_time(self.now)))
-        self._report(key, progress_only=True)
+        self._report(key)
         left = trainer.spec.work - trainer.resumed
         self._at(self.now + left, lambda: self._finish(key, number))
         self._next_snapshot(key, number, trainer.resumed)
@@ -440,29 +450,30 @@ class Simulation:
         return pod is not None and not pod.finished
 
     def _checkpoint(self, key: JobKey, level: float, write: float) -> None:
+        """A complete checkpoint of `level` work, reported at once."""
         trainer = self.trainers[key]
-        trainer.count += 1
-        trainer.max_write = max(trainer.max_write, write)
-        self._report(key, level=level, write=write)
+        spec = trainer.spec
+        written = ReportedCheckpoint(int(level), _time(self.now), spec.gpus * 2**30, write)
+        self._report(key, written)
 
-    def _report(self, key: JobKey, *, level: float | None = None, write: float = 0.0,
-                progress_only: bool = False) -> None:  # fmt: skip
-        """What the operator's report path writes: progress, and a complete checkpoint."""
+    def _report(self, key: JobKey, checkpoint: ReportedCheckpoint | None = None) -> None:
+        """A report from the job's Pod, judged and taken in by the report channel's own
+        rules (shunter.domain.reports), its status written at once."""
         job, trainer = self.book.jobs[key], self.trainers[key]
-        now = _time(self.now)
-        step = int(trainer.work_at(self.now))
-        progress = Progress(step, now, attempt=job.status.attempts,
-                            total_steps=int(trainer.spec.work))  # fmt: skip
-        status = replace(job.status, progress=progress)
-        if not progress_only and level is not None:
-            checkpoint = Checkpoint(
-                step=int(level), time=now, size_bytes=trainer.spec.gpus * 2**30,
-                write_seconds=write, attempt=job.status.attempts,
-                max_write_seconds=trainer.max_write, count=trainer.count,
-                on_stop=trainer.spec.stop_write is not None,
-            )  # fmt: skip
-            status = replace(status, checkpoint=checkpoint)
-        self._write(job, status)
+        spec, attempt = trainer.spec, job.status.attempts
+        report = Report(job_uid=job.uid, step=int(trainer.work_at(self.now)), attempt=attempt,
+                        total_steps=int(spec.work), checkpoint=checkpoint,
+                        checkpoint_on_stop=spec.stop_write is not None,
+                        resumed_from_step=int(trainer.resumed))  # fmt: skip
+        name = pod_names(job)[0]
+        uid = f"{name}-{trainer.pod}"
+        labels = {JOB_UID_LABEL: job.uid, POD_INDEX_LABEL: "0", ATTEMPT_LABEL: str(attempt)}
+        try:
+            judge(report, job, Reporter(NAMESPACE, name, uid, labels, uid))
+        except ReportError as exc:
+            self.stats.refused_reports.append(f"{key.name} at {self.now:.0f}s: {exc.message}")
+            return
+        self._write(job, apply(job.status, report, now=_time(self.now)))
 
     # -- the oracle --------------------------------------------------------------------
 
@@ -583,15 +594,21 @@ def summarize(stats: Stats) -> dict[str, float]:
     return {
         "redone_gpu_h": sum(stats.redone.values()) / 3600,
         **{f"redone_gpu_h_{k}": v / 3600 for k, v in stats.redone.items()},
+        "recorded_lost_gpu_h": stats.recorded_lost / 3600,
+        "refused_reports": len(stats.refused_reports),
         "stop_gpu_h": stats.stop_gpu_seconds / 3600,
         "preemptions": stats.preemptions,
         "victims": sum(stats.victims.values()),
         **{f"victims_{k}": v for k, v in stats.victims.items()},
         "preemptors": len(waits),
-        "preemptor_wait_mean_s": statistics.fmean(waits) if waits else 0.0,
+        "preemptor_wait_mean_s": _mean(waits),
         "preemptor_wait_p50_s": percentile(waits, 50),
         "preemptor_wait_p95_s": percentile(waits, 95),
-        "high_first_wait_mean_s": statistics.fmean(high) if high else 0.0,
+        "preempted_to_running_mean_s": _mean(stats.preemptor_stop_waits),
+        "preempted_to_running_p50_s": percentile(stats.preemptor_stop_waits, 50),
+        "preempted_to_running_p95_s": percentile(stats.preemptor_stop_waits, 95),
+        "preempted_to_running_max_s": max(stats.preemptor_stop_waits, default=0.0),
+        "high_first_wait_mean_s": _mean(high),
         "high_first_wait_p95_s": percentile(high, 95),
         "chosen_true_cost_gpu_h": stats.chosen_cost / 3600,
         **{f"victim_cost_estimated_gpu_h_{k}": v / 3600 for k, v in stats.estimated.items()},
@@ -600,6 +617,10 @@ def summarize(stats: Stats) -> dict[str, float]:
         "makespan_h": stats.makespan / 3600,
         "passes": stats.passes,
     }
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
 
 
 def aggregate(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:

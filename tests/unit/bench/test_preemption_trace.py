@@ -39,6 +39,7 @@ def test_every_job_completes_and_the_losses_add_up(policy: str) -> None:
     stats = simulate(SEED, policy, TINY)
     assert stats.completed == TINY.jobs
     assert stats.preemptions > 0
+    assert stats.refused_reports == []  # the report channel's rules accept every report
     # A trainer that checkpoints on SIGTERM within the grace loses nothing.
     assert stats.redone["a"] == 0
     # Every stop was a preemption: its true loss, priced when it was chosen, is redone.
