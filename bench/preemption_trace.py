@@ -182,6 +182,7 @@ class Stats:
     preemptions: int = 0  # decisions that chose victims
     chosen_cost: float = 0.0  # true GPU-seconds (lost + stop) of the sets chosen
     least_cost: float = 0.0  # the oracle's cheapest set at the same decisions
+    victims_starting: int = 0  # chosen before their Pods ran
     chosen_lost: float = 0.0  # true GPU-seconds of work the chosen sets lose (= redone)
     # The operator's estimate (preemption.cost_of) and the truth, for the victims chosen.
     estimated: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
@@ -504,6 +505,7 @@ class Simulation:
         stats.chosen_cost += chosen
         stats.least_cost += min(chosen, true(best)) if best is not None else chosen
         for victim in found:
+            stats.victims_starting += victim.phase is Phase.STARTING
             kind = self.trainers[victim.key].spec.kind
             outcome = self.true_stop(victim, state, now=now, rules=rules)
             stats.chosen_lost += victim.spec.total_gpus * outcome.lost
@@ -600,6 +602,7 @@ def summarize(stats: Stats) -> dict[str, float]:
         "preemptions": stats.preemptions,
         "victims": sum(stats.victims.values()),
         **{f"victims_{k}": v for k, v in stats.victims.items()},
+        "victims_starting": stats.victims_starting,
         "preemptors": len(waits),
         "preemptor_wait_mean_s": _mean(waits),
         "preemptor_wait_p50_s": percentile(waits, 50),
