@@ -84,9 +84,11 @@ class TraceParams:
     max_gpus: int = 8
     work: tuple[float, float] = (30 * 60.0, 4 * 3600.0)
     interval: tuple[float, float] = (5 * 60.0, 30 * 60.0)
-    write: tuple[float, float] = (10.0, 300.0)  # periodic writes (kinds a and c)
+    write: tuple[float, float] = (10.0, 300.0)  # kind c's periodic writes
     slow_write: tuple[float, float] = (40.0, 300.0)  # kind b, periodic and on SIGTERM
-    quick_write: tuple[float, float] = (2.0, 8.0)  # kind a on SIGTERM
+    # Kind a, periodic and on SIGTERM (v2: in v1 its periodic writes took `write`;
+    # a checkpoint of one model takes as long whenever it is written).
+    quick_write: tuple[float, float] = (2.0, 8.0)
     start_delay: tuple[float, float] = (5.0, 20.0)
 
 
@@ -118,8 +120,9 @@ def make_trace(seed: int, params: TraceParams = TRACE) -> list[Spec]:
         if i >= params.initial:
             at += rng.expovariate(1 / params.mean_gap)
         priority = 0 if i < params.initial else rng.choices(levels, weights)[0]
-        write = rng.uniform(*(params.slow_write if kind == "b" else params.write))
-        stop_write = {"a": rng.uniform(*params.quick_write), "b": write, "c": None}[kind]
+        span = {"a": params.quick_write, "b": params.slow_write, "c": params.write}[kind]
+        write = rng.uniform(*span)
+        stop_write = {"a": write, "b": write, "c": None}[kind]
         specs.append(Spec(f"j{i:03d}", at, rng.randint(1, params.max_gpus), priority, kind,
                           rng.uniform(*params.work), rng.uniform(*params.interval), write,
                           stop_write))  # fmt: skip
@@ -485,12 +488,14 @@ class Simulation:
         grace = grace_for(job, queue_max=max_grace(job, state.queues), cap=cap)
         return self.trainers[job.key].stop_outcome(_seconds(now), grace)
 
-    def true_cost(self, job: Job, state: AdmissionState, *, now: datetime, rules: Rules) -> float:
+    def true_cost(self, job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
+                  waiting: int = 0) -> float:  # fmt: skip
         """GPU-seconds a stop started now really costs (lost work plus the time until
-        its Pod is gone): `preemption.cost_of` with perfect knowledge."""
+        its Pod is gone, on its GPUs and the `waiting` preemptor's):
+        `preemption.cost_of` with perfect knowledge."""
         outcome = self.true_stop(job, state, now=now, rules=rules)
         stop = outcome.end - _seconds(now) + REMOVAL_LAG
-        return job.spec.total_gpus * (outcome.lost + stop)
+        return job.spec.total_gpus * (outcome.lost + stop) + waiting * stop
 
     def note_choice(self, found: tuple[Job, ...], best: tuple[Job, ...] | None,
                     state: AdmissionState, *, now: datetime, rules: Rules) -> None:  # fmt: skip
