@@ -248,3 +248,23 @@ def notice(job: Job) -> dict[str, str] | None:
     if reason is None or t.checkpoint_by is None:
         return None
     return {"reason": reason, "checkpoint_by": format_time(t.checkpoint_by) or ""}
+
+
+# At most one Checkpointed Event per job this often (a trainer saving every few
+# seconds must not flood the namespace's Events).
+EVENT_EVERY_SECONDS = 60.0
+
+
+def checkpoint_event(before: Job | None, after: Job) -> str | None:
+    """The message of a Checkpointed Event when the job's reported checkpoint changed
+    (None: it did not). The operator rate-limits them (EVENT_EVERY_SECONDS)."""
+    new = after.status.checkpoint
+    old = before.status.checkpoint if before is not None else None
+    if new is None or (old is not None and (old.attempt, old.step, old.time)
+                       == (new.attempt, new.step, new.time)):  # fmt: skip
+        return None
+    size = f"{new.size_bytes / 2**20:.1f} MiB" if new.size_bytes else "size unknown"
+    return (
+        f"Checkpoint at step {new.step} (attempt {new.attempt}): {size}, written in"
+        f" {new.write_seconds:g}s"
+    )

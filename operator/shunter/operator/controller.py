@@ -37,6 +37,7 @@ from shunter.domain.claims import (
     judge_claim,
 )
 from shunter.domain.model import POD_INDEX_LABEL, Job, JobStatus, Phase
+from shunter.domain.reports import EVENT_EVERY_SECONDS, checkpoint_event
 from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
@@ -81,6 +82,7 @@ class Controller:
         self.last_pass = time.monotonic()
         self.passes = 0
         self.conflicts = 0  # status writes refused for a stale resourceVersion
+        self._checkpoint_events: dict[str, float] = {}  # job uid -> when last posted
 
     # -- inputs ----------------------------------------------------------------
 
@@ -181,6 +183,20 @@ class Controller:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
             self._post(job, decision.events)
             return retry
+
+    def checkpointed(self, before: Job | None, after: Job) -> None:
+        """A Checkpointed Event when the watch shows a newly reported checkpoint, at
+        most one per job per EVENT_EVERY_SECONDS (the leader's; off the decision path)."""
+        message = checkpoint_event(before, after)
+        if message is None or not self.leader():
+            return
+        now = time.monotonic()
+        if now - self._checkpoint_events.get(after.uid, -EVENT_EVERY_SECONDS) < EVENT_EVERY_SECONDS:
+            return
+        self._checkpoint_events[after.uid] = now
+        if len(self._checkpoint_events) > EVENT_BACKLOG:
+            self._checkpoint_events.pop(next(iter(self._checkpoint_events)))
+        self._post(after, (Event("Normal", "Checkpointed", message),))
 
     def _post(self, job: Job, events: Iterable[Event]) -> None:
         """Hand the Events to the job's worker (posted off the reconcile path)."""

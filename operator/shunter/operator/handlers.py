@@ -67,8 +67,10 @@ def _on_job(book: JobBook, mirror: Mirror, controller: Controller, scope: Scope)
             book.remove_job(job.key)
             mirror.offer_deleted(job)
         else:
+            before = book.jobs.get(job.key)
             book.put_job(job)
             mirror.offer(job)
+            controller.checkpointed(before, job)
         controller.wake()
 
     return changed

@@ -92,6 +92,16 @@ def test_a_trainer_reports_and_every_other_caller_is_refused(
         status = wait_for(reported, timeout=30, what="the checkpoint in status")
         assert status["progress"]["display"] == "40% (40/100)"
         assert status["checkpoint"]["maxWriteSeconds"] == 4.0
+
+        # The operator posts one Checkpointed Event for it (rate-limited per job).
+        def checkpoint_events() -> list[str]:
+            out = kubectl(kubeconfig, "get", "events", "-n", namespace, "--field-selector",
+                          "involvedObject.name=a,reason=Checkpointed", "-o",
+                          "jsonpath={.items[*].message}")  # fmt: skip
+            return [m for m in out.split("Checkpoint at") if m.strip()]
+
+        seen = wait_for(checkpoint_events, timeout=30, what="a Checkpointed Event")
+        assert "step 40 (attempt 1)" in seen[0]
         columns = kubectl(kubeconfig, "get", "trainingjobs", "a", "-n", namespace)
         assert "PROGRESS" in columns
         assert "CKPT AGE" in columns
