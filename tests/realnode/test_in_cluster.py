@@ -10,11 +10,13 @@ nodes as before (the real node has no GPUs).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,10 +42,13 @@ from tests.cluster.api.test_acceptance import (  # noqa: F401 (collected and run
 )
 from tests.support.chart import CHART, helm
 from tests.support.kube import temporary_namespace
-from tests.support.polling import wait_for
+from tests.support.polling import ConditionTimeout, wait_for
 from tests.support.realnode import BuiltImages, LazyNode
 
 RELEASE = "guide"
+# The API Service's address, fixed so that trainer Pods reach the report channel on a
+# cluster without DNS (this one): reports.url names it (chart api.service.clusterIP).
+API_CLUSTER_IP = "10.96.200.10"
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,10 @@ def in_cluster(
             "database": {"url": database},
             # This cluster has no storage provisioner: the kwok jobs get emptyDirs.
             "checkpoints": {"defaultSize": ""},
-            "api": {"auth": "none", "simulator": True, **placement},  # jobs go to kwok nodes
+            "api": {"auth": "none", "simulator": True, **placement,  # jobs go to kwok nodes
+                    "service": {"clusterIP": API_CLUSTER_IP}},
             "operator": placement,
+            "reports": {"url": f"http://{API_CLUSTER_IP}:8000/api/trainer/v1/report"},
         }))  # fmt: skip
         result = helm("install", RELEASE, str(CHART), "--namespace", namespace,
                       "--kubeconfig", str(kubeconfig), "-f", str(values), "--wait",
@@ -197,3 +204,42 @@ def test_the_system_runs_in_cluster_as_installed(
         assert all(s.ready for s in pod.status.container_statuses)
     health = httpx.get(f"{in_cluster.base_url}/readyz", timeout=10)
     assert health.status_code == 200
+
+
+def test_a_real_trainer_reports_to_the_installed_api(
+    in_cluster: InCluster, http: httpx.Client, built_images: BuiltImages
+):
+    """The report channel as installed: the trainer Pod on the real node reaches the
+    API's Service (kube-proxy), the API checks its projected token by TokenReview with
+    its own ServiceAccount and writes the job's status with its chart RBAC."""
+    response = http.post("/api/training/submit", json={
+        "name": "reporting", "image": built_images.trainer, "gpus": 0,
+        "args": ["--steps", "100000", "--step-delay", "0.02", "--checkpoint-every", "50"],
+        "env": {"SHUNTER_REPORT_INTERVAL_SECONDS": "1"},
+        "node_selector": pool_selector(), "tolerations": [toleration()]})  # fmt: skip
+    assert response.status_code == 201, response.text
+
+    def reported() -> dict[str, Any] | None:
+        body = json.loads(_kubectl(in_cluster.kubeconfig, "get", "trainingjob", "reporting",
+                                   "-n", in_cluster.namespace, "-o", "json"))  # fmt: skip
+        status: dict[str, Any] = body.get("status", {})
+        return status if status.get("checkpoint", {}).get("step", 0) >= 50 else None
+
+    try:
+        status = wait_for(reported, timeout=180, what="the trainer's checkpoint in status")
+    except ConditionTimeout as exc:
+        ns, config = in_cluster.namespace, in_cluster.kubeconfig
+        pod = subprocess.run([str(default_bin_dir() / "kubectl"), f"--kubeconfig={config}",
+                              "logs", "-n", ns, "reporting-trainer", "--tail=20"],
+                             capture_output=True, text=True)  # fmt: skip
+        api = _kubectl(config, "logs", "-n", ns, f"deploy/{RELEASE}-shunter-api", "--tail=30")
+        api += _kubectl(config, "get", "trainingjob", "reporting", "-n", ns, "-o", "yaml")
+        api += _kubectl(config, "get", "nodes", "-l", "shunter.dev/node-pool=real", "-o",
+                        "jsonpath={.items[*].spec.taints} {.items[*].status.conditions}"
+                        " {.items[*].status.allocatable}")  # fmt: skip
+        api += _kubectl(config, "get", "pods", "-A", "-o", "wide")
+        raise AssertionError(f"{exc}\ntrainer: {pod.stdout}{pod.stderr}\napi: {api}") from exc
+    assert status["progress"]["attempt"] == 1
+    assert status["checkpoint"]["onStop"] is True
+    cancel = http.post("/api/training/cancel/reporting")
+    assert cancel.status_code == 200, cancel.text
