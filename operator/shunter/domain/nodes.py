@@ -20,7 +20,8 @@ _SUFFIX = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }  # fmt: skip
-_QUANTITY = re.compile(r"^([0-9.]+)(m|[kMGTPE]i?|)$")
+# Decimal SI suffixes (k is lower case), binary ones (Ki is upper case), or an exponent.
+_QUANTITY = re.compile(r"^([0-9.]+)(m|k|Ki|[MGTPE]i?|[eE][+-]?[0-9]+|)$")
 
 
 def quantity(value: object, *, milli: bool = False) -> int:
@@ -30,7 +31,10 @@ def quantity(value: object, *, milli: bool = False) -> int:
         return 0
     number, suffix = Decimal(match.group(1)), match.group(2)
     scale = Decimal(1000) if milli else Decimal(1)
-    amount = number / 1000 if suffix == "m" else number * _SUFFIX.get(suffix, 1)
+    if suffix[:1] in ("e", "E"):
+        amount = number * Decimal(10) ** int(suffix[1:])
+    else:
+        amount = number / 1000 if suffix == "m" else number * _SUFFIX[suffix]
     return int((amount * scale).to_integral_value(rounding="ROUND_CEILING"))
 
 

@@ -14,6 +14,11 @@ def test_quantities():
     assert quantity("16Gi") == 16 * 2**30
     assert quantity("1.5", milli=True) == 1500
     assert quantity("8") == 8
+    # A real kubelet reports memory in Ki (upper case K: binary); k is decimal.
+    assert quantity("24683664Ki") == 24683664 * 2**10
+    assert quantity("2k") == 2000
+    assert quantity("129e6") == 129 * 10**6
+    assert quantity("1.5e3", milli=True) == 1_500_000
 
 
 def test_a_job_larger_than_every_node_says_so_with_numbers():
