@@ -183,6 +183,11 @@ class Attempt:
     resumed_from_step: int | None = None
     checkpoint_step: int | None = None
     lost_seconds: float | None = None
+    # For accounting (shunter.domain.usage): when the attempt began to wait for its
+    # GPUs, when it got them, and when its Pods were all running (None: never).
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
+    running_at: datetime | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Attempt:
@@ -196,6 +201,9 @@ class Attempt:
             resumed_from_step=raw.get("resumedFromStep"),
             checkpoint_step=raw.get("checkpointStep"),
             lost_seconds=float(lost) if lost is not None else None,
+            queued_at=parse_time(raw.get("queuedAt")),
+            admitted_at=parse_time(raw.get("admittedAt")),
+            running_at=parse_time(raw.get("runningAt")),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -208,6 +216,9 @@ class Attempt:
             "resumedFromStep": self.resumed_from_step,
             "checkpointStep": self.checkpoint_step,
             "lostSeconds": self.lost_seconds,
+            "queuedAt": format_time(self.queued_at),
+            "admittedAt": format_time(self.admitted_at),
+            "runningAt": format_time(self.running_at),
         }
         return {k: v for k, v in raw.items() if v is not None}
 

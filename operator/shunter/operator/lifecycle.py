@@ -448,5 +448,7 @@ def _vanished(job: Job, ctx: Context, names: list[str]) -> Decision:
                     rules=ctx.rules)  # fmt: skip
     failed = replace(job.status, phase=Phase.FAILED, reason="PodVanished", message=message,
                      completed_at=ctx.now)  # fmt: skip
+    # The run is recorded like every other, or the accounting would count it missing.
+    failed = replace(failed, history=_history(job, failed, ctx, "PodVanished"))
     return Decision(status=failed, events=(Event("Warning", "PodVanished", message),),
                     released=True)  # fmt: skip

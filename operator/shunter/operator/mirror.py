@@ -10,6 +10,16 @@ again, so a row is never missing for long either.
 Writes are idempotent upserts keyed by the job's uid and guarded by resourceVersion:
 a replayed or reordered older state never overwrites a newer one. Deleted jobs keep
 their row, marked with `deleted_at`.
+
+Each job's runs (status.history) are rows of training_job_attempts, with their
+accounting (shunter.domain.usage), written in the same transaction as the job's row.
+They are derived from what the cluster keeps, so an outage loses nothing the cluster
+still holds when the mirror reconnects: a job's last HISTORY runs (shunter.operator.
+stopping). A run that left status.history while PostgreSQL was away is not made up;
+the API counts it as a gap (shunter.api.usage). Retention (SHUNTER_USAGE_RETENTION_DAYS)
+deletes runs that ended before it, oldest first, and notes on the job's row the
+highest attempt it deleted, so a deleted run is neither written again from a history
+that still holds it nor counted as a gap.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -26,11 +36,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from shunter.domain.model import Job
 from shunter.domain.record import JobRecord, record_of
+from shunter.domain.usage import usage_of
 
 log = logging.getLogger("shunter.operator.mirror")
 
 TABLE = "local_training_jobs"
 MIGRATIONS_LOCK = 7_274_001  # pg_advisory_xact_lock key shared by every replica
+# How often retention runs: usage is kept for days, an hour late is nothing.
+PRUNE_EVERY = 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,11 +79,22 @@ class AttemptRow:
     resumed_from_step: int | None
     checkpoint_step: int | None
     lost_seconds: float | None
+    # Accounting (shunter.domain.usage); None while the run goes on.
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
+    running_at: datetime | None = None
+    gpus: int | None = None
+    outcome: str | None = None
+    allocated_seconds: float | None = None
+    run_seconds: float | None = None
+    wait_seconds: float | None = None
+    lost_gpu_seconds: float | None = None
 
 
 def attempt_rows(job: Job) -> list[AttemptRow]:
-    return [
-        AttemptRow(
+    rows = []
+    for a in job.status.history:
+        row = AttemptRow(
             job_id=job.uid,
             attempt=a.number,
             exit_code=a.exit_code,
@@ -81,8 +105,22 @@ def attempt_rows(job: Job) -> list[AttemptRow]:
             checkpoint_step=a.checkpoint_step,
             lost_seconds=a.lost_seconds,
         )
-        for a in job.status.history
-    ]
+        usage = usage_of(a, gpus=job.spec.total_gpus)
+        if usage is not None:
+            row = replace(
+                row,
+                queued_at=usage.queued_at,
+                admitted_at=usage.admitted_at,
+                running_at=usage.running_at,
+                gpus=usage.gpus,
+                outcome=usage.outcome,
+                allocated_seconds=usage.allocated_seconds,
+                run_seconds=usage.run_seconds,
+                wait_seconds=usage.wait_seconds,
+                lost_gpu_seconds=usage.lost_gpu_seconds,
+            )
+        rows.append(row)
+    return rows
 
 
 _COLUMNS = list(Row.__dataclass_fields__)
@@ -97,12 +135,39 @@ _UPSERT = (
 
 
 # A run's row changes only while the run is the latest; ON CONFLICT keeps it current.
+# A run retention deleted (attempts_pruned) is not written again. The parameters are
+# cast: in an INSERT ... SELECT the server does not take their types from the columns.
+_ATTEMPT_TYPES = {
+    "job_id": "uuid", "attempt": "integer", "exit_code": "integer", "reason": "text",
+    "started_at": "timestamptz", "finished_at": "timestamptz",
+    "resumed_from_step": "bigint", "checkpoint_step": "bigint",
+    "lost_seconds": "double precision", "queued_at": "timestamptz",
+    "admitted_at": "timestamptz", "running_at": "timestamptz", "gpus": "integer",
+    "outcome": "text", "allocated_seconds": "double precision",
+    "run_seconds": "double precision", "wait_seconds": "double precision",
+    "lost_gpu_seconds": "double precision",
+}  # fmt: skip
 _ATTEMPT_COLUMNS = list(AttemptRow.__dataclass_fields__)
 _UPSERT_ATTEMPT = (
     f"INSERT INTO training_job_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
-    f"VALUES ({', '.join('%(' + c + ')s' for c in _ATTEMPT_COLUMNS)}) "
+    f"SELECT {', '.join(f'%({c})s::{_ATTEMPT_TYPES[c]}' for c in _ATTEMPT_COLUMNS)} "
+    "WHERE NOT EXISTS (SELECT 1 FROM local_training_jobs"
+    " WHERE id = %(job_id)s::uuid AND attempts_pruned >= %(attempt)s::integer) "
     "ON CONFLICT (job_id, attempt) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _ATTEMPT_COLUMNS if c not in ("job_id", "attempt"))
+)
+
+# Retention: the runs that ended before the cutoff, oldest first and a bounded number
+# per statement (a short lock), noting on each job the highest attempt deleted.
+PRUNE_BATCH = 5_000
+_PRUNE = (
+    "WITH gone AS (DELETE FROM training_job_attempts WHERE (job_id, attempt) IN ("
+    " SELECT job_id, attempt FROM training_job_attempts WHERE finished_at < %(cutoff)s"
+    " ORDER BY finished_at LIMIT %(batch)s) RETURNING job_id, attempt),"
+    " most AS (SELECT job_id, max(attempt) AS attempt FROM gone GROUP BY job_id),"
+    " noted AS (UPDATE local_training_jobs j SET attempts_pruned ="
+    " GREATEST(j.attempts_pruned, most.attempt) FROM most WHERE j.id = most.job_id)"
+    " SELECT count(*) FROM gone"
 )
 
 
@@ -144,9 +209,18 @@ async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[str]:
 class Mirror:
     """Pending rows plus the task that flushes them."""
 
-    def __init__(self, url: str | None, *, retry_max: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        retry_max: float = 10.0,
+        retention: timedelta | None = None,
+        prune_every: float = PRUNE_EVERY,
+    ) -> None:
         self.url = url
         self.retry_max = retry_max
+        self.retention = retention
+        self.prune_every = prune_every
         self._pending: dict[str, Row] = {}
         self._attempts: dict[str, list[AttemptRow]] = {}
         self._signal = asyncio.Event()
@@ -178,6 +252,14 @@ class Mirror:
         # The pool reconnects in the background while PostgreSQL is away.
         self._pool = AsyncConnectionPool(self.url, min_size=1, max_size=4, open=False)
         await self._pool.open(wait=False)
+        pruner = asyncio.create_task(self._prune_forever(), name="usage-retention")
+        try:
+            await self._flush_forever()
+        finally:
+            pruner.cancel()
+            await asyncio.gather(pruner, return_exceptions=True)
+
+    async def _flush_forever(self) -> None:
         delay = 0.5
         while True:
             await self._signal.wait()
@@ -220,6 +302,36 @@ class Mirror:
             if self._pending.get(uid) is row:
                 del self._pending[uid]
                 self._attempts.pop(uid, None)
+
+    async def prune(self, *, now: datetime) -> int:
+        """Delete the runs that ended before the retention; return how many."""
+        if self.retention is None or self._pool is None:
+            return 0
+        cutoff, total = now - self.retention, 0
+        while True:
+            async with self._pool.connection(timeout=5) as conn:
+                cursor = await conn.execute(_PRUNE, {"cutoff": cutoff, "batch": PRUNE_BATCH})
+                found = await cursor.fetchone()
+            deleted = int(found[0]) if found else 0
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total
+
+    async def _prune_forever(self) -> None:
+        if self.retention is None:
+            return
+        while True:
+            if self._migrated:  # the table is there: the first flush made it
+                try:
+                    deleted = await self.prune(now=datetime.now(UTC))
+                except (psycopg.Error, PoolTimeout, OSError) as exc:
+                    log.warning("mirror: usage retention failed, will retry: %s", exc)
+                else:
+                    if deleted:
+                        log.info("mirror: retention deleted %d runs", deleted)
+                await asyncio.sleep(self.prune_every)
+            else:
+                await asyncio.sleep(min(self.prune_every, 5.0))
 
     async def close(self) -> None:
         if self._pool is not None:

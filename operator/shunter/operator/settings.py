@@ -40,6 +40,8 @@
 | SHUNTER_POLICIES | (none) | the installer's ValidatingAdmissionPolicies (names, comma- |
 |  |  | separated): a job is dry-run against them before its Pods are |
 |  |  | created, and fails (PolicyViolation) if one refuses it now |
+| SHUNTER_USAGE_RETENTION_DAYS | 90 | the mirror deletes accounting rows of runs that ended longer |
+|  |  | ago than this, hourly (0: keep them for ever) |
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ from shunter.domain.claims import ALLOWED_SETTING, parse_allowed
 from shunter.domain.scope import EXCLUDE_SETTING, WATCH_SETTING, Scope
 from shunter.operator.leadership import Timing
 from shunter.operator.rules import Rules
+
+# Accounting rows are kept this long by default (the chart's usage.retentionDays).
+RETENTION_DAYS = 90
 
 
 class SettingsError(ValueError):
@@ -106,6 +111,9 @@ class Settings:
     lease: Timing = field(default_factory=Timing)
     # The installer's ValidatingAdmissionPolicies, by name (SHUNTER_POLICIES).
     policies: frozenset[str] = frozenset()
+    # How long the mirror keeps a run's accounting row (SHUNTER_USAGE_RETENTION_DAYS;
+    # 0: for ever).
+    usage_retention: timedelta | None = None
 
     @property
     def limits(self) -> Limits:
@@ -160,7 +168,13 @@ class Settings:
             policies=frozenset(
                 n.strip() for n in os.environ.get("SHUNTER_POLICIES", "").split(",") if n.strip()
             ),
+            usage_retention=_retention(),
         )
+
+
+def _retention() -> timedelta | None:
+    days = _int("SHUNTER_USAGE_RETENTION_DAYS", RETENTION_DAYS, minimum=0)
+    return timedelta(days=days) if days else None
 
 
 def _report_url() -> str | None:

@@ -374,9 +374,34 @@ def record_attempt(job: Job, *, reason: str, now: datetime) -> tuple[Attempt, ..
     if began is not None:
         last = max(began, mine.time) if mine is not None else began
         lost = 0.0 if reason == "Completed" else round(max(0.0, (now - last).total_seconds()), 3)
+    queued, admitted, running = attempt_times(job, number)
     run = Attempt(number, status.exit_code, reason, began, now, resumed_from_step=resumed,
-                  checkpoint_step=mine.step if mine else None, lost_seconds=lost)  # fmt: skip
+                  checkpoint_step=mine.step if mine else None, lost_seconds=lost,
+                  queued_at=queued, admitted_at=admitted, running_at=running)  # fmt: skip
     return (*[a for a in status.history if a.number != number], run)[-HISTORY:]
+
+
+def attempt_times(
+    job: Job, number: int
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """When attempt `number` began to wait, got its GPUs and ran (for accounting).
+
+    The first attempt waits from the job's creation. A later one waits from the end of
+    the one before (a preempted, time-sliced or suspended job is back in the queue then;
+    a suspension's time counts as waiting, as the status keeps no resume time), unless
+    it is a retry: a failed run's job keeps its GPUs through the backoff (it stays
+    Starting), so a retry's GPUs are held from the failure and it never waited. Unknown
+    (None) when the attempt before it is no longer in the history."""
+    status = job.status
+    ends = [a.finished_at for a in status.history if a.number < number and a.finished_at]
+    before = max(ends, default=None)
+    admitted = status.admitted_at
+    if before is not None and (admitted is None or before > admitted):
+        admitted = before  # a retry
+    queued = job.created_at if number == 1 else before
+    since = status.running_since
+    running = since if since is not None and admitted is not None and since >= admitted else None
+    return queued, admitted, running
 
 
 def cancel_unstarted(job: Job, *, now: datetime, rules: Rules) -> Decision:
