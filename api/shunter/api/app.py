@@ -30,7 +30,7 @@ from shunter.api.metrics import Metrics
 from shunter.api.quotas import StreamQuota
 from shunter.api.reports import ReportChannel
 from shunter.api.reports import router as report_router
-from shunter.api.routes import health, scheduling, training
+from shunter.api.routes import accounting, health, scheduling, training
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
 from shunter.kube import Kube
@@ -89,6 +89,9 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     app.state.streams = StreamQuota(kind="streams", per_user=settings.streams_per_user)
     app.state.follows = StreamQuota(kind="followed logs", per_user=settings.follows_per_user)
     metrics.cached_jobs.set_function(cache.count)
+    metrics.usage.live = cache.jobs.synced.is_set
+    cache.listeners.append(metrics.usage.seen)
+    metrics.watch_shares(lambda: list(cache.fairness.store.values()))
     errors.install(app)
     # Added before the metrics' middleware, so inside it: a refused request is measured too.
     app.add_middleware(Gate, authority=authority, max_body_bytes=settings.max_body_bytes,
@@ -96,6 +99,7 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     metrics.install(app)
     app.include_router(training.router)
     app.include_router(scheduling.router)
+    app.include_router(accounting.router)
     app.include_router(health.router)
     app.include_router(report_router)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")

@@ -48,6 +48,9 @@ TOKEN_TTL = 30.0
 REFUSED_TTL = 10.0
 ACCESS_TTL = 10.0
 REVIEWS_AT_ONCE = 16
+# The namespace of a cluster-wide review: a SubjectAccessReview without one asks
+# about every namespace, which only a ClusterRoleBinding grants.
+CLUSTER_WIDE = ""
 # Valid tokens and permissions: far more than the clients one API serves at once.
 CACHE_LIMIT = 10_000
 # Refused tokens: a retry loop's bad token stays cached; a spray only evicts itself.
@@ -227,9 +230,8 @@ class Authority:
         elif self._access.remaining(key, now) < ACCESS_TTL * REFRESH_AHEAD:
             self._access_review(key)  # in the background: this answer is the cached one
         if not allowed:
-            raise Forbidden(
-                f"User {principal.user!r} may not {verb} trainingjobs in namespace {namespace!r}"
-            )
+            where = f"namespace {namespace!r}" if namespace else "every namespace"
+            raise Forbidden(f"User {principal.user!r} may not {verb} trainingjobs in {where}")
 
     def _access_review(self, key: tuple[Principal, str, str]) -> asyncio.Task[bool]:
         async def review_and_cache() -> bool:

@@ -11,6 +11,12 @@ was read: the guard takes that principal rather than asking again.
 `Recheck` gives a long-lived answer (a stream, a followed log) the same check to run
 again while it is open, so a revoked token or RoleBinding ends it (shunter.api.quotas).
 
+Every namespace at once (`namespace=*`) is accepted only by the routes that declare
+it (`openapi_extra={ALL_NAMESPACES_KEY: True}`: the accounting, GET /usage and
+/shares); for those the guard asks the route's verb cluster-wide (a
+SubjectAccessReview with no namespace), which only a ClusterRole bound by a
+ClusterRoleBinding grants. Any other route answers `*` with 422.
+
 Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
 dependency in its thread pool, a thread hop per dependency per request (the largest
 cost a profile of GET /status found; tests/unit/api/test_dependencies.py keeps it out).
@@ -24,12 +30,16 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.routing import APIRoute
 
-from shunter.api.auth import Authority, Principal
-from shunter.api.schemas import JOB_ID_PATTERN
+from shunter.api.auth import CLUSTER_WIDE, Authority, Principal
+from shunter.api.errors import InvalidRequest
 from shunter.api.service import TrainingService
 
 # Every route under it is guarded (routes.common.guarded_router).
 GUARDED_PREFIX = "/api/training"
+# `namespace=*`: every namespace, for the routes whose openapi_extra declares it.
+ALL_NAMESPACES = "*"
+ALL_NAMESPACES_KEY = "x-all-namespaces"
+NAMESPACE_PATTERN = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
 
 
 async def get_service(request: Request) -> TrainingService:
@@ -41,7 +51,12 @@ async def get_namespace(
     request: Request,
     namespace: Annotated[
         str | None,
-        Query(max_length=63, pattern=JOB_ID_PATTERN, description="Defaults to the server's"),
+        Query(
+            max_length=63,
+            pattern=NAMESPACE_PATTERN,
+            description="Defaults to the server's; `*` (every namespace) only where a route"
+            " says so",
+        ),
     ] = None,
 ) -> str:
     return namespace or str(request.app.state.settings.namespace)
@@ -80,7 +95,16 @@ async def _authorize(request: Request, principal: Principal, namespace: str) -> 
     authority: Authority = request.app.state.authority
     route = request.scope.get("route")
     assert isinstance(route, APIRoute), "guard used outside a route"
+    if namespace == ALL_NAMESPACES:
+        if not all_namespaces(route):
+            raise InvalidRequest("namespace '*' (every namespace) is not accepted here")
+        namespace = CLUSTER_WIDE
     await authority.authorize(principal, verb_of(route), namespace)
+
+
+def all_namespaces(route: APIRoute) -> bool:
+    """Whether the route serves every namespace at once (`namespace=*`)."""
+    return bool((route.openapi_extra or {}).get(ALL_NAMESPACES_KEY))
 
 
 async def recheck(

@@ -72,6 +72,35 @@ _ATTEMPTS = (
 )
 
 
+# Accounting (GET /usage, shunter.api.usage): the finished runs overlapping a window,
+# with what the API needs to place them in it. Runs mirrored before 0006 lack the
+# accounting columns: their GPUs are the job's, their times their start.
+_RUNS = (
+    "SELECT j.namespace, j.queue, j.submitted_by AS user,"
+    " coalesce(a.gpus, j.gpus * j.nodes) AS gpus, a.queued_at, a.admitted_at,"
+    " a.running_at, a.started_at, a.finished_at, a.lost_seconds, a.reason"
+    " FROM training_job_attempts a JOIN local_training_jobs j ON j.id = a.job_id"
+    " WHERE a.finished_at IS NOT NULL AND a.finished_at >= %(since)s"
+    " AND coalesce(a.admitted_at, a.started_at, a.finished_at) < %(until)s"
+    " AND (%(namespace)s::text IS NULL OR j.namespace = %(namespace)s)"
+)
+# Runs the mirror never wrote: a job's finished runs (its count, less the one going
+# on) beyond those retention deleted and those in the table. A run leaves
+# status.history after HISTORY newer ones; one that did while PostgreSQL was away is
+# lost, and counted here for every job alive in the window.
+_GAPS = (
+    "SELECT count(*) FILTER (WHERE missing > 0) AS jobs,"
+    " coalesce(sum(missing), 0) AS missing FROM (SELECT GREATEST(0, j.attempts"
+    " - CASE WHEN j.status IN ('starting', 'running', 'stopping', 'cancelling')"
+    " AND coalesce(j.reason, '') <> 'Retrying' THEN 1 ELSE 0 END - j.attempts_pruned"
+    " - (SELECT count(*) FROM training_job_attempts a WHERE a.job_id = j.id"
+    " AND a.finished_at IS NOT NULL AND a.attempt > j.attempts_pruned)) AS missing"
+    " FROM local_training_jobs j"
+    " WHERE (%(namespace)s::text IS NULL OR j.namespace = %(namespace)s)"
+    " AND j.created_at < %(until)s AND coalesce(j.completed_at, 'infinity') >= %(since)s) g"
+)
+
+
 class History:
     def __init__(self, url: str | None) -> None:
         self.url = url
@@ -126,6 +155,28 @@ class History:
             raise NotFound("No history of this job") from exc
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(f"Job history is unavailable: {exc}") from exc
+
+    async def runs(
+        self, *, namespace: str | None, since: datetime, until: datetime
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The finished runs overlapping [since, until) in the namespace (None: every
+        one), and the gap: {"missing": runs never mirrored, "jobs": jobs missing some}."""
+        pool = await self._connection_pool()
+        params = {"namespace": namespace, "since": since, "until": until}
+        try:
+            async with (
+                pool.connection(timeout=5) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                await cur.execute(_RUNS, params)
+                rows = await cur.fetchall()
+                await cur.execute(_GAPS, params)
+                gap = await cur.fetchone()
+        except psycopg.errors.UndefinedTable:
+            return [], {"missing": 0, "jobs": 0}
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(f"Usage history is unavailable: {exc}") from exc
+        return rows, {k: int(gap[k]) for k in ("missing", "jobs")} if gap else {}
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from shunter.api.shares import QueueFairness
 from shunter.domain import admission
 from shunter.domain.capacity import Capacity
 from shunter.domain.model import Job, JobKey
@@ -112,18 +113,29 @@ class JobCache:
         self.queues: Informer[str, QueueSpec] = Informer(
             kube, TRAINING_QUEUES, parse=QueueSpec.parse, key=lambda q: q.name, optional=True
         )
+        # The same TrainingQueues as GET /shares reads them: their fair-sharing fields,
+        # parsed defensively (shunter.api.shares). A handful of objects: a second
+        # watch costs less than widening the shared domain parser.
+        self.fairness: Informer[str, QueueFairness] = Informer(
+            kube, TRAINING_QUEUES, parse=QueueFairness.parse, key=lambda q: q.name,
+            optional=True,
+        )  # fmt: skip
+        # Told of every job change after the cache applied it (the usage metrics).
+        self.listeners: list[Callable[[str, Job], None]] = []
 
     def start(self) -> None:
         self.jobs.start()
         self.events.start()
         self.nodes.start()
         self.queues.start()
+        self.fairness.start()
 
     async def stop(self) -> None:
         await self.jobs.stop()
         await self.events.stop()
         await self.nodes.stop()
         await self.queues.stop()
+        await self.fairness.stop()
 
     def never_fits(self, job: Job) -> str | None:
         """Why no node could ever hold the job's Pods (None: some could, or unknown)."""
@@ -150,6 +162,8 @@ class JobCache:
         return [j for j in self.jobs.store.values() if j.key.namespace == namespace]
 
     def _index_job(self, kind: str, job: Job) -> None:
+        for listener in self.listeners:
+            listener(kind, job)
         namespace, key = job.key.namespace, job.key
         if kind == "DELETED":
             self._waiting[namespace].remove(key)

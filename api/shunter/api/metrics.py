@@ -1,15 +1,34 @@
-"""Prometheus metrics of the API, in a registry of the app's own."""
+"""Prometheus metrics of the API, in a registry of the app's own.
+
+Accounting (`UsageMeter`): `shunter_gpu_seconds_total{queue,namespace,outcome}` (GPU-
+seconds allocated, admission to end), `shunter_gpu_seconds_lost_total` (work lost) and
+`shunter_queue_wait_seconds{queue}` (a histogram of waits, observed when the run ends)
+count the runs the job watch sees end while this API runs: the runs already in a job's
+status.history when the watch first lists it are taken as counted, so a restart does
+not count them twice (a restart is a counter reset, as Prometheus expects; the
+durable record is the accounting in PostgreSQL). Every API replica counts the same
+runs: aggregate with max or avg by the labels, not sum. `shunter_queue_weighted_share`
+is each queue's weighted share as the operator reports it in the queue's status
+(shunter.api.shares), read at each scrape.
+"""
 
 from __future__ import annotations
 
 import gc
 import time
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shunter.api.shares import QueueFairness
+from shunter.domain.model import Job
+from shunter.domain.usage import WAIT_BOUNDS, usage_of
 
 
 class Metrics:
@@ -44,11 +63,73 @@ class Metrics:
         )  # fmt: skip
         _time_collections(self.gc_pauses)
 
+        self.usage = UsageMeter(self.registry)
+
+    def watch_shares(self, queues: Callable[[], Iterable[QueueFairness]]) -> None:
+        self.registry.register(_Shares(queues))
+
     def token_reviewed(self, valid: bool) -> None:
         self.token_reviews.labels("valid" if valid else "refused").inc()
 
     def install(self, app: FastAPI) -> None:
         app.add_middleware(_Measure, metrics=self)
+
+
+class UsageMeter:
+    """Counts each run once, when the job watch shows it ended (see the module doc)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gpu_seconds = Counter(
+            "shunter_gpu_seconds", "GPU-seconds allocated to runs (admission to end), by how"
+            " they ended", ["queue", "namespace", "outcome"], registry=registry,
+        )  # fmt: skip
+        self.lost = Counter(
+            "shunter_gpu_seconds_lost", "GPU-seconds of work runs lost (since their last"
+            " checkpoint, or all of it)", ["queue", "namespace", "outcome"], registry=registry,
+        )  # fmt: skip
+        self.waits = Histogram(
+            "shunter_queue_wait_seconds", "How long runs waited for their GPUs", ["queue"],
+            buckets=(*WAIT_BOUNDS, float("inf")), registry=registry,
+        )  # fmt: skip
+        self._counted: dict[str, int] = {}  # job uid -> the highest run counted
+        self.live: Callable[[], bool] = lambda: True
+
+    def seen(self, kind: str, job: Job) -> None:
+        if kind == "DELETED":
+            self._counted.pop(job.uid, None)
+            return
+        done = max((a.number for a in job.status.history if a.finished_at), default=0)
+        counted = self._counted.get(job.uid)
+        self._counted[job.uid] = max(done, counted or 0)
+        if counted is None and not self.live():
+            return  # listed before the watch was in sync: ended before this API ran
+        for attempt in job.status.history:
+            if attempt.number <= (counted or 0):
+                continue
+            run = usage_of(attempt, gpus=job.spec.total_gpus)
+            if run is None:
+                continue
+            labels = (job.spec.queue, job.key.namespace, run.outcome)
+            self.gpu_seconds.labels(*labels).inc(run.gpus * run.allocated_seconds)
+            self.lost.labels(*labels).inc(run.lost_gpu_seconds)
+            if run.wait_seconds is not None:
+                self.waits.labels(job.spec.queue).observe(run.wait_seconds)
+
+
+class _Shares(Collector):
+    def __init__(self, queues: Callable[[], Iterable[QueueFairness]]) -> None:
+        self.queues = queues
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "shunter_queue_weighted_share",
+            "A queue's share of its cohort over its weight, as the operator reports it",
+            labels=["queue"],
+        )
+        for queue in self.queues():
+            if queue.weighted_share is not None:
+                family.add_metric([queue.name], queue.weighted_share)
+        yield family
 
 
 def _time_collections(histogram: Histogram) -> None:

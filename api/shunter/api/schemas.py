@@ -379,6 +379,89 @@ class AttemptRow(BaseModel):
     )
 
 
+class OutcomeUsage(BaseModel):
+    attempts: int
+    allocated_gpu_hours: float
+    lost_gpu_hours: float
+
+
+class UsageGroup(BaseModel):
+    """One namespace, user or queue: a value per bucket, and the window's totals."""
+
+    key: str = Field(description="The namespace, user (`(unknown)`: kubectl) or queue")
+    allocated_gpu_hours: list[float] = Field(description="Per bucket: GPUs held, admission to end")
+    run_gpu_hours: list[float] = Field(description="Per bucket: from all Pods running to end")
+    lost_gpu_hours: list[float] = Field(
+        description="Per bucket where runs ended: work lost since their last checkpoint"
+    )
+    attempts: list[int] = Field(description="Per bucket: runs that ended in it")
+    total_allocated_gpu_hours: float
+    total_run_gpu_hours: float
+    total_lost_gpu_hours: float
+    total_attempts: int
+    wait_seconds_p50: float | None = None
+    wait_seconds_p90: float | None = None
+    wait_seconds_max: float | None = None
+    wait_histogram: list[int] = Field(
+        description="Runs admitted in the window, by wait: one count per `wait_bounds` bucket,"
+        " then one for longer"
+    )
+    outcomes: dict[str, OutcomeUsage] = Field(description="By how the runs ended")
+
+
+class UsageGaps(BaseModel):
+    missing_attempts: int = Field(description="Runs the mirror never wrote (see `bound`)")
+    jobs: int = Field(description="Jobs missing at least one run")
+    bound: str
+
+
+class UsageReport(BaseModel):
+    """GPU-hours allocated, run and lost, runs and waits, like sacct/sreport."""
+
+    namespace: str = Field(description="`*`: every namespace")
+    by: str
+    step: str
+    since: datetime
+    until: datetime
+    buckets: list[datetime] = Field(description="Each bucket's start (UTC)")
+    wait_bounds: list[float] = Field(description="Upper bounds (s) of the wait histogram")
+    groups: list[UsageGroup]
+    gaps: UsageGaps
+
+
+class NamespaceShare(BaseModel):
+    namespace: str
+    decayed_usage: float | None = None
+    usage_gpu_hours: float | None = None
+
+
+class QueueShare(BaseModel):
+    """One TrainingQueue's fair share, like a line of sshare."""
+
+    queue: str
+    cohort: str | None = None
+    weight: float = Field(description="spec.fairSharing.weight (1 when unset)")
+    fair_sharing: bool = Field(description="Whether the queue sets spec.fairSharing")
+    normalized_weight: float = Field(description="Its weight over its cohort's (or its own: 1)")
+    share: float | None = Field(None, description="Its share now, as the operator reports it")
+    weighted_share: float | None = Field(
+        None, description="Share over weight, as the operator reports it (lowest lends first)"
+    )
+    decayed_usage: float | None = Field(None, description="As the operator keeps it in status")
+    gpus: int = Field(description="GPUs its admitted jobs hold now")
+    usage_gpu_hours: float | None = Field(
+        None, description="GPU-hours allocated over `window_hours` (PostgreSQL)"
+    )
+    namespaces: list[NamespaceShare] = Field(default_factory=list)
+
+
+class SharesReport(BaseModel):
+    namespace: str = Field(description="`*`: every namespace")
+    window_hours: float
+    usage_available: bool = Field(description="False: PostgreSQL could not be read")
+    queues: list[QueueShare]
+
+
 class ErrorBody(BaseModel):
     success: bool = False
     message: str

@@ -107,8 +107,25 @@ async def test_every_route_answers_401_without_a_token():
         "/api/training/suspend/{job_id}",
         "/api/training/resume/{job_id}",
         "/api/training/jobs/{job_id}/attempts",
+        "/api/training/usage",
+        "/api/training/shares",
         "/api/trainer/v1/report",
     }
+
+
+async def test_every_namespace_is_accepted_only_where_a_route_declares_it():
+    """`namespace=*` is refused by the guard itself (auth off here: no review runs)
+    except on the accounting routes, which then need PostgreSQL (unset: 503)."""
+    app = create_app(ApiSettings(auth="none", namespace="default"), nowhere())
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        refused = await http.get("/api/training/jobs", params={"namespace": "*"})
+        assert refused.status_code == 422
+        assert "every namespace" in refused.json()["message"]
+        usage = await http.get("/api/training/usage", params={"namespace": "*"})
+        assert usage.status_code == 503
+        bad = await http.get("/api/training/usage", params={"namespace": "a*"})
+        assert bad.status_code == 422
 
 
 async def test_a_route_added_without_the_guard_is_caught():

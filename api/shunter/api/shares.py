@@ -1,0 +1,145 @@
+"""GET /shares: each queue's weight, share and usage, like Slurm's sshare.
+
+The weights and the decayed usage are the operator's (fair sharing lives in the
+cluster, so admission never waits for PostgreSQL): read from the TrainingQueue
+objects the API watches. They are read defensively, field by field, and what a queue
+does not carry is shown as unknown (None), never made up:
+
+- `spec.fairSharing.weight` (1 when the queue sets no weight);
+- in `status.fairSharing` (or, failing that, at the top of `status`): `share`,
+  `weightedShare`, `decayedUsage`, and `namespaces`, a list of
+  `{namespace, decayedUsage}` (or a map namespace -> decayed usage) for the
+  fair sharing between the namespaces of one queue.
+
+What the API adds: the GPUs each queue's jobs hold now (the watch cache) and the
+GPU-hours allocated over a recent window (the accounting in PostgreSQL; when it is
+unreachable the answer says so and keeps the rest). Per-namespace figures are only
+those of the namespaces the caller may list (one, or every one with `namespace=*`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shunter.api.schemas import NamespaceShare, QueueShare
+from shunter.domain.model import Job
+
+
+@dataclass(frozen=True)
+class QueueFairness:
+    """What a TrainingQueue says about fair sharing (None: it does not say)."""
+
+    name: str
+    cohort: str | None
+    weight: float
+    fair_sharing: bool
+    share: float | None
+    weighted_share: float | None
+    decayed_usage: float | None
+    namespaces: tuple[tuple[str, float | None], ...]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> QueueFairness:
+        spec = body.get("spec") or {}
+        wanted = spec.get("fairSharing")
+        status = body.get("status") or {}
+        reported = status.get("fairSharing")
+        if not isinstance(reported, Mapping):
+            reported = status
+        weight = _number(wanted.get("weight")) if isinstance(wanted, Mapping) else None
+        return cls(
+            name=body["metadata"]["name"],
+            cohort=spec.get("cohort") or None,
+            weight=weight if weight is not None and weight >= 0 else 1.0,
+            fair_sharing=isinstance(wanted, Mapping),
+            share=_number(reported.get("share")),
+            weighted_share=_number(reported.get("weightedShare")),
+            decayed_usage=_number(reported.get("decayedUsage")),
+            namespaces=_namespaces(reported.get("namespaces")),
+        )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):  # a Kubernetes quantity written as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _namespaces(raw: object) -> tuple[tuple[str, float | None], ...]:
+    if isinstance(raw, Mapping):
+        return tuple((str(k), _number(v)) for k, v in raw.items())
+    if isinstance(raw, list):
+        return tuple(
+            (str(item["namespace"]), _number(item.get("decayedUsage")))
+            for item in raw
+            if isinstance(item, Mapping) and item.get("namespace")
+        )
+    return ()
+
+
+def queue_shares(
+    queues: Iterable[QueueFairness],
+    *,
+    jobs: Iterable[Job],
+    usage: Mapping[tuple[str, str], float] | None,
+    visible: str | None,
+) -> list[QueueShare]:
+    """Every queue's line; `usage` is GPU-hours per (queue, namespace) (None: unknown),
+    `visible` the one namespace the caller may see (None: every one)."""
+    known = {q.name: q for q in queues}
+    held: dict[str, int] = defaultdict(int)
+    for job in jobs:
+        if job.holds_slot and visible in (None, job.key.namespace):
+            held[job.spec.queue] += job.spec.total_gpus
+    names = set(known) | set(held) | {q for q, _ in usage or {}}
+    cohorts: dict[str | None, float] = defaultdict(float)
+    for queue in known.values():
+        cohorts[queue.cohort] += queue.weight
+    lines = []
+    for name in sorted(names):
+        queue = known.get(name) or QueueFairness(name, None, 1.0, False, None, None, None, ())
+        lines.append(_line(queue, held=held.get(name, 0), usage=usage, visible=visible,
+                           cohort_weight=cohorts.get(queue.cohort, 0.0)))  # fmt: skip
+    return lines
+
+
+def _line(
+    queue: QueueFairness,
+    *,
+    held: int,
+    usage: Mapping[tuple[str, str], float] | None,
+    visible: str | None,
+    cohort_weight: float,
+) -> QueueShare:
+    decayed = {ns: value for ns, value in queue.namespaces if visible in (None, ns)}
+    used = {ns: h for (q, ns), h in (usage or {}).items()
+            if q == queue.name and visible in (None, ns)}  # fmt: skip
+    namespaces = [
+        NamespaceShare(namespace=ns, decayed_usage=decayed.get(ns),
+                       usage_gpu_hours=None if usage is None else round(used.get(ns, 0.0), 4))
+        for ns in sorted(set(decayed) | set(used))
+    ]  # fmt: skip
+    alone = queue.cohort is None or not cohort_weight
+    return QueueShare(
+        queue=queue.name,
+        cohort=queue.cohort,
+        weight=queue.weight,
+        fair_sharing=queue.fair_sharing,
+        normalized_weight=1.0 if alone else round(queue.weight / cohort_weight, 4),
+        share=queue.share,
+        weighted_share=queue.weighted_share,
+        decayed_usage=queue.decayed_usage,
+        gpus=held,
+        usage_gpu_hours=None if usage is None else round(sum(used.values()), 4),
+        namespaces=namespaces,
+    )
