@@ -1,8 +1,11 @@
-"""The mirror behind a running operator: a PostgreSQL outage loses no row."""
+"""The mirror behind a running operator: a PostgreSQL outage loses no row, nor any
+run's accounting the cluster still holds."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import psycopg
 
 from shunter.devcluster.postgres import LocalPostgres
 from tests.support.builders import a_training_job
@@ -42,3 +45,10 @@ def test_postgres_outage_loses_no_row(
 
     wait_for(caught_up, timeout=60, what="the mirror to catch up")
     assert "PostgreSQL is back" in operator.log()
+    # The run that ended during the outage is accounted from the job's status.history.
+    with psycopg.connect(own_postgres.url) as conn:
+        runs = conn.execute(
+            "SELECT attempt, outcome, gpus, allocated_seconds FROM training_job_attempts"
+            " WHERE job_id = %s", (first["metadata"]["uid"],)).fetchall()  # fmt: skip
+    assert [(r[0], r[1], r[2]) for r in runs] == [(1, "cancelled", 1)]
+    assert runs[0][3] > 0
