@@ -452,6 +452,10 @@ class QueueShare(BaseModel):
     usage_gpu_hours: float | None = Field(
         None, description="GPU-hours allocated over `window_hours` (PostgreSQL)"
     )
+    usage_share: float | None = Field(
+        None,
+        description="Its part of its cohort's GPU-hours over the window (vs normalized_weight)",
+    )
     namespaces: list[NamespaceShare] = Field(default_factory=list)
 
 

@@ -110,6 +110,19 @@ def queue_shares(
         queue = known.get(name) or QueueFairness(name, None, 1.0, False, None, None, None, ())
         lines.append(_line(queue, held=held.get(name, 0), usage=usage, visible=visible,
                            cohort_weight=cohorts.get(queue.cohort, 0.0)))  # fmt: skip
+    return _with_usage_shares(lines)
+
+
+def _with_usage_shares(lines: list[QueueShare]) -> list[QueueShare]:
+    """Each queue's part of its cohort's GPU-hours over the window (a queue alone: all
+    of its own), to set against its normalized weight."""
+    totals: dict[str, float] = defaultdict(float)
+    for line in lines:
+        totals[line.cohort or f"queue:{line.queue}"] += line.usage_gpu_hours or 0.0
+    for line in lines:
+        total = totals[line.cohort or f"queue:{line.queue}"]
+        if line.usage_gpu_hours is not None and total > 0:
+            line.usage_share = round(line.usage_gpu_hours / total, 4)
     return lines
 
 

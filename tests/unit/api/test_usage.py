@@ -146,7 +146,8 @@ def test_shares_normalize_weights_in_a_cohort_and_show_only_the_visible_namespac
     lines = {q.queue: q for q in queue_shares(queues, jobs=jobs, usage=usage, visible="team-a")}
     assert [lines[q].normalized_weight for q in ("a", "b", "solo")] == [0.6667, 0.3333, 1.0]
     a = lines["a"]
-    assert (a.gpus, a.usage_gpu_hours) == (4, 3.0)
+    assert (a.gpus, a.usage_gpu_hours, a.usage_share) == (4, 3.0, 1.0)  # b used nothing
+    assert lines["b"].usage_share == 0.0
     assert [(n.namespace, n.decayed_usage, n.usage_gpu_hours) for n in a.namespaces] == [
         ("team-a", 7.0, 3.0)]  # fmt: skip
     everyone = {q.queue: q for q in queue_shares(queues, jobs=jobs, usage=None, visible=None)}
