@@ -6,10 +6,16 @@ objects the API watches. They are read defensively, field by field, and what a q
 does not carry is shown as unknown (None), never made up:
 
 - `spec.fairSharing.weight` (1 when the queue sets no weight);
-- in `status.fairSharing` (or, failing that, at the top of `status`): `share`,
-  `weightedShare`, `decayedUsage`, and `namespaces`, a list of
-  `{namespace, decayedUsage}` (or a map namespace -> decayed usage) for the
-  fair sharing between the namespaces of one queue.
+- `status.usage` as the operator writes it for admission fair sharing
+  (shunter.domain.fairshare.Ledger): `namespaces`, a map namespace ->
+  `{gpuSeconds, users}` of GPU-seconds decayed to `decayedAt`; a queue's decayed usage
+  is the sum over its namespaces;
+- in `status.fairSharing` (or at the top of `status`), should the operator report
+  them: `share`, `weightedShare`, `decayedUsage`, and `namespaces` (a list of
+  `{namespace, decayedUsage}` or a map). The operator computes a queue's weighted
+  share in each pass (GPUs above its gpuQuota over its weight) without writing it
+  today: until it does, `weighted_share` is None here rather than a second
+  derivation of its rule.
 
 What the API adds: the GPUs each queue's jobs hold now (the watch cache) and the
 GPU-hours allocated over a recent window (the accounting in PostgreSQL; when it is
@@ -50,6 +56,16 @@ class QueueFairness:
         if not isinstance(reported, Mapping):
             reported = status
         weight = _number(wanted.get("weight")) if isinstance(wanted, Mapping) else None
+        namespaces = _namespaces(reported.get("namespaces"))
+        decayed = _number(reported.get("decayedUsage"))
+        ledger = status.get("usage")
+        if isinstance(ledger, Mapping) and isinstance(ledger.get("namespaces"), Mapping):
+            namespaces = tuple(
+                (str(ns), _number(entry.get("gpuSeconds")) if isinstance(entry, Mapping) else None)
+                for ns, entry in ledger["namespaces"].items()
+            )
+            if decayed is None:
+                decayed = sum(v for _, v in namespaces if v is not None)
         return cls(
             name=body["metadata"]["name"],
             cohort=spec.get("cohort") or None,
@@ -57,8 +73,8 @@ class QueueFairness:
             fair_sharing=isinstance(wanted, Mapping),
             share=_number(reported.get("share")),
             weighted_share=_number(reported.get("weightedShare")),
-            decayed_usage=_number(reported.get("decayedUsage")),
-            namespaces=_namespaces(reported.get("namespaces")),
+            decayed_usage=decayed,
+            namespaces=namespaces,
         )
 
 

@@ -132,6 +132,16 @@ def test_fair_sharing_fields_are_read_where_they_are_and_bad_values_ignored():
     assert (flat.decayed_usage, flat.namespaces) == (5.0, (("x", 1.0),))
 
 
+def test_the_operators_usage_ledger_gives_the_decayed_usage_per_namespace():
+    """status.usage as the admission fair sharing writes it (shunter.domain.fairshare)."""
+    ledger = {"decayedAt": "2026-03-01T00:00:00Z", "namespaces": {
+        "team-a": {"gpuSeconds": 7200.0, "users": {"alice": 7200.0}},
+        "team-b": {"gpuSeconds": 1800.0, "users": {}}}}  # fmt: skip
+    queue = QueueFairness.parse(a_queue("q", status={"usage": ledger}))
+    assert queue.namespaces == (("team-a", 7200.0), ("team-b", 1800.0))
+    assert queue.decayed_usage == 9000.0
+
+
 def test_shares_normalize_weights_in_a_cohort_and_show_only_the_visible_namespaces():
     queues = [
         QueueFairness.parse(a_queue("a", cohort="c", fairSharing={"weight": 2},
