@@ -53,10 +53,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.background import Background
 
 from bench.harness import Sampler, System, percentile, summary, system, table, write_result
-from shunter.domain.model import ATTEMPT_LABEL, GROUP, PLURAL, VERSION, format_time
+from shunter.domain.model import (
+    ATTEMPT_LABEL,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Progress,
+    format_time,
+)
 from shunter.domain.podspec import REPORT_VOLUME, pod_name
 from shunter.domain.reports import AUDIENCE, PATH
 from shunter.kube import Kube, connect
+from shunter.kube.resources import PODS, TOKEN_REVIEWS, TRAINING_JOBS
 
 GPUS = 8
 CHECKPOINT_EVERY = 30
@@ -518,6 +526,60 @@ async def report(
     }
 
 
+# -- where the control plane's share goes ---------------------------------------------
+
+
+async def attribute(
+    s: System, trainers: list[Trainer], rates: dict[str, float], *, seconds: float,
+    probe: Probe, pids: dict[str, int],
+) -> dict[str, Any]:  # fmt: skip
+    """Each kind of call the report channel makes, alone, straight from this process
+    at the rate the report window made it, for `seconds` each: what one TokenReview,
+    one Pod read and one progress patch cost kube-apiserver and etcd, and what a
+    progress patch costs the operator (and the API's watch cache) with no report
+    behind it."""
+    kube = Kube(connect(s.plane.kubeconfig))
+    ns = s.namespace
+    steps = 10**9  # beyond any reported step: the patches are the newest progress
+
+    async def review(i: int) -> None:
+        token = trainers[i % len(trainers)].token
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": token, "audiences": [AUDIENCE]}}  # fmt: skip
+        await kube.create(TOKEN_REVIEWS, body)
+
+    async def read_pod(i: int) -> None:
+        await kube.get(PODS, pod_name(trainers[i % len(trainers)].job, 0, nodes=1), namespace=ns)
+
+    async def patch(i: int) -> None:
+        trainer = trainers[i % len(trainers)]
+        progress = Progress(step=steps + i, reported_at=datetime.now(UTC),
+                            attempt=trainer.attempt, total_steps=2 * steps)  # fmt: skip
+        await kube.patch(TRAINING_JOBS, trainer.job, {"status": {"progress": progress.to_raw()}},
+                         namespace=ns, sub="status")  # fmt: skip
+
+    calls = {"token_reviews": review, "pod_gets": read_pod, "status_patches": patch}
+    out: dict[str, Any] = {}
+    try:
+        for kind, rate in rates.items():
+            if rate <= 0:
+                continue
+            sampler = Sampler(pids)
+            before = await asyncio.to_thread(probe.snapshot)
+            start = time.monotonic()
+            tasks = []
+            for i in range(int(rate * seconds)):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(calls[kind](i)))
+            await asyncio.gather(*tasks)
+            after = await asyncio.to_thread(probe.snapshot)
+            out[kind] = {"rate": rate, **_window(probe, sampler, before, after)}
+            await asyncio.sleep(5)  # the operator's and the API's watches catch up
+    finally:
+        await kube.close()
+    return out
+
+
 # -- the run ------------------------------------------------------------------------
 
 
@@ -598,8 +660,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             s.base_url, trainers, every=args.every, spread=args.spread, warmup=args.warmup,
             seconds=args.seconds, probe=probe, pids=pids,
         ))  # fmt: skip
+        window = measured["reports"]
+        rates = {k: window[k] / window["seconds"] for k in ("token_reviews", "pod_gets",
+                                                              "status_patches")}  # fmt: skip
+        if args.attribute:
+            # The last reports' progress is written up to 30 s later (the API's
+            # PROGRESS_WRITE_SECONDS): let it go out before the calls are measured alone.
+            time.sleep(35)
+        alone = asyncio.run(attribute(s, trainers, rates if args.attribute else {},
+                                      seconds=args.attribute, probe=probe, pids=pids))  # fmt: skip
         changes.stop()
         return {
+            "alone": alone,
             "jobs": args.jobs, "every": args.every, "spread": args.spread,
             "window_seconds": args.seconds, "warmup_seconds": args.warmup,
             "admitted_seconds": admitted, "baseline": baseline, **measured,
@@ -641,6 +713,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
                 out.append((f"{window}: {key} p50 / p99 / max", shown))
             if a["refusals"]:
                 out.append((f"{window}: refusals", a["refusals"]))
+    for kind, w in result.get("alone", {}).items():
+        out.append((f"alone {kind}: rate /s, calls", f"{w['rate']:.1f}, {w[kind]}"))
+        for name in ("kube-apiserver", "etcd", "operator", "api", "bench client"):
+            out.append((f"alone {kind}: {name} CPU s", w["processes"][name]["cpu_seconds"]))
+        out.append((f"alone {kind}: postgres CPU s", w["postgres_cpu_seconds"]))
+        out.append((f"alone {kind}: seconds", w["seconds"]))
     return out
 
 
@@ -657,6 +735,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=120.0, help="each measured window")
     parser.add_argument("--settle", type=float, default=20.0)
+    parser.add_argument(
+        "--attribute",
+        type=float,
+        default=30.0,
+        help="seconds of each kind of call alone after the windows (0: none)",
+    )
     args = parser.parse_args()
     result = run(args)
     table(f"Reports: {args.jobs} running jobs, one report each per {args.every:.0f}s",
