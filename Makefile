@@ -83,7 +83,7 @@ bench-10k: venv controlplane kueue ## The 10,000-job throughput run for all peer
 bench-preemption: venv ## Preemption policies on a 300-job trace in virtual time, 5 seeds (~5 min; issue 23, bench/RESULTS.md)
 	$(PY) -m bench.preemption_trace --seeds 1 2 3 4 5
 
-bench-reports: venv controlplane ## Trainer reports' cost: 1,000 running jobs reporting every 10 s vs none (~10 min; issue 23, bench/RESULTS.md)
+bench-reports: venv controlplane ## Trainer reports' cost: 1,000 running jobs reporting every 10 s vs none (~12 min; issue 23, bench/RESULTS.md)
 	$(PY) -m bench.reports
 
 soak: venv controlplane ## The soak: 30 min of 50 REST clients with killed replicas, a DB and an API server restart (bench/soak.py)

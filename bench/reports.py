@@ -2,7 +2,8 @@
 running jobs whose trainers each report every 10 s, against the same 1,000 jobs
 running without reports.
 
-    python -m bench.reports [--jobs 1000] [--every 10] [--warmup 30] [--seconds 120]
+    python -m bench.reports [--jobs 1000] [--every 10] [--spread S] [--warmup 30]
+                            [--seconds 120] [--attribute 30]
 
 The cluster: 125 kwok nodes x 8 GPUs, 1-GPU jobs of an hour (`run-for: 3600s`),
 SHUNTER_MAX_RUNNING=1000, and SHUNTER_REPORT_URL set, so every first Pod carries the
@@ -28,7 +29,10 @@ sees them (what the operator's and the API's informers see), split into the repo
 channel's writes (only `progress`/`checkpoint` changed) and the operator's; the
 operator's log lines, of them "changed since this decision; deciding again" (a 409 on
 its status write); the reports' latency, answers and how late the client sent them.
-The cost of reports is the difference between the windows.
+The cost of reports is the difference between the windows. Then (`--attribute`
+seconds each, 0 skips) each kind of call the channel makes, alone, at the rate the
+report window made it: a TokenReview, a Pod read, a progress patch (what each costs
+kube-apiserver, etcd, and for a patch the operator and the API's watch).
 """
 
 from __future__ import annotations
