@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -155,12 +156,17 @@ class Authority:
         self, kube: Kube, *, enabled: bool, audiences: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         reviewed: Callable[[bool], None] = lambda valid: None,
+        token_ttl: float = TOKEN_TTL, jitter: float = 0.0,
     ) -> None:  # fmt: skip
         self.kube = kube
         self._reviewed = reviewed  # told of each TokenReview's answer (a metric)
         self.enabled = enabled
         self.audiences = tuple(audiences)
         self._clock = clock
+        # A valid token is kept token_ttl, plus up to `jitter` of it at random: many
+        # clients that first came together (trainers after an API restart) do not all
+        # need a review again in the same second.
+        self._token_ttl, self._jitter = token_ttl, jitter
         self._tokens: Expiring[str, Principal] = Expiring(CACHE_LIMIT)
         self._refused: Expiring[str, None] = Expiring(REFUSED_LIMIT)
         self._access: Expiring[tuple[Principal, str, str], bool] = Expiring(CACHE_LIMIT)
@@ -200,7 +206,8 @@ class Authority:
             self._tokens.pop(key)
             self._refused.put(key, None, until=self._clock() + REFUSED_TTL)
         else:
-            self._tokens.put(key, principal, until=self._clock() + TOKEN_TTL)
+            ttl = self._token_ttl * (1 + self._jitter * random.random())
+            self._tokens.put(key, principal, until=self._clock() + ttl)
         return principal
 
     async def _review_token(self, token: str) -> Principal | None:

@@ -11,8 +11,9 @@ volumes. The channel is open with `SHUNTER_API_AUTH=none` too: the token, not th
 network, decides, so the demo's trainers report from the Pod network.
 
 What it costs (reports every 10 s from 1,000 running jobs is 100 reports a second):
-- a token is reviewed once per TOKEN_TTL per Pod (the Authority's cache), and a
-  Pod is read once per POD_TTL (its name, uid and labels);
+- a token is reviewed once per TOKEN_TTL (plus up to half again, at random) per Pod
+  (the Authority's cache), and a Pod is read once per POD_TTL (its name, uid and
+  labels);
 - `status.progress` is written at most once per PROGRESS_WRITE_SECONDS per job (the
   newest report waits; a background flush writes it when due), so the API server
   sees about 1,000/30 = 33 small merge patches a second, not 100; a checkpoint is
@@ -64,6 +65,7 @@ from shunter.kube.resources import PODS, TRAINING_JOBS
 log = logging.getLogger("shunter.api")
 
 POD_TTL = 60.0
+TOKEN_TTL = 60.0
 PROGRESS_WRITE_SECONDS = 30.0
 MIN_GAP_SECONDS = 1.0
 # What trainers are told: at most one progress report this often.
@@ -87,7 +89,11 @@ class ReportChannel:
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.kube = kube
         self.cache = cache
-        self.authority = Authority(kube, enabled=True, audiences=(AUDIENCE,))
+        # A trainer's token is reviewed about once a minute (jittered, so trainers that
+        # started together spread out): a deleted Pod's token is refused by the Pod
+        # check within POD_TTL anyway.
+        self.authority = Authority(kube, enabled=True, audiences=(AUDIENCE,),
+                                   token_ttl=TOKEN_TTL, jitter=0.5)  # fmt: skip
         self._clock = clock
         self._pods: Expiring[tuple[str, str], tuple[str, dict[str, str]]] = Expiring(10_000)
         self._jobs: dict[str, _Pending] = {}  # by job uid
@@ -97,6 +103,7 @@ class ReportChannel:
 
     async def receive(self, authorization: str | None, body: bytes) -> dict[str, Any]:
         """The answer to a report (the token first: a caller without one costs no parse)."""
+        arrived = self._clock()  # the rate limit counts from arrival, not from processing
         principal = await self.authority.authenticate(authorization)
         try:
             raw = json.loads(body)
@@ -115,14 +122,14 @@ class ReportChannel:
         if (
             pending is not None
             and report.checkpoint is None
-            and (now - pending.received_at < MIN_GAP_SECONDS)
+            and (arrived - pending.received_at < MIN_GAP_SECONDS)
         ):
             raise _TooOften(f"reports for job {key.name} come faster than one a second")
         base = job.status
         status = apply(base, report, now=datetime.now(UTC))
         last = pending.written_at if pending is not None else 0.0
         due = now if report.checkpoint else max(now, last + PROGRESS_WRITE_SECONDS)
-        entry = _Pending(key, status, due=due, written_at=last, received_at=now)
+        entry = _Pending(key, status, due=due, written_at=last, received_at=arrived)
         if pending is not None and report.checkpoint is None:
             entry.due = min(pending.due, entry.due)
         self._jobs[job.uid] = entry

@@ -89,8 +89,9 @@ class JobBook:
 
     # -- jobs --------------------------------------------------------------------
 
-    def put_job(self, job: Job) -> None:
-        """A job as the watch shows it (ADDED or MODIFIED)."""
+    def put_job(self, job: Job, *, quiet: bool = False) -> None:
+        """A job as the watch shows it (ADDED or MODIFIED); `quiet`: kept, but not
+        marked for a decision (a change no decision reads: the trainer's progress)."""
         written = self._written.get(job.key)
         if written is not None:
             if written.uid != job.uid or job.revision >= written.resource_version:
@@ -98,7 +99,16 @@ class JobBook:
             else:
                 self._written[job.key] = replace(written, base=job)
                 job = replace(job, status=written.status, resource_version=written.version)
+        was_dirty = job.key in self.dirty
         self._index(job)
+        if quiet and not was_dirty:
+            self.dirty.discard(job.key)
+
+    def watched(self, key: JobKey) -> Job | None:
+        """The job as the watch last showed it (without this operator's writes laid
+        over it)."""
+        written = self._written.get(key)
+        return written.base if written is not None else self.jobs.get(key)
 
     def remove_job(self, key: JobKey) -> None:
         self.jobs.pop(key, None)

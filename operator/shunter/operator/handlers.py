@@ -38,6 +38,7 @@ from shunter.domain.claims import ClaimView
 from shunter.domain.model import JOB_NAME_LABEL, Job, JobKey, PodView
 from shunter.domain.nodes import BOUND_FIELD_SELECTOR, NodeView, PodUsage
 from shunter.domain.queues import QueueView
+from shunter.domain.reports import progress_only
 from shunter.domain.scope import Scope
 from shunter.kube import Informer, Kube, connect
 from shunter.kube.leases import KubeLeaseStore
@@ -67,10 +68,13 @@ def _on_job(book: JobBook, mirror: Mirror, controller: Controller, scope: Scope)
             book.remove_job(job.key)
             mirror.offer_deleted(job)
         else:
-            before = book.jobs.get(job.key)
-            book.put_job(job)
+            before = book.watched(job.key)
+            quiet = progress_only(before, job)
+            book.put_job(job, quiet=quiet)
             mirror.offer(job)
             controller.checkpointed(before, job)
+            if quiet:
+                return  # kept for the next pass, which nothing else needs now
         controller.wake()
 
     return changed

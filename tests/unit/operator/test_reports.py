@@ -132,3 +132,26 @@ def test_the_first_pod_carries_the_report_token_and_address_and_the_others_do_no
     assert not [v for v in second["spec"]["volumes"] if "projected" in v]
     plain = build_pod(job, 0)
     assert "SHUNTER_REPORT_URL" not in {e["name"] for e in plain["spec"]["containers"][0]["env"]}
+
+
+def test_only_a_change_of_progress_alone_is_quiet():
+    from dataclasses import replace
+
+    from shunter.domain.model import Progress
+    from shunter.domain.reports import progress_only
+    from shunter.operator.book import JobBook
+
+    job = running()
+    moved = replace(job, resource_version="101", status=replace(
+        job.status, progress=Progress(step=5, reported_at=NOW)))  # fmt: skip
+    assert progress_only(job, moved)
+    saved = replace(moved, status=replace(moved.status, reason="Other"))
+    assert not progress_only(job, saved)
+    assert not progress_only(None, moved)
+    book = JobBook.of([job])
+    book.take_due(NOW)
+    book.put_job(moved, quiet=True)
+    assert book.jobs[job.key].status.progress is not None  # kept ...
+    assert job.key not in book.take_due(NOW)  # ... but nothing to decide
+    book.put_job(saved)
+    assert job.key in book.take_due(NOW)
