@@ -165,7 +165,9 @@ def test_no_namespace_starves_and_usage_shares_converge(teams, size, work, head_
     world.run(T0 + horizon, STEP)
     window = {f"team-{t}": world.ns_seconds[f"team-{t}"] - before.get(f"team-{t}", 0.0)
               for t in range(teams)}  # fmt: skip
-    assert error(window, dict.fromkeys(window, 1.0)) < 0.05, window
+    # Within 5 %, plus one job's GPU-seconds (a team cannot hold a fraction of a job).
+    fair = sum(window.values()) / teams
+    assert error(window, dict.fromkeys(window, 1.0)) < 0.05 + size * work / fair, window
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
