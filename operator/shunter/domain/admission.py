@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shunter.domain.capacity import Capacity
+from shunter.domain.fairshare import Tenant, tenant_of
 from shunter.domain.model import Job, JobKey
 from shunter.domain.queues import QueueView, QuotaUse, queue_of
 
@@ -124,6 +125,44 @@ class QueueOrder:
     def counts(self) -> dict[str, int]:
         """Waiting jobs per queue."""
         return {name: len(entries) for name, entries in self._queues.items()}
+
+
+class LaneOrder:
+    """The waiting jobs' keys per queue and tenant (namespace, user), each lane in
+    admission order, kept like QueueOrder: what a queue with admission fair sharing
+    merges by the tenants' usage (shunter.domain.fairshare.fair_order)."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, dict[Tenant, list[tuple[OrderKey, JobKey]]]] = {}
+        self._place: dict[JobKey, tuple[str, Tenant, OrderKey]] = {}
+
+    def put(self, job: Job) -> None:
+        if not waits(job):
+            self.remove(job.key)
+            return
+        place = (job.spec.queue, tenant_of(job), queue_order(job))
+        if self._place.get(job.key) != place:
+            self.remove(job.key)
+            lanes = self._lanes.setdefault(place[0], {})
+            bisect.insort(lanes.setdefault(place[1], []), (place[2], job.key))
+            self._place[job.key] = place
+
+    def remove(self, key: JobKey) -> None:
+        place = self._place.pop(key, None)
+        if place is None:
+            return
+        lanes = self._lanes[place[0]]
+        entries = lanes[place[1]]
+        i = bisect.bisect_left(entries, (place[2], key))
+        if i < len(entries) and entries[i] == (place[2], key):
+            del entries[i]
+        if not entries:
+            del lanes[place[1]]
+            if not lanes:
+                del self._lanes[place[0]]
+
+    def lanes(self, queue: str) -> Mapping[Tenant, list[tuple[OrderKey, JobKey]]]:
+        return self._lanes.get(queue, {})
 
 
 def fits_budget(job: Job, limits: Limits) -> bool:
@@ -232,6 +271,6 @@ class AdmissionState:
         self.capacity.give(job, job.status.placement)
 
     def copy(self) -> AdmissionState:
-        quota = QuotaUse(self.quota.queues, dict(self.quota.running), dict(self.quota.gpus))
+        quota = self.quota.copy()
         capacity = Capacity(self.capacity.nodes, dict(self.capacity.free), self.capacity._pools)
         return AdmissionState(self.limits, self.usage, quota, capacity, self.queues)

@@ -18,10 +18,13 @@ existing users need nothing new.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shunter.domain.fairshare import ABOVE_FAIR_SHARE, Ledger
+from shunter.domain.fairshare import NEVER as FAIR_NEVER
 from shunter.domain.model import Job
 
 DEFAULT_QUEUE = "default"
@@ -49,6 +52,19 @@ class QueueView:
     # Round-robin between equal priorities: seconds a job runs before it yields to a
     # waiting job of its priority (shunter.operator.preemption.slice_candidates).
     time_slice: int | None = None
+    # Fair sharing between the queues of a cohort (shunter.domain.fairshare): this
+    # queue's weight (None: no fairSharing; in a fair cohort it weighs 1), and
+    # whether it preempts borrowed GPUs of members above their fair share.
+    weight: float | None = None
+    fair_preemption: str = FAIR_NEVER
+    # Fair sharing inside the queue by decayed usage: the half-life (None: off), and
+    # the usage the operator last wrote to status.usage.
+    half_life: int | None = None
+    usage: Ledger | None = field(default=None, compare=False)
+
+    @property
+    def preempts_above_fair_share(self) -> bool:
+        return self.weight is not None and self.fair_preemption == ABOVE_FAIR_SHARE
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> QueueView:
@@ -63,7 +79,18 @@ class QueueView:
             strategy=spec.get("queueingStrategy") or STRICT_FIFO,
             max_grace=spec.get("maxGracePeriodSeconds"),
             time_slice=spec.get("timeSliceSeconds"),
+            weight=_weight(spec.get("fairSharing")),
+            fair_preemption=(spec.get("fairSharing") or {}).get("preemption") or FAIR_NEVER,
+            half_life=(spec.get("admissionFairSharing") or {}).get("halfLifeSeconds"),
+            usage=Ledger.parse((body.get("status") or {}).get("usage")),
         )
+
+
+def _weight(fair: Mapping[str, Any] | None) -> float | None:
+    if fair is None:
+        return None
+    weight = fair.get("weight")
+    return 1.0 if weight is None else float(weight)
 
 
 def max_grace(job: Job, queues: Mapping[str, QueueView]) -> int | None:
@@ -87,6 +114,7 @@ class QuotaUse:
     queues: Mapping[str, QueueView]
     running: dict[str, int] = field(default_factory=dict)
     gpus: dict[str, int] = field(default_factory=dict)
+    _members: dict[str, list[QueueView]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, queues: Mapping[str, QueueView], active: Iterable[Job]) -> QuotaUse:
@@ -94,6 +122,9 @@ class QuotaUse:
         for job in active:
             use.add(job)
         return use
+
+    def copy(self) -> QuotaUse:
+        return QuotaUse(self.queues, dict(self.running), dict(self.gpus), self._members)
 
     def add(self, job: Job, sign: int = 1) -> None:
         name = job.spec.queue
@@ -110,7 +141,41 @@ class QuotaUse:
         return max(0, self.gpus.get(name, 0) - queue.gpu_quota)
 
     def _cohort(self, queue: QueueView) -> list[QueueView]:
-        return [q for q in self.queues.values() if queue.cohort and q.cohort == queue.cohort]
+        if not queue.cohort:
+            return []
+        members = self._members
+        if members is None:
+            members = self._members = {}
+            for q in self.queues.values():
+                if q.cohort:
+                    members.setdefault(q.cohort, []).append(q)
+        return members.get(queue.cohort, [])
+
+    def members(self, queue: QueueView) -> list[QueueView]:
+        """The queues of its cohort (itself among them); none without a cohort."""
+        return self._cohort(queue)
+
+    def fair(self, queue: QueueView) -> bool:
+        """Its cohort shares idle quota by weight: a member sets spec.fairSharing."""
+        return any(m.weight is not None for m in self._cohort(queue))
+
+    def share(self, queue: QueueView, extra: int = 0) -> float:
+        """GPUs held above its nominal quota (with `extra` more) over its weight."""
+        if queue.gpu_quota is None:
+            return 0.0
+        borrowed = max(0, self.gpus.get(queue.name, 0) + extra - queue.gpu_quota)
+        weight = 1.0 if queue.weight is None else queue.weight
+        if not borrowed:
+            return 0.0
+        return math.inf if weight <= 0 else borrowed / weight
+
+    def borrowing_share(self, job: Job) -> float:
+        """In a fair cohort, the share of the job's queue once the job is admitted
+        when that needs borrowing; 0 otherwise (admission order: lowest first)."""
+        queue = queue_of(job.spec.queue, self.queues)
+        if queue is None or queue.gpu_quota is None or not self.fair(queue):
+            return 0.0
+        return self.share(queue, job.spec.total_gpus)
 
     def admits(self, job: Job) -> str | None:
         """None if the job fits its queue's limits now, else why not."""
@@ -136,6 +201,19 @@ class QuotaUse:
         return f"queue {queue.name} holds {used} of its {queue.gpu_quota} GPUs" + (
             f"; its cohort {queue.cohort} has {idle} idle" if queue.cohort else ""
         )
+
+    def short_of_idle(self, job: Job) -> bool:
+        """The job would borrow, within its queue's limits, more than its cohort has
+        idle now: only the others' borrowed GPUs stand in its way."""
+        queue = queue_of(job.spec.queue, self.queues)
+        if queue is None or queue.gpu_quota is None or not queue.cohort:
+            return False
+        if queue.max_running is not None and self.running.get(queue.name, 0) >= queue.max_running:
+            return False
+        over = self.gpus.get(queue.name, 0) + job.spec.total_gpus - queue.gpu_quota
+        if over <= 0 or (queue.borrowing_limit is not None and over > queue.borrowing_limit):
+            return False
+        return job.spec.total_gpus > self.cohort_idle(queue)
 
     def cohort_idle(self, queue: QueueView) -> int:
         """GPUs of the cohort's nominal quotas that no member uses (what a member may

@@ -26,7 +26,7 @@ from shunter.kube import Body, Conflict, Forbidden, Invalid, Kube, NotFound
 from shunter.kube.client import REQUEST_TIMEOUT
 from shunter.kube.errors import policy_denial
 from shunter.kube.events import event_body
-from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS
+from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator.decisions import Event
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
@@ -62,6 +62,12 @@ class Actions:
             TRAINING_JOBS, key.name, body, namespace=key.namespace, sub="status",
             seconds=self._seconds(f"status of {key}"),
         )  # fmt: skip
+
+    async def patch_queue_status(self, name: str, patch: dict[str, Any]) -> Body:
+        """Merge-patch a TrainingQueue's status (its decayed usage; only this operator
+        writes it, so no precondition)."""
+        return await self.kube.patch(TRAINING_QUEUES, name, {"status": patch}, sub="status",
+                                     seconds=self._seconds(f"status of queue {name}"))  # fmt: skip
 
     async def create(self, manifest: Body) -> bool:
         """Create a Pod, Service or PersistentVolumeClaim; False when it already exists

@@ -24,12 +24,13 @@ event loop, so no locks.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shunter.domain.admission import QueueOrder
+from shunter.domain.admission import LaneOrder, QueueOrder
 from shunter.domain.claims import ClaimView
+from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
 from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
 from shunter.domain.queues import QueueView
@@ -57,6 +58,10 @@ class JobBook:
         self.queues: dict[str, QueueView] = {}
         self.claims: dict[tuple[str, str], ClaimView] = {}
         self._waiting = QueueOrder()
+        self._lanes = LaneOrder()
+        # Decayed usage of the queues with admission fair sharing, brought up to date
+        # by each pass (fold_usage); seeded from, and written back to, their status.
+        self.usage: dict[str, Ledger] = {}
         self._written: dict[JobKey, _Written] = {}
         self._expected: dict[JobKey, dict[str, int]] = {}
         self._expected_until: dict[JobKey, float] = {}
@@ -114,6 +119,7 @@ class JobBook:
         self.jobs.pop(key, None)
         self._written.pop(key, None)
         self._waiting.remove(key)
+        self._lanes.remove(key)
         self.active.pop(key, None)
         self.positioned.discard(key)
         self.dirty.discard(key)
@@ -141,6 +147,7 @@ class JobBook:
         self.jobs[key] = job
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
         self._waiting.put(job)
+        self._lanes.put(job)
         if job.holds_slot:
             self.active[key] = job
         else:
@@ -155,6 +162,10 @@ class JobBook:
         """Queued, not cancelled or suspended jobs in admission order (of one queue, or
         of all queues merged)."""
         return (self.jobs[key] for key in self._waiting.keys(queue))
+
+    def lanes(self, queue: str) -> Mapping[Tenant, list[Entry]]:
+        """A queue's waiting jobs per tenant (namespace, user), each in admission order."""
+        return self._lanes.lanes(queue)
 
     def queue_names(self) -> list[str]:
         """Queues with waiting jobs."""
@@ -227,7 +238,39 @@ class JobBook:
         self.foreign.pop(usage.uid, None)
 
     def put_queue(self, queue: QueueView) -> None:
+        """A queue as the watch shows it. Its status.usage replaces the usage kept
+        here when it is newer (written by another replica, or read at start); this
+        replica's own writes come back older than what it has since folded."""
         self.queues[queue.name] = queue
+        seen = queue.usage
+        if seen is None or seen.decayed_at is None:
+            return
+        kept = self.usage.get(queue.name)
+        if kept is None or kept.decayed_at is None or seen.decayed_at > kept.decayed_at:
+            self.usage[queue.name] = seen
+
+    def held(self) -> dict[str, dict[Tenant, int]]:
+        """GPUs held by admitted jobs, per queue and tenant."""
+        held: dict[str, dict[Tenant, int]] = {}
+        for job in self.active.values():
+            per = held.setdefault(job.spec.queue, {})
+            tenant = tenant_of(job)
+            per[tenant] = per.get(tenant, 0) + job.spec.total_gpus
+        return held
+
+    def fold_usage(self, now: datetime) -> None:
+        """Bring the decayed usage of every queue with admission fair sharing up to
+        now, counting the GPUs its admitted jobs hold as held since the last fold
+        (a pass runs at least every resync period, and after every change)."""
+        fair = [q for q in self.queues.values() if q.half_life]
+        if not fair:
+            return
+        held = self.held()
+        for queue in fair:
+            assert queue.half_life is not None
+            ledger = self.usage.get(queue.name) or Ledger()
+            self.usage[queue.name] = ledger.advance(now, held.get(queue.name, {}),
+                                                    float(queue.half_life))  # fmt: skip
 
     def remove_queue(self, queue: QueueView) -> None:
         self.queues.pop(queue.name, None)

@@ -36,6 +36,7 @@ from shunter.domain.claims import (
     ClaimView,
     judge_claim,
 )
+from shunter.domain.fairshare import usage_patch
 from shunter.domain.model import POD_INDEX_LABEL, Job, JobStatus, Phase
 from shunter.domain.reports import EVENT_EVERY_SECONDS, checkpoint_event
 from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
@@ -83,6 +84,8 @@ class Controller:
         self.passes = 0
         self.conflicts = 0  # status writes refused for a stale resourceVersion
         self._checkpoint_events: dict[str, float] = {}  # job uid -> when last posted
+        self._usage_written_at = float("-inf")
+        self._usage_written: dict[str, dict[str, object]] = {}
 
     # -- inputs ----------------------------------------------------------------
 
@@ -92,6 +95,7 @@ class Controller:
     def forget(self) -> None:
         """Drop write memories: after a leadership change they may be stale."""
         self.book.forget_writes()
+        self._usage_written.clear()
         self._wake.set()
 
     # -- the loop --------------------------------------------------------------
@@ -116,6 +120,7 @@ class Controller:
                 resync_at = time.monotonic() + resync
             try:
                 await self.reconcile_once()
+                await self.write_usage()
             except Exception:
                 log.exception("reconcile pass failed; retrying")
                 self.book.mark_all()
@@ -143,6 +148,32 @@ class Controller:
         for job, retry in zip(jobs.values(), outcomes, strict=True):
             if retry is not None:
                 book.wake_at(job.key, now + retry)
+
+    async def write_usage(self, *, force: bool = False) -> None:
+        """Write the decayed usage of queues with admission fair sharing to their
+        status, at most every `usage_write` (each pass folds it in memory): what a
+        restarted operator or a new leader starts from. A failed write is tried
+        again next time; admission never waits for it."""
+        clock = time.monotonic()
+        if not force and clock - self._usage_written_at < self.settings.usage_write.total_seconds():
+            return
+        self._usage_written_at = clock
+        for name, ledger in list(self.book.usage.items()):
+            queue = self.book.queues.get(name)
+            if queue is None or not queue.half_life:
+                continue
+            raw = ledger.to_raw()
+            previous = self._usage_written.get(name)
+            seen = queue.usage.to_raw() if queue.usage is not None else None
+            if raw in (previous, seen):
+                continue
+            patch = usage_patch((previous, seen), raw)
+            try:
+                await self.actions.patch_queue_status(name, {"usage": patch})
+            except (KubeError, Fenced) as exc:
+                log.warning("queue %s: usage not written: %s (will retry)", name, exc)
+                continue
+            self._usage_written[name] = raw
 
     # -- outputs ---------------------------------------------------------------
 

@@ -135,6 +135,55 @@ def choose(
     return _pick(preemptor, state, trial, found, stopping=len(stopping), now=now, rules=rules)
 
 
+def choose_fair(
+    preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime, rules: Rules
+) -> Preemption | None:
+    """Victims in other queues of the preemptor's cohort that borrow above their fair
+    share (its queue's fairSharing.preemption is aboveFairShare), or None.
+
+    One victim at a time, from the member with the highest share: a job of priority at
+    most the preemptor's whose removal leaves its queue's share at least the
+    preemptor queue's share with the preemptor admitted (Kueue's
+    LessThanOrEqualToFinalShare), lowest priority and most recently started first;
+    until the preemptor fits. Stops are ordinary stops: checkpoint, back to the queue."""
+    queue = queue_of(preemptor.spec.queue, state.queues)
+    if queue is None or not queue.preempts_above_fair_share or queue.gpu_quota is None:
+        return None
+    trial = state.copy()
+    stopping = [j for j in active if being_preempted(j)]
+    for job in stopping:
+        trial.give(job)
+    if trial.verdict(preemptor, now=now).kind == "admit":
+        return Preemption((), len(stopping)) if stopping else None
+    members = {m.name: m for m in trial.quota.members(queue) if m.name != queue.name}
+    since = datetime.min.replace(tzinfo=now.tzinfo)
+    pool = sorted(
+        (j for j in active if j.spec.queue in members and j.phase in (Phase.STARTING, Phase.RUNNING)
+         and not j.spec.cancelled and j.spec.priority <= preemptor.spec.priority
+         and not protected(j, now=now, rules=rules)),
+        key=lambda j: (j.spec.priority, -(j.status.running_since or since).timestamp(), j.key.name),
+    )  # fmt: skip
+    chosen: list[Job] = []
+    while pool:
+        mine = trial.quota.share(queue, preemptor.spec.total_gpus)
+        best: tuple[float, int] | None = None
+        for i, job in enumerate(pool):
+            member = members[job.spec.queue]
+            if trial.quota.borrowed(member.name) <= 0:
+                continue
+            after = trial.quota.share(member, -job.spec.total_gpus)
+            if mine <= after and (best is None or after > best[0]):
+                best = (after, i)
+        if best is None:
+            return None
+        victim = pool.pop(best[1])
+        trial.give(victim)
+        chosen.append(victim)
+        if trial.verdict(preemptor, now=now).kind == "admit":
+            return Preemption(tuple(chosen), len(stopping))
+    return None
+
+
 def _pick(preemptor: Job, state: AdmissionState, trial: AdmissionState, found: list[Job], *,
           stopping: int, now: datetime, rules: Rules) -> Preemption | None:  # fmt: skip
     """Victims among `found` (in today's order) that let the preemptor start."""

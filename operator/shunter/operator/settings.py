@@ -36,6 +36,8 @@
 |  |  | long (renew < deadline < lease) |
 | DATABASE_URL | (none) | PostgreSQL for the mirror; unset: the mirror is off (logged) |
 | SHUNTER_RESYNC_SECONDS | 30 | periodic look at every unfinished job even without events |
+| SHUNTER_USAGE_WRITE_SECONDS | 30 | how often the decayed usage of queues with admission fair |
+|  |  | sharing is written to their status (at most one write per queue) |
 | SHUNTER_QUEUE_POSITIONS | 20 | how many queued jobs per queue get their exact position in status |
 | SHUNTER_POLICIES | (none) | the installer's ValidatingAdmissionPolicies (names, comma- |
 |  |  | separated): a job is dry-run against them before its Pods are |
@@ -114,6 +116,8 @@ class Settings:
     # How long the mirror keeps a run's accounting row (SHUNTER_USAGE_RETENTION_DAYS;
     # 0: for ever).
     usage_retention: timedelta | None = None
+    # How often queues' decayed usage is written to their status.
+    usage_write: timedelta = timedelta(seconds=30)
 
     @property
     def limits(self) -> Limits:
@@ -169,6 +173,7 @@ class Settings:
                 n.strip() for n in os.environ.get("SHUNTER_POLICIES", "").split(",") if n.strip()
             ),
             usage_retention=_retention(),
+            usage_write=_seconds("SHUNTER_USAGE_WRITE_SECONDS", 30, minimum=1),
         )
 
 

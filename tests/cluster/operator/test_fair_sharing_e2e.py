@@ -1,0 +1,105 @@
+"""Fair sharing on the real control plane with kwok nodes: two teams of weights 2:1
+saturate a cohort and their GPU-seconds, measured from the jobs' own run times, end
+within 10 % of 2:1; a queue's decayed usage is written to its status and ordering by
+it survives an operator restart."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from kubernetes import client
+
+from shunter.domain.model import GROUP, VERSION, parse_time
+from tests.support.builders import a_training_job
+from tests.support.nodes import NodePool
+from tests.support.operator import Jobs, OperatorProcess
+from tests.support.polling import wait_for
+
+
+def _queue(kube_api: client.ApiClient, name: str) -> dict:
+    custom = client.CustomObjectsApi(kube_api)
+    return custom.get_cluster_custom_object(GROUP, VERSION, "trainingqueues", name)
+
+
+def _ran(status: dict, start: datetime, end: datetime) -> float:
+    """Seconds the job ran within [start, end], from its own status."""
+    since = parse_time(status.get("runningSince"))
+    if since is None:
+        return 0.0
+    until = parse_time(status.get("completedAt")) or end
+    return max(0.0, (min(until, end) - max(since, start)).total_seconds())
+
+
+def test_two_teams_of_weights_two_to_one_share_a_saturated_cohort_two_to_one(
+    jobs: Jobs, node_pool: NodePool, start_operator: Callable[..., OperatorProcess],
+    queues: Callable[..., str],
+):  # fmt: skip
+    node_pool.add(1)
+    cohort = f"c-{uuid.uuid4().hex[:6]}"
+    queues(gpuQuota=6, cohort=cohort)  # lends its idle 6 GPUs; no jobs of its own
+    teams = {
+        "a": queues(gpuQuota=0, cohort=cohort, fairSharing={"weight": 2}),
+        "b": queues(gpuQuota=0, cohort=cohort, fairSharing={"weight": 1}),
+    }
+    start_operator(SHUNTER_MAX_RUNNING="20")
+    # Far more work than 6 GPUs do in the measured window: neither team runs dry.
+    names = {"a": [f"a-{i:02d}" for i in range(60)], "b": [f"b-{i:02d}" for i in range(30)]}
+    for i in range(60):
+        for team, queue in teams.items():
+            if i >= len(names[team]):
+                continue
+            jobs.create(a_training_job(names[team][i]).with_gpus(1)
+                        .with_spec(queue=queue, nodeSelector=node_pool.selector)
+                        .running_for("3s"))  # fmt: skip
+    wait_for(lambda: all(jobs.phase(n[0]) in ("running", "completed") for n in names.values()),
+             timeout=30, what="both teams to run")  # fmt: skip
+    start = datetime.now().astimezone()
+    wait_for(lambda: sum(jobs.phase(n) == "completed" for n in names["b"]) >= 12,
+             timeout=60, what="team b to complete 12 jobs")  # fmt: skip
+    end = datetime.now().astimezone()
+    # Neither team ran out of queued work in the window.
+    for team in teams:
+        assert any(jobs.phase(n) == "queued" for n in names[team]), team
+    seconds = {team: sum(_ran(jobs.status(n), start, end) for n in names[team]) for team in teams}
+    ratio = seconds["a"] / seconds["b"]
+    assert abs(ratio - 2.0) / 2.0 <= 0.10, (seconds, ratio)
+    for team in teams:
+        for name in names[team]:
+            if jobs.phase(name) not in ("completed", "cancelled"):
+                jobs.cancel(name)
+
+
+def test_the_queue_usage_is_kept_in_its_status_and_orders_jobs_after_a_restart(
+    jobs: Jobs, node_pool: NodePool, start_operator: Callable[..., OperatorProcess],
+    queues: Callable[..., str], kube_api: client.ApiClient,
+):  # fmt: skip
+    node_pool.add(1)
+    queue = queues(admissionFairSharing={"halfLifeSeconds": 3600})
+    operator = start_operator(SHUNTER_MAX_RUNNING="4", SHUNTER_USAGE_WRITE_SECONDS="1")
+
+    def job(name: str, user: str):
+        return (a_training_job(name).with_gpus(8).submitted_by(user)
+                .with_spec(queue=queue, nodeSelector=node_pool.selector))  # fmt: skip
+
+    jobs.create(job("heavy-1", "heavy").running_for("4s"))
+    jobs.wait_phase("heavy-1", "completed", timeout=60)
+
+    def used() -> float:
+        usage = (_queue(kube_api, queue).get("status") or {}).get("usage") or {}
+        entry = (usage.get("namespaces") or {}).get(jobs.namespace) or {}
+        return float((entry.get("users") or {}).get("heavy") or 0.0)
+
+    wait_for(lambda: used() >= 8 * 3, timeout=20, what="heavy's usage in the queue status")
+    operator.stop()
+    # While no operator runs, heavy submits first, then light: a restarted operator
+    # that read heavy's usage back starts light's job first.
+    jobs.create(job("heavy-2", "heavy").running_for("600s"))
+    jobs.create(job("light", "light").running_for("600s"))
+    operator.start()
+    jobs.wait_phase("light", "running", timeout=30)
+    assert jobs.phase("heavy-2") == "queued"
+    jobs.cancel("light")
+    jobs.wait_phase("heavy-2", "running", timeout=60)
+    jobs.cancel("heavy-2")
