@@ -13,9 +13,10 @@ does not carry is shown as unknown (None), never made up:
 - in `status.fairSharing` (or at the top of `status`), should the operator report
   them: `share`, `weightedShare`, `decayedUsage`, and `namespaces` (a list of
   `{namespace, decayedUsage}` or a map). The operator computes a queue's weighted
-  share in each pass (GPUs above its gpuQuota over its weight) without writing it
-  today: until it does, `weighted_share` is None here rather than a second
-  derivation of its rule.
+  share in each pass (GPUs above its gpuQuota over its weight) without writing it (to
+  keep its writes down); the API computes it with the same rule from the jobs it
+  watches (`shunter.domain.queues.QuotaUse.share`, the one owner), unless the queue's
+  status carries one. None for a queue of weight 0 that borrows (an infinite share).
 
 What the API adds: the GPUs each queue's jobs hold now (the watch cache) and the
 GPU-hours allocated over a recent window (the accounting in PostgreSQL; when it is
@@ -25,13 +26,15 @@ those of the namespaces the caller may list (one, or every one with `namespace=*
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shunter.api.schemas import NamespaceShare, QueueShare
 from shunter.domain.model import Job
+from shunter.domain.queues import QueueView, QuotaUse
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,28 @@ def _namespaces(raw: object) -> tuple[tuple[str, float | None], ...]:
     return ()
 
 
+def weighted_shares(specs: Mapping[str, QueueView], jobs: Iterable[Job]) -> dict[str, float]:
+    """Each queue's weighted share now, by the operator's rule (finite ones only)."""
+    use = QuotaUse.of(specs, [j for j in jobs if j.holds_slot])
+    shares = {name: use.share(spec) for name, spec in specs.items()}
+    return {name: round(v, 4) for name, v in shares.items() if math.isfinite(v)}
+
+
 def queue_shares(
     queues: Iterable[QueueFairness],
     *,
     jobs: Iterable[Job],
     usage: Mapping[tuple[str, str], float] | None,
     visible: str | None,
+    weighted: Mapping[str, float] | None = None,
 ) -> list[QueueShare]:
     """Every queue's line; `usage` is GPU-hours per (queue, namespace) (None: unknown),
-    `visible` the one namespace the caller may see (None: every one)."""
+    `visible` the one namespace the caller may see (None: every one), `weighted` each
+    queue's weighted share computed from the jobs (shunter.domain.queues)."""
     known = {q.name: q for q in queues}
+    for name, value in (weighted or {}).items():
+        if name in known and known[name].weighted_share is None:
+            known[name] = replace(known[name], weighted_share=value)
     held: dict[str, int] = defaultdict(int)
     for job in jobs:
         if job.holds_slot and visible in (None, job.key.namespace):

@@ -206,3 +206,23 @@ def test_the_weighted_share_metric_reads_the_queues_at_each_scrape():
     assert b'shunter_queue_weighted_share{queue="a"} 0.5' in generate_latest(metrics.registry)
     queues.append(QueueFairness.parse(a_queue("b", status={"weightedShare": 1.5})))
     assert b'shunter_queue_weighted_share{queue="b"} 1.5' in generate_latest(metrics.registry)
+
+
+def test_the_weighted_share_is_the_operators_rule_over_the_jobs_holding_gpus():
+    from shunter.api.shares import weighted_shares
+    from shunter.domain.queues import QueueView
+    from tests.support.builders import a_training_job
+
+    specs = {
+        "a": QueueView("a", gpu_quota=8, cohort="c", weight=2.0),
+        "b": QueueView("b", gpu_quota=8, cohort="c", weight=0.0),
+    }
+    jobs = [
+        a_training_job("a1").with_gpus(8).with_spec(queue="a").in_phase("running").job(),
+        a_training_job("a2").with_gpus(4).with_spec(queue="a").in_phase("running").job(),
+        a_training_job("a3").with_gpus(8).with_spec(queue="a").in_phase("queued").job(),
+        a_training_job("b1").with_gpus(9).with_spec(queue="b").in_phase("running").job(),
+    ]
+    # a: 12 held, 4 above its quota, weight 2 -> 2.0; b borrows with weight 0: no
+    # finite share, left out (the queue's line shows none).
+    assert weighted_shares(specs, jobs) == {"a": 2.0}

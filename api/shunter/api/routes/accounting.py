@@ -18,7 +18,7 @@ from shunter.api.dependencies import ALL_NAMESPACES, ALL_NAMESPACES_KEY, Namespa
 from shunter.api.errors import Unavailable
 from shunter.api.routes.common import ERRORS, guarded_router
 from shunter.api.schemas import SharesReport, UsageReport
-from shunter.api.shares import queue_shares
+from shunter.api.shares import queue_shares, weighted_shares
 from shunter.api.usage import Window, allocated_by_queue, summarize
 
 router = guarded_router()
@@ -74,6 +74,8 @@ async def shares(
         used = allocated_by_queue(rows, since=since, until=now)
     cache = service.cache
     jobs = cache.jobs.store.values()
-    lines = queue_shares(cache.fairness.store.values(), jobs=jobs, usage=used, visible=visible)
+    weighted = weighted_shares(dict(cache.queues.store), jobs)
+    lines = queue_shares(cache.fairness.store.values(), jobs=jobs, usage=used, visible=visible,
+                         weighted=weighted)  # fmt: skip
     return SharesReport(namespace=namespace, window_hours=window_hours,
                         usage_available=used is not None, queues=lines)  # fmt: skip
