@@ -136,6 +136,9 @@ class Termination:
     # The notice's deadline: the trainer is to have checkpointed and exited by then
     # (the graceful delete plus the grace period); told in the report channel's answer.
     checkpoint_by: datetime | None = None
+    # The grace period this stop gives, chosen when it began (kept: a checkpoint
+    # reported mid-stop does not move its deadline).
+    grace: int | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Termination | None:
@@ -151,12 +154,14 @@ class Termination:
             pods=tuple(raw.get("pods") or ()),
             forced_pods=tuple(raw.get("forcedPods") or ()),
             checkpoint_by=parse_time(raw.get("checkpointBy")),
+            grace=raw.get("grace"),
         )
 
     def to_raw(self) -> dict[str, Any]:
         raw = {
             "step": self.step.value,
             "checkpointBy": format_time(self.checkpoint_by),
+            "grace": self.grace,
             "requestedAt": format_time(self.requested_at),
             "gracefulDeleteAt": format_time(self.graceful_delete_at),
             "forceDeleteAt": format_time(self.force_delete_at),

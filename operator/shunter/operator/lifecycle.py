@@ -71,6 +71,8 @@ class Context:
     # time slice (the detail names the job it yields to).
     preempt: str | None = None
     time_slice: str | None = None
+    # The grace the preemption chose for this victim (None: the sized grace).
+    preempt_grace: int | None = None
     # A queued job that may never start as it is (its checkpoint claim is not
     # allowed): fails with this reason and message.
     refuse: Refusal | None = None
@@ -123,7 +125,7 @@ def reconcile_job(job: Job, ctx: Context) -> Decision:
         return stop(job, _view_for(job, termination.cause, ctx), cause=termination.cause,
                     now=ctx.now, rules=ctx.rules)  # fmt: skip
     if ctx.preempt is not None:
-        view = replace(view, detail=ctx.preempt)
+        view = replace(view, detail=ctx.preempt, grace=ctx.preempt_grace)
         return stop(job, view, cause=StopCause.PREEMPT, now=ctx.now, rules=ctx.rules)
     if ctx.time_slice is not None:
         view = replace(view, detail=ctx.time_slice)

@@ -316,9 +316,10 @@ class _Walk:
         if found is None:
             return None
         detail = f"by {job.key} (priority {job.spec.priority})"
-        for victim in found.victims:
+        for i, victim in enumerate(found.victims):
             ctx = Context(now=self.now, rules=self.rules, pods=self.book.pods_of(victim),
                           not_ready=self.book.not_ready(), preempt=detail,
+                          preempt_grace=found.grace(i),
                           max_grace=max_grace(victim, self.book.queues))  # fmt: skip
             decision = reconcile_job(victim, ctx)
             reason = (f"[Preempt] Job {victim.key} (priority {victim.spec.priority}) preempted"

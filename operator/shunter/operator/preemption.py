@@ -53,6 +53,11 @@ STOPPED_FOR_OTHERS = ("Preempted", "TimeSliced")
 class Preemption:
     victims: tuple[Job, ...]  # new victims to stop now
     waiting_for: int  # victims already stopping for it
+    # The grace each victim's stop gives (None: the sized grace), in victims' order.
+    graces: tuple[int | None, ...] = ()
+
+    def grace(self, index: int) -> int | None:
+        return self.graces[index] if index < len(self.graces) else None
 
 
 def being_preempted(job: Job) -> bool:
@@ -73,10 +78,25 @@ def cost_of(job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
     held through the stop, and the `waiting` GPUs of the preemptor idle meanwhile (a
     victim that loses nothing but takes five minutes to checkpoint also costs the
     preemptor five minutes)."""
-    cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
-    grace = grace_for(job, queue_max=max_grace(job, state.queues), cap=cap)
-    cost = stop_cost(job, now=now, grace=grace)
-    return cost.gpu_seconds(job.spec.total_gpus, waiting=waiting)
+    return stop_plan(job, state, now=now, rules=rules, waiting=waiting)[0]
+
+
+def stop_plan(job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
+              waiting: int = 0) -> tuple[float, int]:  # fmt: skip
+    """The cheaper way to stop the job for a preemptor, and its cost: the grace sized
+    to its checkpoint (nothing lost, the GPUs held through its write), or its own
+    fixed grace (killed before a slow checkpoint: its work since the last one lost,
+    the GPUs free sooner). A trainer whose checkpoint fits its own grace gets it."""
+    queue_max = max_grace(job, state.queues)
+    fixed = grace_for(job, queue_max=queue_max, cap=None)
+    options = [fixed]
+    if rules.size_grace:
+        cap = int(rules.max_sized_grace.total_seconds())
+        options.insert(0, grace_for(job, queue_max=queue_max, cap=cap))
+    gpus = job.spec.total_gpus
+    priced = [(stop_cost(job, now=now, grace=g).gpu_seconds(gpus, waiting=waiting), g)
+              for g in options]  # fmt: skip
+    return min(priced, key=lambda pair: pair[0])
 
 
 def protected(job: Job, *, now: datetime, rules: Rules) -> bool:
@@ -191,12 +211,14 @@ def _pick(preemptor: Job, state: AdmissionState, trial: AdmissionState, found: l
         return None  # even every candidate would not be enough
     if rules.checkpoint_aware and any(reports(j) for j in found):
         waiting = preemptor.spec.total_gpus
-        costs = {j.key: cost_of(j, state, now=now, rules=rules, waiting=waiting) for j in found}
+        plans = {j.key: stop_plan(j, state, now=now, rules=rules, waiting=waiting) for j in found}
+        costs = {key: plan[0] for key, plan in plans.items()}
         # Cheapest first; among equals today's order (`found` is sorted by it).
         found.sort(key=lambda j: costs[j.key])
         cheapest = _cheapest(preemptor, trial, found, [costs[j.key] for j in found], now=now)
         if cheapest is not None:
-            return Preemption(tuple(cheapest), stopping)
+            graces = tuple(plans[j.key][1] for j in cheapest)
+            return Preemption(tuple(cheapest), stopping, graces)
     return _greedy(preemptor, trial, found, now=now, stopping=stopping)
 
 

@@ -83,11 +83,19 @@ class StopView:
     # The job's queue bounds how long a stopped job keeps its GPUs (TrainingQueue
     # maxGracePeriodSeconds), whatever the job asked for.
     max_grace: int | None = None
+    # The grace a preemption chose for this victim (None: the sized grace).
+    grace: int | None = None
 
 
 def grace_of(job: Job, view: StopView, rules: Rules) -> int:
-    """The grace period the job's Pods get: its own, sized to its observed checkpoint
+    """The grace period the job's Pods get: the one its stop recorded when it began;
+    else the one its preemption chose; else its own, sized to its observed checkpoint
     writes, within its queue's bound (shunter.domain.workloss.grace_for)."""
+    t = job.status.termination
+    if t is not None and t.step is not TerminationStep.DONE and t.grace is not None:
+        return t.grace
+    if view.grace is not None:
+        return view.grace
     cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
     return grace_for(job, queue_max=view.max_grace, cap=cap)
 
@@ -161,7 +169,7 @@ def _begin(
     if not present:
         return _finish(job, view, record, names=names, now=now, rules=rules)
     grace = grace_of(job, view, rules)
-    record = replace(record, pods=tuple(names[i] for i in present),
+    record = replace(record, pods=tuple(names[i] for i in present), grace=grace,
                      checkpoint_by=now + timedelta(seconds=grace))  # fmt: skip
     ns = job.key.namespace
     stopping = ", ".join(names[i] for i in present)

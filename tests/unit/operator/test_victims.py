@@ -134,3 +134,27 @@ def test_a_job_that_just_checkpointed_is_spared_for_one_that_would_lose_an_hour(
     assert [v.key.name for v in today.victims] == ["r1"]
     assert aware is not None
     assert [v.key.name for v in aware.victims] == ["r0"]
+
+
+def test_a_slow_checkpointer_is_stopped_with_its_own_grace_when_waiting_costs_more():
+    # r0 checkpoints on a stop, but its write takes 300 s (its own grace is 30 s); it
+    # saved a minute ago. Waiting 300 s for it with the preemptor's 8 GPUs costs more
+    # than the minute it loses when the kubelet kills it at 30 s: its stop gets 30 s.
+    r0 = a_running(0, (8, 0, 1, 120, 1, 300.0), "n0")
+    preemptor = (a_training_job("p").with_gpus(8).with_priority(1)
+                 .with_spec(queue="q").in_phase("queued", sequence=99).job())  # fmt: skip
+    queues = [QueueView("q", preemption="lowerPriority")]
+    book = JobBook.of([r0, preemptor], [a_pod_of(r0, node_name="n0")],
+                      nodes=[a_node("n0")], queues=queues)  # fmt: skip
+    state = admission_state(book, Rules(limits=SLOTS))
+    found = choose(preemptor, state, active=[r0], now=NOW, rules=Rules(limits=SLOTS))
+    assert found is not None
+    assert found.graces == (30,)
+    # Saved an hour ago instead: the checkpoint is worth the wait (sized: 455 s).
+    late = a_running(0, (8, 0, 1, 120, 60, 300.0), "n0")
+    book = JobBook.of([late, preemptor], [a_pod_of(late, node_name="n0")],
+                      nodes=[a_node("n0")], queues=queues)  # fmt: skip
+    state = admission_state(book, Rules(limits=SLOTS))
+    found = choose(preemptor, state, active=[late], now=NOW, rules=Rules(limits=SLOTS))
+    assert found is not None
+    assert found.graces == (455,)

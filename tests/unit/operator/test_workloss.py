@@ -71,3 +71,25 @@ def test_a_job_admitted_again_is_priced_from_its_admission_not_its_last_run():
         admittedAt=format_time(NOW - timedelta(seconds=5))).job()  # fmt: skip
     assert stop_cost(job, now=NOW, grace=30).lost_seconds == 5
     assert record_attempt(job, reason="Preempted", now=NOW)[-1].lost_seconds == 5
+
+
+def test_a_stop_keeps_the_grace_it_began_with():
+    from shunter.domain.model import StopCause
+    from shunter.operator.rules import Rules
+    from shunter.operator.stopping import StopView, stop
+    from tests.support.builders import a_pod_of, pods
+
+    job = running(write=100)  # sized: 155 s
+    pod = a_pod_of(job)
+    first = stop(job, StopView(pods(pod), grace=30), cause=StopCause.PREEMPT, now=NOW,
+                 rules=Rules())  # fmt: skip
+    assert first.delete_pods[0].grace_seconds == 30
+    assert first.status.termination.grace == 30
+    raw = {k: v for k, v in first.status.to_raw().items() if v is not None and k != "phase"}
+    raw["checkpoint"] = {"step": 9, "attempt": 2, "time": format_time(NOW),
+                         "maxWriteSeconds": 400, "writeSeconds": 400}  # fmt: skip
+    later = a_training_job("j").in_phase("stopping", **raw).job()
+    # A checkpoint reported mid-stop does not move its deadline.
+    again = stop(later, StopView(pods(pod)), cause=StopCause.PREEMPT,
+                 now=NOW + timedelta(seconds=35), rules=Rules())  # fmt: skip
+    assert again.wake_at == NOW + timedelta(seconds=40)  # 30 s + the 10 s margin
