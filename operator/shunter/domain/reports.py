@@ -202,12 +202,12 @@ def judge(report: Report, job: Job | None, reporter: Reporter) -> Job:
     return job
 
 
-def apply(status: JobStatus, report: Report, *, now: datetime, trail: bool = True) -> JobStatus:
-    """The status with the report taken in (`trail`: add its loss to the UI's trail)."""
+def apply(status: JobStatus, report: Report, *, now: datetime) -> JobStatus:
+    """The status with the report taken in (its loss added to the UI's trail)."""
     attempt = status.attempts
     old = status.progress
     losses = old.losses if old is not None else ()
-    if trail and report.loss is not None:
+    if report.loss is not None:
         losses = (*losses, round(report.loss, 6))[-LOSS_TRAIL:]
     resumed = report.resumed_from_step
     if resumed is None and old is not None and old.attempt == attempt:

@@ -33,7 +33,7 @@ earlier ones to stop.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -87,16 +87,21 @@ def stop_plan(job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
     to its checkpoint (nothing lost, the GPUs held through its write), or its own
     fixed grace (killed before a slow checkpoint: its work since the last one lost,
     the GPUs free sooner). A trainer whose checkpoint fits its own grace gets it."""
+    gpus = job.spec.total_gpus
+    priced = [(stop_cost(job, now=now, grace=g).gpu_seconds(gpus, waiting=waiting), g)
+              for g in grace_options(job, state, rules)]  # fmt: skip
+    return min(priced, key=lambda pair: pair[0])
+
+
+def grace_options(job: Job, state: AdmissionState, rules: Rules) -> list[int]:
+    """The graces a victim's stop may get: its sized one (when sizing is on), then its
+    own fixed one, both within its queue's bound."""
     queue_max = max_grace(job, state.queues)
-    fixed = grace_for(job, queue_max=queue_max, cap=None)
-    options = [fixed]
+    options = [grace_for(job, queue_max=queue_max, cap=None)]
     if rules.size_grace:
         cap = int(rules.max_sized_grace.total_seconds())
         options.insert(0, grace_for(job, queue_max=queue_max, cap=cap))
-    gpus = job.spec.total_gpus
-    priced = [(stop_cost(job, now=now, grace=g).gpu_seconds(gpus, waiting=waiting), g)
-              for g in options]  # fmt: skip
-    return min(priced, key=lambda pair: pair[0])
+    return options
 
 
 def protected(job: Job, *, now: datetime, rules: Rules) -> bool:
@@ -135,24 +140,39 @@ def candidates(preemptor: Job, active: Iterable[Job], state: AdmissionState, *, 
             and (state.quota.borrowed(other.name) > 0)
         ):
             found.append(job)
-    since = datetime.min.replace(tzinfo=now.tzinfo)
-    found.sort(key=lambda j: (j.spec.priority, -(j.status.running_since or since).timestamp(),
-                              j.key.name))  # fmt: skip
+    found.sort(key=todays_order(now))
     return found
+
+
+def todays_order(now: datetime) -> Callable[[Job], tuple[int, float, str]]:
+    """The order victims are taken in when nothing else decides: lowest priority first,
+    then the most recently started, then by name."""
+    since = datetime.min.replace(tzinfo=now.tzinfo)
+    return lambda j: (j.spec.priority, -(j.status.running_since or since).timestamp(),
+                      j.key.name)  # fmt: skip
 
 
 def choose(
     preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime, rules: Rules
 ) -> Preemption | None:
     """Victims that let the preemptor start, or None if preemption cannot help."""
+    trial, stopping, fits = _trial(preemptor, state, active, now=now)
+    if fits:
+        return Preemption((), stopping) if stopping else None
+    found = candidates(preemptor, active, state, now=now, rules=rules)
+    return _pick(preemptor, state, trial, found, stopping=stopping, now=now, rules=rules)
+
+
+def _trial(preemptor: Job, state: AdmissionState, active: Sequence[Job], *,
+           now: datetime) -> tuple[AdmissionState, int, bool]:  # fmt: skip
+    """The state with the jobs already being stopped for others gone (they count as
+    freed: a pass never picks new victims for a preemptor only waiting for earlier
+    ones), how many they are, and whether the preemptor fits then."""
     trial = state.copy()
     stopping = [j for j in active if being_preempted(j)]
     for job in stopping:
         trial.give(job)
-    if trial.verdict(preemptor, now=now).kind == "admit":
-        return Preemption((), len(stopping)) if stopping else None
-    found = candidates(preemptor, active, state, now=now, rules=rules)
-    return _pick(preemptor, state, trial, found, stopping=len(stopping), now=now, rules=rules)
+    return trial, len(stopping), trial.verdict(preemptor, now=now).kind == "admit"
 
 
 def choose_fair(
@@ -169,19 +189,15 @@ def choose_fair(
     queue = queue_of(preemptor.spec.queue, state.queues)
     if queue is None or not queue.preempts_above_fair_share or queue.gpu_quota is None:
         return None
-    trial = state.copy()
-    stopping = [j for j in active if being_preempted(j)]
-    for job in stopping:
-        trial.give(job)
-    if trial.verdict(preemptor, now=now).kind == "admit":
-        return Preemption((), len(stopping)) if stopping else None
+    trial, stopping, fits = _trial(preemptor, state, active, now=now)
+    if fits:
+        return Preemption((), stopping) if stopping else None
     members = {m.name: m for m in trial.quota.members(queue) if m.name != queue.name}
-    since = datetime.min.replace(tzinfo=now.tzinfo)
     pool = sorted(
         (j for j in active if j.spec.queue in members and j.phase in (Phase.STARTING, Phase.RUNNING)
          and not j.spec.cancelled and j.spec.priority <= preemptor.spec.priority
          and not protected(j, now=now, rules=rules)),
-        key=lambda j: (j.spec.priority, -(j.status.running_since or since).timestamp(), j.key.name),
+        key=todays_order(now),
     )  # fmt: skip
     chosen: list[Job] = []
     while pool:
@@ -200,7 +216,7 @@ def choose_fair(
         trial.give(victim)
         chosen.append(victim)
         if trial.verdict(preemptor, now=now).kind == "admit":
-            return Preemption(tuple(chosen), len(stopping))
+            return Preemption(tuple(chosen), stopping)
     return None
 
 
@@ -306,12 +322,9 @@ def time_slice(head: Job, state: AdmissionState, *, active: Sequence[Job], now: 
     queue = queue_of(head.spec.queue, state.queues)
     if queue is None or queue.time_slice is None:
         return Slicing(None, None)
-    trial = state.copy()
-    stopping = [j for j in active if being_preempted(j)]
-    for job in stopping:
-        trial.give(job)
-    if stopping and trial.verdict(head, now=now).kind == "admit":
-        return Slicing(Preemption((), len(stopping)), None)
+    trial, stopping, fits = _trial(head, state, active, now=now)
+    if stopping and fits:
+        return Slicing(Preemption((), stopping), None)
     over: list[tuple[datetime, Job]] = []
     next_end: datetime | None = None
     for job in active:
@@ -327,4 +340,4 @@ def time_slice(head: Job, state: AdmissionState, *, active: Sequence[Job], now: 
     found = [job for _, job in over]
     if not found or not _admits(head, trial, found, now=now):
         return Slicing(None, next_end)
-    return Slicing(_greedy(head, trial, found, now=now, stopping=len(stopping)), next_end)
+    return Slicing(_greedy(head, trial, found, now=now, stopping=stopping), next_end)
