@@ -14,7 +14,7 @@ measure that). bench/RESULTS.md says why a kwok run could not measure this.
 
 Policies on the same trace: today's choice (`checkpoint_aware=False, size_grace=False`),
 the defaults (checkpoint-aware victims, sized grace), and the oracle: the defaults with
-the operator's victim cost (`preemption.cost_of`) replaced by the truth (each trainer's
+the operator's victim cost (`preemption.stop_plan`) replaced by the truth (each trainer's
 real behaviour). For every preemption of every policy the bench also asks the oracle
 for the cheapest victim set on the same state, so a policy's choices can be compared
 with the best choice at the same decision points.
@@ -482,10 +482,12 @@ class Simulation:
     # -- the oracle --------------------------------------------------------------------
 
     def true_stop(self, job: Job, state: AdmissionState, *, now: datetime,
-                  rules: Rules) -> StopOutcome:  # fmt: skip
-        """How a stop started now really ends, with the grace the operator would give."""
-        cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
-        grace = grace_for(job, queue_max=max_grace(job, state.queues), cap=cap)
+                  rules: Rules, grace: int | None = None) -> StopOutcome:  # fmt: skip
+        """How a stop started now really ends, with `grace`, or the sized grace the
+        operator would give."""
+        if grace is None:
+            cap = int(rules.max_sized_grace.total_seconds()) if rules.size_grace else None
+            grace = grace_for(job, queue_max=max_grace(job, state.queues), cap=cap)
         return self.trainers[job.key].stop_outcome(_seconds(now), grace)
 
     def true_cost(self, job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
@@ -493,9 +495,22 @@ class Simulation:
         """GPU-seconds a stop started now really costs (lost work plus the time until
         its Pod is gone, on its GPUs and the `waiting` preemptor's):
         `preemption.cost_of` with perfect knowledge."""
-        outcome = self.true_stop(job, state, now=now, rules=rules)
+        return self._true_cost_at(job, state, now=now, rules=rules, waiting=waiting)
+
+    def _true_cost_at(self, job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
+                      waiting: int, grace: int | None = None) -> float:  # fmt: skip
+        outcome = self.true_stop(job, state, now=now, rules=rules, grace=grace)
         stop = outcome.end - _seconds(now) + REMOVAL_LAG
         return job.spec.total_gpus * (outcome.lost + stop) + waiting * stop
+
+    def true_plan(self, job: Job, state: AdmissionState, *, now: datetime, rules: Rules,
+                  waiting: int = 0) -> tuple[float, int]:  # fmt: skip
+        """`preemption.stop_plan` with perfect knowledge: the same grace options
+        (`preemption.grace_options`), each priced by how the stop really ends."""
+        priced = [(self._true_cost_at(job, state, now=now, rules=rules, waiting=waiting,
+                                      grace=g), g)
+                  for g in preemption.grace_options(job, state, rules)]  # fmt: skip
+        return min(priced, key=lambda pair: pair[0])
 
     def note_choice(self, found: tuple[Job, ...], best: tuple[Job, ...] | None,
                     state: AdmissionState, *, now: datetime, rules: Rules) -> None:  # fmt: skip
@@ -524,13 +539,15 @@ def _number(pod: PodView) -> int:
 
 
 @contextlib.contextmanager
-def _costs(cost: Callable[..., float]) -> Iterator[None]:
-    real = preemption.cost_of
-    preemption.cost_of = cost
+def _costs(plan: Callable[..., tuple[float, int]]) -> Iterator[None]:
+    """The oracle's victim choice: the operator's own search with `preemption.stop_plan`
+    (which the choice calls for each candidate's cost and grace) told the truth."""
+    real = preemption.stop_plan
+    preemption.stop_plan = plan
     try:
         yield
     finally:
-        preemption.cost_of = real
+        preemption.stop_plan = real
 
 
 @contextlib.contextmanager
@@ -543,13 +560,13 @@ def _watching_choices(sim: Simulation) -> Iterator[None]:
     def choose(preemptor: Job, state: AdmissionState, *, active: Any, now: datetime,
                rules: Rules) -> preemption.Preemption | None:  # fmt: skip
         if sim.oracle:
-            with _costs(sim.true_cost):
+            with _costs(sim.true_plan):
                 found = real(preemptor, state, active=active, now=now, rules=rules)
         else:
             found = real(preemptor, state, active=active, now=now, rules=rules)
         if found is None or not found.victims:
             return found
-        with _costs(sim.true_cost):
+        with _costs(sim.true_plan):
             best = real(preemptor, state, active=active, now=now,
                         rules=replace(rules, checkpoint_aware=True))  # fmt: skip
         sim.note_choice(found.victims, best.victims if best is not None else None, state,
