@@ -97,9 +97,6 @@ class ReportChannel:
         self._clock = clock
         self._pods: Expiring[tuple[str, str], tuple[str, dict[str, str]]] = Expiring(10_000)
         self._jobs: dict[str, _Pending] = {}  # by job uid
-        self.accepted = 0
-        self.refused = 0
-        self.writes = 0
 
     async def receive(self, authorization: str | None, body: bytes) -> dict[str, Any]:
         """The answer to a report (the token first: a caller without one costs no parse)."""
@@ -133,7 +130,6 @@ class ReportChannel:
         if pending is not None and report.checkpoint is None:
             entry.due = min(pending.due, entry.due)
         self._jobs[job.uid] = entry
-        self.accepted += 1
         if entry.due <= now:
             await self._write(job.uid, entry)
         return {"accepted": True, "next_report_seconds": REPORT_SECONDS, "notice": notice(job)}
@@ -181,7 +177,6 @@ class ReportChannel:
             log.warning("job %s: writing its report failed (will retry): %s", entry.key, exc)
             entry.due = self._clock() + FLUSH_EVERY
             return
-        self.writes += 1
         entry.written_at = self._clock()
         entry.due = float("inf")
 
@@ -256,13 +251,8 @@ async def report(request: Request) -> JSONResponse:
     try:
         answer = await channel.receive(request.headers.get("authorization"), await request.body())
     except ReportError as exc:
-        channel.refused += 1
         return _refusal(exc)
     except _TooOften as exc:
-        channel.refused += 1
         return JSONResponse({"accepted": False, "success": False, "message": exc.message},
                             status_code=429, headers={"Retry-After": "1"})  # fmt: skip
-    except ApiError:
-        channel.refused += 1
-        raise
     return JSONResponse(answer)
