@@ -8,13 +8,22 @@ they must be equal. Local only: on kind the node is not this machine.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from shunter.devcluster.controlplane import ControlPlane
-from shunter.devcluster.realnode import NODE_NAME, pool_selector, toleration
+from shunter.devcluster.realnode import (
+    NODE_NAME,
+    RealNode,
+    RealNodeError,
+    pool_selector,
+    toleration,
+)
+from shunter.devcluster.runtime import RUN_DIR
 from shunter.domain.podspec import CONTAINER_SECURITY_CONTEXT
 from tests.support.hoststate import snapshot
 from tests.support.polling import wait_for
@@ -78,7 +87,9 @@ def test_node_down_leaves_nothing_on_the_host(
 ):
     if control_plane is None or os.environ.get("SHUNTER_REAL_NODE_EXEC"):
         pytest.skip("checks this machine's own real node")
-    lazy_node.down()  # a node left by an earlier test would hide what this one creates
+    # A node left by an earlier test, or by a killed session, would hide what this
+    # one creates.
+    lazy_node.down()
     bin_dir = Path(control_plane.bin_dir)
     before = snapshot(bin_dir)
 
@@ -116,3 +127,47 @@ def test_node_down_leaves_nothing_on_the_host(
     lazy_node.down()
     after = snapshot(bin_dir)
     assert before.differences(after) == []
+
+
+def test_a_node_left_by_a_killed_session_is_taken_over(
+    control_plane: ControlPlane | None, lazy_node: LazyNode, tmp_path: Path
+):
+    """A session killed before it took its node down leaves the host's owner record
+    pointing at its cluster, whose daemons are dead: the next node cleans up after it
+    and starts, where it used to refuse until someone removed the record by hand."""
+    if control_plane is None or os.environ.get("SHUNTER_REAL_NODE_EXEC"):
+        pytest.skip("checks this machine's own real node")
+    lazy_node.down()
+    left = control_plane.state_dir.parent / f"{control_plane.state_dir.name}-killed" / "realnode"
+    (left / "pids").mkdir(parents=True)
+    # What a killed session leaves: pid records of daemons that are gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for daemon in ("kubelet", "kube-proxy"):
+        (left / "pids" / f"{daemon}.pid").write_text(
+            f"{dead.pid}\n{Path(control_plane.bin_dir) / daemon}\n"
+        )
+    RUN_DIR.mkdir(exist_ok=True)
+    (RUN_DIR / "owner").write_text(str(left))
+    try:
+        node = lazy_node.ensure_up()
+        assert node is not None
+        assert node.running()
+        assert (RUN_DIR / "owner").read_text() == str(node.state)
+        assert not left.exists()
+    finally:
+        shutil.rmtree(left.parent, ignore_errors=True)
+
+
+def test_a_live_node_of_another_cluster_is_not_taken_over(
+    control_plane: ControlPlane | None, lazy_node: LazyNode
+):
+    if control_plane is None or os.environ.get("SHUNTER_REAL_NODE_EXEC"):
+        pytest.skip("checks this machine's own real node")
+    node = lazy_node.ensure_up()
+    assert node is not None
+    other = RealNode(control_plane)
+    other.state = control_plane.state_dir.parent / "another-cluster" / "realnode"
+    with pytest.raises(RealNodeError, match="already runs on this machine"):
+        other.clear_dead_owner()
+    assert node.running()

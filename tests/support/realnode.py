@@ -133,8 +133,10 @@ class LazyNode:
         return self.node
 
     def down(self) -> None:
-        if self.node is not None and self.node.state.exists():
-            self.node.down(restore_apiserver=False)
+        if self.node is not None:
+            self.node.clear_dead_owner()
+            if self.node.state.exists():
+                self.node.down(restore_apiserver=False)
 
 
 @dataclass(frozen=True)

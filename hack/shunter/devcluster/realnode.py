@@ -25,6 +25,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,8 @@ class RealNode:
         """Add the node to the cluster and wait until it is Ready."""
         if self.running():
             return
+        self.clear_dead_owner()
         owner = RUN_DIR / "owner"
-        if owner.exists() and owner.read_text() != str(self.state):
-            raise RealNodeError(
-                f"a real node already runs on this machine (cluster state {owner.read_text()});"
-                " only one can (the kubelet uses fixed host paths): stop it first"
-            )
         self.down(restore_apiserver=False)
         for name in ("pki", "logs", "kubelet"):
             (self.state / name).mkdir(parents=True, exist_ok=True)
@@ -133,6 +130,27 @@ class RealNode:
             self._keep_logs()
             self.down(restore_apiserver=False)
             raise
+
+    def clear_dead_owner(self) -> None:
+        """If another cluster's node owns the host paths: while its daemons live,
+        refuse; when they are dead (its session was killed before it could take the
+        node down), clean up after it with its own record of the host."""
+        owner = RUN_DIR / "owner"
+        if owner.exists() and owner.read_text() != str(self.state):
+            self._take_over(Path(owner.read_text()))
+
+    def _take_over(self, previous: Path) -> None:
+        if any(processes.alive(d, state_dir=previous) for d in DAEMONS):
+            raise RealNodeError(
+                f"a real node already runs on this machine (cluster state {previous});"
+                " only one can (the kubelet uses fixed host paths): stop it first"
+            )
+        print(f"taking over the host from a dead real node (cluster state {previous})",
+              file=sys.stderr)  # fmt: skip
+        left = RealNode(self.plane)
+        left.state = previous
+        left.down(restore_apiserver=False)
+        (RUN_DIR / "owner").unlink(missing_ok=True)
 
     def _record_host(self) -> None:
         before = {
