@@ -90,9 +90,11 @@ def test_a_deleted_upstream_is_judged_from_the_mirror():
     assert judge_condition(Dependency("a", "Completed"), completed).state is State.MET
     assert judge_condition(Dependency("a", "Checkpointed", 10), completed).state is State.MET
     found = judge_condition(Dependency("a", "Completed"), failed)
-    assert found.state is State.IMPOSSIBLE and "judged from the history" in found.why
+    assert found.state is State.IMPOSSIBLE
+    assert "judged from the history" in found.why
     found = judge_condition(Dependency("a", "Finished"), deleted_while_running)
-    assert found.state is State.IMPOSSIBLE and "deleted before it finished" in found.why
+    assert found.state is State.IMPOSSIBLE
+    assert "deleted before it finished" in found.why
     found = judge_condition(Dependency("a", "Checkpointed", 6), deleted_while_running)
     assert found.state is State.IMPOSSIBLE
 
@@ -100,18 +102,21 @@ def test_a_deleted_upstream_is_judged_from_the_mirror():
 def test_a_missing_upstream_fails_after_the_grace_and_waits_within_it():
     old = a_dependent(created=T0).job()
     found = judge(old, lookup_of(), now=NOW)
-    assert found.outcome is Outcome.FAILED and found.reason == "DependencyFailed"
+    assert found.outcome is Outcome.FAILED
+    assert found.reason == "DependencyFailed"
     assert "a: no such job in this namespace" in found.message
     young = a_dependent(created=NOW - timedelta(seconds=1)).job()
     found = judge(young, lookup_of(), now=NOW)
-    assert found.outcome is Outcome.WAITING and "a to be created" in found.message
+    assert found.outcome is Outcome.WAITING
+    assert "a to be created" in found.message
     assert found.wake_at == young.created_at + timedelta(seconds=10)
 
 
 def test_a_name_being_looked_up_in_the_mirror_waits():
     job = a_dependent().job()
     found = judge(job, lookup_of(gone={"a": Absent.PENDING}), now=NOW)
-    assert found.outcome is Outcome.WAITING and "history is being read" in found.message
+    assert found.outcome is Outcome.WAITING
+    assert "history is being read" in found.message
 
 
 # -- a whole job -------------------------------------------------------------------------
@@ -122,7 +127,8 @@ def test_every_condition_must_be_met_and_the_message_names_what_it_waits_for():
     c = a_training_job("c").in_phase("running").job()
     job = a_dependent("b", dep("a"), dep("c", "Finished")).job()
     found = judge(job, lookup_of(a, c), now=NOW)
-    assert found.outcome is Outcome.WAITING and found.reason == "Dependency"
+    assert found.outcome is Outcome.WAITING
+    assert found.reason == "Dependency"
     assert found.message == "Waiting for c to finish"
     done = a_training_job("c").in_phase("failed").job()
     assert judge(job, lookup_of(a, done), now=NOW).outcome is Outcome.SATISFIED
@@ -154,7 +160,8 @@ def test_cancel_dependents_cascades_transitively_and_only_when_asked():
     assert judge(a_dependent("b", dep("a", "Finished")).job(), lookup_of(plain),
                  now=NOW).outcome is Outcome.SATISFIED  # fmt: skip
     found = judge(a_dependent("b", dep("a")).job(), lookup_of(plain), now=NOW)
-    assert found.outcome is Outcome.FAILED and "a cancelled" in found.message
+    assert found.outcome is Outcome.FAILED
+    assert "a cancelled" in found.message
     # Asked, but it completed: nothing to cascade.
     done = a_training_job("a").with_spec(cancelDependents=True).in_phase("completed").job()
     assert judge(a_dependent().job(), lookup_of(done), now=NOW).outcome is Outcome.SATISFIED
@@ -176,7 +183,8 @@ def test_a_job_waiting_on_a_cycle_fails_too():
     a = a_dependent("a", dep("c")).in_phase("queued").job()
     c = a_dependent("c", dep("a")).in_phase("queued").job()
     found = judge(a_dependent("x", dep("a")).job(), lookup_of(a, c), now=NOW)
-    assert found.outcome is Outcome.FAILED and "a -> c -> a" in found.message
+    assert found.outcome is Outcome.FAILED
+    assert "a -> c -> a" in found.message
 
 
 def test_a_started_job_closes_no_cycle():
@@ -241,17 +249,19 @@ def test_an_upstream_that_fails_fails_its_dependent_through_the_status_path():
     b = a_dependent("b").in_phase("queued", sequence=2).job()
     _, result = pass_of(a, b)
     status = result.decisions[JobKey("default", "b")].status
-    assert status.phase is Phase.FAILED and status.reason == "DependencyFailed"
+    assert status.phase is Phase.FAILED
+    assert status.reason == "DependencyFailed"
     assert "a failed: boom" in (status.message or "")
 
 
 def test_a_cancelled_upstream_with_cancel_dependents_cancels_the_chain():
-    a = a_training_job("a").with_spec(cancelDependents=True).cancelled().in_phase("queued",
-                                                                                  sequence=1).job()  # fmt: skip
+    a = a_training_job("a").with_spec(cancelDependents=True).cancelled()
+    a = a.in_phase("queued", sequence=1).job()
     b = a_dependent("b").in_phase("queued", sequence=2).job()
-    book, result = pass_of(a, b)
+    _book, result = pass_of(a, b)
     status = result.decisions[JobKey("default", "b")].status
-    assert status.phase is Phase.CANCELLED and status.reason == "UpstreamCancelled"
+    assert status.phase is Phase.CANCELLED
+    assert status.reason == "UpstreamCancelled"
     assert result.decisions[JobKey("default", "a")].status.phase is Phase.CANCELLED
 
 
@@ -270,7 +280,8 @@ def test_dependents_deep_in_a_blocked_queue_are_woken_by_their_upstream():
     book.put_job(a_training_job("a").in_phase("failed", sequence=10).job())
     result = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
     status = result.decisions[JobKey("default", "b")].status
-    assert status.phase is Phase.FAILED and status.reason == "DependencyFailed"
+    assert status.phase is Phase.FAILED
+    assert status.reason == "DependencyFailed"
 
 
 def test_a_deleted_upstream_is_asked_of_the_mirror_then_judged():
