@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shunter.domain.dependencies import CANCELLED_REASON
+from shunter.domain.dependencies import CANCELLED_REASON, WAITING_REASON
 from shunter.domain.model import (
     Attempt,
     Job,
@@ -201,6 +201,8 @@ def _queued(job: Job, ctx: Context) -> Decision:
         # A job admitted in its first pass never waited: its Admitted Event says it all
         # (one write less per job, which counts at a hundred jobs a second).
         events = (Event("Normal", "Queued", "Waiting for a free slot"),)
+        if ctx.waiting_reason == WAITING_REASON:  # what it waits for is its dependencies
+            events = (Event("Normal", WAITING_REASON, waiting_message(ctx)),)
     if job.spec.cancelled:
         decision = cancel_unstarted(job, now=ctx.now, rules=ctx.rules)
         return replace(decision, events=events + decision.events)
