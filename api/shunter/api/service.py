@@ -189,6 +189,8 @@ class TrainingService:
         job = await self._read(key, consistent=False)
         if job is not None:
             return Upstream.of(job)
+        if self.history.url is None:
+            return Absent.MISSING  # no history kept: what is not live is missing
         try:
             row = await self.history.last_state(namespace=key.namespace, name=key.name)
         except Unavailable:
@@ -205,11 +207,17 @@ class TrainingService:
             return
         names = [d.name for d in spec.depends_on]
         found = {n: await self._upstream(JobKey(namespace, n)) for n in names}
-        missing = [n for n in names if found[n] is None or found[n] is Absent.MISSING]
+        missing = [n for n in names if found[n] is Absent.MISSING]
         if missing:
             raise InvalidRequest(
                 f"Invalid request: depends_on: no job named {', '.join(missing)} in namespace"
                 f" {namespace} (nor in its history)"
+            )
+        unknown = [n for n in names if found[n] is None]
+        if unknown:
+            raise Unavailable(
+                f"depends_on: no job named {', '.join(unknown)} in namespace {namespace}, and"
+                " its history cannot be read now to tell whether it existed; try again"
             )
         jobs = {j.key.name: j for j in await self._jobs(namespace)}
         cycle = submit_cycle(name, names, jobs)
