@@ -326,9 +326,15 @@ class TrainingService:
     async def logs(self, key: JobKey, *, tail: int, follow: bool) -> Logs:
         return await self.pod_logs.open(await self.status(key), tail=tail, follow=follow)
 
-    async def cancel(self, key: JobKey, *, caller: Principal) -> Answer:
-        """Cancel, recording who (the annotation goes in the same write)."""
-        return await self._change(key, decide_cancel, {"cancelled": True}, caller=caller,
+    async def cancel(
+        self, key: JobKey, *, caller: Principal, cancel_dependents: bool = False
+    ) -> Answer:
+        """Cancel, recording who (the annotation goes in the same write); with
+        cancel_dependents, the jobs waiting on it go too (in the same write)."""
+        spec: dict[str, Any] = {"cancelled": True}
+        if cancel_dependents:
+            spec["cancelDependents"] = True
+        return await self._change(key, decide_cancel, spec, caller=caller,
                                   annotations={CANCELLED_BY: caller.user})  # fmt: skip
 
     async def suspend(self, key: JobKey, *, caller: Principal) -> Answer:

@@ -95,6 +95,13 @@ def test_the_guides_cancel_with_cancel_dependents_cancels_the_waiting_chain(
     b = jobs.wait_phase("b", "cancelled")["status"]
     assert b["reason"] == "UpstreamCancelled"
     assert status(http, "a")["cancel_dependents"] is True
+    # Or asked at the cancel itself (the same body).
+    assert submit(http, "a2", **LONG).status_code == 201
+    assert submit(http, "b2", {"name": "a2", "condition": "Completed"}).status_code == 201
+    cancelled = http.post("/api/training/cancel/a2", params={"cancel_dependents": "true"})
+    assert cancelled.status_code == 200
+    assert set(cancelled.json()) == {"success", "job_id", "previous_status", "message"}
+    assert jobs.wait_phase("b2", "cancelled")["status"]["reason"] == "UpstreamCancelled"
 
 
 @pytest.mark.parametrize(

@@ -130,11 +130,14 @@ async def live(
 )
 async def cancel(
     job_id: JobIdPath, service: Service, namespace: Namespace, caller: Caller,
+    cancel_dependents: Annotated[
+        bool, Query(description="Also cancel the jobs waiting on it (spec.cancelDependents)")
+    ] = False,
 ) -> JSONResponse:  # fmt: skip
     """Cancel a job in any state; the body is the acceptance guide's. The caller is
     recorded as the job's `cancelled_by`."""
     key = JobKey(namespace, job_id)
-    outcome = await service.cancel(key, caller=caller)
+    outcome = await service.cancel(key, caller=caller, cancel_dependents=cancel_dependents)
     if outcome.send_patch:
         await service.await_final(key)
     return change_answer(job_id, outcome)
