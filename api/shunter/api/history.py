@@ -68,6 +68,10 @@ _LATEST = (
     "SELECT id FROM local_training_jobs WHERE namespace = %(namespace)s AND name = %(name)s"
     " ORDER BY created_at DESC LIMIT 1"
 )
+_LAST_STATE = (
+    "SELECT status, checkpoint_step FROM local_training_jobs"
+    " WHERE namespace = %(namespace)s AND name = %(name)s ORDER BY created_at DESC LIMIT 1"
+)
 _ATTEMPTS = (
     f"SELECT {', '.join(AttemptRow.model_fields)} FROM training_job_attempts"
     " WHERE job_id = %(id)s ORDER BY attempt"
@@ -161,6 +165,24 @@ class History:
                 return await cur.fetchall()
         except psycopg.errors.UndefinedTable as exc:
             raise NotFound("No history of this job") from exc
+
+    async def last_state(self, *, namespace: str, name: str) -> tuple[str, int | None] | None:
+        """The newest job of that name's last phase and checkpoint step (a dependency on
+        a job whose TrainingJob is gone); None when there is none. Unavailable when
+        there is no history or it cannot be read."""
+        pool = await self._connection_pool()
+        try:
+            async with (
+                pool.connection(timeout=5) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                await cur.execute(_LAST_STATE, {"namespace": namespace, "name": name})
+                row = await cur.fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(f"Job history is unavailable: {exc}") from exc
+        return (str(row["status"]), row["checkpoint_step"]) if row is not None else None
 
     async def runs(
         self, *, namespace: str | None, since: datetime, until: datetime

@@ -500,6 +500,28 @@ class Toleration:
 
 
 @dataclass(frozen=True)
+class Dependency:
+    """One entry of spec.dependsOn: a job of the same namespace, and what it must
+    reach before this one may start (the rules: shunter.domain.dependencies)."""
+
+    name: str
+    condition: str  # Completed, Finished, Failed or Checkpointed
+    step: int | None = None  # Checkpointed: the checkpoint step to reach
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Dependency:
+        step = raw.get("step")
+        return cls(name=str(raw.get("name", "")), condition=str(raw.get("condition", "")),
+                   step=int(step) if step is not None else None)  # fmt: skip
+
+    def to_raw(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {"name": self.name, "condition": self.condition}
+        if self.step is not None:
+            raw["step"] = self.step
+        return raw
+
+
+@dataclass(frozen=True)
 class JobSpec:
     image: str
     command: tuple[str, ...] = ()
@@ -526,6 +548,8 @@ class JobSpec:
     checkpoint_storage_class: str | None = None
     suspended: bool = False
     cancelled: bool = False
+    depends_on: tuple[Dependency, ...] = ()
+    cancel_dependents: bool = False
 
     @property
     def total_gpus(self) -> int:
@@ -570,6 +594,8 @@ class JobSpec:
             checkpoint_storage_class=checkpoint.get("storageClassName"),
             suspended=bool(raw.get("suspended", False)),
             cancelled=bool(raw.get("cancelled", False)),
+            depends_on=tuple(Dependency.parse(d) for d in raw.get("dependsOn") or ()),
+            cancel_dependents=bool(raw.get("cancelDependents", False)),
         )
 
 

@@ -23,10 +23,11 @@ from tests.support.polling import wait_for
 QUEUES = EXAMPLES / "queues-cohort.yaml"
 GANG = EXAMPLES / "multinode-trainingjob.yaml"
 SUSPEND = EXAMPLES / "suspend-resume.yaml"
+PIPELINE = EXAMPLES / "pipeline.yaml"
 
 
 def test_every_example_is_applied_by_a_test():
-    tested = {*KUBECTL_EXAMPLES, QUEUES.name, GANG.name, SUSPEND.name}
+    tested = {*KUBECTL_EXAMPLES, QUEUES.name, GANG.name, SUSPEND.name, PIPELINE.name}
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == tested
 
 
@@ -128,3 +129,27 @@ def test_the_commented_patches_suspend_and_resume_the_job(
         assert "patched" in kubectl(kubeconfig, namespace, *resume)
         resumed = jobs.wait_phase("pausable", "running")["status"]
         assert resumed["attempts"] == 2
+
+
+@pytest.mark.usefixtures("policed")
+def test_a_pipeline_waits_in_order_and_its_cancel_takes_the_waiting_steps(
+    kubeconfig: Path, namespace: str, jobs: Jobs, start_operator: Callable[..., OperatorProcess]
+):
+    (cancel,) = commented(PIPELINE, "patch")
+    assert cancel[-1] == '{"spec":{"cancelled":true,"cancelDependents":true}}'
+    with applied(kubeconfig, namespace, PIPELINE):
+        start_operator(SHUNTER_MAX_RUNNING="4")
+        jobs.wait_phase("prepare", "running")
+        waits = {"train": "Waiting for prepare to complete",
+                 "evaluate": "Waiting for train to reach checkpoint step 1000",
+                 "report": "Waiting for evaluate to finish"}  # fmt: skip
+        for name, message in waits.items():
+            wait_for(lambda n=name, m=message: jobs.status(n).get("message") == m, timeout=30,
+                     what=f"{name} to wait for its upstream")  # fmt: skip
+            assert jobs.status(name)["reason"] == "Dependency"
+        assert jobs.pod_names() == ["prepare-trainer"]
+        assert "patched" in kubectl(kubeconfig, namespace, *cancel)
+        for name in waits:
+            status = jobs.wait_phase(name, "cancelled")["status"]
+            assert status["reason"] == "UpstreamCancelled"
+        jobs.wait_phase("prepare", "cancelled")
