@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shunter.domain.admission import AdmissionState, Limits, Usage, queue_order
+from shunter.domain.admission import AdmissionState, Limits, Usage, Verdict, queue_order
 from shunter.domain.capacity import Capacity
 from shunter.domain.model import Job, JobKey, JobSpec, Uid, format_time, parse_time
 from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
@@ -189,9 +189,15 @@ class Plan:
     slots: dict[JobKey, tuple[Slot, Slot, Slot]]
     estimates: dict[JobKey, Estimate]
     sources: dict[JobKey, str] = field(default_factory=dict)
+    _timeline: Timeline | None = field(default=None, repr=False, compare=False)
 
     def estimate(self, key: JobKey) -> Estimate | None:
         return self.estimates.get(key)
+
+    def timeline(self) -> Timeline:
+        if self._timeline is None:
+            self._timeline = Timeline.of(self)
+        return self._timeline
 
 
 def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Plan:
@@ -255,7 +261,7 @@ def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned
     now = world.now
     state = _state(world.limits, world.queues, nodes, world.active)
     slots: dict[JobKey, Slot] = {}
-    ends: list[tuple[datetime, int, Job]] = []
+    ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []
     holding_forever: list[Job] = []  # admitted, no runtime known
     for job in world.active:
         found = expected_end(job, now=now, learned=learned)
@@ -265,7 +271,7 @@ def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned
         if end is None:
             holding_forever.append(job)
         else:
-            heapq.heappush(ends, (end, len(ends), job))
+            heapq.heappush(ends, (end, len(ends), job, job.status.placement))
     lanes: dict[str, _Lane] = {}
     for job in sorted(world.waiting, key=queue_order):
         queue = queue_of(job.spec.queue, world.queues)
@@ -274,18 +280,18 @@ def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned
         lane.jobs.append(job)
     reasons: dict[JobKey, str] = {}
     wakes: list[datetime] = []
+    seen: set[JobKey] = set()
     t, starts, count = now, 0, 0
     while True:
-        for job, placement in _admit(state, lanes, t, reasons, wakes):
+        for job, placement in _admit(state, lanes, t, reasons, wakes, seen):
             runtime = _planned_runtime(job, learned, sources)
             end = None if runtime is None else t + timedelta(seconds=runtime[scenario])
             slots[job.key] = Slot(t, end, placement)
-            placed = replace(job, status=replace(job.status, placement=placement))
             if end is None:
-                holding_forever.append(placed)
+                holding_forever.append(job)
             else:
                 count += 1
-                heapq.heappush(ends, (end, count + len(world.active), placed))
+                heapq.heappush(ends, (end, count + len(world.active), job, placement))
             starts += 1
         if not any(lane.jobs for lane in lanes.values()):
             break
@@ -302,26 +308,29 @@ def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned
             break
         wakes[:] = [w for w in wakes if w > t]
         while ends and ends[0][0] <= t:
-            _, _, gone = heapq.heappop(ends)
-            state.give(gone)
+            _, _, gone, where = heapq.heappop(ends)
+            _give(state, gone, where)
     return slots, reasons
 
 
 def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime,
-           reasons: dict[JobKey, str], wakes: list[datetime]) -> Admitted:  # fmt: skip
+           reasons: dict[JobKey, str], wakes: list[datetime],
+           seen: set[JobKey]) -> Admitted:  # fmt: skip
     """What a pass at t admits: the queues' heads merged in admission order."""
     admitted: Admitted = []
     heap = [(queue_order(lane.jobs[0]), name, 0) for name, lane in lanes.items() if lane.jobs]
     heapq.heapify(heap)
     looked: dict[str, int] = {}
+    most = _most_free(state)
     while heap:
         _, name, index = heapq.heappop(heap)
         lane = lanes[name]
         job = lane.jobs[index]
-        verdict = state.verdict(job, now=t)
+        verdict = _verdict(state, job, t, most, seen)
         following = index + 1
         if verdict.kind == "admit":
             state.take(job, verdict.placement)
+            most = _most_free(state)
             admitted.append((job, verdict.placement))
             del lane.jobs[index]
             following = index
@@ -340,6 +349,27 @@ def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime,
         if following < len(lane.jobs):
             heapq.heappush(heap, (queue_order(lane.jobs[following]), name, following))
     return admitted
+
+
+def _most_free(state: AdmissionState) -> int:
+    return max((f.gpus for f in state.capacity.free.values()), default=0)
+
+
+def _verdict(state: AdmissionState, job: Job, t: datetime, most: int,
+             seen: set[JobKey]) -> Verdict:  # fmt: skip
+    """state.verdict, without placing a job whose Pods ask for more GPUs than any node
+    has free (thousands of times per plan): its answer is that of the checks before
+    placement, the static ones (budget, never fits, queue missing) judged by the first
+    full verdict the job got."""
+    if job.key not in seen or job.spec.gpus <= most:
+        seen.add(job.key)
+        return state.verdict(job, now=t)
+    if job.status.not_before is not None and t < job.status.not_before:
+        return Verdict("backoff", job.status.reason or "BackOff", job.status.message or "")
+    capped = state.usage.namespace_cap(job, state.limits)
+    if capped is not None:
+        return Verdict("capped", "NamespaceQuota", capped)
+    return Verdict("wait", "Queued")
 
 
 def _planned_runtime(job: Job, learned: Learned, sources: dict[JobKey, str]) -> Runtimes | None:
@@ -382,98 +412,149 @@ class Answer:
     ahead: int  # queued jobs ahead of it in admission order (all queues)
 
 
-def insert(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueView]) -> Answer:
-    """Where `job`, submitted now, would start: see the module doc."""
+def insert(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueView],
+           scenarios: Sequence[int] = SCENARIOS) -> Answer:  # fmt: skip
+    """Where `job`, submitted now, would start: see the module doc. `scenarios`
+    (MID alone: no range) makes a quick answer for alternatives."""
     order = queue_order(job)
-    ahead = [k for k, e in kept.estimates.items() if queue_order(kept.jobs[k]) < order]
-    same = [k for k in ahead if kept.jobs[k].spec.queue == job.spec.queue]
+    timeline = kept.timeline()
     queue = queue_of(job.spec.queue, queues)
     strict = queue is None or queue.strategy != BEST_EFFORT_FIFO
-    starts: list[datetime | None] = []
+    ahead = same = 0
+    last: list[datetime | None] = [now, now, now]  # the latest start ahead in its queue
+    blocker: JobKey | None = None
+    for key in kept.estimates:
+        other = kept.jobs[key]
+        if timeline.orders[key] >= order:
+            continue
+        ahead += 1
+        if other.spec.queue != job.spec.queue:
+            continue
+        same += 1
+        for scenario in scenarios:
+            start = kept.slots[key][scenario].start if key in kept.slots else None
+            seen = last[scenario]
+            if start is None or seen is None:
+                last[scenario] = None
+                blocker = blocker or key
+            else:
+                last[scenario] = max(seen, start)
+    starts: dict[int, datetime | None] = {}
     reason = None
-    for scenario in SCENARIOS:
-        not_before: datetime | None = now
-        if strict:
-            for key in same:
-                start = kept.slots.get(key, (Slot(None, None),) * 3)[scenario].start
-                if start is None:
-                    not_before = None
-                    reason = f"the job ahead in its queue has no estimate: {key}"
-                    break
-                not_before = max(now if not_before is None else not_before, start)
+    for scenario in scenarios:
+        not_before = last[scenario] if strict else now
         if not_before is None:
-            starts.append(None)
+            starts[scenario] = None
+            reason = f"the job ahead in its queue has no estimate: {blocker}"
             continue
         found, why = _first_fit(kept, job, scenario, not_before=not_before, order=order,
-                                queues=queues)  # fmt: skip
-        starts.append(found)
+                                queues=queues, strict=strict)  # fmt: skip
+        starts[scenario] = found
         reason = reason or why
-    mid = starts[MID]
+    mid = starts.get(MID)
     if mid is None:
-        return Answer(len(same) + 1, Estimate(reason=reason or "not planned"), len(ahead))
-    known = [s for s in starts if s is not None]
-    latest = max(known) if starts[HIGH] is not None else None
-    return Answer(len(same) + 1, Estimate(mid, min(known), latest), len(ahead))
+        return Answer(same + 1, Estimate(reason=reason or "not planned"), ahead)
+    known = [s for s in starts.values() if s is not None]
+    latest = max(known) if starts.get(HIGH, mid) is not None else None
+    return Answer(same + 1, Estimate(mid, min(known), latest), ahead)
+
+
+@dataclass
+class Timeline:
+    """The kept plan indexed for what-ifs: each job's order, and per scenario the
+    jobs with a slot and their starts and ends sorted (ends first at an instant)."""
+
+    orders: dict[JobKey, tuple[Any, ...]]
+    held: list[list[tuple[datetime, datetime | None, JobKey]]]
+    events: list[list[tuple[datetime, int, tuple[Any, ...], JobKey]]]
+    times: list[list[datetime]]
+    placements: list[dict[JobKey, tuple[str, ...]]]
+
+    @classmethod
+    def of(cls, kept: Plan) -> Timeline:
+        orders = {key: queue_order(job) for key, job in kept.jobs.items()}
+        held: list[list[tuple[datetime, datetime | None, JobKey]]] = []
+        events: list[list[tuple[datetime, int, tuple[Any, ...], JobKey]]] = []
+        for scenario in SCENARIOS:
+            mine, moves = [], []
+            for key, slots in kept.slots.items():
+                slot = slots[scenario]
+                if slot.start is None:
+                    continue
+                mine.append((slot.start, slot.end, key))
+                moves.append((slot.start, 1, orders[key], key))
+                if slot.end is not None:
+                    moves.append((slot.end, -1, orders[key], key))
+            moves.sort()
+            held.append(mine)
+            events.append(moves)
+        times = [[e[0] for e in moves] for moves in events]
+        placements = [{k: v[s].placement for k, v in kept.slots.items()} for s in SCENARIOS]
+        return cls(orders, held, events, times, placements)
+
+
+def _give(state: AdmissionState, job: Job, placement: Iterable[str]) -> None:
+    """AdmissionState.give with the placement of the plan."""
+    state.usage = state.usage.plus(job, -1)
+    state.quota.remove(job)
+    state.capacity.give(job, placement)
 
 
 def _first_fit(kept: Plan, job: Job, scenario: int, *, not_before: datetime,
-               order: tuple[Any, ...],
-               queues: Mapping[str, QueueView]) -> tuple[datetime | None, str | None]:  # fmt: skip
+               order: tuple[Any, ...], queues: Mapping[str, QueueView],
+               strict: bool) -> tuple[datetime | None, str | None]:  # fmt: skip
     """The first instant >= not_before of the scenario's timeline at which job fits."""
-    queue = queue_of(job.spec.queue, queues)
-    strict = queue is None or queue.strategy != BEST_EFFORT_FIFO
-    held: list[Job] = []
-    events: list[tuple[datetime, int, Job]] = []  # (time, +1 start / -1 end, job)
-    for key, slots in kept.slots.items():
-        slot = slots[scenario]
-        if slot.start is None:
-            continue
+    timeline = kept.timeline()
+    orders = timeline.orders
+
+    def skipped(key: JobKey) -> bool:
+        # Behind it in its StrictFIFO queue: it waits for the job first.
         other = kept.jobs[key]
-        if (
-            strict
-            and other.queued
-            and other.spec.queue == job.spec.queue
-            and queue_order(other) > order
-        ):
-            continue  # behind it in its StrictFIFO queue: it waits for the job first
-        placed = replace(other, status=replace(other.status, placement=slot.placement))
-        begun = slot.start < not_before or (slot.start == not_before
-                                            and queue_order(other) < order)  # fmt: skip
-        if begun and (slot.end is None or slot.end > not_before):
-            held.append(placed)
-        elif not begun:
-            events.append((slot.start, 1, placed))
-        if begun and slot.end is not None and slot.end > not_before:
-            events.append((slot.end, -1, placed))
-    state = _state(kept.limits, queues, kept.nodes, held)
+        return (strict and other.queued and other.spec.queue == job.spec.queue
+                and orders[key] > order)  # fmt: skip
+
+    def begun(start: datetime, key: JobKey) -> bool:
+        return start < not_before or (start == not_before and orders[key] < order)
+
+    held = [kept.jobs[k] for start, end, k in timeline.held[scenario]
+            if begun(start, k) and (end is None or end > not_before)
+            and not skipped(k)]  # fmt: skip
+    placements = timeline.placements[scenario]
+    state = _state(kept.limits, queues, kept.nodes, [])
+    for other in held:
+        state.take(other, placements[other.key])
     never = state.capacity.never_fits(job)
     if never is not None:
         return None, f"Unschedulable: {never}"
-    # At each instant: ends first, then the starts of the jobs ahead of it, then it.
-    events.sort(key=lambda e: (e[0], e[1], queue_order(e[2])))
-    t = not_before
-    i = 0
+    events = timeline.events[scenario]
+    i = bisect.bisect_left(timeline.times[scenario], not_before)
+    t, freed = not_before, True
     while True:
-        while (
-            i < len(events)
-            and events[i][0] <= t
-            and (events[i][0] < t or events[i][1] < 0 or queue_order(events[i][2]) < order)
-        ):
-            _, sign, other = events[i]
-            if sign > 0:
-                state.take(other, other.status.placement)
-            else:
-                state.give(other)
+        # At each instant: ends first, then the starts of the jobs ahead of it, then it.
+        while i < len(events) and (events[i][0] < t or (events[i][0] == t and (
+                events[i][1] < 0 or events[i][2] < order))):  # fmt: skip
+            at, sign, _, key = events[i]
             i += 1
-        verdict = state.verdict(job, now=t)
-        if verdict.kind == "admit":
-            return t, None
-        if verdict.kind == "never":
-            return None, verdict.message
-        later = [e[0] for e in events[i:] if e[0] > t][:1]
-        if not later:
+            if skipped(key) or (sign > 0 and begun(at, key)):
+                continue
+            if sign > 0:
+                state.take(kept.jobs[key], placements[key])
+            elif at > not_before:
+                _give(state, kept.jobs[key], placements[key])
+                freed = True
+        if freed:
+            verdict = state.verdict(job, now=t)
+            if verdict.kind == "admit":
+                return t, None
+            if verdict.kind == "never":
+                return None, verdict.message
+            freed = False
+        j = i
+        while j < len(events) and events[j][0] <= t:
+            j += 1
+        if j >= len(events):
             return None, "no runtime known for the jobs that hold what it needs"
-        t = later[0]
+        t = events[j][0]
 
 
 # -- the published plan --------------------------------------------------------------
