@@ -43,6 +43,7 @@ from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
+from shunter.operator.estimating import Estimator
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -86,10 +87,18 @@ class Controller:
         self._checkpoint_events: dict[str, float] = {}  # job uid -> when last posted
         self._usage_written_at = float("-inf")
         self._usage_written: dict[str, dict[str, object]] = {}
+        # The kept plan of start-time estimates (None: SHUNTER_ESTIMATES=false).
+        self.estimator: Estimator | None = None
 
     # -- inputs ----------------------------------------------------------------
 
     def wake(self) -> None:
+        if self.estimator is not None:
+            self.estimator.touch()
+        self._wake.set()
+
+    def nudge(self) -> None:
+        """Run the loop (a new plan's estimates to write) without marking a change."""
         self._wake.set()
 
     def forget(self) -> None:
@@ -121,6 +130,8 @@ class Controller:
             try:
                 await self.reconcile_once()
                 await self.write_usage()
+                if self.estimator is not None:
+                    await self.estimator.write(self.actions)
             except Exception:
                 log.exception("reconcile pass failed; retrying")
                 self.book.mark_all()
