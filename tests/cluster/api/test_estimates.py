@@ -1,0 +1,108 @@
+"""Estimated starts and what-ifs on a scripted cluster where the true start is known:
+one kwok node of 8 GPUs, jobs whose Pods run for a set time (sim.shunter.dev/run-for)
+and say so in maxRuntimeSeconds. The estimate the operator's kept plan gives a queued
+job is compared with the time it really starts; a what-if creates nothing, neither
+a TrainingJob nor a mirror row, and is refused exactly as a submit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from shunter.domain.model import parse_time
+from tests.support.api import ApiProcess
+from tests.support.nodes import NodePool
+from tests.support.operator import OperatorProcess
+from tests.support.policy import kubectl
+from tests.support.polling import wait_for
+
+TOLERANCE = 8.0  # seconds: kwok's Pod start and the operator's pass on either side
+RUN = 20  # seconds each job runs
+
+
+def job(pool: NodePool, name: str, **body: Any) -> dict[str, Any]:
+    return {"name": name, "gpus": 8, "node_selector": pool.selector, "max_runtime_seconds": RUN + 2,
+            "pod_annotations": {"sim.shunter.dev/run-for": f"{RUN}s"}, **body}  # fmt: skip
+
+
+def names(kubeconfig: Path, namespace: str) -> set[str]:
+    listing = json.loads(kubectl(kubeconfig, "get", "trainingjobs", "-n", namespace, "-o", "json"))
+    return {j["metadata"]["name"] for j in listing["items"]}
+
+
+def mirrored(database_url: str, namespace: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT name FROM local_training_jobs WHERE namespace = %s", (namespace,)
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_estimated_start_matches_the_actual_start_and_what_if_creates_nothing(
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    node_pool: NodePool,
+    kubeconfig: Path,
+    namespace: str,
+    database_url: str,
+) -> None:
+    node_pool.add(1, gpus=8)
+    start_operator(SHUNTER_MAX_RUNNING="4", SHUNTER_ESTIMATE_SECONDS="1")
+    with start_api().client() as http:
+        assert http.post("/api/training/submit", json=job(node_pool, "first")).status_code == 201
+        wait_for(lambda: http.get("/api/training/status/first").json()["status"] == "running",
+                 timeout=60, what="the first job to run")  # fmt: skip
+        assert http.post("/api/training/submit", json=job(node_pool, "second")).status_code == 201
+
+        def estimated() -> dict[str, Any] | None:
+            row = http.get("/api/training/status/second").json()
+            return row if row.get("estimated_start") else None
+
+        row = wait_for(estimated, timeout=30, what="an estimate for the second job")
+        estimate = parse_time(row["estimated_start"])
+        assert estimate is not None
+        span = row["estimated_start_range"]
+        assert parse_time(span["earliest"]) <= estimate <= parse_time(span["latest"])
+
+        # kubectl shows it too (the first jobs of a queue get it in status).
+        def in_status() -> str | None:
+            body = json.loads(kubectl(kubeconfig, "get", "trainingjob", "second", "-n",
+                                      namespace, "-o", "json"))  # fmt: skip
+            return body.get("status", {}).get("estimatedStart")
+
+        wait_for(in_status, timeout=30, what="status.estimatedStart")
+
+        # A what-if now: behind the second job, starting when it ends.
+        before = names(kubeconfig, namespace), mirrored(database_url, namespace)
+        answer = http.post("/api/training/submit", params={"dry_run": "true"},
+                           json=job(node_pool, "maybe"))  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        what = answer.json()
+        assert what["dry_run"] is True
+        assert what["position"] == 2
+        assert what["estimated_start"] is not None
+        assert (parse_time(what["estimated_start"]) - estimate).total_seconds() >= RUN
+        # with 4 GPUs it would not start sooner (the node is busy until the first ends)
+        assert what["preempts"] == []
+        # Refused exactly as a submit would be.
+        bad = http.post("/api/training/submit", params={"dry_run": "true"},
+                        json=job(node_pool, "second"))  # fmt: skip
+        assert bad.status_code == 409, bad.text
+        invalid = http.post("/api/training/submit", params={"dry_run": "true"},
+                            json={**job(node_pool, "x"), "gpus": 1000})  # fmt: skip
+        assert invalid.status_code == 422
+        assert (names(kubeconfig, namespace), mirrored(database_url, namespace)) == before
+
+        def started() -> datetime | None:
+            row = http.get("/api/training/status/second").json()
+            return parse_time(row.get("admitted_at")) if row["status"] != "queued" else None
+
+        actual = wait_for(started, timeout=120, what="the second job to start")
+        error = abs((actual - estimate).total_seconds())
+        assert error <= TOLERANCE, (estimate, actual)
+        assert datetime.now(UTC) >= actual
