@@ -203,6 +203,7 @@ class Plan:
 def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Plan:
     """Simulate the three scenarios; each queued job's estimate and range."""
     nodes = _net_nodes(world.nodes, world.foreign)
+    none = Slot(None, None)
     slots: dict[JobKey, list[Slot]] = {}
     reasons: dict[JobKey, str] = {}
     sources: dict[JobKey, str] = {}
@@ -210,7 +211,7 @@ def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Pla
         found, why = _simulate(world, nodes, scenario, learned=learned, max_starts=max_starts,
                                sources=sources)  # fmt: skip
         for key, slot in found.items():
-            slots.setdefault(key, []).append(slot)
+            slots.setdefault(key, [none, none, none])[scenario] = slot
         if scenario == MID:
             reasons = why
     estimates: dict[JobKey, Estimate] = {}

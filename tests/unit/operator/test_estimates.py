@@ -177,3 +177,15 @@ def test_position_counts_the_jobs_ahead_in_its_queue() -> None:
     answer = insert(kept, queued("c", 8, 1000, limit=60), now=at(0), queues={})
     assert answer.position == 3
     assert answer.estimate.start == at(120)
+
+
+def test_a_job_planned_in_one_scenario_only_keeps_its_scenarios_apart() -> None:
+    # a may run 40 days: in the low scenario it ends after 10 and b starts then; in
+    # the middle one it ends past the 30-day horizon, so b has no estimate.
+    a = running("a", 8, limit=40 * 86400)
+    b = queued("b", 8, 1, limit=60)
+    kept = plan(world([a], [b]), learned=Learned())
+    assert kept.slots[b.key][estimates.LOW].start == at(10 * 86400)
+    assert kept.slots[b.key][estimates.MID].start is None
+    assert kept.estimates[b.key].start is None
+    assert "horizon" in (kept.estimates[b.key].reason or "")
