@@ -40,7 +40,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shunter.domain.admission import AdmissionState, Limits, Usage, Verdict, queue_order
@@ -71,17 +71,40 @@ def similar_key(job: Job) -> SimilarKey:
 
 @dataclass(frozen=True)
 class Learned:
-    """Past run durations (seconds, sorted) of similar jobs, from the mirror."""
+    """Past run durations (seconds, sorted) of similar jobs, from the mirror: same
+    namespace, image and GPUs; where those are fewer than MIN_RUNS, same namespace
+    and image (any GPUs)."""
 
     durations: Mapping[SimilarKey, Sequence[float]] = field(default_factory=dict)
+    broad: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict, compare=False)
 
-    def runtimes(self, job: Job, *, elapsed: float = 0.0) -> Runtimes | None:
-        """Low, middle and high runtime of a job that has run `elapsed` so far."""
-        past = self.durations.get(similar_key(job)) or ()
-        longer = past[bisect.bisect_right(past, elapsed) :]
-        if len(longer) < MIN_RUNS:
+    def __post_init__(self) -> None:
+        if self.broad or not self.durations:
+            return
+        broad: dict[tuple[str, str], list[float]] = {}
+        for (namespace, image, _), values in self.durations.items():
+            broad.setdefault((namespace, image), []).extend(values)
+        object.__setattr__(self, "broad", {k: sorted(v) for k, v in broad.items()})
+
+    def runtimes(self, job: Job, *, elapsed: float = 0.0, planned: bool = False) -> Runtimes | None:
+        """Low, middle and high runtime of a job that has run `elapsed` so far: the
+        25th and 90th percentile of the past runs longer than that, and in the middle
+        their median for a running job (its own end is what counts) or their mean for
+        a planned one (the starts behind it add runtimes up: the sum's expectation is
+        the sum of the means, which a heavy tail puts well above the medians)."""
+        key = similar_key(job)
+        for past in (self.durations.get(key) or (), self.broad.get(key[:2]) or ()):
+            longer = past[bisect.bisect_right(past, elapsed) :]
+            if len(longer) >= MIN_RUNS:
+                break
+        else:
             return None
         low, mid, high = (_percentile(longer, p) for p in PERCENTILES)
+        if planned:
+            mid = sum(longer) / len(longer)
+        limit = job.spec.max_runtime_seconds
+        if limit:  # the operator stops it there: no run is longer
+            low, mid, high = (min(limit, x) for x in (low, mid, high))
         return (low, mid, high)
 
 
@@ -108,7 +131,10 @@ def expected_end(job: Job, *, now: datetime, learned: Learned) -> Ends:
         base = max(now, progress.reported_at)
         left = max(0.0, left - (base - progress.reported_at).total_seconds())
         spread = (1 - PROGRESS_SPREAD, 1.0, 1 + PROGRESS_SPREAD)
-        return Ends(tuple(base + timedelta(seconds=left * s) for s in spread), "progress")  # type: ignore[arg-type]
+        limit = job.spec.max_runtime_seconds
+        cap = started + timedelta(seconds=limit) if limit else datetime.max.replace(tzinfo=UTC)
+        at = tuple(max(now, min(cap, base + timedelta(seconds=left * s))) for s in spread)
+        return Ends(at, "progress")  # type: ignore[arg-type]
     elapsed = max(0.0, (now - started).total_seconds())
     found = learned.runtimes(job, elapsed=elapsed)
     if found is not None:
@@ -374,7 +400,7 @@ def _verdict(state: AdmissionState, job: Job, t: datetime, most: int,
 
 
 def _planned_runtime(job: Job, learned: Learned, sources: dict[JobKey, str]) -> Runtimes | None:
-    found = learned.runtimes(job)
+    found = learned.runtimes(job, planned=True)
     if found is not None:
         sources[job.key] = "learned"
         return found
