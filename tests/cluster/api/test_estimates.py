@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from kubernetes import client
 
+from shunter.devcluster.accounts import account_with_role
 from shunter.domain.model import parse_time
 from tests.support.api import ApiProcess
+from tests.support.kube import EDITOR, VIEWER
 from tests.support.nodes import NodePool
 from tests.support.operator import OperatorProcess
 from tests.support.policy import kubectl
@@ -106,3 +109,31 @@ def test_estimated_start_matches_the_actual_start_and_what_if_creates_nothing(
         error = abs((actual - estimate).total_seconds())
         assert error <= TOLERANCE, (estimate, actual)
         assert datetime.now(UTC) >= actual
+
+
+def test_a_what_if_is_authorized_as_a_submit_for_each_team(
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    user_roles: list[str],
+    kube_api: client.ApiClient,
+    kubeconfig: Path,
+    namespace: str,
+) -> None:
+    """Acting as the teams: an editor's what-if answers (and creates nothing); a
+    viewer's and an outsider's are refused with the 403 a submit gets."""
+    start_operator()
+    api = start_api(SHUNTER_API_AUTH="kubernetes")
+    writer = account_with_role(kube_api, namespace, "writer", EDITOR)
+    reader = account_with_role(kube_api, namespace, "reader", VIEWER)
+    outsider = account_with_role(kube_api, namespace, "outsider", None)
+    body = {"name": "maybe", "pod_annotations": {"sim.shunter.dev/run-for": "60s"}}
+    dry = {"dry_run": "true"}
+    with api.client(writer) as w, api.client(reader) as r, api.client(outsider) as o:
+        answer = w.post("/api/training/submit", params=dry, json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["dry_run"] is True
+        for caller in (r, o):
+            refused = caller.post("/api/training/submit", params=dry, json=body)
+            submitted = caller.post("/api/training/submit", json=body)
+            assert refused.status_code == submitted.status_code == 403
+    assert names(kubeconfig, namespace) == set()
