@@ -642,7 +642,7 @@ def _first_fit(kept: Plan, job: Job, scenario: int, *, not_before: datetime,
     if never is not None:
         return None, f"Unschedulable: {never}"
     events, times = timeline.events[scenario], timeline.times[scenario]
-    placements, info, orders = timeline.placements[scenario], timeline.info, timeline.orders
+    placements, info = timeline.placements[scenario], timeline.info
     snapshots = timeline.snapshots[scenario]
     target = bisect.bisect_left(times, not_before)
     at = bisect.bisect_right([i for i, _ in snapshots], target) - 1
