@@ -82,13 +82,17 @@ def test_estimated_start_matches_the_actual_start_and_what_if_creates_nothing(
 
         # A what-if now: behind the second job, starting when it ends.
         before = names(kubeconfig, namespace), mirrored(database_url, namespace)
-        answer = http.post("/api/training/submit", params={"dry_run": "true"},
-                           json=job(node_pool, "maybe"))  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        what = answer.json()
+
+        def what_if() -> dict[str, Any] | None:
+            answer = http.post("/api/training/submit", params={"dry_run": "true"},
+                               json=job(node_pool, "maybe"))  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            # None until the API has read the operator's published plan (every 2 s)
+            return answer.json() if answer.json()["estimated_start"] else None
+
+        what = wait_for(what_if, timeout=30, what="a what-if answered from the plan")
         assert what["dry_run"] is True
         assert what["position"] == 2
-        assert what["estimated_start"] is not None
         assert (parse_time(what["estimated_start"]) - estimate).total_seconds() >= RUN
         # with 4 GPUs it would not start sooner (the node is busy until the first ends)
         assert what["preempts"] == []

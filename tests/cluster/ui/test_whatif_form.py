@@ -21,13 +21,15 @@ def test_the_form_previews_the_start_and_creates_nothing(
     start_api: Callable[..., ApiProcess],
     node_pool: NodePool,
     jobs: Jobs,
+    queues: Callable[..., str],
     namespace: str,
 ) -> None:
     node_pool.add(1, gpus=8)
     start_operator(SHUNTER_MAX_RUNNING="4", SHUNTER_ESTIMATE_SECONDS="1")
+    team = queues(maxRunning=1)  # the form's job waits for the holder, wherever it runs
     api = start_api()
     with api.client() as http:
-        body = {"name": "holder", "gpus": 8, "node_selector": node_pool.selector,
+        body = {"name": "holder", "gpus": 8, "node_selector": node_pool.selector, "queue": team,
                 "max_runtime_seconds": 1200,
                 "pod_annotations": {"sim.shunter.dev/run-for": "1200s"}}  # fmt: skip
         assert http.post("/api/training/submit", json=body).status_code == 201
@@ -40,6 +42,7 @@ def test_the_form_previews_the_start_and_creates_nothing(
     form.locator("input[name=name]").fill("next")
     form.locator("input[name=gpus]").fill("8")
     form.locator("input[name=max_runtime]").fill("60")
+    form.locator("input[name=queue]").fill(team)
     preview = page.locator("#preview")
 
     def planned() -> bool:
