@@ -587,9 +587,11 @@ class Timeline:
                 if slot.start is None:
                     continue
                 where[key] = slot.placement
-                moves.append((slot.start, 1, orders[key], key))
+                # A job holding its slot already is ahead of any job at its instant.
+                order = orders[key] if kept.jobs[key].queued else ()
+                moves.append((slot.start, 1, order, key))
                 if slot.end is not None:
-                    moves.append((slot.end, -1, orders[key], key))
+                    moves.append((slot.end, -1, order, key))
             moves.sort()
             held, kept_at = empty.copy(), [(0, empty.copy())]
             for i, (_, sign, _, key) in enumerate(moves, 1):
