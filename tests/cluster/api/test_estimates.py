@@ -141,3 +141,48 @@ def test_a_what_if_is_authorized_as_a_submit_for_each_team(
             submitted = caller.post("/api/training/submit", json=body)
             assert refused.status_code == submitted.status_code == 403
     assert names(kubeconfig, namespace) == set()
+
+
+def test_status_carries_the_estimate_for_the_first_jobs_of_a_queue_only(
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    node_pool: NodePool,
+    kubeconfig: Path,
+    namespace: str,
+) -> None:
+    """Like exact positions: status.estimatedStart for the first SHUNTER_QUEUE_POSITIONS
+    jobs of the queue; REST shows every queued job's, from the plan, in queue order."""
+    node_pool.add(1, gpus=8)
+    start_operator(SHUNTER_MAX_RUNNING="4", SHUNTER_ESTIMATE_SECONDS="1",
+                   SHUNTER_QUEUE_POSITIONS="2")  # fmt: skip
+    waiting = ["q1", "q2", "q3", "q4"]
+    with start_api().client() as http:
+        holder = {**job(node_pool, "holder"), "max_runtime_seconds": 600,
+                  "pod_annotations": {"sim.shunter.dev/run-for": "600s"}}  # fmt: skip
+        assert http.post("/api/training/submit", json=holder).status_code == 201
+        wait_for(lambda: http.get("/api/training/status/holder").json()["status"] == "running",
+                 timeout=60, what="the holder to run")  # fmt: skip
+        for name in waiting:
+            assert http.post("/api/training/submit", json=job(node_pool, name)).status_code == 201
+
+        def by_rest() -> list[datetime] | None:
+            rows = [http.get(f"/api/training/status/{n}").json() for n in waiting]
+            starts = [parse_time(r.get("estimated_start")) for r in rows]
+            return starts if all(starts) else None  # type: ignore[return-value]
+
+        starts = wait_for(by_rest, timeout=30, what="every queued job's estimate over REST")
+        assert starts == sorted(starts)
+        assert (starts[-1] - starts[0]).total_seconds() >= 3 * RUN
+
+        def in_status() -> dict[str, str | None]:
+            listing = json.loads(kubectl(kubeconfig, "get", "trainingjobs", "-n", namespace,
+                                         "-o", "json"))  # fmt: skip
+            return {j["metadata"]["name"]: j.get("status", {}).get("estimatedStart")
+                    for j in listing["items"] if j["metadata"]["name"] in waiting}  # fmt: skip
+
+        shown = wait_for(lambda: (s := in_status())["q1"] and s["q2"] and s, timeout=30,
+                         what="status.estimatedStart of the first two")  # fmt: skip
+        assert shown["q3"] is None
+        assert shown["q4"] is None
+        table = kubectl(kubeconfig, "get", "trainingjobs", "-n", namespace)
+        assert "EST. START" in table.splitlines()[0]
