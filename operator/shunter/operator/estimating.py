@@ -12,7 +12,8 @@ The plan goes to two places:
 - the status of the first `exact_positions` queued jobs of each queue (like their
   exact positions): `estimatedStart` and `estimatedStartRange`, written only when the
   estimate moved by more than MOVED of the wait left (or its reason changed), and
-  removed from a job that fell behind. Written by the controller between passes
+  removed from any other job whose status shows one (it fell behind, left the queue,
+  or an earlier leader wrote it). Written by the controller between passes
   (`write`), so they never race a pass's own status writes.
 """
 
@@ -55,7 +56,6 @@ class Estimator:
         self._planned_changes = -1
         self._planned_at = float("-inf")
         self._written_plan = 0
-        self._written: set[JobKey] = set()  # jobs whose status shows an estimate
         self._learned = Learned()
         self._learned_at = float("-inf")
         self.wake: Callable[[], None] = lambda: None  # the controller's
@@ -111,15 +111,16 @@ class Estimator:
         for name in self.book.queue_names():
             for job in islice(self.book.waiting(name), self.settings.rules.exact_positions):
                 shown[job.key] = kept.estimate(job.key)
-        for key in self._written - shown.keys():
-            shown[key] = None  # fell behind (or left the queue): the estimate goes
+        # Whoever else shows one (fell behind, suspended, cancelled, or written by an
+        # earlier leader) loses it: a look at every job's status, no write for most.
+        for job in self.book.jobs.values():
+            s = job.status
+            if job.key not in shown and (s.estimated_start or s.estimated_range):
+                shown[job.key] = None
         writes = []
         for key, estimate in shown.items():
             found = self.book.jobs.get(key)
-            if found is None or not found.queued:
-                self._written.discard(key)
-                continue
-            if _moved(found, estimate, now=kept.computed_at):
+            if found is not None and _moved(found, estimate, now=kept.computed_at):
                 writes.append(self._write(actions, found, estimate))
         return sum(await asyncio.gather(*writes))
 
@@ -140,10 +141,6 @@ class Estimator:
             log.debug("job %s: estimate not written: %s", job.key, exc)
             return 0  # a newer version comes with the next plan
         self.book.written(job, status, str(body["metadata"]["resourceVersion"]))
-        if estimate is None:
-            self._written.discard(job.key)
-        else:
-            self._written.add(job.key)
         return 1
 
 

@@ -184,5 +184,12 @@ def test_status_carries_the_estimate_for_the_first_jobs_of_a_queue_only(
                          what="status.estimatedStart of the first two")  # fmt: skip
         assert shown["q3"] is None
         assert shown["q4"] is None
+        # A job of higher priority goes first: q2 falls behind the first two, and
+        # its status loses the estimate.
+        urgent = {**job(node_pool, "urgent"), "priority": 5}
+        assert http.post("/api/training/submit", json=urgent).status_code == 201
+        waiting.append("urgent")
+        wait_for(lambda: (s := in_status())["urgent"] and s["q1"] and s["q2"] is None,
+                 timeout=30, what="q2 to lose its estimate to the urgent job")  # fmt: skip
         table = kubectl(kubeconfig, "get", "trainingjobs", "-n", namespace)
         assert "EST. START" in table.splitlines()[0]
