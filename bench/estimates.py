@@ -43,6 +43,7 @@ from shunter.domain.estimates import Estimate, Learned, World
 from shunter.domain.model import Job, JobKey, JobStatus, Phase, PodView, Progress, format_time
 from shunter.domain.nodes import NodeView, Resources
 from shunter.domain.queues import QueueView
+from shunter.domain.whatif import timeline_of
 from shunter.operator.book import JobBook
 from shunter.operator.estimating import learned_from
 from shunter.operator.planning import plan_pass
@@ -362,7 +363,7 @@ def what_if_cost(queued: int, requests: int) -> dict[str, float]:
     body = json.dumps(estimates.to_raw(kept))
     began = time.perf_counter()
     held = estimates.parse(json.loads(body))
-    held.timeline()
+    timeline_of(held)
     parse_s = time.perf_counter() - began
 
     async def allowed(_queue: str) -> bool:

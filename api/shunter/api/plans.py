@@ -16,6 +16,7 @@ import logging
 from shunter.api.errors import Unavailable
 from shunter.api.history import History
 from shunter.domain.estimates import Plan, parse
+from shunter.domain.whatif import timeline_of
 
 log = logging.getLogger("shunter.api.plans")
 
@@ -48,5 +49,5 @@ class Plans:
 def _parse(body: object) -> Plan:
     assert isinstance(body, dict)
     kept = parse(body)
-    kept.timeline()  # built here, off the loop, not by the first what-if
+    timeline_of(kept)  # built here, off the loop, not by the first what-if
     return kept

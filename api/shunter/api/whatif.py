@@ -1,7 +1,7 @@
 """The answer to a what-if (POST /api/training/submit?dry_run=true), from the kept plan.
 
 The job, as the API server's dry run returned it, is inserted into the operator's
-kept plan (shunter.domain.estimates.insert: no simulation, p99 well under 100 ms at
+kept plan (shunter.domain.whatif.insert: no simulation, p99 well under 100 ms at
 10,000 queued jobs, see bench/RESULTS.md). Besides its position and estimated start:
 
 - whether it would preempt, and whom. The operator's choice of victims lives in
@@ -23,9 +23,10 @@ from dataclasses import replace
 from datetime import datetime
 
 from shunter.api.schemas import Alternative, StartRangePublic, WhatIf
-from shunter.domain.estimates import MID, Plan, insert
+from shunter.domain.estimates import MID, Plan
 from shunter.domain.model import Job
 from shunter.domain.queues import DEFAULT_QUEUE, LOWER_PRIORITY, QueueView, queue_of
+from shunter.domain.whatif import insert
 
 # Alternatives looked at: other queues (each one costs a dry run when sooner).
 MAX_QUEUES = 5

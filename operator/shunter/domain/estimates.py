@@ -25,7 +25,7 @@ estimate errs late), admission fair sharing inside a queue (a queue is taken in 
 admission order) and failures or retries. The simulation stops after MAX_STARTS starts
 or HORIZON of virtual time: the jobs behind get the reason "beyond the plan's horizon".
 
-A what-if (`insert`) is answered from the kept plan without simulating again: nothing
+A what-if (shunter.domain.whatif) is answered from the kept plan without simulating: nothing
 the hypothetical job does changes the plan before it starts (it holds nothing while
 it waits, and the jobs ahead of it in admission order are admitted before it at any
 instant), so its start is the first instant of the plan's timeline at which it fits
@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shunter.domain.admission import AdmissionState, Limits, Usage, Verdict, queue_order
-from shunter.domain.capacity import Capacity, pod_need
+from shunter.domain.capacity import Capacity
 from shunter.domain.model import Job, JobKey, JobSpec, Uid, format_time, parse_time
 from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, queue_of
@@ -215,15 +215,11 @@ class Plan:
     slots: dict[JobKey, tuple[Slot, Slot, Slot]]
     estimates: dict[JobKey, Estimate]
     sources: dict[JobKey, str] = field(default_factory=dict)
-    _timeline: Timeline | None = field(default=None, repr=False, compare=False)
+    # The what-if's index of this plan (shunter.domain.whatif builds it once).
+    index: Any = field(default=None, repr=False, compare=False)
 
     def estimate(self, key: JobKey) -> Estimate | None:
         return self.estimates.get(key)
-
-    def timeline(self) -> Timeline:
-        if self._timeline is None:
-            self._timeline = Timeline.of(self)
-        return self._timeline
 
 
 def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Plan:
@@ -432,250 +428,6 @@ def _leave(lanes: Mapping[str, _Lane], reasons: dict[JobKey, str], why: str) -> 
         for job in lane.jobs:
             reasons.setdefault(job.key, why)
         lane.jobs.clear()
-
-
-# -- what-if -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A hypothetical job's place in the kept plan."""
-
-    position: int  # in its queue, 1 = next
-    estimate: Estimate
-    ahead: int  # queued jobs ahead of it in admission order (all queues)
-
-
-def insert(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueView],
-           scenarios: Sequence[int] = SCENARIOS) -> Answer:  # fmt: skip
-    """Where `job`, submitted now, would start: see the module doc. `scenarios`
-    (MID alone: no range) makes a quick answer for alternatives."""
-    order = queue_order(job)
-    timeline = kept.timeline()
-    queue = queue_of(job.spec.queue, queues)
-    strict = queue is None or queue.strategy != BEST_EFFORT_FIFO
-    ahead = bisect.bisect_left(timeline.queued, order)
-    lane = timeline.lanes.get(job.spec.queue)
-    same = bisect.bisect_left(lane.orders, order) if lane is not None else 0
-    starts: dict[int, datetime | None] = {}
-    reason = None
-    for scenario in scenarios:
-        not_before: datetime | None = now
-        if strict and lane is not None and same:
-            last = lane.latest[scenario][same - 1]
-            if last is None:
-                blocker = lane.keys[lane.first_unplanned[scenario]]
-                starts[scenario] = None
-                reason = f"the job ahead in its queue has no estimate: {blocker}"
-                continue
-            not_before = max(now, last)
-        found, why = _first_fit(kept, job, scenario, not_before=not_before or now, order=order,
-                                queues=queues, strict=strict)  # fmt: skip
-        starts[scenario] = found
-        reason = reason or why
-    mid = starts.get(MID)
-    if mid is None:
-        return Answer(same + 1, Estimate(reason=reason or "not planned"), ahead)
-    known = [s for s in starts.values() if s is not None]
-    latest = max(known) if starts.get(HIGH, mid) is not None else None
-    return Answer(same + 1, Estimate(mid, min(known), latest), ahead)
-
-
-Need = tuple[int, int, int]  # GPUs, CPU millicores, memory bytes per Pod
-Info = tuple[str, str, int, Need]  # namespace, queue, total GPUs, per Pod
-
-
-@dataclass
-class _Held:
-    """What the plan holds at one instant, as plain numbers: a what-if applies
-    thousands of starts and ends; an AdmissionState is built only to judge."""
-
-    running: int = 0
-    gpus: int = 0
-    by_namespace: dict[str, int] = field(default_factory=dict)
-    queue_running: dict[str, int] = field(default_factory=dict)
-    queue_gpus: dict[str, int] = field(default_factory=dict)
-    free: dict[str, list[int]] = field(default_factory=dict)
-
-    def copy(self) -> _Held:
-        return _Held(self.running, self.gpus, dict(self.by_namespace), dict(self.queue_running),
-                     dict(self.queue_gpus), {n: list(f) for n, f in self.free.items()})  # fmt: skip
-
-    def apply(self, info: Info, placement: Iterable[str], sign: int) -> None:
-        namespace, queue, total, need = info
-        self.running += sign
-        self.gpus += sign * total
-        self.by_namespace[namespace] = self.by_namespace.get(namespace, 0) + sign * total
-        self.queue_running[queue] = self.queue_running.get(queue, 0) + sign
-        self.queue_gpus[queue] = self.queue_gpus.get(queue, 0) + sign * total
-        for node in placement:
-            free = self.free.get(node)
-            if free is not None:
-                free[0] -= sign * need[0]
-                free[1] -= sign * need[1]
-                free[2] -= sign * need[2]
-
-    def may_fit(self, usable: Sequence[str], need: Need, pods: int) -> bool:
-        """Enough usable nodes with the Pods' need free (what placement needs first)."""
-        found = 0
-        for name in usable:
-            free = self.free[name]
-            if free[0] >= need[0] and free[1] >= need[1] and free[2] >= need[2]:
-                found += 1
-                if found >= pods:
-                    return True
-        return False
-
-    def state(self, limits: Limits, queues: Mapping[str, QueueView],
-              nodes: dict[str, NodeView]) -> AdmissionState:  # fmt: skip
-        usage = Usage(self.running, self.gpus, dict(self.by_namespace))
-        quota = QuotaUse(queues, dict(self.queue_running), dict(self.queue_gpus))
-        free = {n: Resources(*f) for n, f in self.free.items()}
-        return AdmissionState(limits, usage, quota, Capacity(nodes, free), queues)
-
-
-@dataclass
-class _QueueLine:
-    """A queue's queued jobs in the kept plan, in admission order, with the latest
-    planned start among the first i+1 of them per scenario (None once one has none)."""
-
-    orders: list[tuple[Any, ...]]
-    keys: list[JobKey]
-    latest: list[list[datetime | None]]
-    first_unplanned: list[int]
-
-
-# A what-if starts from the nearest kept snapshot of the plan's holdings before its
-# instant: one every CHECKPOINT events of the timeline.
-CHECKPOINT = 256
-
-
-@dataclass
-class Timeline:
-    """The kept plan indexed for what-ifs (built once per plan): each job's order and
-    needs, per scenario its starts and ends sorted (ends first at an instant) with
-    snapshots of the holdings along them, and each queue's queued jobs in order."""
-
-    orders: dict[JobKey, tuple[Any, ...]]
-    info: dict[JobKey, Info]
-    events: list[list[tuple[datetime, int, tuple[Any, ...], JobKey]]]
-    times: list[list[datetime]]
-    placements: list[dict[JobKey, tuple[str, ...]]]
-    snapshots: list[list[tuple[int, _Held]]]
-    queued: list[tuple[Any, ...]]
-    lanes: dict[str, _QueueLine]
-    nodes: dict[str, NodeView]
-    capacity: Capacity
-
-    @classmethod
-    def of(cls, kept: Plan) -> Timeline:
-        orders = {key: queue_order(job) for key, job in kept.jobs.items()}
-        info: dict[JobKey, Info] = {}
-        for key, job in kept.jobs.items():
-            need = pod_need(job)
-            info[key] = (key.namespace, job.spec.queue, job.spec.total_gpus,
-                         (need.gpus, need.cpu, need.memory))  # fmt: skip
-        nodes = {n.name: n for n in kept.nodes}
-        empty = _Held(free={n.name: [n.allocatable.gpus, n.allocatable.cpu,
-                                     n.allocatable.memory] for n in kept.nodes})  # fmt: skip
-        events, placements, snapshots = [], [], []
-        for scenario in SCENARIOS:
-            moves: list[tuple[datetime, int, tuple[Any, ...], JobKey]] = []
-            where: dict[JobKey, tuple[str, ...]] = {}
-            for key, slots in kept.slots.items():
-                slot = slots[scenario]
-                if slot.start is None:
-                    continue
-                where[key] = slot.placement
-                # A job holding its slot already is ahead of any job at its instant.
-                order = orders[key] if kept.jobs[key].queued else ()
-                moves.append((slot.start, 1, order, key))
-                if slot.end is not None:
-                    moves.append((slot.end, -1, order, key))
-            moves.sort()
-            held, kept_at = empty.copy(), [(0, empty.copy())]
-            for i, (_, sign, _, key) in enumerate(moves, 1):
-                held.apply(info[key], where[key], sign)
-                if i % CHECKPOINT == 0:
-                    kept_at.append((i, held.copy()))
-            events.append(moves)
-            placements.append(where)
-            snapshots.append(kept_at)
-        queued = sorted(orders[k] for k in kept.estimates)
-        return cls(orders, info, events, [[e[0] for e in m] for m in events], placements,
-                   snapshots, queued, _lanes(kept, orders), nodes,
-                   Capacity(nodes, {n.name: n.allocatable for n in kept.nodes}))  # fmt: skip
-
-
-def _lanes(kept: Plan, orders: Mapping[JobKey, tuple[Any, ...]]) -> dict[str, _QueueLine]:
-    by_queue: dict[str, list[JobKey]] = {}
-    for key in kept.estimates:
-        by_queue.setdefault(kept.jobs[key].spec.queue, []).append(key)
-    lanes = {}
-    for name, keys in by_queue.items():
-        keys.sort(key=lambda k: orders[k])
-        latest: list[list[datetime | None]] = []
-        first: list[int] = []
-        for scenario in SCENARIOS:
-            running: list[datetime | None] = []
-            last: datetime | None = datetime.min.replace(tzinfo=UTC)
-            unplanned = len(keys)
-            for i, key in enumerate(keys):
-                start = kept.slots[key][scenario].start if key in kept.slots else None
-                if start is None and last is not None:
-                    unplanned = i
-                last = None if start is None or last is None else max(last, start)
-                running.append(last)
-            latest.append(running)
-            first.append(unplanned)
-        lanes[name] = _QueueLine([orders[k] for k in keys], keys, latest, first)
-    return lanes
-
-
-def _first_fit(kept: Plan, job: Job, scenario: int, *, not_before: datetime,
-               order: tuple[Any, ...], queues: Mapping[str, QueueView],
-               strict: bool) -> tuple[datetime | None, str | None]:  # fmt: skip
-    """The first instant >= not_before of the scenario's timeline at which job fits:
-    the holdings at not_before from the nearest snapshot, then instant by instant
-    (ends first, then the starts of the jobs ahead of it, then it). A job behind it
-    in its StrictFIFO queue waits for it: its start and end are left out."""
-    timeline = kept.timeline()
-    never = timeline.capacity.never_fits(job)
-    if never is not None:
-        return None, f"Unschedulable: {never}"
-    events, times = timeline.events[scenario], timeline.times[scenario]
-    placements, info = timeline.placements[scenario], timeline.info
-    snapshots = timeline.snapshots[scenario]
-    target = bisect.bisect_left(times, not_before)
-    at = bisect.bisect_right([i for i, _ in snapshots], target) - 1
-    i, held = snapshots[at][0], snapshots[at][1].copy()
-    usable = [n.name for n in timeline.capacity.usable(job)]
-    need = pod_need(job)
-    wanted: Need = (need.gpus, need.cpu, need.memory)
-    mine = job.spec.queue
-    t, freed = not_before, True
-    while True:
-        while i < len(events) and (events[i][0] < t or (events[i][0] == t and (
-                events[i][1] < 0 or events[i][2] < order))):  # fmt: skip
-            _, sign, other, key = events[i]
-            i += 1
-            if strict and other > order and info[key][1] == mine and kept.jobs[key].queued:
-                continue
-            held.apply(info[key], placements[key], sign)
-            freed = freed or sign < 0
-        if freed and held.may_fit(usable, wanted, job.spec.nodes):
-            verdict = held.state(kept.limits, queues, timeline.nodes).verdict(job, now=t)
-            if verdict.kind == "admit":
-                return t, None
-            if verdict.kind == "never":
-                return None, verdict.message
-        freed = False
-        j = i
-        while j < len(events) and events[j][0] <= t:
-            j += 1
-        if j >= len(events):
-            return None, "no runtime known for the jobs that hold what it needs"
-        t = events[j][0]
 
 
 # -- the published plan --------------------------------------------------------------

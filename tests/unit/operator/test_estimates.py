@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from shunter.domain import estimates
 from shunter.domain.admission import Limits
-from shunter.domain.estimates import Learned, World, insert, plan
+from shunter.domain.estimates import Learned, World, plan
 from shunter.domain.model import Job, format_time
 from shunter.domain.queues import QueueView
+from shunter.domain.whatif import insert
 from tests.support.builders import a_node, a_training_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
