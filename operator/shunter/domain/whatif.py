@@ -147,7 +147,8 @@ class Timeline:
 
     orders: dict[JobKey, tuple[Any, ...]]
     info: dict[JobKey, Info]
-    events: list[list[tuple[datetime, int, tuple[Any, ...], JobKey]]]
+    # (time, +1 start / -1 end, order, key, its Info, its placement)
+    events: list[list[tuple[datetime, int, tuple[Any, ...], JobKey, Info, tuple[str, ...]]]]
     times: list[list[datetime]]
     placements: list[dict[JobKey, tuple[str, ...]]]
     snapshots: list[list[tuple[int, _Held]]]
@@ -169,7 +170,7 @@ class Timeline:
                                      n.allocatable.memory] for n in kept.nodes})  # fmt: skip
         events, placements, snapshots = [], [], []
         for scenario in SCENARIOS:
-            moves: list[tuple[datetime, int, tuple[Any, ...], JobKey]] = []
+            moves: list[tuple[datetime, int, tuple[Any, ...], JobKey, Info, tuple[str, ...]]] = []
             where: dict[JobKey, tuple[str, ...]] = {}
             for key, slots in kept.slots.items():
                 slot = slots[scenario]
@@ -178,13 +179,13 @@ class Timeline:
                 where[key] = slot.placement
                 # A job holding its slot already is ahead of any job at its instant.
                 order = orders[key] if kept.jobs[key].queued else ()
-                moves.append((slot.start, 1, order, key))
+                moves.append((slot.start, 1, order, key, info[key], slot.placement))
                 if slot.end is not None:
-                    moves.append((slot.end, -1, order, key))
+                    moves.append((slot.end, -1, order, key, info[key], slot.placement))
             moves.sort()
             held, kept_at = empty.copy(), [(0, empty.copy())]
-            for i, (_, sign, _, key) in enumerate(moves, 1):
-                held.apply(info[key], where[key], sign)
+            for i, (_, sign, _, _, about, placement) in enumerate(moves, 1):
+                held.apply(about, placement, sign)
                 if i % CHECKPOINT == 0:
                     kept_at.append((i, held.copy()))
             events.append(moves)
@@ -233,7 +234,6 @@ def _first_fit(kept: Plan, job: Job, scenario: int, *, not_before: datetime,
     if never is not None:
         return None, f"Unschedulable: {never}"
     events, times = timeline.events[scenario], timeline.times[scenario]
-    placements, info = timeline.placements[scenario], timeline.info
     snapshots = timeline.snapshots[scenario]
     target = bisect.bisect_left(times, not_before)
     at = bisect.bisect_right([i for i, _ in snapshots], target) - 1
@@ -241,18 +241,30 @@ def _first_fit(kept: Plan, job: Job, scenario: int, *, not_before: datetime,
     usable = [n.name for n in timeline.capacity.usable(job)]
     need = pod_need(job)
     wanted: Need = (need.gpus, need.cpu, need.memory)
-    mine = job.spec.queue
+    mine, pods, room = job.spec.queue, job.spec.nodes, set(usable)
+    # Whether its Pods fit on the free nodes now (None: not known): a start may take
+    # the room; an end frees only its own nodes, so for one Pod only those are looked at.
+    fits: bool | None = None
     t, freed = not_before, True
     while True:
         while i < len(events) and (events[i][0] < t or (events[i][0] == t and (
                 events[i][1] < 0 or events[i][2] < order))):  # fmt: skip
-            _, sign, other, key = events[i]
+            _, sign, other, key, about, placement = events[i]
             i += 1
-            if strict and other > order and info[key][1] == mine and kept.jobs[key].queued:
+            if strict and other > order and about[1] == mine and kept.jobs[key].queued:
                 continue
-            held.apply(info[key], placements[key], sign)
-            freed = freed or sign < 0
-        if freed and held.may_fit(usable, wanted, job.spec.nodes):
+            held.apply(about, placement, sign)
+            if sign > 0:
+                fits = None if fits else fits
+                continue
+            freed = True
+            if fits is False:
+                fits = None if pods > 1 else any(
+                    n in room and _covers(held.free[n], wanted) for n in placement
+                ) or False  # fmt: skip
+        if freed and fits is None:
+            fits = held.may_fit(usable, wanted, pods)
+        if freed and fits:
             verdict = held.state(kept.limits, queues, timeline.nodes).verdict(job, now=t)
             if verdict.kind == "admit":
                 return t, None
@@ -265,6 +277,10 @@ def _first_fit(kept: Plan, job: Job, scenario: int, *, not_before: datetime,
         if j >= len(events):
             return None, "no runtime known for the jobs that hold what it needs"
         t = events[j][0]
+
+
+def _covers(free: list[int], need: Need) -> bool:
+    return free[0] >= need[0] and free[1] >= need[1] and free[2] >= need[2]
 
 
 def timeline_of(kept: Plan) -> Timeline:
