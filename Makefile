@@ -10,7 +10,7 @@ export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
-        test-unit demo demo-down e2e-kind bench bench-10k bench-preemption bench-grace-frontier bench-reports kueue soak clean trainer-venv deps \
+        test-unit demo demo-down e2e-kind bench bench-10k bench-preemption bench-grace-frontier bench-reports bench-estimates kueue soak clean trainer-venv deps \
         realnode-bins images demo-real
 
 help: ## List the targets
@@ -85,6 +85,9 @@ bench-preemption: venv ## Preemption policies on a 300-job trace in virtual time
 
 bench-grace-frontier: venv ## Redone work against preemptor wait by the sized-grace bound, same trace (~6 min)
 	$(PY) -m bench.grace_frontier 30 60 120 240 600
+
+bench-estimates: venv ## Start-time estimates on a 300-job trace in virtual time, 5 seeds, vs a Slurm-style baseline; what-if and plan cost at 10,000 queued jobs (~5 min; issue 25, bench/RESULTS.md)
+	$(PY) -m bench.estimates --seeds 1 2 3 4 5
 
 bench-reports: venv controlplane ## Trainer reports' cost: 1,000 running jobs reporting every 10 s vs none (~12 min; issue 23, bench/RESULTS.md)
 	$(PY) -m bench.reports

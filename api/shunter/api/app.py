@@ -60,9 +60,11 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
         if settings.auth == "none":
             log.warning("SHUNTER_API_AUTH=none: every caller may do everything (demo only)")
         flusher = asyncio.create_task(reports.run(), name="report-flush")
+        planner = asyncio.create_task(service.plans.run(), name="plan-reader")
         yield
         flusher.cancel()
-        await asyncio.gather(flusher, return_exceptions=True)
+        planner.cancel()
+        await asyncio.gather(flusher, planner, return_exceptions=True)
         await reports.flush()
         await cache.stop()
         await history.close()
@@ -85,7 +87,8 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
                           reviewed=metrics.token_reviewed)  # fmt: skip
     app.state.authority = authority
     app.state.reports = reports
-    app.state.service = TrainingService(kube, cache, history, settings, log_kube=log_kube)
+    service = TrainingService(kube, cache, history, settings, log_kube=log_kube)
+    app.state.service = service
     app.state.streams = StreamQuota(kind="streams", per_user=settings.streams_per_user)
     app.state.follows = StreamQuota(kind="followed logs", per_user=settings.follows_per_user)
     metrics.cached_jobs.set_function(cache.count)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from shunter.domain.estimates import Estimate, Plan
 from shunter.domain.model import Job, Phase
 from shunter.domain.queues import QueueView, max_grace
 from shunter.domain.workloss import StopCost, grace_for, stop_cost
@@ -34,6 +35,22 @@ class Appraisal:
     # What else a rendered body depends on besides the job and the time (the queues'
     # version): part of the key under which it is reused.
     version: object = None
+    # The operator's kept plan (shunter.api.plans): queued jobs' estimated starts.
+    plan: Plan | None = None
+
+    def estimate(self, job: Job) -> Estimate | None:
+        """A queued job's estimated start: the plan's, else what its status shows."""
+        if not job.queued:
+            return None
+        found = self.plan.estimate(job.key) if self.plan is not None else None
+        if found is not None:
+            return found
+        s, r = job.status, job.status.estimated_range
+        if s.estimated_start is None and r is None:
+            return None
+        if r is None:
+            return Estimate(s.estimated_start)
+        return Estimate(s.estimated_start, r.earliest, r.latest, r.reason)
 
     def work_lost(self, job: Job) -> StopCost | None:
         """What stopping the job now would cost; None unless it runs and no stop began."""
@@ -53,4 +70,6 @@ class Appraisal:
         the queues for a running job or one with a checkpoint, nothing otherwise."""
         if job.phase is Phase.RUNNING or job.status.checkpoint is not None:
             return (self.now, self.version)
+        if job.queued and self.plan is not None:
+            return (self.plan.computed_at,)
         return ()

@@ -107,6 +107,12 @@ _GAPS = (
 )
 
 
+_PLAN = (
+    "SELECT computed_at, body FROM queue_plan WHERE id = 1"
+    " AND computed_at > coalesce(%(after)s::timestamptz, '-infinity')"
+)
+
+
 class History:
     def __init__(self, url: str | None) -> None:
         self.url = url
@@ -183,6 +189,22 @@ class History:
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(f"Job history is unavailable: {exc}") from exc
         return (str(row["status"]), row["checkpoint_step"]) if row is not None else None
+
+    async def plan(self, *, after: datetime | None) -> tuple[datetime, Any] | None:
+        """The operator's kept plan (queue_plan), if newer than `after`; None if not
+        (or not there yet: the operator writes it with estimates on)."""
+        if self.url is None:
+            return None
+        pool = await self._connection_pool()
+        try:
+            async with pool.connection(timeout=5) as conn:
+                cursor = await conn.execute(_PLAN, {"after": after})
+                row = await cursor.fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(f"The queue's plan is unavailable: {exc}") from exc
+        return (row[0], row[1]) if row else None
 
     async def runs(
         self, *, namespace: str | None, since: datetime, until: datetime

@@ -256,6 +256,14 @@ class DownstreamPublic(BaseModel):
     status: str
 
 
+class StartRangePublic(BaseModel):
+    """The range of a queued job's estimated start, or why it has none."""
+
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    reason: str | None = Field(None, description="Why there is no estimate, when there is none")
+
+
 class JobPublic(JobRow):
     """A live job: its record, and what only a live job has."""
 
@@ -280,6 +288,10 @@ class JobPublic(JobRow):
     downstream: list[DownstreamPublic] | None = Field(
         None, description="Jobs that depend on it (GET /status; null in lists)"
     )
+    estimated_start: datetime | None = Field(
+        None, description="Queued jobs: when the operator's plan of the queue expects it to start"
+    )
+    estimated_start_range: StartRangePublic | None = None
 
     @classmethod
     def of(cls, job: Job, *, at: Appraisal, lineage: Lineage | None = None) -> JobPublic:
@@ -311,7 +323,17 @@ class JobPublic(JobRow):
             downstream=[DownstreamPublic(**d.__dict__) for d in lineage.downstream]
             if lineage
             else None,
+            **_estimate(job, at),
         )
+
+
+def _estimate(job: Job, at: Appraisal) -> dict[str, Any]:
+    e = at.estimate(job)
+    if e is None:
+        return {}
+    return {"estimated_start": e.start,
+            "estimated_start_range": StartRangePublic(earliest=e.earliest, latest=e.latest,
+                                                      reason=e.reason)}  # fmt: skip
 
 
 def _progress(job: Job) -> ProgressPublic | None:
@@ -351,6 +373,35 @@ class SubmitResult(BaseModel):
     job_id: str
     namespace: str
     status: str
+    message: str
+
+
+class Alternative(BaseModel):
+    """A nearby variant of a what-if that starts sooner."""
+
+    gpus: int
+    queue: str
+    estimated_start: datetime
+    message: str = Field(description='e.g. "with 4 GPUs: starts now"')
+
+
+class WhatIf(BaseModel):
+    """POST /submit?dry_run=true: what submitting would do; nothing is created."""
+
+    dry_run: Literal[True] = True
+    job_id: str
+    namespace: str
+    queue: str
+    position: int = Field(description="Its place in its queue (1 = next to start)")
+    ahead: int = Field(description="Queued jobs ahead of it in admission order (all queues)")
+    estimated_start: datetime | None = None
+    estimated_start_range: StartRangePublic | None = None
+    starts_now: bool = False
+    would_preempt: bool = False
+    preempts: list[str] = Field(
+        default_factory=list, description="namespace/name of the jobs it would preempt"
+    )
+    alternatives: list[Alternative] = Field(default_factory=list)
     message: str
 
 

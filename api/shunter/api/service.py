@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from shunter.api.history import History
 from shunter.api.jobcache import JobCache, Lineup
 from shunter.api.lineage import Lineage, lineage_of
 from shunter.api.logs import Logs, PodLogs
+from shunter.api.plans import Plans
 from shunter.api.rendering import Renderer
 from shunter.api.schemas import (
     JobCreate,
@@ -47,8 +49,10 @@ from shunter.api.schemas import (
     QueueUsage,
     QueueView,
     SecretEnvIn,
+    WhatIf,
 )
 from shunter.api.settings import ApiSettings
+from shunter.api.whatif import answer_what_if
 from shunter.domain.actions import Answer, decide_cancel, decide_resume, decide_suspend
 from shunter.domain.admission import waits
 from shunter.domain.capacity import Capacity
@@ -133,6 +137,7 @@ class TrainingService:
         self.history = history
         self.settings = settings
         self.pod_logs = PodLogs(kube, streams=log_kube or kube)
+        self.plans = Plans(history)
 
     async def _live(self, key: JobKey) -> Job | None:
         """The job as the API server has it now."""
@@ -156,6 +161,33 @@ class TrainingService:
         return self.kube.as_user(caller.identity)
 
     async def submit(self, request: JobCreate, *, namespace: str, caller: Principal) -> Job:
+        job = await self._create(request, namespace=namespace, caller=caller)
+        await self.cache.caught_up(namespace, job.resource_version)
+        return job
+
+    async def what_if(self, request: JobCreate, *, namespace: str, caller: Principal) -> WhatIf:
+        """POST /submit?dry_run=true: judged exactly as a submit (the same checks and
+        the API server's own dry run: the same 4xx), then placed in the operator's
+        kept plan (shunter.api.whatif). Nothing is created, anywhere."""
+        job = await self._create(request, namespace=namespace, caller=caller, dry_run=True)
+        job = replace(job, created_at=datetime.now(UTC))
+
+        async def allowed(queue: str) -> bool:
+            moved = request.model_copy(update={"queue": queue, "name": job.key.name})
+            try:
+                await self._create(moved, namespace=namespace, caller=caller, dry_run=True)
+            except (Refused, InvalidJob, AlreadyExists, JobNotFound):
+                return False
+            return True
+
+        return await answer_what_if(
+            job, self.plans.latest, now=datetime.now(UTC), queues=self.cache.queues.store,
+            holders=self.cache.holders(), allowed=allowed,
+            waiting=self.cache.waiting_by_queue(),
+        )  # fmt: skip
+
+    async def _create(self, request: JobCreate, *, namespace: str, caller: Principal,
+                      dry_run: bool = False) -> Job:  # fmt: skip
         refusal = self.settings.scope.refusal(namespace)
         if refusal is not None:
             raise Refused(f"Not submitted: {refusal}")
@@ -169,7 +201,9 @@ class TrainingService:
             default_size=self.settings.checkpoint_size, allowed=self.settings.claims_allowed,
         )  # fmt: skip
         try:
-            body = await self.writer(caller).create(TRAINING_JOBS, manifest, namespace=namespace)
+            body = await self.writer(caller).create(
+                TRAINING_JOBS, manifest, namespace=namespace, dry_run=dry_run
+            )
         except Invalid as exc:
             raise InvalidJob(f"The job was rejected: {reason_of(exc)}") from exc
         except Forbidden as exc:
@@ -179,9 +213,11 @@ class TrainingService:
             raise AlreadyExists(f"A job named {name!r} already exists") from exc
         except NotFound as exc:
             raise JobNotFound(f"Namespace {namespace!r} not found") from exc
-        job = Job.parse(body)
-        await self.cache.caught_up(namespace, job.resource_version)
-        return job
+        if dry_run:  # the object as it would be: no uid or version of its own
+            meta = body.setdefault("metadata", {})
+            meta.setdefault("uid", "")
+            meta.setdefault("namespace", namespace)
+        return Job.parse(body)
 
     async def _upstream(self, key: JobKey) -> Upstream | Absent | None:
         """A dependency's job: live (the cache, else the API server), else its last row
@@ -245,7 +281,7 @@ class TrainingService:
         return Appraisal(
             now=datetime.now(UTC).replace(microsecond=0), queues=self.cache.queues.store,
             max_sized_grace=self.settings.max_sized_grace_seconds,
-            version=self.cache.queues.version,
+            version=self.cache.queues.version, plan=self.plans.latest,
         )  # fmt: skip
 
     async def status(self, key: JobKey, *, consistent: bool = False) -> Job:
@@ -264,7 +300,8 @@ class TrainingService:
         at = self.appraisal()
         # Its running jobs' work lost moves on with the time: once a second at most.
         version = ("queue", namespace, limit, queue, self.cache.jobs.version,
-                   self.cache.queues.version, at.now)  # fmt: skip
+                   self.cache.queues.version, at.now,
+                   at.plan.computed_at if at.plan else None)  # fmt: skip
 
         def render() -> bytes:
             lineup = self.cache.lineup(namespace, limit=limit, queue=queue)

@@ -88,6 +88,8 @@ class Capacity:
     nodes: dict[str, NodeView]
     free: dict[str, Resources]
     _pools: dict[tuple[object, ...], list[NodeView]] = field(default_factory=dict)
+    _usable: dict[tuple[object, ...], list[NodeView]] = field(default_factory=dict)
+    _never: dict[tuple[object, ...], str | None] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -123,7 +125,13 @@ class Capacity:
         return pool
 
     def usable(self, job: Job) -> list[NodeView]:
-        return [n for n in self.pool(job) if usable_now(n, job)]
+        # Kept per pool and tolerations, like the pools: the nodes do not change within
+        # one Capacity (the estimates' simulation asks thousands of times).
+        key = (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0)
+        found = self._usable.get(key)
+        if found is None:
+            found = self._usable[key] = [n for n in self.pool(job) if usable_now(n, job)]
+        return found
 
     def place(self, job: Job) -> tuple[str, ...] | None:
         """A node for each Pod, best fit, one Pod per node; None if not now."""
@@ -148,6 +156,13 @@ class Capacity:
 
     def never_fits(self, job: Job) -> str | None:
         """Why the job can never run on this cluster as it is (None: it could)."""
+        key = (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0,
+               pod_need(job), job.spec.nodes)  # fmt: skip
+        if key not in self._never:
+            self._never[key] = self._never_fits(job)
+        return self._never[key]
+
+    def _never_fits(self, job: Job) -> str | None:
         need, pool = pod_need(job), self.pool(job)
         name = pool_name(job)
         big_enough = [n for n in pool if n.allocatable.covers(need)]

@@ -336,6 +336,28 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class StartRange:
+    """The range of a queued job's estimated start, or why it has none
+    (status.estimatedStartRange; shunter.domain.estimates)."""
+
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    reason: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> StartRange | None:
+        if not raw:
+            return None
+        return cls(parse_time(raw.get("earliest")), parse_time(raw.get("latest")),
+                   raw.get("reason"))  # fmt: skip
+
+    def to_raw(self) -> dict[str, Any]:
+        raw = {"earliest": format_time(self.earliest), "latest": format_time(self.latest),
+               "reason": self.reason}  # fmt: skip
+        return {k: v for k, v in raw.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """The status subresource as the operator writes it."""
 
@@ -373,6 +395,10 @@ class JobStatus:
     # Back in the queue after its time slice: it queues from here, behind the jobs
     # that waited (round-robin), instead of from its creation.
     requeued_at: datetime | None = None
+    # A queued job's estimated start and its range (the first jobs of each queue, like
+    # queue_position; shunter.operator.estimating writes them).
+    estimated_start: datetime | None = None
+    estimated_range: StartRange | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> JobStatus:
@@ -404,6 +430,8 @@ class JobStatus:
             progress=Progress.parse(raw.get("progress")),
             checkpoint=Checkpoint.parse(raw.get("checkpoint")),
             requeued_at=parse_time(raw.get("requeuedAt")),
+            estimated_start=parse_time(raw.get("estimatedStart")),
+            estimated_range=StartRange.parse(raw.get("estimatedStartRange")),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -434,6 +462,8 @@ class JobStatus:
             "progress": self.progress.to_raw() if self.progress else None,
             "checkpoint": self.checkpoint.to_raw() if self.checkpoint else None,
             "requeuedAt": format_time(self.requeued_at),
+            "estimatedStart": format_time(self.estimated_start),
+            "estimatedStartRange": self.estimated_range.to_raw() if self.estimated_range else None,
         }
 
 

@@ -44,6 +44,7 @@ from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
+from shunter.operator.estimating import Estimator
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -92,10 +93,18 @@ class Controller:
         # (Mirror.last_states); None: no mirror, such names are missing.
         self.recall_from: Asker | None = None
         self._recalling: asyncio.Task[None] | None = None
+        # The kept plan of start-time estimates (None: SHUNTER_ESTIMATES=false).
+        self.estimator: Estimator | None = None
 
     # -- inputs ----------------------------------------------------------------
 
     def wake(self) -> None:
+        if self.estimator is not None:
+            self.estimator.touch()
+        self._wake.set()
+
+    def nudge(self) -> None:
+        """Run the loop (a new plan's estimates to write) without marking a change."""
         self._wake.set()
 
     def forget(self) -> None:
@@ -128,6 +137,8 @@ class Controller:
                 await self.reconcile_once()
                 await self.write_usage()
                 self.recall()
+                if self.estimator is not None:
+                    await self.estimator.write(self.actions)
             except Exception:
                 log.exception("reconcile pass failed; retrying")
                 self.book.mark_all()

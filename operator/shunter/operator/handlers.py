@@ -46,6 +46,7 @@ from shunter.kube.resources import NODES, PODS, PVCS, TRAINING_JOBS, TRAINING_QU
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
 from shunter.operator.controller import EVENT_WORKERS, Controller
+from shunter.operator.estimating import Estimator
 from shunter.operator.leadership import LeaderElector
 from shunter.operator.mirror import Mirror
 from shunter.operator.settings import Settings
@@ -138,6 +139,9 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     controller = Controller(Actions(kube, budget=elector.write_budget), book, config)
     elector.on_change = lambda _leader: controller.forget()
     controller.recall_from = mirror.last_states if config.database_url else None
+    if config.estimates:
+        controller.estimator = Estimator(book, mirror, config)
+        controller.estimator.wake = controller.nudge
     # One informer per watched namespace (a single None: the whole cluster) for each
     # namespaced resource: with a list, the operator holds a Role in each namespace
     # and no right to a cluster-wide watch.
@@ -192,6 +196,9 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
         asyncio.create_task(elector.run(), name="leader-election"),
         asyncio.create_task(mirror.run(), name="mirror"),
     ]
+    if controller.estimator is not None:
+        acting = lambda: controller.synced() and controller.leader()  # noqa: E731
+        memo.tasks.append(asyncio.create_task(controller.estimator.run(acting), name="estimates"))
     log.info(
         "shunter operator %s: max running %d, GPU budget %s, grace margin %ss, %s,"
         " lease %ss (renew %ss, deadline %ss)",

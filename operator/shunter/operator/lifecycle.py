@@ -260,6 +260,8 @@ def _admit(job: Job, ctx: Context, events: tuple[Event, ...]) -> Decision:
         reason="Admitted",
         message=f"Admitted; starting pod{'s' if len(names) > 1 else ''} {shown}",
         queue_position=None,
+        estimated_start=None,
+        estimated_range=None,
         pod_name=names[0],
         node_name=ctx.admit[0] if len(ctx.admit) == 1 else None,
         admitted_at=ctx.now,

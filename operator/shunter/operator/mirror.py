@@ -214,6 +214,22 @@ _LAST_STATES = (
     " WHERE (namespace, name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
     " ORDER BY namespace, name, created_at DESC"
 )
+_PUBLISH_PLAN = (
+    "INSERT INTO queue_plan (id, computed_at, body) VALUES (1, %(at)s, %(body)s)"
+    " ON CONFLICT (id) DO UPDATE SET computed_at = EXCLUDED.computed_at, body = EXCLUDED.body"
+    " WHERE queue_plan.computed_at < EXCLUDED.computed_at"
+)
+# Completed runs the estimates learn from (shunter.domain.estimates.Learned): from
+# the first start to completion, the newest first.
+_RUNTIMES = (
+    "SELECT namespace, image, gpus * nodes,"
+    " EXTRACT(EPOCH FROM completed_at - started_at)::float8"
+    " FROM local_training_jobs WHERE status = 'completed' AND started_at IS NOT NULL"
+    " AND completed_at > started_at AND completed_at > now() - %(window)s"
+    " ORDER BY completed_at DESC LIMIT %(limit)s"
+)
+RUNTIME_WINDOW = timedelta(days=30)
+RUNTIME_ROWS = 50_000
 
 
 class Mirror:
@@ -234,6 +250,7 @@ class Mirror:
         self._pending: dict[str, Row] = {}
         self._attempts: dict[str, list[AttemptRow]] = {}
         self._signal = asyncio.Event()
+        self._plan: tuple[datetime, str] | None = None  # the plan to publish (JSON)
         self._pool: AsyncConnectionPool | None = None
         self._migrated = False
         self.healthy = url is None
@@ -272,6 +289,29 @@ class Mirror:
             phase = Phase(status) if status in Phase.__members__.values() else None
             found[JobKey(namespace, name)] = Upstream.gone(name, phase, step)
         return found
+
+    def publish_plan(self, computed_at: datetime, body: str) -> None:
+        """The kept plan (JSON) to write with the next flush: only the newest waits."""
+        if self.url is None:
+            return
+        self._plan = (computed_at, body)
+        self._signal.set()
+
+    async def runtimes(self) -> list[tuple[str, str, int, float]]:
+        """(namespace, image, GPUs, seconds) of recent completed jobs; none while
+        PostgreSQL is away (the estimates fall back to maxRuntimeSeconds)."""
+        if self._pool is None or not self._migrated:
+            return []
+        try:
+            async with self._pool.connection(timeout=5) as conn:
+                cursor = await conn.execute(
+                    _RUNTIMES, {"window": RUNTIME_WINDOW, "limit": RUNTIME_ROWS}
+                )
+                rows = await cursor.fetchall()
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            log.warning("mirror: runtimes not read: %s", exc)
+            return []
+        return [(str(a), str(b or ""), int(c), float(d)) for a, b, c, d in rows]
 
     @property
     def backlog(self) -> int:
@@ -313,7 +353,20 @@ class Mirror:
             delay = 0.5
 
     async def flush(self) -> None:
-        if not self._pending:
+        plan, self._plan = self._plan, None
+        try:
+            await self._flush_rows()
+            if plan is not None:
+                assert self._pool is not None
+                async with self._pool.connection(timeout=5) as conn:
+                    await conn.execute(_PUBLISH_PLAN, {"at": plan[0], "body": plan[1]})
+        except BaseException:
+            if self._plan is None:
+                self._plan = plan  # tried again with the next flush, unless newer came
+            raise
+
+    async def _flush_rows(self) -> None:
+        if not self._pending and self._migrated:
             return
         assert self._pool is not None
         batch = dict(self._pending)
@@ -324,6 +377,8 @@ class Mirror:
                 if applied:
                     log.info("mirror: applied migrations %s", ", ".join(applied))
                 self._migrated = True
+            if not batch:
+                return
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.executemany(_UPSERT, [r.__dict__ for r in batch.values()])
                 if runs:

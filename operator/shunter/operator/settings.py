@@ -42,6 +42,10 @@
 | SHUNTER_POLICIES | (none) | the installer's ValidatingAdmissionPolicies (names, comma- |
 |  |  | separated): a job is dry-run against them before its Pods are |
 |  |  | created, and fails (PolicyViolation) if one refuses it now |
+| SHUNTER_ESTIMATES | true | keep a plan of the queue with every queued job's estimated |
+|  |  | start (shunter.domain.estimates); false: no plan, no estimates |
+| SHUNTER_ESTIMATE_SECONDS | 5 | the plan is computed again at most this often (and at most |
+|  |  | a fifth of the time: a slow plan waits longer) |
 | SHUNTER_USAGE_RETENTION_DAYS | 90 | the mirror deletes accounting rows of runs that ended longer |
 |  |  | ago than this, hourly (0: keep them for ever) |
 """
@@ -118,6 +122,10 @@ class Settings:
     usage_retention: timedelta | None = None
     # How often queues' decayed usage is written to their status.
     usage_write: timedelta = timedelta(seconds=30)
+    # The kept plan of start-time estimates (shunter.operator.estimating): on or off,
+    # and how often at most it is computed again.
+    estimates: bool = True
+    estimate_every: timedelta = timedelta(seconds=5)
 
     @property
     def limits(self) -> Limits:
@@ -174,6 +182,8 @@ class Settings:
             ),
             usage_retention=_retention(),
             usage_write=_seconds("SHUNTER_USAGE_WRITE_SECONDS", 30, minimum=1),
+            estimates=_bool("SHUNTER_ESTIMATES", True),
+            estimate_every=_seconds("SHUNTER_ESTIMATE_SECONDS", 5, minimum=1),
         )
 
 

@@ -63,3 +63,14 @@ def test_settings_refuse_a_watch_list_that_is_all_excluded(monkeypatch: pytest.M
     monkeypatch.delenv("SHUNTER_EXCLUDE_NAMESPACES", raising=False)
     with pytest.raises(SettingsError, match="nothing to serve"):
         Settings.from_env()
+
+
+def test_estimates_are_on_by_default_and_may_be_turned_off(monkeypatch: pytest.MonkeyPatch):
+    settings = Settings.from_env()
+    assert settings.estimates is True
+    assert settings.estimate_every.total_seconds() == 5
+    monkeypatch.setenv("SHUNTER_ESTIMATES", "false")
+    monkeypatch.setenv("SHUNTER_ESTIMATE_SECONDS", "30")
+    settings = Settings.from_env()
+    assert settings.estimates is False
+    assert settings.estimate_every.total_seconds() == 30

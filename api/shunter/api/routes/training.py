@@ -26,6 +26,7 @@ from shunter.api.schemas import (
     JobPublic,
     QueueView,
     SubmitResult,
+    WhatIf,
 )
 from shunter.api.streaming import job_stream, sse
 from shunter.domain.model import JobKey, Phase
@@ -44,14 +45,22 @@ router = guarded_router()
             "description": "A job with this name exists, or depends_on closes a cycle",
         },
         413: {"model": ErrorBody, "description": "Body over SHUNTER_API_MAX_BODY_BYTES"},
+        200: {"model": WhatIf, "description": "dry_run=true: what submitting would do"},
         **ERRORS,
     },
 )
 async def submit(
-    body: JobCreate, service: Service, namespace: Namespace, caller: Caller
-) -> SubmitResult:
+    body: JobCreate, service: Service, namespace: Namespace, caller: Caller,
+    dry_run: Annotated[bool, Query(description="Create nothing; answer the position, the"
+                                   " estimated start, whom it would preempt and sooner"
+                                   " alternatives")] = False,
+) -> Any:  # fmt: skip
     """Submit a job; it waits in the queue until admitted. Returns its id. The caller
-    is recorded as the job's `submitted_by`."""
+    is recorded as the job's `submitted_by`. With `dry_run=true` it is judged exactly
+    as a submit (the same 4xx) and nothing is created: the answer is a what-if."""
+    if dry_run:
+        answer = await service.what_if(body, namespace=namespace, caller=caller)
+        return Response(answer.model_dump_json(), media_type=JSON, status_code=200)
     job = await service.submit(body, namespace=namespace, caller=caller)
     return SubmitResult(
         job_id=job.key.name, namespace=namespace, status="queued",

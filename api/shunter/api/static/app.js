@@ -95,7 +95,9 @@ function row(job) {
   tr.append(
     name,
     cell(job.status.toUpperCase(), `phase ${job.status}`),
-    cell(job.queue_position ? `#${job.queue_position}` : ""),
+    cell(job.queue_position ? `#${job.queue_position}` : "", "",
+         job.estimated_start ? `estimated start ${estimateText(job.estimated_start,
+                                                               job.estimated_start_range)}` : ""),
     cell(job.gpus),
     progressCell(job),
     cell(job.priority, "wide"),
@@ -199,11 +201,71 @@ $("#submit").addEventListener("submit", async (event) => {
       "POST", `/api/training/submit${query()}`, submitted(new FormData(event.target)));
     notify(status === 201 ? `Submitted ${data.job_id}` : (data && data.message) || `HTTP ${status}`,
            status === 201 ? "ok" : "error");
+    if (status === 201) {  // the preview was of this job: it is in the list now
+      clearTimeout(previewTimer);
+      previewAsked++;
+      $("#preview").hidden = true;
+    }
   } catch (error) {
     notify(`Submit failed: ${error.message}`, "error");
   } finally {
     button.disabled = false;
   }
+});
+
+// The what-if (POST /submit?dry_run=true): shown before Submit, again after each
+// change of the form (debounced); nothing is created.
+let previewTimer = null;
+let previewAsked = 0;
+
+function estimateText(start, range, now = Date.now()) {
+  if (!start) return range && range.reason ? `no estimate: ${range.reason}` : "";
+  const minutes = Math.round((new Date(start).getTime() - now) / 60000);
+  let when = minutes <= 0 ? "now" : minutes < 90 ? `in ${minutes} min`
+    : `in ${(minutes / 60).toFixed(1)} h`;
+  if (range && range.earliest && range.latest) {
+    const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    when += ` (${time(range.earliest)}–${time(range.latest)})`;
+  }
+  return when;
+}
+
+async function preview() {
+  const form = $("#submit");
+  const box = $("#preview");
+  const asked = ++previewAsked;
+  try {
+    const { status, data } = await request(
+      "POST", `/api/training/submit${query({ dry_run: "true" })}`, submitted(new FormData(form)));
+    if (asked !== previewAsked) return;  // a newer preview is on its way
+    box.hidden = false;
+    box.dataset.status = status === 200 ? "ok" : "error";
+    if (status !== 200) {
+      box.replaceChildren(`Would be refused: ${(data && data.message) || `HTTP ${status}`}`);
+      return;
+    }
+    const lines = [data.message];
+    if (data.estimated_start) {
+      lines.push(`Estimated start: ${estimateText(data.estimated_start, data.estimated_start_range)}`);
+    }
+    if (data.would_preempt) lines.push(`Would preempt: ${data.preempts.join(", ")}`);
+    for (const alt of data.alternatives || []) lines.push(`Sooner ${alt.message}`);
+    box.replaceChildren(...lines.map((text) => {
+      const p = document.createElement("p");
+      p.textContent = text;
+      return p;
+    }));
+  } catch (error) {
+    box.hidden = false;
+    box.dataset.status = "error";
+    box.replaceChildren(`Preview failed: ${error.message}`);
+  }
+}
+
+$("#preview-button").addEventListener("click", preview);
+$("#submit").addEventListener("input", () => {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(preview, 600);
 });
 
 $("#history-filters").addEventListener("submit", (event) => {

@@ -14,6 +14,7 @@ const FIELDS = [
   ["Submitted by", (j) => j.submitted_by],
   ["Cancelled by", (j) => j.cancelled_by],
   ["Queue", (j) => `${j.queue}${j.queue_position ? ` (#${j.queue_position})` : ""}`],
+  ["Estimated start", (j) => estimate(j)],
   ["GPUs · priority", (j) => `${j.gpus} · ${j.priority}`],
   ["Image", (j) => j.image],
   // Names only; a variable read from a Secret shows which Secret and key (the value is
@@ -26,6 +27,16 @@ const FIELDS = [
   ["Started", (j) => when(j.started_at)],
   ["Finished", (j) => when(j.completed_at)],
 ];
+
+// A queued job's estimated start from the operator's plan, with its range, or why
+// there is none (GET /status: estimated_start, estimated_start_range).
+function estimate(j) {
+  const range = j.estimated_start_range;
+  if (!j.estimated_start) return range && range.reason ? `none: ${range.reason}` : null;
+  const span = range && range.earliest && range.latest
+    ? ` (between ${when(range.earliest)} and ${when(range.latest)})` : "";
+  return `${when(j.estimated_start)}${span}`;
+}
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : null;

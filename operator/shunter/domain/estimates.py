@@ -1,0 +1,532 @@
+"""When will a queued job start: the kept plan of the queue (pure).
+
+The one owner of start-time estimates: the operator simulates its queue forward in
+time with the admission rules of a pass (`AdmissionState.verdict`: limits, queue
+quotas and cohorts, nodes; the queues merged in admission order, a StrictFIFO queue
+blocked by its head, a BestEffortFIFO queue searched LOOKAHEAD deep), event by event:
+at each running job's expected end its GPUs are freed and what the rules would admit
+then starts. A job's start in that simulation is its estimate.
+
+A job's expected end comes from, in this order:
+- its progress report (status.progress: steps left over its reported rate);
+- runtimes learned from the mirror for similar jobs (same namespace, image and GPU
+  count): the median of past runs (of those that ran longer than this one so far);
+- spec.maxRuntimeSeconds (the end at the latest: what Slurm's backfill assumes);
+- none: the job's GPUs are never freed in the plan, and whoever waits for them gets
+  no time but a reason ("no runtime known for the job ahead: ns/name").
+
+The range comes from running the same simulation three times, with every runtime at
+its low, middle and high value (progress: +-10 % of what is left; learned: the 25th,
+50th and 90th percentile; maxRuntimeSeconds: a quarter of it, all of it, all of it).
+
+Not simulated (the estimate is a forecast, not a promise): preemption and time slices
+(a head that would preempt is estimated to start when the GPUs free up anyway, so the
+estimate errs late), admission fair sharing inside a queue (a queue is taken in its
+admission order) and failures or retries. The simulation stops after MAX_STARTS starts
+or HORIZON of virtual time: the jobs behind get the reason "beyond the plan's horizon".
+
+A what-if (shunter.domain.whatif) is answered from the kept plan without simulating: nothing
+the hypothetical job does changes the plan before it starts (it holds nothing while
+it waits, and the jobs ahead of it in admission order are admitted before it at any
+instant), so its start is the first instant of the plan's timeline at which it fits
+beside what the plan holds then, once the jobs ahead of it in its queue have started.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shunter.domain.admission import AdmissionState, Limits, Usage, Verdict, queue_order
+from shunter.domain.capacity import Capacity
+from shunter.domain.dependencies import WAITING_REASON as DEPENDENCY
+from shunter.domain.model import Job, JobKey, JobSpec, Uid, format_time, parse_time
+from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
+from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, queue_of
+
+LOW, MID, HIGH = 0, 1, 2
+SCENARIOS = (LOW, MID, HIGH)
+# How far past its head a BestEffortFIFO queue is searched (planning.LOOKAHEAD).
+LOOKAHEAD = 100
+MAX_STARTS = 20_000
+HORIZON = timedelta(days=30)
+# Learned runtimes: the percentiles of low, middle and high, and the fewest runs.
+PERCENTILES = (0.25, 0.5, 0.9)
+MIN_RUNS = 3
+PROGRESS_SPREAD = 0.1
+LIMIT_LOW = 0.25
+
+Runtimes = tuple[float, float, float]  # seconds, per scenario
+SimilarKey = tuple[str, str, int]  # namespace, image, total GPUs
+
+
+def similar_key(job: Job) -> SimilarKey:
+    return (job.key.namespace, job.spec.image, job.spec.total_gpus)
+
+
+@dataclass(frozen=True)
+class Learned:
+    """Past run durations (seconds, sorted) of similar jobs, from the mirror: same
+    namespace, image and GPUs; where those are fewer than MIN_RUNS, same namespace
+    and image (any GPUs)."""
+
+    durations: Mapping[SimilarKey, Sequence[float]] = field(default_factory=dict)
+    broad: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.broad or not self.durations:
+            return
+        broad: dict[tuple[str, str], list[float]] = {}
+        for (namespace, image, _), values in self.durations.items():
+            broad.setdefault((namespace, image), []).extend(values)
+        object.__setattr__(self, "broad", {k: sorted(v) for k, v in broad.items()})
+
+    def runtimes(self, job: Job, *, elapsed: float = 0.0, planned: bool = False) -> Runtimes | None:
+        """Low, middle and high runtime of a job that has run `elapsed` so far: the
+        25th and 90th percentile of the past runs longer than that, and in the middle
+        their median for a running job (its own end is what counts) or their mean for
+        a planned one (the starts behind it add runtimes up: the sum's expectation is
+        the sum of the means, which a heavy tail puts well above the medians)."""
+        key = similar_key(job)
+        for past in (self.durations.get(key) or (), self.broad.get(key[:2]) or ()):
+            longer = past[bisect.bisect_right(past, elapsed) :]
+            if len(longer) >= MIN_RUNS:
+                break
+        else:
+            return None
+        low, mid, high = (_percentile(longer, p) for p in PERCENTILES)
+        if planned:
+            mid = sum(longer) / len(longer)
+        limit = job.spec.max_runtime_seconds
+        if limit:  # the operator stops it there: no run is longer
+            low, mid, high = (min(limit, x) for x in (low, mid, high))
+        return (low, mid, high)
+
+
+def _percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(0, min(len(values) - 1, math.ceil(p * len(values)) - 1))
+    return values[rank]
+
+
+@dataclass(frozen=True)
+class Ends:
+    """When an admitted job is expected to end (per scenario), and from what."""
+
+    at: tuple[datetime, datetime, datetime] | None
+    source: str  # progress | learned | limit | unknown
+
+
+def expected_end(job: Job, *, now: datetime, learned: Learned) -> Ends:
+    """A running (or planned) job's expected end: see the module doc for the order."""
+    started = job.status.running_since or job.status.admitted_at or now
+    progress = job.status.progress
+    if progress is not None and progress.total_steps and progress.throughput:
+        left = max(0.0, (progress.total_steps - progress.step) / progress.throughput)
+        base = max(now, progress.reported_at)
+        left = max(0.0, left - (base - progress.reported_at).total_seconds())
+        spread = (1 - PROGRESS_SPREAD, 1.0, 1 + PROGRESS_SPREAD)
+        limit = job.spec.max_runtime_seconds
+        cap = started + timedelta(seconds=limit) if limit else datetime.max.replace(tzinfo=UTC)
+        at = tuple(max(now, min(cap, base + timedelta(seconds=left * s))) for s in spread)
+        return Ends(at, "progress")  # type: ignore[arg-type]
+    elapsed = max(0.0, (now - started).total_seconds())
+    found = learned.runtimes(job, elapsed=elapsed)
+    if found is not None:
+        at = tuple(max(now, started + timedelta(seconds=r)) for r in found)
+        return Ends(at, "learned")  # type: ignore[arg-type]
+    limit = job.spec.max_runtime_seconds
+    if limit:
+        end = started + timedelta(seconds=limit)
+        low = max(now, started + timedelta(seconds=limit * LIMIT_LOW))
+        return Ends((min(low, max(now, end)), max(now, end), max(now, end)), "limit")
+    return Ends(None, "unknown")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A queued job's estimated start and range; or none, with the reason."""
+
+    start: datetime | None = None
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    reason: str | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        raw = {"start": format_time(self.start), "earliest": format_time(self.earliest),
+               "latest": format_time(self.latest), "reason": self.reason}  # fmt: skip
+        return {k: v for k, v in raw.items() if v is not None}
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> Estimate | None:
+        if not raw:
+            return None
+        return cls(parse_time(raw.get("start")), parse_time(raw.get("earliest")),
+                   parse_time(raw.get("latest")), raw.get("reason"))  # fmt: skip
+
+    def moved(self, other: Estimate | None, *, now: datetime, threshold: float) -> bool:
+        """Worth writing again: the reason changed, or the start moved by more than
+        `threshold` of the wait left (at least a minute)."""
+        if other is None or (self.start is None) != (other.start is None):
+            return True
+        if self.reason != other.reason:
+            return True
+        if self.start is None or other.start is None:
+            return False
+        wait = max(60.0, (self.start - now).total_seconds())
+        return abs((self.start - other.start).total_seconds()) > threshold * wait
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A job in one scenario of the plan: when it holds its GPUs, and where."""
+
+    start: datetime | None
+    end: datetime | None  # None: holds them past the plan
+    placement: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class World:
+    """What the simulation starts from (the inputs of a pass)."""
+
+    now: datetime
+    limits: Limits
+    queues: Mapping[str, QueueView]
+    nodes: Sequence[NodeView]
+    foreign: Sequence[PodUsage]
+    active: Sequence[Job]  # holding a slot (placement in status)
+    waiting: Sequence[Job]  # queued, not cancelled or suspended, any order
+
+
+@dataclass
+class Plan:
+    """The kept plan: every job's slots per scenario and the queued jobs' estimates."""
+
+    computed_at: datetime
+    limits: Limits
+    nodes: tuple[NodeView, ...]  # allocatable net of foreign Pods
+    jobs: dict[JobKey, Job]
+    slots: dict[JobKey, tuple[Slot, Slot, Slot]]
+    estimates: dict[JobKey, Estimate]
+    sources: dict[JobKey, str] = field(default_factory=dict)
+    # The what-if's index of this plan (shunter.domain.whatif builds it once).
+    index: Any = field(default=None, repr=False, compare=False)
+
+    def estimate(self, key: JobKey) -> Estimate | None:
+        return self.estimates.get(key)
+
+
+def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Plan:
+    """Simulate the three scenarios; each queued job's estimate and range. A job that
+    waits for its dependencies holds no place (it blocks no one): it is left out, with
+    that reason, since when they will be met is not the queue's to know."""
+    held = [j for j in world.waiting if j.spec.depends_on and j.status.reason == DEPENDENCY]
+    if held:
+        world = replace(world, waiting=[j for j in world.waiting if j not in held])
+    nodes = _net_nodes(world.nodes, world.foreign)
+    none = Slot(None, None)
+    slots: dict[JobKey, list[Slot]] = {}
+    reasons: dict[JobKey, str] = {}
+    sources: dict[JobKey, str] = {}
+    for scenario in SCENARIOS:
+        found, why = _simulate(world, nodes, scenario, learned=learned, max_starts=max_starts,
+                               sources=sources)  # fmt: skip
+        for key, slot in found.items():
+            slots.setdefault(key, [none, none, none])[scenario] = slot
+        if scenario == MID:
+            reasons = why
+    estimates: dict[JobKey, Estimate] = {}
+    for job in world.waiting:
+        mine = slots.get(job.key)
+        mid = mine[MID].start if mine else None
+        if mine is None or mid is None:
+            estimates[job.key] = Estimate(reason=reasons.get(job.key, "not planned"))
+            continue
+        starts = [s.start for s in mine if s.start is not None]
+        latest = None if mine[HIGH].start is None else max(starts)
+        estimates[job.key] = Estimate(mid, min(starts), latest)
+    for job in held:
+        estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
+    jobs = {j.key: j for j in (*world.active, *world.waiting)}
+    full = {k: (v[0], v[1], v[2]) for k, v in slots.items()}
+    return Plan(world.now, world.limits, nodes, jobs, full, estimates, sources)
+
+
+def _net_nodes(nodes: Iterable[NodeView], foreign: Iterable[PodUsage]) -> tuple[NodeView, ...]:
+    held: dict[str, Resources] = {}
+    for pod in foreign:
+        held[pod.node] = held.get(pod.node, Resources()) + pod.requests
+    return tuple(replace(n, allocatable=n.allocatable - held.get(n.name, Resources()))
+                 for n in nodes)  # fmt: skip
+
+
+def _state(world_limits: Limits, queues: Mapping[str, QueueView], nodes: Sequence[NodeView],
+           active: Sequence[Job]) -> AdmissionState:  # fmt: skip
+    return AdmissionState(limits=world_limits, usage=Usage.of(active),
+                          quota=QuotaUse.of(queues, active),
+                          capacity=Capacity.build(nodes, (), active), queues=queues)  # fmt: skip
+
+
+@dataclass
+class _Lane:
+    """One queue's waiting jobs in the simulation, in admission order."""
+
+    jobs: deque[Job]
+    best_effort: bool
+
+
+Simulated = tuple[dict[JobKey, Slot], dict[JobKey, str]]
+Admitted = list[tuple[Job, tuple[str, ...]]]
+
+
+def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned: Learned,
+              max_starts: int, sources: dict[JobKey, str]) -> Simulated:  # fmt: skip
+    """One scenario: every job's slot, and why a queued job got none."""
+    now = world.now
+    state = _state(world.limits, world.queues, nodes, world.active)
+    slots: dict[JobKey, Slot] = {}
+    ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []
+    holding_forever: list[Job] = []  # admitted, no runtime known
+    for job in world.active:
+        found = expected_end(job, now=now, learned=learned)
+        sources.setdefault(job.key, found.source)
+        end = None if found.at is None else found.at[scenario]
+        slots[job.key] = Slot(job.status.admitted_at or now, end, job.status.placement)
+        if end is None:
+            holding_forever.append(job)
+        else:
+            heapq.heappush(ends, (end, len(ends), job, job.status.placement))
+    lanes: dict[str, _Lane] = {}
+    for job in sorted(world.waiting, key=queue_order):
+        queue = queue_of(job.spec.queue, world.queues)
+        lane = lanes.setdefault(job.spec.queue, _Lane(
+            deque(), queue is not None and queue.strategy == BEST_EFFORT_FIFO))  # fmt: skip
+        lane.jobs.append(job)
+    reasons: dict[JobKey, str] = {}
+    wakes: list[datetime] = []
+    seen: set[JobKey] = set()
+    t, starts, count = now, 0, 0
+    while True:
+        for job, placement in _admit(state, lanes, t, reasons, wakes, seen):
+            runtime = _planned_runtime(job, learned, sources)
+            end = None if runtime is None else t + timedelta(seconds=runtime[scenario])
+            slots[job.key] = Slot(t, end, placement)
+            if end is None:
+                holding_forever.append(job)
+            else:
+                count += 1
+                heapq.heappush(ends, (end, count + len(world.active), job, placement))
+            starts += 1
+        if not any(lane.jobs for lane in lanes.values()):
+            break
+        upcoming = [e for e in (ends[0][0] if ends else None, min(wakes, default=None))
+                    if e is not None]  # fmt: skip
+        if not upcoming:
+            why = _unknown_reason(holding_forever)
+            _leave(lanes, reasons, why)
+            break
+        t = min(upcoming)
+        if starts >= max_starts or t - now > HORIZON:
+            _leave(lanes, reasons, f"beyond the plan's horizon ({max_starts} starts or"
+                                   f" {HORIZON.days} days ahead)")  # fmt: skip
+            break
+        wakes[:] = [w for w in wakes if w > t]
+        while ends and ends[0][0] <= t:
+            _, _, gone, where = heapq.heappop(ends)
+            _give(state, gone, where)
+    return slots, reasons
+
+
+def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime,
+           reasons: dict[JobKey, str], wakes: list[datetime],
+           seen: set[JobKey]) -> Admitted:  # fmt: skip
+    """What a pass at t admits: the queues' heads merged in admission order."""
+    admitted: Admitted = []
+    heap = [(queue_order(lane.jobs[0]), name, 0) for name, lane in lanes.items() if lane.jobs]
+    heapq.heapify(heap)
+    looked: dict[str, int] = {}
+    most = _most_free(state)
+    while heap:
+        _, name, index = heapq.heappop(heap)
+        lane = lanes[name]
+        job = lane.jobs[index]
+        verdict = _verdict(state, job, t, most, seen)
+        following = index + 1
+        if verdict.kind == "admit":
+            state.take(job, verdict.placement)
+            most = _most_free(state)
+            admitted.append((job, verdict.placement))
+            del lane.jobs[index]
+            following = index
+        elif verdict.kind == "never":
+            reasons[job.key] = verdict.message
+            del lane.jobs[index]
+            following = index
+        elif verdict.kind == "backoff" and job.status.not_before is not None:
+            wakes.append(job.status.not_before)
+        elif verdict.kind == "wait":
+            if not lane.best_effort:
+                continue  # a StrictFIFO queue is blocked by its head
+            looked[name] = looked.get(name, 0) + 1
+            if looked[name] > LOOKAHEAD:
+                continue
+        if following < len(lane.jobs):
+            heapq.heappush(heap, (queue_order(lane.jobs[following]), name, following))
+    return admitted
+
+
+def _most_free(state: AdmissionState) -> int:
+    return max((f.gpus for f in state.capacity.free.values()), default=0)
+
+
+def _verdict(state: AdmissionState, job: Job, t: datetime, most: int,
+             seen: set[JobKey]) -> Verdict:  # fmt: skip
+    """state.verdict, without placing a job whose Pods ask for more GPUs than any node
+    has free (thousands of times per plan): its answer is that of the checks before
+    placement, the static ones (budget, never fits, queue missing) judged by the first
+    full verdict the job got."""
+    if job.key not in seen or job.spec.gpus <= most:
+        seen.add(job.key)
+        return state.verdict(job, now=t)
+    if job.status.not_before is not None and t < job.status.not_before:
+        return Verdict("backoff", job.status.reason or "BackOff", job.status.message or "")
+    capped = state.usage.namespace_cap(job, state.limits)
+    if capped is not None:
+        return Verdict("capped", "NamespaceQuota", capped)
+    return Verdict("wait", "Queued")
+
+
+def _give(state: AdmissionState, job: Job, placement: Iterable[str]) -> None:
+    """AdmissionState.give with the placement of the plan."""
+    state.usage = state.usage.plus(job, -1)
+    state.quota.remove(job)
+    state.capacity.give(job, placement)
+
+
+def _planned_runtime(job: Job, learned: Learned, sources: dict[JobKey, str]) -> Runtimes | None:
+    found = learned.runtimes(job, planned=True)
+    if found is not None:
+        sources[job.key] = "learned"
+        return found
+    limit = job.spec.max_runtime_seconds
+    if limit:
+        sources[job.key] = "limit"
+        return (limit * LIMIT_LOW, float(limit), float(limit))
+    sources[job.key] = "unknown"
+    return None
+
+
+def _unknown_reason(holding: Sequence[Job]) -> str:
+    if not holding:
+        return "nothing ahead of it is planned to end"
+    names = ", ".join(str(j.key) for j in holding[:3])
+    more = f" and {len(holding) - 3} more" if len(holding) > 3 else ""
+    return f"no runtime known for the job ahead: {names}{more}"
+
+
+def _leave(lanes: Mapping[str, _Lane], reasons: dict[JobKey, str], why: str) -> None:
+    for lane in lanes.values():
+        for job in lane.jobs:
+            reasons.setdefault(job.key, why)
+        lane.jobs.clear()
+
+
+# -- the published plan --------------------------------------------------------------
+
+
+def to_raw(kept: Plan) -> dict[str, Any]:
+    """The plan as the operator publishes it (the API reads it back with `parse`)."""
+    return {
+        "computedAt": format_time(kept.computed_at),
+        "limits": {
+            "maxRunning": kept.limits.max_running,
+            "gpuBudget": kept.limits.gpu_budget,
+            "namespaceGpus": kept.limits.namespace_gpus,
+        },
+        "nodes": [_node_raw(n) for n in kept.nodes],
+        "jobs": [_job_raw(kept, key) for key in kept.jobs],
+    }
+
+
+def parse(raw: Mapping[str, Any]) -> Plan:
+    limits = raw.get("limits") or {}
+    computed = parse_time(raw.get("computedAt"))
+    assert computed is not None
+    jobs: dict[JobKey, Job] = {}
+    slots: dict[JobKey, tuple[Slot, Slot, Slot]] = {}
+    estimates: dict[JobKey, Estimate] = {}
+    sources: dict[JobKey, str] = {}
+    for entry in raw.get("jobs") or ():
+        job = _job_of(entry)
+        jobs[job.key] = job
+        if entry.get("slots"):
+            s = [Slot(parse_time(a), parse_time(b), tuple(p)) for a, b, p in entry["slots"]]
+            slots[job.key] = (s[0], s[1], s[2])
+        found = Estimate.parse(entry.get("estimate"))
+        if found is not None:
+            estimates[job.key] = found
+        if entry.get("source"):
+            sources[job.key] = entry["source"]
+    return Plan(computed, Limits(limits.get("maxRunning", 1), limits.get("gpuBudget", 0),
+                                 limits.get("namespaceGpus", 0)),
+                tuple(_node_of(n) for n in raw.get("nodes") or ()), jobs, slots, estimates,
+                sources)  # fmt: skip
+
+
+def _job_raw(kept: Plan, key: JobKey) -> dict[str, Any]:
+    job = kept.jobs[key]
+    s = job.spec
+    raw: dict[str, Any] = {
+        "ns": key.namespace, "name": key.name, "uid": job.uid, "queue": s.queue,
+        "priority": s.priority, "gpus": s.gpus, "nodes": s.nodes, "cpu": s.cpu,
+        "memory": s.memory, "selector": dict(s.node_selector), "image": s.image,
+        "created": format_time(job.status.requeued_at or job.created_at),
+        "sequence": job.status.sequence, "placement": list(job.status.placement),
+        "holds": job.holds_slot,
+    }  # fmt: skip
+    if key in kept.slots:
+        raw["slots"] = [[format_time(x.start), format_time(x.end), list(x.placement)]
+                        for x in kept.slots[key]]  # fmt: skip
+    if key in kept.estimates:
+        raw["estimate"] = kept.estimates[key].to_raw()
+    if key in kept.sources:
+        raw["source"] = kept.sources[key]
+    return raw
+
+
+def _job_of(raw: Mapping[str, Any]) -> Job:
+    from shunter.domain.model import JobStatus, Phase
+
+    created = parse_time(raw.get("created"))
+    assert created is not None
+    spec = JobSpec(image=raw.get("image") or "", gpus=int(raw["gpus"]), nodes=int(raw["nodes"]),
+                   cpu=raw.get("cpu"), memory=raw.get("memory"), queue=raw["queue"],
+                   priority=int(raw["priority"]),
+                   node_selector=tuple(sorted((raw.get("selector") or {}).items())))  # fmt: skip
+    status = JobStatus(phase=Phase.RUNNING if raw.get("holds") else Phase.QUEUED,
+                       sequence=raw.get("sequence"),
+                       placement=tuple(raw.get("placement") or ()))  # fmt: skip
+    return Job(JobKey(raw["ns"], raw["name"]), Uid(raw.get("uid") or ""), "", created, spec,
+               status)  # fmt: skip
+
+
+def _node_raw(node: NodeView) -> dict[str, Any]:
+    a = node.allocatable
+    return {"name": node.name, "labels": dict(node.labels), "ready": node.ready,
+            "unschedulable": node.unschedulable, "alloc": [a.gpus, a.cpu, a.memory],
+            "taints": [[t.key, t.value, t.effect] for t in node.taints]}  # fmt: skip
+
+
+def _node_of(raw: Mapping[str, Any]) -> NodeView:
+    gpus, cpu, memory = raw["alloc"]
+    return NodeView(raw["name"], tuple(sorted((raw.get("labels") or {}).items())),
+                    tuple(Taint(k, v, e) for k, v, e in raw.get("taints") or ()),
+                    Resources(gpus, cpu, memory), bool(raw.get("ready")),
+                    bool(raw.get("unschedulable")))  # fmt: skip

@@ -1,0 +1,168 @@
+"""The operator's kept plan of start-time estimates (shunter.domain.estimates).
+
+One plan, kept: computed again from the book when something changed, at most every
+`estimate_every` and at most a fifth of the time (a plan that takes a second waits
+five), off the event loop (a thread, from a snapshot of the book taken on the loop),
+so at 10,000 queued jobs an event costs a dirty flag, never a simulation. A minute
+without changes computes it again anyway: the times move on.
+
+The plan goes to two places:
+- the mirror (table queue_plan, one row, the newest plan only): the API reads every
+  queued job's estimate and answers what-ifs from it, never simulating on its own;
+- the status of the first `exact_positions` queued jobs of each queue (like their
+  exact positions): `estimatedStart` and `estimatedStartRange`, written only when the
+  estimate moved by more than MOVED of the wait left (or its reason changed), and
+  removed from any other job whose status shows one (it fell behind, left the queue,
+  or an earlier leader wrote it). Written by the controller between passes
+  (`write`), so they never race a pass's own status writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from itertools import islice
+
+from shunter.domain.estimates import Estimate, Learned, Plan, World, plan, to_raw
+from shunter.domain.model import Job, JobKey, StartRange
+from shunter.kube import KubeError
+from shunter.operator.actions import Actions, Fenced
+from shunter.operator.book import JobBook
+from shunter.operator.mirror import Mirror
+from shunter.operator.settings import Settings
+
+log = logging.getLogger("shunter.operator.estimating")
+
+# A status estimate is written again when it moved by more than this share of the
+# wait left (at least a minute: Estimate.moved).
+MOVED = 0.1
+REFRESH = 60.0  # seconds: computed again without changes (the times move on)
+LEARN_EVERY = 300.0  # seconds between reads of past runtimes from the mirror
+SLOWDOWN = 5  # wait at least this many times the last plan's duration
+
+
+class Estimator:
+    def __init__(self, book: JobBook, mirror: Mirror, settings: Settings) -> None:
+        self.book, self.mirror, self.settings = book, mirror, settings
+        self.kept: Plan | None = None
+        self.seconds = 0.0  # the last plan's duration
+        self.plans = 0
+        self._changes = 0  # bumped by every informer event (Controller.wake)
+        self._planned_changes = -1
+        self._planned_at = float("-inf")
+        self._written_plan = 0
+        self._learned = Learned()
+        self._learned_at = float("-inf")
+        self.wake: Callable[[], None] = lambda: None  # the controller's
+
+    def touch(self) -> None:
+        self._changes += 1
+
+    def due(self, clock: float) -> bool:
+        wait = max(self.settings.estimate_every.total_seconds(), SLOWDOWN * self.seconds)
+        if clock - self._planned_at < wait:
+            return False
+        return self._changes != self._planned_changes or clock - self._planned_at >= REFRESH
+
+    async def run(self, acting: Callable[[], bool]) -> None:
+        every = self.settings.estimate_every.total_seconds()
+        while True:
+            await asyncio.sleep(min(every, 1.0))
+            if not acting() or not self.due(time.monotonic()):
+                continue
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("estimates: the plan failed; trying again later")
+
+    def world(self, now: datetime) -> World:
+        """A snapshot of the book (taken on the event loop; the plan runs in a thread)."""
+        book = self.book
+        return World(now=now, limits=self.settings.limits, queues=dict(book.queues),
+                     nodes=list(book.nodes.values()), foreign=list(book.foreign.values()),
+                     active=list(book.active.values()), waiting=list(book.waiting()))  # fmt: skip
+
+    async def refresh(self, now: datetime | None = None) -> Plan:
+        clock = time.monotonic()
+        self._planned_at, self._planned_changes = clock, self._changes
+        if clock - self._learned_at >= LEARN_EVERY:
+            self._learned_at = clock
+            self._learned = learned_from(await self.mirror.runtimes())
+        world = self.world(now or datetime.now(UTC))
+        kept, body = await asyncio.to_thread(_plan_and_dump, world, self._learned)
+        self.seconds = time.monotonic() - clock
+        self.kept, self.plans = kept, self.plans + 1
+        self.mirror.publish_plan(kept.computed_at, body)
+        self.wake()
+        return kept
+
+    async def write(self, actions: Actions) -> int:
+        """Write the moved estimates of the first jobs of each queue; how many."""
+        kept = self.kept
+        if kept is None or self._written_plan == self.plans:
+            return 0
+        self._written_plan = self.plans
+        shown: dict[JobKey, Estimate | None] = {}
+        for name in self.book.queue_names():
+            for job in islice(self.book.waiting(name), self.settings.rules.exact_positions):
+                shown[job.key] = kept.estimate(job.key)
+        # Whoever else shows one (fell behind, suspended, cancelled, or written by an
+        # earlier leader) loses it: a look at every job's status, no write for most.
+        for job in self.book.jobs.values():
+            s = job.status
+            if job.key not in shown and (s.estimated_start or s.estimated_range):
+                shown[job.key] = None
+        writes = []
+        for key, estimate in shown.items():
+            found = self.book.jobs.get(key)
+            if found is not None and _moved(found, estimate, now=kept.computed_at):
+                writes.append(self._write(actions, found, estimate))
+        return sum(await asyncio.gather(*writes))
+
+    async def _write(self, actions: Actions, job: Job, estimate: Estimate | None) -> int:
+        status = replace(
+            job.status,
+            estimated_start=estimate.start if estimate else None,
+            estimated_range=StartRange(estimate.earliest, estimate.latest, estimate.reason)
+            if estimate
+            else None,
+        )
+        before, after = job.status.to_raw(), status.to_raw()
+        patch = {k: after[k] for k in ("estimatedStart", "estimatedStartRange")
+                 if before.get(k) != after[k]}  # fmt: skip
+        try:
+            body = await actions.patch_job_status(job.key, patch, version=job.resource_version)
+        except (KubeError, Fenced) as exc:
+            log.debug("job %s: estimate not written: %s", job.key, exc)
+            return 0  # a newer version comes with the next plan
+        self.book.written(job, status, str(body["metadata"]["resourceVersion"]))
+        return 1
+
+
+def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
+    s = job.status
+    if estimate is None:
+        return s.estimated_start is not None or s.estimated_range is not None
+    r = s.estimated_range
+    shown = Estimate(s.estimated_start, r.earliest if r else None, r.latest if r else None,
+                     r.reason if r else None)  # fmt: skip
+    if s.estimated_start is None and r is None:
+        return True
+    return estimate.moved(shown, now=now, threshold=MOVED)
+
+
+def _plan_and_dump(world: World, learned: Learned) -> tuple[Plan, str]:
+    kept = plan(world, learned=learned)
+    return kept, json.dumps(to_raw(kept), separators=(",", ":"))
+
+
+def learned_from(rows: list[tuple[str, str, int, float]]) -> Learned:
+    durations: dict[tuple[str, str, int], list[float]] = {}
+    for namespace, image, gpus, seconds in rows:
+        durations.setdefault((namespace, image, gpus), []).append(seconds)
+    return Learned({k: sorted(v) for k, v in durations.items()})
