@@ -15,7 +15,9 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 - Pods per job (by index), and Pods created but not yet seen (they count as present);
 - Nodes, the foreign Pods that hold resources on them, the TrainingQueues, and the
   PersistentVolumeClaims a job may name as its checkpoint volume;
-- timers: when a job needs another look even if nothing changes (grace deadlines).
+- timers: when a job needs another look even if nothing changes (grace deadlines);
+- the arrays (shunter.domain.arrays), which never wait nor hold a slot, and for each
+  the jobs named like its runs (`<array>-<n>`): a change to one marks the array.
 
 Pure data: no I/O, no clock of its own (times are passed in). Everything runs on the
 event loop, so no locks.
@@ -67,6 +69,8 @@ class JobBook:
         self._expected_until: dict[JobKey, float] = {}
         self._timers: list[tuple[datetime, JobKey]] = []
         self._timer_at: dict[JobKey, datetime] = {}
+        self.arrays: set[JobKey] = set()
+        self._named: dict[JobKey, set[JobKey]] = {}
 
     @classmethod
     def of(
@@ -117,6 +121,8 @@ class JobBook:
 
     def remove_job(self, key: JobKey) -> None:
         self.jobs.pop(key, None)
+        self.arrays.discard(key)
+        self._name_run(key, remove=True)
         self._written.pop(key, None)
         self._waiting.remove(key)
         self._lanes.remove(key)
@@ -145,6 +151,13 @@ class JobBook:
     def _index(self, job: Job) -> None:
         key = job.key
         self.jobs[key] = job
+        self._name_run(key)
+        if job.spec.array is not None:  # it runs nothing itself: never waits nor holds a slot
+            self.arrays.add(key)
+            self._waiting.remove(key)
+            self._lanes.remove(key)
+            self.dirty.add(key)
+            return
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
         self._waiting.put(job)
         self._lanes.put(job)
@@ -157,6 +170,28 @@ class JobBook:
         else:
             self.positioned.discard(key)
         self.dirty.add(key)
+
+    def _name_run(self, key: JobKey, *, remove: bool = False) -> None:
+        """Index a job named like a run of an array (`<array>-<n>`) under the array's
+        key, and mark the array (whether it is a run is decided by the array's pass)."""
+        head, _, tail = key.name.rpartition("-")
+        if not head or not tail.isdigit():
+            return
+        array = JobKey(key.namespace, head)
+        if remove:
+            named = self._named.get(array)
+            if named is not None:
+                named.discard(key)
+                if not named:
+                    del self._named[array]
+        else:
+            self._named.setdefault(array, set()).add(key)
+        if array in self.arrays:
+            self.dirty.add(array)
+
+    def named_runs(self, array: JobKey) -> list[Job]:
+        """The jobs named like runs of `array` (runs, or not: shunter.domain.arrays)."""
+        return [self.jobs[k] for k in self._named.get(array, ()) if k in self.jobs]
 
     def waiting(self, queue: str | None = None) -> Iterator[Job]:
         """Queued, not cancelled or suspended jobs in admission order (of one queue, or

@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shunter.domain import arrays
 from shunter.domain.admission import AdmissionState, Usage, Verdict, queue_order
 from shunter.domain.capacity import Capacity
 from shunter.domain.claims import Claimant, judge_claim
@@ -47,6 +48,7 @@ class Pass:
 def _changed(job: Job, decision: Decision) -> bool:
     return decision.status != job.status or bool(
         decision.create or decision.delete_pods or decision.events or decision.logs
+        or decision.runs or decision.patch_jobs
     )
 
 
@@ -85,6 +87,10 @@ def plan_pass(
     for key in keys:
         job = book.jobs.get(key)
         if job is None:
+            continue
+        if key in book.arrays:  # runs nothing itself: decided from its runs
+            found = arrays.plan(job, book.named_runs(key), now=now)
+            decisions[key] = Decision(found.status, runs=found.create, patch_jobs=found.patches)
             continue
         if job.phase is not None and job.phase.terminal:
             if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)

@@ -1,0 +1,333 @@
+"""Job arrays (`spec.array: {count, maxParallel}`): the pure rules.
+
+An array runs its job `count` times, each run with its index (SHUNTER_ARRAY_INDEX).
+The runs are child TrainingJobs, not Pods of one job: every run then goes through the
+same admission, quotas, fair sharing, preemption, suspend and resume, cancel, mirror
+rows and report channel as any job, with nothing written twice. Slurm's array tasks
+are full jobs likewise (`jobid_index`).
+
+Runs are created lazily by the operator: at most `maxParallel` unfinished runs exist
+at a time, created in index order as earlier ones end, so an array of 10,000 is one
+object plus maxParallel runs, not 10,000 objects (Slurm keeps a pending array as one
+record for the same reason). A run is named `<array>-<index>`, labelled
+`shunter.dev/array=<array>` and `shunter.dev/array-index=<index>` (so `kubectl get tj
+-l shunter.dev/array=<array>` lists the runs), owned by the array (controller
+ownerReference: deleted with it), its spec the array's without `array`, in the
+array's namespace and with the array's submitted-by annotation (the identity that
+fair sharing and the mirror's accounting use).
+
+A run is recognised only by its controller ownerReference to the array's uid (and
+its name and index agreeing), never by its labels alone: a TrainingJob made by hand
+with the labels of a run is not adopted, and if it holds the name of a run, that
+index is not run and counts as failed (`taken`).
+
+The array's own object runs nothing (it never enters a queue and holds no slot): its
+phase summarises its runs (queued until one runs, running while any runs, completed
+when all completed, failed when all ended and any failed, cancelled when it was
+cancelled or, with none failed, some run was), and `status.array` counts its runs
+per phase. A cancel or suspend of the array acts on every unfinished run (the
+operator sets the run's spec.cancelled or spec.suspended, as a user would) and stops
+new runs being created; a resume resumes the runs the array suspended. A cancel,
+suspend or resume of one run acts on that run only, as on any job. Everything is
+decided from the TrainingJobs themselves, so an operator restarted after kill -9
+carries on where it was: a run created but not yet seen is created again (its name is
+fixed: the create finds it there), and a run deleted by hand is created again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from shunter.domain.model import (
+    API_VERSION,
+    ARRAY_COUNT_ANNOTATION,
+    ARRAY_INDEX_LABEL,
+    ARRAY_LABEL,
+    CANCELLED_BY,
+    KIND,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    SUBMITTED_BY,
+    SUSPENDED_BY_ARRAY,
+    ArraySpec,
+    Job,
+    JobKey,
+    JobStatus,
+    Phase,
+)
+
+# The index's name is held by a TrainingJob that is not a run of the array.
+NAME_TAKEN = "NameTaken"
+
+_BUCKETS: dict[Phase | None, str] = {
+    None: "queued",
+    Phase.QUEUED: "queued",
+    Phase.STARTING: "running",
+    Phase.RUNNING: "running",
+    Phase.CANCELLING: "running",
+    Phase.STOPPING: "running",
+    Phase.SUSPENDED: "suspended",
+    Phase.COMPLETED: "completed",
+    Phase.FAILED: "failed",
+    Phase.CANCELLED: "cancelled",
+}
+
+
+def run_name(array: str, index: int) -> str:
+    return f"{array}-{index}"
+
+
+def is_array(job: Job) -> bool:
+    return job.spec.array is not None
+
+
+def is_run_of(run: Job, array: Job) -> bool:
+    """Is `run` a run of `array`: controlled by it (the uid of its controller
+    ownerReference) and named after its own index. Labels alone never make a run."""
+    member, spec = run.member, array.spec.array
+    if member is None or spec is None or member.owner_uid != array.uid or member.index is None:
+        return False
+    return 0 <= member.index < spec.count and run.key == JobKey(
+        array.key.namespace, run_name(array.key.name, member.index)
+    )
+
+
+@dataclass(frozen=True)
+class ArrayCounts:
+    """An array's runs per phase; `taken` indexes count as failed."""
+
+    count: int
+    queued: int = 0
+    running: int = 0
+    suspended: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def created(self) -> int:
+        return self.queued + self.running + self.suspended + self.finished
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+    @property
+    def unfinished(self) -> int:
+        return self.queued + self.running + self.suspended
+
+    @property
+    def not_created(self) -> int:
+        return max(0, self.count - self.created)
+
+    @property
+    def display(self) -> str:
+        """The kubectl RUNS column: `42/100 done, 10 running, 1 failed`."""
+        parts = [f"{self.completed}/{self.count} done"]
+        for name in ("running", "queued", "suspended", "failed", "cancelled"):
+            value = getattr(self, name)
+            if value:
+                parts.append(f"{value} {name}")
+        return ", ".join(parts)
+
+    @classmethod
+    def of(cls, count: int, runs: Mapping[int, Job], taken: Collection[int] = ()) -> ArrayCounts:
+        tally = dict.fromkeys(("queued", "running", "suspended", "completed", "failed",
+                               "cancelled"), 0)  # fmt: skip
+        for index, run in runs.items():
+            if index not in taken:
+                tally[_BUCKETS[run.phase]] += 1
+        tally["failed"] += len(taken)  # never runs of the array (is_run_of)
+        return cls(count=count, **tally)
+
+    def to_raw(self) -> dict[str, Any]:
+        return {
+            "queued": self.queued,
+            "running": self.running,
+            "suspended": self.suspended,
+            "completed": self.completed,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "notCreated": self.not_created,
+            "display": self.display,
+        }
+
+
+def next_indexes(
+    spec: ArraySpec, runs: Collection[int], *, unfinished: int, taken: Collection[int] = ()
+) -> list[int]:
+    """The indexes to create now: the lowest without a run (and whose name is not
+    taken), as many as keep at most maxParallel runs unfinished."""
+    room = spec.max_parallel - unfinished
+    found: list[int] = []
+    if room <= 0:
+        return found
+    for index in range(spec.count):
+        if index not in runs and index not in taken:
+            found.append(index)
+            if len(found) == room:
+                break
+    return found
+
+
+@dataclass(frozen=True)
+class Summary:
+    phase: Phase
+    reason: str
+    message: str
+
+
+def summarise(array: Job, counts: ArrayCounts) -> Summary:
+    """The array's phase from its runs (see the module doc)."""
+    if array.spec.cancelled:
+        if counts.unfinished:
+            return Summary(Phase.CANCELLING, "Cancelling",
+                           f"Cancelling its {counts.unfinished} unfinished runs")  # fmt: skip
+        return Summary(Phase.CANCELLED, "Cancelled", f"Cancelled: {counts.display}")
+    if counts.finished == counts.count:
+        if counts.completed == counts.count:
+            return Summary(Phase.COMPLETED, "Completed", f"All {counts.count} runs completed")
+        if counts.failed:
+            return Summary(
+                Phase.FAILED, "RunsFailed", f"{counts.failed} runs failed: {counts.display}"
+            )
+        return Summary(Phase.CANCELLED, "RunsCancelled", f"Ended: {counts.display}")
+    if counts.running:
+        return Summary(Phase.RUNNING, "Running", counts.display)
+    if array.spec.suspended:
+        return Summary(Phase.SUSPENDED, "Suspended", f"Suspended: {counts.display}")
+    return Summary(Phase.QUEUED, "Queued", counts.display)
+
+
+def run_patch(array: Job, run: Job) -> dict[str, Any] | None:
+    """The merge patch that carries the array's cancel, suspend or resume to one of
+    its runs; None when the run is as it should be."""
+    if run.phase is not None and run.phase.terminal:
+        return None
+    if array.spec.cancelled:
+        if run.spec.cancelled:
+            return None
+        meta: dict[str, Any] = {}
+        if array.audit.cancelled_by:
+            meta = {"annotations": {CANCELLED_BY: array.audit.cancelled_by}}
+        return {"metadata": meta, "spec": {"cancelled": True}} if meta else {
+            "spec": {"cancelled": True}}  # fmt: skip
+    # A run suspended by its own user carries no mark: it stays suspended when the
+    # array resumes.
+    held = run.member is not None and run.member.held
+    if array.spec.suspended and not run.spec.suspended:
+        return {"metadata": {"annotations": {SUSPENDED_BY_ARRAY: "true"}},
+                "spec": {"suspended": True}}  # fmt: skip
+    if not array.spec.suspended and held:
+        return {"metadata": {"annotations": {SUSPENDED_BY_ARRAY: None}},
+                "spec": {"suspended": False}}  # fmt: skip
+    return None
+
+
+def may_create(array: Job) -> bool:
+    """New runs are created only while the array is neither cancelled nor suspended
+    (nor finished)."""
+    finished = array.phase is not None and array.phase.terminal
+    return not (array.spec.cancelled or array.spec.suspended or finished)
+
+
+def run_manifest(array: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Run `index` of the array whose stored body is `array`: its spec without
+    `array`, cancelled or suspended, the array's identity, owned by the array."""
+    meta = array["metadata"]
+    spec = {k: v for k, v in (array.get("spec") or {}).items()
+            if k not in ("array", "cancelled", "suspended")}  # fmt: skip
+    count = int(((array.get("spec") or {}).get("array") or {}).get("count", 1))
+    annotations = {ARRAY_COUNT_ANNOTATION: str(count)}
+    submitted = (meta.get("annotations") or {}).get(SUBMITTED_BY)
+    if submitted:
+        annotations[SUBMITTED_BY] = submitted
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": run_name(meta["name"], index),
+            "namespace": meta["namespace"],
+            "labels": {
+                ARRAY_LABEL: meta["name"],
+                ARRAY_INDEX_LABEL: str(index),
+                MANAGED_BY_LABEL: MANAGED_BY,
+            },
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """What one look at an array decides: its status, the runs to create (indexes),
+    and the patches carrying its cancel, suspend or resume to its runs."""
+
+    status: JobStatus
+    create: tuple[int, ...] = ()
+    patches: tuple[tuple[JobKey, dict[str, Any]], ...] = ()
+
+
+def _index_of(job: Job, array: Job) -> int | None:
+    """The index whose name `job` holds, if it is one of the array's indexes."""
+    spec = array.spec.array
+    head, _, tail = job.key.name.rpartition("-")
+    if spec is None or head != array.key.name or not tail.isdigit():
+        return None
+    index = int(tail)
+    # `<array>-07` is not the name of index 7 (run_name never pads).
+    return index if index < spec.count and run_name(head, index) == job.key.name else None
+
+
+def plan(array: Job, named: Iterable[Job], *, now: datetime) -> ArrayPlan:
+    """The array's decision from the jobs named like its runs (see the module doc)."""
+    spec = array.spec.array
+    assert spec is not None
+    runs: dict[int, Job] = {}
+    taken: set[int] = set()
+    for job in named:
+        index = _index_of(job, array)
+        if index is None or job.key.namespace != array.key.namespace:
+            continue
+        if is_run_of(job, array):
+            runs[index] = job
+        else:
+            taken.add(index)
+    counts = ArrayCounts.of(spec.count, runs, taken)
+    create = next_indexes(spec, runs, unfinished=counts.unfinished, taken=taken) if may_create(
+        array) else []  # fmt: skip
+    summary = summarise(array, counts)
+    old = array.status
+    if taken and summary.phase in (Phase.QUEUED, Phase.RUNNING):
+        names = ", ".join(run_name(array.key.name, i) for i in sorted(taken)[:3])
+        summary = replace(summary, message=f"{summary.message} ({NAME_TAKEN}: {names} not runs"
+                                           f" of this array)")  # fmt: skip
+    status = replace(
+        old,
+        phase=summary.phase,
+        reason=summary.reason,
+        message=summary.message,
+        array=counts.to_raw(),
+        started_at=old.started_at or (now if summary.phase == Phase.RUNNING else None),
+        completed_at=old.completed_at or (now if summary.phase.terminal else None),
+    )
+    patches = []
+    for index in sorted(runs):
+        patch = run_patch(array, runs[index])
+        if patch is not None:
+            patches.append((runs[index].key, patch))
+    return ArrayPlan(status=status, create=tuple(create), patches=tuple(patches))
