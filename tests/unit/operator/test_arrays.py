@@ -104,13 +104,16 @@ def test_a_run_copies_the_array_without_array_and_carries_its_identity():
     assert run["metadata"]["labels"][ARRAY_INDEX_LABEL] == "3"
     assert run["metadata"]["annotations"][SUBMITTED_BY] == "alice"
     (owner,) = run["metadata"]["ownerReferences"]
-    assert owner["uid"] == body["metadata"]["uid"] and owner["controller"] is True
-    assert "array" not in run["spec"] and "cancelled" not in run["spec"]
+    assert owner["uid"] == body["metadata"]["uid"]
+    assert owner["controller"] is True
+    assert "array" not in run["spec"]
+    assert "cancelled" not in run["spec"]
     assert run["spec"]["env"] == [{"name": "A", "value": "1"}]
     # Its trainer Pod learns its index (the job's own env is kept, ours wins).
     pod = build_pod(run_of(body, 3))
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    assert env["SHUNTER_ARRAY_INDEX"] == "3" and env["SHUNTER_ARRAY_COUNT"] == "5"
+    assert env["SHUNTER_ARRAY_INDEX"] == "3"
+    assert env["SHUNTER_ARRAY_COUNT"] == "5"
     assert env["A"] == "1"
     plain = build_pod(a_training_job("plain").job())
     assert "SHUNTER_ARRAY_INDEX" not in {e["name"] for e in plain["spec"]["containers"][0]["env"]}
@@ -140,7 +143,8 @@ def test_a_hand_made_job_holding_a_runs_name_makes_that_index_fail_not_run():
     forged["metadata"]["labels"] = {ARRAY_LABEL: "sweep", ARRAY_INDEX_LABEL: "2"}
     found = arrays.plan(Job.parse(body), [Job.parse(forged)], now=NOW)
     assert found.create == (0, 1, 3)
-    assert found.status.array is not None and found.status.array["failed"] == 1
+    assert found.status.array is not None
+    assert found.status.array["failed"] == 1
     assert found.status.array["running"] == 0  # the hand-made job is not counted as a run
     assert "NameTaken" in (found.status.message or "")
 
@@ -174,8 +178,10 @@ def test_a_pass_creates_runs_and_never_queues_or_admits_the_array_itself():
     found = plan_pass(book, now=NOW, rules=Rules())
     decision = found.decisions[Job.parse(body).key]
     assert decision.runs == tuple(range(10))
-    assert decision.status.phase == Phase.QUEUED and decision.status.sequence is None
-    assert book.queued_count == 0 and not book.active
+    assert decision.status.phase == Phase.QUEUED
+    assert decision.status.sequence is None
+    assert book.queued_count == 0
+    assert not book.active
     # The runs appear: they queue as any job; the array counts them and creates no more.
     for i in range(10):
         book.put_job(run_of(body, i))
