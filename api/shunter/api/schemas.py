@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shunter.api.appraisal import Appraisal
 from shunter.domain.actions import Action, allowed_actions
+from shunter.domain.arrays import ArrayCounts, run_name
 from shunter.domain.model import Job
 from shunter.domain.record import JobRecord, record_of
 
@@ -62,6 +63,25 @@ class EnvPublic(BaseModel):
     key: str | None = None
 
 
+class ArrayIn(BaseModel):
+    """Run the job `count` times (runs NAME-0 .. NAME-(count-1), each told its index in
+    SHUNTER_ARRAY_INDEX), at most `max_parallel` unfinished at once (default: count)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=10_000, description="Runs of the array (1 to 10000)")
+    max_parallel: int | None = Field(None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _parallel_within_count(self) -> ArrayIn:
+        if self.max_parallel is not None and self.max_parallel > self.count:
+            raise ValueError(
+                f"array.max_parallel ({self.max_parallel}) must be at most array.count"
+                f" ({self.count})"
+            )
+        return self
+
+
 class JobCreate(BaseModel):
     """A training job to submit. Unknown fields are an error, not silently dropped."""
 
@@ -105,6 +125,7 @@ class JobCreate(BaseModel):
         None, description="Size of the checkpoint claim the operator creates (no claim named)"
     )
     checkpoint_storage_class: Name | None = None
+    array: ArrayIn | None = Field(None, description="Run the job as an array of indexed runs")
 
 
 class Termination(BaseModel):
@@ -198,6 +219,38 @@ class WorkLost(BaseModel):
     basis: str = Field(description="How it was judged")
 
 
+class ArrayPublic(BaseModel):
+    """An array's runs per phase (its runs are jobs NAME-INDEX: GET /status/NAME-INDEX,
+    or GET /status/NAME/index/INDEX)."""
+
+    count: int
+    max_parallel: int
+    queued: int = 0
+    running: int = 0
+    suspended: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    not_created: int = 0
+
+    @classmethod
+    def of(cls, job: Job) -> ArrayPublic | None:
+        spec = job.spec.array
+        if spec is None:
+            return None
+        raw = dict(job.status.array or {})
+        counts = {k: int(raw.get(k) or 0) for k in ArrayCounts.__dataclass_fields__ if k != "count"}
+        return cls(count=spec.count, max_parallel=spec.max_parallel, **counts,
+                   not_created=int(raw.get("notCreated", spec.count)))  # fmt: skip
+
+
+class ArrayRunPublic(BaseModel):
+    """The array a run belongs to, and its index."""
+
+    array: str
+    index: int
+
+
 class JobPublic(JobRow):
     """A live job: its record, and what only a live job has."""
 
@@ -215,6 +268,8 @@ class JobPublic(JobRow):
     work_lost_if_stopped: WorkLost | None = Field(
         None, description="Running jobs: what stopping it now would lose"
     )
+    array: ArrayPublic | None = Field(None, description="An array: its runs per phase")
+    array_run: ArrayRunPublic | None = Field(None, description="A run of an array: which")
 
     @classmethod
     def of(cls, job: Job, *, at: Appraisal) -> JobPublic:
@@ -241,7 +296,20 @@ class JobPublic(JobRow):
             progress=_progress(job),
             checkpoint=_checkpoint(job, at),
             work_lost_if_stopped=_work_lost(job, at),
+            array=ArrayPublic.of(job),
+            array_run=_array_run(job),
         )
+
+
+def _array_run(job: Job) -> ArrayRunPublic | None:
+    member = job.member
+    if (
+        member is None
+        or member.index is None
+        or job.key.name != run_name(member.owner_name, member.index)
+    ):
+        return None
+    return ArrayRunPublic(array=member.owner_name, index=member.index)
 
 
 def _progress(job: Job) -> ProgressPublic | None:

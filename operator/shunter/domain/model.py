@@ -680,8 +680,10 @@ class Job:
 
     @property
     def holds_slot(self) -> bool:
-        """Admitted and not yet gone: starting, running or stopping."""
-        return self.status.phase is not None and self.status.phase.holds_slot
+        """Admitted and not yet gone: starting, running or stopping. (Never an array:
+        its phase summarises its runs, which hold the slots; shunter.domain.arrays.)"""
+        phase = self.status.phase
+        return phase is not None and phase.holds_slot and self.spec.array is None
 
 
 @dataclass(frozen=True)

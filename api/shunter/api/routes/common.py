@@ -15,6 +15,7 @@ JSON = "application/json"
 JobIdPath = Annotated[
     str, Path(pattern=JOB_ID_PATTERN, max_length=55, description="The job id (its name)")
 ]
+IndexPath = Annotated[int, Path(ge=0, le=9_999, description="The index of a run of an array")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No or invalid bearer token"},
     403: {"model": ErrorBody, "description": "Not allowed in this namespace"},

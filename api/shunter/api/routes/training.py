@@ -13,7 +13,14 @@ from shunter.api.dependencies import Caller, Namespace, Recheck, Service
 from shunter.api.errors import InvalidRequest
 from shunter.api.history import HistoryFilter
 from shunter.api.quotas import HeldStream, StreamQuota, supervised
-from shunter.api.routes.common import ERRORS, JSON, JobIdPath, change_answer, guarded_router
+from shunter.api.routes.common import (
+    ERRORS,
+    JSON,
+    IndexPath,
+    JobIdPath,
+    change_answer,
+    guarded_router,
+)
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
     CancelResult,
@@ -90,6 +97,19 @@ async def status(
 
 
 @router.get(
+    "/status/{job_id}/index/{index}",
+    response_model=JobPublic,
+    responses={404: {"model": ErrorBody, "description": "No such run of the array"}, **ERRORS},
+)
+async def run_status(
+    job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace
+) -> Response:
+    """The run of array `job_id` at `index` (the job `job_id-index`, as GET /status of it)."""
+    job = await service.status(await service.run_of(JobKey(namespace, job_id), index))
+    return Response(service.renderer.job(job, at=service.appraisal()), media_type=JSON)
+
+
+@router.get(
     "/status/{job_id}/events",
     response_model=list[JobEvent],
     responses={404: {"model": ErrorBody, "description": "Job not found"}, **ERRORS},
@@ -133,6 +153,23 @@ async def cancel(
     if outcome.send_patch:
         await service.await_final(key)
     return change_answer(job_id, outcome)
+
+
+@router.post(
+    "/cancel/{job_id}/index/{index}",
+    response_model=CancelResult,
+    responses={404: {"model": ErrorBody, "description": "No such run of the array"}, **ERRORS},
+)
+async def cancel_run(
+    job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace, caller: Caller,
+) -> JSONResponse:  # fmt: skip
+    """Cancel one run of an array (the others go on); the body is the guide's, for the
+    run `job_id-index`. Cancelling the array itself cancels every unfinished run."""
+    key = await service.run_of(JobKey(namespace, job_id), index)
+    outcome = await service.cancel(key, caller=caller)
+    if outcome.send_patch:
+        await service.await_final(key)
+    return change_answer(key.name, outcome)
 
 
 # Free text of a filter: anything but control characters (PostgreSQL text cannot hold
