@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shunter.domain.admission import LaneOrder, QueueOrder
+from shunter.domain.arrays import Named, index_in_name
 from shunter.domain.claims import ClaimView
 from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
 from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
@@ -70,7 +71,7 @@ class JobBook:
         self._timers: list[tuple[datetime, JobKey]] = []
         self._timer_at: dict[JobKey, datetime] = {}
         self.arrays: set[JobKey] = set()
-        self._named: dict[JobKey, set[JobKey]] = {}
+        self._named: dict[JobKey, Named] = {}
 
     @classmethod
     def of(
@@ -122,7 +123,7 @@ class JobBook:
     def remove_job(self, key: JobKey) -> None:
         self.jobs.pop(key, None)
         self.arrays.discard(key)
-        self._name_run(key, remove=True)
+        self._name_run(key, None)
         self._written.pop(key, None)
         self._waiting.remove(key)
         self._lanes.remove(key)
@@ -151,7 +152,7 @@ class JobBook:
     def _index(self, job: Job) -> None:
         key = job.key
         self.jobs[key] = job
-        self._name_run(key)
+        self._name_run(key, job)
         if job.spec.array is not None:  # it runs nothing itself: never waits nor holds a slot
             self.arrays.add(key)
             self._waiting.remove(key)
@@ -171,27 +172,29 @@ class JobBook:
             self.positioned.discard(key)
         self.dirty.add(key)
 
-    def _name_run(self, key: JobKey, *, remove: bool = False) -> None:
-        """Index a job named like a run of an array (`<array>-<n>`) under the array's
-        key, and mark the array (whether it is a run is decided by the array's pass)."""
-        head, _, tail = key.name.rpartition("-")
-        if not head or not tail.isdigit():
+    def _name_run(self, key: JobKey, job: Job | None) -> None:
+        """Keep a job named like a run of an array (`<array>-<n>`) under the array's
+        name (None: it is gone), and mark the array (whether the job is one of its runs
+        is the array's to say: shunter.domain.arrays)."""
+        found = index_in_name(key)
+        if found is None:
             return
-        array = JobKey(key.namespace, head)
-        if remove:
-            named = self._named.get(array)
-            if named is not None:
-                named.discard(key)
-                if not named:
-                    del self._named[array]
-        else:
-            self._named.setdefault(array, set()).add(key)
+        array, index = found
+        named = self._named.get(array)
+        if job is not None:
+            if named is None:
+                named = self._named[array] = Named()
+            named.put(index, job)
+        elif named is not None:
+            named.remove(index)
+            if not named:
+                del self._named[array]
         if array in self.arrays:
             self.dirty.add(array)
 
-    def named_runs(self, array: JobKey) -> list[Job]:
+    def named_runs(self, array: JobKey) -> Named:
         """The jobs named like runs of `array` (runs, or not: shunter.domain.arrays)."""
-        return [self.jobs[k] for k in self._named.get(array, ()) if k in self.jobs]
+        return self._named.get(array) or Named()
 
     def waiting(self, queue: str | None = None) -> Iterator[Job]:
         """Queued, not cancelled or suspended jobs in admission order (of one queue, or

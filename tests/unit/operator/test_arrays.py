@@ -86,7 +86,7 @@ def test_counts_per_phase_and_the_kubectl_line():
             ["completed", "running", "starting", "queued", "suspended", "failed", "cancelled"]
         )
     }
-    counts = ArrayCounts.of(10, runs)
+    counts = ArrayCounts.of(10, arrays.Named.of(runs.values()).tally[Job.parse(body).uid])
     raw = counts.to_raw()
     assert {k: v for k, v in raw.items() if k != "display"} == {
         "queued": 1, "running": 2, "suspended": 1, "completed": 1, "failed": 1,
@@ -141,7 +141,7 @@ def test_a_hand_made_job_holding_a_runs_name_makes_that_index_fail_not_run():
     body = an_array(4, 4)
     forged = a_training_job("sweep-2").in_phase("running").body()
     forged["metadata"]["labels"] = {ARRAY_LABEL: "sweep", ARRAY_INDEX_LABEL: "2"}
-    found = arrays.plan(Job.parse(body), [Job.parse(forged)], now=NOW)
+    found = arrays.plan(Job.parse(body), arrays.Named.of([Job.parse(forged)]), now=NOW)
     assert found.create == (0, 1, 3)
     assert found.status.array is not None
     assert found.status.array["failed"] == 1
@@ -153,21 +153,21 @@ def test_cancel_and_suspend_of_the_array_reach_its_unfinished_runs_only():
     body = an_array(4, 4)
     runs = [run_of(body, 0, "completed"), run_of(body, 1, "running"), run_of(body, 2, "queued")]
     cancelled = Job.parse(body | {"spec": {**body["spec"], "cancelled": True}})
-    found = arrays.plan(cancelled, runs, now=NOW)
+    found = arrays.plan(cancelled, arrays.Named.of(runs), now=NOW)
     assert found.create == ()  # no new runs
     assert [(k.name, p["spec"]) for k, p in found.patches] == [
         ("sweep-1", {"cancelled": True}), ("sweep-2", {"cancelled": True})]  # fmt: skip
     assert found.status.phase == Phase.CANCELLING
 
     suspended = Job.parse(body | {"spec": {**body["spec"], "suspended": True}})
-    found = arrays.plan(suspended, runs, now=NOW)
+    found = arrays.plan(suspended, arrays.Named.of(runs), now=NOW)
     assert found.create == ()
     assert [k.name for k, _ in found.patches] == ["sweep-1", "sweep-2"]
     assert all(p["metadata"]["annotations"][SUSPENDED_BY_ARRAY] == "true" for _, p in found.patches)
     # Resumed: the runs the array suspended resume; one suspended on its own stays.
     held = run_of(body, 1, "suspended", spec={"suspended": True}, **{SUSPENDED_BY_ARRAY: "true"})
     own = run_of(body, 2, "suspended", spec={"suspended": True})
-    found = arrays.plan(Job.parse(body), [runs[0], held, own], now=NOW)
+    found = arrays.plan(Job.parse(body), arrays.Named.of([runs[0], held, own]), now=NOW)
     assert [(k.name, p["spec"]) for k, p in found.patches] == [("sweep-1", {"suspended": False})]
     assert found.create == (3,)
 
@@ -202,3 +202,26 @@ def test_a_change_to_a_run_marks_its_array():
     assert array.key in book.take_due(NOW)
     book.put_job(a_training_job("other-1").job())
     assert array.key not in book.take_due(NOW)
+
+
+def test_the_book_keeps_an_arrays_counts_as_its_runs_change_and_go():
+    body = an_array(3, 3)
+    array = Job.parse(body)
+    book = JobBook.of([array, run_of(body, 0), run_of(body, 1, "running")])
+
+    def counts() -> dict[str, int]:
+        raw = arrays.plan(array, book.named_runs(array.key), now=NOW).status.array
+        assert raw is not None
+        return {k: v for k, v in raw.items() if v and k != "display"}
+
+    assert counts() == {"queued": 1, "running": 1, "notCreated": 1}
+    book.put_job(run_of(body, 1, "completed"))
+    book.put_job(run_of(body, 0, "running"))
+    assert counts() == {"running": 1, "completed": 1, "notCreated": 1}
+    book.remove_job(run_of(body, 0).key)  # deleted by hand: created again
+    assert counts() == {"completed": 1, "notCreated": 2}
+    assert arrays.plan(array, book.named_runs(array.key), now=NOW).create == (0, 2)
+    # A job of that name that is not a run (another array's, or none's) takes the index.
+    book.put_job(run_of(an_array(3, 3), 0, "running"))
+    assert counts() == {"completed": 1, "failed": 1, "notCreated": 1}
+    assert arrays.plan(array, book.named_runs(array.key), now=NOW).create == (2,)
