@@ -47,8 +47,12 @@ class Pass:
 
 def _changed(job: Job, decision: Decision) -> bool:
     return decision.status != job.status or bool(
-        decision.create or decision.delete_pods or decision.events or decision.logs
-        or decision.runs or decision.patch_jobs
+        decision.create
+        or decision.delete_pods
+        or decision.events
+        or decision.logs
+        or decision.runs
+        or decision.patch_jobs
     )
 
 
