@@ -79,6 +79,10 @@ def test_an_array_over_rest_one_index_and_the_whole(
     assert beyond.status_code == 404
     assert "has no index 5 (count 5)" in beyond.json()["message"]
     assert http.get("/api/training/status/rest-1/index/0").status_code == 404  # not an array
+    not_array = http.post("/api/training/cancel/rest-1/index/0")
+    assert not_array.status_code == 404
+    assert not_array.json() == {"success": False, "job_id": "rest-1-0",
+                                "message": "Job 'rest-1' is not an array"}  # fmt: skip
 
     # Suspend one index, then cancel it: the guide's bodies, for the run.
     suspended = http.post("/api/training/suspend/rest/index/0")

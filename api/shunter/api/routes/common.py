@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from shunter.api.dependencies import GUARDED_PREFIX, authorized
 from shunter.api.schemas import JOB_ID_PATTERN, CancelResult, ErrorBody
 from shunter.domain.actions import Answer
+from shunter.domain.arrays import run_name
 
 JSON = "application/json"
 JobIdPath = Annotated[
@@ -28,6 +29,13 @@ def guarded_router() -> APIRouter:
     """A router under /api/training whose every route is guarded: authentication and
     the route's RBAC verb (shunter.api.dependencies.authorized)."""
     return APIRouter(prefix=GUARDED_PREFIX, tags=["training"], dependencies=[Depends(authorized)])
+
+
+def no_run(job_id: str, index: int, message: str) -> JSONResponse:
+    """The guide's not-found body for a run of an array that cannot be addressed (not
+    an array, no such index, not created yet), named as the run would be."""
+    result = CancelResult(success=False, job_id=run_name(job_id, index), message=message)
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=404)
 
 
 def change_answer(job_id: str, outcome: Answer) -> JSONResponse:

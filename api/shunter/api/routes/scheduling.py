@@ -7,7 +7,15 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from shunter.api.dependencies import Caller, Namespace, Service
-from shunter.api.routes.common import ERRORS, IndexPath, JobIdPath, change_answer, guarded_router
+from shunter.api.errors import NotFound
+from shunter.api.routes.common import (
+    ERRORS,
+    IndexPath,
+    JobIdPath,
+    change_answer,
+    guarded_router,
+    no_run,
+)
 from shunter.api.schemas import AttemptRow, CancelResult, ErrorBody
 from shunter.domain.model import JobKey
 
@@ -49,7 +57,10 @@ async def suspend_run(
 ) -> JSONResponse:
     """Suspend one run of an array (as POST /suspend of the job `job_id-index`); it stays
     suspended when the array is resumed."""
-    key = await service.run_of(JobKey(namespace, job_id), index)
+    try:
+        key = await service.run_of(JobKey(namespace, job_id), index)
+    except NotFound as exc:
+        return no_run(job_id, index, exc.message)
     outcome = await service.suspend(key, caller=caller)
     if outcome.send_patch:
         await service.await_suspended(key)
@@ -61,7 +72,10 @@ async def resume_run(
     job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace, caller: Caller
 ) -> JSONResponse:
     """Resume one suspended run of an array."""
-    key = await service.run_of(JobKey(namespace, job_id), index)
+    try:
+        key = await service.run_of(JobKey(namespace, job_id), index)
+    except NotFound as exc:
+        return no_run(job_id, index, exc.message)
     return change_answer(key.name, await service.resume(key, caller=caller))
 
 

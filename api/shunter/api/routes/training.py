@@ -10,7 +10,7 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from shunter.api.dependencies import Caller, Namespace, Recheck, Service
-from shunter.api.errors import InvalidRequest
+from shunter.api.errors import InvalidRequest, NotFound
 from shunter.api.history import HistoryFilter
 from shunter.api.quotas import HeldStream, StreamQuota, supervised
 from shunter.api.routes.common import (
@@ -20,6 +20,7 @@ from shunter.api.routes.common import (
     JobIdPath,
     change_answer,
     guarded_router,
+    no_run,
 )
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
@@ -158,14 +159,21 @@ async def cancel(
 @router.post(
     "/cancel/{job_id}/index/{index}",
     response_model=CancelResult,
-    responses={404: {"model": ErrorBody, "description": "No such run of the array"}, **ERRORS},
+    responses={
+        404: {"model": CancelResult, "description": "No such run of the array (or job)"},
+        409: {"model": CancelResult, "description": "Already finished or being cancelled"},
+        **ERRORS,
+    },
 )
 async def cancel_run(
     job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace, caller: Caller,
 ) -> JSONResponse:  # fmt: skip
     """Cancel one run of an array (the others go on); the body is the guide's, for the
     run `job_id-index`. Cancelling the array itself cancels every unfinished run."""
-    key = await service.run_of(JobKey(namespace, job_id), index)
+    try:
+        key = await service.run_of(JobKey(namespace, job_id), index)
+    except NotFound as exc:
+        return no_run(job_id, index, exc.message)
     outcome = await service.cancel(key, caller=caller)
     if outcome.send_patch:
         await service.await_final(key)
