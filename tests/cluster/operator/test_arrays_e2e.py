@@ -248,3 +248,16 @@ def test_an_array_is_immutable_and_its_name_leaves_room_for_the_index(jobs: Jobs
     with pytest.raises(ApiException) as added:
         jobs.patch_spec("plain", {"array": {"count": 3}})
     assert "spec.array cannot be added or removed" in str(added.value.body)
+
+
+def test_deleting_the_array_deletes_its_runs_and_their_pods(
+    jobs: Jobs, node_pool: NodePool, start_operator: Callable[..., OperatorProcess]
+):
+    node_pool.add(1)
+    start_operator(SHUNTER_MAX_RUNNING="10")
+    jobs.create(an_array("gone", node_pool, 6, 2).running_for("600s"))
+    wait_for(lambda: counts(jobs, "gone").get("running") == 2, timeout=60, what="2 runs running")
+    jobs.custom.delete_namespaced_custom_object(GROUP, VERSION, jobs.namespace, PLURAL, "gone")
+    # The garbage collector follows the ownerReferences: array -> runs -> Pods.
+    wait_for(lambda: runs(jobs, "gone") == [], timeout=90, what="the runs to be deleted")
+    wait_for(lambda: not jobs.pod_names(), timeout=90, what="their Pods to be deleted")
