@@ -439,6 +439,10 @@ def test_an_array_is_one_line_that_expands_to_its_runs(
     )
     expect(page.locator('tr.run[data-job="ui-sweep-2"]')).to_have_count(1, timeout=30_000)
     expect(line.locator("td.array-counts")).to_contain_text("1 cancelled", timeout=30_000)
+    line.locator("td.name").click()  # the detail view: every count, and a run's array
+    expect(page.locator("#detail-fields")).to_contain_text("5 runs, at most 2 at once: 0 completed")
+    runs.nth(1).locator("td.name").click()
+    expect(page.locator("#detail-fields")).to_contain_text("array ui-sweep, index 1")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ui-array.png"), full_page=True)
     line.locator("button.cancel").click()  # the whole array
