@@ -10,7 +10,7 @@ export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
-        test-unit demo demo-down e2e-kind bench bench-10k bench-preemption bench-reports kueue soak clean trainer-venv deps \
+        test-unit demo demo-down e2e-kind bench bench-10k bench-preemption bench-grace-frontier bench-reports kueue soak clean trainer-venv deps \
         realnode-bins images demo-real
 
 help: ## List the targets
@@ -82,6 +82,9 @@ bench-10k: venv controlplane kueue ## The 10,000-job throughput run for all peer
 
 bench-preemption: venv ## Preemption policies on a 300-job trace in virtual time, 5 seeds (~5 min; issue 23, bench/RESULTS.md)
 	$(PY) -m bench.preemption_trace --seeds 1 2 3 4 5
+
+bench-grace-frontier: venv ## Redone work against preemptor wait by the sized-grace bound, same trace (~6 min)
+	$(PY) -m bench.grace_frontier 30 60 120 240 600
 
 bench-reports: venv controlplane ## Trainer reports' cost: 1,000 running jobs reporting every 10 s vs none (~12 min; issue 23, bench/RESULTS.md)
 	$(PY) -m bench.reports

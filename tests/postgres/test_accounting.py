@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from shunter.api.errors import Unavailable
 from shunter.api.history import History
 from shunter.api.usage import Window, summarize
 from shunter.devcluster.postgres import LocalPostgres
@@ -204,3 +205,26 @@ async def test_a_database_of_before_the_accounting_is_migrated_and_its_runs_coun
     found = summarize(rows, by="namespace", window=WEEK, namespace="team-a", gaps=gaps, step="day")
     assert found.groups[0].total_allocated_gpu_hours == 4.0
     assert found.groups[0].outcomes["completed"].lost_gpu_hours == 0
+
+
+def test_a_database_that_cannot_be_reached_is_a_clear_503_for_each_history_read():
+    """The history reads share one cursor; each names what is unavailable."""
+
+    async def reads() -> list[str]:
+        history = History("postgresql://shunter@127.0.0.1:1/none?connect_timeout=1")
+        said = []
+        try:
+            for read in (
+                history.runs(namespace=None, since=WEEK.since, until=WEEK.until),
+                history.attempts(namespace="default", name="any"),
+            ):
+                try:
+                    await read
+                except Unavailable as exc:
+                    said.append(str(exc))
+        finally:
+            await history.close()
+        return said
+
+    said = asyncio.run(reads())
+    assert [s.split(" is unavailable: ")[0] for s in said] == ["Usage history", "Job history"]

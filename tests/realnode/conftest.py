@@ -95,6 +95,8 @@ def real_system(
 ) -> tuple[OperatorProcess, ApiProcess]:
     """The operator and the API for the test namespace, trainer image by default;
     started at once, as neither needs the other to become ready."""
-    operator = start_operator(SHUNTER_GRACE_MARGIN_SECONDS="3", wait=False)
+    # The margin lets the kubelet's own SIGKILL at the end of a grace be reported before
+    # the operator would force the Pod (3 s was passed over on a loaded machine).
+    operator = start_operator(SHUNTER_GRACE_MARGIN_SECONDS="5", wait=False)
     api = start_api(SHUNTER_API_DEFAULT_IMAGE=built_images.trainer, wait=False)
     return operator.wait_started(), api.wait_ready()

@@ -62,7 +62,8 @@ class Policies:
     def __init__(self, kube_api: client.ApiClient, kubeconfig: Path) -> None:
         self.kube_api = kube_api
         self.kubeconfig = kubeconfig
-        self.label = uuid.uuid4().hex[:8]
+        # A letter first: helm reads a value such as 669506e3 as a number (669506000).
+        self.label = f"p{uuid.uuid4().hex[:8]}"
         self.name = f"pt-{self.label}"
         self.installed: list[dict[str, Any]] = []
 

@@ -47,6 +47,12 @@ class AlreadyExists(ApiError):
     status = 409
 
 
+class DependencyCycle(ApiError):
+    """The job's dependencies would close a cycle of jobs waiting on each other."""
+
+    status = 409
+
+
 class NoLogs(ApiError):
     """The job's Pod exists but has no logs yet (not scheduled, container not started)."""
 

@@ -9,6 +9,8 @@ SQL is ever assembled from input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -66,6 +68,10 @@ _LATEST = (
     "SELECT id FROM local_training_jobs WHERE namespace = %(namespace)s AND name = %(name)s"
     " ORDER BY created_at DESC LIMIT 1"
 )
+_LAST_STATE = (
+    "SELECT status, checkpoint_step FROM local_training_jobs"
+    " WHERE namespace = %(namespace)s AND name = %(name)s ORDER BY created_at DESC LIMIT 1"
+)
 _ATTEMPTS = (
     f"SELECT {', '.join(AttemptRow.model_fields)} FROM training_job_attempts"
     " WHERE job_id = %(id)s ORDER BY attempt"
@@ -117,34 +123,40 @@ class History:
                 self._pool = pool
             return self._pool
 
-    async def page(
-        self, where: HistoryFilter, *, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    @contextlib.asynccontextmanager
+    async def _cursor(self, what: str) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
+        """A cursor on a pooled connection. A missing table (no migration yet) is left
+        to the caller; any other database failure is a 503 naming `what`."""
         pool = await self._connection_pool()
-        params = {**where.params(), "limit": limit, "offset": offset}
         try:
             async with (
                 pool.connection(timeout=5) as conn,
                 conn.cursor(row_factory=dict_row) as cur,
             ):
+                yield cur
+        except psycopg.errors.UndefinedTable:
+            raise
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(f"{what} is unavailable: {exc}") from exc
+
+    async def page(
+        self, where: HistoryFilter, *, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        params = {**where.params(), "limit": limit, "offset": offset}
+        try:
+            async with self._cursor("Job history") as cur:
                 await cur.execute(_SELECT, params)
                 rows = await cur.fetchall()
                 await cur.execute(_COUNT, params)
                 counted = await cur.fetchone()
         except psycopg.errors.UndefinedTable:
             return [], 0
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise Unavailable(f"Job history is unavailable: {exc}") from exc
         return rows, int(counted["count"]) if counted else 0
 
     async def attempts(self, *, namespace: str, name: str) -> list[dict[str, Any]]:
         """The runs of the newest job of that name; NotFound when there is none."""
-        pool = await self._connection_pool()
         try:
-            async with (
-                pool.connection(timeout=5) as conn,
-                conn.cursor(row_factory=dict_row) as cur,
-            ):
+            async with self._cursor("Job history") as cur:
                 await cur.execute(_LATEST, {"namespace": namespace, "name": name})
                 job = await cur.fetchone()
                 if job is None:
@@ -153,29 +165,39 @@ class History:
                 return await cur.fetchall()
         except psycopg.errors.UndefinedTable as exc:
             raise NotFound("No history of this job") from exc
+
+    async def last_state(self, *, namespace: str, name: str) -> tuple[str, int | None] | None:
+        """The newest job of that name's last phase and checkpoint step (a dependency on
+        a job whose TrainingJob is gone); None when there is none. Unavailable when
+        there is no history or it cannot be read."""
+        pool = await self._connection_pool()
+        try:
+            async with (
+                pool.connection(timeout=5) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                await cur.execute(_LAST_STATE, {"namespace": namespace, "name": name})
+                row = await cur.fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(f"Job history is unavailable: {exc}") from exc
+        return (str(row["status"]), row["checkpoint_step"]) if row is not None else None
 
     async def runs(
         self, *, namespace: str | None, since: datetime, until: datetime
     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """The finished runs overlapping [since, until) in the namespace (None: every
         one), and the gap: {"missing": runs never mirrored, "jobs": jobs missing some}."""
-        pool = await self._connection_pool()
         params = {"namespace": namespace, "since": since, "until": until}
         try:
-            async with (
-                pool.connection(timeout=5) as conn,
-                conn.cursor(row_factory=dict_row) as cur,
-            ):
+            async with self._cursor("Usage history") as cur:
                 await cur.execute(_RUNS, params)
                 rows = await cur.fetchall()
                 await cur.execute(_GAPS, params)
                 gap = await cur.fetchone()
         except psycopg.errors.UndefinedTable:
             return [], {"missing": 0, "jobs": 0}
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise Unavailable(f"Usage history is unavailable: {exc}") from exc
         return rows, {k: int(gap[k]) for k in ("missing", "jobs")} if gap else {}
 
     async def close(self) -> None:

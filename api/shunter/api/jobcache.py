@@ -100,6 +100,9 @@ class JobCache:
         self._waiting: dict[str, admission.QueueOrder] = defaultdict(admission.QueueOrder)
         self._active: dict[str, dict[JobKey, Job]] = defaultdict(dict)
         self._events_of: dict[JobKey, set[str]] = defaultdict(set)
+        # Who names whom in spec.dependsOn (a job's downstream, shunter.api.lineage).
+        self._upstreams: dict[JobKey, tuple[JobKey, ...]] = {}
+        self._dependents: dict[JobKey, set[JobKey]] = defaultdict(set)
         self.events: Informer[str, SeenEvent] = Informer(
             kube, EVENTS, namespace=namespace, field_selector=JOB_EVENTS_SELECTOR,
             parse=SeenEvent.parse, key=lambda event: event.uid, on_change=self._index_event,
@@ -165,6 +168,9 @@ class JobCache:
         for listener in self.listeners:
             listener(kind, job)
         namespace, key = job.key.namespace, job.key
+        if job.spec.depends_on or key in self._upstreams:
+            names = () if kind == "DELETED" else job.spec.depends_on
+            self._link(key, tuple(JobKey(namespace, d.name) for d in names))
         if kind == "DELETED":
             self._waiting[namespace].remove(key)
             self._active[namespace].pop(key, None)
@@ -174,6 +180,21 @@ class JobCache:
             self._active[namespace][key] = job
         else:
             self._active[namespace].pop(key, None)
+
+    def _link(self, key: JobKey, upstreams: tuple[JobKey, ...]) -> None:
+        for up in self._upstreams.pop(key, ()):
+            self._dependents[up].discard(key)
+            if not self._dependents[up]:
+                del self._dependents[up]
+        for up in upstreams:
+            self._dependents[up].add(key)
+        if upstreams:
+            self._upstreams[key] = upstreams
+
+    def dependents(self, key: JobKey) -> list[Job]:
+        """The jobs whose spec.dependsOn names key (all of its namespace)."""
+        found = (self.jobs.store.get(k) for k in self._dependents.get(key, ()))
+        return [j for j in found if j is not None]
 
     def lineup(self, namespace: str, *, limit: int, queue: str | None = None) -> Lineup:
         """The namespace's slot holders and the first `limit` waiting jobs, from the

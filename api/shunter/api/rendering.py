@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from shunter.api.appraisal import Appraisal
+from shunter.api.lineage import Lineage
 from shunter.api.schemas import JobPublic
 from shunter.domain.model import Job
 
@@ -24,15 +25,17 @@ VIEWS_KEPT = 64
 
 class Renderer:
     def __init__(self) -> None:
-        self._jobs: OrderedDict[tuple[str, str], tuple[tuple[object, ...], bytes]] = OrderedDict()
+        self._jobs: OrderedDict[tuple[str, str], tuple[object, bytes]] = OrderedDict()
         self._views: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
 
-    def job(self, job: Job, *, at: Appraisal) -> bytes:
+    def job(self, job: Job, *, at: Appraisal, lineage: Lineage | None = None) -> bytes:
+        """`lineage`: its upstream and downstream (GET /status), part of the version."""
         key = (job.uid, job.resource_version)
-        stamp = at.key_of(job)
+        stamp = (at.key_of(job), lineage)
         found = self._jobs.get(key)
         if found is None or found[0] != stamp:  # one body per job: the latest second's
-            found = (stamp, JobPublic.of(job, at=at).model_dump_json().encode())
+            public = JobPublic.of(job, at=at, lineage=lineage)
+            found = (stamp, public.model_dump_json().encode())
             self._jobs[key] = found
             if len(self._jobs) > JOBS_KEPT:
                 self._jobs.popitem(last=False)

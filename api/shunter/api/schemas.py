@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shunter.api.appraisal import Appraisal
+from shunter.api.lineage import Lineage
 from shunter.domain.actions import Action, allowed_actions
 from shunter.domain.arrays import ArrayCounts, run_name
+from shunter.domain.dependencies import MAX_DEPENDENCIES
 from shunter.domain.model import Job
 from shunter.domain.record import JobRecord, record_of
 
@@ -82,6 +84,24 @@ class ArrayIn(BaseModel):
         return self
 
 
+class DependencyIn(BaseModel):
+    """A job of the same namespace this one waits for (spec.dependsOn's entry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="A job of this namespace")
+    condition: Literal["Completed", "Finished", "Failed", "Checkpointed"]
+    step: int | None = Field(None, ge=0, description="Checkpointed only: the step to reach")
+
+    @model_validator(mode="after")
+    def _step_with_checkpointed(self) -> DependencyIn:
+        if (self.condition == "Checkpointed") != (self.step is not None):
+            raise ValueError(
+                "step is required with condition Checkpointed, and allowed only with it"
+            )
+        return self
+
+
 class JobCreate(BaseModel):
     """A training job to submit. Unknown fields are an error, not silently dropped."""
 
@@ -126,6 +146,23 @@ class JobCreate(BaseModel):
     )
     checkpoint_storage_class: Name | None = None
     array: ArrayIn | None = Field(None, description="Run the job as an array of indexed runs")
+    depends_on: list[DependencyIn] = Field(
+        default_factory=list, max_length=MAX_DEPENDENCIES,
+        description="Jobs of this namespace to wait for (like Slurm's --dependency)",
+    )  # fmt: skip
+    cancel_dependents: bool = Field(
+        False, description="Cancelling this job also cancels the jobs waiting on it"
+    )
+
+    @model_validator(mode="after")
+    def _dependencies(self) -> JobCreate:
+        names = [d.name for d in self.depends_on]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"depends_on names {', '.join(twice)} more than once")
+        if self.name is not None and self.name in names:
+            raise ValueError("depends_on names the job itself; a job cannot depend on itself")
+        return self
 
 
 class Termination(BaseModel):
@@ -251,6 +288,27 @@ class ArrayRunPublic(BaseModel):
     index: int
 
 
+class UpstreamPublic(BaseModel):
+    """One of the job's dependencies and how it stands (GET /status)."""
+
+    name: str
+    condition: str
+    step: int | None = None
+    state: Literal["met", "waiting", "impossible", "unknown"]
+    why: str
+    status: str | None = Field(None, description="The upstream job's phase, when known")
+    deleted: bool = Field(False, description="Its TrainingJob is gone: judged from the history")
+
+
+class DownstreamPublic(BaseModel):
+    """A job that depends on this one."""
+
+    name: str
+    condition: str
+    step: int | None = None
+    status: str
+
+
 class JobPublic(JobRow):
     """A live job: its record, and what only a live job has."""
 
@@ -270,9 +328,16 @@ class JobPublic(JobRow):
     )
     array: ArrayPublic | None = Field(None, description="An array: its runs per phase")
     array_run: ArrayRunPublic | None = Field(None, description="A run of an array: which")
+    cancel_dependents: bool = False
+    upstream: list[UpstreamPublic] | None = Field(
+        None, description="Its dependencies, each with its state (GET /status; null in lists)"
+    )
+    downstream: list[DownstreamPublic] | None = Field(
+        None, description="Jobs that depend on it (GET /status; null in lists)"
+    )
 
     @classmethod
-    def of(cls, job: Job, *, at: Appraisal) -> JobPublic:
+    def of(cls, job: Job, *, at: Appraisal, lineage: Lineage | None = None) -> JobPublic:
         """The job as of `at` (its checkpoint's age and its work lost depend on the time)."""
         status = job.status
         t = status.termination
@@ -298,6 +363,11 @@ class JobPublic(JobRow):
             work_lost_if_stopped=_work_lost(job, at),
             array=ArrayPublic.of(job),
             array_run=_array_run(job),
+            cancel_dependents=job.spec.cancel_dependents,
+            upstream=[UpstreamPublic(**u.__dict__) for u in lineage.upstream] if lineage else None,
+            downstream=[DownstreamPublic(**d.__dict__) for d in lineage.downstream]
+            if lineage
+            else None,
         )
 
 

@@ -25,11 +25,18 @@ from typing import Any
 from shunter.api.appraisal import Appraisal
 from shunter.api.auth import Principal
 from shunter.api.claims import check_claim
-from shunter.api.errors import AlreadyExists, InvalidJob, Unavailable
+from shunter.api.errors import (
+    AlreadyExists,
+    DependencyCycle,
+    InvalidJob,
+    InvalidRequest,
+    Unavailable,
+)
 from shunter.api.errors import Forbidden as Refused
 from shunter.api.errors import NotFound as JobNotFound
 from shunter.api.history import History
 from shunter.api.jobcache import JobCache, Lineup
+from shunter.api.lineage import Lineage, lineage_of
 from shunter.api.logs import Logs, PodLogs
 from shunter.api.rendering import Renderer
 from shunter.api.schemas import (
@@ -46,6 +53,7 @@ from shunter.domain.actions import Answer, decide_cancel, decide_resume, decide_
 from shunter.domain.admission import waits
 from shunter.domain.arrays import is_run_of, run_name
 from shunter.domain.capacity import Capacity
+from shunter.domain.dependencies import Absent, Upstream, submit_cycle
 from shunter.domain.model import (
     API_VERSION,
     CANCELLED_BY,
@@ -100,6 +108,8 @@ def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> di
         }
         if request.array
         else None,
+        "dependsOn": [d.model_dump(exclude_none=True) for d in request.depends_on] or None,
+        "cancelDependents": request.cancel_dependents or None,
     }
     checkpoint = {
         "claimName": request.checkpoint_claim,
@@ -160,6 +170,7 @@ class TrainingService:
             request, default_image=self.settings.default_image, submitter=caller.user
         )
         spec = JobSpec.parse(manifest["spec"])
+        await self._check_dependencies(namespace, manifest["metadata"]["name"], spec)
         await check_claim(
             self.kube, namespace=namespace, name=manifest["metadata"]["name"], spec=spec,
             default_size=self.settings.checkpoint_size, allowed=self.settings.claims_allowed,
@@ -178,6 +189,62 @@ class TrainingService:
         job = Job.parse(body)
         await self.cache.caught_up(namespace, job.resource_version)
         return job
+
+    async def _upstream(self, key: JobKey) -> Upstream | Absent | None:
+        """A dependency's job: live (the cache, else the API server), else its last row
+        in the history; MISSING when neither has it, None when the history cannot say."""
+        job = await self._read(key, consistent=False)
+        if job is not None:
+            return Upstream.of(job)
+        if self.history.url is None:
+            return Absent.MISSING  # no history kept: what is not live is missing
+        try:
+            row = await self.history.last_state(namespace=key.namespace, name=key.name)
+        except Unavailable:
+            return None
+        if row is None:
+            return Absent.MISSING
+        phase = Phase(row[0]) if row[0] in Phase.__members__.values() else None
+        return Upstream.gone(key.name, phase, row[1])
+
+    async def _check_dependencies(self, namespace: str, name: str, spec: JobSpec) -> None:
+        """Refused before anything is created: a name that is no job of the namespace
+        (422), or dependencies that close a cycle (409, with its path)."""
+        if not spec.depends_on:
+            return
+        names = [d.name for d in spec.depends_on]
+        found = {n: await self._upstream(JobKey(namespace, n)) for n in names}
+        missing = [n for n in names if found[n] is Absent.MISSING]
+        if missing:
+            raise InvalidRequest(
+                f"Invalid request: depends_on: no job named {', '.join(missing)} in namespace"
+                f" {namespace} (nor in its history)"
+            )
+        unknown = [n for n in names if found[n] is None]
+        if unknown:
+            raise Unavailable(
+                f"depends_on: no job named {', '.join(unknown)} in namespace {namespace}, and"
+                " its history cannot be read now to tell whether it existed; try again"
+            )
+        jobs = {j.key.name: j for j in await self._jobs(namespace)}
+        cycle = submit_cycle(name, names, jobs)
+        if cycle is not None:
+            raise DependencyCycle(
+                f"depends_on would close a cycle of jobs waiting on each other: "
+                f"{' -> '.join(cycle)}",
+                detail={"cycle": cycle},
+            )
+
+    async def lineage(self, job: Job) -> Lineage:
+        """Its upstream with each condition's state, and its downstream (GET /status)."""
+        found = {d.name: await self._upstream(JobKey(job.key.namespace, d.name))
+                 for d in job.spec.depends_on}  # fmt: skip
+        if self.cache.covers(job.key.namespace):
+            dependents = self.cache.dependents(job.key)
+        else:
+            dependents = [j for j in await self._jobs(job.key.namespace)
+                          if any(d.name == job.key.name for d in j.spec.depends_on)]  # fmt: skip
+        return lineage_of(job, found=found, dependents=dependents)
 
     def appraisal(self) -> Appraisal:
         """What live views judge time-dependent fields against: now (whole seconds),
@@ -286,9 +353,15 @@ class TrainingService:
     async def logs(self, key: JobKey, *, tail: int, follow: bool) -> Logs:
         return await self.pod_logs.open(await self.status(key), tail=tail, follow=follow)
 
-    async def cancel(self, key: JobKey, *, caller: Principal) -> Answer:
-        """Cancel, recording who (the annotation goes in the same write)."""
-        return await self._change(key, decide_cancel, {"cancelled": True}, caller=caller,
+    async def cancel(
+        self, key: JobKey, *, caller: Principal, cancel_dependents: bool = False
+    ) -> Answer:
+        """Cancel, recording who (the annotation goes in the same write); with
+        cancel_dependents, the jobs waiting on it go too (in the same write)."""
+        spec: dict[str, Any] = {"cancelled": True}
+        if cancel_dependents:
+            spec["cancelDependents"] = True
+        return await self._change(key, decide_cancel, spec, caller=caller,
                                   annotations={CANCELLED_BY: caller.user})  # fmt: skip
 
     async def suspend(self, key: JobKey, *, caller: Principal) -> Answer:

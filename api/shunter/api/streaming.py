@@ -55,7 +55,9 @@ async def detail_of(service: TrainingService, key: JobKey) -> str:
     events: list[JobEvent] = await service.events(key) if job is not None else []
     return json.dumps(
         {
-            "job": JobPublic.of(job, at=service.appraisal()).model_dump(mode="json")
+            "job": JobPublic.of(
+                job, at=service.appraisal(), lineage=await service.lineage(job)
+            ).model_dump(mode="json")
             if job is not None
             else None,
             "events": [e.model_dump(mode="json") for e in events],

@@ -525,6 +525,28 @@ class ArraySpec:
 
 
 @dataclass(frozen=True)
+class Dependency:
+    """One entry of spec.dependsOn: a job of the same namespace, and what it must
+    reach before this one may start (the rules: shunter.domain.dependencies)."""
+
+    name: str
+    condition: str  # Completed, Finished, Failed or Checkpointed
+    step: int | None = None  # Checkpointed: the checkpoint step to reach
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Dependency:
+        step = raw.get("step")
+        return cls(name=str(raw.get("name", "")), condition=str(raw.get("condition", "")),
+                   step=int(step) if step is not None else None)  # fmt: skip
+
+    def to_raw(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {"name": self.name, "condition": self.condition}
+        if self.step is not None:
+            raw["step"] = self.step
+        return raw
+
+
+@dataclass(frozen=True)
 class JobSpec:
     image: str
     command: tuple[str, ...] = ()
@@ -552,6 +574,8 @@ class JobSpec:
     suspended: bool = False
     cancelled: bool = False
     array: ArraySpec | None = None
+    depends_on: tuple[Dependency, ...] = ()
+    cancel_dependents: bool = False
 
     @property
     def total_gpus(self) -> int:
@@ -597,6 +621,8 @@ class JobSpec:
             suspended=bool(raw.get("suspended", False)),
             cancelled=bool(raw.get("cancelled", False)),
             array=ArraySpec.parse(raw.get("array")),
+            depends_on=tuple(Dependency.parse(d) for d in raw.get("dependsOn") or ()),
+            cancel_dependents=bool(raw.get("cancelDependents", False)),
         )
 
 

@@ -33,6 +33,7 @@ from datetime import datetime
 from shunter.domain.admission import LaneOrder, QueueOrder
 from shunter.domain.arrays import Named, index_in_name
 from shunter.domain.claims import ClaimView
+from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
 from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
@@ -72,6 +73,13 @@ class JobBook:
         self._timer_at: dict[JobKey, datetime] = {}
         self.arrays: set[JobKey] = set()
         self._named: dict[JobKey, Named] = {}
+        # Dependencies (shunter.domain.dependencies): who names whom, and what is known
+        # of names with no TrainingJob (their last state when deleted here, or the
+        # mirror's answer); `recall`: names to ask the mirror about.
+        self._upstreams: dict[JobKey, tuple[JobKey, ...]] = {}
+        self._dependents: dict[JobKey, set[JobKey]] = {}
+        self.gone: dict[JobKey, Upstream | Absent] = {}
+        self.recall: set[JobKey] = set()
 
     @classmethod
     def of(
@@ -121,6 +129,14 @@ class JobBook:
         return written.base if written is not None else self.jobs.get(key)
 
     def remove_job(self, key: JobKey) -> None:
+        job = self.jobs.get(key)
+        if job is not None and key in self._dependents:
+            # Its dependents judge it by its last state from now on (the mirror's
+            # after a restart), and look again now.
+            last = Upstream.of(job)
+            self.gone[key] = Upstream.gone(key.name, last.phase, last.checkpoint_step)
+            self.dirty.update(self._dependents[key])
+        self._link(key, ())
         self.jobs.pop(key, None)
         self.arrays.discard(key)
         self._name_run(key, None)
@@ -153,6 +169,9 @@ class JobBook:
         key = job.key
         self.jobs[key] = job
         self._name_run(key, job)
+        self.gone.pop(key, None)
+        if job.spec.depends_on or key in self._upstreams:
+            self._link(key, tuple(JobKey(key.namespace, d.name) for d in job.spec.depends_on))
         if job.spec.array is not None:  # it runs nothing itself: never waits nor holds a slot
             self.arrays.add(key)
             self._waiting.remove(key)
@@ -195,6 +214,52 @@ class JobBook:
     def named_runs(self, array: JobKey) -> Named:
         """The jobs named like runs of `array` (runs, or not: shunter.domain.arrays)."""
         return self._named.get(array) or Named()
+
+    def _link(self, key: JobKey, upstreams: tuple[JobKey, ...]) -> None:
+        """Record whom key depends on (its dependsOn), and so who depends on whom."""
+        before = self._upstreams.get(key, ())
+        if before == upstreams:
+            return
+        for up in before:
+            named = self._dependents.get(up)
+            if named is not None:
+                named.discard(key)
+                if not named:
+                    del self._dependents[up]
+                    if up not in self.jobs:
+                        self.gone.pop(up, None)
+        for up in upstreams:
+            self._dependents.setdefault(up, set()).add(key)
+        if upstreams:
+            self._upstreams[key] = upstreams
+        else:
+            self._upstreams.pop(key, None)
+
+    def dependents_of(self, key: JobKey) -> set[JobKey]:
+        """The jobs whose dependsOn names key."""
+        return self._dependents.get(key, set())
+
+    def upstream(self, namespace: str, name: str) -> Upstream | Absent:
+        """What a dependency knows of the job it names: the TrainingJob, else what the
+        mirror said of it (asked for on first need: it stays PENDING meanwhile)."""
+        key = JobKey(namespace, name)
+        job = self.jobs.get(key)
+        if job is not None:
+            return Upstream.of(job)
+        known = self.gone.get(key)
+        if known is None:
+            self.recall.add(key)
+            return Absent.PENDING
+        return known
+
+    def recalled(self, found: Mapping[JobKey, Upstream | Absent]) -> None:
+        """The mirror's answers: their dependents look again."""
+        for key, upstream in found.items():
+            self.recall.discard(key)
+            if key in self.jobs or key not in self._dependents:
+                continue
+            self.gone[key] = upstream
+            self.dirty.update(self._dependents[key])
 
     def waiting(self, queue: str | None = None) -> Iterator[Job]:
         """Queued, not cancelled or suspended jobs in admission order (of one queue, or

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -37,8 +37,9 @@ from shunter.domain.claims import (
     ClaimView,
     judge_claim,
 )
+from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import usage_patch
-from shunter.domain.model import POD_INDEX_LABEL, Job, JobStatus, Phase
+from shunter.domain.model import POD_INDEX_LABEL, Job, JobKey, JobStatus, Phase
 from shunter.domain.reports import EVENT_EVERY_SECONDS, checkpoint_event
 from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
@@ -55,6 +56,7 @@ RETRY_AFTER_ERROR = timedelta(seconds=2)
 POLICY_VIOLATION = "PolicyViolation"
 RETRY_AFTER_CONFLICT = timedelta(seconds=0.5)
 CONCURRENCY = 32
+Asker = Callable[[Collection[JobKey]], Awaitable[dict[JobKey, Upstream | Absent]]]
 EVENT_BACKLOG = 10_000
 EVENT_WORKERS = 4
 
@@ -87,6 +89,10 @@ class Controller:
         self._checkpoint_events: dict[str, float] = {}  # job uid -> when last posted
         self._usage_written_at = float("-inf")
         self._usage_written: dict[str, dict[str, object]] = {}
+        # What the mirror says of jobs named by a dependency with no TrainingJob
+        # (Mirror.last_states); None: no mirror, such names are missing.
+        self.recall_from: Asker | None = None
+        self._recalling: asyncio.Task[None] | None = None
 
     # -- inputs ----------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class Controller:
             try:
                 await self.reconcile_once()
                 await self.write_usage()
+                self.recall()
             except Exception:
                 log.exception("reconcile pass failed; retrying")
                 self.book.mark_all()
@@ -149,6 +156,29 @@ class Controller:
         for job, retry in zip(jobs.values(), outcomes, strict=True):
             if retry is not None:
                 book.wake_at(job.key, now + retry)
+
+    def recall(self) -> None:
+        """Ask the mirror about the names the last pass found no job for (off the
+        reconcile path: their dependents wait meanwhile, and look again when told)."""
+        if not self.book.recall or (self._recalling is not None and not self._recalling.done()):
+            return
+        keys = set(self.book.recall)
+        if self.recall_from is None:
+            self.book.recalled(dict.fromkeys(keys, Absent.MISSING))
+            self._wake.set()
+            return
+        self._recalling = asyncio.create_task(self._recall(keys, self.recall_from))
+
+    async def _recall(self, keys: set[JobKey], ask: Asker) -> None:
+        try:
+            found = await ask(keys)
+        except Exception as exc:  # PostgreSQL away: the dependents keep waiting
+            log.warning("dependencies: the history could not be read (%s); retrying", exc)
+            await asyncio.sleep(RETRY_AFTER_ERROR.total_seconds())
+            self._wake.set()
+            return
+        self.book.recalled(found)
+        self._wake.set()
 
     async def write_usage(self, *, force: bool = False) -> None:
         """Write the decayed usage of queues with admission fair sharing to their

@@ -137,6 +137,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     )
     controller = Controller(Actions(kube, budget=elector.write_budget), book, config)
     elector.on_change = lambda _leader: controller.forget()
+    controller.recall_from = mirror.last_states if config.database_url else None
     # One informer per watched namespace (a single None: the whole cluster) for each
     # namespaced resource: with a list, the operator holds a Role in each namespace
     # and no right to a cluster-wide watch.

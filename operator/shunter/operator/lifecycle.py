@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shunter.domain.dependencies import CANCELLED_REASON, WAITING_REASON
 from shunter.domain.model import (
     Attempt,
     Job,
@@ -76,6 +77,8 @@ class Context:
     # A queued job that may never start as it is (its checkpoint claim is not
     # allowed): fails with this reason and message.
     refuse: Refusal | None = None
+    # A queued job cancelled with its upstream (spec.cancelDependents): why.
+    cascade: str | None = None
     # The job's queue's bound on a stop's grace period (TrainingQueue maxGracePeriodSeconds).
     max_grace: int | None = None
 
@@ -100,6 +103,7 @@ def still_waiting(job: Job, ctx: Context) -> bool:
         and not job.spec.cancelled
         and not job.spec.suspended
         and ctx.refuse is None
+        and ctx.cascade is None
         and status.sequence is not None
         and status.queue_position == ctx.queue_position
         and status.message == waiting_message(ctx)
@@ -197,6 +201,8 @@ def _queued(job: Job, ctx: Context) -> Decision:
         # A job admitted in its first pass never waited: its Admitted Event says it all
         # (one write less per job, which counts at a hundred jobs a second).
         events = (Event("Normal", "Queued", "Waiting for a free slot"),)
+        if ctx.waiting_reason == WAITING_REASON:  # what it waits for is its dependencies
+            events = (Event("Normal", WAITING_REASON, waiting_message(ctx)),)
     if job.spec.cancelled:
         decision = cancel_unstarted(job, now=ctx.now, rules=ctx.rules)
         return replace(decision, events=events + decision.events)
@@ -206,6 +212,8 @@ def _queued(job: Job, ctx: Context) -> Decision:
                             queue_position=None, suspensions=status.suspensions + 1)  # fmt: skip
         return Decision(status=suspended, events=(
             *events, Event("Normal", "Suspended", "Suspended while queued")))  # fmt: skip
+    if ctx.cascade is not None:
+        return _cancelled_with_upstream(job, ctx, events)
     if ctx.refuse is not None:
         reason, message = ctx.refuse.reason, ctx.refuse.message
         failed = replace(status, phase=Phase.FAILED, reason=reason, message=message,
@@ -226,6 +234,19 @@ def _queued(job: Job, ctx: Context) -> Decision:
             queue_position=ctx.queue_position,
         ),
         events=events,
+    )
+
+
+def _cancelled_with_upstream(job: Job, ctx: Context, events: tuple[Event, ...]) -> Decision:
+    """Cancelled like a queued job the user cancels, with its own reason: its dependents
+    are cancelled in turn (shunter.domain.dependencies)."""
+    assert ctx.cascade is not None
+    decision = cancel_unstarted(job, now=ctx.now, rules=ctx.rules)
+    status = replace(decision.status, reason=CANCELLED_REASON, message=ctx.cascade)
+    return Decision(
+        status=status,
+        events=(*events, Event("Normal", CANCELLED_REASON, ctx.cascade)),
+        logs=(f"[Cancel] Job {job.key} removed from queue: {ctx.cascade}",),
     )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -34,7 +35,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from shunter.domain.model import Job
+from shunter.domain.dependencies import Absent, Upstream
+from shunter.domain.model import Job, JobKey, Phase
 from shunter.domain.record import JobRecord, record_of
 from shunter.domain.usage import usage_of
 
@@ -206,6 +208,14 @@ async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return applied
 
 
+# The newest row of each (namespace, name) asked for.
+_LAST_STATES = (
+    f"SELECT DISTINCT ON (namespace, name) namespace, name, status, checkpoint_step FROM {TABLE}"
+    " WHERE (namespace, name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+    " ORDER BY namespace, name, created_at DESC"
+)
+
+
 class Mirror:
     """Pending rows plus the task that flushes them."""
 
@@ -240,6 +250,28 @@ class Mirror:
             return
         self._pending[job.uid] = replace(row_of(job), deleted_at=datetime.now(UTC))
         self._signal.set()
+
+    async def last_states(self, keys: Collection[JobKey]) -> dict[JobKey, Upstream | Absent]:
+        """What the history says of jobs with no TrainingJob (their newest row's phase
+        and checkpoint), for the dependencies that name them: MISSING where it has no
+        row, or there is no mirror. Raises psycopg's errors while PostgreSQL is away."""
+        found: dict[JobKey, Upstream | Absent] = dict.fromkeys(keys, Absent.MISSING)
+        if self.url is None or not keys:
+            return found
+        if self._pool is None:
+            raise psycopg.OperationalError("the mirror has not connected yet")
+        names = sorted(keys)
+        params = ([k.namespace for k in names], [k.name for k in names])
+        try:
+            async with self._pool.connection(timeout=5) as conn:
+                cursor = await conn.execute(_LAST_STATES, params)
+                rows = await cursor.fetchall()
+        except psycopg.errors.UndefinedTable:
+            return found
+        for namespace, name, status, step in rows:
+            phase = Phase(status) if status in Phase.__members__.values() else None
+            found[JobKey(namespace, name)] = Upstream.gone(name, phase, step)
+        return found
 
     @property
     def backlog(self) -> int:

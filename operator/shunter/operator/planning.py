@@ -24,6 +24,8 @@ from shunter.domain import arrays
 from shunter.domain.admission import AdmissionState, Usage, Verdict, queue_order
 from shunter.domain.capacity import Capacity
 from shunter.domain.claims import Claimant, judge_claim
+from shunter.domain.dependencies import Outcome
+from shunter.domain.dependencies import judge as judge_dependencies
 from shunter.domain.fairshare import Ledger, Scores, Tenant, fair_order
 from shunter.domain.model import Job, JobKey
 from shunter.domain.podspec import claim_name
@@ -129,7 +131,11 @@ def plan_pass(
                 _numbered(job, numbered), Context(now=now, rules=rules)
             )
 
-    walk = _Walk(book, state, numbered, rules=rules, now=now, decided=decisions)
+    # Dependents of what changed look again, wherever they wait in their queue.
+    woken = {d for key in keys for d in book.dependents_of(key)}
+    woken.update(k for k in keys if k in book.jobs and book.jobs[k].spec.depends_on)
+    woken.difference_update(book.arrays)  # an array waits for nothing: its runs do
+    walk = _Walk(book, state, numbered, rules=rules, now=now, decided=decisions, woken=woken)
     for job, ctx in walk.run():
         notes = walk.notes.get(job.key, ())
         if still_waiting(job, ctx) and not notes:
@@ -156,8 +162,12 @@ class _Walk:
     """The queued jobs a pass decides for, each with its context (see the module doc)."""
 
     def __init__(self, book: JobBook, state: AdmissionState, numbered: dict[JobKey, int], *,
-                 rules: Rules, now: datetime, decided: dict[JobKey, Decision]) -> None:  # fmt: skip
+                 rules: Rules, now: datetime, decided: dict[JobKey, Decision],
+                 woken: Collection[JobKey] = ()) -> None:  # fmt: skip
         self.book, self.state, self.numbered = book, state, numbered
+        self.woken = woken
+        # Names known in this pass to lead to no cycle of dependencies, per namespace.
+        self.cleared: dict[str, set[str]] = {}
         self.rules, self.now, self.decided = rules, now, decided
         self.wakes: dict[JobKey, datetime] = {}
         # Events for a queued job beside its status (a preemptor's decision).
@@ -205,7 +215,7 @@ class _Walk:
         # Jobs past the walk: new ones get their first status, and those whose status
         # still shows an exact place learn that they are further back now.
         beyond = f"Waiting in queue (more than {self.rules.exact_positions} jobs ahead)"
-        for key in (*self.numbered, *self.book.positioned):
+        for key in (*self.numbered, *self.book.positioned, *self.woken):
             behind = self.book.jobs.get(key)
             if key in seen or behind is None or not behind.queued or behind.spec.cancelled:
                 continue
@@ -256,7 +266,35 @@ class _Walk:
         if share > 0 and self.state.quota.short_of_idle(job):
             self.reserved[queue.cohort] = (share, queue.name)
 
+    def _dependency(self, job: Job) -> Context | None:
+        """A job whose dependencies are not met waits (reason Dependency), blocking no
+        one; one whose dependencies never will be fails (DependencyFailed), or is
+        cancelled with its upstream (shunter.domain.dependencies)."""
+        namespace = job.key.namespace
+        found = judge_dependencies(
+            job, lambda name: self.book.upstream(namespace, name), now=self.now,
+            cleared=self.cleared.setdefault(namespace, set()),
+        )  # fmt: skip
+        if found.outcome is Outcome.SATISFIED:
+            return None
+        if found.wake_at is not None:
+            self.wakes[job.key] = found.wake_at
+        if found.outcome is Outcome.FAILED:
+            refusal = Refusal(found.reason or "", found.message)
+            return Context(now=self.now, rules=self.rules, refuse=refusal)
+        if found.outcome is Outcome.CANCELLED:
+            return Context(now=self.now, rules=self.rules, cascade=found.message)
+        return Context(now=self.now, rules=self.rules, waiting_reason=found.reason or "",
+                       waiting_message=found.message)  # fmt: skip
+
     def _refused_or_waiting(self, job: Job) -> Context | None:
+        if job.spec.depends_on:
+            held = self._dependency(job)
+            if held is not None:
+                return held
+        return self._claim(job)
+
+    def _claim(self, job: Job) -> Context | None:
         """A job that may not start as it is fails: its checkpoint claim is one it may
         not mount. (What the installer's policy allows, Secrets in spec.env among it,
         the API server judges: shunter.operator.actions.policy_refusal.) One whose

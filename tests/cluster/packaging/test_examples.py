@@ -26,8 +26,12 @@ SUSPEND = EXAMPLES / "suspend-resume.yaml"
 ARRAY = EXAMPLES / "array-trainingjob.yaml"
 
 
+PIPELINE = EXAMPLES / "pipeline.yaml"
+
+
 def test_every_example_is_applied_by_a_test():
-    tested = {*KUBECTL_EXAMPLES, QUEUES.name, GANG.name, SUSPEND.name, ARRAY.name}
+    tested = {*KUBECTL_EXAMPLES, QUEUES.name, GANG.name, SUSPEND.name, ARRAY.name,
+              PIPELINE.name}  # fmt: skip
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == tested
 
 
@@ -158,3 +162,26 @@ def test_the_array_runs_its_indexes_and_the_commented_patches_cancel_one_then_al
         done = jobs.wait_phase("sweep", "cancelled", timeout=60)["status"]["array"]
         assert done["cancelled"] == 3
         assert done["notCreated"] == 5
+
+
+def test_a_pipeline_waits_in_order_and_its_cancel_takes_the_waiting_steps(
+    kubeconfig: Path, namespace: str, jobs: Jobs, start_operator: Callable[..., OperatorProcess]
+):
+    (cancel,) = commented(PIPELINE, "patch")
+    assert cancel[-1] == '{"spec":{"cancelled":true,"cancelDependents":true}}'
+    with applied(kubeconfig, namespace, PIPELINE):
+        start_operator(SHUNTER_MAX_RUNNING="4")
+        jobs.wait_phase("prepare", "running")
+        waits = {"train": "Waiting for prepare to complete",
+                 "evaluate": "Waiting for train to reach checkpoint step 1000",
+                 "report": "Waiting for evaluate to finish"}  # fmt: skip
+        for name, message in waits.items():
+            wait_for(lambda n=name, m=message: jobs.status(n).get("message") == m, timeout=30,
+                     what=f"{name} to wait for its upstream")  # fmt: skip
+            assert jobs.status(name)["reason"] == "Dependency"
+        assert jobs.pod_names() == ["prepare-trainer"]
+        assert "patched" in kubectl(kubeconfig, namespace, *cancel)
+        for name in waits:
+            status = jobs.wait_phase(name, "cancelled")["status"]
+            assert status["reason"] == "UpstreamCancelled"
+        jobs.wait_phase("prepare", "cancelled")

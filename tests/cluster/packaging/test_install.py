@@ -18,6 +18,7 @@ import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -98,8 +99,31 @@ def release(kubeconfig: Path, namespace: str, crd: None) -> Iterator[str]:
     helm("uninstall", name, "--namespace", namespace, "--kubeconfig", str(kubeconfig), check=False)
 
 
+@pytest.fixture
+def fair_queue(kube_api: client.ApiClient, namespace: str, crd: None) -> Iterator[str]:
+    """A queue with admission fair sharing: the operator writes its decayed usage to the
+    queue's status (trainingqueues/status), which the chart must let it do."""
+    name = f"fair-{namespace[-8:]}"
+    queues = client.CustomObjectsApi(kube_api)
+    queues.create_cluster_custom_object("shunter.dev", "v1alpha1", "trainingqueues", {
+        "apiVersion": "shunter.dev/v1alpha1", "kind": "TrainingQueue",
+        "metadata": {"name": name},
+        "spec": {"admissionFairSharing": {"halfLifeSeconds": 3600}},
+    })  # fmt: skip
+    yield name
+    queues.delete_cluster_custom_object("shunter.dev", "v1alpha1", "trainingqueues", name)
+
+
+def queue_usage(kube_api: client.ApiClient, name: str) -> dict[str, Any]:
+    body = client.CustomObjectsApi(kube_api).get_cluster_custom_object(
+        "shunter.dev", "v1alpha1", "trainingqueues", name
+    )
+    return dict((body.get("status") or {}).get("usage") or {})
+
+
 def test_chart_install_runs_the_system_with_exactly_its_rbac(
     release: str,
+    fair_queue: str,
     namespace: str,
     kubeconfig: Path,
     kube_api: client.ApiClient,
@@ -122,7 +146,7 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
             namespace=namespace,
             database_url=database_url,
             log_path=tmp_path / "operator.log",
-            env={"SHUNTER_LEASE_NAME": operator_sa},
+            env={"SHUNTER_LEASE_NAME": operator_sa, "SHUNTER_USAGE_WRITE_SECONDS": "1"},
         ).start()
         services.callback(operator.stop)
         everywhere = services.enter_context(standby_everywhere(
@@ -172,6 +196,14 @@ def test_chart_install_runs_the_system_with_exactly_its_rbac(
                 lambda: http.get("/api/training/status/first").json()["status"] == "cancelled",
                 timeout=60,
                 what="first to be cancelled",
+            )
+            # Its usage in a queue with admission fair sharing reaches the queue's status.
+            fair = http.post("/api/training/submit", json={"name": "fair", "queue": fair_queue})
+            assert fair.status_code == 201, fair.text
+            wait_for(
+                lambda: namespace in (queue_usage(kube_api, fair_queue).get("namespaces") or {}),
+                timeout=60,
+                what="the queue's usage, written by the operator's account",
             )
         # The API's Event cache lists and watches (the detail view's Events).
         wait_for(

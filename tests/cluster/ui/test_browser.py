@@ -451,3 +451,37 @@ def test_an_array_is_one_line_that_expands_to_its_runs(
     expect(page.locator("tr.run")).to_have_count(0)
     assert watched.problems == []
     watched.page.close()
+
+
+def test_a_jobs_page_links_its_upstream_and_downstream(
+    browser: Browser,
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    namespace: str,
+):
+    start_operator()
+    api = start_api()
+    with api.client() as http:
+        assert (
+            http.post("/api/training/submit", json={"name": "prepare", **LONG}).status_code == 201
+        )
+        body = {"name": "train", "depends_on": [{"name": "prepare", "condition": "Completed"}]}
+        assert http.post("/api/training/submit", json=body).status_code == 201
+        wait_status(http, "prepare", "running")
+    watched = Watched(browser)
+    page = watched.open(api, namespace)
+    page.locator('tr[data-job="train"] td.name').click()
+    fields = page.locator("#detail-fields")
+    expect(fields).to_contain_text("Depends onprepare Completed: waiting", timeout=10_000)
+    expect(fields).to_contain_text("Dependents—")
+    events = page.locator("#detail-events li")
+    expect(events.filter(has_text="Dependency: Waiting for prepare to complete")).to_have_count(1)
+    fields.locator("a.id", has_text="prepare").click()  # the upstream's own page
+    expect(page.locator("#detail-name")).to_have_text("prepare", timeout=10_000)
+    expect(fields).to_contain_text("Dependentstrain Completed: queued")
+    fields.locator("a.id", has_text="train").click()  # and back down
+    expect(page.locator("#detail-name")).to_have_text("train", timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-dependencies.png"), full_page=True)
+    assert watched.problems == []
+    watched.page.close()

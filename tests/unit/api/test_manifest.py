@@ -45,3 +45,49 @@ def test_a_submission_without_placement_sets_none():
 def test_malformed_tolerations_are_client_errors(toleration: dict[str, object]):
     with pytest.raises(ValidationError):
         JobCreate.model_validate({"tolerations": [toleration]})
+
+
+def test_dependencies_become_spec_depends_on_and_are_absent_without_them():
+    request = JobCreate.model_validate(
+        {
+            "name": "b",
+            "depends_on": [
+                {"name": "a", "condition": "Completed"},
+                {"name": "c", "condition": "Checkpointed", "step": 100},
+            ],
+            "cancel_dependents": True,
+        }
+    )
+    spec = manifest_of(request, default_image="trainer:1", submitter="alice")["spec"]
+    assert spec["dependsOn"] == [
+        {"name": "a", "condition": "Completed"},
+        {"name": "c", "condition": "Checkpointed", "step": 100},
+    ]
+    assert spec["cancelDependents"] is True
+    plain = manifest_of(JobCreate.model_validate({}), default_image="t:1", submitter="a")["spec"]
+    assert "dependsOn" not in plain
+    assert "cancelDependents" not in plain
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"name": "b", "depends_on": [{"name": "b", "condition": "Completed"}]}, "itself"),
+        (
+            {"depends_on": [{"name": "a", "condition": "Completed"}] * 2},
+            "names a more than once",
+        ),
+        ({"depends_on": [{"name": "a", "condition": "Done"}]}, "condition"),
+        ({"depends_on": [{"name": "a", "condition": "Checkpointed"}]}, "step is required"),
+        ({"depends_on": [{"name": "a", "condition": "Completed", "step": 3}]}, "step is required"),
+        ({"depends_on": [{"name": "a", "condition": "Checkpointed", "step": -1}]}, "step"),
+        ({"depends_on": [{"name": "A/b", "condition": "Completed"}]}, "name"),
+        (
+            {"depends_on": [{"name": f"j{i}", "condition": "Finished"} for i in range(10_000)]},
+            "at most 32 items",
+        ),
+    ],
+)
+def test_bad_dependencies_are_refused(body, says):
+    with pytest.raises(ValidationError, match=says):
+        JobCreate.model_validate(body)

@@ -47,7 +47,10 @@ router = guarded_router()
     response_model=SubmitResult,
     responses={
         404: {"model": ErrorBody, "description": "Namespace not found"},
-        409: {"model": ErrorBody, "description": "A job with this name exists"},
+        409: {
+            "model": ErrorBody,
+            "description": "A job with this name exists, or depends_on closes a cycle",
+        },
         413: {"model": ErrorBody, "description": "Body over SHUNTER_API_MAX_BODY_BYTES"},
         **ERRORS,
     },
@@ -94,7 +97,9 @@ async def status(
     """The state of one job (from the watch cache, which holds every write this API
     made; `consistent=true` reads the API server)."""
     job = await service.status(JobKey(namespace, job_id), consistent=consistent)
-    return Response(service.renderer.job(job, at=service.appraisal()), media_type=JSON)
+    lineage = await service.lineage(job)
+    return Response(service.renderer.job(job, at=service.appraisal(), lineage=lineage),
+                    media_type=JSON)  # fmt: skip
 
 
 @router.get(
@@ -146,11 +151,14 @@ async def live(
 )
 async def cancel(
     job_id: JobIdPath, service: Service, namespace: Namespace, caller: Caller,
+    cancel_dependents: Annotated[
+        bool, Query(description="Also cancel the jobs waiting on it (spec.cancelDependents)")
+    ] = False,
 ) -> JSONResponse:  # fmt: skip
     """Cancel a job in any state; the body is the acceptance guide's. The caller is
     recorded as the job's `cancelled_by`."""
     key = JobKey(namespace, job_id)
-    outcome = await service.cancel(key, caller=caller)
+    outcome = await service.cancel(key, caller=caller, cancel_dependents=cancel_dependents)
     if outcome.send_patch:
         await service.await_final(key)
     return change_answer(job_id, outcome)

@@ -197,7 +197,7 @@ function connect() {
   state.stream = subscribe(path, (event, data) => {
     if (event === "live") render(data);
     else if (event === "job" && state.selected) {
-      if (data.job) renderDetail(data, actionButtons);
+      if (data.job) renderDetail(data, actionButtons, select);
       else { closeDetail(); state.selected = null; }
     }
   }, (status, detail) => {

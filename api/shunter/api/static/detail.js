@@ -40,7 +40,26 @@ function when(iso) {
   return iso ? new Date(iso).toLocaleString() : null;
 }
 
-export function renderDetail({ job, events }, actionButtons) {
+// Upstream and downstream jobs as links that open their own page (the server judged
+// each condition: shunter.api.lineage; the UI only shows its state).
+function chain(items, open, label) {
+  if (!items || !items.length) return null;
+  const span = document.createElement("span");
+  span.className = "chain";
+  items.forEach((item, i) => {
+    if (i) span.append("; ");
+    const link = document.createElement("a");
+    link.href = "#";
+    link.className = "id";
+    link.textContent = item.name;
+    link.addEventListener("click", (event) => { event.preventDefault(); open(item.name); });
+    const step = item.step != null ? ` ${item.step}` : "";
+    span.append(link, ` ${item.condition}${step}: ${label(item)}`);
+  });
+  return span;
+}
+
+export function renderDetail({ job, events }, actionButtons, open = () => {}) {
   const panel = $("#detail");
   const fresh = logs.job !== job.job_id;
   panel.hidden = false;
@@ -51,6 +70,8 @@ export function renderDetail({ job, events }, actionButtons) {
   // The trainer's reports (elements) after the job's own fields; absent ones are left out.
   const rows = [...FIELDS.map(([label, value]) => [label, value(job) ?? "—"]),
     ...ARRAY_FIELDS.map(([label, value]) => [label, value(job)]).filter(([, text]) => text),
+    ["Depends on", chain(job.upstream, open, (u) => u.state) ?? "—"],
+    ["Dependents", chain(job.downstream, open, (d) => d.status) ?? "—"],
     ...progressFields(job).filter(([, element]) => element)];
   for (const [label, value] of rows) {
     const dt = document.createElement("dt");
