@@ -225,3 +225,20 @@ def test_the_book_keeps_an_arrays_counts_as_its_runs_change_and_go():
     book.put_job(run_of(an_array(3, 3), 0, "running"))
     assert counts() == {"completed": 1, "failed": 1, "notCreated": 1}
     assert arrays.plan(array, book.named_runs(array.key), now=NOW).create == (2,)
+
+
+def test_an_array_with_dependencies_is_decided_as_an_array_its_runs_wait():
+    body = an_array(4, 2, dependsOn=[{"name": "prepare", "condition": "Completed"}])
+    array = Job.parse(body)
+    prepare = a_training_job("prepare").in_phase("running").job()
+    book = JobBook.of([array, prepare], nodes=gpu_nodes(1, gpus=8))
+    decision = plan_pass(book, now=NOW, rules=Rules()).decisions[array.key]
+    assert decision.runs == (0, 1)
+    assert decision.status.phase == Phase.QUEUED
+    run = run_of(body, 0)
+    assert run.spec.depends_on == array.spec.depends_on  # each run waits as any job
+    book.put_job(run)
+    book.put_job(a_training_job("prepare").in_phase("completed").job())  # wakes dependents
+    found = plan_pass(book, now=NOW, rules=Rules(limits=Limits(max_running=5)))
+    assert found.decisions[array.key].status.reason != "Dependency"
+    assert found.decisions[run.key].status.admitted_at is not None
