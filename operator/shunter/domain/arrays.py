@@ -28,7 +28,11 @@ cancelled or, with none failed, some run was), and `status.array` counts its run
 per phase. A cancel or suspend of the array acts on every unfinished run (the
 operator sets the run's spec.cancelled or spec.suspended, as a user would) and stops
 new runs being created; a resume resumes the runs the array suspended. A cancel,
-suspend or resume of one run acts on that run only, as on any job. Everything is
+suspend or resume of one run acts on that run only, as on any job. An array's
+`dependsOn` is copied to every run, so each run waits as any dependent job; once one
+fails `DependencyFailed` (the condition can no longer be met), no further run is
+created and the array fails `DependencyFailed` when the others have ended, rather
+than creating every remaining run only to see it fail. Everything is
 decided from the TrainingJobs themselves, so an operator restarted after kill -9
 carries on where it was: a run created but not yet seen is created again (its name is
 fixed: the create finds it there), and a run deleted by hand is created again.
@@ -41,6 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from shunter.domain.dependencies import FAILED_REASON
 from shunter.domain.model import (
     API_VERSION,
     ARRAY_COUNT_ANNOTATION,
@@ -311,6 +316,8 @@ class Named:
         self.tally: dict[Uid | None, dict[str, int]] = {}
         self.by_claimant: dict[Uid | None, set[int]] = {}
         self.unfinished: dict[int, Job] = {}
+        # Indexes whose job failed because its dependencies can never be met.
+        self.dependency_failed: set[int] = set()
 
     def put(self, index: int, job: Job) -> None:
         self.remove(index)
@@ -322,6 +329,8 @@ class Named:
         self.by_claimant.setdefault(claimant, set()).add(index)
         if not (job.phase is not None and job.phase.terminal):
             self.unfinished[index] = job
+        if job.phase == Phase.FAILED and job.status.reason == FAILED_REASON:
+            self.dependency_failed.add(index)
 
     def remove(self, index: int) -> None:
         old = self.jobs.pop(index, None)
@@ -333,6 +342,7 @@ class Named:
         if not self.by_claimant[claimant]:
             del self.by_claimant[claimant], self.tally[claimant]
         self.unfinished.pop(index, None)
+        self.dependency_failed.discard(index)
 
     def __bool__(self) -> bool:
         return bool(self.jobs)
@@ -353,10 +363,19 @@ def plan(array: Job, named: Named, *, now: datetime) -> ArrayPlan:
     assert spec is not None
     taken = {i for claimant, indexes in named.by_claimant.items() if claimant != array.uid
              for i in indexes if i < spec.count}  # fmt: skip
+    # Its dependencies (which every run copies) can never be met: no more runs are
+    # created, and the array fails once the others have ended.
+    hopeless = sorted(i for i in named.dependency_failed if i not in taken
+                      and _claimant(named.jobs[i], i) == array.uid)  # fmt: skip
     counts = ArrayCounts.of(spec.count, named.tally.get(array.uid, {}), len(taken))
     create = next_indexes(spec, named.jobs, unfinished=counts.unfinished, taken=taken) if (
-        may_create(array)) else []  # fmt: skip
+        may_create(array) and not hopeless) else []  # fmt: skip
     summary = summarise(array, counts)
+    if hopeless and not counts.unfinished and not array.spec.cancelled:
+        first = run_name(array.key.name, hopeless[0])
+        summary = Summary(Phase.FAILED, FAILED_REASON, f"{first} failed {FAILED_REASON}: no"
+                          f" further run can start ({counts.display},"
+                          f" {counts.not_created} not created)")  # fmt: skip
     old = array.status
     if taken and summary.phase in (Phase.QUEUED, Phase.RUNNING):
         names = ", ".join(run_name(array.key.name, i) for i in sorted(taken)[:3])

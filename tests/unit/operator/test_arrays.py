@@ -242,3 +242,25 @@ def test_an_array_with_dependencies_is_decided_as_an_array_its_runs_wait():
     found = plan_pass(book, now=NOW, rules=Rules(limits=Limits(max_running=5)))
     assert found.decisions[array.key].status.reason != "Dependency"
     assert found.decisions[run.key].status.admitted_at is not None
+
+
+def test_once_a_run_fails_its_dependencies_no_further_run_is_created():
+    body = an_array(100, 2, dependsOn=[{"name": "prepare", "condition": "Completed"}])
+    array = Job.parse(body)
+
+    def failed(index: int) -> Job:
+        run = run_manifest(body, index)
+        run["metadata"].update(uid=f"run-{index}", resourceVersion="1",
+                               creationTimestamp="2026-01-01T00:00:00Z")  # fmt: skip
+        run["status"] = {"phase": "failed", "reason": "DependencyFailed"}
+        return Job.parse(run)
+
+    found = arrays.plan(array, arrays.Named.of([failed(0), run_of(body, 1)]), now=NOW)
+    assert found.create == ()
+    assert found.status.phase == Phase.QUEUED  # run 1 has not ended yet
+    found = arrays.plan(array, arrays.Named.of([failed(0), failed(1)]), now=NOW)
+    assert found.create == ()
+    assert found.status.phase == Phase.FAILED
+    assert found.status.reason == "DependencyFailed"
+    assert found.status.array is not None
+    assert found.status.array["notCreated"] == 98
