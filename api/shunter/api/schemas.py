@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from shunter.api.appraisal import Appraisal
 from shunter.api.lineage import Lineage
 from shunter.domain.actions import Action, allowed_actions
+from shunter.domain.arrays import ArrayCounts, run_name
 from shunter.domain.dependencies import MAX_DEPENDENCIES
 from shunter.domain.model import Job
 from shunter.domain.record import JobRecord, record_of
@@ -62,6 +63,25 @@ class EnvPublic(BaseModel):
     name: str
     secret: str | None = None
     key: str | None = None
+
+
+class ArrayIn(BaseModel):
+    """Run the job `count` times (runs NAME-0 .. NAME-(count-1), each told its index in
+    SHUNTER_ARRAY_INDEX), at most `max_parallel` unfinished at once (default: count)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=10_000, description="Runs of the array (1 to 10000)")
+    max_parallel: int | None = Field(None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _parallel_within_count(self) -> ArrayIn:
+        if self.max_parallel is not None and self.max_parallel > self.count:
+            raise ValueError(
+                f"array.max_parallel ({self.max_parallel}) must be at most array.count"
+                f" ({self.count})"
+            )
+        return self
 
 
 class DependencyIn(BaseModel):
@@ -125,6 +145,7 @@ class JobCreate(BaseModel):
         None, description="Size of the checkpoint claim the operator creates (no claim named)"
     )
     checkpoint_storage_class: Name | None = None
+    array: ArrayIn | None = Field(None, description="Run the job as an array of indexed runs")
     depends_on: list[DependencyIn] = Field(
         default_factory=list, max_length=MAX_DEPENDENCIES,
         description="Jobs of this namespace to wait for (like Slurm's --dependency)",
@@ -235,6 +256,38 @@ class WorkLost(BaseModel):
     basis: str = Field(description="How it was judged")
 
 
+class ArrayPublic(BaseModel):
+    """An array's runs per phase (its runs are jobs NAME-INDEX: GET /status/NAME-INDEX,
+    or GET /status/NAME/index/INDEX)."""
+
+    count: int
+    max_parallel: int
+    queued: int = 0
+    running: int = 0
+    suspended: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    not_created: int = 0
+
+    @classmethod
+    def of(cls, job: Job) -> ArrayPublic | None:
+        spec = job.spec.array
+        if spec is None:
+            return None
+        raw = dict(job.status.array or {})
+        counts = {k: int(raw.get(k) or 0) for k in ArrayCounts.__dataclass_fields__ if k != "count"}
+        return cls(count=spec.count, max_parallel=spec.max_parallel, **counts,
+                   not_created=int(raw.get("notCreated", spec.count)))  # fmt: skip
+
+
+class ArrayRunPublic(BaseModel):
+    """The array a run belongs to, and its index."""
+
+    array: str
+    index: int
+
+
 class UpstreamPublic(BaseModel):
     """One of the job's dependencies and how it stands (GET /status)."""
 
@@ -281,6 +334,8 @@ class JobPublic(JobRow):
     work_lost_if_stopped: WorkLost | None = Field(
         None, description="Running jobs: what stopping it now would lose"
     )
+    array: ArrayPublic | None = Field(None, description="An array: its runs per phase")
+    array_run: ArrayRunPublic | None = Field(None, description="A run of an array: which")
     cancel_dependents: bool = False
     upstream: list[UpstreamPublic] | None = Field(
         None, description="Its dependencies, each with its state (GET /status; null in lists)"
@@ -318,6 +373,8 @@ class JobPublic(JobRow):
             progress=_progress(job),
             checkpoint=_checkpoint(job, at),
             work_lost_if_stopped=_work_lost(job, at),
+            array=ArrayPublic.of(job),
+            array_run=_array_run(job),
             cancel_dependents=job.spec.cancel_dependents,
             upstream=[UpstreamPublic(**u.__dict__) for u in lineage.upstream] if lineage else None,
             downstream=[DownstreamPublic(**d.__dict__) for d in lineage.downstream]
@@ -334,6 +391,17 @@ def _estimate(job: Job, at: Appraisal) -> dict[str, Any]:
     return {"estimated_start": e.start,
             "estimated_start_range": StartRangePublic(earliest=e.earliest, latest=e.latest,
                                                       reason=e.reason)}  # fmt: skip
+
+
+def _array_run(job: Job) -> ArrayRunPublic | None:
+    member = job.member
+    if (
+        member is None
+        or member.index is None
+        or job.key.name != run_name(member.owner_name, member.index)
+    ):
+        return None
+    return ArrayRunPublic(array=member.owner_name, index=member.index)
 
 
 def _progress(job: Job) -> ProgressPublic | None:

@@ -55,6 +55,7 @@ from shunter.api.settings import ApiSettings
 from shunter.api.whatif import answer_what_if
 from shunter.domain.actions import Answer, decide_cancel, decide_resume, decide_suspend
 from shunter.domain.admission import waits
+from shunter.domain.arrays import is_run_of, run_name
 from shunter.domain.capacity import Capacity
 from shunter.domain.dependencies import Absent, Upstream, submit_cycle
 from shunter.domain.model import (
@@ -105,6 +106,12 @@ def manifest_of(request: JobCreate, *, default_image: str, submitter: str) -> di
         "nodes": request.nodes if request.nodes != 1 else None,
         "procsPerNode": request.procs_per_node,
         "backoffLimit": request.backoff_limit or None,
+        "array": {
+            "count": request.array.count,
+            "maxParallel": request.array.max_parallel or request.array.count,
+        }
+        if request.array
+        else None,
         "dependsOn": [d.model_dump(exclude_none=True) for d in request.depends_on] or None,
         "cancelDependents": request.cancel_dependents or None,
     }
@@ -351,6 +358,26 @@ class TrainingService:
             queued_count=lineup.waiting_count,
             items=items,
         )
+
+    async def run_of(self, key: JobKey, index: int) -> JobKey:
+        """The run of array `key` at `index` (GET/POST .../{name}/index/{i}): a job named
+        NAME-INDEX that the array controls (shunter.domain.arrays); JobNotFound saying
+        why otherwise."""
+        array = await self.status(key)
+        spec = array.spec.array
+        if spec is None:
+            raise JobNotFound(f"Job {key.name!r} is not an array")
+        if index >= spec.count:
+            raise JobNotFound(f"Array {key.name!r} has no index {index} (count {spec.count})")
+        run = JobKey(key.namespace, run_name(key.name, index))
+        found = await self._read(run, consistent=False)
+        if found is None:
+            raise JobNotFound(f"Index {index} of array {key.name!r} has not been created yet"
+                              f" (at most {spec.max_parallel} runs at once)")  # fmt: skip
+        if not is_run_of(found, array):
+            raise JobNotFound(f"Index {index} of array {key.name!r}: {run.name!r} is not a run"
+                              " of this array")  # fmt: skip
+        return run
 
     async def events(self, key: JobKey) -> list[JobEvent]:
         job = await self.status(key)

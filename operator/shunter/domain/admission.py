@@ -66,8 +66,11 @@ def queue_order(job: Job) -> OrderKey:
 
 
 def waits(job: Job) -> bool:
-    """Queued, not cancelled or suspended: the job waits for admission."""
-    return job.queued and not job.spec.cancelled and not job.spec.suspended
+    """Queued, not cancelled or suspended: the job waits for admission. (An array
+    never does: its runs do; shunter.domain.arrays.)"""
+    return (
+        job.queued and not job.spec.cancelled and not job.spec.suspended and job.spec.array is None
+    )
 
 
 def waiting(jobs: Iterable[Job]) -> list[Job]:

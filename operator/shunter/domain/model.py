@@ -34,6 +34,12 @@ CANCELLED_BY_USER = "Cancelled by user"
 # in the same write as the submission or the cancel.
 SUBMITTED_BY = "shunter.dev/submitted-by"
 CANCELLED_BY = "shunter.dev/cancelled-by"
+# A run of an array (shunter.domain.arrays): the array's name and the run's index.
+ARRAY_LABEL = "shunter.dev/array"
+ARRAY_INDEX_LABEL = "shunter.dev/array-index"
+ARRAY_COUNT_ANNOTATION = "shunter.dev/array-count"
+# A run the array suspended (and so resumes with it).
+SUSPENDED_BY_ARRAY = "shunter.dev/suspended-by-array"
 
 Uid = NewType("Uid", str)
 
@@ -399,6 +405,8 @@ class JobStatus:
     # queue_position; shunter.operator.estimating writes them).
     estimated_start: datetime | None = None
     estimated_range: StartRange | None = None
+    # An array's runs per phase (shunter.domain.arrays.ArrayCounts).
+    array: Mapping[str, Any] | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> JobStatus:
@@ -432,6 +440,7 @@ class JobStatus:
             requeued_at=parse_time(raw.get("requeuedAt")),
             estimated_start=parse_time(raw.get("estimatedStart")),
             estimated_range=StartRange.parse(raw.get("estimatedStartRange")),
+            array=raw.get("array"),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -464,6 +473,7 @@ class JobStatus:
             "requeuedAt": format_time(self.requeued_at),
             "estimatedStart": format_time(self.estimated_start),
             "estimatedStartRange": self.estimated_range.to_raw() if self.estimated_range else None,
+            "array": dict(self.array) if self.array else None,
         }
 
 
@@ -530,6 +540,21 @@ class Toleration:
 
 
 @dataclass(frozen=True)
+class ArraySpec:
+    """spec.array: `count` indexed runs, at most `max_parallel` unfinished at once."""
+
+    count: int
+    max_parallel: int
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> ArraySpec | None:
+        if not raw:
+            return None
+        count = int(raw.get("count", 1))
+        return cls(count=count, max_parallel=int(raw.get("maxParallel") or count))
+
+
+@dataclass(frozen=True)
 class Dependency:
     """One entry of spec.dependsOn: a job of the same namespace, and what it must
     reach before this one may start (the rules: shunter.domain.dependencies)."""
@@ -578,6 +603,7 @@ class JobSpec:
     checkpoint_storage_class: str | None = None
     suspended: bool = False
     cancelled: bool = False
+    array: ArraySpec | None = None
     depends_on: tuple[Dependency, ...] = ()
     cancel_dependents: bool = False
 
@@ -624,6 +650,7 @@ class JobSpec:
             checkpoint_storage_class=checkpoint.get("storageClassName"),
             suspended=bool(raw.get("suspended", False)),
             cancelled=bool(raw.get("cancelled", False)),
+            array=ArraySpec.parse(raw.get("array")),
             depends_on=tuple(Dependency.parse(d) for d in raw.get("dependsOn") or ()),
             cancel_dependents=bool(raw.get("cancelDependents", False)),
         )
@@ -643,6 +670,32 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A run of an array as its metadata says: the TrainingJob controlling it (its
+    controller ownerReference) and its index label. Whether it really is a run of that
+    array is decided against the array itself (shunter.domain.arrays.is_run_of)."""
+
+    owner_name: str
+    owner_uid: Uid
+    index: int | None
+    count: int | None = None
+    held: bool = False  # suspended by its array (SUSPENDED_BY_ARRAY)
+
+    @classmethod
+    def parse(cls, meta: Mapping[str, Any]) -> Member | None:
+        for ref in meta.get("ownerReferences") or ():
+            ours = ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION
+            if ref.get("controller") and ours:
+                index = _number((meta.get("labels") or {}).get(ARRAY_INDEX_LABEL))
+                annotations = meta.get("annotations") or {}
+                count = _number(annotations.get(ARRAY_COUNT_ANNOTATION))
+                held = annotations.get(SUSPENDED_BY_ARRAY) == "true"
+                uid = Uid(str(ref.get("uid", "")))
+                return cls(str(ref.get("name", "")), uid, index, count, held)
+        return None
+
+
+@dataclass(frozen=True)
 class Job:
     key: JobKey
     uid: Uid
@@ -651,6 +704,7 @@ class Job:
     spec: JobSpec
     status: JobStatus = field(default_factory=JobStatus)
     audit: Audit = field(default_factory=Audit)
+    member: Member | None = None
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> Job:
@@ -663,6 +717,7 @@ class Job:
             spec=JobSpec.parse(body.get("spec") or {}),
             status=JobStatus.parse(body.get("status")),
             audit=Audit.parse(meta.get("annotations")),
+            member=Member.parse(meta),
         )
 
     @property
@@ -681,8 +736,10 @@ class Job:
 
     @property
     def holds_slot(self) -> bool:
-        """Admitted and not yet gone: starting, running or stopping."""
-        return self.status.phase is not None and self.status.phase.holds_slot
+        """Admitted and not yet gone: starting, running or stopping. (Never an array:
+        its phase summarises its runs, which hold the slots; shunter.domain.arrays.)"""
+        phase = self.status.phase
+        return phase is not None and phase.holds_slot and self.spec.array is None
 
 
 @dataclass(frozen=True)
@@ -741,6 +798,10 @@ class PodView:
             ready=(conditions.get("Ready") or {}).get("status") == "True",
             unschedulable=scheduled.get("message") if scheduled.get("status") == "False" else None,
         )
+
+
+def _number(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _int(value: object) -> int:

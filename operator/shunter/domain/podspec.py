@@ -130,6 +130,10 @@ def _env(job: Job, index: int, report_url: str | None = None) -> list[dict[str, 
             {"name": "SHUNTER_REPORT_TOKEN_FILE", "value": f"{REPORT_TOKEN_DIR}/token"},
             {"name": "SHUNTER_ATTEMPT", "value": str(job.status.attempts)},
         ]
+    if job.member is not None and job.member.index is not None:  # a run of an array
+        own += [{"name": "SHUNTER_ARRAY_INDEX", "value": str(job.member.index)}]
+        if job.member.count is not None:
+            own += [{"name": "SHUNTER_ARRAY_COUNT", "value": str(job.member.count)}]
     nodes, procs = job.spec.nodes, job.spec.processes_per_node
     if nodes > 1 or procs > 1:
         own += [

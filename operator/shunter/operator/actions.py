@@ -29,7 +29,7 @@ from shunter.kube.events import event_body
 from shunter.kube.resources import EVENTS, PODS, PVCS, SERVICES, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator.decisions import Event
 
-_KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS}
+_KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS, KIND: TRAINING_JOBS}
 # Below this, a write is not even tried: it could not complete in time.
 MIN_BUDGET = 0.2
 
@@ -78,6 +78,25 @@ class Actions:
         try:
             await self.kube.create(resource, manifest, namespace=meta["namespace"], seconds=seconds)
         except Conflict:
+            return False
+        return True
+
+    async def job(self, key: JobKey) -> Body | None:
+        """The TrainingJob as the API server has it now (an array's stored spec, which
+        its runs copy); None when it does not exist."""
+        try:
+            return await self.kube.get(TRAINING_JOBS, key.name, namespace=key.namespace)
+        except NotFound:
+            return None
+
+    async def patch_job(self, key: JobKey, patch: dict[str, Any]) -> bool:
+        """Merge-patch a TrainingJob (an array's cancel, suspend or resume carried to
+        one of its runs); False when it is gone."""
+        seconds = self._seconds(f"patch of {key}")
+        try:
+            await self.kube.patch(TRAINING_JOBS, key.name, patch, namespace=key.namespace,
+                                  seconds=seconds)  # fmt: skip
+        except NotFound:
             return False
         return True
 

@@ -15,7 +15,9 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 - Pods per job (by index), and Pods created but not yet seen (they count as present);
 - Nodes, the foreign Pods that hold resources on them, the TrainingQueues, and the
   PersistentVolumeClaims a job may name as its checkpoint volume;
-- timers: when a job needs another look even if nothing changes (grace deadlines).
+- timers: when a job needs another look even if nothing changes (grace deadlines);
+- the arrays (shunter.domain.arrays), which never wait nor hold a slot, and for each
+  the jobs named like its runs (`<array>-<n>`): a change to one marks the array.
 
 Pure data: no I/O, no clock of its own (times are passed in). Everything runs on the
 event loop, so no locks.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shunter.domain.admission import LaneOrder, QueueOrder
+from shunter.domain.arrays import Named, index_in_name
 from shunter.domain.claims import ClaimView
 from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
@@ -68,6 +71,8 @@ class JobBook:
         self._expected_until: dict[JobKey, float] = {}
         self._timers: list[tuple[datetime, JobKey]] = []
         self._timer_at: dict[JobKey, datetime] = {}
+        self.arrays: set[JobKey] = set()
+        self._named: dict[JobKey, Named] = {}
         # Dependencies (shunter.domain.dependencies): who names whom, and what is known
         # of names with no TrainingJob (their last state when deleted here, or the
         # mirror's answer); `recall`: names to ask the mirror about.
@@ -133,6 +138,8 @@ class JobBook:
             self.dirty.update(self._dependents[key])
         self._link(key, ())
         self.jobs.pop(key, None)
+        self.arrays.discard(key)
+        self._name_run(key, None)
         self._written.pop(key, None)
         self._waiting.remove(key)
         self._lanes.remove(key)
@@ -161,9 +168,16 @@ class JobBook:
     def _index(self, job: Job) -> None:
         key = job.key
         self.jobs[key] = job
+        self._name_run(key, job)
         self.gone.pop(key, None)
         if job.spec.depends_on or key in self._upstreams:
             self._link(key, tuple(JobKey(key.namespace, d.name) for d in job.spec.depends_on))
+        if job.spec.array is not None:  # it runs nothing itself: never waits nor holds a slot
+            self.arrays.add(key)
+            self._waiting.remove(key)
+            self._lanes.remove(key)
+            self.dirty.add(key)
+            return
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
         self._waiting.put(job)
         self._lanes.put(job)
@@ -176,6 +190,30 @@ class JobBook:
         else:
             self.positioned.discard(key)
         self.dirty.add(key)
+
+    def _name_run(self, key: JobKey, job: Job | None) -> None:
+        """Keep a job named like a run of an array (`<array>-<n>`) under the array's
+        name (None: it is gone), and mark the array (whether the job is one of its runs
+        is the array's to say: shunter.domain.arrays)."""
+        found = index_in_name(key)
+        if found is None:
+            return
+        array, index = found
+        named = self._named.get(array)
+        if job is not None:
+            if named is None:
+                named = self._named[array] = Named()
+            named.put(index, job)
+        elif named is not None:
+            named.remove(index)
+            if not named:
+                del self._named[array]
+        if array in self.arrays:
+            self.dirty.add(array)
+
+    def named_runs(self, array: JobKey) -> Named:
+        """The jobs named like runs of `array` (runs, or not: shunter.domain.arrays)."""
+        return self._named.get(array) or Named()
 
     def _link(self, key: JobKey, upstreams: tuple[JobKey, ...]) -> None:
         """Record whom key depends on (its dependsOn), and so who depends on whom."""

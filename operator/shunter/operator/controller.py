@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shunter.domain.arrays import run_manifest
 from shunter.domain.claims import (
     MISSING,
     NOT_ALLOWED,
@@ -232,6 +233,8 @@ class Controller:
                 job = await self._write_status(job, decision.status)
                 retry = (await self._create(job, decision, admitting=admitting)
                          if decision.create else None)  # fmt: skip
+                if decision.runs or decision.patch_jobs:
+                    await self._array(job, decision)
                 if decision.delete_pods:
                     await asyncio.gather(*(
                         self.actions.delete_pod(d.namespace, d.name, grace_seconds=d.grace_seconds)
@@ -255,6 +258,20 @@ class Controller:
                 log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
             self._post(job, decision.events)
             return retry
+
+    async def _array(self, job: Job, decision: Decision) -> None:
+        """An array's runs: those to create, from its spec as stored now (the book
+        keeps parsed jobs, not bodies), then the patches to its runs."""
+        if decision.runs:
+            body = await self.actions.job(job.key)
+            if body is None or body["metadata"].get("uid") != job.uid:
+                return  # deleted (or replaced) meanwhile: its runs go with it
+            await asyncio.gather(*(self.actions.create(run_manifest(body, i))
+                                   for i in decision.runs))  # fmt: skip
+            log.info("[Array] Job %s: created runs %s", job.key,
+                     ", ".join(str(i) for i in decision.runs))  # fmt: skip
+        await asyncio.gather(*(self.actions.patch_job(key, patch)
+                               for key, patch in decision.patch_jobs))  # fmt: skip
 
     def checkpointed(self, before: Job | None, after: Job) -> None:
         """A Checkpointed Event when the watch shows a newly reported checkpoint, at

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shunter.domain.model import JobStatus
+from shunter.domain.model import JobKey, JobStatus
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class Decision:
     wake_at: datetime | None = None
     # The slot is free again (for the log line explaining why).
     released: bool = False
+    # An array's (shunter.domain.arrays): the indexes of the runs to create, and the
+    # merge patches carrying its cancel, suspend or resume to its runs.
+    runs: tuple[int, ...] = ()
+    patch_jobs: tuple[tuple[JobKey, dict[str, Any]], ...] = ()
 
     @property
     def create_pods(self) -> tuple[dict[str, Any], ...]:

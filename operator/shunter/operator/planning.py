@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shunter.domain import arrays
 from shunter.domain.admission import AdmissionState, Usage, Verdict, queue_order
 from shunter.domain.capacity import Capacity
 from shunter.domain.claims import Claimant, judge_claim
@@ -48,7 +49,12 @@ class Pass:
 
 def _changed(job: Job, decision: Decision) -> bool:
     return decision.status != job.status or bool(
-        decision.create or decision.delete_pods or decision.events or decision.logs
+        decision.create
+        or decision.delete_pods
+        or decision.events
+        or decision.logs
+        or decision.runs
+        or decision.patch_jobs
     )
 
 
@@ -88,6 +94,10 @@ def plan_pass(
         job = book.jobs.get(key)
         if job is None:
             continue
+        if key in book.arrays:  # runs nothing itself: decided from its runs
+            found = arrays.plan(job, book.named_runs(key), now=now)
+            decisions[key] = Decision(found.status, runs=found.create, patch_jobs=found.patches)
+            continue
         if job.phase is not None and job.phase.terminal:
             if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)
                 ctx = Context(now=now, rules=rules, pods=book.pods_of(job),
@@ -124,6 +134,7 @@ def plan_pass(
     # Dependents of what changed look again, wherever they wait in their queue.
     woken = {d for key in keys for d in book.dependents_of(key)}
     woken.update(k for k in keys if k in book.jobs and book.jobs[k].spec.depends_on)
+    woken.difference_update(book.arrays)  # an array waits for nothing: its runs do
     walk = _Walk(book, state, numbered, rules=rules, now=now, decided=decisions, woken=woken)
     for job, ctx in walk.run():
         notes = walk.notes.get(job.key, ())

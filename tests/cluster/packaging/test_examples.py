@@ -23,11 +23,15 @@ from tests.support.polling import wait_for
 QUEUES = EXAMPLES / "queues-cohort.yaml"
 GANG = EXAMPLES / "multinode-trainingjob.yaml"
 SUSPEND = EXAMPLES / "suspend-resume.yaml"
+ARRAY = EXAMPLES / "array-trainingjob.yaml"
+
+
 PIPELINE = EXAMPLES / "pipeline.yaml"
 
 
 def test_every_example_is_applied_by_a_test():
-    tested = {*KUBECTL_EXAMPLES, QUEUES.name, GANG.name, SUSPEND.name, PIPELINE.name}
+    tested = {*KUBECTL_EXAMPLES, QUEUES.name, GANG.name, SUSPEND.name, ARRAY.name,
+              PIPELINE.name}  # fmt: skip
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == tested
 
 
@@ -132,6 +136,34 @@ def test_the_commented_patches_suspend_and_resume_the_job(
 
 
 @pytest.mark.usefixtures("policed")
+def test_the_array_runs_its_indexes_and_the_commented_patches_cancel_one_then_all(
+    kubeconfig: Path, namespace: str, jobs: Jobs, start_operator: Callable[..., OperatorProcess]
+):
+    one, whole = commented(ARRAY, "patch")
+    assert one[:3] == ["patch", "tj", "sweep-1"]
+    assert whole[:3] == ["patch", "tj", "sweep"]
+    with applied(kubeconfig, namespace, ARRAY):
+        start_operator(SHUNTER_MAX_RUNNING="4")
+        wait_for(lambda: (jobs.status("sweep").get("array") or {}).get("running") == 2,
+                 timeout=60, what="2 runs running")  # fmt: skip
+        line = kubectl(kubeconfig, namespace, "get", "tj", "sweep").splitlines()[1]
+        assert "0/8 done, 2 running" in line
+        listed = kubectl(kubeconfig, namespace, "get", "tj", "-l", "shunter.dev/array=sweep")
+        assert [r.split()[0] for r in listed.splitlines()[1:]] == ["sweep-0", "sweep-1"]
+        # The runs pass the chart's policies as the array did (the operator creates them).
+        pod = jobs.core.read_namespaced_pod("sweep-1-trainer", namespace)
+        env = {e.name: e.value for e in pod.spec.containers[0].env}
+        assert (env["SHUNTER_ARRAY_INDEX"], env["SHUNTER_ARRAY_COUNT"]) == ("1", "8")
+        assert "patched" in kubectl(kubeconfig, namespace, *one)
+        jobs.wait_phase("sweep-1", "cancelled")
+        wait_for(lambda: "sweep-2" in kubectl(kubeconfig, namespace, "get", "tj"), timeout=30,
+                 what="the next index")  # fmt: skip
+        assert "patched" in kubectl(kubeconfig, namespace, *whole)
+        done = jobs.wait_phase("sweep", "cancelled", timeout=60)["status"]["array"]
+        assert done["cancelled"] == 3
+        assert done["notCreated"] == 5
+
+
 def test_a_pipeline_waits_in_order_and_its_cancel_takes_the_waiting_steps(
     kubeconfig: Path, namespace: str, jobs: Jobs, start_operator: Callable[..., OperatorProcess]
 ):

@@ -52,7 +52,8 @@ def test_examples_get_and_patch(
         return [[line[a:b].strip() for a, b in bounds] for line in lines]
 
     assert table()[0] == [
-        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PROGRESS", "CKPT AGE", "AGE",
+        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PROGRESS", "CKPT AGE", "RUNS",
+        "AGE",
     ]  # fmt: skip
     # The urgent job (priority 100) runs first; the others wait with positions.
     wait_for(

@@ -404,6 +404,55 @@ def test_the_api_docs_render_from_this_server_under_its_csp(
     assert all(url.startswith(api.base_url) for url in watched.requests), watched.requests
 
 
+def test_an_array_is_one_line_that_expands_to_its_runs(
+    browser: Browser,
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    namespace: str,
+):
+    start_operator(SHUNTER_MAX_RUNNING="10")
+    api = start_api(SHUNTER_API_SIMULATOR="true")
+    watched = Watched(browser)
+    page = watched.open(api, namespace)
+    page.fill("#submit input[name=name]", "ui-sweep")
+    page.fill("#submit input[name=run_for]", "600s")
+    page.fill("#submit input[name=gpus]", "0")
+    page.fill("#submit input[name=array_count]", "5")
+    page.fill("#submit input[name=array_parallel]", "2")
+    page.click("#submit button[type=submit]")
+    expect(page.locator("#notice")).to_have_text("Submitted ui-sweep")
+    line = page.locator('tr[data-job="ui-sweep"]')
+    expect(line.locator("td.array-counts")).to_contain_text("0/5 done", timeout=30_000)
+    expect(line.locator("td.array-counts")).to_contain_text("2 running", timeout=30_000)
+    # Folded: the runs are not lines of their own.
+    expect(page.locator("tr.run")).to_have_count(0)
+    expect(page.locator('tr[data-job="ui-sweep-0"]')).to_have_count(0)
+    line.locator("button.expand").click()
+    runs = page.locator("tr.run")
+    expect(runs).to_have_count(2)
+    expect(runs.nth(0)).to_have_attribute("data-job", "ui-sweep-0")
+    expect(runs.nth(1)).to_have_attribute("data-job", "ui-sweep-1")
+    # One run cancelled from its own line; the array goes on with the next index.
+    runs.nth(0).locator("button.cancel").click()
+    expect(page.locator("#notice")).to_have_text(
+        "ui-sweep-0: Job cancelled (was running)", timeout=30_000
+    )
+    expect(page.locator('tr.run[data-job="ui-sweep-2"]')).to_have_count(1, timeout=30_000)
+    expect(line.locator("td.array-counts")).to_contain_text("1 cancelled", timeout=30_000)
+    line.locator("td.name").click()  # the detail view: every count, and a run's array
+    expect(page.locator("#detail-fields")).to_contain_text("5 runs, at most 2 at once: 0 completed")
+    runs.nth(1).locator("td.name").click()
+    expect(page.locator("#detail-fields")).to_contain_text("array ui-sweep, index 1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-array.png"), full_page=True)
+    line.locator("button.cancel").click()  # the whole array
+    expect(line.locator("td.phase")).to_have_text("CANCELLED", timeout=60_000)
+    line.locator("button.expand").click()
+    expect(page.locator("tr.run")).to_have_count(0)
+    assert watched.problems == []
+    watched.page.close()
+
+
 def test_a_jobs_page_links_its_upstream_and_downstream(
     browser: Browser,
     start_operator: Callable[..., OperatorProcess],

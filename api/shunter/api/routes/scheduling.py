@@ -7,7 +7,15 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from shunter.api.dependencies import Caller, Namespace, Service
-from shunter.api.routes.common import ERRORS, JobIdPath, change_answer, guarded_router
+from shunter.api.errors import NotFound
+from shunter.api.routes.common import (
+    ERRORS,
+    IndexPath,
+    JobIdPath,
+    change_answer,
+    guarded_router,
+    no_run,
+)
 from shunter.api.schemas import AttemptRow, CancelResult, ErrorBody
 from shunter.domain.model import JobKey
 
@@ -41,6 +49,34 @@ async def resume(
     from its checkpoint when admitted."""
     outcome = await service.resume(JobKey(namespace, job_id), caller=caller)
     return change_answer(job_id, outcome)
+
+
+@router.post("/suspend/{job_id}/index/{index}", response_model=CancelResult, responses=ANSWERS)
+async def suspend_run(
+    job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace, caller: Caller
+) -> JSONResponse:
+    """Suspend one run of an array (as POST /suspend of the job `job_id-index`); it stays
+    suspended when the array is resumed."""
+    try:
+        key = await service.run_of(JobKey(namespace, job_id), index)
+    except NotFound as exc:
+        return no_run(job_id, index, exc.message)
+    outcome = await service.suspend(key, caller=caller)
+    if outcome.send_patch:
+        await service.await_suspended(key)
+    return change_answer(key.name, outcome)
+
+
+@router.post("/resume/{job_id}/index/{index}", response_model=CancelResult, responses=ANSWERS)
+async def resume_run(
+    job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace, caller: Caller
+) -> JSONResponse:
+    """Resume one suspended run of an array."""
+    try:
+        key = await service.run_of(JobKey(namespace, job_id), index)
+    except NotFound as exc:
+        return no_run(job_id, index, exc.message)
+    return change_answer(key.name, await service.resume(key, caller=caller))
 
 
 @router.get(

@@ -10,10 +10,18 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from shunter.api.dependencies import Caller, Namespace, Recheck, Service
-from shunter.api.errors import InvalidRequest
+from shunter.api.errors import InvalidRequest, NotFound
 from shunter.api.history import HistoryFilter
 from shunter.api.quotas import HeldStream, StreamQuota, supervised
-from shunter.api.routes.common import ERRORS, JSON, JobIdPath, change_answer, guarded_router
+from shunter.api.routes.common import (
+    ERRORS,
+    JSON,
+    IndexPath,
+    JobIdPath,
+    change_answer,
+    guarded_router,
+    no_run,
+)
 from shunter.api.schemas import (
     JOB_ID_PATTERN,
     CancelResult,
@@ -104,6 +112,19 @@ async def status(
 
 
 @router.get(
+    "/status/{job_id}/index/{index}",
+    response_model=JobPublic,
+    responses={404: {"model": ErrorBody, "description": "No such run of the array"}, **ERRORS},
+)
+async def run_status(
+    job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace
+) -> Response:
+    """The run of array `job_id` at `index` (the job `job_id-index`, as GET /status of it)."""
+    job = await service.status(await service.run_of(JobKey(namespace, job_id), index))
+    return Response(service.renderer.job(job, at=service.appraisal()), media_type=JSON)
+
+
+@router.get(
     "/status/{job_id}/events",
     response_model=list[JobEvent],
     responses={404: {"model": ErrorBody, "description": "Job not found"}, **ERRORS},
@@ -150,6 +171,30 @@ async def cancel(
     if outcome.send_patch:
         await service.await_final(key)
     return change_answer(job_id, outcome)
+
+
+@router.post(
+    "/cancel/{job_id}/index/{index}",
+    response_model=CancelResult,
+    responses={
+        404: {"model": CancelResult, "description": "No such run of the array (or job)"},
+        409: {"model": CancelResult, "description": "Already finished or being cancelled"},
+        **ERRORS,
+    },
+)
+async def cancel_run(
+    job_id: JobIdPath, index: IndexPath, service: Service, namespace: Namespace, caller: Caller,
+) -> JSONResponse:  # fmt: skip
+    """Cancel one run of an array (the others go on); the body is the guide's, for the
+    run `job_id-index`. Cancelling the array itself cancels every unfinished run."""
+    try:
+        key = await service.run_of(JobKey(namespace, job_id), index)
+    except NotFound as exc:
+        return no_run(job_id, index, exc.message)
+    outcome = await service.cancel(key, caller=caller)
+    if outcome.send_patch:
+        await service.await_final(key)
+    return change_answer(key.name, outcome)
 
 
 # Free text of a filter: anything but control characters (PostgreSQL text cannot hold

@@ -14,6 +14,7 @@ const state = {
   selected: null,       // job id shown in the detail view
   lastList: null,       // the last `live` event, re-rendered as ages move on
   stream: null,
+  expanded: new Set(),  // arrays whose runs are shown under them
 };
 
 const LABELS = { cancel: "Cancel", suspend: "Suspend", resume: "Resume" };
@@ -74,10 +75,45 @@ function ageCell(iso) {
   return td;
 }
 
-function row(job) {
+// An array is one line with its runs per phase; ▸ shows its runs under it (each a job
+// of its own, NAME-INDEX, with its own buttons).
+function arrayToggle(job) {
+  const open = state.expanded.has(job.job_id);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "expand";
+  button.textContent = open ? "▾" : "▸";
+  button.title = open ? "Hide its runs" : "Show its runs";
+  button.setAttribute("aria-expanded", String(open));
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    if (open) state.expanded.delete(job.job_id); else state.expanded.add(job.job_id);
+    if (state.lastList) render(state.lastList);
+  });
+  return button;
+}
+
+function arrayCell(array) {
+  const parts = ["running", "queued", "suspended", "failed", "cancelled"]
+    .filter((k) => array[k]).map((k) => `${array[k]} ${k}`);
+  const title = `${array.count} runs, at most ${array.max_parallel} at once: ` +
+    `${array.completed} completed, ${array.running} running, ${array.queued} queued, ` +
+    `${array.suspended} suspended, ${array.failed} failed, ${array.cancelled} cancelled, ` +
+    `${array.not_created} not created yet`;
+  const td = cell(`${array.completed}/${array.count} done`, "array-counts", title);
+  const more = document.createElement("span");
+  more.className = "message";
+  more.textContent = parts.join(", ");
+  td.append(more);
+  return td;
+}
+
+function row(job, run = false) {
   const tr = document.createElement("tr");
   tr.dataset.job = job.job_id;
   tr.dataset.status = job.status;
+  if (run) tr.className = "run";
+  if (job.array) tr.dataset.array = job.job_id;
   // The name on one line (cut with an ellipsis, whole in the tooltip), the job's
   // message under it in small print.
   const name = cell(job.job_id, "name", job.message ? `${job.job_id}\n${job.message}` : job.job_id);
@@ -86,6 +122,7 @@ function row(job) {
   message.className = "message";
   message.textContent = job.message || "";
   name.append(message);
+  if (job.array) name.prepend(arrayToggle(job));
   name.tabIndex = 0;
   name.addEventListener("click", () => select(job.job_id));
   name.addEventListener("keydown", (e) => { if (e.key === "Enter") select(job.job_id); });
@@ -99,7 +136,7 @@ function row(job) {
          job.estimated_start ? `estimated start ${estimateText(job.estimated_start,
                                                                job.estimated_start_range)}` : ""),
     cell(job.gpus),
-    progressCell(job),
+    job.array ? arrayCell(job.array) : progressCell(job),
     cell(job.priority, "wide"),
     ageCell(job.created_at),
     cell(shortUser(job.submitted_by), "wide user", job.submitted_by || ""),
@@ -110,7 +147,25 @@ function row(job) {
 
 function render(list) {
   state.lastList = list;
-  $("#jobs tbody").replaceChildren(...list.items.map(row));  // the server's order
+  // The server's order, each array's runs (those in the list) under it when expanded.
+  const arrays = new Set(list.items.filter((j) => j.array).map((j) => j.job_id));
+  const runs = new Map();
+  for (const job of list.items) {
+    if (job.array_run && arrays.has(job.array_run.array)) {
+      if (!runs.has(job.array_run.array)) runs.set(job.array_run.array, []);
+      runs.get(job.array_run.array).push(job);
+    }
+  }
+  const rows = [];
+  for (const job of list.items) {
+    if (job.array_run && arrays.has(job.array_run.array)) continue;
+    rows.push(row(job));
+    if (job.array && state.expanded.has(job.job_id)) {
+      const mine = (runs.get(job.job_id) || []).sort((a, b) => a.array_run.index - b.array_run.index);
+      rows.push(...mine.map((r) => row(r, true)));
+    }
+  }
+  $("#jobs tbody").replaceChildren(...rows);
   $("#empty").hidden = list.items.length > 0;
   // The counts cover every job in the namespace, not only the rows shown.
   $("#counts").textContent =
@@ -182,6 +237,10 @@ function submitted(form) {
   const args = String(form.get("args") || "").split("\n").map((a) => a.trim()).filter(Boolean);
   if (args.length) body.args = args;
   if (form.get("max_runtime")) body.max_runtime_seconds = Number(form.get("max_runtime"));
+  if (form.get("array_count")) {
+    body.array = { count: Number(form.get("array_count")) };
+    if (form.get("array_parallel")) body.array.max_parallel = Number(form.get("array_parallel"));
+  }
   if (session.simulator) {  // the kwok Stages' knobs, offered only by a demo server
     const annotations = {};
     if (form.get("run_for")) annotations["sim.shunter.dev/run-for"] = String(form.get("run_for"));

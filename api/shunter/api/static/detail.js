@@ -38,6 +38,15 @@ function estimate(j) {
   return `${when(j.estimated_start)}${span}`;
 }
 
+// Shown only for an array and for a run of one.
+const ARRAY_FIELDS = [
+  ["Array", (j) => j.array && `${j.array.count} runs, at most ${j.array.max_parallel} at once: ` +
+    `${j.array.completed} completed, ${j.array.running} running, ${j.array.queued} queued, ` +
+    `${j.array.suspended} suspended, ${j.array.failed} failed, ${j.array.cancelled} cancelled, ` +
+    `${j.array.not_created} not created yet`],
+  ["Run of", (j) => j.array_run && `array ${j.array_run.array}, index ${j.array_run.index}`],
+];
+
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : null;
 }
@@ -71,6 +80,7 @@ export function renderDetail({ job, events }, actionButtons, open = () => {}) {
   fields.replaceChildren();
   // The trainer's reports (elements) after the job's own fields; absent ones are left out.
   const rows = [...FIELDS.map(([label, value]) => [label, value(job) ?? "—"]),
+    ...ARRAY_FIELDS.map(([label, value]) => [label, value(job)]).filter(([, text]) => text),
     ["Depends on", chain(job.upstream, open, (u) => u.state) ?? "—"],
     ["Dependents", chain(job.downstream, open, (d) => d.status) ?? "—"],
     ...progressFields(job).filter(([, element]) => element)];
