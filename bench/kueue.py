@@ -58,20 +58,31 @@ _ETC_OVERLAY = 'mount -t overlay kueue-etc -o "lowerdir=/etc,upperdir=$1,workdir
 _WRAPPER = f'set -e; {_ETC_OVERLAY}; shift 2; exec "$@"'
 
 
+# Kueue's fair sharing between the ClusterQueues of a cohort is on when the
+# Configuration has a `fairSharing` section (config v1beta2 has no `enable` field, as
+# v1beta1 did); it needs preemption strategies, a list among the three Kueue accepts
+# (pkg/config/validation.go). Its default one: used only if a ClusterQueue allows
+# preemption in its cohort.
+FAIR_SHARING = {"preemptionStrategies": ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]}
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Kueue's client rate limits (clientConnection) for one run."""
+    """Kueue's client rate limits (clientConnection) for one run, and whether fair
+    sharing between the ClusterQueues of a cohort is on."""
 
     qps: float = DEFAULT_QPS
     burst: int = DEFAULT_BURST
+    fair_sharing: bool = False
 
     @property
     def label(self) -> str:
-        return f"qps {self.qps:g}/{self.burst}"
+        return f"qps {self.qps:g}/{self.burst}" + (", fair sharing" if self.fair_sharing else "")
 
     @property
     def slug(self) -> str:
-        return f"q{self.qps:g}-b{self.burst}".replace(".", "p")
+        slug = f"q{self.qps:g}-b{self.burst}".replace(".", "p")
+        return slug + ("-fs" if self.fair_sharing else "")
 
     @classmethod
     def parse(cls, text: str) -> Settings:
@@ -143,6 +154,49 @@ def queues(name: str, namespace: str, gpus: int) -> list[dict[str, Any]]:
     ]
 
 
+def cohort_queues(
+    cohort: str,
+    lender: tuple[str, int],
+    borrowers: dict[str, float],
+    namespace: str,
+) -> list[dict[str, Any]]:
+    """A ResourceFlavor and the ClusterQueues of one cohort: `lender` = (name, GPUs)
+    holds the cohort's nominal quota and runs nothing; each borrower (name -> fair-
+    sharing weight) has a nominal quota of 0 GPUs, so all it runs is borrowed, and a
+    LocalQueue of its name in `namespace`. No ClusterQueue preempts (the default
+    reclaimWithinCohort and withinClusterQueue: Never)."""
+    api_version = f"{GROUP}/{VERSION}"
+
+    def cluster_queue(name: str, gpus: int, weight: float | None) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "cohortName": cohort,
+            "namespaceSelector": {},
+            "resourceGroups": [
+                {
+                    "coveredResources": [GPU],
+                    "flavors": [
+                        {"name": FLAVOR, "resources": [{"name": GPU, "nominalQuota": gpus}]}
+                    ],
+                }
+            ],
+        }
+        if weight is not None:
+            spec["fairSharing"] = {"weight": f"{weight:g}"}
+        return {"apiVersion": api_version, "kind": "ClusterQueue",
+                "metadata": {"name": name}, "spec": spec}  # fmt: skip
+
+    manifests = [
+        {"apiVersion": api_version, "kind": "ResourceFlavor", "metadata": {"name": FLAVOR}},
+        cluster_queue(lender[0], lender[1], None),
+    ]
+    for name, weight in borrowers.items():
+        manifests.append(cluster_queue(name, 0, weight))
+        manifests.append({"apiVersion": api_version, "kind": "LocalQueue",
+                          "metadata": {"name": name, "namespace": namespace},
+                          "spec": {"clusterQueue": name}})  # fmt: skip
+    return manifests
+
+
 def _self_signed(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -185,7 +239,7 @@ class Kueue:
             "controller": {"groupKindConcurrency": CONCURRENCY},
             "integrations": {"frameworks": ["batch/job"]},
             "manageJobsWithoutQueueName": False,
-        }
+        } | ({"fairSharing": FAIR_SHARING} if self.settings.fair_sharing else {})
 
     def argv(self) -> list[str]:
         upper, work = self.root / "etc-upper", self.root / "etc-work"

@@ -183,11 +183,19 @@ class Kueue(BatchJobs):
             [
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kueue.NAMESPACE}},
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
-                *kueue.queues(self.queue, self.namespace, gpus),
+                *self.manifests(gpus),
             ]
         )
         if not held:
             self.start()
+
+    def manifests(self, gpus: int) -> list[dict[str, Any]]:
+        """Kueue's queue objects for the run (one ClusterQueue of `gpus` here)."""
+        return kueue.queues(self.queue, self.namespace, gpus)
+
+    def cluster_queues(self) -> list[str]:
+        """The ClusterQueues `manifests` makes, deleted by teardown."""
+        return [self.queue]
 
     def start(self) -> tuple[str, ...]:
         self.process.start()
@@ -218,7 +226,8 @@ class Kueue(BatchJobs):
                 with suppress(RuntimeError):  # it never started: no finalizers of its own
                     self.process.start()
             delete_namespace(self.s.api, self.namespace)
-            self.s.plane.kubectl("delete", "clusterqueue", self.queue, "--timeout=120s")
+            self.s.plane.kubectl("delete", "clusterqueue", *self.cluster_queues(),
+                                 "--timeout=120s")  # fmt: skip
         finally:
             self.process.stop()
 

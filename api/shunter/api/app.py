@@ -33,6 +33,7 @@ from shunter.api.reports import router as report_router
 from shunter.api.routes import accounting, health, scheduling, training
 from shunter.api.service import TrainingService
 from shunter.api.settings import ApiSettings
+from shunter.api.shares import current_weighted_shares
 from shunter.kube import Kube
 
 log = logging.getLogger("shunter.api")
@@ -94,7 +95,8 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     metrics.cached_jobs.set_function(cache.count)
     metrics.usage.live = cache.jobs.synced.is_set
     cache.listeners.append(metrics.usage.seen)
-    metrics.watch_shares(lambda: list(cache.fairness.store.values()))
+    metrics.watch_shares(lambda: current_weighted_shares(
+        cache.fairness.store.values(), cache.queues.store, cache.jobs.store.values()))  # fmt: skip
     errors.install(app)
     # Added before the metrics' middleware, so inside it: a refused request is measured too.
     app.add_middleware(Gate, authority=authority, max_body_bytes=settings.max_body_bytes,

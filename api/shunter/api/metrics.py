@@ -8,8 +8,9 @@ status.history when the watch first lists it are taken as counted, so a restart 
 not count them twice (a restart is a counter reset, as Prometheus expects; the
 durable record is the accounting in PostgreSQL). Every API replica counts the same
 runs: aggregate with max or avg by the labels, not sum. `shunter_queue_weighted_share`
-is each queue's weighted share as the operator reports it in the queue's status
-(shunter.api.shares), read at each scrape.
+is each queue's weighted share as GET /shares shows it (shunter.api.shares: the
+operator's rule over the jobs the API watches, unless the queue's status reports one),
+computed at each scrape.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import gc
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,7 +27,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shunter.api.shares import QueueFairness
 from shunter.domain.model import Job
 from shunter.domain.usage import WAIT_BOUNDS, usage_of
 
@@ -65,8 +65,9 @@ class Metrics:
 
         self.usage = UsageMeter(self.registry)
 
-    def watch_shares(self, queues: Callable[[], Iterable[QueueFairness]]) -> None:
-        self.registry.register(_Shares(queues))
+    def watch_shares(self, shares: Callable[[], Mapping[str, float]]) -> None:
+        """`shares()`: each queue's weighted share now (queue -> share)."""
+        self.registry.register(_Shares(shares))
 
     def token_reviewed(self, valid: bool) -> None:
         self.token_reviews.labels("valid" if valid else "refused").inc()
@@ -117,18 +118,17 @@ class UsageMeter:
 
 
 class _Shares(Collector):
-    def __init__(self, queues: Callable[[], Iterable[QueueFairness]]) -> None:
-        self.queues = queues
+    def __init__(self, shares: Callable[[], Mapping[str, float]]) -> None:
+        self.shares = shares
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "shunter_queue_weighted_share",
-            "A queue's share of its cohort over its weight, as the operator reports it",
+            "GPUs a queue holds above its gpuQuota over its fair-sharing weight",
             labels=["queue"],
         )
-        for queue in self.queues():
-            if queue.weighted_share is not None:
-                family.add_metric([queue.name], queue.weighted_share)
+        for name, share in sorted(self.shares().items()):
+            family.add_metric([name], share)
         yield family
 
 

@@ -113,6 +113,16 @@ def weighted_shares(specs: Mapping[str, QueueView], jobs: Iterable[Job]) -> dict
     return {name: round(v, 4) for name, v in shares.items() if math.isfinite(v)}
 
 
+def current_weighted_shares(
+    queues: Iterable[QueueFairness], specs: Mapping[str, QueueView], jobs: Iterable[Job]
+) -> dict[str, float]:
+    """Each queue's weighted share as GET /shares shows it: the one its status
+    reports, else the operator's rule over the jobs holding GPUs (weighted_shares)."""
+    shares = weighted_shares(specs, jobs)
+    shares.update({q.name: q.weighted_share for q in queues if q.weighted_share is not None})
+    return shares
+
+
 def queue_shares(
     queues: Iterable[QueueFairness],
     *,

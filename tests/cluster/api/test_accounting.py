@@ -8,6 +8,7 @@ ClusterRoleBinding) reads every namespace's. The API server decides each cell.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,9 @@ from kubernetes import client
 from shunter.devcluster.accounts import account_with_role, service_account_token
 from shunter.domain.model import GROUP, VERSION
 from tests.support.api import ApiProcess
+from tests.support.builders import a_training_job
 from tests.support.kube import EDITOR, VIEWER
+from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
 
@@ -142,3 +145,34 @@ def test_shares_show_the_fields_a_queue_carries(
     finally:
         for name in names:
             custom.delete_cluster_custom_object(GROUP, VERSION, "trainingqueues", name)
+
+
+def test_the_weighted_share_metric_shows_what_a_borrowing_queue_holds_over_its_weight(
+    start_operator: Callable[..., OperatorProcess],
+    start_api: Callable[..., ApiProcess],
+    queues: Callable[..., str],
+    jobs: Jobs,
+    node_pool: NodePool,
+):
+    """The operator writes no weighted share to a queue's status: the metric is the
+    operator's rule over the jobs the API watches, as GET /shares shows it."""
+    node_pool.add(1)
+    cohort = f"c-{uuid.uuid4().hex[:6]}"
+    queues(gpuQuota=8, cohort=cohort)  # lends its 8 idle GPUs
+    borrower = queues(gpuQuota=0, cohort=cohort, fairSharing={"weight": 2})
+    start_operator()
+    api = start_api()
+    jobs.create(a_training_job("borrows").with_gpus(4).running_for("600s")
+                .with_spec(queue=borrower, nodeSelector=node_pool.selector))  # fmt: skip
+    jobs.wait_phase("borrows", "running", timeout=60)
+    sample = f'shunter_queue_weighted_share{{queue="{borrower}"}} '
+
+    def scraped() -> float | None:
+        with api.client() as http:
+            lines = http.get("/metrics").text.splitlines()
+        return next((float(line[len(sample) :]) for line in lines if line.startswith(sample)),
+                    None)  # fmt: skip
+
+    # 4 GPUs held above a quota of 0, over a weight of 2.
+    assert wait_for(scraped, timeout=30, what="the borrower's weighted share") == 2.0
+    jobs.cancel("borrows")

@@ -199,13 +199,40 @@ def test_runs_already_ended_when_the_watch_lists_them_are_not_counted_again():
                   le="3600.0") == 1  # fmt: skip
 
 
-def test_the_weighted_share_metric_reads_the_queues_at_each_scrape():
+def test_the_weighted_share_metric_reads_the_shares_at_each_scrape():
     metrics = Metrics()
-    queues = [QueueFairness.parse(a_queue("a", status={"weightedShare": 0.5}))]
-    metrics.watch_shares(lambda: queues)
+    shares = {"a": 0.5}
+    metrics.watch_shares(lambda: shares)
     assert b'shunter_queue_weighted_share{queue="a"} 0.5' in generate_latest(metrics.registry)
-    queues.append(QueueFairness.parse(a_queue("b", status={"weightedShare": 1.5})))
+    shares["b"] = 1.5
     assert b'shunter_queue_weighted_share{queue="b"} 1.5' in generate_latest(metrics.registry)
+
+
+def test_the_weighted_share_of_a_queue_whose_status_reports_none_comes_from_its_jobs():
+    """The operator writes no weighted share to a queue's status: the metric and
+    /shares take the operator's rule over the jobs holding GPUs (the metric read the
+    status alone, and was always empty)."""
+    from shunter.api.shares import current_weighted_shares
+    from shunter.domain.queues import QueueView
+
+    bodies = [a_queue("a", gpuQuota=0, cohort="c", fairSharing={"weight": 2}),
+              a_queue("b", gpuQuota=4, cohort="c", status={"weightedShare": 0.25})]  # fmt: skip
+    specs = {"a": QueueView("a", gpu_quota=0, cohort="c", weight=2.0),
+             "b": QueueView("b", gpu_quota=4, cohort="c", weight=1.0)}  # fmt: skip
+    jobs = [
+        a_training_job("a1").with_gpus(3).with_spec(queue="a").in_phase("running").job(),
+        a_training_job("a2").with_gpus(8).with_spec(queue="a").in_phase("queued").job(),
+        a_training_job("b1").with_gpus(4).with_spec(queue="b").in_phase("running").job(),
+    ]
+    queues = [QueueFairness.parse(body) for body in bodies]
+    # a: 3 GPUs held above a quota of 0, weight 2 -> 1.5; b's status says 0.25 (its
+    # jobs alone would give 0: it holds its quota and no more).
+    assert current_weighted_shares(queues, specs, jobs) == {"a": 1.5, "b": 0.25}
+    metrics = Metrics()
+    metrics.watch_shares(lambda: current_weighted_shares(queues, specs, jobs))
+    scraped = generate_latest(metrics.registry)
+    assert b'shunter_queue_weighted_share{queue="a"} 1.5' in scraped
+    assert b'shunter_queue_weighted_share{queue="b"} 0.25' in scraped
 
 
 def test_the_weighted_share_is_the_operators_rule_over_the_jobs_holding_gpus():
