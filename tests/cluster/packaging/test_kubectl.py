@@ -52,18 +52,24 @@ def test_examples_get_and_patch(
         return [[line[a:b].strip() for a, b in bounds] for line in lines]
 
     assert table()[0] == [
-        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PROGRESS", "CKPT AGE", "RUNS",
-        "AGE",
+        "NAME", "PHASE", "POSITION", "EST. START", "GPUS", "NODES", "READY", "PROGRESS",
+        "CKPT AGE", "RUNS", "AGE",
     ]  # fmt: skip
+
+    def columns(*names: str) -> dict[str, list[str]]:
+        """Each job's cells under the columns `names`."""
+        header, *rows = table()
+        return {r[0]: [r[header.index(n)] for n in names] for r in rows}
+
     # The urgent job (priority 100) runs first; the others wait with positions.
     wait_for(
-        lambda: {r[0]: r[1:3] for r in table()[1:]}.get("urgent-finetune", [""])[0] == "running",
+        lambda: columns("PHASE").get("urgent-finetune") == ["running"],
         timeout=30,
         what="urgent-finetune to run",
     )
     wait_for(
         lambda: (
-            {r[0]: r[1:4] for r in table()[1:]}
+            columns("PHASE", "POSITION", "GPUS")
             == {
                 "urgent-finetune": ["running", "", "1"],
                 "hangs-on-cancel": ["queued", "1", "1"],
@@ -74,9 +80,9 @@ def test_examples_get_and_patch(
         what="the others queued in submission order",
     )
     wide = kubectl(kubeconfig, namespace, "get", "tj", "-o", "wide").splitlines()[0].split("   ")
-    assert [c.strip() for c in wide if c.strip()][:13] == [
-        "NAME", "PHASE", "POSITION", "GPUS", "NODES", "READY", "PROGRESS", "CKPT AGE",
-        "PRIORITY", "QUEUE", "POD", "REASON", "MESSAGE",
+    assert [c.strip() for c in wide if c.strip()][:14] == [
+        "NAME", "PHASE", "POSITION", "EST. START", "GPUS", "NODES", "READY", "PROGRESS",
+        "CKPT AGE", "PRIORITY", "QUEUE", "POD", "REASON", "MESSAGE",
     ]  # fmt: skip
 
     out = kubectl(
