@@ -61,10 +61,7 @@ async def suspend_run(
         key = await service.run_of(JobKey(namespace, job_id), index)
     except NotFound as exc:
         return no_run(job_id, index, exc.message)
-    outcome = await service.suspend(key, caller=caller)
-    if outcome.send_patch:
-        await service.await_suspended(key)
-    return change_answer(key.name, outcome)
+    return await suspend(key.name, service, key.namespace, caller)
 
 
 @router.post("/resume/{job_id}/index/{index}", response_model=CancelResult, responses=ANSWERS)
@@ -76,7 +73,7 @@ async def resume_run(
         key = await service.run_of(JobKey(namespace, job_id), index)
     except NotFound as exc:
         return no_run(job_id, index, exc.message)
-    return change_answer(key.name, await service.resume(key, caller=caller))
+    return await resume(key.name, service, key.namespace, caller)
 
 
 @router.get(

@@ -191,10 +191,7 @@ async def cancel_run(
         key = await service.run_of(JobKey(namespace, job_id), index)
     except NotFound as exc:
         return no_run(job_id, index, exc.message)
-    outcome = await service.cancel(key, caller=caller)
-    if outcome.send_patch:
-        await service.await_final(key)
-    return change_answer(key.name, outcome)
+    return await cancel(key.name, service, key.namespace, caller)
 
 
 # Free text of a filter: anything but control characters (PostgreSQL text cannot hold
