@@ -28,6 +28,21 @@ from tests.support.operator import Jobs, OperatorProcess, install_crd
 from tests.support.tiers import TierError, markers_for
 
 TESTS = Path(__file__).resolve().parent
+SERVICE_LOGS = pytest.StashKey[list[Path]]()
+LOG_LINES_ON_FAILURE = 80
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that started the operator or the API shows the end of their logs:
+    a failure seen only in CI can then be read from CI's output."""
+    report = yield
+    if report.failed:
+        for path in item.stash.get(SERVICE_LOGS, []):
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-LOG_LINES_ON_FAILURE:]
+                report.sections.append((f"{path.name} (last lines)", "\n".join(lines)))
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -152,11 +167,13 @@ def _starter(
     namespace: str,
     database_url: str,
     log_path: Path,
+    item: pytest.Item,
 ) -> Iterator[Callable[..., Any]]:
     """A fixture body: start(**env) starts a service and waits until it is ready
     (wait=False: the caller waits, starting another meanwhile); all are stopped
     afterwards."""
     started: list[OperatorProcess | ApiProcess] = []
+    item.stash.setdefault(SERVICE_LOGS, []).append(log_path)
 
     def start(*, database: str | None = database_url, wait: bool = True, **env: str) -> Any:
         process = cls(
@@ -178,7 +195,12 @@ def _starter(
 
 @pytest.fixture
 def start_operator(
-    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
+    kubeconfig: Path,
+    namespace: str,
+    database_url: str,
+    tmp_path: Path,
+    crd: None,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start the operator for the test's namespace: start_operator(SHUNTER_MAX_RUNNING="2")."""
     yield from _starter(
@@ -187,12 +209,18 @@ def start_operator(
         namespace=namespace,
         database_url=database_url,
         log_path=tmp_path / "operator.log",
+        item=request.node,
     )
 
 
 @pytest.fixture
 def start_api(
-    kubeconfig: Path, namespace: str, database_url: str, tmp_path: Path, crd: None
+    kubeconfig: Path,
+    namespace: str,
+    database_url: str,
+    tmp_path: Path,
+    crd: None,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., ApiProcess]]:
     """Start the API for the test's namespace (auth off unless SHUNTER_API_AUTH is given)."""
     yield from _starter(
@@ -201,6 +229,7 @@ def start_api(
         namespace=namespace,
         database_url=database_url,
         log_path=tmp_path / "api.log",
+        item=request.node,
     )
 
 

@@ -28,6 +28,23 @@ def wait_for(
     raise ConditionTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def wait_until_equal(
+    probe: Callable[[], T], expected: T, *, timeout: float, what: str, interval: float = 0.1
+) -> T:
+    """wait_for a value equal to `expected`; on timeout, the message shows the last one."""
+    seen: list[T] = []
+
+    def equal() -> bool:
+        seen[:] = [probe()]
+        return seen[0] == expected
+
+    try:
+        wait_for(equal, timeout=timeout, what=what, interval=interval)
+    except ConditionTimeout as exc:
+        raise ConditionTimeout(f"{exc}; last seen {seen[0]!r}, expected {expected!r}") from None
+    return seen[0]
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, interval: float = 0.1
 ) -> T:

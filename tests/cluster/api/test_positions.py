@@ -18,7 +18,7 @@ from tests.support.api import ApiProcess
 from tests.support.nodes import NodePool
 from tests.support.operator import OperatorProcess
 from tests.support.policy import kubectl
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_until_equal
 
 EXACT = 3  # SHUNTER_QUEUE_POSITIONS for this test: qd and qe are past it
 
@@ -90,8 +90,8 @@ def test_every_view_shows_the_operators_position(
             "huge": None, "qa": 1, "nq": 1, "qb": 2, "t1": 1, "qc": 3, "t2": 2,
             "qd": None, "qe": None,
         }  # fmt: skip
-        wait_for(lambda: by_kubectl(kubeconfig, namespace) == expected, timeout=60,
-                 what="the operator's positions in kubectl")  # fmt: skip
+        wait_until_equal(lambda: by_kubectl(kubeconfig, namespace), expected, timeout=60,
+                         what="the operator's positions in kubectl")  # fmt: skip
 
         def views() -> dict[str, Positions]:
             return {"status": by_status(http, names), "queue": by_queue(http),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
@@ -114,6 +115,11 @@ class Throttled:
         return False
 
 
+def cluster_ca(kubeconfig: Path) -> bytes:
+    config = yaml.safe_load(kubeconfig.read_text())
+    return Path(config["clusters"][0]["cluster"]["certificate-authority"]).read_bytes()
+
+
 @pytest.fixture
 async def throttled(
     kubeconfig: Path, kube_api: client.ApiClient, namespace: str, tmp_path: Path
@@ -126,18 +132,32 @@ async def throttled(
     name = f"shunter-test-{namespace}"
     held: list[HeldSeat] = []
 
+    ca = cluster_ca(kubeconfig)
+
     def hold() -> HeldSeat:
-        ca = Path(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]
-                  ["certificate-authority"]).read_bytes()  # fmt: skip
         held.append(HeldSeat(kube.connection.server, ca, token,
                              CONFIG_MAPS.path(namespace=namespace)))  # fmt: skip
         return held[-1]
+
+    async def classified(uid: str) -> bool:
+        """The API server's flow control has taken up the new FlowSchema: it names it
+        in the answer to a request of the account (until then, such a request goes to
+        a default level, and a seat held there would leave ours empty)."""
+        context = ssl.create_default_context(cadata=ca.decode())
+        async with httpx.AsyncClient(verify=context) as http:
+            answer = await http.get(
+                kube.connection.server + SERVICE_ACCOUNTS.path(namespace=namespace, name="busy"),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        return answer.headers.get("X-Kubernetes-PF-FlowSchema-UID") == uid
 
     try:
         for body in ten_megabytes():
             await admin.create(CONFIG_MAPS, body, namespace=namespace)
         await admin.create(PRIORITY_LEVELS, no_seats(name))
-        await admin.create(FLOW_SCHEMAS, flow_schema(name, namespace, "busy"))
+        schema = await admin.create(FLOW_SCHEMAS, flow_schema(name, namespace, "busy"))
+        uid = str(schema["metadata"]["uid"])
+        await eventually(lambda: classified(uid), within=30, what="the new FlowSchema in use")
         yield Throttled(kube, admin, namespace, hold)
     finally:
         for seat in held:
