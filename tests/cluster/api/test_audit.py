@@ -16,7 +16,7 @@ from tests.cluster.api.test_acceptance import wait_status
 from tests.support.api import ApiProcess
 from tests.support.kube import EDITOR
 from tests.support.operator import Jobs, OperatorProcess, mirror_row
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_until_equal
 
 LONG = {"pod_annotations": {"sim.shunter.dev/run-for": "600s"}}
 
@@ -75,10 +75,13 @@ def test_submit_and_cancel_record_the_authenticated_users(
         assert jobs.get("audited")["metadata"]["annotations"]["shunter.dev/cancelled-by"] == (
             bob_name
         )
-        cancelled = [e for e in events(b, "audited") if e["reason"] == "Cancelled"]
-        assert [e["message"] for e in cancelled] == [
-            f"Cancelled by user {bob_name}: pod audited-trainer stopped gracefully"
-        ]
+        # The Event is posted after the status is written: it may come a little later.
+        wait_until_equal(
+            lambda: [e["message"] for e in events(b, "audited") if e["reason"] == "Cancelled"],
+            [f"Cancelled by user {bob_name}: pod audited-trainer stopped gracefully"],
+            timeout=30,
+            what="the Cancelled Event naming bob",
+        )
 
         row = wait_for(
             lambda: next(iter(history(a, submitted_by=alice_name, status="cancelled")), None),
@@ -114,5 +117,11 @@ def test_a_kubectl_cancel_names_nobody_and_auth_off_names_the_demo_user(
         wait_status(http, "by-kubectl", "cancelled")
         status = http.get("/api/training/status/by-kubectl").json()
         assert (status["submitted_by"], status["cancelled_by"]) == ("demo (auth disabled)", None)
-        messages = [e["message"] for e in events(http, "by-kubectl") if e["reason"] == "Cancelled"]
-        assert messages == ["Cancelled by user: pod by-kubectl-trainer stopped gracefully"]
+        wait_until_equal(
+            lambda: [
+                e["message"] for e in events(http, "by-kubectl") if e["reason"] == "Cancelled"
+            ],
+            ["Cancelled by user: pod by-kubectl-trainer stopped gracefully"],
+            timeout=30,
+            what="the Cancelled Event naming no one",
+        )
