@@ -163,6 +163,18 @@ class Jobs:
     def cancel(self, name: str) -> dict[str, Any]:
         return self.patch_spec(name, {"cancelled": True})
 
+    def cancel_unless_finished(self, name: str) -> bool:
+        """Cancel the job unless it has finished (the API server refuses to cancel a
+        finished job: it may finish between a look at it and the cancel); whether the
+        cancel was made."""
+        try:
+            self.cancel(name)
+        except ApiException as exc:
+            if exc.status == 422 and "already finished" in str(exc.body):
+                return False
+            raise
+        return True
+
     def status(self, name: str) -> dict[str, Any]:
         """The job's status ({} until the operator wrote one)."""
         found: dict[str, Any] = self.get(name).get("status") or {}

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from shunter.devcluster.nodes import GPU_RESOURCE
 from tests.support.kube import read_pod_or_none
+from tests.support.nodes import NodePool
 from tests.support.polling import wait_for
 
 
@@ -28,11 +29,13 @@ def gpu_pod(
     gpus: int,
     annotations: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
+    selector: dict[str, str] | None = None,
 ) -> client.V1Pod:
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, annotations=annotations, labels=labels),
         spec=client.V1PodSpec(
             restart_policy="Never",
+            node_selector=selector,
             termination_grace_period_seconds=30,
             containers=[
                 client.V1Container(
@@ -59,12 +62,6 @@ def wait_phase(core: client.CoreV1Api, name: str, namespace: str, phase: str) ->
     return core.read_namespaced_pod(name, namespace)
 
 
-def gpu_capacity(core: client.CoreV1Api) -> int:
-    return sum(
-        int(node.status.allocatable.get(GPU_RESOURCE, "0")) for node in core.list_node().items
-    )
-
-
 def test_gpu_pod_is_scheduled_on_a_gpu_node_and_runs(core: client.CoreV1Api, namespace: str):
     core.create_namespaced_pod(namespace, gpu_pod("two-gpus", gpus=2))
 
@@ -75,14 +72,19 @@ def test_gpu_pod_is_scheduled_on_a_gpu_node_and_runs(core: client.CoreV1Api, nam
     assert pod.status.container_statuses[0].state.running is not None
 
 
-def test_pod_stays_pending_when_all_gpus_are_taken(core: client.CoreV1Api, namespace: str):
-    per_node = [int(n.status.allocatable[GPU_RESOURCE]) for n in core.list_node().items]
-    for i, gpus in enumerate(per_node):
-        core.create_namespaced_pod(namespace, gpu_pod(f"fill-{i}", gpus=gpus))
-    for i in range(len(per_node)):
+def test_pod_stays_pending_when_all_gpus_are_taken(
+    core: client.CoreV1Api, namespace: str, node_pool: NodePool
+):
+    """On nodes of the test's own (other tests' Pods may hold GPUs on the shared ones,
+    still terminating after their namespace went)."""
+    nodes = node_pool.add(2, gpus=4)
+    selector = node_pool.selector
+    for i in range(len(nodes)):
+        core.create_namespaced_pod(namespace, gpu_pod(f"fill-{i}", gpus=4, selector=selector))
+    for i in range(len(nodes)):
         wait_phase(core, f"fill-{i}", namespace, "Running")
 
-    core.create_namespaced_pod(namespace, gpu_pod("one-too-many", gpus=1))
+    core.create_namespaced_pod(namespace, gpu_pod("one-too-many", gpus=1, selector=selector))
 
     def unschedulable() -> bool:
         pod = core.read_namespaced_pod("one-too-many", namespace)

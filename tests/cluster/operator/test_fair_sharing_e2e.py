@@ -68,7 +68,7 @@ def test_two_teams_of_weights_two_to_one_share_a_saturated_cohort_two_to_one(
     for team in teams:
         for name in names[team]:
             if jobs.phase(name) not in ("completed", "cancelled"):
-                jobs.cancel(name)
+                jobs.cancel_unless_finished(name)
 
 
 def test_the_queue_usage_is_kept_in_its_status_and_orders_jobs_after_a_restart(
