@@ -396,11 +396,15 @@ def operator_cpu(queued: int, *, on: bool, seconds: float = 60.0, rate: float = 
                  every: float = PLAN_EVERY) -> dict[str, float]:  # fmt: skip
     """CPU seconds for `seconds` of events at `rate` per second at `queued` jobs: a pass
     per event (a new job), plus with estimates on the kept plan when the operator's
-    rule says it is due (every `every` at most, at most a fifth of the time)."""
+    rule says it is due (every `every` at most, at most a fifth of the time), brought up
+    to date as the operator does (`estimates.replan`: kept, new jobs appended, or
+    simulated again in full)."""
     book = big_book(queued)
     cpu_pass = cpu_plan = 0.0
     plans = 0
     last_plan, last_seconds = -math.inf, 0.0
+    kept: estimates.Plan | None = None
+    learned, how = Learned(), {"full": 0, "appended": 0, "kept": 0}
     for i in range(int(seconds * rate)):
         t = i / rate
         now = T0 + timedelta(seconds=queued + 10 + t)
@@ -421,13 +425,16 @@ def operator_cpu(queued: int, *, on: bool, seconds: float = 60.0, rate: float = 
                           active=list(book.active.values()),
                           waiting=list(book.waiting()))  # fmt: skip
             began = time.process_time()
-            kept = estimates.plan(world, learned=Learned())
-            json.dumps(estimates.to_raw(kept))
+            kept, done = estimates.replan(kept, world, learned=learned)
+            how[done] += 1
+            if done != "kept":
+                json.dumps(estimates.to_raw(kept), separators=(",", ":"))
             last_seconds = time.process_time() - began
             cpu_plan += last_seconds
             last_plan, plans = t, plans + 1
     return {"queued": queued, "estimates": on, "virtual_s": seconds, "events": seconds * rate,
             "cpu_pass_s": cpu_pass, "cpu_plan_s": cpu_plan, "plans": plans,
+            **{f"plans_{k}": v for k, v in how.items()},
             "cpu_s_per_min": (cpu_pass + cpu_plan) * 60 / seconds}  # fmt: skip
 
 

@@ -1,10 +1,14 @@
 """The operator's kept plan of start-time estimates (shunter.domain.estimates).
 
-One plan, kept: computed again from the book when something changed, at most every
-`estimate_every` and at most a fifth of the time (a plan that takes a second waits
-five), off the event loop (a thread, from a snapshot of the book taken on the loop),
-so at 10,000 queued jobs an event costs a dirty flag, never a simulation. A minute
-without changes computes it again anyway: the times move on.
+One plan, kept: brought up to date from the book when something changed, at most
+every `estimate_every` and at most a fifth of the time (a plan that takes a second
+waits five), off the event loop (a thread, from a snapshot of the book taken on the
+loop), so at 10,000 queued jobs an event costs a dirty flag, never a simulation.
+Up to date means `estimates.replan`: kept as it is when nothing it reads changed (the
+jobs' own estimates written to status, a progress report that hardly moves an end),
+the new jobs placed into it when they only joined the ends of their queues (the
+common change under load: submissions), simulated again in full otherwise, and at
+least every minute (estimates.REBASE: the times move on).
 
 The plan goes to two places:
 - the mirror (table queue_plan, one row, the newest plan only): the API reads every
@@ -28,7 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
 
-from shunter.domain.estimates import Estimate, Learned, Plan, World, plan, to_raw
+from shunter.domain.estimates import Estimate, Learned, Plan, World, replan, to_raw
 from shunter.domain.model import Job, JobKey, StartRange
 from shunter.kube import KubeError
 from shunter.operator.actions import Actions, Fenced
@@ -52,6 +56,7 @@ class Estimator:
         self.kept: Plan | None = None
         self.seconds = 0.0  # the last plan's duration
         self.plans = 0
+        self.how: dict[str, int] = {}  # plans by how they were brought up to date
         self._changes = 0  # bumped by every informer event (Controller.wake)
         self._planned_changes = -1
         self._planned_at = float("-inf")
@@ -94,8 +99,12 @@ class Estimator:
             self._learned_at = clock
             self._learned = learned_from(await self.mirror.runtimes())
         world = self.world(now or datetime.now(UTC))
-        kept, body = await asyncio.to_thread(_plan_and_dump, world, self._learned)
+        kept, how, body = await asyncio.to_thread(_plan_and_dump, self.kept, world,
+                                                  self._learned)  # fmt: skip
         self.seconds = time.monotonic() - clock
+        self.how[how] = self.how.get(how, 0) + 1
+        if body is None:  # nothing the plan reads changed
+            return kept
         self.kept, self.plans = kept, self.plans + 1
         self.mirror.publish_plan(kept.computed_at, body)
         self.wake()
@@ -156,9 +165,12 @@ def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
     return estimate.moved(shown, now=now, threshold=MOVED)
 
 
-def _plan_and_dump(world: World, learned: Learned) -> tuple[Plan, str]:
-    kept = plan(world, learned=learned)
-    return kept, json.dumps(to_raw(kept), separators=(",", ":"))
+def _plan_and_dump(kept: Plan | None, world: World,
+                   learned: Learned) -> tuple[Plan, str, str | None]:  # fmt: skip
+    found, how = replan(kept, world, learned=learned)
+    if how == "kept":
+        return found, how, None
+    return found, how, json.dumps(to_raw(found), separators=(",", ":"))
 
 
 def learned_from(rows: list[tuple[str, str, int, float]]) -> Learned:
