@@ -71,5 +71,5 @@ class Appraisal:
         if job.phase is Phase.RUNNING or job.status.checkpoint is not None:
             return (self.now, self.version)
         if job.queued and self.plan is not None:
-            return (self.plan.computed_at,)
+            return (self.plan.version,)
         return ()

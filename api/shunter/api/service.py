@@ -188,7 +188,7 @@ class TrainingService:
             return True
 
         return await answer_what_if(
-            job, self.plans.latest, now=datetime.now(UTC), queues=self.cache.queues.store,
+            job, await self.plans.whole(), now=datetime.now(UTC), queues=self.cache.queues.store,
             holders=self.cache.holders(), allowed=allowed,
             waiting=self.cache.waiting_by_queue(),
         )  # fmt: skip
@@ -308,7 +308,7 @@ class TrainingService:
         # Its running jobs' work lost moves on with the time: once a second at most.
         version = ("queue", namespace, limit, queue, self.cache.jobs.version,
                    self.cache.queues.version, at.now,
-                   at.plan.computed_at if at.plan else None)  # fmt: skip
+                   at.plan.version if at.plan else None)  # fmt: skip
 
         def render() -> bytes:
             lineup = self.cache.lineup(namespace, limit=limit, queue=queue)

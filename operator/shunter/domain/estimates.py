@@ -223,6 +223,9 @@ class Plan:
     slots: dict[JobKey, tuple[Slot, Slot, Slot]]
     estimates: dict[JobKey, Estimate]
     sources: dict[JobKey, str] = field(default_factory=dict)
+    # When it was last brought up to date (`replan`: new jobs placed into it); None:
+    # computed_at. What the published plan's version is.
+    made_at: datetime | None = None
     # The what-if's index of this plan (shunter.domain.whatif builds it once).
     index: Any = field(default=None, repr=False, compare=False)
     # What the operator keeps to bring the plan up to date (`replan`); not published.
@@ -231,6 +234,11 @@ class Plan:
 
     def estimate(self, key: JobKey) -> Estimate | None:
         return self.estimates.get(key)
+
+    @property
+    def version(self) -> datetime:
+        """What the published plan is known by: the last time it was brought up to date."""
+        return self.made_at or self.computed_at
 
 
 def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Plan:
@@ -271,8 +279,10 @@ def replan(kept: Plan | None, world: World, *, learned: Learned,
         if run is None:
             return plan(world, learned=learned, max_starts=max_starts), "full"
         runs.append(run)
-    return (_assemble(basis, held, kept.nodes, tuple(runs), sources,
-                      _Basis(basis, learned, max_starts)), "appended")  # fmt: skip
+    again = _assemble(basis, held, kept.nodes, tuple(runs), sources,
+                      _Basis(basis, learned, max_starts))  # fmt: skip
+    again.made_at = world.now
+    return again, "appended"
 
 
 def _held(job: Job) -> bool:
@@ -681,82 +691,156 @@ def _leave(lanes: Mapping[str, _Lane], reasons: dict[JobKey, str], why: str) -> 
 
 
 # -- the published plan --------------------------------------------------------------
+#
+# Two parts, columns of equal length rather than an object per job (a tenth of the
+# size at 10,000 jobs; most strings are an index into a table), times in whole
+# microseconds after the plan's time (exact):
+# - the estimates (`estimates_raw`): what every view of a queued job reads;
+# - the timeline (`timeline_raw`): every job's slots, needs and the nodes, which only
+#   a what-if reads; the API parses it on the first what-if of a plan, not per plan.
+
+FORMAT = 2
+_US = timedelta(microseconds=1)
 
 
-def to_raw(kept: Plan) -> dict[str, Any]:
-    """The plan as the operator publishes it (the API reads it back with `parse`)."""
+class _Table:
+    """Strings to the indexes a column holds instead."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: str) -> int:
+        found = self._index.get(value)
+        if found is None:
+            found = self._index[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+def _offset(at: datetime | None, base: datetime) -> int | None:
+    return None if at is None else (at - base) // _US
+
+
+def _at(offset: int | None, base: datetime) -> datetime | None:
+    return None if offset is None else base + offset * _US
+
+
+def estimates_raw(kept: Plan) -> dict[str, Any]:
+    """The queued jobs' estimates as the operator publishes them (`parse`)."""
+    base, namespaces, reasons = kept.computed_at, _Table(), _Table()
+    columns: dict[str, list[Any]] = {k: [] for k in ("ns", "name", "start", "earliest",
+                                                     "latest", "reason")}  # fmt: skip
+    for key, e in kept.estimates.items():
+        columns["ns"].append(namespaces(key.namespace))
+        columns["name"].append(key.name)
+        columns["start"].append(_offset(e.start, base))
+        columns["earliest"].append(_offset(e.earliest, base))
+        columns["latest"].append(_offset(e.latest, base))
+        columns["reason"].append(None if e.reason is None else reasons(e.reason))
+    return {"format": FORMAT, "computedAt": format_time(kept.computed_at),
+            "madeAt": format_time(kept.version),
+            "namespaces": namespaces.values, "reasons": reasons.values, **columns}  # fmt: skip
+
+
+def timeline_raw(kept: Plan) -> dict[str, Any]:
+    """What a what-if reads besides the estimates: the jobs, their slots, the nodes."""
+    base, strings, where = kept.computed_at, _Table(), _Table()
+    names = ("ns", "name", "uid", "queue", "priority", "gpus", "nodes", "cpu", "memory",
+             "selector", "image", "created", "sequence", "placement", "holds",
+             "source")  # fmt: skip
+    jobs: dict[str, list[Any]] = {k: [] for k in names}
+    slots: list[dict[str, list[Any]]] = [{"start": [], "end": [], "at": []} for _ in SCENARIOS]
+    for key, job in kept.jobs.items():
+        s = job.spec
+        for name, value in (
+            ("ns", strings(key.namespace)), ("name", key.name), ("uid", job.uid),
+            ("queue", strings(s.queue)), ("priority", s.priority), ("gpus", s.gpus),
+            ("nodes", s.nodes), ("cpu", s.cpu), ("memory", s.memory),
+            ("selector", dict(s.node_selector) or None), ("image", strings(s.image)),
+            ("created", _offset(job.status.requeued_at or job.created_at, base)),
+            ("sequence", job.status.sequence),
+            ("placement", [where(n) for n in job.status.placement]),
+            ("holds", int(job.holds_slot)),
+            ("source", strings(kept.sources[key]) if key in kept.sources else None),
+        ):  # fmt: skip
+            jobs[name].append(value)
+        mine = kept.slots.get(key)
+        for scenario, column in enumerate(slots):
+            slot = mine[scenario] if mine else None
+            column["start"].append(_offset(slot.start, base) if slot else None)
+            column["end"].append(_offset(slot.end, base) if slot else None)
+            column["at"].append([where(n) for n in slot.placement] if slot else None)
     return {
+        "format": FORMAT,
         "computedAt": format_time(kept.computed_at),
+        "madeAt": format_time(kept.version),
         "limits": {
             "maxRunning": kept.limits.max_running,
             "gpuBudget": kept.limits.gpu_budget,
             "namespaceGpus": kept.limits.namespace_gpus,
         },
         "nodes": [_node_raw(n) for n in kept.nodes],
-        "jobs": [_job_raw(kept, key) for key in kept.jobs],
+        "strings": strings.values,
+        "where": where.values,
+        "jobs": jobs,
+        "slots": slots,
     }
 
 
-def parse(raw: Mapping[str, Any]) -> Plan:
-    limits = raw.get("limits") or {}
-    computed = parse_time(raw.get("computedAt"))
-    assert computed is not None
-    jobs: dict[JobKey, Job] = {}
-    slots: dict[JobKey, tuple[Slot, Slot, Slot]] = {}
+def parse(raw: Mapping[str, Any], timeline: Mapping[str, Any] | None = None) -> Plan | None:
+    """The published plan: its estimates, and with the timeline what a what-if reads.
+    None: not in this format (an older operator's; the next plan will be)."""
+    if raw.get("format") != FORMAT or (timeline is not None and
+                                       timeline.get("madeAt") != raw.get("madeAt")):  # fmt: skip
+        return None
+    base, made = parse_time(raw.get("computedAt")), parse_time(raw.get("madeAt"))
+    assert base is not None
+    namespaces, reasons = raw["namespaces"], raw["reasons"]
     estimates: dict[JobKey, Estimate] = {}
-    sources: dict[JobKey, str] = {}
-    for entry in raw.get("jobs") or ():
-        job = _job_of(entry)
-        jobs[job.key] = job
-        if entry.get("slots"):
-            s = [Slot(parse_time(a), parse_time(b), tuple(p)) for a, b, p in entry["slots"]]
-            slots[job.key] = (s[0], s[1], s[2])
-        found = Estimate.parse(entry.get("estimate"))
-        if found is not None:
-            estimates[job.key] = found
-        if entry.get("source"):
-            sources[job.key] = entry["source"]
-    return Plan(computed, Limits(limits.get("maxRunning", 1), limits.get("gpuBudget", 0),
-                                 limits.get("namespaceGpus", 0)),
-                tuple(_node_of(n) for n in raw.get("nodes") or ()), jobs, slots, estimates,
-                sources)  # fmt: skip
+    for ns, name, start, earliest, latest, reason in zip(
+        raw["ns"], raw["name"], raw["start"], raw["earliest"], raw["latest"], raw["reason"],
+        strict=True,
+    ):  # fmt: skip
+        estimates[JobKey(namespaces[ns], name)] = Estimate(
+            _at(start, base), _at(earliest, base), _at(latest, base),
+            None if reason is None else reasons[reason])  # fmt: skip
+    kept = Plan(base, Limits(1), (), {}, {}, estimates, made_at=made)
+    if timeline is not None:
+        _parse_timeline(kept, timeline)
+    return kept
 
 
-def _job_raw(kept: Plan, key: JobKey) -> dict[str, Any]:
-    job = kept.jobs[key]
-    s = job.spec
-    raw: dict[str, Any] = {
-        "ns": key.namespace, "name": key.name, "uid": job.uid, "queue": s.queue,
-        "priority": s.priority, "gpus": s.gpus, "nodes": s.nodes, "cpu": s.cpu,
-        "memory": s.memory, "selector": dict(s.node_selector), "image": s.image,
-        "created": format_time(job.status.requeued_at or job.created_at),
-        "sequence": job.status.sequence, "placement": list(job.status.placement),
-        "holds": job.holds_slot,
-    }  # fmt: skip
-    if key in kept.slots:
-        raw["slots"] = [[format_time(x.start), format_time(x.end), list(x.placement)]
-                        for x in kept.slots[key]]  # fmt: skip
-    if key in kept.estimates:
-        raw["estimate"] = kept.estimates[key].to_raw()
-    if key in kept.sources:
-        raw["source"] = kept.sources[key]
-    return raw
+def _parse_timeline(kept: Plan, raw: Mapping[str, Any]) -> None:
+    from shunter.domain.model import Phase
 
-
-def _job_of(raw: Mapping[str, Any]) -> Job:
-    from shunter.domain.model import JobStatus, Phase
-
-    created = parse_time(raw.get("created"))
-    assert created is not None
-    spec = JobSpec(image=raw.get("image") or "", gpus=int(raw["gpus"]), nodes=int(raw["nodes"]),
-                   cpu=raw.get("cpu"), memory=raw.get("memory"), queue=raw["queue"],
-                   priority=int(raw["priority"]),
-                   node_selector=tuple(sorted((raw.get("selector") or {}).items())))  # fmt: skip
-    status = JobStatus(phase=Phase.RUNNING if raw.get("holds") else Phase.QUEUED,
-                       sequence=raw.get("sequence"),
-                       placement=tuple(raw.get("placement") or ()))  # fmt: skip
-    return Job(JobKey(raw["ns"], raw["name"]), Uid(raw.get("uid") or ""), "", created, spec,
-               status)  # fmt: skip
+    base, strings, where = kept.computed_at, raw["strings"], raw["where"]
+    limits = raw.get("limits") or {}
+    kept.limits = Limits(limits.get("maxRunning", 1), limits.get("gpuBudget", 0),
+                         limits.get("namespaceGpus", 0))  # fmt: skip
+    kept.nodes = tuple(_node_of(n) for n in raw.get("nodes") or ())
+    j, scenarios = raw["jobs"], raw["slots"]
+    for i, name in enumerate(j["name"]):
+        spec = JobSpec(image=strings[j["image"][i]], gpus=j["gpus"][i], nodes=j["nodes"][i],
+                       cpu=j["cpu"][i], memory=j["memory"][i], queue=strings[j["queue"][i]],
+                       priority=j["priority"][i],
+                       node_selector=tuple(sorted((j["selector"][i] or {}).items())))  # fmt: skip
+        status = JobStatus(phase=Phase.RUNNING if j["holds"][i] else Phase.QUEUED,
+                           sequence=j["sequence"][i],
+                           placement=tuple(where[n] for n in j["placement"][i]))  # fmt: skip
+        created = _at(j["created"][i], base)
+        assert created is not None
+        key = JobKey(strings[j["ns"][i]], name)
+        kept.jobs[key] = Job(key, Uid(j["uid"][i] or ""), "", created, spec, status)
+        if j["source"][i] is not None:
+            kept.sources[key] = strings[j["source"][i]]
+        if scenarios[0]["at"][i] is not None:
+            low, mid, high = (
+                Slot(_at(c["start"][i], base), _at(c["end"][i], base),
+                     tuple(where[n] for n in c["at"][i]))
+                for c in scenarios
+            )  # fmt: skip
+            kept.slots[key] = (low, mid, high)
 
 
 def _node_raw(node: NodeView) -> dict[str, Any]:

@@ -11,8 +11,9 @@ common change under load: submissions), simulated again in full otherwise, and a
 least every minute (estimates.REBASE: the times move on).
 
 The plan goes to two places:
-- the mirror (table queue_plan, one row, the newest plan only): the API reads every
-  queued job's estimate and answers what-ifs from it, never simulating on its own;
+- the mirror (table queue_plan, one row, the newest plan only, in two parts: the
+  estimates, which the API reads for every view of a queued job, and the timeline,
+  which it reads on the first what-if of a plan): the API never simulates;
 - the status of the first `exact_positions` queued jobs of each queue (like their
   exact positions): `estimatedStart` and `estimatedStartRange`, written only when the
   estimate moved by more than MOVED of the wait left (or its reason changed), and
@@ -32,7 +33,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
 
-from shunter.domain.estimates import Estimate, Learned, Plan, World, replan, to_raw
+from shunter.domain.estimates import (
+    Estimate,
+    Learned,
+    Plan,
+    World,
+    estimates_raw,
+    replan,
+    timeline_raw,
+)
 from shunter.domain.model import Job, JobKey, StartRange
 from shunter.kube import KubeError
 from shunter.operator.actions import Actions, Fenced
@@ -106,7 +115,7 @@ class Estimator:
         if body is None:  # nothing the plan reads changed
             return kept
         self.kept, self.plans = kept, self.plans + 1
-        self.mirror.publish_plan(kept.computed_at, body)
+        self.mirror.publish_plan(kept.version, *body)
         self.wake()
         return kept
 
@@ -166,11 +175,18 @@ def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
 
 
 def _plan_and_dump(kept: Plan | None, world: World,
-                   learned: Learned) -> tuple[Plan, str, str | None]:  # fmt: skip
+                   learned: Learned) -> tuple[Plan, str, tuple[str, str] | None]:  # fmt: skip
+    """The plan brought up to date, how, and its two published parts (JSON)."""
     found, how = replan(kept, world, learned=learned)
     if how == "kept":
         return found, how, None
-    return found, how, json.dumps(to_raw(found), separators=(",", ":"))
+    return found, how, dump(found)
+
+
+def dump(kept: Plan) -> tuple[str, str]:
+    """The published plan: its estimates and its timeline (shunter.domain.estimates)."""
+    return (json.dumps(estimates_raw(kept), separators=(",", ":")),
+            json.dumps(timeline_raw(kept), separators=(",", ":")))  # fmt: skip
 
 
 def learned_from(rows: list[tuple[str, str, int, float]]) -> Learned:

@@ -166,8 +166,16 @@ def test_the_published_plan_answers_the_same() -> None:
     rng = random.Random(7)
     active, waiting = _random_world(rng, now=0)
     kept = plan(world(active, waiting, nodes=2), learned=Learned())
-    back = estimates.parse(json.loads(json.dumps(estimates.to_raw(kept))))
+    body = json.loads(json.dumps(estimates.estimates_raw(kept)))
+    light = estimates.parse(body)
+    assert light is not None
+    assert light.estimates == kept.estimates
+    assert light.jobs == {}  # the views read the estimates only
+    back = estimates.parse(body, json.loads(json.dumps(estimates.timeline_raw(kept))))
+    assert back is not None
     assert back.estimates == kept.estimates
+    assert back.slots == kept.slots
+    assert back.nodes == kept.nodes
     extra = queued("new", 4, 1000, limit=300)
     assert insert(back, extra, now=at(0), queues={}) == insert(kept, extra, now=at(0), queues={})
 

@@ -8,7 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.domain.admission import Limits
-from shunter.domain.estimates import Learned, World, plan, replan
+from shunter.domain.estimates import (
+    Learned,
+    World,
+    estimates_raw,
+    parse,
+    plan,
+    replan,
+    timeline_raw,
+)
 from shunter.domain.model import Job, StartRange, format_time
 from shunter.domain.queues import QueueView
 from tests.support.builders import a_node, a_training_job
@@ -147,3 +155,20 @@ def test_a_progress_report_counts_only_when_it_moves_the_end() -> None:
     assert near[1] == "kept"  # 50 s earlier: within a tenth of the 900 s left
     far = replan(kept, replace(world, active=[with_progress(3000)]), learned=learned)
     assert far[1] == "full"  # 200 s earlier
+
+
+def test_an_appended_plan_is_published_as_a_new_version_of_the_same_instant() -> None:
+    # Queue "strict" has jobs that wait for GPUs: a job joining its end is looked at
+    # later than the plan's first instant.
+    world, rng = a_world(1, queued_jobs=60)
+    kept = plan(world, learned=Learned())
+    grown = replace(world, now=at(5), waiting=[*world.waiting, *tail(world, rng, 1)])
+    again, how = replan(kept, grown, learned=kept.basis.learned)  # type: ignore[union-attr]
+    assert how == "appended"
+    assert again.computed_at == kept.computed_at  # as of the kept plan's instant
+    assert again.version == at(5) > kept.version
+    body = estimates_raw(again)
+    assert parse(body) is not None
+    older = timeline_raw(kept)
+    assert parse(body, older) is None  # the parts of two versions never mix
+    assert parse({**body, "format": 1}) is None  # an older operator's plan: none
