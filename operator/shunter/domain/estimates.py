@@ -53,7 +53,16 @@ from shunter.domain.admission import (
 )
 from shunter.domain.capacity import Capacity
 from shunter.domain.dependencies import WAITING_REASON as DEPENDENCY
-from shunter.domain.model import Job, JobKey, JobSpec, JobStatus, Uid, format_time, parse_time
+from shunter.domain.model import (
+    Job,
+    JobKey,
+    JobSpec,
+    JobStatus,
+    StartRange,
+    Uid,
+    format_time,
+    parse_time,
+)
 from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, queue_of
 
@@ -169,6 +178,20 @@ class Estimate:
         raw = {"start": format_time(self.start), "earliest": format_time(self.earliest),
                "latest": format_time(self.latest), "reason": self.reason}  # fmt: skip
         return {k: v for k, v in raw.items() if v is not None}
+
+    @classmethod
+    def shown(cls, status: JobStatus) -> Estimate | None:
+        """The estimate a job's status shows (estimatedStart, estimatedStartRange)."""
+        r = status.estimated_range
+        if status.estimated_start is None and r is None:
+            return None
+        if r is None:
+            return cls(status.estimated_start)
+        return cls(status.estimated_start, r.earliest, r.latest, r.reason)
+
+    def range(self) -> StartRange:
+        """As status.estimatedStartRange shows it."""
+        return StartRange(self.earliest, self.latest, self.reason)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Estimate | None:

@@ -42,7 +42,7 @@ from shunter.domain.estimates import (
     replan,
     timeline_raw,
 )
-from shunter.domain.model import Job, JobKey, StartRange
+from shunter.domain.model import Job, JobKey
 from shunter.kube import KubeError
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
@@ -143,13 +143,8 @@ class Estimator:
         return sum(await asyncio.gather(*writes))
 
     async def _write(self, actions: Actions, job: Job, estimate: Estimate | None) -> int:
-        status = replace(
-            job.status,
-            estimated_start=estimate.start if estimate else None,
-            estimated_range=StartRange(estimate.earliest, estimate.latest, estimate.reason)
-            if estimate
-            else None,
-        )
+        status = replace(job.status, estimated_start=estimate.start if estimate else None,
+                         estimated_range=estimate.range() if estimate else None)  # fmt: skip
         before, after = job.status.to_raw(), status.to_raw()
         patch = {k: after[k] for k in ("estimatedStart", "estimatedStartRange")
                  if before.get(k) != after[k]}  # fmt: skip
@@ -163,14 +158,9 @@ class Estimator:
 
 
 def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
-    s = job.status
-    if estimate is None:
-        return s.estimated_start is not None or s.estimated_range is not None
-    r = s.estimated_range
-    shown = Estimate(s.estimated_start, r.earliest if r else None, r.latest if r else None,
-                     r.reason if r else None)  # fmt: skip
-    if s.estimated_start is None and r is None:
-        return True
+    shown = Estimate.shown(job.status)
+    if estimate is None or shown is None:
+        return (estimate is None) != (shown is None)
     return estimate.moved(shown, now=now, threshold=MOVED)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.domain import estimates
@@ -211,3 +212,13 @@ def test_a_job_waiting_for_its_dependencies_holds_no_place_and_says_why() -> Non
     kept = plan(world([running("a", 8, limit=600)], [b, c], now=100), learned=Learned())
     assert starts(kept) == {"b": None, "c": 600}
     assert kept.estimates[b.key].reason == "waits for its dependencies: waits for a to be Completed"
+
+
+def test_an_estimate_reads_back_from_the_status_it_is_written_to() -> None:
+    e = estimates.Estimate(at(60), at(30), at(90))
+    status = queued("a", 1, 1).status
+    written = replace(status, estimated_start=e.start, estimated_range=e.range())
+    assert estimates.Estimate.shown(written) == e
+    assert estimates.Estimate.shown(status) is None
+    why = estimates.Estimate(reason="no runtime known")
+    assert estimates.Estimate.shown(replace(status, estimated_range=why.range())) == why
