@@ -254,6 +254,7 @@ class Plan:
     # What the operator keeps to bring the plan up to date (`replan`); not published.
     basis: _Basis | None = field(default=None, repr=False, compare=False)
     runs: tuple[_Run, ...] = field(default=(), repr=False, compare=False)
+    encoding: _Encoding | None = field(default=None, repr=False, compare=False)
 
     def estimate(self, key: JobKey) -> Estimate | None:
         return self.estimates.get(key)
@@ -295,16 +296,17 @@ def replan(kept: Plan | None, world: World, *, learned: Learned,
         return kept, "kept"
     held = [j for j in world.waiting if _held(j)]
     sources = dict(kept.sources)
+    jobs = {j.key: j for j in (*basis.active, *basis.waiting)}
     runs = []
     for scenario, old in enumerate(kept.runs):
-        run = _replay(basis, kept, old, new, scenario, learned=learned, max_starts=max_starts,
-                      sources=sources)  # fmt: skip
+        run = _replay(basis, kept, old, new, scenario, jobs, learned=learned,
+                      max_starts=max_starts, sources=sources)  # fmt: skip
         if run is None:
             return plan(world, learned=learned, max_starts=max_starts), "full"
         runs.append(run)
     again = _assemble(basis, held, kept.nodes, tuple(runs), sources,
                       _Basis(basis, learned, max_starts))  # fmt: skip
-    again.made_at = world.now
+    again.made_at, again.encoding = world.now, kept.encoding
     return again, "appended"
 
 
@@ -613,7 +615,8 @@ def _read(status: JobStatus) -> JobStatus:
                    estimated_start=None, estimated_range=None)  # fmt: skip
 
 
-def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: int, *,
+def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: int,
+            jobs: Mapping[JobKey, Job], *,
             learned: Learned, max_starts: int,
             sources: dict[JobKey, str]) -> _Run | None:  # fmt: skip
     """One scenario of the kept plan with the new jobs appended: the passes before the
@@ -631,7 +634,6 @@ def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: i
     if at <= world.now:
         return None
     active = {j.key for j in world.active}
-    jobs = {j.key: j for j in (*world.active, *world.waiting)}
     run = _Run({}, {k: r for k, r in old.reasons.items() if old.removed.get(k, never) < at},
                {q: t for q, t in old.reached.items() if t < at},
                {k: t for k, t in old.removed.items() if t < at},
@@ -723,7 +725,6 @@ def _leave(lanes: Mapping[str, _Lane], reasons: dict[JobKey, str], why: str) -> 
 #   a what-if reads; the API parses it on the first what-if of a plan, not per plan.
 
 FORMAT = 2
-_US = timedelta(microseconds=1)
 
 
 class _Table:
@@ -742,11 +743,14 @@ class _Table:
 
 
 def _offset(at: datetime | None, base: datetime) -> int | None:
-    return None if at is None else (at - base) // _US
+    if at is None:
+        return None
+    d = at - base
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def _at(offset: int | None, base: datetime) -> datetime | None:
-    return None if offset is None else base + offset * _US
+    return None if offset is None else base + timedelta(microseconds=offset)
 
 
 def estimates_raw(kept: Plan) -> dict[str, Any]:
@@ -766,34 +770,69 @@ def estimates_raw(kept: Plan) -> dict[str, Any]:
             "namespaces": namespaces.values, "reasons": reasons.values, **columns}  # fmt: skip
 
 
+_JOB_COLUMNS = ("ns", "name", "uid", "queue", "priority", "gpus", "nodes", "cpu", "memory",
+                "selector", "image", "created", "sequence", "placement", "holds")  # fmt: skip
+_SLOT_COLUMNS = ("start", "end", "at")
+
+
+@dataclass
+class _Encoding:
+    """A plan's timeline encoded per job, kept for the plans brought up to date from it
+    (same instant: same offsets): a job or slots unchanged are not encoded again."""
+
+    base: datetime
+    strings: _Table = field(default_factory=_Table)
+    where: _Table = field(default_factory=_Table)
+    jobs: dict[JobKey, tuple[Job, tuple[Any, ...]]] = field(default_factory=dict)
+    slots: dict[JobKey, tuple[tuple[Slot, Slot, Slot], tuple[Any, ...]]] = field(
+        default_factory=dict)  # fmt: skip
+
+    def job(self, key: JobKey, job: Job) -> tuple[Any, ...]:
+        found = self.jobs.get(key)
+        if found is not None and found[0] is job:
+            return found[1]
+        s, strings, where = job.spec, self.strings, self.where
+        row = (strings(key.namespace), key.name, job.uid, strings(s.queue), s.priority, s.gpus,
+               s.nodes, s.cpu, s.memory, dict(s.node_selector) or None, strings(s.image),
+               _offset(job.status.requeued_at or job.created_at, self.base),
+               job.status.sequence, [where(n) for n in job.status.placement],
+               int(job.holds_slot))  # fmt: skip
+        self.jobs[key] = (job, row)
+        return row
+
+    def slot_row(self, key: JobKey, mine: tuple[Slot, Slot, Slot] | None) -> tuple[Any, ...]:
+        if mine is None:
+            return (None,) * (len(SCENARIOS) * len(_SLOT_COLUMNS))
+        found = self.slots.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], mine, strict=True)):
+            return found[1]
+        base, where = self.base, self.where
+        row: list[Any] = []
+        for slot in mine:
+            row += (_offset(slot.start, base), _offset(slot.end, base),
+                    [where(n) for n in slot.placement])  # fmt: skip
+        self.slots[key] = (mine, tuple(row))
+        return self.slots[key][1]
+
+
 def timeline_raw(kept: Plan) -> dict[str, Any]:
     """What a what-if reads besides the estimates: the jobs, their slots, the nodes."""
-    base, strings, where = kept.computed_at, _Table(), _Table()
-    names = ("ns", "name", "uid", "queue", "priority", "gpus", "nodes", "cpu", "memory",
-             "selector", "image", "created", "sequence", "placement", "holds",
-             "source")  # fmt: skip
-    jobs: dict[str, list[Any]] = {k: [] for k in names}
-    slots: list[dict[str, list[Any]]] = [{"start": [], "end": [], "at": []} for _ in SCENARIOS]
+    encoding = kept.encoding
+    if encoding is None or encoding.base != kept.computed_at:
+        encoding = kept.encoding = _Encoding(kept.computed_at)
+    rows, slot_rows, sources = [], [], []
+    strings, slots, source = encoding.strings, kept.slots, kept.sources
     for key, job in kept.jobs.items():
-        s = job.spec
-        for name, value in (
-            ("ns", strings(key.namespace)), ("name", key.name), ("uid", job.uid),
-            ("queue", strings(s.queue)), ("priority", s.priority), ("gpus", s.gpus),
-            ("nodes", s.nodes), ("cpu", s.cpu), ("memory", s.memory),
-            ("selector", dict(s.node_selector) or None), ("image", strings(s.image)),
-            ("created", _offset(job.status.requeued_at or job.created_at, base)),
-            ("sequence", job.status.sequence),
-            ("placement", [where(n) for n in job.status.placement]),
-            ("holds", int(job.holds_slot)),
-            ("source", strings(kept.sources[key]) if key in kept.sources else None),
-        ):  # fmt: skip
-            jobs[name].append(value)
-        mine = kept.slots.get(key)
-        for scenario, column in enumerate(slots):
-            slot = mine[scenario] if mine else None
-            column["start"].append(_offset(slot.start, base) if slot else None)
-            column["end"].append(_offset(slot.end, base) if slot else None)
-            column["at"].append([where(n) for n in slot.placement] if slot else None)
+        rows.append(encoding.job(key, job))
+        slot_rows.append(encoding.slot_row(key, slots.get(key)))
+        found = source.get(key)
+        sources.append(None if found is None else strings(found))
+    jobs = dict(zip(_JOB_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)) if rows else {
+        name: [] for name in _JOB_COLUMNS}  # fmt: skip
+    jobs["source"] = sources
+    columns = list(map(list, zip(*slot_rows, strict=True))) if slot_rows else [
+        [] for _ in range(len(SCENARIOS) * len(_SLOT_COLUMNS))]  # fmt: skip
+    width = len(_SLOT_COLUMNS)
     return {
         "format": FORMAT,
         "computedAt": format_time(kept.computed_at),
@@ -804,10 +843,13 @@ def timeline_raw(kept: Plan) -> dict[str, Any]:
             "namespaceGpus": kept.limits.namespace_gpus,
         },
         "nodes": [_node_raw(n) for n in kept.nodes],
-        "strings": strings.values,
-        "where": where.values,
+        "strings": list(strings.values),
+        "where": list(encoding.where.values),
         "jobs": jobs,
-        "slots": slots,
+        "slots": [
+            dict(zip(_SLOT_COLUMNS, columns[i * width : (i + 1) * width], strict=True))
+            for i in SCENARIOS
+        ],
     }
 
 
@@ -843,25 +885,28 @@ def _parse_timeline(kept: Plan, raw: Mapping[str, Any]) -> None:
                          limits.get("namespaceGpus", 0))  # fmt: skip
     kept.nodes = tuple(_node_of(n) for n in raw.get("nodes") or ())
     j, scenarios = raw["jobs"], raw["slots"]
-    for i, name in enumerate(j["name"]):
-        spec = JobSpec(image=strings[j["image"][i]], gpus=j["gpus"][i], nodes=j["nodes"][i],
-                       cpu=j["cpu"][i], memory=j["memory"][i], queue=strings[j["queue"][i]],
-                       priority=j["priority"][i],
-                       node_selector=tuple(sorted((j["selector"][i] or {}).items())))  # fmt: skip
-        status = JobStatus(phase=Phase.RUNNING if j["holds"][i] else Phase.QUEUED,
-                           sequence=j["sequence"][i],
-                           placement=tuple(where[n] for n in j["placement"][i]))  # fmt: skip
-        created = _at(j["created"][i], base)
-        assert created is not None
-        key = JobKey(strings[j["ns"][i]], name)
-        kept.jobs[key] = Job(key, Uid(j["uid"][i] or ""), "", created, spec, status)
-        if j["source"][i] is not None:
-            kept.sources[key] = strings[j["source"][i]]
-        if scenarios[0]["at"][i] is not None:
+    columns = [j[name] for name in (*_JOB_COLUMNS, "source")]
+    slot_columns = [c[name] for c in scenarios for name in _SLOT_COLUMNS]
+    running, queued = Phase.RUNNING, Phase.QUEUED
+    for row, slot_row in zip(zip(*columns, strict=True), zip(*slot_columns, strict=True),
+                             strict=True):  # fmt: skip
+        (ns, name, uid, queue, priority, gpus, pods, cpu, memory, selector, image, created,
+         sequence, placement, holds, source) = row  # fmt: skip
+        spec = JobSpec(image=strings[image], gpus=gpus, nodes=pods, cpu=cpu, memory=memory,
+                       queue=strings[queue], priority=priority,
+                       node_selector=tuple(sorted((selector or {}).items())))  # fmt: skip
+        status = JobStatus(phase=running if holds else queued, sequence=sequence,
+                           placement=tuple(where[n] for n in placement))  # fmt: skip
+        key = JobKey(strings[ns], name)
+        kept.jobs[key] = Job(key, Uid(uid or ""), "", base + timedelta(microseconds=created),
+                             spec, status)  # fmt: skip
+        if source is not None:
+            kept.sources[key] = strings[source]
+        if slot_row[2] is not None:
             low, mid, high = (
-                Slot(_at(c["start"][i], base), _at(c["end"][i], base),
-                     tuple(where[n] for n in c["at"][i]))
-                for c in scenarios
+                Slot(_at(slot_row[i], base), _at(slot_row[i + 1], base),
+                     tuple(where[n] for n in slot_row[i + 2]))
+                for i in (0, 3, 6)
             )  # fmt: skip
             kept.slots[key] = (low, mid, high)
 
