@@ -495,8 +495,11 @@ def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime, run: _Ru
         verdict = _verdict(state, job, t, most, seen)
         following = index + 1
         if verdict.kind == "admit":
+            free = state.capacity.free
+            fullest = any(free[n].gpus == most for n in verdict.placement if n in free)
             state.take(job, verdict.placement)
-            most = _most_free(state)
+            if fullest:  # only a node that had the most free can lower it
+                most = _most_free(state)
             admitted.append((job, verdict.placement))
             del lane.jobs[index]
             following = index
