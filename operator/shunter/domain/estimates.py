@@ -296,18 +296,53 @@ def replan(kept: Plan | None, world: World, *, learned: Learned,
         return kept, "kept"
     held = [j for j in world.waiting if _held(j)]
     sources = dict(kept.sources)
-    jobs = {j.key: j for j in (*basis.active, *basis.waiting)}
+    jobs = dict(kept.jobs)  # the kept plan's own objects for every unchanged job
+    jobs.update((j.key, j) for j in new)
     runs = []
+    changed: set[JobKey] = {j.key for j in new}
     for scenario, old in enumerate(kept.runs):
-        run = _replay(basis, kept, old, new, scenario, jobs, learned=learned,
-                      max_starts=max_starts, sources=sources)  # fmt: skip
-        if run is None:
+        found_run = _replay(basis, kept, old, new, scenario, jobs, learned=learned,
+                            max_starts=max_starts, sources=sources)  # fmt: skip
+        if found_run is None:
             return plan(world, learned=learned, max_starts=max_starts), "full"
-        runs.append(run)
-    again = _assemble(basis, held, kept.nodes, tuple(runs), sources,
-                      _Basis(basis, learned, max_starts))  # fmt: skip
+        runs.append(found_run[0])
+        changed |= found_run[1]
+    again = _update(kept, jobs, held, tuple(runs), changed, sources,
+                    _Basis(basis, learned, max_starts))  # fmt: skip
     again.made_at, again.encoding = world.now, kept.encoding
     return again, "appended"
+
+
+def _update(kept: Plan, jobs: dict[JobKey, Job], held: Sequence[Job], runs: tuple[_Run, ...],
+            changed: set[JobKey], sources: dict[JobKey, str], basis: _Basis) -> Plan:  # fmt: skip
+    """_assemble for a replay: the kept plan's estimates and slots, but for the jobs the
+    replay may have changed (those it ran again, and the new ones)."""
+    none = Slot(None, None)
+    estimates = {k: e for k, e in kept.estimates.items() if k in jobs}  # held ones: below
+    slots = dict(kept.slots)
+    reasons = runs[MID].reasons
+    low, mid, high = (r.slots for r in runs)
+    for key in changed:
+        mine = (low.get(key, none), mid.get(key, none), high.get(key, none))
+        if mine == (none, none, none):
+            slots.pop(key, None)
+        else:
+            slots[key] = mine
+        if key not in jobs or jobs[key].holds_slot:
+            continue
+        estimates[key] = _estimate(mine, reasons.get(key))
+    for job in held:
+        estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
+    return Plan(kept.computed_at, kept.limits, kept.nodes, jobs, slots, estimates, sources,
+                basis=basis, runs=runs)  # fmt: skip
+
+
+def _estimate(mine: tuple[Slot, Slot, Slot], reason: str | None) -> Estimate:
+    if mine[MID].start is None:
+        return Estimate(reason=reason or "not planned")
+    starts = [s.start for s in mine if s.start is not None]
+    latest = None if mine[HIGH].start is None else max(starts)
+    return Estimate(mine[MID].start, min(starts), latest)
 
 
 def _held(job: Job) -> bool:
@@ -330,12 +365,7 @@ def _assemble(world: World, held: Sequence[Job], nodes: tuple[NodeView, ...],
     low, mid, high = (r.slots for r in runs)
     for job in world.waiting:
         mine = (low.get(job.key, none), mid.get(job.key, none), high.get(job.key, none))
-        if mine[MID].start is None:
-            estimates[job.key] = Estimate(reason=reasons.get(job.key, "not planned"))
-            continue
-        starts = [s.start for s in mine if s.start is not None]
-        latest = None if mine[HIGH].start is None else max(starts)
-        estimates[job.key] = Estimate(mine[MID].start, min(starts), latest)
+        estimates[job.key] = _estimate(mine, reasons.get(job.key))
     for job in held:
         estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
     jobs = {j.key: j for j in (*world.active, *world.waiting)}
@@ -621,7 +651,7 @@ def _read(status: JobStatus) -> JobStatus:
 def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: int,
             jobs: Mapping[JobKey, Job], *,
             learned: Learned, max_starts: int,
-            sources: dict[JobKey, str]) -> _Run | None:  # fmt: skip
+            sources: dict[JobKey, str]) -> tuple[_Run, set[JobKey]] | None:  # fmt: skip
     """One scenario of the kept plan with the new jobs appended: the passes before the
     first instant a pass looked past the end of one of their queues are kept, the rest
     run again from the state the kept plan holds then. None: a full simulation."""
@@ -633,7 +663,7 @@ def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: i
         run = replace(old, slots=dict(old.slots), reasons=dict(old.reasons))
         for job in new:
             run.reasons[job.key] = old.left
-        return run
+        return run, set()
     if at <= world.now:
         return None
     active = {j.key for j in world.active}
@@ -657,9 +687,12 @@ def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: i
         else:
             sim.ends.append((slot.end, len(sim.ends), job, slot.placement))
     heapq.heapify(sim.ends)
-    sim.lanes = _lanes(world, (j for j in world.waiting if j.key not in run.slots
-                               and j.key not in run.removed))  # fmt: skip
-    return _go(sim, world, scenario, learned=learned, max_starts=max_starts, sources=sources)
+    again = [j for j in world.waiting if j.key not in run.slots and j.key not in run.removed]
+    sim.lanes = _lanes(world, again)
+    changed = {j.key for j in again}  # what the replay may change: these and their slots
+    changed.update(k for k, slot in old.slots.items() if k not in run.slots)
+    return _go(sim, world, scenario, learned=learned, max_starts=max_starts,
+               sources=sources), changed  # fmt: skip
 
 
 def _most_free(state: AdmissionState) -> int:
