@@ -45,7 +45,7 @@ from shunter.domain.nodes import NodeView, Resources
 from shunter.domain.queues import QueueView
 from shunter.domain.whatif import timeline_of
 from shunter.operator.book import JobBook
-from shunter.operator.estimating import learned_from
+from shunter.operator.estimating import dump, learned_from
 from shunter.operator.planning import plan_pass
 from shunter.operator.rules import Rules
 
@@ -360,11 +360,25 @@ def what_if_cost(queued: int, requests: int) -> dict[str, float]:
     began = time.perf_counter()
     kept = estimates.plan(world, learned=Learned())
     plan_s = time.perf_counter() - began
-    body = json.dumps(estimates.to_raw(kept))
     began = time.perf_counter()
-    held = estimates.parse(json.loads(body))
+    body, timeline = dump(kept)
+    dump_s = time.perf_counter() - began
+    began = time.perf_counter()
+    light = estimates.parse(json.loads(body))
+    parse_estimates_s = time.perf_counter() - began
+    assert light is not None
+    began = time.perf_counter()
+    found = estimates.parse(json.loads(body), json.loads(timeline))
+    assert found is not None
+    held = found
     timeline_of(held)
     parse_s = time.perf_counter() - began
+    # A view of one queued job reads its estimate from the parsed estimates.
+    keys = list(light.estimates)
+    began = time.perf_counter()
+    for key in keys:
+        light.estimate(key)
+    lookup_us = (time.perf_counter() - began) / len(keys) * 1e6
 
     async def allowed(_queue: str) -> bool:
         return True
@@ -386,7 +400,10 @@ def what_if_cost(queued: int, requests: int) -> dict[str, float]:
         return times
 
     times = asyncio.run(ask(requests))
-    return {"queued": queued, "plan_s": plan_s, "plan_json_mb": len(body) / 1e6,
+    return {"queued": queued, "plan_s": plan_s, "dump_s": dump_s,
+            "plan_json_mb": (len(body) + len(timeline)) / 1e6,
+            "estimates_json_mb": len(body) / 1e6, "timeline_json_mb": len(timeline) / 1e6,
+            "parse_estimates_s": parse_estimates_s, "estimate_lookup_us": lookup_us,
             "parse_s": parse_s, "what_if_p50_ms": percentile(times, 50) * 1000,
             "what_if_p99_ms": percentile(times, 99) * 1000,
             "what_if_max_ms": max(times) * 1000}  # fmt: skip
@@ -396,11 +413,15 @@ def operator_cpu(queued: int, *, on: bool, seconds: float = 60.0, rate: float = 
                  every: float = PLAN_EVERY) -> dict[str, float]:  # fmt: skip
     """CPU seconds for `seconds` of events at `rate` per second at `queued` jobs: a pass
     per event (a new job), plus with estimates on the kept plan when the operator's
-    rule says it is due (every `every` at most, at most a fifth of the time)."""
+    rule says it is due (every `every` at most, at most a fifth of the time), brought up
+    to date as the operator does (`estimates.replan`: kept, new jobs appended, or
+    simulated again in full)."""
     book = big_book(queued)
     cpu_pass = cpu_plan = 0.0
     plans = 0
     last_plan, last_seconds = -math.inf, 0.0
+    kept: estimates.Plan | None = None
+    learned, how = Learned(), {"full": 0, "appended": 0, "kept": 0}
     for i in range(int(seconds * rate)):
         t = i / rate
         now = T0 + timedelta(seconds=queued + 10 + t)
@@ -421,13 +442,16 @@ def operator_cpu(queued: int, *, on: bool, seconds: float = 60.0, rate: float = 
                           active=list(book.active.values()),
                           waiting=list(book.waiting()))  # fmt: skip
             began = time.process_time()
-            kept = estimates.plan(world, learned=Learned())
-            json.dumps(estimates.to_raw(kept))
+            kept, done = estimates.replan(kept, world, learned=learned)
+            how[done] += 1
+            if done != "kept":
+                dump(kept)
             last_seconds = time.process_time() - began
             cpu_plan += last_seconds
             last_plan, plans = t, plans + 1
     return {"queued": queued, "estimates": on, "virtual_s": seconds, "events": seconds * rate,
             "cpu_pass_s": cpu_pass, "cpu_plan_s": cpu_plan, "plans": plans,
+            **{f"plans_{k}": v for k, v in how.items()},
             "cpu_s_per_min": (cpu_pass + cpu_plan) * 60 / seconds}  # fmt: skip
 
 

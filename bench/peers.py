@@ -32,7 +32,7 @@ from bench.harness import (
     training_job,
 )
 from shunter.devcluster import processes
-from shunter.domain.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import ARRAY_LABEL, GROUP, PLURAL, VERSION
 
 KCM = "kube-controller-manager"
 
@@ -119,6 +119,36 @@ class Shunter(Peer):
     def teardown(self) -> None:
         delete_namespace(self.s.api, self.namespace)
         self.s.stop_services()
+
+
+class ShunterArray(Shunter):
+    """Shunter with the N jobs as one array (spec.array: N runs, at most `parallel` at
+    once): one object submitted, its runs created by the operator as earlier ones end."""
+
+    name, key, prefix = "Shunter, one array", "shunter_array", "a"
+
+    def __init__(self, s: System, namespace: str, operator_env: dict[str, str],
+                 parallel: int) -> None:  # fmt: skip
+        super().__init__(s, namespace, operator_env)
+        self.parallel = parallel
+
+    def submit(
+        self, names: list[str], *, gpus: int, annotations: dict[str, str], workers: int = 8
+    ) -> dict[str, float]:
+        body = training_job("array", gpus=gpus, annotations=annotations)
+        body["spec"]["array"] = {"count": len(names), "maxParallel": self.parallel}
+        started = {"array": time.monotonic()}
+        self.s.custom().create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return started
+
+    def count_done(self) -> int:
+        """The array's runs whose own status says they completed."""
+        items = self.s.custom().list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, label_selector=ARRAY_LABEL
+        )["items"]
+        return sum(i.get("status", {}).get("phase") == "completed" for i in items)
 
 
 def _jobs_complete(api: client.ApiClient, namespace: str) -> int:

@@ -3,7 +3,7 @@ Shunter, Kueue + the Job controller and batch/v1 Jobs alone, one after another o
 same cluster (bench/peers.py).
 
     python -m bench.throughput [--jobs 1000] [--run-for 5s] [--precreate]
-        [--kueue 50/100,500/1000] [--peers all]
+        [--kueue 50/100,500/1000] [--peers all] [--arrays]
 
 Each job asks for 8 GPUs and 100 nodes have 8 each, so at most 100 run at once whoever
 admits: Shunter by its admission limit (SHUNTER_MAX_RUNNING=100), Kueue by a
@@ -15,6 +15,10 @@ submit them. With --precreate the peer's controller is held back (Shunter's oper
 not started, Kueue not started, kube-controller-manager stopped for batch/v1) until all
 N jobs exist, and the clock starts when it is started: the figure is then the
 controller's own rate, not the submitter's (the 1 s mode: ideal 100 jobs/s).
+
+With --arrays, Shunter runs once more with the N jobs as one array (spec.array: count N,
+maxParallel 100): one object submitted instead of N, its runs created by the operator
+as earlier ones end.
 
 Reported per peer: jobs/s admitted (first Pod created) and completed (Pod finished),
 makespan, the steady completion rate between 10 % and 90 % of the jobs, when every job's
@@ -31,7 +35,7 @@ from typing import Any
 
 from bench import kueue
 from bench.harness import PodClock, Sampler, System, system, table, write_result
-from bench.peers import Peer, all_peers, run_each, select
+from bench.peers import Peer, ShunterArray, all_peers, run_each, select
 
 GPUS, NODES, LIMIT = 8, 100, 100
 
@@ -114,6 +118,10 @@ def main() -> None:
     )
     parser.add_argument("--peers", default="all", help="all, or any of shunter,kueue,batch")
     parser.add_argument("--name", default="", help="result file name (default from the args)")
+    parser.add_argument(
+        "--arrays", action="store_true",
+        help="also Shunter with the jobs as one array (spec.array, at most 100 at once)",
+    )  # fmt: skip
     args = parser.parse_args()
     settings = [kueue.Settings.parse(k) for k in args.kueue.split(",") if k]
     operator_env = {"SHUNTER_MAX_RUNNING": str(LIMIT)}
@@ -121,6 +129,8 @@ def main() -> None:
         if args.kcm_qps:
             s.set_controller_manager_qps(args.kcm_qps)
         peers = select(all_peers(s, operator_env, settings), args.peers)
+        if args.arrays:
+            peers.append(ShunterArray(s, "bench-shunter-array", operator_env, LIMIT))
         results = run_each(peers, lambda p: measure(s, p, args.jobs, args.run_for, args.precreate))
     result = {
         "jobs": args.jobs,

@@ -43,14 +43,7 @@ class Appraisal:
         if not job.queued:
             return None
         found = self.plan.estimate(job.key) if self.plan is not None else None
-        if found is not None:
-            return found
-        s, r = job.status, job.status.estimated_range
-        if s.estimated_start is None and r is None:
-            return None
-        if r is None:
-            return Estimate(s.estimated_start)
-        return Estimate(s.estimated_start, r.earliest, r.latest, r.reason)
+        return found if found is not None else Estimate.shown(job.status)
 
     def work_lost(self, job: Job) -> StopCost | None:
         """What stopping the job now would cost; None unless it runs and no stop began."""
@@ -71,5 +64,5 @@ class Appraisal:
         if job.phase is Phase.RUNNING or job.status.checkpoint is not None:
             return (self.now, self.version)
         if job.queued and self.plan is not None:
-            return (self.plan.computed_at,)
+            return (self.plan.version,)
         return ()

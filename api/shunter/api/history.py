@@ -111,6 +111,7 @@ _PLAN = (
     "SELECT computed_at, body FROM queue_plan WHERE id = 1"
     " AND computed_at > coalesce(%(after)s::timestamptz, '-infinity')"
 )
+_TIMELINE = "SELECT computed_at, body, timeline FROM queue_plan WHERE id = 1"
 
 
 class History:
@@ -205,6 +206,21 @@ class History:
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(f"The queue's plan is unavailable: {exc}") from exc
         return (row[0], row[1]) if row else None
+
+    async def timeline(self) -> tuple[datetime, Any, Any] | None:
+        """The newest plan with its timeline (what a what-if reads besides estimates)."""
+        if self.url is None:
+            return None
+        pool = await self._connection_pool()
+        try:
+            async with pool.connection(timeout=5) as conn:
+                cursor = await conn.execute(_TIMELINE)
+                row = await cursor.fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(f"The queue's plan is unavailable: {exc}") from exc
+        return (row[0], row[1], row[2]) if row else None
 
     async def runs(
         self, *, namespace: str | None, since: datetime, until: datetime

@@ -275,10 +275,10 @@ class ArrayPublic(BaseModel):
         spec = job.spec.array
         if spec is None:
             return None
-        raw = dict(job.status.array or {})
-        counts = {k: int(raw.get(k) or 0) for k in ArrayCounts.__dataclass_fields__ if k != "count"}
-        return cls(count=spec.count, max_parallel=spec.max_parallel, **counts,
-                   not_created=int(raw.get("notCreated", spec.count)))  # fmt: skip
+        c = ArrayCounts.parse(spec.count, job.status.array)
+        return cls(count=c.count, max_parallel=spec.max_parallel, queued=c.queued,
+                   running=c.running, suspended=c.suspended, completed=c.completed,
+                   failed=c.failed, cancelled=c.cancelled, not_created=c.not_created)  # fmt: skip
 
 
 class ArrayRunPublic(BaseModel):

@@ -180,33 +180,44 @@ class TrainingService:
         job = replace(job, created_at=datetime.now(UTC))
 
         async def allowed(queue: str) -> bool:
+            """Whether the API server would take the job in another queue: its dry run
+            only (the checks before it do not read the queue, and passed above)."""
             moved = request.model_copy(update={"queue": queue, "name": job.key.name})
+            manifest = self._manifest(moved, namespace=namespace, caller=caller)
             try:
-                await self._create(moved, namespace=namespace, caller=caller, dry_run=True)
+                await self._send(manifest, namespace=namespace, caller=caller, dry_run=True)
             except (Refused, InvalidJob, AlreadyExists, JobNotFound):
                 return False
             return True
 
         return await answer_what_if(
-            job, self.plans.latest, now=datetime.now(UTC), queues=self.cache.queues.store,
+            job, await self.plans.whole(), now=datetime.now(UTC), queues=self.cache.queues.store,
             holders=self.cache.holders(), allowed=allowed,
             waiting=self.cache.waiting_by_queue(),
         )  # fmt: skip
 
     async def _create(self, request: JobCreate, *, namespace: str, caller: Principal,
                       dry_run: bool = False) -> Job:  # fmt: skip
-        refusal = self.settings.scope.refusal(namespace)
-        if refusal is not None:
-            raise Refused(f"Not submitted: {refusal}")
-        manifest = manifest_of(
-            request, default_image=self.settings.default_image, submitter=caller.user
-        )
+        manifest = self._manifest(request, namespace=namespace, caller=caller)
         spec = JobSpec.parse(manifest["spec"])
         await self._check_dependencies(namespace, manifest["metadata"]["name"], spec)
         await check_claim(
             self.kube, namespace=namespace, name=manifest["metadata"]["name"], spec=spec,
             default_size=self.settings.checkpoint_size, allowed=self.settings.claims_allowed,
         )  # fmt: skip
+        return await self._send(manifest, namespace=namespace, caller=caller, dry_run=dry_run)
+
+    def _manifest(self, request: JobCreate, *, namespace: str,
+                  caller: Principal) -> dict[str, Any]:  # fmt: skip
+        refusal = self.settings.scope.refusal(namespace)
+        if refusal is not None:
+            raise Refused(f"Not submitted: {refusal}")
+        return manifest_of(request, default_image=self.settings.default_image,
+                           submitter=caller.user)  # fmt: skip
+
+    async def _send(self, manifest: dict[str, Any], *, namespace: str, caller: Principal,
+                    dry_run: bool) -> Job:  # fmt: skip
+        """The create (or its dry run) as the caller: the API server's answer."""
         try:
             body = await self.writer(caller).create(
                 TRAINING_JOBS, manifest, namespace=namespace, dry_run=dry_run
@@ -308,7 +319,7 @@ class TrainingService:
         # Its running jobs' work lost moves on with the time: once a second at most.
         version = ("queue", namespace, limit, queue, self.cache.jobs.version,
                    self.cache.queues.version, at.now,
-                   at.plan.computed_at if at.plan else None)  # fmt: skip
+                   at.plan.version if at.plan else None)  # fmt: skip
 
         def render() -> bytes:
             lineup = self.cache.lineup(namespace, limit=limit, queue=queue)

@@ -149,6 +149,12 @@ class ArrayCounts:
         tally["failed"] += taken
         return cls(count=count, **tally)
 
+    @classmethod
+    def parse(cls, count: int, raw: Mapping[str, Any] | None) -> ArrayCounts:
+        """status.array as `to_raw` wrote it (none written yet: no run created)."""
+        raw = raw or {}
+        return cls(count=count, **{name: int(raw.get(name) or 0) for name in _NAMES})
+
     def to_raw(self) -> dict[str, Any]:
         return {
             "queued": self.queued,

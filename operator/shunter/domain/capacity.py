@@ -135,11 +135,14 @@ class Capacity:
 
     def place(self, job: Job) -> tuple[str, ...] | None:
         """A node for each Pod, best fit, one Pod per node; None if not now."""
-        need = pod_need(job)
-        fits = [n for n in self.usable(job) if self.free[n.name].covers(need)]
+        need, free = pod_need(job), self.free
+        gpus, cpu, memory = need.gpus, need.cpu, need.memory
+        # Resources.covers, inlined: asked for thousands of times per estimates' plan.
+        fits = [n for n in self.usable(job) if (f := free[n.name]).gpus >= gpus
+                and f.cpu >= cpu and f.memory >= memory]  # fmt: skip
         if len(fits) < job.spec.nodes:
             return None
-        fits.sort(key=lambda n: (self.free[n.name].gpus, self.free[n.name].cpu, n.name))
+        fits.sort(key=lambda n: (free[n.name].gpus, free[n.name].cpu, n.name))
         return tuple(n.name for n in fits[: job.spec.nodes])
 
     def take(self, job: Job, placement: Iterable[str]) -> None:

@@ -43,10 +43,26 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shunter.domain.admission import AdmissionState, Limits, Usage, Verdict, queue_order
+from shunter.domain.admission import (
+    AdmissionState,
+    Limits,
+    OrderKey,
+    Usage,
+    Verdict,
+    queue_order,
+)
 from shunter.domain.capacity import Capacity
 from shunter.domain.dependencies import WAITING_REASON as DEPENDENCY
-from shunter.domain.model import Job, JobKey, JobSpec, Uid, format_time, parse_time
+from shunter.domain.model import (
+    Job,
+    JobKey,
+    JobSpec,
+    JobStatus,
+    StartRange,
+    Uid,
+    format_time,
+    parse_time,
+)
 from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, queue_of
 
@@ -164,6 +180,20 @@ class Estimate:
         return {k: v for k, v in raw.items() if v is not None}
 
     @classmethod
+    def shown(cls, status: JobStatus) -> Estimate | None:
+        """The estimate a job's status shows (estimatedStart, estimatedStartRange)."""
+        r = status.estimated_range
+        if status.estimated_start is None and r is None:
+            return None
+        if r is None:
+            return cls(status.estimated_start)
+        return cls(status.estimated_start, r.earliest, r.latest, r.reason)
+
+    def range(self) -> StartRange:
+        """As status.estimatedStartRange shows it."""
+        return StartRange(self.earliest, self.latest, self.reason)
+
+    @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Estimate | None:
         if not raw:
             return None
@@ -216,47 +246,133 @@ class Plan:
     slots: dict[JobKey, tuple[Slot, Slot, Slot]]
     estimates: dict[JobKey, Estimate]
     sources: dict[JobKey, str] = field(default_factory=dict)
+    # When it was last brought up to date (`replan`: new jobs placed into it); None:
+    # computed_at. What the published plan's version is.
+    made_at: datetime | None = None
     # The what-if's index of this plan (shunter.domain.whatif builds it once).
     index: Any = field(default=None, repr=False, compare=False)
+    # What the operator keeps to bring the plan up to date (`replan`); not published.
+    basis: _Basis | None = field(default=None, repr=False, compare=False)
+    runs: tuple[_Run, ...] = field(default=(), repr=False, compare=False)
+    encoding: _Encoding | None = field(default=None, repr=False, compare=False)
 
     def estimate(self, key: JobKey) -> Estimate | None:
         return self.estimates.get(key)
+
+    @property
+    def version(self) -> datetime:
+        """What the published plan is known by: the last time it was brought up to date."""
+        return self.made_at or self.computed_at
 
 
 def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Plan:
     """Simulate the three scenarios; each queued job's estimate and range. A job that
     waits for its dependencies holds no place (it blocks no one): it is left out, with
     that reason, since when they will be met is not the queue's to know."""
-    held = [j for j in world.waiting if j.spec.depends_on and j.status.reason == DEPENDENCY]
-    if held:
-        world = replace(world, waiting=[j for j in world.waiting if j not in held])
+    basis, held = _split(world)
     nodes = _net_nodes(world.nodes, world.foreign)
-    none = Slot(None, None)
-    slots: dict[JobKey, list[Slot]] = {}
-    reasons: dict[JobKey, str] = {}
     sources: dict[JobKey, str] = {}
-    for scenario in SCENARIOS:
-        found, why = _simulate(world, nodes, scenario, learned=learned, max_starts=max_starts,
-                               sources=sources)  # fmt: skip
-        for key, slot in found.items():
-            slots.setdefault(key, [none, none, none])[scenario] = slot
-        if scenario == MID:
-            reasons = why
-    estimates: dict[JobKey, Estimate] = {}
-    for job in world.waiting:
-        mine = slots.get(job.key)
-        mid = mine[MID].start if mine else None
-        if mine is None or mid is None:
-            estimates[job.key] = Estimate(reason=reasons.get(job.key, "not planned"))
+    runs = tuple(_simulate(basis, nodes, scenario, learned=learned, max_starts=max_starts,
+                           sources=sources) for scenario in SCENARIOS)  # fmt: skip
+    return _assemble(basis, held, nodes, runs, sources, _Basis(basis, learned, max_starts))
+
+
+def replan(kept: Plan | None, world: World, *, learned: Learned,
+           max_starts: int = MAX_STARTS) -> tuple[Plan, str]:  # fmt: skip
+    """The kept plan brought up to date with `world`, and how: "kept" (nothing the
+    plan reads changed), "appended" (only new queued jobs, each behind every job of its
+    queue: each scenario is replayed from the first instant its simulation looked past
+    the end of such a queue, before which nothing differs), or "full" (simulated
+    again from `world`). A kept or appended plan stays as of the kept plan's time; it
+    is simulated again in full once older than REBASE, or when the kept plan has a
+    start or an end between its time and now (which may not have come true)."""
+    found = _appended(kept, world, learned, max_starts)
+    if found is None:
+        return plan(world, learned=learned, max_starts=max_starts), "full"
+    assert kept is not None
+    assert kept.basis is not None
+    basis, new = found
+    if not new and basis.waiting == kept.basis.world.waiting:
+        return kept, "kept"
+    held = [j for j in world.waiting if _held(j)]
+    sources = dict(kept.sources)
+    jobs = dict(kept.jobs)  # the kept plan's own objects for every unchanged job
+    jobs.update((j.key, j) for j in new)
+    runs = []
+    changed: set[JobKey] = {j.key for j in new}
+    for scenario, old in enumerate(kept.runs):
+        found_run = _replay(basis, kept, old, new, scenario, jobs, learned=learned,
+                            max_starts=max_starts, sources=sources)  # fmt: skip
+        if found_run is None:
+            return plan(world, learned=learned, max_starts=max_starts), "full"
+        runs.append(found_run[0])
+        changed |= found_run[1]
+    again = _update(kept, jobs, held, tuple(runs), changed, sources,
+                    _Basis(basis, learned, max_starts))  # fmt: skip
+    again.made_at, again.encoding = world.now, kept.encoding
+    return again, "appended"
+
+
+def _update(kept: Plan, jobs: dict[JobKey, Job], held: Sequence[Job], runs: tuple[_Run, ...],
+            changed: set[JobKey], sources: dict[JobKey, str], basis: _Basis) -> Plan:  # fmt: skip
+    """_assemble for a replay: the kept plan's estimates and slots, but for the jobs the
+    replay may have changed (those it ran again, and the new ones)."""
+    none = Slot(None, None)
+    estimates = {k: e for k, e in kept.estimates.items() if k in jobs}  # held ones: below
+    slots = dict(kept.slots)
+    reasons = runs[MID].reasons
+    low, mid, high = (r.slots for r in runs)
+    for key in changed:
+        mine = (low.get(key, none), mid.get(key, none), high.get(key, none))
+        if mine == (none, none, none):
+            slots.pop(key, None)
+        else:
+            slots[key] = mine
+        if key not in jobs or jobs[key].holds_slot:
             continue
-        starts = [s.start for s in mine if s.start is not None]
-        latest = None if mine[HIGH].start is None else max(starts)
-        estimates[job.key] = Estimate(mid, min(starts), latest)
+        estimates[key] = _estimate(mine, reasons.get(key))
+    for job in held:
+        estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
+    return Plan(kept.computed_at, kept.limits, kept.nodes, jobs, slots, estimates, sources,
+                basis=basis, runs=runs)  # fmt: skip
+
+
+def _estimate(mine: tuple[Slot, Slot, Slot], reason: str | None) -> Estimate:
+    if mine[MID].start is None:
+        return Estimate(reason=reason or "not planned")
+    starts = [s.start for s in mine if s.start is not None]
+    latest = None if mine[HIGH].start is None else max(starts)
+    return Estimate(mine[MID].start, min(starts), latest)
+
+
+def _held(job: Job) -> bool:
+    return bool(job.spec.depends_on) and job.status.reason == DEPENDENCY
+
+
+def _split(world: World) -> tuple[World, list[Job]]:
+    held = [j for j in world.waiting if _held(j)]
+    if held:
+        world = replace(world, waiting=[j for j in world.waiting if not _held(j)])
+    return world, held
+
+
+def _assemble(world: World, held: Sequence[Job], nodes: tuple[NodeView, ...],
+              runs: tuple[_Run, ...], sources: dict[JobKey, str],
+              basis: _Basis) -> Plan:  # fmt: skip
+    none = Slot(None, None)
+    estimates: dict[JobKey, Estimate] = {}
+    reasons = runs[MID].reasons
+    low, mid, high = (r.slots for r in runs)
+    for job in world.waiting:
+        mine = (low.get(job.key, none), mid.get(job.key, none), high.get(job.key, none))
+        estimates[job.key] = _estimate(mine, reasons.get(job.key))
     for job in held:
         estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
     jobs = {j.key: j for j in (*world.active, *world.waiting)}
-    full = {k: (v[0], v[1], v[2]) for k, v in slots.items()}
-    return Plan(world.now, world.limits, nodes, jobs, full, estimates, sources)
+    full = {k: (low.get(k, none), mid.get(k, none), high.get(k, none))
+            for k in (*low, *mid, *high)}  # fmt: skip
+    return Plan(world.now, world.limits, nodes, jobs, full, estimates, sources, basis=basis,
+                runs=runs)  # fmt: skip
 
 
 def _net_nodes(nodes: Iterable[NodeView], foreign: Iterable[PodUsage]) -> tuple[NodeView, ...]:
@@ -282,71 +398,120 @@ class _Lane:
     best_effort: bool
 
 
-Simulated = tuple[dict[JobKey, Slot], dict[JobKey, str]]
 Admitted = list[tuple[Job, tuple[str, ...]]]
 
 
+@dataclass(frozen=True)
+class _Basis:
+    """What a plan was simulated from (its queued jobs without the held ones)."""
+
+    world: World
+    learned: Learned
+    max_starts: int
+
+
+@dataclass
+class _Run:
+    """One scenario's simulation, with what a replay from an instant needs."""
+
+    slots: dict[JobKey, Slot]
+    reasons: dict[JobKey, str]
+    # Per queue: the first pass instant that looked past its last job (a job appended
+    # there is first looked at then; before it, the simulation cannot differ).
+    reached: dict[str, datetime] = field(default_factory=dict)
+    removed: dict[JobKey, datetime] = field(default_factory=dict)  # "never", when
+    wakes: list[tuple[datetime, datetime]] = field(default_factory=list)  # (asked at, wake)
+    left: str | None = None  # the reason the jobs left at the end got
+
+
+@dataclass
+class _Sim:
+    """A scenario's simulation in progress (from the start, or from an instant)."""
+
+    state: AdmissionState
+    lanes: dict[str, _Lane]
+    ends: list[tuple[datetime, int, Job, tuple[str, ...]]]
+    holding: list[Job]  # admitted, no runtime known
+    run: _Run
+    t: datetime
+    starts: int = 0
+
+
 def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned: Learned,
-              max_starts: int, sources: dict[JobKey, str]) -> Simulated:  # fmt: skip
-    """One scenario: every job's slot, and why a queued job got none."""
+              max_starts: int, sources: dict[JobKey, str]) -> _Run:  # fmt: skip
+    """One scenario from the world's instant: every job's slot, and why a queued job
+    got none."""
     now = world.now
     state = _state(world.limits, world.queues, nodes, world.active)
-    slots: dict[JobKey, Slot] = {}
-    ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []
-    holding_forever: list[Job] = []  # admitted, no runtime known
+    run = _Run({}, {})
+    sim = _Sim(state, _lanes(world, world.waiting), [], [], run, now)
     for job in world.active:
         found = expected_end(job, now=now, learned=learned)
         sources.setdefault(job.key, found.source)
         end = None if found.at is None else found.at[scenario]
-        slots[job.key] = Slot(job.status.admitted_at or now, end, job.status.placement)
+        run.slots[job.key] = Slot(job.status.admitted_at or now, end, job.status.placement)
         if end is None:
-            holding_forever.append(job)
+            sim.holding.append(job)
         else:
-            heapq.heappush(ends, (end, len(ends), job, job.status.placement))
+            sim.ends.append((end, len(sim.ends), job, job.status.placement))
+    heapq.heapify(sim.ends)
+    return _go(sim, world, scenario, learned=learned, max_starts=max_starts, sources=sources)
+
+
+def _lanes(world: World, waiting: Iterable[Job]) -> dict[str, _Lane]:
     lanes: dict[str, _Lane] = {}
-    for job in sorted(world.waiting, key=queue_order):
-        queue = queue_of(job.spec.queue, world.queues)
-        lane = lanes.setdefault(job.spec.queue, _Lane(
-            deque(), queue is not None and queue.strategy == BEST_EFFORT_FIFO))  # fmt: skip
+    for job in sorted(waiting, key=queue_order):
+        lane = lanes.get(job.spec.queue)
+        if lane is None:
+            queue = queue_of(job.spec.queue, world.queues)
+            lane = lanes[job.spec.queue] = _Lane(
+                deque(), queue is not None and queue.strategy == BEST_EFFORT_FIFO
+            )
         lane.jobs.append(job)
-    reasons: dict[JobKey, str] = {}
-    wakes: list[datetime] = []
+    return lanes
+
+
+def _go(sim: _Sim, world: World, scenario: int, *, learned: Learned, max_starts: int,
+        sources: dict[JobKey, str]) -> _Run:  # fmt: skip
+    """The passes from sim.t on, each at the next end or backoff's end."""
+    now, run, state, lanes, ends = world.now, sim.run, sim.state, sim.lanes, sim.ends
+    wakes = [w for at, w in run.wakes if w > sim.t]
     seen: set[JobKey] = set()
-    t, starts, count = now, 0, 0
+    t, count = sim.t, len(ends)
     while True:
-        for job, placement in _admit(state, lanes, t, reasons, wakes, seen):
+        for job, placement in _admit(state, lanes, t, run, wakes, seen):
             runtime = _planned_runtime(job, learned, sources)
             end = None if runtime is None else t + timedelta(seconds=runtime[scenario])
-            slots[job.key] = Slot(t, end, placement)
+            run.slots[job.key] = Slot(t, end, placement)
             if end is None:
-                holding_forever.append(job)
+                sim.holding.append(job)
             else:
                 count += 1
-                heapq.heappush(ends, (end, count + len(world.active), job, placement))
-            starts += 1
+                heapq.heappush(ends, (end, count, job, placement))
+            sim.starts += 1
         if not any(lane.jobs for lane in lanes.values()):
             break
         upcoming = [e for e in (ends[0][0] if ends else None, min(wakes, default=None))
                     if e is not None]  # fmt: skip
         if not upcoming:
-            why = _unknown_reason(holding_forever)
-            _leave(lanes, reasons, why)
+            run.left = _unknown_reason(sim.holding)
+            _leave(lanes, run.reasons, run.left)
             break
         t = min(upcoming)
-        if starts >= max_starts or t - now > HORIZON:
-            _leave(lanes, reasons, f"beyond the plan's horizon ({max_starts} starts or"
-                                   f" {HORIZON.days} days ahead)")  # fmt: skip
+        if sim.starts >= max_starts or t - now > HORIZON:
+            run.left = (f"beyond the plan's horizon ({max_starts} starts or"
+                        f" {HORIZON.days} days ahead)")  # fmt: skip
+            _leave(lanes, run.reasons, run.left)
             break
         wakes[:] = [w for w in wakes if w > t]
         while ends and ends[0][0] <= t:
             _, _, gone, where = heapq.heappop(ends)
             _give(state, gone, where)
-    return slots, reasons
+    return run
 
 
-def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime,
-           reasons: dict[JobKey, str], wakes: list[datetime],
-           seen: set[JobKey]) -> Admitted:  # fmt: skip
+def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime, run: _Run,
+           wakes: list[datetime], seen: set[JobKey]) -> Admitted:  # fmt: skip
     """What a pass at t admits: the queues' heads merged in admission order."""
     admitted: Admitted = []
     heap = [(queue_order(lane.jobs[0]), name, 0) for name, lane in lanes.items() if lane.jobs]
@@ -360,17 +525,22 @@ def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime,
         verdict = _verdict(state, job, t, most, seen)
         following = index + 1
         if verdict.kind == "admit":
+            free = state.capacity.free
+            fullest = any(free[n].gpus == most for n in verdict.placement if n in free)
             state.take(job, verdict.placement)
-            most = _most_free(state)
+            if fullest:  # only a node that had the most free can lower it
+                most = _most_free(state)
             admitted.append((job, verdict.placement))
             del lane.jobs[index]
             following = index
         elif verdict.kind == "never":
-            reasons[job.key] = verdict.message
+            run.reasons[job.key] = verdict.message
+            run.removed[job.key] = t
             del lane.jobs[index]
             following = index
         elif verdict.kind == "backoff" and job.status.not_before is not None:
             wakes.append(job.status.not_before)
+            run.wakes.append((t, job.status.not_before))
         elif verdict.kind == "wait":
             if not lane.best_effort:
                 continue  # a StrictFIFO queue is blocked by its head
@@ -379,7 +549,150 @@ def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime,
                 continue
         if following < len(lane.jobs):
             heapq.heappush(heap, (queue_order(lane.jobs[following]), name, following))
+        elif name not in run.reached:
+            run.reached[name] = t
     return admitted
+
+
+# -- bringing the kept plan up to date --------------------------------------------------
+
+REBASE = timedelta(seconds=60)  # a kept plan is simulated again in full when older
+# A running job's new progress report changes the plan only when it moves the job's
+# expected end by more than this share of the time left (at least SLACK).
+MOVED_END = 0.1
+SLACK = timedelta(seconds=60)
+
+
+def _appended(kept: Plan | None, world: World, learned: Learned,
+              max_starts: int) -> tuple[World, list[Job]] | None:  # fmt: skip
+    """The world as the kept plan holds it (a job whose change the plan does not read
+    keeps the plan's version) and the queued jobs appended at the end of their queue;
+    None if the kept plan cannot be brought up to date but by a full simulation."""
+    if kept is None or kept.basis is None or len(kept.runs) != len(SCENARIOS):
+        return None
+    old = kept.basis.world
+    if (kept.basis.learned is not learned or kept.basis.max_starts != max_starts
+            or world.now - old.now > REBASE or world.now < old.now
+            or _next_event(kept) <= world.now or world.limits != old.limits
+            or world.queues != old.queues or world.nodes != old.nodes
+            or world.foreign != old.foreign):  # fmt: skip
+        return None
+    if len(world.active) != len(old.active):
+        return None
+    active = []
+    for job, kept_job in zip(world.active, old.active, strict=True):
+        if not _same(kept_job, job, now=old.now, learned=learned):
+            return None
+        active.append(kept_job)
+    before: dict[JobKey, Job | None] = {j.key: j for j in old.waiting}
+    waiting: list[Job] = []
+    new: list[Job] = []
+    last: dict[str, OrderKey] = {}
+    for job in old.waiting:
+        order = queue_order(job)
+        if job.spec.queue not in last or last[job.spec.queue] < order:
+            last[job.spec.queue] = order
+    for job in world.waiting:
+        if _held(job):
+            continue
+        was = before.pop(job.key, None)
+        if was is None:
+            if job.spec.queue not in last or queue_order(job) <= last[job.spec.queue]:
+                return None  # a new queue, or not behind every job of its queue
+            new.append(job)
+            waiting.append(job)
+        elif _same(was, job, now=old.now, learned=learned):
+            waiting.append(was)
+        else:
+            return None
+    if before:
+        return None  # a queued job left the queue (admitted, cancelled, held)
+    return replace(old, active=active, waiting=waiting), new
+
+
+def _next_event(kept: Plan) -> datetime:
+    """The kept plan's first start or end after its time (any scenario)."""
+    now, found = kept.computed_at, datetime.max.replace(tzinfo=UTC)
+    for run in kept.runs:
+        for slot in run.slots.values():
+            for at in (slot.start, slot.end):
+                if at is not None and now < at < found:
+                    found = at
+    return found
+
+
+def _same(was: Job, job: Job, *, now: datetime, learned: Learned) -> bool:
+    """Whether the plan reads the same from job as from was: a status write of its own
+    estimate, queue position or message does not count, nor a progress report that
+    moves the job's expected end by at most MOVED_END of the time left (SLACK)."""
+    if was is job:
+        return True
+    if (was.key, was.uid, was.created_at, was.spec, was.member) != (
+            job.key, job.uid, job.created_at, job.spec, job.member):  # fmt: skip
+        return False
+    if _read(was.status) != _read(job.status):
+        return False
+    if was.status.progress == job.status.progress or not job.holds_slot:
+        return True
+    before = expected_end(was, now=now, learned=learned).at
+    after = expected_end(job, now=now, learned=learned).at
+    if before is None or after is None:
+        return before is after
+    return all(abs(a - b) <= max(SLACK, MOVED_END * (b - now))
+               for a, b in zip(after, before, strict=True))  # fmt: skip
+
+
+def _read(status: JobStatus) -> JobStatus:
+    """What of a status the plan reads (of a running job's progress: see `_same`)."""
+    return replace(status, queue_position=None, message=None, progress=None, checkpoint=None,
+                   estimated_start=None, estimated_range=None)  # fmt: skip
+
+
+def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: int,
+            jobs: Mapping[JobKey, Job], *,
+            learned: Learned, max_starts: int,
+            sources: dict[JobKey, str]) -> tuple[_Run, set[JobKey]] | None:  # fmt: skip
+    """One scenario of the kept plan with the new jobs appended: the passes before the
+    first instant a pass looked past the end of one of their queues are kept, the rest
+    run again from the state the kept plan holds then. None: a full simulation."""
+    never = datetime.max.replace(tzinfo=UTC)
+    at = min((old.reached.get(job.spec.queue, never) for job in new), default=never)
+    if at == never:  # never looked at: they get the reason the rest of their queue got
+        if old.left is None:
+            return None
+        run = replace(old, slots=dict(old.slots), reasons=dict(old.reasons))
+        for job in new:
+            run.reasons[job.key] = old.left
+        return run, set()
+    if at <= world.now:
+        return None
+    active = {j.key for j in world.active}
+    run = _Run({}, {k: r for k, r in old.reasons.items() if old.removed.get(k, never) < at},
+               {q: t for q, t in old.reached.items() if t < at},
+               {k: t for k, t in old.removed.items() if t < at},
+               [(t, w) for t, w in old.wakes if t < at])  # fmt: skip
+    state = _state(world.limits, world.queues, kept.nodes, ())
+    sim = _Sim(state, {}, [], [], run, at)
+    for key, slot in old.slots.items():  # the running jobs, then in order of admission
+        if key not in active and (slot.start is None or slot.start >= at):
+            continue
+        run.slots[key] = slot
+        sim.starts += key not in active
+        if slot.end is not None and slot.end <= at:
+            continue
+        job = jobs[key]
+        state.take(job, slot.placement)
+        if slot.end is None:
+            sim.holding.append(job)
+        else:
+            sim.ends.append((slot.end, len(sim.ends), job, slot.placement))
+    heapq.heapify(sim.ends)
+    again = [j for j in world.waiting if j.key not in run.slots and j.key not in run.removed]
+    sim.lanes = _lanes(world, again)
+    changed = {j.key for j in again}  # what the replay may change: these and their slots
+    changed.update(k for k, slot in old.slots.items() if k not in run.slots)
+    return _go(sim, world, scenario, learned=learned, max_starts=max_starts,
+               sources=sources), changed  # fmt: skip
 
 
 def _most_free(state: AdmissionState) -> int:
@@ -439,82 +752,199 @@ def _leave(lanes: Mapping[str, _Lane], reasons: dict[JobKey, str], why: str) -> 
 
 
 # -- the published plan --------------------------------------------------------------
+#
+# Two parts, columns of equal length rather than an object per job (a tenth of the
+# size at 10,000 jobs; most strings are an index into a table), times in whole
+# microseconds after the plan's time (exact):
+# - the estimates (`estimates_raw`): what every view of a queued job reads;
+# - the timeline (`timeline_raw`): every job's slots, needs and the nodes, which only
+#   a what-if reads; the API parses it on the first what-if of a plan, not per plan.
+
+FORMAT = 2
 
 
-def to_raw(kept: Plan) -> dict[str, Any]:
-    """The plan as the operator publishes it (the API reads it back with `parse`)."""
+class _Table:
+    """Strings to the indexes a column holds instead."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: str) -> int:
+        found = self._index.get(value)
+        if found is None:
+            found = self._index[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+def _offset(at: datetime | None, base: datetime) -> int | None:
+    if at is None:
+        return None
+    d = at - base
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def _at(offset: int | None, base: datetime) -> datetime | None:
+    return None if offset is None else base + timedelta(microseconds=offset)
+
+
+def estimates_raw(kept: Plan) -> dict[str, Any]:
+    """The queued jobs' estimates as the operator publishes them (`parse`)."""
+    base, namespaces, reasons = kept.computed_at, _Table(), _Table()
+    columns: dict[str, list[Any]] = {k: [] for k in ("ns", "name", "start", "earliest",
+                                                     "latest", "reason")}  # fmt: skip
+    for key, e in kept.estimates.items():
+        columns["ns"].append(namespaces(key.namespace))
+        columns["name"].append(key.name)
+        columns["start"].append(_offset(e.start, base))
+        columns["earliest"].append(_offset(e.earliest, base))
+        columns["latest"].append(_offset(e.latest, base))
+        columns["reason"].append(None if e.reason is None else reasons(e.reason))
+    return {"format": FORMAT, "computedAt": format_time(kept.computed_at),
+            "madeAt": format_time(kept.version),
+            "namespaces": namespaces.values, "reasons": reasons.values, **columns}  # fmt: skip
+
+
+_JOB_COLUMNS = ("ns", "name", "uid", "queue", "priority", "gpus", "nodes", "cpu", "memory",
+                "selector", "image", "created", "sequence", "placement", "holds")  # fmt: skip
+_SLOT_COLUMNS = ("start", "end", "at")
+
+
+@dataclass
+class _Encoding:
+    """A plan's timeline encoded per job, kept for the plans brought up to date from it
+    (same instant: same offsets): a job or slots unchanged are not encoded again."""
+
+    base: datetime
+    strings: _Table = field(default_factory=_Table)
+    where: _Table = field(default_factory=_Table)
+    jobs: dict[JobKey, tuple[Job, tuple[Any, ...]]] = field(default_factory=dict)
+    slots: dict[JobKey, tuple[tuple[Slot, Slot, Slot], tuple[Any, ...]]] = field(
+        default_factory=dict)  # fmt: skip
+
+    def job(self, key: JobKey, job: Job) -> tuple[Any, ...]:
+        found = self.jobs.get(key)
+        if found is not None and found[0] is job:
+            return found[1]
+        s, strings, where = job.spec, self.strings, self.where
+        row = (strings(key.namespace), key.name, job.uid, strings(s.queue), s.priority, s.gpus,
+               s.nodes, s.cpu, s.memory, dict(s.node_selector) or None, strings(s.image),
+               _offset(job.status.requeued_at or job.created_at, self.base),
+               job.status.sequence, [where(n) for n in job.status.placement],
+               int(job.holds_slot))  # fmt: skip
+        self.jobs[key] = (job, row)
+        return row
+
+    def slot_row(self, key: JobKey, mine: tuple[Slot, Slot, Slot] | None) -> tuple[Any, ...]:
+        if mine is None:
+            return (None,) * (len(SCENARIOS) * len(_SLOT_COLUMNS))
+        found = self.slots.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], mine, strict=True)):
+            return found[1]
+        base, where = self.base, self.where
+        row: list[Any] = []
+        for slot in mine:
+            row += (_offset(slot.start, base), _offset(slot.end, base),
+                    [where(n) for n in slot.placement])  # fmt: skip
+        self.slots[key] = (mine, tuple(row))
+        return self.slots[key][1]
+
+
+def timeline_raw(kept: Plan) -> dict[str, Any]:
+    """What a what-if reads besides the estimates: the jobs, their slots, the nodes."""
+    encoding = kept.encoding
+    if encoding is None or encoding.base != kept.computed_at:
+        encoding = kept.encoding = _Encoding(kept.computed_at)
+    rows, slot_rows, sources = [], [], []
+    strings, slots, source = encoding.strings, kept.slots, kept.sources
+    for key, job in kept.jobs.items():
+        rows.append(encoding.job(key, job))
+        slot_rows.append(encoding.slot_row(key, slots.get(key)))
+        found = source.get(key)
+        sources.append(None if found is None else strings(found))
+    jobs = dict(zip(_JOB_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)) if rows else {
+        name: [] for name in _JOB_COLUMNS}  # fmt: skip
+    jobs["source"] = sources
+    columns = list(map(list, zip(*slot_rows, strict=True))) if slot_rows else [
+        [] for _ in range(len(SCENARIOS) * len(_SLOT_COLUMNS))]  # fmt: skip
+    width = len(_SLOT_COLUMNS)
     return {
+        "format": FORMAT,
         "computedAt": format_time(kept.computed_at),
+        "madeAt": format_time(kept.version),
         "limits": {
             "maxRunning": kept.limits.max_running,
             "gpuBudget": kept.limits.gpu_budget,
             "namespaceGpus": kept.limits.namespace_gpus,
         },
         "nodes": [_node_raw(n) for n in kept.nodes],
-        "jobs": [_job_raw(kept, key) for key in kept.jobs],
+        "strings": list(strings.values),
+        "where": list(encoding.where.values),
+        "jobs": jobs,
+        "slots": [
+            dict(zip(_SLOT_COLUMNS, columns[i * width : (i + 1) * width], strict=True))
+            for i in SCENARIOS
+        ],
     }
 
 
-def parse(raw: Mapping[str, Any]) -> Plan:
-    limits = raw.get("limits") or {}
-    computed = parse_time(raw.get("computedAt"))
-    assert computed is not None
-    jobs: dict[JobKey, Job] = {}
-    slots: dict[JobKey, tuple[Slot, Slot, Slot]] = {}
+def parse(raw: Mapping[str, Any], timeline: Mapping[str, Any] | None = None) -> Plan | None:
+    """The published plan: its estimates, and with the timeline what a what-if reads.
+    None: not in this format (an older operator's; the next plan will be)."""
+    if raw.get("format") != FORMAT or (timeline is not None and
+                                       timeline.get("madeAt") != raw.get("madeAt")):  # fmt: skip
+        return None
+    base, made = parse_time(raw.get("computedAt")), parse_time(raw.get("madeAt"))
+    assert base is not None
+    namespaces, reasons = raw["namespaces"], raw["reasons"]
     estimates: dict[JobKey, Estimate] = {}
-    sources: dict[JobKey, str] = {}
-    for entry in raw.get("jobs") or ():
-        job = _job_of(entry)
-        jobs[job.key] = job
-        if entry.get("slots"):
-            s = [Slot(parse_time(a), parse_time(b), tuple(p)) for a, b, p in entry["slots"]]
-            slots[job.key] = (s[0], s[1], s[2])
-        found = Estimate.parse(entry.get("estimate"))
-        if found is not None:
-            estimates[job.key] = found
-        if entry.get("source"):
-            sources[job.key] = entry["source"]
-    return Plan(computed, Limits(limits.get("maxRunning", 1), limits.get("gpuBudget", 0),
-                                 limits.get("namespaceGpus", 0)),
-                tuple(_node_of(n) for n in raw.get("nodes") or ()), jobs, slots, estimates,
-                sources)  # fmt: skip
+    for ns, name, start, earliest, latest, reason in zip(
+        raw["ns"], raw["name"], raw["start"], raw["earliest"], raw["latest"], raw["reason"],
+        strict=True,
+    ):  # fmt: skip
+        estimates[JobKey(namespaces[ns], name)] = Estimate(
+            _at(start, base), _at(earliest, base), _at(latest, base),
+            None if reason is None else reasons[reason])  # fmt: skip
+    kept = Plan(base, Limits(1), (), {}, {}, estimates, made_at=made)
+    if timeline is not None:
+        _parse_timeline(kept, timeline)
+    return kept
 
 
-def _job_raw(kept: Plan, key: JobKey) -> dict[str, Any]:
-    job = kept.jobs[key]
-    s = job.spec
-    raw: dict[str, Any] = {
-        "ns": key.namespace, "name": key.name, "uid": job.uid, "queue": s.queue,
-        "priority": s.priority, "gpus": s.gpus, "nodes": s.nodes, "cpu": s.cpu,
-        "memory": s.memory, "selector": dict(s.node_selector), "image": s.image,
-        "created": format_time(job.status.requeued_at or job.created_at),
-        "sequence": job.status.sequence, "placement": list(job.status.placement),
-        "holds": job.holds_slot,
-    }  # fmt: skip
-    if key in kept.slots:
-        raw["slots"] = [[format_time(x.start), format_time(x.end), list(x.placement)]
-                        for x in kept.slots[key]]  # fmt: skip
-    if key in kept.estimates:
-        raw["estimate"] = kept.estimates[key].to_raw()
-    if key in kept.sources:
-        raw["source"] = kept.sources[key]
-    return raw
+def _parse_timeline(kept: Plan, raw: Mapping[str, Any]) -> None:
+    from shunter.domain.model import Phase
 
-
-def _job_of(raw: Mapping[str, Any]) -> Job:
-    from shunter.domain.model import JobStatus, Phase
-
-    created = parse_time(raw.get("created"))
-    assert created is not None
-    spec = JobSpec(image=raw.get("image") or "", gpus=int(raw["gpus"]), nodes=int(raw["nodes"]),
-                   cpu=raw.get("cpu"), memory=raw.get("memory"), queue=raw["queue"],
-                   priority=int(raw["priority"]),
-                   node_selector=tuple(sorted((raw.get("selector") or {}).items())))  # fmt: skip
-    status = JobStatus(phase=Phase.RUNNING if raw.get("holds") else Phase.QUEUED,
-                       sequence=raw.get("sequence"),
-                       placement=tuple(raw.get("placement") or ()))  # fmt: skip
-    return Job(JobKey(raw["ns"], raw["name"]), Uid(raw.get("uid") or ""), "", created, spec,
-               status)  # fmt: skip
+    base, strings, where = kept.computed_at, raw["strings"], raw["where"]
+    limits = raw.get("limits") or {}
+    kept.limits = Limits(limits.get("maxRunning", 1), limits.get("gpuBudget", 0),
+                         limits.get("namespaceGpus", 0))  # fmt: skip
+    kept.nodes = tuple(_node_of(n) for n in raw.get("nodes") or ())
+    j, scenarios = raw["jobs"], raw["slots"]
+    columns = [j[name] for name in (*_JOB_COLUMNS, "source")]
+    slot_columns = [c[name] for c in scenarios for name in _SLOT_COLUMNS]
+    running, queued = Phase.RUNNING, Phase.QUEUED
+    for row, slot_row in zip(zip(*columns, strict=True), zip(*slot_columns, strict=True),
+                             strict=True):  # fmt: skip
+        (ns, name, uid, queue, priority, gpus, pods, cpu, memory, selector, image, created,
+         sequence, placement, holds, source) = row  # fmt: skip
+        spec = JobSpec(image=strings[image], gpus=gpus, nodes=pods, cpu=cpu, memory=memory,
+                       queue=strings[queue], priority=priority,
+                       node_selector=tuple(sorted((selector or {}).items())))  # fmt: skip
+        status = JobStatus(phase=running if holds else queued, sequence=sequence,
+                           placement=tuple(where[n] for n in placement))  # fmt: skip
+        key = JobKey(strings[ns], name)
+        kept.jobs[key] = Job(key, Uid(uid or ""), "", base + timedelta(microseconds=created),
+                             spec, status)  # fmt: skip
+        if source is not None:
+            kept.sources[key] = strings[source]
+        if slot_row[2] is not None:
+            low, mid, high = (
+                Slot(_at(slot_row[i], base), _at(slot_row[i + 1], base),
+                     tuple(where[n] for n in slot_row[i + 2]))
+                for i in (0, 3, 6)
+            )  # fmt: skip
+            kept.slots[key] = (low, mid, high)
 
 
 def _node_raw(node: NodeView) -> dict[str, Any]:

@@ -1,14 +1,19 @@
 """The operator's kept plan of start-time estimates (shunter.domain.estimates).
 
-One plan, kept: computed again from the book when something changed, at most every
-`estimate_every` and at most a fifth of the time (a plan that takes a second waits
-five), off the event loop (a thread, from a snapshot of the book taken on the loop),
-so at 10,000 queued jobs an event costs a dirty flag, never a simulation. A minute
-without changes computes it again anyway: the times move on.
+One plan, kept: brought up to date from the book when something changed, at most
+every `estimate_every` and at most a fifth of the time (a plan that takes a second
+waits five), off the event loop (a thread, from a snapshot of the book taken on the
+loop), so at 10,000 queued jobs an event costs a dirty flag, never a simulation.
+Up to date means `estimates.replan`: kept as it is when nothing it reads changed (the
+jobs' own estimates written to status, a progress report that hardly moves an end),
+the new jobs placed into it when they only joined the ends of their queues (the
+common change under load: submissions), simulated again in full otherwise, and at
+least every minute (estimates.REBASE: the times move on).
 
 The plan goes to two places:
-- the mirror (table queue_plan, one row, the newest plan only): the API reads every
-  queued job's estimate and answers what-ifs from it, never simulating on its own;
+- the mirror (table queue_plan, one row, the newest plan only, in two parts: the
+  estimates, which the API reads for every view of a queued job, and the timeline,
+  which it reads on the first what-if of a plan): the API never simulates;
 - the status of the first `exact_positions` queued jobs of each queue (like their
   exact positions): `estimatedStart` and `estimatedStartRange`, written only when the
   estimate moved by more than MOVED of the wait left (or its reason changed), and
@@ -28,8 +33,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
 
-from shunter.domain.estimates import Estimate, Learned, Plan, World, plan, to_raw
-from shunter.domain.model import Job, JobKey, StartRange
+from shunter.domain.estimates import (
+    Estimate,
+    Learned,
+    Plan,
+    World,
+    estimates_raw,
+    replan,
+    timeline_raw,
+)
+from shunter.domain.model import Job, JobKey
 from shunter.kube import KubeError
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
@@ -52,6 +65,7 @@ class Estimator:
         self.kept: Plan | None = None
         self.seconds = 0.0  # the last plan's duration
         self.plans = 0
+        self.how: dict[str, int] = {}  # plans by how they were brought up to date
         self._changes = 0  # bumped by every informer event (Controller.wake)
         self._planned_changes = -1
         self._planned_at = float("-inf")
@@ -94,10 +108,14 @@ class Estimator:
             self._learned_at = clock
             self._learned = learned_from(await self.mirror.runtimes())
         world = self.world(now or datetime.now(UTC))
-        kept, body = await asyncio.to_thread(_plan_and_dump, world, self._learned)
+        kept, how, body = await asyncio.to_thread(_plan_and_dump, self.kept, world,
+                                                  self._learned)  # fmt: skip
         self.seconds = time.monotonic() - clock
+        self.how[how] = self.how.get(how, 0) + 1
+        if body is None:  # nothing the plan reads changed
+            return kept
         self.kept, self.plans = kept, self.plans + 1
-        self.mirror.publish_plan(kept.computed_at, body)
+        self.mirror.publish_plan(kept.version, *body)
         self.wake()
         return kept
 
@@ -125,13 +143,8 @@ class Estimator:
         return sum(await asyncio.gather(*writes))
 
     async def _write(self, actions: Actions, job: Job, estimate: Estimate | None) -> int:
-        status = replace(
-            job.status,
-            estimated_start=estimate.start if estimate else None,
-            estimated_range=StartRange(estimate.earliest, estimate.latest, estimate.reason)
-            if estimate
-            else None,
-        )
+        status = replace(job.status, estimated_start=estimate.start if estimate else None,
+                         estimated_range=estimate.range() if estimate else None)  # fmt: skip
         before, after = job.status.to_raw(), status.to_raw()
         patch = {k: after[k] for k in ("estimatedStart", "estimatedStartRange")
                  if before.get(k) != after[k]}  # fmt: skip
@@ -145,20 +158,25 @@ class Estimator:
 
 
 def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
-    s = job.status
-    if estimate is None:
-        return s.estimated_start is not None or s.estimated_range is not None
-    r = s.estimated_range
-    shown = Estimate(s.estimated_start, r.earliest if r else None, r.latest if r else None,
-                     r.reason if r else None)  # fmt: skip
-    if s.estimated_start is None and r is None:
-        return True
+    shown = Estimate.shown(job.status)
+    if estimate is None or shown is None:
+        return (estimate is None) != (shown is None)
     return estimate.moved(shown, now=now, threshold=MOVED)
 
 
-def _plan_and_dump(world: World, learned: Learned) -> tuple[Plan, str]:
-    kept = plan(world, learned=learned)
-    return kept, json.dumps(to_raw(kept), separators=(",", ":"))
+def _plan_and_dump(kept: Plan | None, world: World,
+                   learned: Learned) -> tuple[Plan, str, tuple[str, str] | None]:  # fmt: skip
+    """The plan brought up to date, how, and its two published parts (JSON)."""
+    found, how = replan(kept, world, learned=learned)
+    if how == "kept":
+        return found, how, None
+    return found, how, dump(found)
+
+
+def dump(kept: Plan) -> tuple[str, str]:
+    """The published plan: its estimates and its timeline (shunter.domain.estimates)."""
+    return (json.dumps(estimates_raw(kept), separators=(",", ":")),
+            json.dumps(timeline_raw(kept), separators=(",", ":")))  # fmt: skip
 
 
 def learned_from(rows: list[tuple[str, str, int, float]]) -> Learned:

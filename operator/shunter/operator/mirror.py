@@ -215,8 +215,10 @@ _LAST_STATES = (
     " ORDER BY namespace, name, created_at DESC"
 )
 _PUBLISH_PLAN = (
-    "INSERT INTO queue_plan (id, computed_at, body) VALUES (1, %(at)s, %(body)s)"
-    " ON CONFLICT (id) DO UPDATE SET computed_at = EXCLUDED.computed_at, body = EXCLUDED.body"
+    "INSERT INTO queue_plan (id, computed_at, body, timeline)"
+    " VALUES (1, %(at)s, %(body)s, %(timeline)s)"
+    " ON CONFLICT (id) DO UPDATE SET computed_at = EXCLUDED.computed_at, body = EXCLUDED.body,"
+    " timeline = EXCLUDED.timeline"
     " WHERE queue_plan.computed_at < EXCLUDED.computed_at"
 )
 # Completed runs the estimates learn from (shunter.domain.estimates.Learned): from
@@ -250,7 +252,8 @@ class Mirror:
         self._pending: dict[str, Row] = {}
         self._attempts: dict[str, list[AttemptRow]] = {}
         self._signal = asyncio.Event()
-        self._plan: tuple[datetime, str] | None = None  # the plan to publish (JSON)
+        # The plan to publish: its version, estimates and timeline (JSON).
+        self._plan: tuple[datetime, str, str] | None = None
         self._pool: AsyncConnectionPool | None = None
         self._migrated = False
         self.healthy = url is None
@@ -290,11 +293,12 @@ class Mirror:
             found[JobKey(namespace, name)] = Upstream.gone(name, phase, step)
         return found
 
-    def publish_plan(self, computed_at: datetime, body: str) -> None:
-        """The kept plan (JSON) to write with the next flush: only the newest waits."""
+    def publish_plan(self, made_at: datetime, body: str, timeline: str) -> None:
+        """The kept plan (JSON: its estimates, its timeline) to write with the next
+        flush, as of made_at (its version): only the newest waits."""
         if self.url is None:
             return
-        self._plan = (computed_at, body)
+        self._plan = (made_at, body, timeline)
         self._signal.set()
 
     async def runtimes(self) -> list[tuple[str, str, int, float]]:
@@ -359,7 +363,9 @@ class Mirror:
             if plan is not None:
                 assert self._pool is not None
                 async with self._pool.connection(timeout=5) as conn:
-                    await conn.execute(_PUBLISH_PLAN, {"at": plan[0], "body": plan[1]})
+                    await conn.execute(
+                        _PUBLISH_PLAN, {"at": plan[0], "body": plan[1], "timeline": plan[2]}
+                    )
         except BaseException:
             if self._plan is None:
                 self._plan = plan  # tried again with the next flush, unless newer came

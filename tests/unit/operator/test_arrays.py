@@ -264,3 +264,9 @@ def test_once_a_run_fails_its_dependencies_no_further_run_is_created():
     assert found.status.reason == "DependencyFailed"
     assert found.status.array is not None
     assert found.status.array["notCreated"] == 98
+
+
+def test_counts_read_back_from_status_as_written() -> None:
+    counts = ArrayCounts.of(10, {"queued": 2, "running": 3, "completed": 1}, taken=1)
+    assert ArrayCounts.parse(10, counts.to_raw()) == counts
+    assert ArrayCounts.parse(10, None).not_created == 10  # nothing written yet

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.domain import estimates
@@ -166,8 +167,16 @@ def test_the_published_plan_answers_the_same() -> None:
     rng = random.Random(7)
     active, waiting = _random_world(rng, now=0)
     kept = plan(world(active, waiting, nodes=2), learned=Learned())
-    back = estimates.parse(json.loads(json.dumps(estimates.to_raw(kept))))
+    body = json.loads(json.dumps(estimates.estimates_raw(kept)))
+    light = estimates.parse(body)
+    assert light is not None
+    assert light.estimates == kept.estimates
+    assert light.jobs == {}  # the views read the estimates only
+    back = estimates.parse(body, json.loads(json.dumps(estimates.timeline_raw(kept))))
+    assert back is not None
     assert back.estimates == kept.estimates
+    assert back.slots == kept.slots
+    assert back.nodes == kept.nodes
     extra = queued("new", 4, 1000, limit=300)
     assert insert(back, extra, now=at(0), queues={}) == insert(kept, extra, now=at(0), queues={})
 
@@ -203,3 +212,13 @@ def test_a_job_waiting_for_its_dependencies_holds_no_place_and_says_why() -> Non
     kept = plan(world([running("a", 8, limit=600)], [b, c], now=100), learned=Learned())
     assert starts(kept) == {"b": None, "c": 600}
     assert kept.estimates[b.key].reason == "waits for its dependencies: waits for a to be Completed"
+
+
+def test_an_estimate_reads_back_from_the_status_it_is_written_to() -> None:
+    e = estimates.Estimate(at(60), at(30), at(90))
+    status = queued("a", 1, 1).status
+    written = replace(status, estimated_start=e.start, estimated_range=e.range())
+    assert estimates.Estimate.shown(written) == e
+    assert estimates.Estimate.shown(status) is None
+    why = estimates.Estimate(reason="no runtime known")
+    assert estimates.Estimate.shown(replace(status, estimated_range=why.range())) == why

@@ -1,0 +1,92 @@
+"""The kept plan through PostgreSQL: the operator publishes it in two parts (queue_plan),
+the API reads the estimates of each new version and the timeline only when a what-if
+asks (shunter.api.plans)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from shunter.api.history import History
+from shunter.api.plans import Plans
+from shunter.devcluster.postgres import LocalPostgres
+from shunter.domain.admission import Limits
+from shunter.domain.estimates import Learned, Plan, World, plan, replan
+from shunter.domain.model import Job, format_time
+from shunter.operator.estimating import dump
+from shunter.operator.mirror import Mirror
+from tests.support.builders import a_node, a_training_job
+from tests.support.polling import wait_for
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def queued(name: str, sequence: int) -> Job:
+    builder = a_training_job(name).with_gpus(8).created_at(T0 + timedelta(seconds=sequence))
+    return builder.with_spec(maxRuntimeSeconds=600).in_phase("queued", sequence=sequence).job()
+
+
+def published(url: str) -> datetime | None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT computed_at FROM queue_plan").fetchone()
+        except psycopg.errors.UndefinedTable:  # the mirror has not migrated yet
+            return None
+    return row[0] if row else None
+
+
+async def publish(mirror: Mirror, url: str, kept: Plan) -> None:
+    mirror.publish_plan(kept.version, *dump(kept))
+    await asyncio.to_thread(wait_for, lambda: published(url) == kept.version, timeout=20,
+                            what="the plan in queue_plan")  # fmt: skip
+
+
+async def test_the_api_reads_each_version_and_the_timeline_only_for_a_what_if(
+    own_postgres: LocalPostgres,
+) -> None:
+    url = own_postgres.url
+    holder = (a_training_job("holder").with_gpus(8).created_at(T0)
+              .with_spec(maxRuntimeSeconds=3600)
+              .in_phase("running", admittedAt=format_time(T0), runningSince=format_time(T0),
+                        placement=["n0"]).job())  # fmt: skip
+    world = World(now=T0, limits=Limits(max_running=10), queues={},
+                  nodes=[a_node("n0", gpus=8)], foreign=[], active=[holder],
+                  waiting=[queued("a", 1), queued("b", 2)])  # fmt: skip
+    learned = Learned()
+    first = plan(world, learned=learned)
+    grown = replace(world, now=T0 + timedelta(seconds=5),
+                    waiting=[*world.waiting, queued("c", 3)])  # fmt: skip
+    second, how = replan(first, grown, learned=learned)
+    assert how == "appended"
+    mirror = Mirror(url)
+    task = asyncio.create_task(mirror.run())
+    history = History(url)
+    try:
+        await publish(mirror, url, first)
+        plans = Plans(history)
+        light = await plans.refresh()
+        assert light is not None
+        assert light.estimates == first.estimates
+        assert light.jobs == {}  # the timeline is not read for the views
+        whole = await plans.whole()
+        assert whole is not None
+        assert (whole.slots, whole.nodes) == (first.slots, first.nodes)
+        assert whole.index is not None  # indexed off the loop, once
+
+        await publish(mirror, url, second)  # the new job placed: a new version
+        again = await plans.refresh()
+        assert again is not None
+        assert again.estimates == second.estimates
+        assert again.estimates[queued("c", 3).key].start == T0 + timedelta(seconds=3600 + 1200)
+        assert (await plans.whole()).slots == second.slots  # type: ignore[union-attr]
+
+        mirror.publish_plan(first.version, *dump(first))  # older: never replaces it
+        await mirror.flush()
+        assert published(url) == second.version
+    finally:
+        task.cancel()
+        await mirror.close()
+        await history.close()
