@@ -258,7 +258,9 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
     """`--forced` running jobs whose Pods ignore SIGTERM (grace 1 s), cancelled all at
     once (one client each); from each request to the job `cancelled` and to its Pod
     gone (watches of this process), minus grace + margin."""
-    with system(api_env=AUTH) as s:
+    env = {"SHUNTER_MAX_RUNNING": str(args.forced), "SHUNTER_GRACE_MARGIN_SECONDS": str(MARGIN)}
+    api_env = {**AUTH, "SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}  # as bench.latency
+    with system(operator_env=env, api_env=api_env) as s:
         token = user_token(s)
         clock = PodClock(s.api, s.namespace).start()
         jobs = JobClock(s.api, s.namespace).start()
