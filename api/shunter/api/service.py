@@ -169,7 +169,7 @@ class TrainingService:
 
     async def submit(self, request: JobCreate, *, namespace: str, caller: Principal) -> Job:
         job = await self._create(request, namespace=namespace, caller=caller)
-        await self.cache.caught_up(namespace, job.resource_version)
+        await self.cache.written(job)
         return job
 
     async def what_if(self, request: JobCreate, *, namespace: str, caller: Principal) -> WhatIf:
@@ -467,7 +467,7 @@ class TrainingService:
                 continue
             except NotFound:
                 return decide(None)
-            await self.cache.caught_up(key.namespace, str(body["metadata"]["resourceVersion"]))
+            await self.cache.written(Job.parse(body))
             return outcome
         raise Unavailable("The job kept changing; try again")
 
