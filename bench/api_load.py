@@ -1,7 +1,8 @@
-"""API under load, auth on: GET /healthz, /status and /queue with N jobs (wrk), POST
+"""API under load, auth on: GET /healthz, /status, /queue and /live with N jobs (wrk), POST
 /cancel with 50 clients, the leak check, and the operator and API at a large scale.
 
     python -m bench.api_load [--jobs 10000] [--seconds 10] [--cycles 2000] [--scale 50000]
+        [--forced 200] [--only reads|writes|forced]
 
 The API runs as in a real install: one uvicorn worker, `SHUNTER_API_AUTH=kubernetes`,
 every request carrying a ServiceAccount token that TokenReview and SubjectAccessReview
@@ -19,6 +20,11 @@ the final phase). The leak check: submit, cancel and delete the finished Trainin
 the API before and after. `--scale N` (0 skips): N TrainingJobs created at once
 against a running operator (100 running at a time, jobs of 5 s), peak RSS of both
 processes, /queue measured at that size, and how many jobs completed meanwhile.
+
+Forced cancels (`--forced N`, 0 skips): N running jobs whose Pods ignore SIGTERM
+(grace 1 s) cancelled all at once, one client each; from each request to the job
+`cancelled` and to its Pod gone, minus grace + margin (1 s each). `--only` runs one
+part (reads, writes or forced).
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client
+from kubernetes import client, watch
 
-from bench.harness import Sampler, System, summary, system, table, write_result
+from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
 from shunter.devcluster.accounts import account_with_role
 from shunter.domain.model import GROUP, PLURAL, VERSION
 
@@ -154,9 +161,11 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
             "get_queue": wrk(
                 s.base_url, ["/api/training/queue"], token=token, seconds=args.seconds
             ),
+            # The UI's list (100 items: the queue's head here, the operator stopped).
+            "get_live": wrk(s.base_url, ["/api/training/live"], token=token, seconds=args.seconds),
         }
         result["api_process"] = sampler.stop()["api"]
-        for key in ("get_status", "get_status_again"):
+        for key in ("get_status", "get_status_again", "get_live"):
             result[f"{key.removeprefix('get_')}_over_healthz"] = (
                 result[key]["req_per_s"] / result["get_healthz"]["req_per_s"]
             )
@@ -207,6 +216,94 @@ def writes(args: argparse.Namespace) -> dict[str, Any]:
             "processes": sampler.stop(),
         }
     return result
+
+
+GRACE, MARGIN = 1, 1  # the Pods' grace period, and the operator's margin past it
+
+
+class JobClock:
+    """Watches TrainingJobs and records when each was first seen `cancelled`."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.cancelled: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="job clock", daemon=True)
+
+    def start(self) -> JobClock:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        version = listing["metadata"]["resourceVersion"]
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                PLURAL, resource_version=version, timeout_seconds=5,
+            ):  # fmt: skip
+                body = event["object"]
+                version = body["metadata"]["resourceVersion"]
+                if (body.get("status") or {}).get("phase") == "cancelled":
+                    self.cancelled.setdefault(body["metadata"]["name"], time.monotonic())
+                if self._stop.is_set():
+                    return
+
+
+def forced(args: argparse.Namespace) -> dict[str, Any]:
+    """`--forced` running jobs whose Pods ignore SIGTERM (grace 1 s), cancelled all at
+    once (one client each); from each request to the job `cancelled` and to its Pod
+    gone (watches of this process), minus grace + margin."""
+    env = {"SHUNTER_MAX_RUNNING": str(args.forced), "SHUNTER_GRACE_MARGIN_SECONDS": str(MARGIN)}
+    api_env = {**AUTH, "SHUNTER_API_CANCEL_WAIT_SECONDS": "0"}  # as bench.latency
+    with system(operator_env=env, api_env=api_env) as s:
+        token = user_token(s)
+        clock = PodClock(s.api, s.namespace).start()
+        jobs = JobClock(s.api, s.namespace).start()
+        names = [f"f{i:04d}" for i in range(args.forced)]
+        s.bulk_create(names, labels={"sim.shunter.dev/hang-on-delete": "true"}, grace=GRACE)
+        pods = [f"{n}-trainer" for n in names]
+        clock.wait(lambda: all(p in clock.running for p in pods), 600, "running")
+        started: dict[str, float] = {}
+
+        async def cancel_all() -> list[float]:
+            headers = {"Authorization": f"Bearer {token}"}
+            limits = httpx.Limits(max_connections=len(names))
+            async with httpx.AsyncClient(
+                base_url=s.base_url, timeout=120, limits=limits, headers=headers
+            ) as http:
+
+                async def one(name: str) -> float:
+                    started[name] = time.monotonic()
+                    response = await http.post(f"/api/training/cancel/{name}")
+                    assert response.status_code == 200, response.text
+                    return time.monotonic() - started[name]
+
+                return await asyncio.gather(*(one(n) for n in names))
+
+        answers = asyncio.run(cancel_all())
+        clock.wait(lambda: all(p in clock.deleted for p in pods), 600, "pods gone")
+        deadline = time.monotonic() + 600
+        while not all(n in jobs.cancelled for n in names):
+            if time.monotonic() > deadline:
+                raise TimeoutError("bench: the jobs did not all say cancelled")
+            time.sleep(0.2)
+        clock.stop()
+        jobs.stop()
+        gone = [clock.deleted[f"{n}-trainer"] - started[n] - GRACE - MARGIN for n in names]
+        done = [jobs.cancelled[n] - started[n] - GRACE - MARGIN for n in names]
+        both = [max(a, b) for a, b in zip(gone, done, strict=True)]
+        return {
+            "jobs": len(names),
+            "answer": summary(answers),
+            "pod_gone_minus_grace_and_margin": summary(gone),
+            "cancelled_minus_grace_and_margin": summary(done),
+            "both_minus_grace_and_margin": summary(both),
+        }
 
 
 def scale(args: argparse.Namespace) -> dict[str, Any]:
@@ -262,20 +359,39 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--scale", type=int, default=50_000, help="0 skips the scale run")
+    parser.add_argument("--forced", type=int, default=200, help="0 skips the forced cancels")
+    parser.add_argument(
+        "--only", choices=("reads", "writes", "forced"), help="only this part (and --scale)"
+    )
     args = parser.parse_args()
-    result: dict[str, Any] = {"jobs": args.jobs, **reads(args), **writes(args)}
+    result: dict[str, Any] = {"jobs": args.jobs}
+    if args.only in (None, "reads"):
+        result.update(reads(args))
+    if args.only in (None, "writes"):
+        result.update(writes(args))
+    if args.forced and args.only in (None, "forced"):
+        result["forced_cancels"] = forced(args)
     if args.scale:
         result["scale"] = scale(args)
 
     rows: list[tuple[str, Any]] = []
-    for key in ("get_healthz", "get_status", "get_status_again", "get_queue"):
-        for q in ("req_per_s", "p50", "p99", "non_2xx", "socket_errors"):
-            rows.append((f"{key} {q}", result[key][q]))
-    rows.append(("status / healthz req/s (first reads)", result["status_over_healthz"]))
-    rows.append(("status / healthz req/s (again)", result["status_again_over_healthz"]))
-    for q in ("req_per_s", "p50", "p99", "errors"):
-        rows.append((f"post_cancel {q}", result["post_cancel"][q]))
-    rows += [(f"leak {k}", v) for k, v in result["leak_check"].items() if not isinstance(v, dict)]
+    if "get_live" in result:
+        for key in ("get_healthz", "get_status", "get_status_again", "get_queue", "get_live"):
+            for q in ("req_per_s", "p50", "p99", "non_2xx", "socket_errors"):
+                rows.append((f"{key} {q}", result[key][q]))
+        rows.append(("status / healthz req/s (first reads)", result["status_over_healthz"]))
+        rows.append(("status / healthz req/s (again)", result["status_again_over_healthz"]))
+        rows.append(("live / healthz req/s", result["live_over_healthz"]))
+    if "post_cancel" in result:
+        for q in ("req_per_s", "p50", "p99", "errors"):
+            rows.append((f"post_cancel {q}", result["post_cancel"][q]))
+        rows += [
+            (f"leak {k}", v) for k, v in result["leak_check"].items() if not isinstance(v, dict)
+        ]
+    if "forced_cancels" in result:
+        for key, value in result["forced_cancels"].items():
+            if isinstance(value, dict):
+                rows += [(f"forced {key} {q}", value[q]) for q in ("p50", "p99", "max")]
     if args.scale:
         big = result["scale"]
         rows += [(f"scale {k}", v) for k, v in big.items() if not isinstance(v, dict)]

@@ -6,9 +6,12 @@ from them. The queue's order is kept as the watch delivers changes (one
 `admission.QueueOrder` per namespace, the operator's own structure): GET /queue reads
 the head of it, and nothing is sorted again per change, at 50,000 jobs as at 50.
 
-Reading your own writes: after a submit or a cancel the API waits (event-driven,
-bounded) until the job cache has applied the resourceVersion its write returned, so
-the next GET from the same client sees the write. A read of a job the cache does not
+Reading your own writes: after a submit or a cancel the API offers the object its
+write returned to the job cache, which applies it at once when it is newer than what
+the cache holds (shunter.kube.informer `offer`), so the next GET from the same
+client sees the write without waiting for the watch to deliver it. Where the cache
+cannot order versions, the API waits instead (event-driven, bounded) until the watch
+has delivered the resourceVersion its write returned. A read of a job the cache does not
 hold falls back to a live GET, so "not found" is always the API server's answer.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from shunter.api.shares import QueueFairness
 from shunter.domain import admission
 from shunter.domain.capacity import Capacity
-from shunter.domain.model import Job, JobKey
+from shunter.domain.model import Job, JobKey, revision
 from shunter.domain.nodes import NodeView
 from shunter.domain.queues import QueueView as QueueSpec
 from shunter.kube import Body, Informer, Kube
@@ -94,7 +97,7 @@ class JobCache:
         self.namespace = namespace
         self.jobs: Informer[JobKey, Job] = Informer(
             kube, TRAINING_JOBS, namespace=namespace, parse=Job.parse, key=lambda j: j.key,
-            on_change=self._index_job,
+            on_change=self._index_job, revision_of=lambda j: revision(j.resource_version),
         )  # fmt: skip
         # Per namespace: the waiting jobs in admission order, and the slot holders.
         self._waiting: dict[str, admission.QueueOrder] = defaultdict(admission.QueueOrder)
@@ -226,6 +229,14 @@ class JobCache:
         """Wait (bounded) until the cache shows a write that returned resource_version."""
         if self.covers(namespace):
             await self.jobs.wait_version(resource_version, within=READ_YOUR_WRITES_SECONDS)
+
+    async def written(self, job: Job) -> None:
+        """The job as a write of this API returned it: shown at once (offered to the
+        cache), else waited for as the watch delivers it."""
+        if not self.covers(job.key.namespace):
+            return
+        if not self.jobs.offer(job):
+            await self.caught_up(job.key.namespace, job.resource_version)
 
     async def until(
         self, key: JobKey, predicate: Callable[[Job | None], bool], *, within: float

@@ -4,9 +4,11 @@ GET /status renders a job's JSON once per (uid, resourceVersion): every later re
 an unchanged job sends the same bytes without building or validating a model again.
 A running job or one with a checkpoint says how old its checkpoint is and what a stop
 would lose now (shunter.api.appraisal): its body is rendered again at most once a
-second. GET /queue renders once per version of the job cache (and namespace and
-limit, and second). Both caches are bounded; what they hold is derived from the watch
-cache only, so they are never staler than it.
+second. GET /queue and GET /live (the UI's list, which every /stream of the namespace
+pushes too) render once per version of the job cache (and namespace and limit, and
+second). A view's key always holds its namespace: a kept body is served only to
+callers the guard allowed to read that namespace. Both caches are bounded; what they
+hold is derived from the watch cache only, so they are never staler than it.
 """
 
 from __future__ import annotations

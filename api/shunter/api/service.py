@@ -169,7 +169,7 @@ class TrainingService:
 
     async def submit(self, request: JobCreate, *, namespace: str, caller: Principal) -> Job:
         job = await self._create(request, namespace=namespace, caller=caller)
-        await self.cache.caught_up(namespace, job.resource_version)
+        await self.cache.written(job)
         return job
 
     async def what_if(self, request: JobCreate, *, namespace: str, caller: Principal) -> WhatIf:
@@ -345,6 +345,26 @@ class TrainingService:
         listing = await self.kube.list(TRAINING_JOBS, namespace=namespace)
         return [Job.parse(body) for body in listing.get("items") or ()]
 
+    async def live_json(self, namespace: str, *, limit: int) -> bytes:
+        """GET /live's body (and /stream's `live` event), rendered once per version of
+        the cache (and namespace, limit, second and plan), then served as kept bytes.
+        The key holds the namespace: a body is only ever served to a caller the guard
+        allowed to list that namespace, and shows nothing of any other."""
+        if not self.cache.covers(namespace):
+            return (await self.live(namespace, limit=limit)).model_dump_json().encode()
+        at = self.appraisal()
+        version = ("live", namespace, limit, self.cache.jobs.version,
+                   self.cache.queues.version, at.now,
+                   at.plan.computed_at if at.plan else None)  # fmt: skip
+
+        def render() -> bytes:
+            return self._live_view(
+                namespace, self.cache.in_namespace(namespace),
+                self.cache.lineup(namespace, limit=limit), limit=limit, at=at,
+            ).model_dump_json().encode()  # fmt: skip
+
+        return self.renderer.view(version, render)
+
     async def live(self, namespace: str, *, limit: int) -> JobList:
         """Slot holders, then the queue in order, then the rest newest first: a long
         running job never drops out of the first `limit` behind newer finished ones."""
@@ -353,12 +373,17 @@ class TrainingService:
             lineup = self.cache.lineup(namespace, limit=limit)
         else:
             lineup = Lineup.of(jobs, limit=limit)
+        return self._live_view(namespace, jobs, lineup, limit=limit, at=self.appraisal())
+
+    @staticmethod
+    def _live_view(
+        namespace: str, jobs: list[Job], lineup: Lineup, *, limit: int, at: Appraisal
+    ) -> JobList:
         rest = sorted(
             (j for j in jobs if not j.holds_slot and not waits(j)),
             key=lambda j: (j.created_at, j.key.name),
             reverse=True,
         )
-        at = self.appraisal()
         items = [JobPublic.of(j, at=at) for j in lineup.active[:limit]]
         items += [JobPublic.of(j, at=at) for j in lineup.head[: limit - len(items)]]
         items += [JobPublic.of(j, at=at) for j in rest[: limit - len(items)]]
@@ -453,7 +478,7 @@ class TrainingService:
                 continue
             except NotFound:
                 return decide(None)
-            await self.cache.caught_up(key.namespace, str(body["metadata"]["resourceVersion"]))
+            await self.cache.written(Job.parse(body))
             return outcome
         raise Unavailable("The job kept changing; try again")
 

@@ -11,7 +11,9 @@ The web UI opens one stream per tab instead of polling. The stream sends
 
 It wakes when the informers change (shunter.kube.informer `notifying`), not on a
 timer; a burst of changes (10,000 jobs admitted at once) is coalesced to one render
-per COALESCE_SECONDS, and an unchanged view is not re-sent. What moves on with the
+per COALESCE_SECONDS, and an unchanged view is not re-sent. The `live` view is GET
+/live's kept body (shunter.api.rendering): the streams of one namespace share one
+render per change. What moves on with the
 time alone (a checkpoint's age, a running job's work lost if stopped now) is rendered
 afresh at each wake and each heartbeat; the UI ages it in between. A namespace outside the
 watch cache's scope has no change signal: it is re-rendered every UNCOVERED_SECONDS.
@@ -82,7 +84,7 @@ async def job_stream(
         sent: dict[str, str] = {}
         while (left := ends_at - loop.time()) > 0:
             signal.clear()  # before reading: a change from here on wakes the next round
-            views = {"live": (await service.live(namespace, limit=limit)).model_dump_json()}
+            views = {"live": (await service.live_json(namespace, limit=limit)).decode()}
             if key is not None:
                 views["job"] = await detail_of(service, key)
             for event, data in views.items():

@@ -16,6 +16,11 @@ Readers wait on it without polling:
   asyncio.Event (one per subscriber, so one slow reader never misses or steals
   another's wake-up), e.g. a server-sent event stream re-rendering on change.
 
+A writer may also hand it the object its write returned (`offer`, given a
+`revision_of`): applied at once when newer than what the cache holds, so a client
+reads its own write without waiting for the watch to deliver it. The watch then
+brings the same version (no change) and never puts back an older one over it.
+
 resourceVersions are compared as integers, which is what etcd-backed API servers
 produce; the contract calls them opaque, so a server with other versions gets
 `comparable = False` and callers fall back to live reads.
@@ -73,6 +78,7 @@ class Informer(Generic[K, T]):
         on_change: Callable[[str, T], None] | None = None,
         optional: bool = False,
         watch_seconds: int = WATCH_SECONDS,
+        revision_of: Callable[[T], int | None] | None = None,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -86,6 +92,8 @@ class Informer(Generic[K, T]):
         self._optional = optional
         # How long one watch lasts before the server ends it and it is resumed.
         self._watch_seconds = watch_seconds
+        # An object's resourceVersion as a number: what lets a writer offer its write.
+        self._revision_of = revision_of
         self.store: dict[K, T] = {}
         # Bumped on every real change, so readers can cache what they derive.
         self.version = 0
@@ -199,6 +207,24 @@ class Informer(Generic[K, T]):
             if not waiters:
                 self._key_waiters.pop(key, None)
 
+    def offer(self, obj: T) -> bool:
+        """A write's answer: applied now if newer than the cached object (and than every
+        version the watch delivered: a later delete is not undone). True when the
+        cache shows this version or a later one; False when it cannot tell (no
+        revision_of, an opaque resourceVersion), and the writer waits for the watch."""
+        if self._revision_of is None or not self.comparable:
+            return False
+        wanted = self._revision_of(obj)
+        if wanted is None:
+            return False
+        if self._seen >= wanted:
+            return True
+        current = self.store.get(self._key(obj))
+        if current is not None and (self._revision_of(current) or 0) >= wanted:
+            return True
+        self._apply("ADDED" if current is None else "MODIFIED", obj)
+        return True
+
     # -- feeding -----------------------------------------------------------------
 
     async def _relist(self) -> None:
@@ -218,7 +244,10 @@ class Informer(Generic[K, T]):
         fresh: dict[K, T] = {}
         for body in items:
             obj = self._parse(body)
-            fresh[self._key(obj)] = obj
+            key = self._key(obj)
+            # A writer's offer newer than the list stays (the watch brings it again).
+            kept = self.store.get(key)
+            fresh[key] = kept if kept is not None and self._offered_ahead(kept, obj) else obj
         gone = [k for k in self.store if k not in fresh]
         old, self.store = self.store, fresh
         self._changed()
@@ -257,13 +286,24 @@ class Informer(Generic[K, T]):
             if self.store.pop(key, None) is None:
                 return
         else:
-            if self.store.get(key) == obj:
+            current = self.store.get(key)
+            if current == obj:
+                return
+            if self._offered_ahead(current, obj):
                 return
             self.store[key] = obj
         self._changed()
         if self._on_change is not None:
             self._on_change(kind, obj)
         self._notify_key(key)
+
+    def _offered_ahead(self, current: T | None, obj: T) -> bool:
+        """Whether the cached object is a writer's offer newer than obj (the watch is
+        behind it: obj is an older version, applied already or never to be shown)."""
+        if self._revision_of is None or current is None:
+            return False
+        ahead, behind = self._revision_of(current), self._revision_of(obj)
+        return ahead is not None and behind is not None and ahead > behind
 
     def _changed(self) -> None:
         self.version += 1

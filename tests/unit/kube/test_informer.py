@@ -121,3 +121,72 @@ async def test_every_subscriber_is_told_of_each_change_and_only_while_subscribed
     assert informer.subscribers == 0
     informer._apply("DELETED", Job.parse(body("s", 52)))
     assert not first.is_set()  # unsubscribed: left alone
+
+
+async def watched(*events: tuple[str, dict[str, Any]]) -> AsyncIterator[tuple[str, Any]]:
+    for event in events:
+        yield event
+
+
+def version_of(informer: Informer[JobKey, Job], name: str) -> str | None:
+    job = informer.get(JobKey("default", name))
+    return job.resource_version if job is not None else None
+
+
+def ordered() -> Informer[JobKey, Job]:
+    """An informer fed by hand that can order versions (a writer may offer)."""
+    return Informer(
+        None,  # type: ignore[arg-type]  # fed by hand below, no server
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+        revision_of=lambda j: int(j.resource_version),
+    )
+
+
+async def test_a_writers_offer_shows_at_once_and_the_watch_never_puts_back_an_older_one():
+    informer = ordered()
+    changes: list[tuple[str, str | None]] = []
+    informer._on_change = lambda kind, job: changes.append((kind, job.resource_version))
+    await informer._follow(watched(("ADDED", body("o", 60))))
+    signal = asyncio.Event()
+    with informer.notifying(signal):
+        # The API's write answered version 62; the watch has delivered up to 60.
+        assert informer.offer(Job.parse(body("o", 62, "cancelling")))
+        assert signal.is_set()
+    assert version_of(informer, "o") == "62"
+    # The watch then brings the operator's version 61 (older), then 62 itself.
+    version = informer.version
+    await informer._follow(watched(("MODIFIED", body("o", 61, "running")),
+                                   ("MODIFIED", body("o", 62, "cancelling"))))  # fmt: skip
+    assert version_of(informer, "o") == "62"
+    assert informer.version == version  # neither was a change
+    assert changes == [("ADDED", "60"), ("MODIFIED", "62")]
+    # A later version from the watch replaces it as always.
+    await informer._follow(watched(("MODIFIED", body("o", 63, "cancelled"))))
+    assert version_of(informer, "o") == "63"
+
+
+async def test_an_offer_the_watch_has_passed_changes_nothing():
+    informer = ordered()
+    await informer._follow(watched(("ADDED", body("d", 70)), ("DELETED", body("d", 72))))
+    version = informer.version
+    # A write answered 71, then the job was deleted (72): the offer brings nothing back.
+    assert informer.offer(Job.parse(body("d", 71, "cancelling")))
+    assert version_of(informer, "d") is None
+    assert informer.version == version
+    # An offer older than the cached object changes nothing either.
+    await informer._follow(watched(("ADDED", body("e", 80, "running"))))
+    assert informer.offer(Job.parse(body("e", 75)))
+    assert version_of(informer, "e") == "80"
+
+
+async def test_without_a_revision_an_offer_is_declined_and_the_writer_waits():
+    informer: Informer[JobKey, Job] = Informer(
+        None,  # type: ignore[arg-type]  # fed by hand below, no server
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+    )
+    assert not informer.offer(Job.parse(body("n", 90)))
+    assert version_of(informer, "n") is None

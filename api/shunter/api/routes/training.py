@@ -143,9 +143,9 @@ async def live(
     service: Service,
     namespace: Namespace,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> JobList:
+) -> Response:
     """Every job in the namespace as the cluster has it now (finished ones too)."""
-    return await service.live(namespace, limit=limit)
+    return Response(await service.live_json(namespace, limit=limit), media_type=JSON)
 
 
 @router.post(
