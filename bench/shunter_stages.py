@@ -3,7 +3,7 @@ the jobs and their Pods, and per job the lag between stages (the counterpart of
 `bench.kueue_stages`).
 
     python -m bench.shunter_stages [--jobs 1000] [--run-for 1s] [--gpus 8] [--max-running 100]
-                                   [--policies]
+                                   [--policies] [--quiet]
 
 Stages: job `starting` (the operator admitted it and wrote it) -> Pod created (the
 operator) -> bound (kube-scheduler) -> Running (kwok) -> Succeeded (kwok, after
@@ -12,7 +12,8 @@ created at once (asyncio, 16 in flight) while the operator runs; the slots in us
 printed every 5 s, so a gap between a completion and the next admission shows.
 `--policies` installs the chart's admission policies (as `make demo` does) and has the
 operator dry-run each job against them as it leaves the queue: what the installer's
-policy costs per start.
+policy costs per start. `--quiet` creates the jobs one at a time instead, each once the
+one before has completed: the operator's reaction on a quiet cluster.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from shunter.kube.resources import PODS, TRAINING_JOBS
 # The chart's policies as `make demo` installs them (release "shunter").
 POLICIES = "shunter-trainingjobs,shunter-queue-access"
 LAGS = [
+    ("submitted", "job_starting"),
     ("job_starting", "pod_created"),
     ("pod_created", "bound"),
     ("bound", "running"),
@@ -83,9 +85,17 @@ async def observe(kubeconfig: Any, namespace: str, args: argparse.Namespace) -> 
             await kube.create(TRAINING_JOBS, body, namespace=namespace)
         mark(name, "submitted")
 
-    await asyncio.gather(*(create(i) for i in range(args.jobs)))
-    submitted = time.monotonic() - start
     deadline = start + args.timeout
+    if args.quiet:  # one job at a time, each once the one before has completed
+        for i in range(args.jobs):
+            await create(i)
+            while "job_completed" not in seen.get(f"s{i:05d}", {}):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"bench: job {i} did not complete in time")
+                await asyncio.sleep(0.05)
+    else:
+        await asyncio.gather(*(create(i) for i in range(args.jobs)))
+    submitted = time.monotonic() - start
     while sum("job_completed" in v for v in seen.values()) < args.jobs:
         if time.monotonic() > deadline:
             raise TimeoutError(f"bench: not every job completed in {args.timeout:.0f}s")
@@ -123,6 +133,11 @@ def main() -> None:
     parser.add_argument("--max-running", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--policies", action="store_true")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="one job at a time (each once the one before completed)",
+    )
     args = parser.parse_args()
     env = {"SHUNTER_MAX_RUNNING": str(args.max_running)}
     if args.policies:
@@ -137,6 +152,7 @@ def main() -> None:
     for row in result["timeline"]:
         print(f"  t={row['t']:4d}s  active {row['active']:4d}  waiting {row['waiting']}")
     label = f"shunter-stages-{args.jobs}-{args.run_for}" + ("-policies" if args.policies else "")
+    label += "-quiet" if args.quiet else ""
     print(f"\nwrote {write_result(label, result)}")
 
 
