@@ -34,9 +34,10 @@ from shunter.domain.admission import LaneOrder, QueueOrder
 from shunter.domain.arrays import Named, index_in_name
 from shunter.domain.claims import ClaimView
 from shunter.domain.dependencies import Absent, Upstream
-from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
+from shunter.domain.fairshare import Entry, Ledger, Tenant
 from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
+from shunter.domain.ordering import fold, held_by
 from shunter.domain.queues import QueueView
 
 
@@ -354,26 +355,14 @@ class JobBook:
 
     def held(self) -> dict[str, dict[Tenant, int]]:
         """GPUs held by admitted jobs, per queue and tenant."""
-        held: dict[str, dict[Tenant, int]] = {}
-        for job in self.active.values():
-            per = held.setdefault(job.spec.queue, {})
-            tenant = tenant_of(job)
-            per[tenant] = per.get(tenant, 0) + job.spec.total_gpus
-        return held
+        return held_by(list(self.active.values()))
 
     def fold_usage(self, now: datetime) -> None:
         """Bring the decayed usage of every queue with admission fair sharing up to
         now, counting the GPUs its admitted jobs hold as held since the last fold
         (a pass runs at least every resync period, and after every change)."""
-        fair = [q for q in self.queues.values() if q.half_life]
-        if not fair:
-            return
-        held = self.held()
-        for queue in fair:
-            assert queue.half_life is not None
-            ledger = self.usage.get(queue.name) or Ledger()
-            self.usage[queue.name] = ledger.advance(now, held.get(queue.name, {}),
-                                                    float(queue.half_life))  # fmt: skip
+        if any(q.half_life for q in self.queues.values()):
+            self.usage.update(fold(self.usage, self.queues, self.held(), now))
 
     def remove_queue(self, queue: QueueView) -> None:
         self.queues.pop(queue.name, None)

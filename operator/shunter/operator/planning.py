@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shunter.domain import arrays
-from shunter.domain.admission import AdmissionState, Usage, Verdict, queue_order
+from shunter.domain.admission import AdmissionState, Usage, Verdict
 from shunter.domain.capacity import Capacity
 from shunter.domain.claims import Claimant, judge_claim
 from shunter.domain.dependencies import Outcome
 from shunter.domain.dependencies import judge as judge_dependencies
-from shunter.domain.fairshare import Ledger, Scores, Tenant, fair_order
 from shunter.domain.model import Job, JobKey
+from shunter.domain.ordering import LOOKAHEAD, CohortHolds, MergeKey, Sharing, merge_key
 from shunter.domain.podspec import claim_name
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, max_grace, queue_of
 from shunter.operator.book import JobBook
@@ -35,9 +35,6 @@ from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
 from shunter.operator.preemption import choose, choose_fair, time_slice
 from shunter.operator.rules import Rules
-
-# How far past its head a BestEffortFIFO queue is searched for a job that fits.
-LOOKAHEAD = 100
 
 
 @dataclass(frozen=True)
@@ -173,9 +170,9 @@ class _Walk:
         # Events for a queued job beside its status (a preemptor's decision).
         self.notes: dict[JobKey, tuple[Event, ...]] = {}
         # Queues with admission fair sharing: their tenants' scores in this pass.
-        self.scores: dict[str, Scores] = {}
-        # Cohorts whose idle quota is held for a head that did not fit: (share, queue).
-        self.reserved: dict[str, tuple[float, str]] = {}
+        self.sharing = Sharing(book.usage, {})
+        # Cohorts whose idle quota is held for a head that did not fit.
+        self.holds = CohortHolds(state.quota, state.queues)
         # The jobs holding a slot after this pass's decisions so far.
         self.active = []
         for job in book.active.values():
@@ -190,12 +187,13 @@ class _Walk:
         seen: set[JobKey] = set()
         # The heads of all queues, merged in order: each job is taken in its queue's
         # state (position, blocked); a queue that is done contributes no more jobs.
-        heap: list[tuple[tuple[int, float, float, int, str, str], str, Job, Iterator[Job]]] = []
+        heap: list[tuple[MergeKey, str, Job, Iterator[Job]]] = []
         states: dict[str, _QueueWalk] = {}
         held = self.book.held() if any(q.half_life for q in self.book.queues.values()) else {}
+        self.sharing = Sharing(self.book.usage, held)
         for name in self.book.queue_names():
             queue = queue_of(name, self.state.queues)
-            jobs = self._waiting(name, queue, held)
+            jobs = self._waiting(name, queue)
             first = next(jobs, None)
             if first is not None:
                 states[name] = _QueueWalk(queue is not None and queue.strategy == BEST_EFFORT_FIFO)
@@ -225,46 +223,17 @@ class _Walk:
             waiting = Context(now=self.now, rules=self.rules, waiting_message=beyond)
             yield _numbered(behind, self.numbered), self._refused_or_waiting(behind) or waiting
 
-    def _waiting(self, name: str, queue: QueueView | None,
-                 held: dict[str, dict[Tenant, int]]) -> Iterator[Job]:  # fmt: skip
+    def _waiting(self, name: str, queue: QueueView | None) -> Iterator[Job]:
         """A queue's waiting jobs in its order: admission order, or with admission
-        fair sharing by priority, then its tenants' decayed usage, then submission."""
+        fair sharing by priority, then its tenants' decayed usage, then submission
+        (shunter.domain.ordering.Sharing)."""
         if queue is None or not queue.half_life:
             return self.book.waiting(name)
-        scores = Scores(self.book.usage.get(name) or Ledger(), held.get(name, {}))
-        self.scores[name] = scores
-        return (self.book.jobs[key] for key in fair_order(self.book.lanes(name), scores.of))
+        return (self.book.jobs[key] for key in self.sharing.order(queue, self.book.lanes(name)))
 
-    def _key(self, job: Job) -> tuple[int, float, float, int, str, str]:
-        """The heads of all queues are merged by priority, then (in a cohort with fair
-        sharing, for a job that would borrow) its queue's share once it is admitted,
-        then submission: without fair sharing, exactly admission order."""
-        order = queue_order(job)
-        return (order[0], self.state.quota.borrowing_share(job), *order[1:])
-
-    def _reserved(self, job: Job) -> str | None:
-        """In a cohort with fair sharing, the idle quota is held for a waiting head of
-        lower share that did not fit: a job that would borrow with a share at least as
-        high waits (no queue starves behind a stream of small jobs of others)."""
-        queue = queue_of(job.spec.queue, self.state.queues)
-        if queue is None or not queue.cohort:
-            return None
-        held = self.reserved.get(queue.cohort)
-        if held is None or held[1] == queue.name:
-            return None
-        share = self.state.quota.borrowing_share(job)
-        if share <= 0 or share < held[0]:
-            return None
-        return (f"the idle GPUs of cohort {queue.cohort} are held for queue {held[1]},"
-                f" whose share is lower")  # fmt: skip
-
-    def _reserve(self, job: Job) -> None:
-        queue = queue_of(job.spec.queue, self.state.queues)
-        if queue is None or not queue.cohort or queue.cohort in self.reserved:
-            return
-        share = self.state.quota.borrowing_share(job)
-        if share > 0 and self.state.quota.short_of_idle(job):
-            self.reserved[queue.cohort] = (share, queue.name)
+    def _key(self, job: Job) -> MergeKey:
+        """Where the job comes among the heads of all queues (ordering.merge_key)."""
+        return merge_key(job, self.state.quota)
 
     def _dependency(self, job: Job) -> Context | None:
         """A job whose dependencies are not met waits (reason Dependency), blocking no
@@ -324,7 +293,7 @@ class _Walk:
             return job, refused
         verdict = self.state.verdict(job, now=self.now)
         if verdict.kind == "admit" and not walk.blocked:
-            held = self._reserved(job)
+            held = self.holds.blocks(job)
             if held is not None:
                 verdict = Verdict("wait", "Queued", held)
         if verdict.kind in ("never", "backoff", "capped"):
@@ -334,9 +303,7 @@ class _Walk:
                                 waiting_reason=verdict.reason)  # fmt: skip
         if verdict.kind == "admit" and not walk.blocked:
             self.state.take(job, verdict.placement)
-            scores = self.scores.get(job.spec.queue)
-            if scores is not None:
-                scores.charge(job)
+            self.sharing.charge(job)
             return job, Context(now=self.now, rules=self.rules, admit=verdict.placement)
         walk.position += 1
         walk.looked += 1
@@ -345,7 +312,7 @@ class _Walk:
             message += f": {verdict.message}"
             if verdict.reason == "Queued":
                 message = self._preempt(job, verdict.message) or self._slice(job) or message
-                self._reserve(job)
+                self.holds.hold(job)
         walk.blocked = walk.blocked or not walk.best_effort
         past = walk.position > self.rules.exact_positions
         if past and (walk.blocked or walk.looked > LOOKAHEAD):
