@@ -64,12 +64,11 @@ from shunter.domain.model import (
     parse_time,
 )
 from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
+from shunter.domain.ordering import LOOKAHEAD
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, queue_of
 
 LOW, MID, HIGH = 0, 1, 2
 SCENARIOS = (LOW, MID, HIGH)
-# How far past its head a BestEffortFIFO queue is searched (planning.LOOKAHEAD).
-LOOKAHEAD = 100
 MAX_STARTS = 20_000
 HORIZON = timedelta(days=30)
 # Learned runtimes: the percentiles of low, middle and high, and the fewest runs.
