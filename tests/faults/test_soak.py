@@ -43,4 +43,8 @@ def test_a_short_soak_with_every_fault(
     kinds = [kind.split()[0] for _, kind in report.events]
     assert {"operator", "api", "postgres", "apiserver"} <= set(kinds)
     assert figures.jobs >= 60
-    assert figures.cancelled >= 10
+    # Cancels were exercised: answered (a job cancelled, or a finished one refused: how
+    # many land on live jobs of 1-3 s depends on how fast the machine runs them), each
+    # final state checked above against what its answer said.
+    assert figures.endpoints["cancel"]["answered"] >= 10
+    assert figures.cancelled >= 1
