@@ -197,3 +197,28 @@ def test_where_the_pass_reorders_or_preempts_the_plan_is_simulated_in_full() -> 
         again, how = replan(kept, grown, learned=learned)
         assert how == "full", what
         same(again, plan(grown, learned=learned))
+
+
+def test_the_plain_simulation_is_the_ruled_one_where_no_rule_of_it_applies() -> None:
+    """Where `_ruled` does not hold, the plain simulation (which replan appends to)
+    plans what the one with every rule of the pass (`_Simulation`) plans."""
+    from shunter.domain.estimates import (
+        SCENARIOS,
+        _net_nodes,
+        _ruled,
+        _simulate,
+        _simulate_ruled,
+    )
+
+    for seed in range(20):
+        world, _ = a_world(seed, queued_jobs=40)
+        assert not _ruled(world)
+        nodes = _net_nodes(world.nodes, world.foreign)
+        plain = [_simulate(world, nodes, s, learned=Learned(), max_starts=20_000, sources={})
+                 for s in SCENARIOS]  # fmt: skip
+        ruled, extra = _simulate_ruled(world, nodes, learned=Learned(), max_starts=20_000,
+                                       sources={})  # fmt: skip
+        assert not extra
+        for a, b in zip(plain, ruled, strict=True):
+            assert a.slots == b.slots
+            assert a.reasons == b.reasons
