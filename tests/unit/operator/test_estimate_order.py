@@ -215,3 +215,22 @@ def test_a_time_sliced_queue_is_estimated_round_robin_as_the_pass_would_slice_it
     assert again.start == at(630 + 600 + 30)  # b's slice, then b's grace
     # Without the slices in the plan, b waits for a's end.
     assert start(estimated([a], [b], [queue], nodes), b) == 3000
+
+
+def test_a_plan_with_a_resumed_run_is_published_and_read_back_as_kept() -> None:
+    # estcost's publishing (estimates and timeline in columns) carries the resumed
+    # run NAME#2 like any job: the API's what-if reads what the operator kept.
+    from shunter.domain.estimates import estimates_raw, parse, timeline_raw
+
+    queue = QueueView("q", preemption=LOWER_PRIORITY)
+    nodes = [a_node("n0")]
+    low = running("low", 8, node="n0", limit=36_000, queue="q", grace=120)
+    high = queued("high", 8, 1, queue="q", priority=10)
+    kept = estimated([low], [high], [queue], nodes, preempt=True)
+    read = parse(estimates_raw(kept), timeline_raw(kept))
+    assert read is not None
+    assert read.estimates == kept.estimates
+    assert read.slots == kept.slots
+    later = queued("later", 8, 3700, queue="q")
+    mine = insert(read, later, now=NOW, queues={"q": queue})
+    assert mine.estimate == insert(kept, later, now=NOW, queues={"q": queue}).estimate
