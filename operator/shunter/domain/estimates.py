@@ -1,13 +1,43 @@
 """When will a queued job start: the kept plan of the queue (pure).
 
 The one owner of start-time estimates: the operator simulates its queue forward in
-time with the admission rules of a pass (`AdmissionState.verdict`: limits, queue
-quotas and cohorts, nodes; the queues merged in admission order, a StrictFIFO queue
-blocked by its head, a BestEffortFIFO queue searched LOOKAHEAD deep), event by event:
-at each running job's expected end its GPUs are freed and what the rules would admit
-then starts. A job's start in that simulation is its estimate.
+time as its passes would admit it, event by event: at each running job's expected
+end (or a backoff's end) its GPUs are freed and a pass at that instant admits what
+the rules let start then. A job's start in that simulation is its estimate. A
+simulated pass uses the pass's own rules, each from its one owner:
+- admission (`AdmissionState.verdict`): the global limits, the namespace cap, queue
+  limits, quotas and borrowing from a cohort, nodes;
+- the order (shunter.domain.ordering, which the operator's pass calls too): the heads
+  of all queues merged by `merge_key` (priority, then in a fair cohort the share once
+  admitted, then submission); a StrictFIFO queue blocked by its head, a BestEffortFIFO
+  queue searched LOOKAHEAD deep; a queue with admission fair sharing
+  (halfLifeSeconds) taken in `Sharing.order`: its tenants' decayed usage (World.usage,
+  the book's, brought forward in virtual time with the GPUs each tenant holds in the
+  plan, as the operator folds it) plus the GPUs they hold, charged as jobs start; the
+  idle quota of a fair cohort held for a lower-share head that does not fit
+  (`CohortHolds`), which delays a borrower of higher share as in the pass;
+- preemption and time slices (World.preempt: shunter.operator.preemption's
+  `choose`, then `choose_fair`, then `time_slice`: the pass's own choice, in its
+  order): a queue's head that waits, where its queue lets it preempt (lowerPriority,
+  reclaiming borrowed cohort quota, above fair share) or slices time
+  (timeSliceSeconds), has its victims stopped at that instant: their GPUs are free at
+  the end of the grace their stop gives (stopping.grace_of: the latest their Pods are
+  gone, so the estimate errs late by the time a trainer takes less), and the head
+  starts then. A preempted job goes back to its queue at its place, one whose slice
+  ended behind the jobs that waited (requeuedAt), and each runs again for what it had
+  left when stopped (a resumed run is kept in the plan as NAME#2, NAME#3...). The pass
+  looks again when the next slice ends, and so does the simulation. A job the pass is
+  already stopping (phase stopping or cancelling) frees its GPUs at its stop's
+  deadline, and one stopped for a preemption or its slice runs again likewise.
+
+Two simulations carry these rules: where none of fair sharing, cohorts, preemption,
+time slices or a stopped job going back applies (`_ruled`), the plain one
+(`_simulate`: the queues merged in admission order, which is what `merge_key` is
+without a fair cohort), which keeps what `replan` needs to append to it; elsewhere
+`_Simulation`, which takes every rule above and keeps nothing to append to.
 
 A job's expected end comes from, in this order:
+- its stop's deadline, for a job being stopped;
 - its progress report (status.progress: steps left over its reported rate);
 - runtimes learned from the mirror for similar jobs (same namespace, image and GPU
   count): the median of past runs (of those that ran longer than this one so far);
@@ -19,17 +49,28 @@ The range comes from running the same simulation three times, with every runtime
 its low, middle and high value (progress: +-10 % of what is left; learned: the 25th,
 50th and 90th percentile; maxRuntimeSeconds: a quarter of it, all of it, all of it).
 
-Not simulated (the estimate is a forecast, not a promise): preemption and time slices
-(a head that would preempt is estimated to start when the GPUs free up anyway, so the
-estimate errs late), admission fair sharing inside a queue (a queue is taken in its
-admission order) and failures or retries. The simulation stops after MAX_STARTS starts
-or HORIZON of virtual time: the jobs behind get the reason "beyond the plan's horizon".
+Not simulated (the estimate is a forecast, not a promise): the work a stopped job
+loses since its last checkpoint (it resumes with what it had left when stopped); the
+anti-loop protection of a job stopped often (`protected` reads the job's real
+history, which the plan's own stops do not add to); the checkpoint claims a job may
+wait for; failures and retries. The simulation stops after MAX_STARTS starts or
+HORIZON of virtual time: the jobs behind get the reason "beyond the plan's horizon".
+
+`replan` brings the kept plan up to date by appending new queued jobs only where the
+plain simulation planned it: a new job in a fair queue may go ahead of older ones
+(its tenant's score), a cohort's merge and holds move with shares, and a preemption
+or a slice stops jobs already planned, so where `_ruled` holds the plan is simulated
+again in full ("full").
 
 A what-if (shunter.domain.whatif) is answered from the kept plan without simulating: nothing
 the hypothetical job does changes the plan before it starts (it holds nothing while
 it waits, and the jobs ahead of it in admission order are admitted before it at any
 instant), so its start is the first instant of the plan's timeline at which it fits
 beside what the plan holds then, once the jobs ahead of it in its queue have started.
+That reading takes its queue in admission order: in a queue with admission fair
+sharing it does not reorder by tenant, and it does not preempt or slice time for the
+hypothetical job (its answer errs late there); a resumed run holds its GPUs in the
+timeline but is not counted ahead of it in its queue.
 """
 
 from __future__ import annotations
@@ -38,7 +79,7 @@ import bisect
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,19 +94,32 @@ from shunter.domain.admission import (
 )
 from shunter.domain.capacity import Capacity
 from shunter.domain.dependencies import WAITING_REASON as DEPENDENCY
+from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
 from shunter.domain.model import (
     Job,
     JobKey,
     JobSpec,
     JobStatus,
+    Phase,
     StartRange,
+    StopCause,
+    Termination,
+    TerminationStep,
     Uid,
     format_time,
     parse_time,
 )
 from shunter.domain.nodes import NodeView, PodUsage, Resources, Taint
-from shunter.domain.ordering import LOOKAHEAD
-from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, queue_of
+from shunter.domain.ordering import (
+    LOOKAHEAD,
+    CohortHolds,
+    MergeKey,
+    Sharing,
+    fold,
+    held_by,
+    merge_key,
+)
+from shunter.domain.queues import BEST_EFFORT_FIFO, LOWER_PRIORITY, QueueView, QuotaUse, queue_of
 
 LOW, MID, HIGH = 0, 1, 2
 SCENARIOS = (LOW, MID, HIGH)
@@ -140,6 +194,14 @@ class Ends:
 
 def expected_end(job: Job, *, now: datetime, learned: Learned) -> Ends:
     """A running (or planned) job's expected end: see the module doc for the order."""
+    stop = job.status.termination
+    if job.phase in (Phase.STOPPING, Phase.CANCELLING) and stop is not None:
+        began = stop.graceful_delete_at or stop.requested_at
+        deadline = stop.checkpoint_by
+        if deadline is None and began is not None and stop.grace is not None:
+            deadline = began + timedelta(seconds=stop.grace)
+        if deadline is not None:  # its Pods are gone by the end of its grace at the latest
+            return Ends((max(now, deadline),) * 3, "stopping")
     started = job.status.running_since or job.status.admitted_at or now
     progress = job.status.progress
     if progress is not None and progress.total_steps and progress.throughput:
@@ -221,6 +283,21 @@ class Slot:
     placement: tuple[str, ...] = ()
 
 
+# (head, admission state, jobs holding a slot, now) -> [(victim, grace seconds)]
+@dataclass(frozen=True)
+class Stops:
+    """What a pass stops for a waiting head: the victims, each with the grace its
+    stop gives; whether they go back behind the jobs that waited (a time slice's end)
+    or at their place (a preemption); when to look again (the next slice's end)."""
+
+    victims: tuple[tuple[Job, int], ...] = ()
+    behind: bool = False
+    wake: datetime | None = None
+
+
+Preempter = Callable[[Job, AdmissionState, Sequence[Job], datetime], Stops]
+
+
 @dataclass(frozen=True)
 class World:
     """What the simulation starts from (the inputs of a pass)."""
@@ -232,6 +309,13 @@ class World:
     foreign: Sequence[PodUsage]
     active: Sequence[Job]  # holding a slot (placement in status)
     waiting: Sequence[Job]  # queued, not cancelled or suspended, any order
+    # The fair queues' decayed usage as the last pass folded it (the book's; a queue
+    # missing here starts from the usage in its status).
+    usage: Mapping[str, Ledger] = field(default_factory=dict)
+    # The victims (and the grace of each one's stop) a pass would preempt for a head
+    # that waits, in the state given (shunter.operator.preemption.for_estimates);
+    # None: no preemption in the plan.
+    preempt: Preempter | None = None
 
 
 @dataclass
@@ -271,6 +355,11 @@ def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Pla
     basis, held = _split(world)
     nodes = _net_nodes(world.nodes, world.foreign)
     sources: dict[JobKey, str] = {}
+    if _ruled(basis):
+        runs, extra = _simulate_ruled(basis, nodes, learned=learned, max_starts=max_starts,
+                                      sources=sources)  # fmt: skip
+        return _assemble(basis, held, nodes, runs, sources,
+                         _Basis(basis, learned, max_starts), extra)  # fmt: skip
     runs = tuple(_simulate(basis, nodes, scenario, learned=learned, max_starts=max_starts,
                            sources=sources) for scenario in SCENARIOS)  # fmt: skip
     return _assemble(basis, held, nodes, runs, sources, _Basis(basis, learned, max_starts))
@@ -356,8 +445,8 @@ def _split(world: World) -> tuple[World, list[Job]]:
 
 
 def _assemble(world: World, held: Sequence[Job], nodes: tuple[NodeView, ...],
-              runs: tuple[_Run, ...], sources: dict[JobKey, str],
-              basis: _Basis) -> Plan:  # fmt: skip
+              runs: tuple[_Run, ...], sources: dict[JobKey, str], basis: _Basis,
+              extra: Mapping[JobKey, Job] | None = None) -> Plan:  # fmt: skip
     none = Slot(None, None)
     estimates: dict[JobKey, Estimate] = {}
     reasons = runs[MID].reasons
@@ -367,7 +456,7 @@ def _assemble(world: World, held: Sequence[Job], nodes: tuple[NodeView, ...],
         estimates[job.key] = _estimate(mine, reasons.get(job.key))
     for job in held:
         estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
-    jobs = {j.key: j for j in (*world.active, *world.waiting)}
+    jobs = {j.key: j for j in (*world.active, *world.waiting, *(extra or {}).values())}
     full = {k: (low.get(k, none), mid.get(k, none), high.get(k, none))
             for k in (*low, *mid, *high)}  # fmt: skip
     return Plan(world.now, world.limits, nodes, jobs, full, estimates, sources, basis=basis,
@@ -553,6 +642,401 @@ def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime, run: _Ru
     return admitted
 
 
+# -- the simulation with the pass's ordering rules and preemption ------------------
+
+
+@dataclass
+class _RuleLane:
+    """One queue's waiting jobs in the simulation: in admission order, or (a queue
+    with admission fair sharing) per tenant in admission order, for Sharing.order."""
+
+    queue: QueueView | None
+    best_effort: bool
+    fair: bool
+    entries: list[Entry] = field(default_factory=list)
+    tenants: dict[Tenant, list[Entry]] = field(default_factory=dict)
+    count: int = 0
+
+    def _list(self, job: Job) -> list[Entry]:
+        return self.tenants.setdefault(tenant_of(job), []) if self.fair else self.entries
+
+    def add(self, job: Job, order: OrderKey, *, sort: bool = True) -> None:
+        """`sort` False: appended, the caller sorts (`sorted`) once all are in."""
+        if sort:
+            bisect.insort(self._list(job), (order, job.key))
+        else:
+            self._list(job).append((order, job.key))
+        self.count += 1
+
+    def sorted(self) -> None:
+        for entries in (self.entries, *self.tenants.values()):
+            entries.sort()
+
+    def remove(self, gone: Iterable[tuple[Job, OrderKey]]) -> None:
+        """Take out the jobs a pass admitted or dropped: mostly the first ones, so a
+        list loses its first k at once (one move of the rest, not one per job)."""
+        found: dict[int, tuple[list[Entry], list[int]]] = {}
+        for job, order in gone:
+            entries = self._list(job)
+            i = bisect.bisect_left(entries, (order, job.key))
+            if i < len(entries) and entries[i][1] == job.key:
+                found.setdefault(id(entries), (entries, []))[1].append(i)
+                self.count -= 1
+        for entries, indexes in found.values():
+            indexes.sort()
+            if indexes[-1] == len(indexes) - 1:  # the first k
+                del entries[: len(indexes)]
+                continue
+            for i in reversed(indexes):
+                del entries[i]
+
+    def order(self, jobs: Mapping[JobKey, Job], sharing: Sharing) -> Iterator[Job]:
+        """The queue's waiting jobs in the order a pass takes them."""
+        if self.fair and self.queue is not None:
+            return (jobs[key] for key in sharing.order(self.queue, self.tenants))
+        return (jobs[key] for _, key in self.entries)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.tenants.clear()
+        self.count = 0
+
+
+Simulated = tuple[dict[JobKey, Slot], dict[JobKey, str], dict[JobKey, Job]]
+# An admitted job's planned end: (when, its number, the job, its placement); None
+# when no runtime is known (it holds its GPUs past the plan).
+_End = tuple[datetime | None, int, Job, tuple[str, ...]]
+
+
+class _Simulation:
+    """One scenario of the plan: passes at every instant something ends (or a backoff
+    ends), with the rules of shunter.domain.admission and shunter.domain.ordering."""
+
+    def __init__(self, world: World, nodes: Sequence[NodeView], scenario: int, *,
+                 learned: Learned, sources: dict[JobKey, str]) -> None:  # fmt: skip
+        self.world, self.scenario, self.learned, self.sources = world, scenario, learned, sources
+        self.now = world.now
+        self.state = _state(world.limits, world.queues, nodes, world.active)
+        self.slots: dict[JobKey, Slot] = {}
+        self.reasons: dict[JobKey, str] = {}
+        self.extra: dict[JobKey, Job] = {}  # resumed runs of preempted jobs
+        self.ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []  # planned (heap)
+        self.stale: set[int] = set()  # ends moved by a stop (their numbers)
+        self.forever: dict[JobKey, Job] = {}  # admitted, no runtime known
+        # The current end of each admitted job (only when a queue may preempt).
+        self.ending: dict[JobKey, _End] = {}
+        # Stopping victims: the runtime they have left, and whether they go back behind.
+        self.requeue: dict[JobKey, tuple[float | None, bool]] = {}
+        self.left: dict[JobKey, float | None] = {}  # a resumed run's runtime
+        self.numbered = 0
+        self.wakes: list[datetime] = []
+        self.seen: set[JobKey] = set()
+        self.starts = 0
+        self.ending_at = self.now  # the instant of the ends being applied
+        fair = {n: q for n, q in world.queues.items() if q.half_life}
+        self.fair = fair
+        self.usage: dict[str, Ledger] = {
+            n: world.usage.get(n) or q.usage or Ledger() for n, q in fair.items()
+        }  # fmt: skip
+        self.folded = self.now
+        self.held = held_by(world.active) if fair else {}
+        # The jobs holding a slot, as a pass would see them (only when a queue may
+        # preempt: a simulated start is a job running since it started).
+        self.preempting = world.preempt is not None and any(
+            _may_preempt(q) for q in world.queues.values()
+        )  # fmt: skip
+        self.running: dict[JobKey, Job] = {}
+        for job in world.active:
+            found = expected_end(job, now=self.now, learned=learned)
+            sources.setdefault(job.key, found.source)
+            end = None if found.at is None else found.at[scenario]
+            self.slots[job.key] = Slot(job.status.admitted_at or self.now, end,
+                                       job.status.placement)  # fmt: skip
+            self._plan_end(job, end, job.status.placement)
+            if self.preempting:
+                self.running[job.key] = job
+            cause = job.status.termination.cause if job.status.termination else None
+            if job.phase is Phase.STOPPING and cause in _BACK and end is not None:
+                left = _left(job, now=self.now, learned=learned, scenario=scenario)
+                self.requeue[job.key] = (left, cause is StopCause.TIME_SLICE)
+        self.jobs: dict[JobKey, Job] = {}
+        self.lanes: dict[str, _RuleLane] = {}
+        self.orders: dict[JobKey, OrderKey] = {}
+        for job in world.waiting:
+            self._enqueue(job, sort=False)
+        for lane in self.lanes.values():
+            lane.sorted()
+
+    def _lane(self, name: str) -> _RuleLane:
+        lane = self.lanes.get(name)
+        if lane is None:
+            queue = queue_of(name, self.world.queues)
+            best_effort = queue is not None and queue.strategy == BEST_EFFORT_FIFO
+            fair = queue is not None and bool(queue.half_life)
+            lane = self.lanes[name] = _RuleLane(queue, best_effort, fair)
+        return lane
+
+    def _enqueue(self, job: Job, *, sort: bool = True) -> None:
+        self.jobs[job.key] = job
+        order = self.orders[job.key] = queue_order(job)
+        self._lane(job.spec.queue).add(job, order, sort=sort)
+
+    def _plan_end(self, job: Job, end: datetime | None, placement: tuple[str, ...]) -> None:
+        self.numbered += 1
+        if end is not None:
+            heapq.heappush(self.ends, (end, self.numbered, job, placement))
+        else:
+            self.forever[job.key] = job
+        if self.preempting:
+            self.ending[job.key] = (end, self.numbered, job, placement)
+
+    def waiting(self) -> bool:
+        return any(lane.count for lane in self.lanes.values()) or bool(self.requeue)
+
+    def run(self, max_starts: int) -> Simulated:
+        t = self.now
+        while True:
+            self._pass(t)
+            if not self.waiting():
+                break
+            upcoming = [e for e in (self._next_end(), min(self.wakes, default=None))
+                        if e is not None]  # fmt: skip
+            if not upcoming:
+                self._leave(_unknown_reason(list(self.forever.values())))
+                break
+            t = min(upcoming)
+            if self.starts >= max_starts or t - self.now > HORIZON:
+                self._leave(f"beyond the plan's horizon ({max_starts} starts or"
+                            f" {HORIZON.days} days ahead)")  # fmt: skip
+                break
+            self.wakes[:] = [w for w in self.wakes if w > t]
+            self._fold(t)  # what was held until t, before the ends at t
+            self.ending_at = t
+            while self.ends and self.ends[0][0] <= t:
+                _, number, job, placement = heapq.heappop(self.ends)
+                if number in self.stale:
+                    self.stale.discard(number)
+                else:
+                    self._end(job, placement)
+        return self.slots, self.reasons, self.extra
+
+    def _next_end(self) -> datetime | None:
+        while self.ends and self.ends[0][1] in self.stale:
+            self.stale.discard(heapq.heappop(self.ends)[1])  # moved by a stop
+        return self.ends[0][0] if self.ends else None
+
+    def _fold(self, t: datetime) -> None:
+        """The fair queues' decayed usage brought to t, as a pass folds it."""
+        if self.fair and t > self.folded:
+            self.usage = fold(self.usage, self.fair, self.held, t)
+            self.folded = t
+
+    def _pass(self, t: datetime) -> None:
+        """What a pass at t admits, the queues' jobs taken as the pass takes them
+        (shunter.operator.planning._Walk): preempting for a head that waits, where its
+        queue allows it."""
+        state = self.state
+        sharing = Sharing(self.usage, self.held)
+        holds = CohortHolds(state.quota, state.queues)
+        heap: list[tuple[MergeKey, str, Job]] = []
+        orders: dict[str, Iterator[Job]] = {}
+        positions: dict[str, int] = {}
+        for name, lane in self.lanes.items():
+            if not lane.count:
+                continue
+            jobs = orders[name] = lane.order(self.jobs, sharing)
+            first = next(jobs, None)
+            if first is not None:
+                positions[name] = 0
+                heap.append((merge_key(first, state.quota), name, first))
+        heapq.heapify(heap)
+        gone: list[Job] = []
+        most = _most_free(state)
+        while heap:
+            _, name, job = heapq.heappop(heap)
+            lane = self.lanes[name]
+            verdict = _verdict(state, job, t, most, self.seen)
+            if verdict.kind == "admit":
+                held = holds.blocks(job)
+                if held is not None:
+                    verdict = Verdict("wait", "Queued", held)
+            more = True
+            if verdict.kind == "admit":
+                self._start(job, verdict.placement, t)
+                sharing.charge(job)
+                most = _most_free(state)
+                gone.append(job)
+            elif verdict.kind == "never":
+                self.reasons[job.key] = verdict.message
+                gone.append(job)
+            elif verdict.kind == "backoff" and job.status.not_before is not None:
+                self.wakes.append(job.status.not_before)
+            elif verdict.kind == "wait":
+                positions[name] += 1
+                if positions[name] == 1 and verdict.reason == "Queued":
+                    self._preempt(job, t)
+                    holds.hold(job)
+                # A StrictFIFO queue is blocked by its head; BestEffortFIFO looks on.
+                more = lane.best_effort and positions[name] <= LOOKAHEAD
+            if more:
+                following = next(orders[name], None)
+                if following is not None:
+                    heapq.heappush(heap, (merge_key(following, state.quota), name, following))
+        by_lane: dict[str, list[tuple[Job, OrderKey]]] = {}
+        for job in gone:
+            by_lane.setdefault(job.spec.queue, []).append((job, self.orders.pop(job.key)))
+            del self.jobs[job.key]
+        for name, out in by_lane.items():
+            self.lanes[name].remove(out)
+
+    def _start(self, job: Job, placement: tuple[str, ...], t: datetime) -> None:
+        self.state.take(job, placement)
+        if self.fair:
+            _hold(self.held, job, 1)
+        if self.left and job.key in self.left:
+            seconds = self.left.pop(job.key)
+            self.sources[job.key] = "preempted"
+        else:
+            runtime = _planned_runtime(job, self.learned, self.sources)
+            seconds = None if runtime is None else runtime[self.scenario]
+        end = None if seconds is None else t + timedelta(seconds=seconds)
+        self.slots[job.key] = Slot(t, end, placement)
+        self._plan_end(job, end, placement)
+        if self.preempting:
+            self.running[job.key] = replace(job, status=replace(
+                job.status, phase=Phase.RUNNING, placement=placement, admitted_at=t,
+                running_since=t))  # fmt: skip
+        self.starts += 1
+
+    def _end(self, job: Job, placement: tuple[str, ...]) -> None:
+        """A job's Pods are gone: its slot, quota and GPUs are free; a stopped one goes
+        back to its queue for what it had left."""
+        key = job.key
+        self.state.usage = self.state.usage.plus(job, -1)
+        self.state.quota.remove(job)
+        self.state.capacity.give(job, placement)
+        if self.fair:
+            _hold(self.held, job, -1)
+        if self.preempting:
+            self.running.pop(key, None)
+            self.ending.pop(key, None)
+        if self.requeue and key in self.requeue:
+            left, behind = self.requeue.pop(key)
+            again = _resumed(job, self.extra, requeued_at=self.ending_at if behind else None)
+            self.extra[again.key] = again
+            self.left[again.key] = left
+            self._enqueue(again)
+
+    def _preempt(self, head: Job, t: datetime) -> None:
+        """The pass preempts for a waiting head where its queue allows it
+        (shunter.operator.preemption, through World.preempt): each victim's Pods are
+        gone at the end of the grace its stop gives, and it goes back to its queue."""
+        queue = queue_of(head.spec.queue, self.world.queues)
+        if not self.preempting or queue is None or not _may_preempt(queue):
+            return
+        assert self.world.preempt is not None
+        stops = self.world.preempt(head, self.state, list(self.running.values()), t)
+        if stops.wake is not None and stops.wake > t:
+            self.wakes.append(stops.wake)  # the pass looks again then (a slice ends)
+        cause = StopCause.TIME_SLICE if stops.behind else StopCause.PREEMPT
+        for victim, grace in stops.victims:
+            planned = self.ending.get(victim.key)
+            if planned is None:
+                continue
+            end, number, job, placement = planned
+            stop = t + timedelta(seconds=grace)
+            if end is not None and end <= stop:
+                continue  # it ends on its own first
+            if end is None:
+                del self.forever[job.key]
+            else:
+                self.stale.add(number)
+            left = None if end is None else (end - t).total_seconds()
+            self.requeue[victim.key] = (left, stops.behind)
+            self.slots[victim.key] = replace(self.slots[victim.key], end=stop)
+            self._plan_end(job, stop, placement)
+            termination = Termination(TerminationStep.GRACEFUL, requested_at=t,
+                                       cause=cause, grace=grace)  # fmt: skip
+            self.running[victim.key] = replace(victim, status=replace(
+                victim.status, phase=Phase.STOPPING, termination=termination))  # fmt: skip
+
+    def _leave(self, why: str) -> None:
+        for lane in self.lanes.values():
+            for entries in (lane.entries, *lane.tenants.values()):
+                for _, key in entries:
+                    self.reasons.setdefault(key, why)
+            lane.clear()
+        self.requeue.clear()
+
+
+def _may_preempt(queue: QueueView) -> bool:
+    """The queue's head may preempt: its own lower priorities, borrowed GPUs of its
+    cohort (reclaim), or above-fair-share members (shunter.operator.preemption)."""
+    return queue.preemption == LOWER_PRIORITY or bool(queue.cohort) or bool(queue.time_slice)
+
+
+# Stops after which a job goes back to its queue.
+_BACK = (StopCause.PREEMPT, StopCause.TIME_SLICE)
+
+
+def _left(job: Job, *, now: datetime, learned: Learned, scenario: int) -> float | None:
+    """What a job being preempted now has left to run once it starts again."""
+    running = replace(job, status=replace(job.status, phase=Phase.RUNNING, termination=None))
+    found = expected_end(running, now=now, learned=learned)
+    return None if found.at is None else (found.at[scenario] - now).total_seconds()
+
+
+def _resumed(job: Job, extra: Mapping[JobKey, Job], *, requeued_at: datetime | None) -> Job:
+    """A stopped job back in its queue, under a key of its own in the plan (its
+    first run keeps the job's): NAME#2, NAME#3...; at its place after a preemption,
+    behind the jobs that waited (from `requeued_at`) after its time slice."""
+    base = job.key.name.split("#", 1)[0]
+    n = 2
+    while JobKey(job.key.namespace, f"{base}#{n}") in extra:
+        n += 1
+    status = replace(job.status, phase=Phase.QUEUED, placement=(), termination=None,
+                     reason="TimeSliced" if requeued_at else "Preempted", not_before=None,
+                     requeued_at=requeued_at or job.status.requeued_at)  # fmt: skip
+    return replace(job, key=JobKey(job.key.namespace, f"{base}#{n}"), status=status)
+
+
+def _hold(held: dict[str, dict[Tenant, int]], job: Job, sign: int) -> None:
+    per = held.setdefault(job.spec.queue, {})
+    tenant = tenant_of(job)
+    per[tenant] = per.get(tenant, 0) + sign * job.spec.total_gpus
+
+
+_Resumed = dict[JobKey, Job]  # a stopped job's runs after its stop: NAME#2...
+
+
+def _ruled(world: World) -> bool:
+    """Whether a rule of the pass that the plain simulation (`_simulate`, the one
+    `replan` can append to) does not take applies: a queue with admission fair
+    sharing or in a cohort (the fair order, the merge by share, the cohort holds), a
+    queue that may preempt or slice time (with World.preempt), or a job stopped for a
+    preemption or its slice that goes back to its queue. Then `_Simulation` plans."""
+    if any(q.half_life or q.cohort for q in world.queues.values()):
+        return True
+    if world.preempt is not None and any(_may_preempt(q) for q in world.queues.values()):
+        return True
+    return any(j.phase is Phase.STOPPING and j.status.termination is not None
+               and j.status.termination.cause in _BACK for j in world.active)  # fmt: skip
+
+
+def _simulate_ruled(world: World, nodes: Sequence[NodeView], *, learned: Learned, max_starts: int,
+                    sources: dict[JobKey, str]) -> tuple[tuple[_Run, ...], _Resumed]:  # fmt: skip
+    """The three scenarios by `_Simulation`, and the resumed runs of stopped jobs.
+    Their runs keep nothing for a replay (`replan` simulates such a world in full)."""
+    runs: list[_Run] = []
+    extra: _Resumed = {}
+    for scenario in SCENARIOS:
+        simulation = _Simulation(world, nodes, scenario, learned=learned, sources=sources)
+        slots, reasons, resumed = simulation.run(max_starts)
+        extra.update(resumed)
+        runs.append(_Run(slots, reasons))
+    return tuple(runs), extra
+
+
 # -- bringing the kept plan up to date --------------------------------------------------
 
 REBASE = timedelta(seconds=60)  # a kept plan is simulated again in full when older
@@ -570,6 +1054,8 @@ def _appended(kept: Plan | None, world: World, learned: Learned,
     if kept is None or kept.basis is None or len(kept.runs) != len(SCENARIOS):
         return None
     old = kept.basis.world
+    if _ruled(world) or _ruled(old):
+        return None
     if (kept.basis.learned is not learned or kept.basis.max_starts != max_starts
             or world.now - old.now > REBASE or world.now < old.now
             or _next_event(kept) <= world.now or world.limits != old.limits

@@ -47,6 +47,7 @@ from shunter.kube import KubeError
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.mirror import Mirror
+from shunter.operator.preemption import for_estimates
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator.estimating")
@@ -99,7 +100,9 @@ class Estimator:
         book = self.book
         return World(now=now, limits=self.settings.limits, queues=dict(book.queues),
                      nodes=list(book.nodes.values()), foreign=list(book.foreign.values()),
-                     active=list(book.active.values()), waiting=list(book.waiting()))  # fmt: skip
+                     active=list(book.active.values()), waiting=list(book.waiting()),
+                     usage=dict(book.usage),
+                     preempt=for_estimates(self.settings.rules))  # fmt: skip
 
     async def refresh(self, now: datetime | None = None) -> Plan:
         clock = time.monotonic()

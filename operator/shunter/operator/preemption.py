@@ -38,10 +38,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shunter.domain.admission import AdmissionState
+from shunter.domain.estimates import Preempter, Stops
 from shunter.domain.model import Job, Phase, StopCause
 from shunter.domain.queues import LOWER_PRIORITY, max_grace, queue_of
 from shunter.domain.workloss import checkpoints_on_stop, grace_for, stop_cost
 from shunter.operator.rules import Rules
+from shunter.operator.stopping import StopView, grace_of
 
 # Trial admissions the cheapest-first search may make before the greedy pick stands in.
 SEARCH_LIMIT = 256
@@ -218,6 +220,31 @@ def choose_fair(
         if trial.verdict(preemptor, now=now).kind == "admit":
             return Preemption(tuple(chosen), stopping)
     return None
+
+
+def for_estimates(rules: Rules) -> Preempter:
+    """What a pass stops for a waiting head (`choose`, then `choose_fair`, then the
+    end of time slices: planning._Walk._preempt and _slice), for the estimates'
+    simulation (shunter.domain.estimates.World.preempt): the victims, each with the
+    grace its stop gives (stopping.grace_of)."""
+
+    def preempt(head: Job, state: AdmissionState, active: Sequence[Job], now: datetime) -> Stops:
+        found = choose(head, state, active=active, now=now, rules=rules)
+        if found is None:
+            found = choose_fair(head, state, active=active, now=now, rules=rules)
+        behind, wake = False, None
+        if found is None:
+            slicing = time_slice(head, state, active=active, now=now, rules=rules)
+            found, behind, wake = slicing.yielding, True, slicing.next_end
+        if found is None:
+            return Stops(wake=wake)
+        victims = []
+        for i, victim in enumerate(found.victims):
+            view = StopView({}, max_grace=max_grace(victim, state.queues), grace=found.grace(i))
+            victims.append((victim, grace_of(victim, view, rules)))
+        return Stops(tuple(victims), behind, wake)
+
+    return preempt
 
 
 def _pick(preemptor: Job, state: AdmissionState, trial: AdmissionState, found: list[Job], *,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from shunter.domain.admission import Limits
 from shunter.domain.estimates import (
     Learned,
+    Stops,
     World,
     estimates_raw,
     parse,
@@ -18,7 +19,7 @@ from shunter.domain.estimates import (
     timeline_raw,
 )
 from shunter.domain.model import Job, StartRange, format_time
-from shunter.domain.queues import QueueView
+from shunter.domain.queues import LOWER_PRIORITY, QueueView
 from tests.support.builders import a_node, a_training_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -172,3 +173,52 @@ def test_an_appended_plan_is_published_as_a_new_version_of_the_same_instant() ->
     older = timeline_raw(kept)
     assert parse(body, older) is None  # the parts of two versions never mix
     assert parse({**body, "format": 1}) is None  # an older operator's plan: none
+
+
+def test_where_the_pass_reorders_or_preempts_the_plan_is_simulated_in_full() -> None:
+    """Fair sharing lets a new job go ahead of older ones, a cohort merges the heads by
+    share, preemption and slices stop planned jobs: no appending there."""
+    world, rng = a_world(3, queued_jobs=20)
+    learned = Learned()
+
+    def stops(head: Job, state: object, active: object, now: datetime) -> Stops:
+        return Stops()
+
+    cases = {
+        "a fair queue": {**world.queues, "strict": QueueView("strict", half_life=3600)},
+        "a cohort": {**world.queues, "strict": QueueView("strict", cohort="c")},
+        "a preempting queue": {**world.queues,
+                               "strict": QueueView("strict", preemption=LOWER_PRIORITY)},
+    }  # fmt: skip
+    for what, queues in cases.items():
+        ruled = replace(world, queues=queues, preempt=stops)
+        kept = plan(ruled, learned=learned)
+        grown = replace(ruled, waiting=[*ruled.waiting, *tail(ruled, rng, 2)])
+        again, how = replan(kept, grown, learned=learned)
+        assert how == "full", what
+        same(again, plan(grown, learned=learned))
+
+
+def test_the_plain_simulation_is_the_ruled_one_where_no_rule_of_it_applies() -> None:
+    """Where `_ruled` does not hold, the plain simulation (which replan appends to)
+    plans what the one with every rule of the pass (`_Simulation`) plans."""
+    from shunter.domain.estimates import (
+        SCENARIOS,
+        _net_nodes,
+        _ruled,
+        _simulate,
+        _simulate_ruled,
+    )
+
+    for seed in range(20):
+        world, _ = a_world(seed, queued_jobs=40)
+        assert not _ruled(world)
+        nodes = _net_nodes(world.nodes, world.foreign)
+        plain = [_simulate(world, nodes, s, learned=Learned(), max_starts=20_000, sources={})
+                 for s in SCENARIOS]  # fmt: skip
+        ruled, extra = _simulate_ruled(world, nodes, learned=Learned(), max_starts=20_000,
+                                       sources={})  # fmt: skip
+        assert not extra
+        for a, b in zip(plain, ruled, strict=True):
+            assert a.slots == b.slots
+            assert a.reasons == b.reasons
