@@ -29,10 +29,11 @@ def queued(name: str, sequence: int) -> Job:
     return builder.with_spec(maxRuntimeSeconds=600).in_phase("queued", sequence=sequence).job()
 
 
-def published(url: str) -> datetime | None:
+def published(url: str, scope: str = "*") -> datetime | None:
     with psycopg.connect(url, autocommit=True) as conn:
         try:
-            row = conn.execute("SELECT computed_at FROM queue_plan").fetchone()
+            row = conn.execute("SELECT computed_at FROM queue_plan WHERE scope = %s",
+                               (scope,)).fetchone()  # fmt: skip
         except psycopg.errors.UndefinedTable:  # the mirror has not migrated yet
             return None
     return row[0] if row else None
@@ -40,8 +41,8 @@ def published(url: str) -> datetime | None:
 
 async def publish(mirror: Mirror, url: str, kept: Plan) -> None:
     mirror.publish_plan(kept.version, *dump(kept))
-    await asyncio.to_thread(wait_for, lambda: published(url) == kept.version, timeout=20,
-                            what="the plan in queue_plan")  # fmt: skip
+    await asyncio.to_thread(wait_for, lambda: published(url, mirror.scope) == kept.version,
+                            timeout=20, what="the plan in queue_plan")  # fmt: skip
 
 
 async def test_the_api_reads_each_version_and_the_timeline_only_for_a_what_if(
@@ -90,3 +91,40 @@ async def test_the_api_reads_each_version_and_the_timeline_only_for_a_what_if(
         task.cancel()
         await mirror.close()
         await history.close()
+
+
+async def test_installs_sharing_a_database_each_read_their_own_operators_plan(
+    own_postgres: LocalPostgres,
+) -> None:
+    # Two installs scoped to different namespaces, one database: each API answers
+    # from its own operator's plan, whichever was written last.
+    url = own_postgres.url
+    worlds = {
+        scope: World(now=T0 + timedelta(seconds=i), limits=Limits(max_running=10), queues={},
+                     nodes=[a_node("n0", gpus=8)], foreign=[], active=[],
+                     waiting=[queued(f"{scope}-{n}", n) for n in range(1, 2 + i)])
+        for i, scope in enumerate(("team-a", "team-b"))
+    }  # fmt: skip
+    plans = {scope: plan(world, learned=Learned()) for scope, world in worlds.items()}
+    mirrors = {scope: Mirror(url, scope=scope) for scope in plans}
+    tasks = [asyncio.create_task(m.run()) for m in mirrors.values()]
+    histories = {scope: History(url, scope=scope) for scope in (*plans, "*")}
+    try:
+        for scope, kept in plans.items():
+            await publish(mirrors[scope], url, kept)
+        for scope, kept in plans.items():
+            read = Plans(histories[scope])
+            light = await read.refresh()
+            assert light is not None
+            assert light.estimates == kept.estimates, scope
+            whole = await read.whole()
+            assert whole is not None
+            assert whole.slots == kept.slots, scope
+        assert await histories["*"].plan(after=None) is None  # a third install: none yet
+    finally:
+        for task in tasks:
+            task.cancel()
+        for mirror in mirrors.values():
+            await mirror.close()
+        for history in histories.values():
+            await history.close()

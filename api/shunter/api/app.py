@@ -44,7 +44,7 @@ STATIC = Path(__file__).parent / "static"
 
 def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     cache = JobCache(kube, namespace=settings.watch_namespace)
-    history = History(settings.database_url)
+    history = History(settings.database_url, scope=settings.scope.key)
     metrics = Metrics()
     reports = ReportChannel(kube, cache)
     # Logs get a connection pool of their own (shunter.api.logs).

@@ -108,15 +108,16 @@ _GAPS = (
 
 
 _PLAN = (
-    "SELECT computed_at, body FROM queue_plan WHERE id = 1"
+    "SELECT computed_at, body FROM queue_plan WHERE scope = %(scope)s"
     " AND computed_at > coalesce(%(after)s::timestamptz, '-infinity')"
 )
-_TIMELINE = "SELECT computed_at, body, timeline FROM queue_plan WHERE id = 1"
+_TIMELINE = "SELECT computed_at, body, timeline FROM queue_plan WHERE scope = %(scope)s"
 
 
 class History:
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, *, scope: str = "*") -> None:
         self.url = url
+        self.scope = scope  # whose plan it reads (Scope.key: the operator's own)
         self._pool: AsyncConnectionPool | None = None
         self._opening = asyncio.Lock()
 
@@ -199,7 +200,7 @@ class History:
         pool = await self._connection_pool()
         try:
             async with pool.connection(timeout=5) as conn:
-                cursor = await conn.execute(_PLAN, {"after": after})
+                cursor = await conn.execute(_PLAN, {"after": after, "scope": self.scope})
                 row = await cursor.fetchone()
         except psycopg.errors.UndefinedTable:
             return None
@@ -214,7 +215,7 @@ class History:
         pool = await self._connection_pool()
         try:
             async with pool.connection(timeout=5) as conn:
-                cursor = await conn.execute(_TIMELINE)
+                cursor = await conn.execute(_TIMELINE, {"scope": self.scope})
                 row = await cursor.fetchone()
         except psycopg.errors.UndefinedTable:
             return None

@@ -53,6 +53,13 @@ class Scope:
         """The watched namespaces that are not excluded (empty when cluster-wide)."""
         return tuple(n for n in self.watched if n not in self.excluded)
 
+    @property
+    def key(self) -> str:
+        """This install's name in state it shares with other installs through one
+        database (the plan it publishes): "*" when cluster-wide, else the served
+        namespaces, sorted and comma-separated."""
+        return "*" if self.cluster_wide else ",".join(sorted(self.namespaces))
+
     def watch_targets(self) -> tuple[str | None, ...]:
         """What to start an informer on for each namespaced resource: None (the whole
         cluster) or each served namespace."""

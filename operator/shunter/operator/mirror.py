@@ -215,9 +215,9 @@ _LAST_STATES = (
     " ORDER BY namespace, name, created_at DESC"
 )
 _PUBLISH_PLAN = (
-    "INSERT INTO queue_plan (id, computed_at, body, timeline)"
-    " VALUES (1, %(at)s, %(body)s, %(timeline)s)"
-    " ON CONFLICT (id) DO UPDATE SET computed_at = EXCLUDED.computed_at, body = EXCLUDED.body,"
+    "INSERT INTO queue_plan (scope, computed_at, body, timeline)"
+    " VALUES (%(scope)s, %(at)s, %(body)s, %(timeline)s)"
+    " ON CONFLICT (scope) DO UPDATE SET computed_at = EXCLUDED.computed_at, body = EXCLUDED.body,"
     " timeline = EXCLUDED.timeline"
     " WHERE queue_plan.computed_at < EXCLUDED.computed_at"
 )
@@ -244,8 +244,10 @@ class Mirror:
         retry_max: float = 10.0,
         retention: timedelta | None = None,
         prune_every: float = PRUNE_EVERY,
+        scope: str = "*",
     ) -> None:
         self.url = url
+        self.scope = scope  # whose plan it publishes (Scope.key)
         self.retry_max = retry_max
         self.retention = retention
         self.prune_every = prune_every
@@ -364,8 +366,9 @@ class Mirror:
                 assert self._pool is not None
                 async with self._pool.connection(timeout=5) as conn:
                     await conn.execute(
-                        _PUBLISH_PLAN, {"at": plan[0], "body": plan[1], "timeline": plan[2]}
-                    )
+                        _PUBLISH_PLAN, {"scope": self.scope, "at": plan[0], "body": plan[1],
+                                        "timeline": plan[2]}
+                    )  # fmt: skip
         except BaseException:
             if self._plan is None:
                 self._plan = plan  # tried again with the next flush, unless newer came

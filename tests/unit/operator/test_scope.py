@@ -74,3 +74,10 @@ def test_estimates_are_on_by_default_and_may_be_turned_off(monkeypatch: pytest.M
     settings = Settings.from_env()
     assert settings.estimates is False
     assert settings.estimate_every.total_seconds() == 30
+
+
+def test_an_installs_key_names_what_it_serves_whatever_the_order_given():
+    # The plan an install publishes is kept under this key (table queue_plan).
+    assert Scope.parse("").key == "*"
+    assert Scope.parse("vision, ml").key == Scope.parse("ml,vision").key == "ml,vision"
+    assert Scope.parse("ml,kube-system").key == "ml"  # what it serves, not what it lists
