@@ -1,8 +1,10 @@
 """What one reconcile pass costs as the queue grows (the pure decision code alone).
 
-    python -m bench.pass_cost [--queued 100 1000 10000 50000] [--queues 100 --per-queue 1000]
+    python -m bench.pass_cost [--queued 100 1000 10000 50000] [--nodes 100 1000 5000]
+                              [--queues 100 --per-queue 1000]
 
-100 GPU nodes x 8, 100 jobs running (one per node), N jobs queued behind them. Each
+100 GPU nodes x 8, 100 jobs running (one per node), N jobs queued behind them (with
+--nodes: that many nodes, the same 100 jobs running, so only the cluster grows). Each
 measured pass follows one job completing: it decides the completion, admits the next
 job and shifts the written queue positions. The operator's incremental book keeps the
 queue in order as watch events arrive, so the pass looks only at what changed and at
@@ -58,8 +60,10 @@ def _pod(job: Job, node: str, phase: str) -> PodView:
     )  # fmt: skip
 
 
-def measure(queued: int, passes: int = 50) -> dict[str, float]:
-    nodes = [NodeView(f"n{i}", (), (), Resources(gpus=8), True, False) for i in range(NODES)]
+def measure(queued: int, passes: int = 50, *, count: int = NODES) -> dict[str, float]:
+    """`count` nodes (`--nodes`): the same 100 running jobs and limit of 100, so only
+    the cluster grows (the nodes past the first 100 stay free)."""
+    nodes = [NodeView(f"n{i}", (), (), Resources(gpus=8), True, False) for i in range(count)]
     running = [_job(f"r{i}", i, phase="running", sequence=i + 1, placement=[f"n{i}"],
                     attempts=1, podsReady=1) for i in range(NODES)]  # fmt: skip
     waiting = [_job(f"q{i:06d}", NODES + i, phase="queued", sequence=NODES + i + 1)
@@ -87,6 +91,7 @@ def measure(queued: int, passes: int = 50) -> dict[str, float]:
         book.take_due(NOW)
     return {
         "queued": queued,
+        "nodes": count,
         "pass_p50_ms": 1000 * statistics.median(times),
         "pass_max_ms": 1000 * max(times),
         "decisions_per_pass": statistics.mean(decided),
@@ -152,6 +157,8 @@ def main() -> None:
     parser.add_argument("--queued", type=int, nargs="+", default=[100, 1000, 10_000, 50_000])
     parser.add_argument("--queues", type=int, default=0)
     parser.add_argument("--per-queue", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[NODES],
+                        help="node counts (the same 100 running jobs)")  # fmt: skip
     args = parser.parse_args()
     if args.queues:
         runs = [measure_queues(args.queues, args.per_queue, fair=f) for f in (False, True)]
@@ -162,11 +169,10 @@ def main() -> None:
         table(f"one pass after a completion, {args.queues} queues x {args.per_queue} jobs", rows)
         print(f"\nwrote {write_result('pass-cost-fair', {'runs': runs})}")
         return
-    results = [measure(n) for n in args.queued]
-    rows = [
-        (f"{r['queued']} queued: {k}", v) for r in results for k, v in r.items() if k != "queued"
-    ]
-    table("one reconcile pass after a completion (100 running on 100 nodes)", rows)
+    results = [measure(n, count=c) for c in args.nodes for n in args.queued]
+    rows = [(f"{r['nodes']} nodes, {r['queued']} queued: {k}", v)
+            for r in results for k, v in r.items() if k not in ("queued", "nodes")]  # fmt: skip
+    table("one reconcile pass after a completion (100 running)", rows)
     print(f"\nwrote {write_result('pass-cost', {'runs': results})}")
 
 

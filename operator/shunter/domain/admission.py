@@ -275,5 +275,5 @@ class AdmissionState:
 
     def copy(self) -> AdmissionState:
         quota = self.quota.copy()
-        capacity = Capacity(self.capacity.nodes, dict(self.capacity.free), self.capacity._pools)
+        capacity = Capacity(self.capacity.index, dict(self.capacity.free))
         return AdmissionState(self.limits, self.usage, quota, capacity, self.queues)

@@ -32,6 +32,7 @@ from datetime import datetime
 
 from shunter.domain.admission import LaneOrder, QueueOrder
 from shunter.domain.arrays import Named, index_in_name
+from shunter.domain.capacity import NodeIndex
 from shunter.domain.claims import ClaimView
 from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import Entry, Ledger, Tenant
@@ -59,6 +60,7 @@ class JobBook:
         self.dirty: set[JobKey] = set()
         self.max_sequence = 0
         self.nodes: dict[str, NodeView] = {}
+        self._node_index: NodeIndex | None = None
         self.foreign: dict[str, PodUsage] = {}
         self.queues: dict[str, QueueView] = {}
         self.claims: dict[tuple[str, str], ClaimView] = {}
@@ -330,10 +332,19 @@ class JobBook:
     # -- the world around the jobs ------------------------------------------------
 
     def put_node(self, node: NodeView) -> None:
+        if self.nodes.get(node.name) != node:  # a heartbeat alone changes no NodeView
+            self._node_index = None
         self.nodes[node.name] = node
 
     def remove_node(self, node: NodeView) -> None:
-        self.nodes.pop(node.name, None)
+        if self.nodes.pop(node.name, None) is not None:
+            self._node_index = None
+
+    def node_index(self) -> NodeIndex:
+        """The nodes' pools, kept until a node changes (shunter.domain.capacity)."""
+        if self._node_index is None:
+            self._node_index = NodeIndex.of(self.nodes.values())
+        return self._node_index
 
     def put_foreign(self, usage: PodUsage) -> None:
         self.foreign[usage.uid] = usage

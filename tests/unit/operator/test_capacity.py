@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 from shunter.domain.capacity import Capacity
 from shunter.domain.model import Toleration
 from shunter.domain.nodes import PodUsage, Resources, Taint, quantity
+from shunter.operator.book import JobBook
 from tests.support.builders import a_node, a_training_job, gpu_nodes
 
 
@@ -109,3 +113,40 @@ def test_a_node_with_a_condition_taint_is_in_the_pool_but_not_usable():
     ).job()  # fmt: skip
     assert capacity.place(tolerating) == ("fresh",)
     assert Capacity.build([a_node("fresh")], (), ()).place(job) == ("fresh",)
+
+
+def test_best_fit_is_the_fullest_then_the_name_for_one_pod_and_for_a_gang():
+    # The first nodes of (free GPUs, free CPU, name) among those that fit, as a full
+    # sort would give them, on random clusters.
+    rng = random.Random(26)
+    for _ in range(200):
+        nodes = gpu_nodes(rng.randint(1, 12), gpus=8)
+        held = [a_training_job(f"h{i}").with_gpus(rng.randint(1, 8))
+                .in_phase("running", placement=[n.name]).job()
+                for i, n in enumerate(nodes) if rng.random() < 0.6]  # fmt: skip
+        capacity = Capacity.build(nodes, (), held)
+        job = a_training_job("j").with_gpus(rng.randint(1, 8)).with_spec(
+            nodes=rng.randint(1, 3)).job()  # fmt: skip
+        free = capacity.free
+        fits = sorted((free[n.name].gpus, free[n.name].cpu, n.name) for n in nodes
+                      if free[n.name].gpus >= job.spec.gpus)  # fmt: skip
+        want = (tuple(name for _, _, name in fits[: job.spec.nodes])
+                if len(fits) >= job.spec.nodes else None)  # fmt: skip
+        assert capacity.place(job) == want
+
+
+def test_the_books_node_index_is_kept_until_a_node_changes():
+    book = JobBook.of([], nodes=gpu_nodes(3))
+    index = book.node_index()
+    Capacity.build(index, (), ()).pool(a_training_job("a").job())
+    assert index.pools  # what a pass looked up stays for the next
+    assert book.node_index() is index
+    book.put_node(book.nodes["gpu-node-0"])  # the same node again (a heartbeat)
+    assert book.node_index() is index
+    book.put_node(replace(book.nodes["gpu-node-0"], unschedulable=True))  # cordoned
+    changed = book.node_index()
+    assert changed is not index
+    assert [n.name for n in Capacity.build(changed, (), ()).usable(a_training_job("a").job())] == [
+        "gpu-node-1", "gpu-node-2"]  # fmt: skip
+    book.remove_node(book.nodes["gpu-node-2"])
+    assert book.node_index() is not changed
