@@ -46,6 +46,9 @@ CONDITIONS = ("Completed", "Finished", "Failed", "Checkpointed")
 # and each entry costs a look per pass and a line in its status.
 MAX_DEPENDENCIES = 32
 MISSING_GRACE = timedelta(seconds=10)
+# Conditions named in status.waitingFor (a table column stays readable; the message
+# names them all).
+SHOWN = 3
 
 WAITING_REASON = "Dependency"
 FAILED_REASON = "DependencyFailed"
@@ -135,6 +138,18 @@ class Judgement:
     def reason(self) -> str | None:
         return {Outcome.WAITING: WAITING_REASON, Outcome.FAILED: FAILED_REASON,
                 Outcome.CANCELLED: CANCELLED_REASON}.get(self.outcome)  # fmt: skip
+
+    @property
+    def waiting_for(self) -> str | None:
+        """A waiting job's conditions not met yet, short (`a Completed, b Checkpointed
+        500`; past SHOWN of them, how many more): status.waitingFor, a kubectl column."""
+        if self.outcome is not Outcome.WAITING:
+            return None
+        waiting = [s.dependency for s in self.conditions if s.state is State.WAITING]
+        shown = ", ".join(f"{d.name} {d.condition}{'' if d.step is None else f' {d.step}'}"
+                          for d in waiting[:SHOWN])  # fmt: skip
+        more = len(waiting) - SHOWN
+        return f"{shown} (+{more} more)" if more > 0 else shown
 
 
 def describe(dependency: Dependency) -> str:

@@ -407,6 +407,9 @@ class JobStatus:
     estimated_range: StartRange | None = None
     # An array's runs per phase (shunter.domain.arrays.ArrayCounts).
     array: Mapping[str, Any] | None = None
+    # A job waiting for its dependencies (reason Dependency): the conditions not met
+    # yet, short (shunter.domain.dependencies.Judgement.waiting_for; kubectl's column).
+    waiting_for: str | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> JobStatus:
@@ -441,6 +444,7 @@ class JobStatus:
             estimated_start=parse_time(raw.get("estimatedStart")),
             estimated_range=StartRange.parse(raw.get("estimatedStartRange")),
             array=raw.get("array"),
+            waiting_for=raw.get("waitingFor"),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -474,6 +478,7 @@ class JobStatus:
             "estimatedStart": format_time(self.estimated_start),
             "estimatedStartRange": self.estimated_range.to_raw() if self.estimated_range else None,
             "array": dict(self.array) if self.array else None,
+            "waitingFor": self.waiting_for,
         }
 
 

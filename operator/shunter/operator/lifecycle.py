@@ -63,6 +63,8 @@ class Context:
     queue_position: int | None = None
     waiting_message: str | None = None
     waiting_reason: str = "Queued"
+    # Waiting for its dependencies: the conditions not met yet (status.waitingFor).
+    waiting_for: str | None = None
     # An admitted job: its current Pods by index, those created but not seen yet, and
     # the nodes that are not Ready.
     pods: Mapping[int, PodView] = field(default_factory=dict)
@@ -108,6 +110,7 @@ def still_waiting(job: Job, ctx: Context) -> bool:
         and status.queue_position == ctx.queue_position
         and status.message == waiting_message(ctx)
         and status.reason == ctx.waiting_reason
+        and status.waiting_for == ctx.waiting_for
     )
 
 
@@ -195,6 +198,8 @@ def _suspended(job: Job, ctx: Context) -> Decision:
 
 
 def _queued(job: Job, ctx: Context) -> Decision:
+    if job.status.waiting_for is not None:  # shown only while it waits (below)
+        job = replace(job, status=replace(job.status, waiting_for=None))
     status = job.status
     events: tuple[Event, ...] = ()
     if job.phase is None and ctx.admit is None:
@@ -232,6 +237,7 @@ def _queued(job: Job, ctx: Context) -> Decision:
             reason=ctx.waiting_reason,
             message=waiting_message(ctx),
             queue_position=ctx.queue_position,
+            waiting_for=ctx.waiting_for,
         ),
         events=events,
     )

@@ -67,7 +67,7 @@ def admission_state(book: JobBook, rules: Rules) -> AdmissionState:
         limits=rules.limits,
         usage=Usage.of(active),
         quota=QuotaUse.of(book.queues, active),
-        capacity=Capacity.build(book.nodes.values(), book.foreign.values(), active, bound),
+        capacity=Capacity.build(book.node_index(), book.foreign.values(), active, bound),
         queues=book.queues,
     )
 
@@ -212,7 +212,7 @@ class _Walk:
                     heapq.heappush(heap, (self._key(following), name, following, rest))
         # Jobs past the walk: new ones get their first status, and those whose status
         # still shows an exact place learn that they are further back now.
-        beyond = f"Waiting in queue (more than {self.rules.exact_positions} jobs ahead)"
+        beyond = self._beyond()
         for key in (*self.numbered, *self.book.positioned, *self.woken):
             behind = self.book.jobs.get(key)
             if key in seen or behind is None or not behind.queued or behind.spec.cancelled:
@@ -222,6 +222,10 @@ class _Walk:
             seen.add(key)
             waiting = Context(now=self.now, rules=self.rules, waiting_message=beyond)
             yield _numbered(behind, self.numbered), self._refused_or_waiting(behind) or waiting
+
+    def _beyond(self) -> str:
+        """The message of a queued job further back than the exact positions."""
+        return f"Waiting in queue (more than {self.rules.exact_positions} jobs ahead)"
 
     def _waiting(self, name: str, queue: QueueView | None) -> Iterator[Job]:
         """A queue's waiting jobs in its order: admission order, or with admission
@@ -254,7 +258,7 @@ class _Walk:
         if found.outcome is Outcome.CANCELLED:
             return Context(now=self.now, rules=self.rules, cascade=found.message)
         return Context(now=self.now, rules=self.rules, waiting_reason=found.reason or "",
-                       waiting_message=found.message)  # fmt: skip
+                       waiting_message=found.message, waiting_for=found.waiting_for)  # fmt: skip
 
     def _refused_or_waiting(self, job: Job) -> Context | None:
         if job.spec.depends_on:
@@ -319,6 +323,9 @@ class _Walk:
             walk.done = True
             return None
         reason = verdict.reason or "Queued"
+        if past:  # a BestEffortFIFO queue looks further, but numbers only the first N
+            return job, Context(now=self.now, rules=self.rules, waiting_message=self._beyond(),
+                                waiting_reason=reason)  # fmt: skip
         return job, Context(now=self.now, rules=self.rules, queue_position=walk.position,
                             waiting_message=message, waiting_reason=reason)  # fmt: skip
 

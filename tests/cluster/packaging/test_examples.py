@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.cluster.packaging.test_kubectl import EXAMPLES, KUBECTL_EXAMPLES, kubectl
+from tests.cluster.packaging.test_kubectl import EXAMPLES, KUBECTL_EXAMPLES, columns, kubectl
 from tests.support.api import ApiProcess
 from tests.support.builders import a_training_job
 from tests.support.operator import Jobs, OperatorProcess
@@ -179,9 +179,18 @@ def test_a_pipeline_waits_in_order_and_its_cancel_takes_the_waiting_steps(
             wait_for(lambda n=name, m=message: jobs.status(n).get("message") == m, timeout=30,
                      what=f"{name} to wait for its upstream")  # fmt: skip
             assert jobs.status(name)["reason"] == "Dependency"
+        # kubectl get tj: the WAITING FOR column (status.waitingFor) shows each step's
+        # condition not met yet; the running step's is empty.
+        assert columns(kubeconfig, namespace, "PHASE", "WAITING FOR") == {
+            "prepare": ["running", ""],
+            "train": ["queued", "prepare Completed"],
+            "evaluate": ["queued", "train Checkpointed 1000"],
+            "report": ["queued", "evaluate Finished"],
+        }
         assert jobs.pod_names() == ["prepare-trainer"]
         assert "patched" in kubectl(kubeconfig, namespace, *cancel)
         for name in waits:
             status = jobs.wait_phase(name, "cancelled")["status"]
             assert status["reason"] == "UpstreamCancelled"
+            assert "waitingFor" not in status  # cleared with the wait
         jobs.wait_phase("prepare", "cancelled")

@@ -33,6 +33,24 @@ def kubectl(kubeconfig: Path, namespace: str, *args: str) -> str:
     return result.stdout
 
 
+def table(kubeconfig: Path, namespace: str) -> list[list[str]]:
+    """The default `kubectl get tj` table, cut at the header's column starts (kubectl
+    pads columns with 3 spaces; a header may hold one: CKPT AGE, WAITING FOR)."""
+    lines = kubectl(kubeconfig, namespace, "get", "tj").splitlines()
+    header = lines[0]
+    starts = [
+        i for i, c in enumerate(header) if c != " " and header[max(0, i - 2) : i] in ("", "  ")
+    ]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [[line[a:b].strip() for a, b in bounds] for line in lines]
+
+
+def columns(kubeconfig: Path, namespace: str, *names: str) -> dict[str, list[str]]:
+    """Each job's cells under the columns `names` of the default table."""
+    header, *rows = table(kubeconfig, namespace)
+    return {r[0]: [r[header.index(n)] for n in names] for r in rows}
+
+
 def test_examples_get_and_patch(
     kubeconfig: Path, namespace: str, jobs: Jobs, start_operator: Callable[..., OperatorProcess]
 ):
@@ -40,36 +58,20 @@ def test_examples_get_and_patch(
         assert "created" in kubectl(kubeconfig, namespace, "apply", "-f", str(EXAMPLES / example))
     start_operator()  # all three wait in the queue when admission first looks
 
-    def table() -> list[list[str]]:
-        """The default `kubectl get tj` table, cut at the header's column starts (kubectl
-        pads columns with 3 spaces; a header may hold one: CKPT AGE)."""
-        lines = kubectl(kubeconfig, namespace, "get", "tj").splitlines()
-        header = lines[0]
-        starts = [
-            i for i, c in enumerate(header) if c != " " and header[max(0, i - 2) : i] in ("", "  ")
-        ]
-        bounds = list(zip(starts, [*starts[1:], None], strict=True))
-        return [[line[a:b].strip() for a, b in bounds] for line in lines]
-
-    assert table()[0] == [
-        "NAME", "PHASE", "POSITION", "EST. START", "GPUS", "NODES", "READY", "PROGRESS",
-        "CKPT AGE", "RUNS", "AGE",
+    assert table(kubeconfig, namespace)[0] == [
+        "NAME", "PHASE", "POSITION", "EST. START", "WAITING FOR", "GPUS", "NODES", "READY",
+        "PROGRESS", "CKPT AGE", "RUNS", "AGE",
     ]  # fmt: skip
-
-    def columns(*names: str) -> dict[str, list[str]]:
-        """Each job's cells under the columns `names`."""
-        header, *rows = table()
-        return {r[0]: [r[header.index(n)] for n in names] for r in rows}
 
     # The urgent job (priority 100) runs first; the others wait with positions.
     wait_for(
-        lambda: columns("PHASE").get("urgent-finetune") == ["running"],
+        lambda: columns(kubeconfig, namespace, "PHASE").get("urgent-finetune") == ["running"],
         timeout=30,
         what="urgent-finetune to run",
     )
     wait_for(
         lambda: (
-            columns("PHASE", "POSITION", "GPUS")
+            columns(kubeconfig, namespace, "PHASE", "POSITION", "GPUS")
             == {
                 "urgent-finetune": ["running", "", "1"],
                 "hangs-on-cancel": ["queued", "1", "1"],
@@ -80,9 +82,9 @@ def test_examples_get_and_patch(
         what="the others queued in submission order",
     )
     wide = kubectl(kubeconfig, namespace, "get", "tj", "-o", "wide").splitlines()[0].split("   ")
-    assert [c.strip() for c in wide if c.strip()][:14] == [
-        "NAME", "PHASE", "POSITION", "EST. START", "GPUS", "NODES", "READY", "PROGRESS",
-        "CKPT AGE", "PRIORITY", "QUEUE", "POD", "REASON", "MESSAGE",
+    assert [c.strip() for c in wide if c.strip()][:15] == [
+        "NAME", "PHASE", "POSITION", "EST. START", "WAITING FOR", "GPUS", "NODES", "READY",
+        "PROGRESS", "CKPT AGE", "PRIORITY", "QUEUE", "POD", "REASON", "MESSAGE",
     ]  # fmt: skip
 
     out = kubectl(

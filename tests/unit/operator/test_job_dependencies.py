@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from shunter.domain.admission import Limits
 from shunter.domain.dependencies import (
+    MAX_DEPENDENCIES,
     Absent,
     Outcome,
     State,
@@ -134,6 +138,38 @@ def test_every_condition_must_be_met_and_the_message_names_what_it_waits_for():
     assert judge(job, lookup_of(a, done), now=NOW).outcome is Outcome.SATISFIED
 
 
+def test_waiting_for_names_the_conditions_not_met_shortly():
+    a = a_training_job("a").in_phase("completed").job()
+    c = a_training_job("c").in_phase("running").with_checkpoint(40, at=T0).job()
+    job = a_dependent("b", dep("a"), dep("c", "Checkpointed", 500), dep("d", "Finished"))
+    found = judge(job.job(), lookup_of(a, c), now=T0)  # d may still be on its way
+    assert found.waiting_for == "c Checkpointed 500, d Finished"
+    many = a_dependent("b", *(dep(f"u{i}", "Failed") for i in range(5))).job()
+    upstreams = [a_training_job(f"u{i}").in_phase("running").job() for i in range(5)]
+    assert judge(many, lookup_of(*upstreams), now=NOW).waiting_for == (
+        "u0 Failed, u1 Failed, u2 Failed (+2 more)"
+    )
+    done = a_training_job("c").in_phase("running").with_checkpoint(500, at=T0).job()
+    assert judge(a_dependent("b", dep("c", "Checkpointed", 500)).job(), lookup_of(done),
+                 now=NOW).waiting_for is None  # fmt: skip
+    failed = judge(a_dependent("b").job(), lookup_of(), now=NOW)
+    assert failed.outcome is Outcome.FAILED
+    assert failed.waiting_for is None
+
+
+def test_the_longest_waiting_for_fits_the_crds_bound():
+    crd = Path(__file__).parents[3] / "charts/shunter/crds/trainingjobs.shunter.dev.yaml"
+    [version] = yaml.safe_load(crd.read_text())["spec"]["versions"]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    names = [f"{i:02d}" + "x" * 61 for i in range(MAX_DEPENDENCIES)]
+    upstreams = [a_training_job(n).in_phase("running").job() for n in names]
+    job = a_dependent("b", *(dep(n, "Checkpointed", 2**63 - 1) for n in names)).job()
+    shown = judge(job, lookup_of(*upstreams), now=NOW).waiting_for
+    assert shown is not None
+    assert shown.endswith(f"(+{MAX_DEPENDENCIES - 3} more)")
+    assert len(shown) <= status["waitingFor"]["maxLength"]
+
+
 def test_one_impossible_condition_fails_the_job_whatever_the_others():
     a = a_training_job("a").in_phase("failed", message="Trainer exited with code 1").job()
     c = a_training_job("c").in_phase("queued").job()
@@ -234,6 +270,40 @@ def test_a_waiting_job_blocks_no_one_in_a_strict_fifo_queue():
     assert d[JobKey("default", "b")].status.message == "Waiting for a to complete"
     assert d[JobKey("default", "b")].status.queue_position is None
     assert d[JobKey("default", "c")].status.phase is Phase.STARTING
+
+
+def test_waiting_for_is_written_with_the_wait_once_and_cleared_when_it_ends():
+    """status.waitingFor (kubectl's column) goes in the write that says reason
+    Dependency; a pass that changes nothing for the job writes nothing; starting, or
+    failing on its dependencies, clears it."""
+    a = a_training_job("a").in_phase("running", sequence=1).with_checkpoint(10, at=T0).job()
+    b = a_dependent("b", dep("a", "Checkpointed", 100)).in_phase("queued", sequence=2).job()
+    book, result = pass_of(a, b)
+    waiting = result.decisions[b.key].status
+    assert (waiting.reason, waiting.waiting_for) == ("Dependency", "a Checkpointed 100")
+    assert waiting.to_raw()["waitingFor"] == "a Checkpointed 100"
+    book.put_job(replace(b, status=waiting))
+    book.put_job(a_training_job("a").in_phase("running", sequence=1)
+                 .with_checkpoint(50, at=T0).job())  # fmt: skip  # moved, not there yet
+    rules = Rules(limits=Limits(max_running=4))
+    again = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
+    assert b.key not in again.decisions  # no write: nothing it shows changed
+    older = replace(waiting, waiting_for=None)  # as an operator before waitingFor wrote it
+    book.put_job(replace(b, status=older))
+    upgraded = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
+    assert upgraded.decisions[b.key].status == waiting
+    book.put_job(replace(b, status=waiting))
+    book.put_job(a_training_job("a").in_phase("running", sequence=1)
+                 .with_checkpoint(100, at=T0).job())  # fmt: skip
+    started = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
+    assert started.decisions[b.key].status.phase is Phase.STARTING
+    assert started.decisions[b.key].status.waiting_for is None
+    assert started.decisions[b.key].status.to_raw()["waitingFor"] is None  # deleted
+    book.put_job(a_training_job("a").in_phase("failed", sequence=1).job())
+    book.put_job(replace(b, status=waiting))
+    failed = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
+    assert failed.decisions[b.key].status.reason == "DependencyFailed"
+    assert failed.decisions[b.key].status.waiting_for is None
 
 
 def test_an_upstream_that_completes_starts_its_dependent_in_the_next_pass():
