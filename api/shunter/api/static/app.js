@@ -224,6 +224,51 @@ $("#settings").addEventListener("submit", (event) => {
   connect();
 });
 
+// The jobs to wait for (POST /submit's depends_on: name, condition, and step with
+// Checkpointed only). A row without a name is left out; anything else goes to the
+// server as typed, which judges it (a missing step, an unknown job, a cycle).
+function dependencies() {
+  const found = [];
+  for (const row of document.querySelectorAll("#depends-on li.dependency")) {
+    const name = row.querySelector("[name=dep_name]").value.trim();
+    if (!name) continue;
+    const condition = row.querySelector("[name=dep_condition]").value;
+    const entry = { name, condition };
+    const step = row.querySelector("[name=dep_step]").value;
+    if (condition === "Checkpointed" && step !== "") entry.step = Number(step);
+    found.push(entry);
+  }
+  return found;
+}
+
+function formChanged() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(preview, 600);
+}
+
+function addDependency() {
+  const row = $("#dependency-row").content.firstElementChild.cloneNode(true);
+  const condition = row.querySelector("[name=dep_condition]");
+  const step = row.querySelector("[name=dep_step]");
+  // The step is asked for with Checkpointed only (its place kept, the rows aligned).
+  condition.addEventListener("change", () => {
+    step.classList.toggle("unused", condition.value !== "Checkpointed");
+  });
+  row.querySelector("button.remove").addEventListener("click", () => {
+    row.remove();
+    formChanged();
+  });
+  $("#depends-on").append(row);
+  row.querySelector("[name=dep_name]").focus();
+}
+
+// The server's refusal of a submit, in the form beside the fields it names.
+function showSubmitError(text) {
+  const box = $("#submit-error");
+  box.textContent = text || "";
+  box.hidden = !text;
+}
+
 function submitted(form) {
   const body = {
     gpus: Number(form.get("gpus")),
@@ -241,6 +286,9 @@ function submitted(form) {
     body.array = { count: Number(form.get("array_count")) };
     if (form.get("array_parallel")) body.array.max_parallel = Number(form.get("array_parallel"));
   }
+  const dependsOn = dependencies();
+  if (dependsOn.length) body.depends_on = dependsOn;
+  if (form.get("cancel_dependents")) body.cancel_dependents = true;
   if (session.simulator) {  // the kwok Stages' knobs, offered only by a demo server
     const annotations = {};
     if (form.get("run_for")) annotations["sim.shunter.dev/run-for"] = String(form.get("run_for"));
@@ -258,8 +306,9 @@ $("#submit").addEventListener("submit", async (event) => {
   try {
     const { status, data } = await request(
       "POST", `/api/training/submit${query()}`, submitted(new FormData(event.target)));
-    notify(status === 201 ? `Submitted ${data.job_id}` : (data && data.message) || `HTTP ${status}`,
-           status === 201 ? "ok" : "error");
+    const refusal = status === 201 ? "" : (data && data.message) || `HTTP ${status}`;
+    notify(status === 201 ? `Submitted ${data.job_id}` : refusal, status === 201 ? "ok" : "error");
+    showSubmitError(refusal);
     if (status === 201) {  // the preview was of this job: it is in the list now
       clearTimeout(previewTimer);
       previewAsked++;
@@ -267,6 +316,7 @@ $("#submit").addEventListener("submit", async (event) => {
     }
   } catch (error) {
     notify(`Submit failed: ${error.message}`, "error");
+    showSubmitError(`Submit failed: ${error.message}`);
   } finally {
     button.disabled = false;
   }
@@ -322,10 +372,8 @@ async function preview() {
 }
 
 $("#preview-button").addEventListener("click", preview);
-$("#submit").addEventListener("input", () => {
-  clearTimeout(previewTimer);
-  previewTimer = setTimeout(preview, 600);
-});
+$("#submit").addEventListener("input", formChanged);
+$("#add-dependency").addEventListener("click", addDependency);
 
 $("#history-filters").addEventListener("submit", (event) => {
   event.preventDefault();
