@@ -1,6 +1,7 @@
 """Start-time estimates on a synthetic trace, in virtual time (issue 25, "Measure").
 
     python -m bench.estimates [--seeds 1 2 3 4 5] [--jobs 300] [--no-cost]
+                              [--no-accuracy] [--shape plain|fair|cohort|preempt]
 
 The operator's real pass (`planning.plan_pass` over a `JobBook`) decides admissions
 on a virtual clock; this module plays the API server (a decision's status is in the
@@ -42,11 +43,12 @@ from shunter.domain.admission import Limits
 from shunter.domain.estimates import Estimate, Learned, World
 from shunter.domain.model import Job, JobKey, JobStatus, Phase, PodView, Progress, format_time
 from shunter.domain.nodes import NodeView, Resources
-from shunter.domain.queues import QueueView
+from shunter.domain.queues import LOWER_PRIORITY, QueueView
 from shunter.domain.whatif import timeline_of
 from shunter.operator.book import JobBook
 from shunter.operator.estimating import dump, learned_from
 from shunter.operator.planning import plan_pass
+from shunter.operator.preemption import for_estimates
 from shunter.operator.rules import Rules
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -323,7 +325,23 @@ def run_seed(seed: int, params: TraceParams) -> dict[str, Any]:
 # -- cost at 10,000 queued jobs --------------------------------------------------------
 
 
-def big_book(queued: int, *, seed: int = 1) -> JobBook:
+# The queues of the cost part's world (`--shape`): "plain" (two StrictFIFO queues,
+# every job in "default": the plan is appended to), or with a rule under which the
+# plan is simulated in full each time: "fair" (admission fair sharing between the two
+# namespaces in "default"), "cohort" (the queued jobs split between two queues of 256
+# GPUs in a fair cohort, the running ones borrowing 144 of them), "preempt" ("default"
+# preempts lower priorities; a quarter of the queued jobs have priority 1).
+SHAPES = {
+    "plain": (QueueView("default"), QueueView("spare")),
+    "fair": (QueueView("default", half_life=3600), QueueView("spare")),
+    "cohort": tuple(
+        QueueView(n, gpu_quota=256, cohort="c", weight=1.0) for n in ("default", "spare")
+    ),
+    "preempt": (QueueView("default", preemption=LOWER_PRIORITY), QueueView("spare")),
+}
+
+
+def big_book(queued: int, *, seed: int = 1, shape: str = "plain") -> JobBook:
     rng = random.Random(seed)
     nodes = [_node(f"gpu-{i}", 8) for i in range(64)]
     jobs = []
@@ -339,24 +357,35 @@ def big_book(queued: int, *, seed: int = 1) -> JobBook:
         jobs.append(Job.parse(body))
     for i in range(queued):
         created = T0 + timedelta(seconds=i)
-        body = {"metadata": {"name": f"q{i}", "namespace": ("team-a", "team-b")[i % 2],
+        team = ("team-a", "team-b")[i % 2]
+        body = {"metadata": {"name": f"q{i}", "namespace": team,
                              "uid": f"q{i}", "resourceVersion": str(i + 2),
                              "creationTimestamp": format_time(created)},
                 "spec": {"image": f"bench/image-{i % 5}", "gpus": rng.choice([1, 2, 4, 8]),
                          "maxRuntimeSeconds": rng.choice([1800, 3600, 7200, 14400])},
                 "status": {"phase": "queued", "sequence": 1000 + i}}  # fmt: skip
+        spec: dict[str, Any] = body["spec"]  # type: ignore[assignment]
+        if shape == "cohort":
+            spec["queue"] = ("default", "spare")[(i // 2) % 2]
+        if shape == "preempt":
+            spec["priority"] = rng.choice([0, 0, 0, 1])
         jobs.append(Job.parse(body))
-    return JobBook.of(jobs, nodes=nodes, queues=[QueueView("default"), QueueView("spare")])
+    return JobBook.of(jobs, nodes=nodes, queues=SHAPES[shape])
 
 
-def what_if_cost(queued: int, requests: int) -> dict[str, float]:
+def _world_of(book: JobBook, now: datetime) -> World:
+    """The world the operator plans from (shunter.operator.estimating)."""
+    return World(now=now, limits=LIMITS, queues=dict(book.queues),
+                 nodes=list(book.nodes.values()), foreign=[], active=list(book.active.values()),
+                 waiting=list(book.waiting()), preempt=for_estimates(RULES))  # fmt: skip
+
+
+def what_if_cost(queued: int, requests: int, *, shape: str = "plain") -> dict[str, float]:
     from shunter.api.whatif import answer_what_if
 
-    book = big_book(queued)
+    book = big_book(queued, shape=shape)
     now = T0 + timedelta(seconds=queued + 10)
-    world = World(now=now, limits=LIMITS, queues=dict(book.queues),
-                  nodes=list(book.nodes.values()), foreign=[],
-                  active=list(book.active.values()), waiting=list(book.waiting()))  # fmt: skip
+    world = _world_of(book, now)
     began = time.perf_counter()
     kept = estimates.plan(world, learned=Learned())
     plan_s = time.perf_counter() - began
@@ -410,13 +439,13 @@ def what_if_cost(queued: int, requests: int) -> dict[str, float]:
 
 
 def operator_cpu(queued: int, *, on: bool, seconds: float = 60.0, rate: float = 10.0,
-                 every: float = PLAN_EVERY) -> dict[str, float]:  # fmt: skip
+                 every: float = PLAN_EVERY, shape: str = "plain") -> dict[str, float]:  # fmt: skip
     """CPU seconds for `seconds` of events at `rate` per second at `queued` jobs: a pass
     per event (a new job), plus with estimates on the kept plan when the operator's
     rule says it is due (every `every` at most, at most a fifth of the time), brought up
     to date as the operator does (`estimates.replan`: kept, new jobs appended, or
     simulated again in full)."""
-    book = big_book(queued)
+    book = big_book(queued, shape=shape)
     cpu_pass = cpu_plan = 0.0
     plans = 0
     last_plan, last_seconds = -math.inf, 0.0
@@ -437,10 +466,7 @@ def operator_cpu(queued: int, *, on: bool, seconds: float = 60.0, rate: float = 
             book.put_job(replace(book.jobs[key], status=decision.status))
         cpu_pass += time.process_time() - began
         if on and t - last_plan >= max(every, 5 * last_seconds):
-            world = World(now=now, limits=LIMITS, queues=dict(book.queues),
-                          nodes=list(book.nodes.values()), foreign=[],
-                          active=list(book.active.values()),
-                          waiting=list(book.waiting()))  # fmt: skip
+            world = _world_of(book, now)
             began = time.process_time()
             kept, done = estimates.replan(kept, world, learned=learned)
             how[done] += 1
@@ -473,9 +499,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--no-cost", action="store_true")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="plain",
+                        help="the queues of the cost part's world (SHAPES)")  # fmt: skip
     args = parser.parse_args()
     params = replace(TRACE, jobs=args.jobs)
-    result: dict[str, Any] = {"trace": asdict(params), "seeds": args.seeds}
+    result: dict[str, Any] = {"trace": asdict(params), "seeds": args.seeds, "shape": args.shape}
     if not args.no_accuracy:
         runs = []
         for seed in args.seeds:
@@ -493,9 +521,9 @@ def main() -> None:
                for k, v in summary.items()])  # fmt: skip
         result.update(runs=runs, summary=summary)
     if not args.no_cost:
-        cost = what_if_cost(args.queued, args.requests)
-        table(f"what-if at {args.queued} queued jobs", list(cost.items()))
-        cpu = [operator_cpu(args.queued, on=False), operator_cpu(args.queued, on=True)]
+        cost = what_if_cost(args.queued, args.requests, shape=args.shape)
+        table(f"what-if at {args.queued} queued jobs ({args.shape})", list(cost.items()))
+        cpu = [operator_cpu(args.queued, on=on, shape=args.shape) for on in (False, True)]
         for row in cpu:
             table(
                 f"operator CPU, estimates {'on' if row['estimates'] else 'off'}", list(row.items())

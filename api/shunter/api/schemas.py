@@ -460,7 +460,10 @@ class WhatIf(BaseModel):
     job_id: str
     namespace: str
     queue: str
-    position: int = Field(description="Its place in its queue (1 = next to start)")
+    position: int | None = Field(
+        description="Its place in its queue (1 = next to start);"
+        " null while it would wait for its dependencies"
+    )
     ahead: int = Field(description="Queued jobs ahead of it in admission order (all queues)")
     estimated_start: datetime | None = None
     estimated_start_range: StartRangePublic | None = None
@@ -471,6 +474,12 @@ class WhatIf(BaseModel):
     )
     alternatives: list[Alternative] = Field(default_factory=list)
     message: str
+    plan_made_at: datetime | None = Field(
+        default=None,
+        description="The operator's plan this answer is from (its version: published"
+        " every few seconds); null when it is from none (no plan yet, or a job that"
+        " would wait for its dependencies)",
+    )
 
 
 class CancelResult(BaseModel):

@@ -57,7 +57,7 @@ from shunter.domain.actions import Answer, decide_cancel, decide_resume, decide_
 from shunter.domain.admission import waits
 from shunter.domain.arrays import is_run_of, run_name
 from shunter.domain.capacity import Capacity
-from shunter.domain.dependencies import Absent, Upstream, submit_cycle
+from shunter.domain.dependencies import Absent, Upstream, judge, submit_cycle
 from shunter.domain.model import (
     API_VERSION,
     CANCELLED_BY,
@@ -190,10 +190,15 @@ class TrainingService:
                 return False
             return True
 
+        found = await self._upstreams(namespace, job.spec)
+        dependencies = judge(
+            job, lambda name: found.get(name) or Absent.MISSING, now=job.created_at
+        )
         return await answer_what_if(
             job, await self.plans.whole(), now=datetime.now(UTC), queues=self.cache.queues.store,
             holders=self.cache.holders(), allowed=allowed,
             waiting=self.cache.waiting_by_queue(),
+            max_sized_grace=self.settings.max_sized_grace_seconds, dependencies=dependencies,
         )  # fmt: skip
 
     async def _create(self, request: JobCreate, *, namespace: str, caller: Principal,
@@ -254,13 +259,18 @@ class TrainingService:
         phase = Phase(row[0]) if row[0] in Phase.__members__.values() else None
         return Upstream.gone(key.name, phase, row[1])
 
+    async def _upstreams(self, namespace: str,
+                         spec: JobSpec) -> dict[str, Upstream | Absent | None]:  # fmt: skip
+        """Each dependency's job, by name (`_upstream`)."""
+        return {d.name: await self._upstream(JobKey(namespace, d.name)) for d in spec.depends_on}
+
     async def _check_dependencies(self, namespace: str, name: str, spec: JobSpec) -> None:
         """Refused before anything is created: a name that is no job of the namespace
         (422), or dependencies that close a cycle (409, with its path)."""
         if not spec.depends_on:
             return
         names = [d.name for d in spec.depends_on]
-        found = {n: await self._upstream(JobKey(namespace, n)) for n in names}
+        found = await self._upstreams(namespace, spec)
         missing = [n for n in names if found[n] is Absent.MISSING]
         if missing:
             raise InvalidRequest(
@@ -284,8 +294,7 @@ class TrainingService:
 
     async def lineage(self, job: Job) -> Lineage:
         """Its upstream with each condition's state, and its downstream (GET /status)."""
-        found = {d.name: await self._upstream(JobKey(job.key.namespace, d.name))
-                 for d in job.spec.depends_on}  # fmt: skip
+        found = await self._upstreams(job.key.namespace, job.spec)
         if self.cache.covers(job.key.namespace):
             dependents = self.cache.dependents(job.key)
         else:

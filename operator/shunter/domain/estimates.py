@@ -30,11 +30,8 @@ simulated pass uses the pass's own rules, each from its one owner:
   already stopping (phase stopping or cancelling) frees its GPUs at its stop's
   deadline, and one stopped for a preemption or its slice runs again likewise.
 
-Two simulations carry these rules: where none of fair sharing, cohorts, preemption,
-time slices or a stopped job going back applies (`_ruled`), the plain one
-(`_simulate`: the queues merged in admission order, which is what `merge_key` is
-without a fair cohort), which keeps what `replan` needs to append to it; elsewhere
-`_Simulation`, which takes every rule above and keeps nothing to append to.
+One simulation carries these rules (`_Simulation`, one per scenario); it records,
+besides the slots, what `replan` needs to restart it part-way (`_Run`).
 
 A job's expected end comes from, in this order:
 - its stop's deadline, for a job being stopped;
@@ -56,20 +53,27 @@ history, which the plan's own stops do not add to); the checkpoint claims a job 
 wait for; failures and retries. The simulation stops after MAX_STARTS starts or
 HORIZON of virtual time: the jobs behind get the reason "beyond the plan's horizon".
 
-`replan` brings the kept plan up to date by appending new queued jobs only where the
-plain simulation planned it: a new job in a fair queue may go ahead of older ones
-(its tenant's score), a cohort's merge and holds move with shares, and a preemption
-or a slice stops jobs already planned, so where `_ruled` holds the plan is simulated
-again in full ("full").
+`replan` brings the kept plan up to date by appending new queued jobs, each behind
+every job of its queue: each scenario restarts from the first instant its run looked
+past the end of such a queue (before it, no pass could see them), from the slots the
+run holds then. Where `_ruled` holds the plan is simulated again in full ("full"):
+in a fair queue a new job may go ahead of older ones (its tenant's score), so a pass
+sees it before its run looked past its queue's end; where a queue may preempt or
+slice time, a stop moves the end of a job the plan already placed and runs it again
+(NAME#2), and a restart would need what the run held besides the slots at that
+instant (the stops under way, what each resumed run has left, the tenants' usage
+folded to then), which it does not keep; a cohort's merge by share and its holds
+are not shown to survive a restart either.
 
 A what-if (shunter.domain.whatif) is answered from the kept plan without simulating: nothing
 the hypothetical job does changes the plan before it starts (it holds nothing while
 it waits, and the jobs ahead of it in admission order are admitted before it at any
 instant), so its start is the first instant of the plan's timeline at which it fits
 beside what the plan holds then, once the jobs ahead of it in its queue have started.
-That reading takes its queue in admission order: in a queue with admission fair
-sharing it does not reorder by tenant, and it does not preempt or slice time for the
-hypothetical job (its answer errs late there); a resumed run holds its GPUs in the
+That reading takes its queue in the pass's order (the fair order of a queue with
+admission fair sharing, by the scores now) and, through a hook like World.preempt,
+preempts for it where it would be the head; it does not slice time for it nor read
+cohort holds (its answer errs late there); a resumed run holds its GPUs in the
 timeline but is not counted ahead of it in its queue.
 """
 
@@ -78,7 +82,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -96,6 +99,7 @@ from shunter.domain.capacity import Capacity
 from shunter.domain.dependencies import WAITING_REASON as DEPENDENCY
 from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
 from shunter.domain.model import (
+    Audit,
     Job,
     JobKey,
     JobSpec,
@@ -115,6 +119,7 @@ from shunter.domain.ordering import (
     CohortHolds,
     MergeKey,
     Sharing,
+    count_held,
     fold,
     held_by,
     merge_key,
@@ -250,6 +255,12 @@ class Estimate:
             return cls(status.estimated_start)
         return cls(status.estimated_start, r.earliest, r.latest, r.reason)
 
+    @classmethod
+    def waiting_for_dependencies(cls, message: str) -> Estimate:
+        """None for a job waiting for its dependencies (`message`: what it waits for):
+        it holds no place in the plan until they are met."""
+        return cls(reason=f"waits for its dependencies: {message}")
+
     def range(self) -> StartRange:
         """As status.estimatedStartRange shows it."""
         return StartRange(self.earliest, self.latest, self.reason)
@@ -320,7 +331,8 @@ class World:
 
 @dataclass
 class Plan:
-    """The kept plan: every job's slots per scenario and the queued jobs' estimates."""
+    """The kept plan: every job's slots per scenario and the queued jobs' estimates
+    (`placed`: of those the plan places; the rest wait for their dependencies)."""
 
     computed_at: datetime
     limits: Limits
@@ -342,6 +354,12 @@ class Plan:
     def estimate(self, key: JobKey) -> Estimate | None:
         return self.estimates.get(key)
 
+    def placed(self) -> list[JobKey]:
+        """The queued jobs the plan gives a place: those with an estimate, but not the
+        ones waiting for their dependencies (an estimate saying so, no job, no slot)."""
+        jobs = self.jobs
+        return [key for key in self.estimates if key in jobs]
+
     @property
     def version(self) -> datetime:
         """What the published plan is known by: the last time it was brought up to date."""
@@ -355,14 +373,10 @@ def plan(world: World, *, learned: Learned, max_starts: int = MAX_STARTS) -> Pla
     basis, held = _split(world)
     nodes = _net_nodes(world.nodes, world.foreign)
     sources: dict[JobKey, str] = {}
-    if _ruled(basis):
-        runs, extra = _simulate_ruled(basis, nodes, learned=learned, max_starts=max_starts,
-                                      sources=sources)  # fmt: skip
-        return _assemble(basis, held, nodes, runs, sources,
-                         _Basis(basis, learned, max_starts), extra)  # fmt: skip
-    runs = tuple(_simulate(basis, nodes, scenario, learned=learned, max_starts=max_starts,
-                           sources=sources) for scenario in SCENARIOS)  # fmt: skip
-    return _assemble(basis, held, nodes, runs, sources, _Basis(basis, learned, max_starts))
+    runs, extra = _simulate(basis, nodes, learned=learned, max_starts=max_starts,
+                            sources=sources)  # fmt: skip
+    return _assemble(basis, held, nodes, runs, sources, _Basis(basis, learned, max_starts),
+                     extra)  # fmt: skip
 
 
 def replan(kept: Plan | None, world: World, *, learned: Learned,
@@ -420,7 +434,7 @@ def _update(kept: Plan, jobs: dict[JobKey, Job], held: Sequence[Job], runs: tupl
             continue
         estimates[key] = _estimate(mine, reasons.get(key))
     for job in held:
-        estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
+        estimates[job.key] = Estimate.waiting_for_dependencies(job.status.message or "")
     return Plan(kept.computed_at, kept.limits, kept.nodes, jobs, slots, estimates, sources,
                 basis=basis, runs=runs)  # fmt: skip
 
@@ -455,7 +469,7 @@ def _assemble(world: World, held: Sequence[Job], nodes: tuple[NodeView, ...],
         mine = (low.get(job.key, none), mid.get(job.key, none), high.get(job.key, none))
         estimates[job.key] = _estimate(mine, reasons.get(job.key))
     for job in held:
-        estimates[job.key] = Estimate(reason=f"waits for its dependencies: {job.status.message}")
+        estimates[job.key] = Estimate.waiting_for_dependencies(job.status.message or "")
     jobs = {j.key: j for j in (*world.active, *world.waiting, *(extra or {}).values())}
     full = {k: (low.get(k, none), mid.get(k, none), high.get(k, none))
             for k in (*low, *mid, *high)}  # fmt: skip
@@ -476,17 +490,6 @@ def _state(world_limits: Limits, queues: Mapping[str, QueueView], nodes: Sequenc
     return AdmissionState(limits=world_limits, usage=Usage.of(active),
                           quota=QuotaUse.of(queues, active),
                           capacity=Capacity.build(nodes, (), active), queues=queues)  # fmt: skip
-
-
-@dataclass
-class _Lane:
-    """One queue's waiting jobs in the simulation, in admission order."""
-
-    jobs: deque[Job]
-    best_effort: bool
-
-
-Admitted = list[tuple[Job, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -510,136 +513,6 @@ class _Run:
     removed: dict[JobKey, datetime] = field(default_factory=dict)  # "never", when
     wakes: list[tuple[datetime, datetime]] = field(default_factory=list)  # (asked at, wake)
     left: str | None = None  # the reason the jobs left at the end got
-
-
-@dataclass
-class _Sim:
-    """A scenario's simulation in progress (from the start, or from an instant)."""
-
-    state: AdmissionState
-    lanes: dict[str, _Lane]
-    ends: list[tuple[datetime, int, Job, tuple[str, ...]]]
-    holding: list[Job]  # admitted, no runtime known
-    run: _Run
-    t: datetime
-    starts: int = 0
-
-
-def _simulate(world: World, nodes: Sequence[NodeView], scenario: int, *, learned: Learned,
-              max_starts: int, sources: dict[JobKey, str]) -> _Run:  # fmt: skip
-    """One scenario from the world's instant: every job's slot, and why a queued job
-    got none."""
-    now = world.now
-    state = _state(world.limits, world.queues, nodes, world.active)
-    run = _Run({}, {})
-    sim = _Sim(state, _lanes(world, world.waiting), [], [], run, now)
-    for job in world.active:
-        found = expected_end(job, now=now, learned=learned)
-        sources.setdefault(job.key, found.source)
-        end = None if found.at is None else found.at[scenario]
-        run.slots[job.key] = Slot(job.status.admitted_at or now, end, job.status.placement)
-        if end is None:
-            sim.holding.append(job)
-        else:
-            sim.ends.append((end, len(sim.ends), job, job.status.placement))
-    heapq.heapify(sim.ends)
-    return _go(sim, world, scenario, learned=learned, max_starts=max_starts, sources=sources)
-
-
-def _lanes(world: World, waiting: Iterable[Job]) -> dict[str, _Lane]:
-    lanes: dict[str, _Lane] = {}
-    for job in sorted(waiting, key=queue_order):
-        lane = lanes.get(job.spec.queue)
-        if lane is None:
-            queue = queue_of(job.spec.queue, world.queues)
-            lane = lanes[job.spec.queue] = _Lane(
-                deque(), queue is not None and queue.strategy == BEST_EFFORT_FIFO
-            )
-        lane.jobs.append(job)
-    return lanes
-
-
-def _go(sim: _Sim, world: World, scenario: int, *, learned: Learned, max_starts: int,
-        sources: dict[JobKey, str]) -> _Run:  # fmt: skip
-    """The passes from sim.t on, each at the next end or backoff's end."""
-    now, run, state, lanes, ends = world.now, sim.run, sim.state, sim.lanes, sim.ends
-    wakes = [w for at, w in run.wakes if w > sim.t]
-    seen: set[JobKey] = set()
-    t, count = sim.t, len(ends)
-    while True:
-        for job, placement in _admit(state, lanes, t, run, wakes, seen):
-            runtime = _planned_runtime(job, learned, sources)
-            end = None if runtime is None else t + timedelta(seconds=runtime[scenario])
-            run.slots[job.key] = Slot(t, end, placement)
-            if end is None:
-                sim.holding.append(job)
-            else:
-                count += 1
-                heapq.heappush(ends, (end, count, job, placement))
-            sim.starts += 1
-        if not any(lane.jobs for lane in lanes.values()):
-            break
-        upcoming = [e for e in (ends[0][0] if ends else None, min(wakes, default=None))
-                    if e is not None]  # fmt: skip
-        if not upcoming:
-            run.left = _unknown_reason(sim.holding)
-            _leave(lanes, run.reasons, run.left)
-            break
-        t = min(upcoming)
-        if sim.starts >= max_starts or t - now > HORIZON:
-            run.left = (f"beyond the plan's horizon ({max_starts} starts or"
-                        f" {HORIZON.days} days ahead)")  # fmt: skip
-            _leave(lanes, run.reasons, run.left)
-            break
-        wakes[:] = [w for w in wakes if w > t]
-        while ends and ends[0][0] <= t:
-            _, _, gone, where = heapq.heappop(ends)
-            _give(state, gone, where)
-    return run
-
-
-def _admit(state: AdmissionState, lanes: dict[str, _Lane], t: datetime, run: _Run,
-           wakes: list[datetime], seen: set[JobKey]) -> Admitted:  # fmt: skip
-    """What a pass at t admits: the queues' heads merged in admission order."""
-    admitted: Admitted = []
-    heap = [(queue_order(lane.jobs[0]), name, 0) for name, lane in lanes.items() if lane.jobs]
-    heapq.heapify(heap)
-    looked: dict[str, int] = {}
-    most = _most_free(state)
-    while heap:
-        _, name, index = heapq.heappop(heap)
-        lane = lanes[name]
-        job = lane.jobs[index]
-        verdict = _verdict(state, job, t, most, seen)
-        following = index + 1
-        if verdict.kind == "admit":
-            free = state.capacity.free
-            fullest = any(free[n].gpus == most for n in verdict.placement if n in free)
-            state.take(job, verdict.placement)
-            if fullest:  # only a node that had the most free can lower it
-                most = _most_free(state)
-            admitted.append((job, verdict.placement))
-            del lane.jobs[index]
-            following = index
-        elif verdict.kind == "never":
-            run.reasons[job.key] = verdict.message
-            run.removed[job.key] = t
-            del lane.jobs[index]
-            following = index
-        elif verdict.kind == "backoff" and job.status.not_before is not None:
-            wakes.append(job.status.not_before)
-            run.wakes.append((t, job.status.not_before))
-        elif verdict.kind == "wait":
-            if not lane.best_effort:
-                continue  # a StrictFIFO queue is blocked by its head
-            looked[name] = looked.get(name, 0) + 1
-            if looked[name] > LOOKAHEAD:
-                continue
-        if following < len(lane.jobs):
-            heapq.heappush(heap, (queue_order(lane.jobs[following]), name, following))
-        elif name not in run.reached:
-            run.reached[name] = t
-    return admitted
 
 
 # -- the simulation with the pass's ordering rules and preemption ------------------
@@ -702,7 +575,6 @@ class _RuleLane:
         self.count = 0
 
 
-Simulated = tuple[dict[JobKey, Slot], dict[JobKey, str], dict[JobKey, Job]]
 # An admitted job's planned end: (when, its number, the job, its placement); None
 # when no runtime is known (it holds its GPUs past the plan).
 _End = tuple[datetime | None, int, Job, tuple[str, ...]]
@@ -710,15 +582,15 @@ _End = tuple[datetime | None, int, Job, tuple[str, ...]]
 
 class _Simulation:
     """One scenario of the plan: passes at every instant something ends (or a backoff
-    ends), with the rules of shunter.domain.admission and shunter.domain.ordering."""
+    ends), with the rules of shunter.domain.admission and shunter.domain.ordering.
+    Started from the world's instant (`of`), or from an instant of a kept run with
+    new jobs at the end of their queues (`resumed`)."""
 
-    def __init__(self, world: World, nodes: Sequence[NodeView], scenario: int, *,
-                 learned: Learned, sources: dict[JobKey, str]) -> None:  # fmt: skip
+    def __init__(self, world: World, state: AdmissionState, scenario: int, *, run: _Run,
+                 at: datetime, learned: Learned, sources: dict[JobKey, str]) -> None:  # fmt: skip
         self.world, self.scenario, self.learned, self.sources = world, scenario, learned, sources
-        self.now = world.now
-        self.state = _state(world.limits, world.queues, nodes, world.active)
-        self.slots: dict[JobKey, Slot] = {}
-        self.reasons: dict[JobKey, str] = {}
+        self.now, self.t, self.state, self.run = world.now, at, state, run
+        self.slots, self.reasons = run.slots, run.reasons
         self.extra: dict[JobKey, Job] = {}  # resumed runs of preempted jobs
         self.ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []  # planned (heap)
         self.stale: set[int] = set()  # ends moved by a stop (their numbers)
@@ -729,40 +601,87 @@ class _Simulation:
         self.requeue: dict[JobKey, tuple[float | None, bool]] = {}
         self.left: dict[JobKey, float | None] = {}  # a resumed run's runtime
         self.numbered = 0
-        self.wakes: list[datetime] = []
+        self.wakes = [w for _, w in run.wakes if w > at]
         self.seen: set[JobKey] = set()
         self.starts = 0
-        self.ending_at = self.now  # the instant of the ends being applied
+        self.ending_at = at  # the instant of the ends being applied
         fair = {n: q for n, q in world.queues.items() if q.half_life}
         self.fair = fair
         self.usage: dict[str, Ledger] = {
             n: world.usage.get(n) or q.usage or Ledger() for n, q in fair.items()
         }  # fmt: skip
         self.folded = self.now
-        self.held = held_by(world.active) if fair else {}
+        self.held: dict[str, dict[Tenant, int]] = {}
         # The jobs holding a slot, as a pass would see them (only when a queue may
         # preempt: a simulated start is a job running since it started).
         self.preempting = world.preempt is not None and any(
             _may_preempt(q) for q in world.queues.values()
         )  # fmt: skip
         self.running: dict[JobKey, Job] = {}
-        for job in world.active:
-            found = expected_end(job, now=self.now, learned=learned)
-            sources.setdefault(job.key, found.source)
-            end = None if found.at is None else found.at[scenario]
-            self.slots[job.key] = Slot(job.status.admitted_at or self.now, end,
-                                       job.status.placement)  # fmt: skip
-            self._plan_end(job, end, job.status.placement)
-            if self.preempting:
-                self.running[job.key] = job
-            cause = job.status.termination.cause if job.status.termination else None
-            if job.phase is Phase.STOPPING and cause in _BACK and end is not None:
-                left = _left(job, now=self.now, learned=learned, scenario=scenario)
-                self.requeue[job.key] = (left, cause is StopCause.TIME_SLICE)
         self.jobs: dict[JobKey, Job] = {}
         self.lanes: dict[str, _RuleLane] = {}
         self.orders: dict[JobKey, OrderKey] = {}
-        for job in world.waiting:
+
+    @classmethod
+    def of(cls, world: World, nodes: Sequence[NodeView], scenario: int, *, learned: Learned,
+           sources: dict[JobKey, str]) -> _Simulation:  # fmt: skip
+        """From the world's instant: the admitted jobs hold their slots until their
+        expected end (a stopped one goes back to its queue), the queued ones wait."""
+        now = world.now
+        state = _state(world.limits, world.queues, nodes, world.active)
+        sim = cls(world, state, scenario, run=_Run({}, {}), at=now, learned=learned,
+                  sources=sources)  # fmt: skip
+        if sim.fair:
+            sim.held = held_by(world.active)
+        for job in world.active:
+            found = expected_end(job, now=now, learned=learned)
+            sources.setdefault(job.key, found.source)
+            end = None if found.at is None else found.at[scenario]
+            sim.slots[job.key] = Slot(job.status.admitted_at or now, end, job.status.placement)
+            sim._plan_end(job, end, job.status.placement)
+            if sim.preempting:
+                sim.running[job.key] = job
+            cause = job.status.termination.cause if job.status.termination else None
+            if job.phase is Phase.STOPPING and cause in _BACK and end is not None:
+                left = _left(job, now=now, learned=learned, scenario=scenario)
+                sim.requeue[job.key] = (left, cause is StopCause.TIME_SLICE)
+        sim._enqueue_all(world.waiting)
+        return sim
+
+    @classmethod
+    def resumed(cls, world: World, nodes: Sequence[NodeView], scenario: int, old: _Run,
+                at: datetime, jobs: Mapping[JobKey, Job], *, learned: Learned,
+                sources: dict[JobKey, str]) -> tuple[_Simulation, set[JobKey]]:  # fmt: skip
+        """From instant `at` of the kept run `old` of a world where `_ruled` does not
+        hold: what the run did before `at` is kept (the slots started, the jobs
+        dropped, the backoffs asked for), the jobs holding GPUs then hold them still,
+        and every queued job not yet started or dropped waits again. Also the jobs
+        whose slots the rest of the run may change."""
+        assert not _ruled(world)  # those are simulated in full (module doc)
+        never = datetime.max.replace(tzinfo=UTC)
+        run = _Run({}, {k: r for k, r in old.reasons.items() if old.removed.get(k, never) < at},
+                   {q: t for q, t in old.reached.items() if t < at},
+                   {k: t for k, t in old.removed.items() if t < at},
+                   [(t, w) for t, w in old.wakes if t < at])  # fmt: skip
+        state = _state(world.limits, world.queues, nodes, ())
+        sim = cls(world, state, scenario, run=run, at=at, learned=learned, sources=sources)
+        active = {j.key for j in world.active}
+        for key, slot in old.slots.items():  # the running jobs, then in order of start
+            if key not in active and (slot.start is None or slot.start >= at):
+                continue
+            run.slots[key] = slot
+            sim.starts += key not in active
+            if slot.end is None or slot.end > at:  # ends at `at` are applied before it
+                state.take(jobs[key], slot.placement)
+                sim._plan_end(jobs[key], slot.end, slot.placement)
+        sim._enqueue_all(j for j in world.waiting
+                         if j.key not in run.slots and j.key not in run.removed)  # fmt: skip
+        changed = set(sim.jobs)
+        changed.update(k for k in old.slots if k not in run.slots)
+        return sim, changed
+
+    def _enqueue_all(self, waiting: Iterable[Job]) -> None:
+        for job in waiting:
             self._enqueue(job, sort=False)
         for lane in self.lanes.values():
             lane.sorted()
@@ -793,8 +712,9 @@ class _Simulation:
     def waiting(self) -> bool:
         return any(lane.count for lane in self.lanes.values()) or bool(self.requeue)
 
-    def run(self, max_starts: int) -> Simulated:
-        t = self.now
+    def go(self, max_starts: int) -> _Run:
+        """The passes from the instant it starts at, each at the next end or wake."""
+        t = self.t
         while True:
             self._pass(t)
             if not self.waiting():
@@ -818,7 +738,7 @@ class _Simulation:
                     self.stale.discard(number)
                 else:
                     self._end(job, placement)
-        return self.slots, self.reasons, self.extra
+        return self.run
 
     def _next_end(self) -> datetime | None:
         while self.ends and self.ends[0][1] in self.stale:
@@ -862,15 +782,19 @@ class _Simulation:
                     verdict = Verdict("wait", "Queued", held)
             more = True
             if verdict.kind == "admit":
+                free = state.capacity.free
+                fullest = any(free[n].gpus == most for n in verdict.placement if n in free)
                 self._start(job, verdict.placement, t)
                 sharing.charge(job)
-                most = _most_free(state)
+                if fullest:  # only a node that had the most free can lower it
+                    most = _most_free(state)
                 gone.append(job)
             elif verdict.kind == "never":
                 self.reasons[job.key] = verdict.message
+                self.run.removed[job.key] = t
                 gone.append(job)
             elif verdict.kind == "backoff" and job.status.not_before is not None:
-                self.wakes.append(job.status.not_before)
+                self._wake(t, job.status.not_before)
             elif verdict.kind == "wait":
                 positions[name] += 1
                 if positions[name] == 1 and verdict.reason == "Queued":
@@ -882,6 +806,8 @@ class _Simulation:
                 following = next(orders[name], None)
                 if following is not None:
                     heapq.heappush(heap, (merge_key(following, state.quota), name, following))
+                elif name not in self.run.reached:  # looked past its last job
+                    self.run.reached[name] = t
         by_lane: dict[str, list[tuple[Job, OrderKey]]] = {}
         for job in gone:
             by_lane.setdefault(job.spec.queue, []).append((job, self.orders.pop(job.key)))
@@ -892,7 +818,7 @@ class _Simulation:
     def _start(self, job: Job, placement: tuple[str, ...], t: datetime) -> None:
         self.state.take(job, placement)
         if self.fair:
-            _hold(self.held, job, 1)
+            count_held(self.held, job, 1)
         if self.left and job.key in self.left:
             seconds = self.left.pop(job.key)
             self.sources[job.key] = "preempted"
@@ -912,11 +838,9 @@ class _Simulation:
         """A job's Pods are gone: its slot, quota and GPUs are free; a stopped one goes
         back to its queue for what it had left."""
         key = job.key
-        self.state.usage = self.state.usage.plus(job, -1)
-        self.state.quota.remove(job)
-        self.state.capacity.give(job, placement)
+        _give(self.state, job, placement)
         if self.fair:
-            _hold(self.held, job, -1)
+            count_held(self.held, job, -1)
         if self.preempting:
             self.running.pop(key, None)
             self.ending.pop(key, None)
@@ -937,7 +861,7 @@ class _Simulation:
         assert self.world.preempt is not None
         stops = self.world.preempt(head, self.state, list(self.running.values()), t)
         if stops.wake is not None and stops.wake > t:
-            self.wakes.append(stops.wake)  # the pass looks again then (a slice ends)
+            self._wake(t, stops.wake)  # the pass looks again then (a slice ends)
         cause = StopCause.TIME_SLICE if stops.behind else StopCause.PREEMPT
         for victim, grace in stops.victims:
             planned = self.ending.get(victim.key)
@@ -960,7 +884,13 @@ class _Simulation:
             self.running[victim.key] = replace(victim, status=replace(
                 victim.status, phase=Phase.STOPPING, termination=termination))  # fmt: skip
 
+    def _wake(self, t: datetime, at: datetime) -> None:
+        """A pass at t asks to look again at `at` (a backoff's or a slice's end)."""
+        self.wakes.append(at)
+        self.run.wakes.append((t, at))
+
     def _leave(self, why: str) -> None:
+        self.run.left = why
         for lane in self.lanes.values():
             for entries in (lane.entries, *lane.tenants.values()):
                 for _, key in entries:
@@ -1000,21 +930,15 @@ def _resumed(job: Job, extra: Mapping[JobKey, Job], *, requeued_at: datetime | N
     return replace(job, key=JobKey(job.key.namespace, f"{base}#{n}"), status=status)
 
 
-def _hold(held: dict[str, dict[Tenant, int]], job: Job, sign: int) -> None:
-    per = held.setdefault(job.spec.queue, {})
-    tenant = tenant_of(job)
-    per[tenant] = per.get(tenant, 0) + sign * job.spec.total_gpus
-
-
 _Resumed = dict[JobKey, Job]  # a stopped job's runs after its stop: NAME#2...
 
 
 def _ruled(world: World) -> bool:
-    """Whether a rule of the pass that the plain simulation (`_simulate`, the one
-    `replan` can append to) does not take applies: a queue with admission fair
-    sharing or in a cohort (the fair order, the merge by share, the cohort holds), a
-    queue that may preempt or slice time (with World.preempt), or a job stopped for a
-    preemption or its slice that goes back to its queue. Then `_Simulation` plans."""
+    """Whether a rule applies under which `replan` simulates in full rather than
+    append (module doc): a queue with admission fair sharing or in a cohort (the fair
+    order, the merge by share, the cohort holds), a queue that may preempt or slice
+    time (with World.preempt), or a job stopped for a preemption or its slice that
+    goes back to its queue."""
     if any(q.half_life or q.cohort for q in world.queues.values()):
         return True
     if world.preempt is not None and any(_may_preempt(q) for q in world.queues.values()):
@@ -1023,17 +947,16 @@ def _ruled(world: World) -> bool:
                and j.status.termination.cause in _BACK for j in world.active)  # fmt: skip
 
 
-def _simulate_ruled(world: World, nodes: Sequence[NodeView], *, learned: Learned, max_starts: int,
-                    sources: dict[JobKey, str]) -> tuple[tuple[_Run, ...], _Resumed]:  # fmt: skip
-    """The three scenarios by `_Simulation`, and the resumed runs of stopped jobs.
-    Their runs keep nothing for a replay (`replan` simulates such a world in full)."""
+def _simulate(world: World, nodes: Sequence[NodeView], *, learned: Learned, max_starts: int,
+              sources: dict[JobKey, str]) -> tuple[tuple[_Run, ...], _Resumed]:  # fmt: skip
+    """The three scenarios from the world's instant, and the resumed runs of stopped
+    jobs."""
     runs: list[_Run] = []
     extra: _Resumed = {}
     for scenario in SCENARIOS:
-        simulation = _Simulation(world, nodes, scenario, learned=learned, sources=sources)
-        slots, reasons, resumed = simulation.run(max_starts)
-        extra.update(resumed)
-        runs.append(_Run(slots, reasons))
+        simulation = _Simulation.of(world, nodes, scenario, learned=learned, sources=sources)
+        runs.append(simulation.go(max_starts))
+        extra.update(simulation.extra)
     return tuple(runs), extra
 
 
@@ -1139,7 +1062,8 @@ def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: i
             sources: dict[JobKey, str]) -> tuple[_Run, set[JobKey]] | None:  # fmt: skip
     """One scenario of the kept plan with the new jobs appended: the passes before the
     first instant a pass looked past the end of one of their queues are kept, the rest
-    run again from the state the kept plan holds then. None: a full simulation."""
+    run again from the state the kept plan holds then (`_Simulation.resumed`); with
+    the jobs the replay may have changed. None: a full simulation."""
     never = datetime.max.replace(tzinfo=UTC)
     at = min((old.reached.get(job.spec.queue, never) for job in new), default=never)
     if at == never:  # never looked at: they get the reason the rest of their queue got
@@ -1151,33 +1075,9 @@ def _replay(world: World, kept: Plan, old: _Run, new: Sequence[Job], scenario: i
         return run, set()
     if at <= world.now:
         return None
-    active = {j.key for j in world.active}
-    run = _Run({}, {k: r for k, r in old.reasons.items() if old.removed.get(k, never) < at},
-               {q: t for q, t in old.reached.items() if t < at},
-               {k: t for k, t in old.removed.items() if t < at},
-               [(t, w) for t, w in old.wakes if t < at])  # fmt: skip
-    state = _state(world.limits, world.queues, kept.nodes, ())
-    sim = _Sim(state, {}, [], [], run, at)
-    for key, slot in old.slots.items():  # the running jobs, then in order of admission
-        if key not in active and (slot.start is None or slot.start >= at):
-            continue
-        run.slots[key] = slot
-        sim.starts += key not in active
-        if slot.end is not None and slot.end <= at:
-            continue
-        job = jobs[key]
-        state.take(job, slot.placement)
-        if slot.end is None:
-            sim.holding.append(job)
-        else:
-            sim.ends.append((slot.end, len(sim.ends), job, slot.placement))
-    heapq.heapify(sim.ends)
-    again = [j for j in world.waiting if j.key not in run.slots and j.key not in run.removed]
-    sim.lanes = _lanes(world, again)
-    changed = {j.key for j in again}  # what the replay may change: these and their slots
-    changed.update(k for k, slot in old.slots.items() if k not in run.slots)
-    return _go(sim, world, scenario, learned=learned, max_starts=max_starts,
-               sources=sources), changed  # fmt: skip
+    simulation, changed = _Simulation.resumed(world, kept.nodes, scenario, old, at, jobs,
+                                              learned=learned, sources=sources)  # fmt: skip
+    return simulation.go(max_starts), changed
 
 
 def _most_free(state: AdmissionState) -> int:
@@ -1227,13 +1127,6 @@ def _unknown_reason(holding: Sequence[Job]) -> str:
     names = ", ".join(str(j.key) for j in holding[:3])
     more = f" and {len(holding) - 3} more" if len(holding) > 3 else ""
     return f"no runtime known for the job ahead: {names}{more}"
-
-
-def _leave(lanes: Mapping[str, _Lane], reasons: dict[JobKey, str], why: str) -> None:
-    for lane in lanes.values():
-        for job in lane.jobs:
-            reasons.setdefault(job.key, why)
-        lane.jobs.clear()
 
 
 # -- the published plan --------------------------------------------------------------
@@ -1291,8 +1184,10 @@ def estimates_raw(kept: Plan) -> dict[str, Any]:
             "namespaces": namespaces.values, "reasons": reasons.values, **columns}  # fmt: skip
 
 
+# user: the submitter (a fair queue's tenant, for the what-if's fair order).
 _JOB_COLUMNS = ("ns", "name", "uid", "queue", "priority", "gpus", "nodes", "cpu", "memory",
-                "selector", "image", "created", "sequence", "placement", "holds")  # fmt: skip
+                "selector", "image", "created", "sequence", "placement", "holds",
+                "user")  # fmt: skip
 _SLOT_COLUMNS = ("start", "end", "at")
 
 
@@ -1313,11 +1208,13 @@ class _Encoding:
         if found is not None and found[0] is job:
             return found[1]
         s, strings, where = job.spec, self.strings, self.where
+        user = job.audit.submitted_by
         row = (strings(key.namespace), key.name, job.uid, strings(s.queue), s.priority, s.gpus,
                s.nodes, s.cpu, s.memory, dict(s.node_selector) or None, strings(s.image),
                _offset(job.status.requeued_at or job.created_at, self.base),
                job.status.sequence, [where(n) for n in job.status.placement],
-               int(job.holds_slot))  # fmt: skip
+               int(job.holds_slot),
+               None if user is None else strings(user))  # fmt: skip
         self.jobs[key] = (job, row)
         return row
 
@@ -1406,21 +1303,23 @@ def _parse_timeline(kept: Plan, raw: Mapping[str, Any]) -> None:
                          limits.get("namespaceGpus", 0))  # fmt: skip
     kept.nodes = tuple(_node_of(n) for n in raw.get("nodes") or ())
     j, scenarios = raw["jobs"], raw["slots"]
-    columns = [j[name] for name in (*_JOB_COLUMNS, "source")]
+    absent = [None] * len(j["ns"])  # a column an older operator did not publish
+    columns = [j.get(name, absent) for name in (*_JOB_COLUMNS, "source")]
     slot_columns = [c[name] for c in scenarios for name in _SLOT_COLUMNS]
     running, queued = Phase.RUNNING, Phase.QUEUED
     for row, slot_row in zip(zip(*columns, strict=True), zip(*slot_columns, strict=True),
                              strict=True):  # fmt: skip
         (ns, name, uid, queue, priority, gpus, pods, cpu, memory, selector, image, created,
-         sequence, placement, holds, source) = row  # fmt: skip
+         sequence, placement, holds, user, source) = row  # fmt: skip
         spec = JobSpec(image=strings[image], gpus=gpus, nodes=pods, cpu=cpu, memory=memory,
                        queue=strings[queue], priority=priority,
                        node_selector=tuple(sorted((selector or {}).items())))  # fmt: skip
         status = JobStatus(phase=running if holds else queued, sequence=sequence,
                            placement=tuple(where[n] for n in placement))  # fmt: skip
         key = JobKey(strings[ns], name)
+        audit = Audit(None if user is None else strings[user])
         kept.jobs[key] = Job(key, Uid(uid or ""), "", base + timedelta(microseconds=created),
-                             spec, status)  # fmt: skip
+                             spec, status, audit)  # fmt: skip
         if source is not None:
             kept.sources[key] = strings[source]
         if slot_row[2] is not None:

@@ -174,20 +174,23 @@ def fair_order(lanes: Mapping[Tenant, Sequence[Entry]],
     heap: list[tuple[tuple[Any, ...], Tenant, int]] = []
     for tenant, entries in lanes.items():
         if entries:
-            heap.append((_key(entries[0][0], score(tenant)), tenant, 0))
+            heap.append((fair_key(entries[0][0], score(tenant)), tenant, 0))
     heapq.heapify(heap)
     while heap:
         key, tenant, i = heap[0]
         entries = lanes[tenant]
-        fresh = _key(entries[i][0], score(tenant))
+        fresh = fair_key(entries[i][0], score(tenant))
         if fresh != key:
             heapq.heapreplace(heap, (fresh, tenant, i))
             continue
         heapq.heappop(heap)
         yield entries[i][1]
         if i + 1 < len(entries):
-            heapq.heappush(heap, (_key(entries[i + 1][0], score(tenant)), tenant, i + 1))
+            heapq.heappush(heap, (fair_key(entries[i + 1][0], score(tenant)), tenant, i + 1))
 
 
-def _key(order: tuple[int, float, int, str, str], scores: tuple[float, float]) -> tuple[Any, ...]:
+def fair_key(order: tuple[int, float, int, str, str],
+             scores: tuple[float, float]) -> tuple[Any, ...]:  # fmt: skip
+    """Where a job comes in its fair queue: its admission order (priority first) with
+    its tenant's scores after the priority."""
     return (order[0], scores[0], scores[1], *order[1:])

@@ -12,7 +12,9 @@ order the pass will.
 - `Sharing`: a queue with admission fair sharing (halfLifeSeconds) takes its waiting
   jobs by priority, then its tenants' scores (decayed usage plus the GPUs they hold),
   then submission; a job admitted in the pass is charged to its tenant at once
-  (shunter.domain.fairshare);
+  (shunter.domain.fairshare); `Sharing.ahead` says where a job not waiting yet would
+  come (the what-if, shunter.domain.whatif), `Sharing.now` the scores from the
+  queues' status as the API has them;
 - `CohortHolds`: in a cohort with fair sharing, the idle quota is held for a waiting
   head of lower share that did not fit: a job that would borrow with a share at
   least as high waits (no queue starves behind a stream of small jobs of others).
@@ -20,11 +22,21 @@ order the pass will.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from shunter.domain.admission import queue_order
-from shunter.domain.fairshare import Entry, Ledger, Scores, Tenant, fair_order, tenant_of
+from shunter.domain.fairshare import (
+    Entry,
+    Ledger,
+    Scores,
+    Tenant,
+    fair_key,
+    fair_order,
+    tenant_of,
+)
 from shunter.domain.model import Job, JobKey
 from shunter.domain.queues import QueueView, QuotaUse, queue_of
 
@@ -57,10 +69,16 @@ def held_by(active: Sequence[Job]) -> dict[str, dict[Tenant, int]]:
     """GPUs held by admitted jobs, per queue and tenant."""
     held: dict[str, dict[Tenant, int]] = {}
     for job in active:
-        per = held.setdefault(job.spec.queue, {})
-        tenant = tenant_of(job)
-        per[tenant] = per.get(tenant, 0) + job.spec.total_gpus
+        count_held(held, job, 1)
     return held
+
+
+def count_held(held: dict[str, dict[Tenant, int]], job: Job, sign: int) -> None:
+    """Count a job's GPUs in `held` (per queue and tenant): sign 1 when it is admitted,
+    -1 when it gives them back (the estimates' simulation, as its jobs start and end)."""
+    per = held.setdefault(job.spec.queue, {})
+    tenant = tenant_of(job)
+    per[tenant] = per.get(tenant, 0) + sign * job.spec.total_gpus
 
 
 class Sharing:
@@ -73,6 +91,29 @@ class Sharing:
         self.usage, self.held = usage, held
         self.scores: dict[str, Scores] = {}
 
+    @classmethod
+    def now(cls, queues: Mapping[str, QueueView], active: Iterable[Job],
+            now: datetime) -> Sharing:  # fmt: skip
+        """The scores a pass at `now` starts from, from the usage the queues' status
+        carries (the operator writes it every few seconds) folded to now with the GPUs
+        the `active` jobs hold (what the API has; the operator keeps its own ledger)."""
+        if not any(q.half_life for q in queues.values()):
+            return cls({}, {})  # no fair queue: nothing to score
+        held = held_by(list(active))
+        usage = {n: q.usage for n, q in queues.items() if q.half_life and q.usage}
+        return cls(fold(usage, queues, held, now), held)
+
+    def ahead(self, queue: QueueView, lanes: Mapping[Tenant, Sequence[Entry]],
+              job: Job) -> dict[Tenant, int]:  # fmt: skip
+        """How many of each tenant's lane (its waiting jobs in admission order) `order`
+        takes before `job`, were it waiting too, with the scores as they stand: `order`
+        merges the lanes by `fair_key`, so each lane's share is a prefix, found by
+        bisection (a what-if's place without walking the queue)."""
+        scores = Scores(self.usage.get(queue.name) or Ledger(), self.held.get(queue.name, {}))
+        mine = fair_key(queue_order(job), scores.of(tenant_of(job)))
+        return {tenant: bisect.bisect_left(entries, mine, key=_keyed(scores.of(tenant)))
+                for tenant, entries in lanes.items()}  # fmt: skip
+
     def order(self, queue: QueueView, lanes: Mapping[Tenant, Sequence[Entry]]) -> Iterator[JobKey]:
         """A fair queue's waiting jobs (its tenants' lanes, each in admission order)."""
         scores = Scores(self.usage.get(queue.name) or Ledger(), self.held.get(queue.name, {}))
@@ -83,6 +124,10 @@ class Sharing:
         scores = self.scores.get(job.spec.queue)
         if scores is not None:
             scores.charge(job)
+
+
+def _keyed(scores: tuple[float, float]) -> Callable[[Entry], tuple[Any, ...]]:
+    return lambda entry: fair_key(entry[0], scores)
 
 
 class CohortHolds:

@@ -11,15 +11,17 @@ common change under load: submissions), simulated again in full otherwise, and a
 least every minute (estimates.REBASE: the times move on).
 
 The plan goes to two places:
-- the mirror (table queue_plan, one row, the newest plan only, in two parts: the
-  estimates, which the API reads for every view of a queued job, and the timeline,
-  which it reads on the first what-if of a plan): the API never simulates;
-- the status of the first `exact_positions` queued jobs of each queue (like their
-  exact positions): `estimatedStart` and `estimatedStartRange`, written only when the
-  estimate moved by more than MOVED of the wait left (or its reason changed), and
-  removed from any other job whose status shows one (it fell behind, left the queue,
-  or an earlier leader wrote it). Written by the controller between passes
-  (`write`), so they never race a pass's own status writes.
+- the mirror (table queue_plan, one row per install (Scope.key), the newest plan
+  only, in two parts: the estimates, which the API reads for every view of a queued
+  job, and the timeline, which it reads on the first what-if of a plan): the API
+  never simulates;
+- the status of the queued jobs the last pass gave an exact position (the first
+  `exact_positions` of each queue in the pass's order: fair order in a queue with
+  admission fair sharing; `positioned`): `estimatedStart` and `estimatedStartRange`,
+  written only when the estimate moved by more than MOVED of the wait left (or its
+  reason changed), and removed from any other job whose status shows one (it fell
+  behind, left the queue, or an earlier leader wrote it). Written by the controller
+  between passes (`write`), so they never race a pass's own status writes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from itertools import islice
 
 from shunter.domain.estimates import (
     Estimate,
@@ -128,10 +129,10 @@ class Estimator:
         if kept is None or self._written_plan == self.plans:
             return 0
         self._written_plan = self.plans
-        shown: dict[JobKey, Estimate | None] = {}
-        for name in self.book.queue_names():
-            for job in islice(self.book.waiting(name), self.settings.rules.exact_positions):
-                shown[job.key] = kept.estimate(job.key)
+        shown: dict[JobKey, Estimate | None] = {
+            job.key: kept.estimate(job.key)
+            for job in positioned(self.book, limit=self.settings.rules.exact_positions)
+        }
         # Whoever else shows one (fell behind, suspended, cancelled, or written by an
         # earlier leader) loses it: a look at every job's status, no write for most.
         for job in self.book.jobs.values():
@@ -158,6 +159,19 @@ class Estimator:
             return 0  # a newer version comes with the next plan
         self.book.written(job, status, str(body["metadata"]["resourceVersion"]))
         return 1
+
+
+def positioned(book: JobBook, *, limit: int) -> list[Job]:
+    """The queued jobs whose status shows an exact position of at most `limit`, as the
+    last pass wrote them: the jobs whose status shows an estimate too. One owner of
+    "the first jobs of each queue": the pass's walk, in its queue's order (with
+    admission fair sharing that is fair order, not submission order)."""
+    found = (book.jobs.get(key) for key in book.positioned)
+    return [
+        job
+        for job in found
+        if job is not None and job.queued and (job.status.queue_position or 0) <= limit
+    ]
 
 
 def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:

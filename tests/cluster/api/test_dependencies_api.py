@@ -104,6 +104,49 @@ def test_the_guides_cancel_with_cancel_dependents_cancels_the_waiting_chain(
     assert jobs.wait_phase("b2", "cancelled")["status"]["reason"] == "UpstreamCancelled"
 
 
+def what_if(http: httpx.Client, name: str, *deps: dict[str, Any]) -> dict[str, Any]:
+    answer = http.post("/api/training/submit", params={"dry_run": "true"},
+                       json={"name": name, "depends_on": list(deps)})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def test_a_what_if_waits_for_dependencies_as_the_operator_would(http: httpx.Client, jobs: Jobs):
+    """A what-if of a job whose dependencies are not met holds no position (as the pass
+    gives it none) and says what it would wait for; one whose dependencies can never be
+    met says it would fail; nothing is created either way."""
+    assert submit(http, "up", **LONG).status_code == 201
+    before = names(jobs)
+    waiting = what_if(http, "down", {"name": "up", "condition": "Completed"})
+    assert waiting["position"] is None
+    assert waiting["estimated_start"] is None
+    assert waiting["message"] == ("Would wait for its dependencies, holding no place in its"
+                                  " queue: Waiting for up to complete")  # fmt: skip
+    assert waiting["estimated_start_range"]["reason"] == (
+        "waits for its dependencies: Waiting for up to complete"
+    )
+    jobs.wait_phase("up", "running")
+    assert http.post("/api/training/cancel/up").status_code == 200
+    jobs.wait_phase("up", "cancelled")
+    failing = what_if(http, "down", {"name": "up", "condition": "Completed"})
+    assert failing["position"] is None
+    assert failing["message"].startswith("Would end at once (DependencyFailed): Its dependencies"
+                                         " can never be met")  # fmt: skip
+    # Met: an ordinary job, which would start at once (nothing runs) once the plan the
+    # what-if reads (published every few seconds) is past up's run.
+    met = wait_for(
+        lambda: (
+            (w := what_if(http, "down", {"name": "up", "condition": "Finished"}))["starts_now"]
+            and w
+        ),
+        timeout=30,
+        what="the what-if to start now",
+    )
+    assert (met["position"], met["message"]) == (1, "Would start now"), met
+    assert names(jobs) == before
+
+
 @pytest.mark.parametrize(
     ("body", "code", "says"),
     [

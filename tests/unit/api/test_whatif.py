@@ -55,7 +55,9 @@ def test_another_queue_the_caller_may_use() -> None:
     assert not any(alt["queue"] == "spare" for alt in refused["alternatives"])
 
 
-def test_a_head_that_may_preempt_names_its_candidates() -> None:
+def test_a_head_that_may_preempt_starts_when_its_victims_stop() -> None:
+    # low holds the node for an hour; high preempts it: its start is low's stop's
+    # deadline (its own 30 s grace), at the earliest now.
     queues = {"default": QueueView("default", preemption=LOWER_PRIORITY)}
     low = running("low", 8, limit=3600)
     kept = plan(world([low], [], queues=queues), learned=Learned())
@@ -63,7 +65,10 @@ def test_a_head_that_may_preempt_names_its_candidates() -> None:
                  holders=[low])  # fmt: skip
     assert answer["would_preempt"] is True
     assert answer["preempts"] == ["default/low"]
-    assert answer["estimated_start"] == at(3600)  # preemption is not simulated: errs late
+    assert answer["estimated_start"] == at(30)
+    assert answer["estimated_start_range"]["earliest"] == at(0)
+    assert answer["estimated_start_range"]["latest"] == at(30)
+    assert "preempt 1 job" in answer["message"]
 
 
 def test_no_plan_says_so() -> None:

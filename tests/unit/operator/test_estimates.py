@@ -201,17 +201,40 @@ def test_a_job_planned_in_one_scenario_only_keeps_its_scenarios_apart() -> None:
     assert "horizon" in (kept.estimates[b.key].reason or "")
 
 
-def test_a_job_waiting_for_its_dependencies_holds_no_place_and_says_why() -> None:
-    # b (8 GPUs) waits for its upstream: c, behind it in order, is planned as if b were
-    # not there (the pass skips b alike), and b's estimate names what it waits for.
+def waiting_for_a() -> tuple[Job, Job, estimates.Plan]:
+    """b (8 GPUs) waits for a (running, 600 s) to complete; c (8 GPUs) is behind b in
+    order; the plan at 100 s."""
     b = (a_training_job("b").with_gpus(8).created_at(at(1))
          .with_spec(maxRuntimeSeconds=60, dependsOn=[{"name": "a", "condition": "Completed"}])
          .in_phase("queued", sequence=1, reason="Dependency",
                    message="waits for a to be Completed").job())  # fmt: skip
     c = queued("c", 8, 2, limit=60)
-    kept = plan(world([running("a", 8, limit=600)], [b, c], now=100), learned=Learned())
+    return b, c, plan(world([running("a", 8, limit=600)], [b, c], now=100), learned=Learned())
+
+
+def test_a_job_waiting_for_its_dependencies_holds_no_place_and_says_why() -> None:
+    # b (8 GPUs) waits for its upstream: c, behind it in order, is planned as if b were
+    # not there (the pass skips b alike), and b's estimate names what it waits for.
+    b, _, kept = waiting_for_a()
     assert starts(kept) == {"b": None, "c": 600}
     assert kept.estimates[b.key].reason == "waits for its dependencies: waits for a to be Completed"
+
+
+def test_a_what_if_beside_a_job_waiting_for_its_dependencies_counts_only_placed_jobs() -> None:
+    # The plan has an estimate for b (saying what it waits for) but no job or slot: a
+    # what-if in b's queue, on the kept plan and on the published one read back, is
+    # behind c alone (b holds no place, as the pass gives it none).
+    b, c, kept = waiting_for_a()
+    assert kept.placed() == [c.key]
+    back = estimates.parse(json.loads(json.dumps(estimates.estimates_raw(kept))),
+                           json.loads(json.dumps(estimates.timeline_raw(kept))))  # fmt: skip
+    assert back is not None
+    assert b.key in back.estimates
+    extra = queued("new", 8, 1000, limit=60)
+    for which in (kept, back):
+        answer = insert(which, extra, now=at(100), queues={})
+        assert answer.position == 2
+        assert answer.estimate.start == at(660)
 
 
 def test_an_estimate_reads_back_from_the_status_it_is_written_to() -> None:

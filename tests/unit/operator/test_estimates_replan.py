@@ -18,9 +18,12 @@ from shunter.domain.estimates import (
     replan,
     timeline_raw,
 )
-from shunter.domain.model import Job, StartRange, format_time
+from shunter.domain.model import Job, JobKey, Phase, StartRange, format_time
 from shunter.domain.queues import LOWER_PRIORITY, QueueView
-from tests.support.builders import a_node, a_training_job
+from shunter.operator.book import JobBook
+from shunter.operator.planning import plan_pass
+from shunter.operator.rules import Rules
+from tests.support.builders import a_node, a_pod_of, a_training_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -199,26 +202,71 @@ def test_where_the_pass_reorders_or_preempts_the_plan_is_simulated_in_full() -> 
         same(again, plan(grown, learned=learned))
 
 
-def test_the_plain_simulation_is_the_ruled_one_where_no_rule_of_it_applies() -> None:
-    """Where `_ruled` does not hold, the plain simulation (which replan appends to)
-    plans what the one with every rule of the pass (`_Simulation`) plans."""
-    from shunter.domain.estimates import (
-        SCENARIOS,
-        _net_nodes,
-        _ruled,
-        _simulate,
-        _simulate_ruled,
-    )
+def operated(world: World, *, steps: int = 400) -> dict[JobKey, datetime]:
+    """When the operator's own pass (planning.plan_pass) starts each queued job of the
+    world, played forward in virtual time: a pass at the world's instant, then at
+    every instant a job ends (its maxRuntimeSeconds after it started) or a backoff
+    ends, ended jobs gone with their Pods, started ones running on their placement."""
+    rules = Rules(limits=world.limits)
+    ends = {j.key: (j.status.running_since or T0) + timedelta(seconds=limit(j))
+            for j in world.active}  # fmt: skip
+    jobs = {j.key: j for j in (*world.active, *world.waiting)}
+    started: dict[JobKey, datetime] = {}
+    t = world.now
+    for _ in range(steps):
+        live = [j for k, j in jobs.items() if k not in ends or ends[k] > t]
+        pods = [
+            a_pod_of(j, node_name=j.status.placement[0]) for j in live if j.phase is Phase.RUNNING
+        ]
+        book = JobBook.of(live, pods, nodes=world.nodes, queues=world.queues.values())
+        for key, decision in plan_pass(book, changed=(), now=t, rules=rules).decisions.items():
+            status = decision.status
+            if status.placement and key not in ends:  # admitted now: running from t
+                status = replace(status, phase=Phase.RUNNING, running_since=t)
+                started[key], ends[key] = t, t + timedelta(seconds=limit(jobs[key]))
+            jobs[key] = replace(jobs[key], status=status)
+        upcoming = [at for at in ends.values() if at > t]
+        upcoming += [j.status.not_before for j in jobs.values()
+                     if j.status.not_before is not None and j.status.not_before > t]  # fmt: skip
+        if not upcoming or all(
+            k in started or j.phase is not Phase.QUEUED for k, j in jobs.items()
+        ):
+            break
+        t = min(upcoming)
+    return started
 
-    for seed in range(20):
-        world, _ = a_world(seed, queued_jobs=40)
-        assert not _ruled(world)
-        nodes = _net_nodes(world.nodes, world.foreign)
-        plain = [_simulate(world, nodes, s, learned=Learned(), max_starts=20_000, sources={})
-                 for s in SCENARIOS]  # fmt: skip
-        ruled, extra = _simulate_ruled(world, nodes, learned=Learned(), max_starts=20_000,
-                                       sources={})  # fmt: skip
-        assert not extra
-        for a, b in zip(plain, ruled, strict=True):
-            assert a.slots == b.slots
-            assert a.reasons == b.reasons
+
+def limit(job: Job) -> float:
+    assert job.spec.max_runtime_seconds
+    return float(job.spec.max_runtime_seconds)
+
+
+def test_a_plain_world_is_estimated_as_the_operators_passes_admit_it() -> None:
+    """Where `_ruled` does not hold (StrictFIFO and BestEffortFIFO queues, backoffs,
+    a namespace cap, jobs that never fit), the middle estimate of every queued job is
+    when the operator's own passes start it, played forward with each job running
+    its maxRuntimeSeconds (the middle runtime the plan takes for it); and a plan that
+    replan appended to says the same."""
+    hows = []
+    for seed in range(12):
+        world, rng = a_world(seed, queued_jobs=25)
+        world = replace(world, waiting=[with_limit(j) for j in world.waiting])
+        kept = plan(world, learned=Learned())
+        started = operated(world)
+        assert started, seed
+        for job in world.waiting:
+            assert kept.estimates[job.key].start == started.get(job.key), (seed, job.key)
+        grown = replace(world, waiting=[*world.waiting,
+                                        *(with_limit(j) for j in tail(world, rng, 2))])  # fmt: skip
+        again, how = replan(kept, grown, learned=kept.basis.learned)  # type: ignore[union-attr]
+        hows.append(how)
+        started = operated(grown)
+        for job in grown.waiting:
+            assert again.estimates[job.key].start == started.get(job.key), (seed, job.key)
+    assert hows.count("appended") >= 4, hows
+
+
+def with_limit(job: Job) -> Job:
+    if job.spec.max_runtime_seconds:
+        return job
+    return replace(job, spec=replace(job.spec, max_runtime_seconds=900))
