@@ -11,9 +11,11 @@ from tests.support.operator import OperatorProcess
 from tests.support.polling import wait_for
 from tests.support.realnode import placement
 
-# Prints what the process sees, then waits to be stopped.
+# Prints what the process sees, then waits to be stopped; ends at once on SIGTERM (as
+# PID 1 with no handler it would ignore it, and each cancel would wait out the grace).
 SHOW = """
-import json, os, time
+import json, os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 print(json.dumps({k: os.environ.get(k) for k in
                   ("SHUNTER_ARRAY_INDEX", "SHUNTER_ARRAY_COUNT", "SHUNTER_JOB_NAME")}), flush=True)
 while True:
