@@ -15,6 +15,7 @@ shunter.operator.main); a log with kopf's "Not enough permissions" warning, or a
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,11 @@ def release(kubeconfig: Path, namespace: str, crd: None) -> Iterator[str]:
         f"admission.watchNamespaces={{{namespace}}}",
         "--set",
         "admission.excludeReleaseNamespace=false",  # the jobs run beside the release here
+        # The chart's admission policies bind cluster-wide by default; the other tests
+        # share this cluster, so they judge only this test's namespace.
+        "--set-json",
+        "policy.namespaceSelector="
+        + json.dumps({"matchLabels": {"kubernetes.io/metadata.name": namespace}}),
         "--set",
         "operator.replicas=0",
         "--set",
