@@ -95,6 +95,9 @@ def in_cluster(
             "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
             # The jobs run beside the release here, so its namespace is served.
             "admission": {"watchNamespaces": [namespace], "excludeReleaseNamespace": False},
+            # Its admission policies judge only its namespace: other tests share the cluster.
+            "policy": {"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": namespace}}},
             "database": {"url": database},
             # This cluster has no storage provisioner: the kwok jobs get emptyDirs.
             "checkpoints": {"defaultSize": ""},
