@@ -275,5 +275,5 @@ class AdmissionState:
 
     def copy(self) -> AdmissionState:
         quota = self.quota.copy()
-        capacity = Capacity(self.capacity.index, dict(self.capacity.free))
+        capacity = self.capacity.copy()
         return AdmissionState(self.limits, self.usage, quota, capacity, self.queues)

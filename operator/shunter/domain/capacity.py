@@ -17,10 +17,15 @@ ones are Ready, not cordoned, and free of the taints that follow a node's condit
 (node.kubernetes.io/not-ready and the like: a new node has one until its first
 heartbeat is seen, so it is in the pool, not yet usable).
 Placement is best fit (the fullest nodes that still fit first), one Pod per node.
+Its cost follows the busy part of the cluster, not its size: a node nothing holds has
+its allocatable free, so among those the best fit is the first that fits in an order
+kept while the nodes are unchanged (NodeIndex.order); only the nodes something holds
+(Capacity.touched) are looked at one by one.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 from collections.abc import Iterable, Mapping
@@ -83,6 +88,11 @@ def _tolerations(job: Job) -> tuple:  # type: ignore[type-arg]
     )
 
 
+# A shape's usable nodes as best-fit keys of their allocatable, (GPUs, CPU, name,
+# memory) in order, and their names.
+Order = tuple[list[tuple[int, int, str, int]], frozenset[str]]
+
+
 @dataclass
 class NodeIndex:
     """What depends on the nodes alone: each job shape's pool, its usable nodes and
@@ -94,6 +104,7 @@ class NodeIndex:
     pools: dict[tuple[object, ...], list[NodeView]] = field(default_factory=dict)
     usable: dict[tuple[object, ...], list[NodeView]] = field(default_factory=dict)
     never: dict[tuple[object, ...], str | None] = field(default_factory=dict)
+    orders: dict[tuple[object, ...], Order] = field(default_factory=dict)
 
     @classmethod
     def of(cls, nodes: Iterable[NodeView]) -> NodeIndex:
@@ -103,6 +114,18 @@ class NodeIndex:
     def allocatable(self) -> dict[str, Resources]:
         return {n.name: n.allocatable for n in self.nodes.values()}
 
+    @functools.cached_property
+    def not_ready(self) -> frozenset[str]:
+        return frozenset(n.name for n in self.nodes.values() if not n.ready)
+
+    def order(self, key: tuple[object, ...], usable: list[NodeView]) -> Order:
+        found = self.orders.get(key)
+        if found is None:
+            keys = sorted((n.allocatable.gpus, n.allocatable.cpu, n.name, n.allocatable.memory)
+                          for n in usable)  # fmt: skip
+            found = self.orders[key] = (keys, frozenset(n.name for n in usable))
+        return found
+
 
 @dataclass
 class Capacity:
@@ -110,10 +133,17 @@ class Capacity:
 
     index: NodeIndex
     free: dict[str, Resources]
+    # The nodes whose free resources may differ from their allocatable (something holds
+    # them, or did in this pass); None: any node may (placement then looks at each).
+    touched: set[str] | None = None
 
     @property
     def nodes(self) -> dict[str, NodeView]:
         return self.index.nodes
+
+    def copy(self) -> Capacity:
+        touched = None if self.touched is None else set(self.touched)
+        return Capacity(self.index, dict(self.free), touched)
 
     @classmethod
     def build(
@@ -128,9 +158,11 @@ class Capacity:
         while they are unchanged, or the nodes themselves."""
         index = nodes if isinstance(nodes, NodeIndex) else NodeIndex.of(nodes)
         free = dict(index.allocatable)
+        touched: set[str] = set()
         for pod in foreign:
             if pod.node in free:
                 free[pod.node] = free[pod.node] - pod.requests
+                touched.add(pod.node)
         for job in active:
             need = pod_need(job)
             for i in range(job.spec.nodes):
@@ -139,10 +171,16 @@ class Capacity:
                     node = bound.get((str(job.key), i))
                 if node in free:
                     free[node] = free[node] - need
-        return cls(index, free)
+                    touched.add(node)
+        return cls(index, free, touched)
+
+    @staticmethod
+    def _shape(job: Job) -> tuple[object, ...]:
+        """What a job's pool and usable nodes depend on."""
+        return (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0)
 
     def pool(self, job: Job) -> list[NodeView]:
-        key = (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0)
+        key = self._shape(job)
         pools = self.index.pools
         pool = pools.get(key)
         if pool is None:
@@ -152,7 +190,7 @@ class Capacity:
     def usable(self, job: Job) -> list[NodeView]:
         # Kept per pool and tolerations, like the pools: they depend on the nodes alone
         # (the estimates' simulation asks thousands of times, a pass once per shape).
-        key = (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0)
+        key = self._shape(job)
         usable = self.index.usable
         found = usable.get(key)
         if found is None:
@@ -163,13 +201,30 @@ class Capacity:
         """A node for each Pod, best fit, one Pod per node; None if not now."""
         need, free = pod_need(job), self.free
         gpus, cpu, memory = need.gpus, need.cpu, need.memory
+        count = job.spec.nodes
+        usable, touched = self.usable(job), self.touched
         # Resources.covers inlined, and each node that fits as its best-fit key (the
         # fullest first): asked for thousands of times per estimates' plan, and over
         # thousands of nodes in a large cluster.
-        fits = [(f.gpus, f.cpu, n.name) for n in self.usable(job)
-                if (f := free[n.name]).gpus >= gpus and f.cpu >= cpu
-                and f.memory >= memory]  # fmt: skip
-        count = job.spec.nodes
+        if touched is None or 2 * len(touched) > len(usable):  # mostly busy: each node
+            fits = [(f.gpus, f.cpu, n.name) for n in usable
+                    if (f := free[n.name]).gpus >= gpus and f.cpu >= cpu
+                    and f.memory >= memory]  # fmt: skip
+        else:
+            order, names = self.index.order(self._shape(job), usable)
+            fits = [(f.gpus, f.cpu, n) for n in touched
+                    if n in names and (f := free[n]).gpus >= gpus and f.cpu >= cpu
+                    and f.memory >= memory]  # fmt: skip
+            # The rest hold their allocatable: the first `count` in order that fit and
+            # that nothing holds are the best of them.
+            wanted = count
+            for i in range(bisect.bisect_left(order, (gpus, cpu, "")), len(order)):
+                g, c, name, m = order[i]
+                if c >= cpu and m >= memory and name not in touched:
+                    fits.append((g, c, name))
+                    wanted -= 1
+                    if not wanted:
+                        break
         if len(fits) < count:
             return None
         if count == 1:  # without sorting thousands of free nodes
@@ -181,12 +236,16 @@ class Capacity:
         for node in placement:
             if node in self.free:
                 self.free[node] = self.free[node] - need
+                if self.touched is not None:
+                    self.touched.add(node)
 
     def give(self, job: Job, placement: Iterable[str]) -> None:
         need = pod_need(job)
         for node in placement:
             if node in self.free:
                 self.free[node] = self.free[node] + need
+                if self.touched is not None:
+                    self.touched.add(node)
 
     def never_fits(self, job: Job) -> str | None:
         """Why the job can never run on this cluster as it is (None: it could)."""

@@ -384,8 +384,8 @@ class JobBook:
     def remove_claim(self, claim: ClaimView) -> None:
         self.claims.pop((claim.namespace, claim.name), None)
 
-    def not_ready(self) -> set[str]:
-        return {n.name for n in self.nodes.values() if not n.ready}
+    def not_ready(self) -> frozenset[str]:
+        return self.node_index().not_ready
 
     # -- what a pass must look at -------------------------------------------------
 
