@@ -379,6 +379,8 @@ def system(
     namespace: str = "bench",
     name: str = "bench",
     policies: bool = False,
+    node_lease_seconds: int = 40,
+    node_status_seconds: int = 60,
 ) -> Iterator[System]:
     """A fresh local cluster with the operator and the API for one namespace; its state
     is ~/.cache/shunter/clusters/NAME: the `name` a bench passes, else
@@ -395,9 +397,10 @@ def system(
     # The scheduler all peers share runs with a raised client limit (SHUNTER_BENCH_
     # SCHEDULER_QPS, default 500; 0 keeps its stock 50), so it does not set the pace.
     scheduler_qps = int(os.environ.get("SHUNTER_BENCH_SCHEDULER_QPS", "500")) or None
-    kubeconfig = plane.up(
-        ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node, scheduler_qps=scheduler_qps)
-    )
+    spec = ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node, scheduler_qps=scheduler_qps,
+                       node_lease_seconds=node_lease_seconds,
+                       node_status_seconds=node_status_seconds)  # fmt: skip
+    kubeconfig = plane.up(spec)
     print(
         f"bench: cluster with {nodes} GPU nodes up in {time.monotonic() - started:.1f}s",
         file=sys.stderr,

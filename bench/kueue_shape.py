@@ -702,6 +702,12 @@ def main() -> None:
     parser.add_argument("--operator-env", default="",
                         help="K=V,K=V: more Shunter operator settings (a variant)")  # fmt: skip
     parser.add_argument("--gpus-per-node", type=int, default=GPUS_PER_NODE)
+    parser.add_argument("--nodes", type=int, default=0,
+                        help="kwok nodes (default: enough that quotas bind)")  # fmt: skip
+    parser.add_argument("--node-lease-seconds", type=int, default=40,
+                        help="kwok nodes' Lease duration (kwok renews within it)")  # fmt: skip
+    parser.add_argument("--node-status-seconds", type=int, default=60,
+                        help="kwok node status refresh (+ up to 7/6 of it)")  # fmt: skip
     parser.add_argument("--timeout-minutes", type=float, default=90.0,
                         help="per peer: report what finished by then")  # fmt: skip
     parser.add_argument("--stop-at", default="",
@@ -710,12 +716,13 @@ def main() -> None:
     args = parser.parse_args()
     shape = SHAPES[args.shape]
     jobs = arrivals(shape, args.scale)
-    nodes = nodes_for(shape, args.gpus_per_node)
+    nodes = max(args.nodes, nodes_for(shape, args.gpus_per_node))
     settings = kueue.Settings.parse(args.kueue)
     wanted = [w.strip() for w in args.peers.split(",") if w.strip()]
     commit = repo_commit()
     extra_env = dict(kv.split("=", 1) for kv in args.operator_env.split(",") if kv)
-    name = args.name or (f"kueue-shape-{shape.name}-x{args.scale:g}-rt{args.runtime_scale:g}")
+    name = args.name or (f"kueue-shape-{shape.name}-x{args.scale:g}-rt{args.runtime_scale:g}"
+                         + (f"-n{nodes}" if args.nodes else ""))  # fmt: skip
     cluster = os.environ.get("SHUNTER_BENCH_CLUSTER", "kshape")
     results: dict[str, Any] = {}
     result: dict[str, Any] = {
@@ -723,6 +730,8 @@ def main() -> None:
         "runtime_scale": args.runtime_scale, "jobs": len(jobs),
         "per_queue": shape.per_queue(args.scale), "queues": shape.queue_count,
         "nodes": nodes, "gpus_per_node": args.gpus_per_node, "commit": commit,
+        "node_lease_seconds": args.node_lease_seconds,
+        "node_status_seconds": args.node_status_seconds,
         "shunter_env": {**SHUNTER_ENV, **extra_env},
         "kueue": {"version": kueue.version(), "settings": settings.label,
                   "kube_controller_manager_qps": args.kcm_qps or "default (20, burst 30)"},
@@ -732,7 +741,8 @@ def main() -> None:
           f"queues, {nodes} nodes of {args.gpus_per_node} GPUs, runtimes x{args.runtime_scale:g}",
           file=sys.stderr)  # fmt: skip
     with system(nodes=nodes, gpus_per_node=args.gpus_per_node, with_operator=False,
-                name=cluster) as s:  # fmt: skip
+                name=cluster, node_lease_seconds=args.node_lease_seconds,
+                node_status_seconds=args.node_status_seconds) as s:  # fmt: skip
         if args.kcm_qps:
             s.set_controller_manager_qps(args.kcm_qps)
         peers: dict[str, ShapePeer] = {

@@ -63,6 +63,10 @@ class Ports:
         return cls(*(processes.free_port() for _ in range(6)))
 
 
+# The node heartbeat stage's delay in stages.yaml (ClusterSpec.node_status_seconds).
+HEARTBEAT = "durationMilliseconds: {}\n    jitterDurationMilliseconds: {}"
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """How many fake GPU nodes to create, and how many GPUs each has.
@@ -73,11 +77,27 @@ class ClusterSpec:
     peers share does not set the pace. kube-controller-manager keeps its default: its
     Job controller belongs to the batch/v1 and Kueue peers (the benches raise it on
     request, see bench.harness).
+
+    node_lease_seconds and node_status_seconds: how long a kwok node's Lease lasts (kwok
+    renews it before it runs out) and how often kwok refreshes its status conditions
+    (plus up to 7/6 of that at random). A large cluster's benches lengthen both, so that
+    thousands of simulated heartbeats do not take the API server from what is measured;
+    kube-controller-manager's node-monitor-grace-period is then raised above the Lease's
+    duration, so that no node goes NotReady for it.
     """
 
     gpu_nodes: int = 4
     gpus_per_node: int = 8
     scheduler_qps: int | None = None
+    node_lease_seconds: int = 40
+    node_status_seconds: int = 60
+
+    def grace_flags(self) -> list[str]:
+        """kube-controller-manager's grace for node heartbeats (its default, 50 s,
+        covers the default Lease)."""
+        if self.node_lease_seconds <= 40:
+            return []
+        return [f"--node-monitor-grace-period={self.node_lease_seconds + 20}s"]
 
 
 class ControlPlane:
@@ -126,7 +146,7 @@ class ControlPlane:
             self._wait("etcd", f"http://127.0.0.1:{ports.etcd_client}/health")
             self._start_apiserver(ports)
             self._wait("kube-apiserver", f"https://127.0.0.1:{ports.apiserver}/readyz")
-            self._start_controllers(ports, spec.scheduler_qps)
+            self._start_controllers(ports, spec)
             self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
             self._wait_ready()
         except BaseException:
@@ -216,7 +236,8 @@ class ControlPlane:
             state_dir=self.state_dir,
         )
 
-    def _start_controllers(self, ports: Ports, scheduler_qps: int | None = None) -> None:
+    def _start_controllers(self, ports: Ports, spec: ClusterSpec) -> None:
+        scheduler_qps = spec.scheduler_qps
         kubeconfig = str(self.kubeconfig)
         secure = [
             f"--kubeconfig={kubeconfig}",
@@ -236,6 +257,7 @@ class ControlPlane:
                 f"--cluster-signing-cert-file={self.pki.ca_cert}",
                 f"--cluster-signing-key-file={self.pki.ca_key}",
                 "--profiling=false",
+                *spec.grace_flags(),
             ],
             state_dir=self.state_dir,
         )
@@ -254,11 +276,15 @@ class ControlPlane:
             ],
             state_dir=self.state_dir,
         )
-        self._start_kwok(Path(kubeconfig), ports.kwok)
+        self._start_kwok(Path(kubeconfig), ports.kwok, spec)
 
-    def _start_kwok(self, kubeconfig: Path, port: int) -> None:
+    def _start_kwok(self, kubeconfig: Path, port: int, spec: ClusterSpec) -> None:
         stages = self.state_dir / "stages.yaml"
-        stages.write_text(resources.files("shunter.devcluster").joinpath("stages.yaml").read_text())
+        text = resources.files("shunter.devcluster").joinpath("stages.yaml").read_text()
+        heartbeat = HEARTBEAT.format(60000, 70000)
+        assert heartbeat in text, "stages.yaml: the node heartbeat's delay moved"
+        millis = spec.node_status_seconds * 1000
+        stages.write_text(text.replace(heartbeat, HEARTBEAT.format(millis, millis * 7 // 6)))
         processes.start(
             "kwok",
             [
@@ -267,7 +293,7 @@ class ControlPlane:
                 f"--config={stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
-                "--node-lease-duration-seconds=40",
+                f"--node-lease-duration-seconds={spec.node_lease_seconds}",
                 # kwok hands out pod IPs from this range: room for benchmarks with 10,000 pods.
                 "--cidr=10.128.0.1/14",
                 "--node-ip=10.96.255.1",
@@ -319,7 +345,7 @@ class ControlPlane:
         self.binary("kwok")
         processes.stop("kwok", state_dir=self.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._start_kwok(kubeconfig, processes.free_port())
+        self._start_kwok(kubeconfig, processes.free_port(), spec)
         self.kubeconfig.write_text(kubeconfig.read_text())
         self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
 
