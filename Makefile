@@ -83,8 +83,9 @@ bench-10k: venv controlplane kueue ## The 10,000-job throughput run for all peer
 bench-fair-peers: venv controlplane kueue ## Fair sharing, weights 2:1, Shunter then Kueue with fair sharing on one kwok cluster, real time (~30 min; issue 24, bench/RESULTS.md)
 	$(PY) -m bench.fair_share_peers --minutes 12 --window 120
 
-bench-kueue-shape: venv controlplane kueue ## Kueue's baseline perf shape (30 queues in 5 cohorts, 15,000 jobs), Shunter then Kueue + Jobs; SCALE, RUNTIME_SCALE, SHAPE=large (issue 26; 30-90 min)
-	$(PY) -m bench.kueue_shape --shape $(or $(SHAPE),baseline) --scale $(or $(SCALE),1) --runtime-scale $(or $(RUNTIME_SCALE),1)
+bench-kueue-shape: venv controlplane kueue ## Kueue's baseline perf shape (30 queues in 5 cohorts, 15,000 jobs), Shunter then Kueue + Jobs; SCALE, RUNTIME_SCALE, SHAPE=large, NODES=5000 (issue 26; 30-90 min)
+	$(PY) -m bench.kueue_shape --shape $(or $(SHAPE),baseline) --scale $(or $(SCALE),1) --runtime-scale $(or $(RUNTIME_SCALE),1) \
+		$(if $(NODES),--nodes $(NODES) --node-lease-seconds 300 --node-status-seconds 600)
 
 bench-preemption: venv ## Preemption policies on a 300-job trace in virtual time, 5 seeds (~5 min; issue 23, bench/RESULTS.md)
 	$(PY) -m bench.preemption_trace --seeds 1 2 3 4 5

@@ -707,7 +707,7 @@ def main() -> None:
     parser.add_argument("--node-lease-seconds", type=int, default=40,
                         help="kwok nodes' Lease duration (kwok renews within it)")  # fmt: skip
     parser.add_argument("--node-status-seconds", type=int, default=60,
-                        help="kwok node status refresh (+ up to 7/6 of it)")  # fmt: skip
+                        help="kwok node status refresh (to 7/6 of it)")  # fmt: skip
     parser.add_argument("--timeout-minutes", type=float, default=90.0,
                         help="per peer: report what finished by then")  # fmt: skip
     parser.add_argument("--stop-at", default="",

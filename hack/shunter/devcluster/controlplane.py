@@ -80,10 +80,10 @@ class ClusterSpec:
 
     node_lease_seconds and node_status_seconds: how long a kwok node's Lease lasts (kwok
     renews it before it runs out) and how often kwok refreshes its status conditions
-    (plus up to 7/6 of that at random). A large cluster's benches lengthen both, so that
-    thousands of simulated heartbeats do not take the API server from what is measured;
-    kube-controller-manager's node-monitor-grace-period is then raised above the Lease's
-    duration, so that no node goes NotReady for it.
+    (each time after between that and 7/6 of it). A large cluster's benches lengthen
+    both, so that thousands of simulated heartbeats do not take the API server from what
+    is measured; kube-controller-manager's node-monitor-grace-period is then raised above
+    the Lease's duration, so that no node goes NotReady for it.
     """
 
     gpu_nodes: int = 4
