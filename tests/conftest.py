@@ -25,6 +25,7 @@ from tests.support.api import ApiProcess
 from tests.support.kube import api_client, install_user_roles, temporary_namespace
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
+from tests.support.process import SLOW_STOPS
 from tests.support.tiers import TierError, markers_for
 
 TESTS = Path(__file__).resolve().parent
@@ -43,6 +44,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 lines = path.read_text(errors="replace").splitlines()[-LOG_LINES_ON_FAILURE:]
                 report.sections.append((f"{path.name} (last lines)", "\n".join(lines)))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Services that did not end soon after SIGTERM, with where they were
+    (tests/support/process.py)."""
+    if SLOW_STOPS:
+        terminalreporter.section("services still running after SIGTERM")
+        for entry in SLOW_STOPS:
+            terminalreporter.write_line(entry)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import runpy
+import shutil
+import subprocess
 import sys
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -72,10 +74,33 @@ def _serve(module: str, args: tuple[str, ...], env: dict[str, str], log_path: st
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
+# A service should end within seconds of SIGTERM (its cleanup releases the Lease and
+# closes its connections). One still running after STOP_NOTICE seconds has its threads'
+# stacks taken (py-spy) for the session's summary (tests/conftest.py), then is killed
+# at 30 s (stop_timeout): a test passes either way, but the next run says where it hung.
+STOP_NOTICE = 8.0
+SLOW_STOPS: list[str] = []
+
+
+def stacks(pid: int) -> str:
+    """Every thread's Python stack of a running process (py-spy, from the test extras)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        return "(py-spy is not installed: no stacks)"
+    try:
+        found = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                               timeout=30, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "(py-spy dump timed out)"
+    return (found.stdout + found.stderr).strip()
+
+
 class ServiceProcess:
     """`python -m MODULE ARGS` with its own environment and log file."""
 
     module = ""
+    stop_notice = STOP_NOTICE  # seconds after SIGTERM before its stacks are taken
+    stop_timeout = 30.0  # seconds after SIGTERM before SIGKILL
 
     def __init__(
         self, *, kubeconfig: Path, database_url: str | None, log_path: Path,
@@ -125,7 +150,12 @@ class ServiceProcess:
     def stop(self) -> None:
         if self.proc is not None and self.running():
             self.proc.terminate()  # SIGTERM
-            self.proc.join(timeout=30)
+            self.proc.join(timeout=self.stop_notice)
+            if self.proc.is_alive():  # what it is doing instead goes in the summary
+                where = stacks(self.proc.pid)
+                SLOW_STOPS.append(f"{self.module} ({self.log_path}): still running"
+                                  f" {self.stop_notice:g} s after SIGTERM\n{where}")  # fmt: skip
+                self.proc.join(timeout=self.stop_timeout - self.stop_notice)
             if self.proc.is_alive():
                 self.proc.kill()
                 self.proc.join()

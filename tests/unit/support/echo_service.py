@@ -1,5 +1,5 @@
 """A service for test_process.py: prints what it was started with, then ends or
-waits for a signal (--hang)."""
+waits for a signal (--hang; --ignore-term: not SIGTERM)."""
 
 import os
 import signal
@@ -15,6 +15,8 @@ print("kubeconfig", kubernetes_asyncio.config.KUBE_CONFIG_DEFAULT_LOCATION)
 print("env", os.environ.get("SHUNTER_ECHO"), os.environ["PYTHONASYNCIODEBUG"])
 print("argv", sys.argv[1:], __name__)
 print("to stderr", file=sys.stderr)
+if "--ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if "--hang" in sys.argv:
     print("hanging")
     signal.pause()

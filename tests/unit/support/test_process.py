@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.polling import wait_for
-from tests.support.process import ServiceProcess
+from tests.support.process import SLOW_STOPS, ServiceProcess
 
 
 class Echo(ServiceProcess):
@@ -39,3 +39,19 @@ def test_kill_ends_a_service_at_once(tmp_path: Path):
     wait_for(lambda: "hanging" in service.log(), timeout=60, what="the service to hang")
     service.kill()
     assert not service.running()
+
+
+def test_a_service_still_running_after_sigterm_is_reported_with_its_stacks_then_killed(
+    tmp_path: Path,
+):
+    service = echo(tmp_path, "--hang", "--ignore-term")
+    service.stop_notice, service.stop_timeout = 0.5, 2.0
+    service.spawn()
+    wait_for(lambda: "hanging" in service.log(), timeout=60, what="the service to hang")
+    before = len(SLOW_STOPS)
+    service.stop()
+    assert not service.running()
+    [entry] = SLOW_STOPS[before:]
+    del SLOW_STOPS[before:]  # reported here, not in the session's summary
+    assert entry.startswith(f"{Echo.module} ({tmp_path / 'echo.log'}): still running 0.5 s")
+    assert "echo_service.py" in entry  # where it waits: its own line, signal.pause()
