@@ -249,8 +249,7 @@ class Capacity:
 
     def never_fits(self, job: Job) -> str | None:
         """Why the job can never run on this cluster as it is (None: it could)."""
-        key = (job.spec.node_selector, job.spec.tolerations, job.spec.gpus > 0,
-               pod_need(job), job.spec.nodes)  # fmt: skip
+        key = (*self._shape(job), pod_need(job), job.spec.nodes)
         never = self.index.never
         if key not in never:
             never[key] = self._never_fits(job)

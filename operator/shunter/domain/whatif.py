@@ -96,7 +96,7 @@ def insert(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueVie
                                 queues=queues, strict=strict, behind=behind)  # fmt: skip
         starts[scenario] = found
         reason = reason or why
-    victims = _victims(kept, job, now=now, queues=queues, preempt=preempt, active=active,
+    victims = _victims(kept, timeline, job, now=now, queues=queues, preempt=preempt, active=active,
                        head=same == 0)  # fmt: skip
     if victims:  # started at the latest when their stops end, at the earliest now
         deadline = now + timedelta(seconds=max(grace for _, grace in victims))
@@ -126,7 +126,8 @@ def _ahead_in_queue(kept: Plan, timeline: Timeline, job: Job, queue: QueueView |
     return [(lane, bisect.bisect_left(lane.orders, queue_order(job)))]
 
 
-def _victims(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueView],
+def _victims(kept: Plan, timeline: Timeline, job: Job, *, now: datetime,
+             queues: Mapping[str, QueueView],
              preempt: Preempter | None, active: Sequence[Job],
              head: bool) -> tuple[tuple[Job, int], ...]:  # fmt: skip
     """Whom a pass now would preempt for the job: only for its queue's head that waits
@@ -137,7 +138,8 @@ def _victims(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueV
     if queue.preemption != LOWER_PRIORITY and not queue.cohort:
         return ()  # nothing it may preempt (its own lower priorities, or reclaim)
     state = AdmissionState(kept.limits, Usage.of(active), QuotaUse.of(queues, active),
-                           Capacity.build(kept.nodes, (), active), queues)  # fmt: skip
+                           Capacity.build(timeline.capacity.index, (), active),
+                           queues)  # fmt: skip
     verdict = state.verdict(job, now=now)
     if verdict.kind != "wait" or verdict.reason != "Queued":
         return ()
