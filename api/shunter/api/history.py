@@ -37,6 +37,7 @@ _SELECT = (
     " LIMIT %(limit)s OFFSET %(offset)s"
 )
 _COUNT = "SELECT count(*)" + _WHERE
+_ONE_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,10 @@ class History:
         params = {**where.params(), "limit": limit, "offset": offset}
         try:
             async with self._cursor("Job history") as cur:
+                # The page and its total from one snapshot: under READ COMMITTED each
+                # statement sees the mirror's latest writes, so a job marked deleted in
+                # between was counted and not listed (seen in CI: total 1, no item).
+                await cur.execute(_ONE_SNAPSHOT)
                 await cur.execute(_SELECT, params)
                 rows = await cur.fetchall()
                 await cur.execute(_COUNT, params)
