@@ -99,6 +99,7 @@ from shunter.domain.capacity import Capacity
 from shunter.domain.dependencies import WAITING_REASON as DEPENDENCY
 from shunter.domain.fairshare import Entry, Ledger, Tenant, tenant_of
 from shunter.domain.model import (
+    Attempt,
     Audit,
     Job,
     JobKey,
@@ -129,6 +130,10 @@ from shunter.domain.queues import BEST_EFFORT_FIFO, LOWER_PRIORITY, QueueView, Q
 LOW, MID, HIGH = 0, 1, 2
 SCENARIOS = (LOW, MID, HIGH)
 MAX_STARTS = 20_000
+# The runs again of jobs the simulation itself stopped (preempted, or at the end of
+# a time slice) it plans beyond the world's jobs: jobs of no known end taking turns
+# never end, and would run the plan to MAX_STARTS on every change.
+RERUNS = 100
 HORIZON = timedelta(days=30)
 # Learned runtimes: the percentiles of low, middle and high, and the fewest runs.
 PERCENTILES = (0.25, 0.5, 0.9)
@@ -592,6 +597,9 @@ class _Simulation:
         self.now, self.t, self.state, self.run = world.now, at, state, run
         self.slots, self.reasons = run.slots, run.reasons
         self.extra: dict[JobKey, Job] = {}  # resumed runs of preempted jobs
+        self.reruns: dict[JobKey, int] = {}  # per job of the world: its last run's number
+        self.max_reruns = RERUNS + len(world.active) + len(world.waiting)
+        self.rerun = 0  # runs again so far
         self.ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []  # planned (heap)
         self.stale: set[int] = set()  # ends moved by a stop (their numbers)
         self.forever: dict[JobKey, Job] = {}  # admitted, no runtime known
@@ -729,6 +737,10 @@ class _Simulation:
                 self._leave(f"beyond the plan's horizon ({max_starts} starts or"
                             f" {HORIZON.days} days ahead)")  # fmt: skip
                 break
+            if self.rerun > self.max_reruns:
+                self._leave(f"beyond the plan's horizon ({self.max_reruns} runs again of"
+                            " preempted or time-sliced jobs)")  # fmt: skip
+                break
             self.wakes[:] = [w for w in self.wakes if w > t]
             self._fold(t)  # what was held until t, before the ends at t
             self.ending_at = t
@@ -846,7 +858,8 @@ class _Simulation:
             self.ending.pop(key, None)
         if self.requeue and key in self.requeue:
             left, behind = self.requeue.pop(key)
-            again = _resumed(job, self.extra, requeued_at=self.ending_at if behind else None)
+            again = _resumed(job, self.reruns, at=self.ending_at, behind=behind)
+            self.rerun += 1
             self.extra[again.key] = again
             self.left[again.key] = left
             self._enqueue(again)
@@ -916,18 +929,21 @@ def _left(job: Job, *, now: datetime, learned: Learned, scenario: int) -> float 
     return None if found.at is None else (found.at[scenario] - now).total_seconds()
 
 
-def _resumed(job: Job, extra: Mapping[JobKey, Job], *, requeued_at: datetime | None) -> Job:
+def _resumed(job: Job, reruns: dict[JobKey, int], *, at: datetime, behind: bool) -> Job:
     """A stopped job back in its queue, under a key of its own in the plan (its
-    first run keeps the job's): NAME#2, NAME#3...; at its place after a preemption,
-    behind the jobs that waited (from `requeued_at`) after its time slice."""
-    base = job.key.name.split("#", 1)[0]
-    n = 2
-    while JobKey(job.key.namespace, f"{base}#{n}") in extra:
-        n += 1
+    first run keeps the job's): NAME#2, NAME#3... (`reruns` counts them per job); at
+    its place after a preemption, behind the jobs that waited (from `at`) after its
+    time slice. The stop is in its history, as the operator records it, so the
+    anti-loop rules (shunter.operator.preemption.protected) see it."""
+    base = JobKey(job.key.namespace, job.key.name.split("#", 1)[0])
+    n = reruns[base] = reruns.get(base, 1) + 1
+    reason = "TimeSliced" if behind else "Preempted"
+    stop = Attempt(len(job.status.history) + 1, reason=reason,
+                   started_at=job.status.running_since, finished_at=at)  # fmt: skip
     status = replace(job.status, phase=Phase.QUEUED, placement=(), termination=None,
-                     reason="TimeSliced" if requeued_at else "Preempted", not_before=None,
-                     requeued_at=requeued_at or job.status.requeued_at)  # fmt: skip
-    return replace(job, key=JobKey(job.key.namespace, f"{base}#{n}"), status=status)
+                     reason=reason, not_before=None, history=(*job.status.history, stop),
+                     requeued_at=at if behind else job.status.requeued_at)  # fmt: skip
+    return replace(job, key=JobKey(job.key.namespace, f"{base.name}#{n}"), status=status)
 
 
 _Resumed = dict[JobKey, Job]  # a stopped job's runs after its stop: NAME#2...

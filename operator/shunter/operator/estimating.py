@@ -27,12 +27,15 @@ The plan goes to two places:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from shunter.domain.estimates import (
     Estimate,
@@ -52,6 +55,7 @@ from shunter.operator.preemption import for_estimates
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator.estimating")
+T = TypeVar("T")
 
 # A status estimate is written again when it moved by more than this share of the
 # wait left (at least a minute: Estimate.moved).
@@ -112,8 +116,8 @@ class Estimator:
             self._learned_at = clock
             self._learned = learned_from(await self.mirror.runtimes())
         world = self.world(now or datetime.now(UTC))
-        kept, how, body = await asyncio.to_thread(_plan_and_dump, self.kept, world,
-                                                  self._learned)  # fmt: skip
+        kept, how, body = await in_daemon_thread(_plan_and_dump, self.kept, world,
+                                                 self._learned)  # fmt: skip
         self.seconds = time.monotonic() - clock
         self.how[how] = self.how.get(how, 0) + 1
         if body is None:  # nothing the plan reads changed
@@ -179,6 +183,33 @@ def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
     if estimate is None or shown is None:
         return (estimate is None) != (shown is None)
     return estimate.moved(shown, now=now, threshold=MOVED)
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
+    """fn(*args) in a thread of its own that the process's exit does not wait for
+    (asyncio.to_thread's executor is joined when the loop closes: an operator told to
+    stop in the middle of a long plan would wait for it, and its Lease with it)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits it
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=f"shunter-{fn.__name__}", daemon=True).start()
+    return await done
 
 
 def _plan_and_dump(kept: Plan | None, world: World,

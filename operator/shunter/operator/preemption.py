@@ -221,8 +221,10 @@ def time_slice(head: Job, state: AdmissionState, *, active: Sequence[Job], now: 
     for job in active:
         same = job.spec.queue == head.spec.queue and job.spec.priority == head.spec.priority
         end = slice_end(job, queue.time_slice) if same and not job.spec.cancelled else None
-        if end is None or protected(job, now=now, rules=rules):
+        if end is None:
             continue
+        if protected(job, now=now, rules=rules):  # it yields once it has run min_run
+            end = max(end, (job.status.running_since or now) + rules.min_run)
         if end > now:
             next_end = end if next_end is None else min(next_end, end)
             continue

@@ -217,6 +217,44 @@ def test_a_time_sliced_queue_is_estimated_round_robin_as_the_pass_would_slice_it
     assert start(estimated([a], [b], [queue], nodes), b) == 3000
 
 
+def test_jobs_with_no_known_end_taking_turns_end_the_plan_after_a_bounded_number_of_reruns():
+    # Two jobs of no known end take 30 s turns on the node: the pass would slice them
+    # forever. The plan stops after estimates.RERUNS runs again (not at MAX_STARTS,
+    # where each change of the world cost minutes and the operator's shutdown waited
+    # for it), and the job queued behind at a lower priority says why it has no
+    # estimate. The stops are in the runs' history, so the anti-loop rules apply as in
+    # the operator: after three slices in the window a run lasts min_run (300 s).
+    from shunter.domain.estimates import RERUNS
+
+    rules = replace(RULES, min_run=timedelta(seconds=300))
+
+    queue = QueueView("q", time_slice=30)
+    a = queued("a", 2, 1, queue="q", limit=0)
+    b = queued("b", 8, 2, queue="q", limit=0)
+    low = queued("low", 8, 3, queue="q", priority=-1)
+    world = World(
+        now=NOW,
+        limits=LIMITS,
+        queues={"q": queue},
+        nodes=[a_node("n0")],
+        foreign=[],
+        active=[],
+        waiting=[a, b, low],
+        preempt=for_estimates(rules),
+    )
+    kept = plan(world, learned=Learned(), max_starts=5_000)
+    assert start(kept, a) == 0
+    assert start(kept, b) == 30 + 30  # a's slice, then its grace
+    assert len(kept.slots) <= RERUNS + 3 + 2
+    assert kept.estimates[low.key].reason == (
+        f"beyond the plan's horizon ({RERUNS + 3} runs again of preempted or time-sliced jobs)"
+    )
+    a_runs = sorted((s[1] for k, s in kept.slots.items() if k.name.split("#")[0] == "a"),
+                    key=lambda s: s.start or NOW)  # fmt: skip
+    lengths = [(s.end - s.start).total_seconds() for s in a_runs[:5] if s.start and s.end]
+    assert lengths == [60, 60, 60, 330, 60]  # slice and grace; protected; again
+
+
 def test_a_plan_with_a_resumed_run_is_published_and_read_back_as_kept() -> None:
     # estcost's publishing (estimates and timeline in columns) carries the resumed
     # run NAME#2 like any job: the API's what-if reads what the operator kept.

@@ -83,3 +83,49 @@ def test_a_best_effort_queue_numbers_only_the_first_jobs_like_any_queue() -> Non
     beyond = f"Waiting in queue (more than {RULES.exact_positions} jobs ahead)"
     assert [s.message for s in statuses[2:]] == [beyond, beyond]
     assert names(positioned(world.book, limit=RULES.exact_positions)) == {"w0", "w1"}
+
+
+# -- the plan's thread ----------------------------------------------------------------
+
+
+def test_a_plan_in_its_thread_answers_its_result_and_its_error() -> None:
+    import asyncio
+
+    from shunter.operator.estimating import in_daemon_thread
+
+    def fails() -> None:
+        raise ValueError("no plan")
+
+    async def both() -> tuple[int, str]:
+        result = await in_daemon_thread(pow, 2, 10)
+        try:
+            await in_daemon_thread(fails)
+        except ValueError as exc:
+            return result, str(exc)
+        return result, ""
+
+    assert asyncio.run(both()) == (1024, "no plan")
+
+
+def test_an_operator_stopping_in_the_middle_of_a_plan_does_not_wait_for_it() -> None:
+    # CI saw operators still running 30 s after SIGTERM: the loop closed, and
+    # asyncio.run waited for the executor thread of a plan that ran on. A process whose
+    # plan never ends exits as soon as its loop is done (with asyncio.to_thread it
+    # never does: the run's timeout fails the test).
+    import subprocess
+    import sys
+
+    program = (
+        "import asyncio, threading\n"
+        "from shunter.operator.estimating import in_daemon_thread\n"
+        "async def main():\n"
+        "    task = asyncio.ensure_future(in_daemon_thread(threading.Event().wait))\n"
+        "    await asyncio.sleep(0.2)\n"
+        "    task.cancel()\n"
+        "asyncio.run(main())\n"
+        "print('exited')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exited"

@@ -109,6 +109,10 @@ def test_the_anti_loop_rules_still_hold():
     world.book.put_pod(World._running({"metadata": meta, "spec": {}}, T0))
     world.step(T0)
     assert world.book.jobs[JobKey("default", "busy")].phase is Phase.RUNNING
+    # The pass asks to look again when the protection ends (it has run min_run), not
+    # never: with nothing else happening, the waiting job would wait for busy's end.
+    result = plan_pass(world.book, now=T0, rules=rules)
+    assert result.wake_at[waiting.key] == T0 - timedelta(seconds=900) + rules.min_run
 
 
 def test_a_lower_priority_job_takes_no_slice():
