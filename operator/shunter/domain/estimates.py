@@ -600,6 +600,7 @@ class _Simulation:
         self.reruns: dict[JobKey, int] = {}  # per job of the world: its last run's number
         self.max_reruns = RERUNS + len(world.active) + len(world.waiting)
         self.rerun = 0  # runs again so far
+        self.back: list[Job] = []  # stopped at the instant being applied, to requeue
         self.ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []  # planned (heap)
         self.stale: set[int] = set()  # ends moved by a stop (their numbers)
         self.forever: dict[JobKey, Job] = {}  # admitted, no runtime known
@@ -725,6 +726,14 @@ class _Simulation:
         t = self.t
         while True:
             self._pass(t)
+            if self.back:
+                # Jobs whose stop ended at t are in their queue for the next pass, as
+                # in the operator: the pass that finds a victim's Pods gone makes it
+                # queued, and starts its preemptor with the GPUs it gave back.
+                for job in self.back:
+                    self._enqueue(job)
+                self.back.clear()
+                self._pass(t)
             if not self.waiting():
                 break
             upcoming = [e for e in (self._next_end(), min(self.wakes, default=None))
@@ -862,7 +871,7 @@ class _Simulation:
             self.rerun += 1
             self.extra[again.key] = again
             self.left[again.key] = left
-            self._enqueue(again)
+            self.back.append(again)
 
     def _preempt(self, head: Job, t: datetime) -> None:
         """The pass preempts for a waiting head where its queue allows it

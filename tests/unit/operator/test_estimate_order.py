@@ -217,6 +217,26 @@ def test_a_time_sliced_queue_is_estimated_round_robin_as_the_pass_would_slice_it
     assert start(estimated([a], [b], [queue], nodes), b) == 3000
 
 
+def test_a_borrower_preempted_for_a_lender_does_not_take_the_gpus_back_first() -> None:
+    # b (priority 1) borrows its cohort's GPUs and starts first; l's queue is below its
+    # quota and reclaims them: b stops (grace 30) and l starts when b's Pods are gone.
+    # In the operator the pass that finds b's Pods gone makes b queued and starts l;
+    # b is looked at in the next pass. The plan used to put b back in the same pass,
+    # ahead of l by priority: b and l took the GPUs from each other until the anti-loop
+    # rules protected b (CI's operators spent minutes per plan in such cohorts).
+    queues = [
+        QueueView("lender", gpu_quota=16, cohort="c"),
+        QueueView("borrower", gpu_quota=4, cohort="c", preemption=LOWER_PRIORITY),
+    ]
+    b = queued("b", 8, 1, queue="borrower", priority=1, limit=0)
+    lender = queued("l", 8, 2, queue="lender", limit=600)
+    kept = estimated([], [b, lender], queues, [a_node("n0")], preempt=True)
+    assert start(kept, b) == 0
+    assert start(kept, lender) == 30
+    assert kept.slots[JobKey("default", "b#2")][1].start == at(30 + 600)
+    assert JobKey("default", "b#3") not in kept.slots
+
+
 def test_jobs_with_no_known_end_taking_turns_end_the_plan_after_a_bounded_number_of_reruns():
     # Two jobs of no known end take 30 s turns on the node: the pass would slice them
     # forever. The plan stops after estimates.RERUNS runs again (not at MAX_STARTS,
