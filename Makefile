@@ -8,6 +8,9 @@ export SHUNTER_BIN_DIR ?= $(HOME)/.cache/shunter/bin
 # kubectl and the other control-plane binaries built by `make controlplane`.
 export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers, each with its own control plane and PostgreSQL
+# (tests/support/tiers.py); 0 runs the suite in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
         test-unit demo demo-down e2e-kind bench bench-10k bench-preemption bench-grace-frontier bench-reports bench-estimates bench-fair-peers bench-kueue-shape kueue soak clean trainer-venv deps \
@@ -121,8 +124,9 @@ trainer-venv: ## The trainer's torch venv under ~/.cache, plus the test extras (
 
 # With KUBECONFIG (kind, any cluster) the images come from elsewhere (hack/e2e-kind.sh).
 TEST_IMAGES := $(if $(KUBECONFIG),,images)
-test: deps venv controlplane lint chart-lint $(TEST_IMAGES) ## Lint, then the whole suite on a real control plane with a real node (KUBECONFIG to reuse a cluster)
-	SHUNTER_TRAINER_PYTHON=$$(hack/trainer-venv.sh) $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+test: deps venv controlplane lint chart-lint $(TEST_IMAGES) ## Lint, then the whole suite on real control planes with a real node, TEST_WORKERS in parallel (KUBECONFIG to reuse a cluster: one worker)
+	SHUNTER_TRAINER_PYTHON=$$(hack/trainer-venv.sh) $(PY) -m pytest --durations=25 \
+		-n $(if $(KUBECONFIG),0,$(TEST_WORKERS)) --dist loadgroup $(PYTEST_ARGS)
 
 # The unit tier stands alone: a bin dir that does not exist proves no built binary is
 # used (nor a control plane started), and tests/unit/conftest.py refuses the network.

@@ -9,6 +9,7 @@ PostgreSQL, with the embedded server as the local default.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from tests.support.kube import api_client, install_user_roles, temporary_namespa
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
 from tests.support.process import SLOW_STOPS
-from tests.support.tiers import TierError, markers_for
+from tests.support.tiers import TierError, defines_module_fixtures, group_of, markers_for
 
 TESTS = Path(__file__).resolve().parent
 SERVICE_LOGS = pytest.StashKey[list[Path]]()
@@ -73,6 +74,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(name)
     if errors:
         raise pytest.UsageError("tests out of their tier:\n  " + "\n  ".join(sorted(errors)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """make test's pytest-xdist scheduling (`--dist loadgroup`): one group of tests at a
+    time per worker, the groups of tests/support/tiers.py, the biggest first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByTier(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = Path(config.rootpath, nodeid.split("::", 1)[0])
+            return _group(path) or nodeid
+
+    return ByTier(config, log)
+
+
+@functools.cache
+def _group(path: Path) -> str | None:
+    try:
+        scoped = defines_module_fixtures(path.read_text())
+        return group_of(path, root=TESTS, module_scoped=scoped)
+    except (OSError, SyntaxError, TierError):
+        return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """A pytest-xdist worker's slow stops, for the summary of the whole run."""
+    SLOW_STOPS.extend(getattr(node, "workeroutput", {}).get("slow_stops", ()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # a pytest-xdist worker: its controller prints the summary
+        output["slow_stops"] = list(SLOW_STOPS)
 
 
 @pytest.fixture(scope="session")

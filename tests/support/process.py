@@ -92,7 +92,26 @@ def stacks(pid: int) -> str:
                                timeout=30, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
         return "(py-spy dump timed out)"
-    return (found.stdout + found.stderr).strip()
+    return (found.stdout + found.stderr).strip() + "\n" + signal_state(pid)
+
+
+def signal_state(pid: int) -> str:
+    """The process's signal masks (pending, blocked, ignored, caught) and each of its
+    threads' pending and blocked ones: whether a SIGTERM arrived and where it waits."""
+    lines = []
+    for status in (
+        Path(f"/proc/{pid}/status"),
+        *sorted(Path(f"/proc/{pid}/task").glob("*/status")),
+    ):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+        keys = ("ShdPnd", "SigPnd", "SigBlk", "SigIgn", "SigCgt")
+        lines.append(f"{status.parent.name} {fields.get('Name', '').strip()}: "
+                     + " ".join(f"{k}={fields.get(k, '?').strip()}" for k in keys))  # fmt: skip
+    return "\n".join(lines)
 
 
 class ServiceProcess:

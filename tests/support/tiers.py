@@ -9,10 +9,20 @@ into one file per tier, each under its tier's directory.
 The fixtures a test uses must agree with its directory: a test under tests/unit that
 asks for `kubeconfig` would start a control plane in `make test-unit`, so collection
 fails and names it instead.
+
+`make test` runs the suite on several pytest-xdist workers, each with its own control
+plane, PostgreSQL and kwok nodes (the session fixtures), so a test that restarts its
+API server disturbs no other. The root conftest's scheduler sends each worker one
+group at a time (`group_of`): what cannot be had twice on one machine keeps its tests
+on one worker (the real node: one kubelet and containerd per host), a file that
+defines module-scoped fixtures stays on one worker (set up once), and any other test
+is a group of its own. The biggest groups go first. (pytest-xdist's own `xdist_group`
+marks do nothing under pytest 9, whose node ids xdist can no longer suffix.)
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -43,6 +53,33 @@ NEEDS = {
     "own_postgres": "postgres",
     "lazy_node": "realnode",
 }
+
+
+# Tiers whose tests share something of the host: all of them run on one worker.
+HOST_GROUPS = {"realnode": "realnode"}
+
+
+def group_of(path: PurePath, *, root: PurePath, module_scoped: bool) -> str | None:
+    """The worker group of a test file's tests (None: each test on its own): its tier's
+    host group, or the file when it defines module-scoped fixtures."""
+    tier = tier_of(path, root=root)
+    if tier in HOST_GROUPS:
+        return HOST_GROUPS[tier]
+    return path.relative_to(root).as_posix() if module_scoped else None
+
+
+def defines_module_fixtures(source: str) -> bool:
+    """Whether a test file's source defines a fixture of module scope
+    (`@pytest.fixture(scope="module")`)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and any(
+                    k.arg == "scope" and isinstance(k.value, ast.Constant)
+                    and k.value.value == "module" for k in decorator.keywords
+                ):  # fmt: skip
+                    return True
+    return False
 
 
 class TierError(Exception):

@@ -80,3 +80,26 @@ def test_the_network_is_refused_but_the_loopback_is_not():
         sock.connect(("192.0.2.1", 80))
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", 9)) != 0  # closed, but asked
+
+
+def test_the_real_node_keeps_its_tests_on_one_worker_and_a_module_fixture_its_file():
+    from tests.support.tiers import group_of
+
+    assert group_of(ROOT / "realnode/test_a.py", root=ROOT, module_scoped=False) == "realnode"
+    assert group_of(ROOT / "realnode/test_b.py", root=ROOT, module_scoped=True) == "realnode"
+    assert group_of(ROOT / "cluster/ui/test_browser.py", root=ROOT, module_scoped=True) == (
+        "cluster/ui/test_browser.py"
+    )
+    assert group_of(ROOT / "cluster/api/test_x.py", root=ROOT, module_scoped=False) is None
+
+
+def test_a_module_fixture_is_found_in_the_source_of_its_file():
+    from tests.support.tiers import defines_module_fixtures
+
+    module = '@pytest.fixture(scope="module")\ndef browser():\n    yield 1\n'
+    assert defines_module_fixtures(module)
+    assert not defines_module_fixtures(module.replace('"module"', '"session"'))
+    assert not defines_module_fixtures("@pytest.fixture\ndef page():\n    return 1\n")
+    # The suite's own files, as the scheduler reads them.
+    assert defines_module_fixtures((TESTS / "cluster/ui/test_browser.py").read_text())
+    assert not defines_module_fixtures((TESTS / "cluster/api/test_live.py").read_text())
