@@ -141,8 +141,9 @@ def _message(position: int, start: datetime | None, reason: str | None, *, now: 
     if start is None:
         return f"Would wait in queue at position {position}; no estimate: {reason}"
     if start <= now:
-        return "Would start now"
-    text = f"Would wait in queue at position {position}; estimated start {_when(start, now)}"
+        text = "Would start now"
+    else:
+        text = f"Would wait in queue at position {position}; estimated start {_when(start, now)}"
     if victims:
         text += f"; it would preempt {victims} job{'s' if victims > 1 else ''} to start"
     return text

@@ -99,8 +99,11 @@ def insert(kept: Plan, job: Job, *, now: datetime, queues: Mapping[str, QueueVie
     victims = _victims(kept, timeline, job, now=now, queues=queues, preempt=preempt, active=active,
                        head=same == 0)  # fmt: skip
     if victims:  # started at the latest when their stops end, at the earliest now
+        # A plan that lets it start now is older than the jobs holding the GPUs (the
+        # victims were chosen on the live state): it starts when their stops end.
         deadline = now + timedelta(seconds=max(grace for _, grace in victims))
-        starts = {s: deadline if t is None else min(t, deadline) for s, t in starts.items()}
+        starts = {s: deadline if t is None or t <= now else min(t, deadline)
+                  for s, t in starts.items()}  # fmt: skip
         if LOW in starts:
             starts[LOW] = now
     mid = starts.get(MID)

@@ -71,6 +71,20 @@ def test_a_head_that_may_preempt_starts_when_its_victims_stop() -> None:
     assert "preempt 1 job" in answer["message"]
 
 
+def test_a_plan_older_than_the_victims_does_not_make_a_preempting_job_start_now() -> None:
+    # The kept plan was made before low started (an empty node): the victims come from
+    # the live state, so the job starts when their stop ends, and the answer says it
+    # preempts (CI saw "Would start now" with a victim named).
+    queues = {"default": QueueView("default", preemption=LOWER_PRIORITY)}
+    low = running("low", 8, limit=3600)
+    stale = plan(world([], [], queues=queues), learned=Learned())
+    answer = ask(queued("high", 8, 1000, limit=60, priority=5), stale, queues=queues,
+                 holders=[low])  # fmt: skip
+    assert answer["preempts"] == ["default/low"]
+    assert answer["estimated_start"] == at(30)
+    assert "preempt 1 job" in answer["message"]
+
+
 def test_no_plan_says_so() -> None:
     answer = ask(queued("new", 1, 1000), None, queues={}, holders=[])
     assert answer["estimated_start"] is None
