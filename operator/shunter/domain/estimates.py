@@ -48,10 +48,14 @@ its low, middle and high value (progress: +-10 % of what is left; learned: the 2
 
 Not simulated (the estimate is a forecast, not a promise): the work a stopped job
 loses since its last checkpoint (it resumes with what it had left when stopped); the
-anti-loop protection of a job stopped often (`protected` reads the job's real
-history, which the plan's own stops do not add to); the checkpoint claims a job may
-wait for; failures and retries. The simulation stops after MAX_STARTS starts or
-HORIZON of virtual time: the jobs behind get the reason "beyond the plan's horizon".
+checkpoint claims a job may wait for; failures and retries. The plan's own stops go
+into the history of the job's next run (NAME#2...), so the anti-loop protection
+(`protected`) applies to them as in the operator; a job stopped at an instant is back
+in its queue for the next pass at that instant, as the operator's pass makes it
+queued. The simulation stops after MAX_STARTS starts, HORIZON of virtual time, or
+RERUNS runs again of jobs it stopped beyond the world's own count (jobs of no known
+end taking turns never end): the jobs behind get the reason "beyond the plan's
+horizon".
 
 `replan` brings the kept plan up to date by appending new queued jobs, each behind
 every job of its queue: each scenario restarts from the first instant its run looked
