@@ -600,10 +600,9 @@ class _Simulation:
         self.world, self.scenario, self.learned, self.sources = world, scenario, learned, sources
         self.now, self.t, self.state, self.run = world.now, at, state, run
         self.slots, self.reasons = run.slots, run.reasons
-        self.extra: dict[JobKey, Job] = {}  # resumed runs of preempted jobs
+        self.extra: dict[JobKey, Job] = {}  # runs again of jobs it stopped (NAME#2...)
         self.reruns: dict[JobKey, int] = {}  # per job of the world: its last run's number
         self.max_reruns = RERUNS + len(world.active) + len(world.waiting)
-        self.rerun = 0  # runs again so far
         self.back: list[Job] = []  # stopped at the instant being applied, to requeue
         self.ends: list[tuple[datetime, int, Job, tuple[str, ...]]] = []  # planned (heap)
         self.stale: set[int] = set()  # ends moved by a stop (their numbers)
@@ -750,7 +749,7 @@ class _Simulation:
                 self._leave(f"beyond the plan's horizon ({max_starts} starts or"
                             f" {HORIZON.days} days ahead)")  # fmt: skip
                 break
-            if self.rerun > self.max_reruns:
+            if len(self.extra) > self.max_reruns:
                 self._leave(f"beyond the plan's horizon ({self.max_reruns} runs again of"
                             " preempted or time-sliced jobs)")  # fmt: skip
                 break
@@ -872,7 +871,6 @@ class _Simulation:
         if self.requeue and key in self.requeue:
             left, behind = self.requeue.pop(key)
             again = _resumed(job, self.reruns, at=self.ending_at, behind=behind)
-            self.rerun += 1
             self.extra[again.key] = again
             self.left[again.key] = left
             self.back.append(again)
