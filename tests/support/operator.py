@@ -63,6 +63,7 @@ LEASE_ENV = {
 
 class OperatorProcess(ServiceProcess):
     module = "shunter.operator.main"
+    dumps_tasks = True
 
     def __init__(
         self, *, kubeconfig: Path, namespace: str, database_url: str | None, log_path: Path,

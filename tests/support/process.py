@@ -15,8 +15,10 @@ import multiprocessing
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -119,6 +121,7 @@ class ServiceProcess:
 
     module = ""
     stop_notice = STOP_NOTICE  # seconds after SIGTERM before its stacks are taken
+    dumps_tasks = False  # SIGUSR1 writes its asyncio tasks' stacks to its log
     stop_timeout = 30.0  # seconds after SIGTERM before SIGKILL
 
     def __init__(
@@ -160,6 +163,20 @@ class ServiceProcess:
         """Log lines of asyncio's debug mode catching a call from the wrong thread."""
         return [line for line in self.log().splitlines() if "Non-thread-safe operation" in line]
 
+    def _tasks(self) -> str:
+        """Its asyncio tasks' stacks, written to its log on SIGUSR1 (a few seconds)."""
+        if not self.dumps_tasks or self.proc is None or self.proc.pid is None:
+            return ""
+        before = len(self.log())
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            written = self.log()[before:]
+            if "--- end of asyncio tasks ---" in written:
+                return "\n" + written
+            time.sleep(0.1)
+        return "\n(no asyncio tasks written within 5 s of SIGUSR1)\n" + self.log()[before:]
+
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a crash."""
         if self.proc is not None and self.running():
@@ -171,7 +188,7 @@ class ServiceProcess:
             self.proc.terminate()  # SIGTERM
             self.proc.join(timeout=self.stop_notice)
             if self.proc.is_alive():  # what it is doing instead goes in the summary
-                where = stacks(self.proc.pid)
+                where = stacks(self.proc.pid) + self._tasks()
                 SLOW_STOPS.append(f"{self.module} ({self.log_path}): still running"
                                   f" {self.stop_notice:g} s after SIGTERM\n{where}")  # fmt: skip
                 self.proc.join(timeout=self.stop_timeout - self.stop_notice)

@@ -4,7 +4,9 @@
 
 Settings come from the environment (see shunter.operator.settings). kopf runs the
 process; shunter.kube does the Kubernetes work (shunter.operator.handlers says who
-does what).
+does what). SIGTERM or SIGINT stops it; SIGUSR1 writes every asyncio task's stack to
+its log (what a stop or a pass that does not end is waiting for; py-spy shows only the
+threads).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+from types import FrameType
 
 import kopf
 
@@ -32,6 +36,25 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
+def dump_tasks(signum: int = signal.SIGUSR1, frame: FrameType | None = None) -> None:
+    """Every task of the running loop with its stack, to stdout (the log). A plain
+    signal handler: it runs in the main thread between two bytecodes, so it works
+    while the loop itself is stuck or no longer reads its signal wake-up."""
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_running_loop())
+    except RuntimeError:
+        tasks = set()
+    out = [f"--- asyncio tasks ({len(tasks)}) on {signal.Signals(signum).name} ---"]
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        frames = task.get_stack()
+        where = " <- ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 1)[-1]}"
+                            f":{f.f_lineno})" for f in reversed(frames))  # fmt: skip
+        out.append(f"{task.get_name()}: {where or task!r}")
+    out.append("--- end of asyncio tasks ---")
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shunter-operator", description=__doc__.splitlines()[0])
     parser.add_argument("--liveness", default=None, help="kopf liveness endpoint URL")
@@ -42,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    for noisy in ("kopf.objects", "kopf.activities.probe", "kopf._core.reactor.running"):
+    for noisy in ("kopf.objects", "kopf.activities.probe"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
@@ -50,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shunter-operator: {exc}", file=sys.stderr)
         return 2
     assert handlers  # the import registers the handlers
+    signal.signal(signal.SIGUSR1, dump_tasks)
     asyncio.run(
         kopf.operator(
             settings=kopf_settings(),
