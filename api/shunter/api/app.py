@@ -55,7 +55,8 @@ def create_app(settings: ApiSettings, kube: Kube) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cache.start()
         try:
-            await asyncio.wait_for(cache.jobs.synced.wait(), CACHE_SYNC_TIMEOUT)
+            async with asyncio.timeout(CACHE_SYNC_TIMEOUT):
+                await cache.jobs.synced.wait()
         except TimeoutError:
             log.warning("job cache not synced after %.0fs; /readyz says so", CACHE_SYNC_TIMEOUT)
         if settings.auth == "none":

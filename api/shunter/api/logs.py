@@ -19,7 +19,6 @@ since kwok's nodes have no kubelet).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -119,7 +118,8 @@ class PodLogs:
 
         task = asyncio.create_task(pump(), name=what)
         try:
-            first = await asyncio.wait_for(queue.get(), FOLLOW_FIRST_SECONDS)
+            async with asyncio.timeout(FOLLOW_FIRST_SECONDS):
+                first = await queue.get()
         except TimeoutError:
             first = b""  # a quiet container: answer now, its lines follow
         if isinstance(first, KubeError):
@@ -134,8 +134,7 @@ class PodLogs:
                     item = await queue.get()
             finally:  # the client went away, or the log ended
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})  # the caller's own cancel still reaches it
 
         return rest(first)
 

@@ -28,7 +28,6 @@ ends, whichever side ends it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -144,8 +143,7 @@ async def supervised(
     finally:
         if pending is not None:
             pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
+            await asyncio.wait({pending})  # the caller's own cancel still reaches it
         closing = getattr(chunks, "aclose", None)
         if closing is not None:
             await closing()

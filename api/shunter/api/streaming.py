@@ -93,7 +93,8 @@ async def job_stream(
                     yield sse(event, data)
             wait = HEARTBEAT_SECONDS if covered else UNCOVERED_SECONDS
             try:
-                await asyncio.wait_for(signal.wait(), min(wait, left))
+                async with asyncio.timeout(min(wait, left)):
+                    await signal.wait()
             except TimeoutError:
                 yield ": heartbeat\n\n"
                 continue

@@ -114,8 +114,9 @@ class Informer(Generic[K, T]):
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait(), not `await task` under suppress(CancelledError): a cancel of the
+            # caller itself must still reach the caller.
+            await asyncio.wait({self._task})
 
     async def run(self) -> None:
         while True:
@@ -179,7 +180,8 @@ class Informer(Generic[K, T]):
         entry = (wanted, future)
         self._version_waiters.append(entry)
         try:
-            await asyncio.wait_for(future, within)
+            async with asyncio.timeout(within):
+                await future
             return True
         except TimeoutError:
             return False
@@ -196,7 +198,8 @@ class Informer(Generic[K, T]):
         waiter: _Waiter[T] = _Waiter(predicate)
         self._key_waiters.setdefault(key, []).append(waiter)
         try:
-            await asyncio.wait_for(waiter.future, within)
+            async with asyncio.timeout(within):
+                await waiter.future
             return True
         except TimeoutError:
             return False

@@ -127,7 +127,8 @@ class Controller:
                 timeout = min(timeout, (next_timer - datetime.now(UTC)).total_seconds())
             # Always yield to the loop, even when a timer is already due.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, timeout))
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._wake.wait()
             self._wake.clear()
             if not self.synced() or not self.leader():
                 continue
