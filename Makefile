@@ -8,6 +8,9 @@ export SHUNTER_BIN_DIR ?= $(HOME)/.cache/shunter/bin
 # kubectl and the other control-plane binaries built by `make controlplane`.
 export PATH := $(SHUNTER_BIN_DIR):$(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
+# mypy's cache outside the checkout, so a fresh clone (CI) starts warm; keyed by the
+# checkout's path (its entries name the files they checked).
+MYPY_CACHE ?= $(HOME)/.cache/shunter/mypy-$(shell printf %s "$(CURDIR)" | sha1sum | cut -c1-12)
 # make test's pytest-xdist workers, each with its own control plane and PostgreSQL
 # (tests/support/tiers.py); 0 runs the suite in one process.
 TEST_WORKERS ?= 2
@@ -23,14 +26,16 @@ help: ## List the targets
 deps: ## Install the Debian packages the targets need (only the missing ones; hack/install-deps.sh)
 	@hack/install-deps.sh base browser $(if $(KUBECONFIG),,realnode)
 
+# uv (from PyPI) installs the rest: seconds from its cache (~/.cache/uv), where pip
+# takes about a minute on two cores.
 $(VENV)/.installed: pyproject.toml
 	@hack/install-deps.sh base
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,test,lint,bench]'
+	$(PY) -m pip install -q 'uv>=0.5'
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[local,test,lint,bench]'
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv with the package, test and lint tools (pip cache: ~/.cache/pip)
+venv: $(VENV)/.installed ## Create .venv with the package, test and lint tools (caches: ~/.cache/pip, ~/.cache/uv)
 
 controlplane: ## Build etcd, kube-apiserver, -controller-manager, -scheduler, kubectl, kwok, helm (pinned; cached)
 	@hack/install-deps.sh base
@@ -115,8 +120,8 @@ chart-lint: controlplane ## helm lint and helm template of charts/shunter
 lint: venv ## ruff (format + check), mypy --strict (the trainer too, without torch), import-linter
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy operator/shunter api/shunter hack/shunter
-	$(VENV)/bin/mypy trainer-image/shunter_trainer trainer-image/standalone_trainer
+	$(VENV)/bin/mypy --cache-dir $(MYPY_CACHE) operator/shunter api/shunter hack/shunter
+	$(VENV)/bin/mypy --cache-dir $(MYPY_CACHE) trainer-image/shunter_trainer trainer-image/standalone_trainer
 	$(VENV)/bin/lint-imports
 
 trainer-venv: ## The trainer's torch venv under ~/.cache, plus the test extras (transformers, lightning); CPU is enough
