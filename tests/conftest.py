@@ -47,6 +47,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """SHUNTER_TEST_TIMELINE=FILE: each phase of each test as a line `worker phase
+    start end nodeid` (epoch seconds), to see what ran beside what and where a run's
+    time went (CPU use from vmstat over the same seconds)."""
+    path = os.environ.get("SHUNTER_TEST_TIMELINE")
+    if path and "PYTEST_XDIST_WORKER" not in os.environ:  # written by the controller alone
+        node = getattr(report, "node", None)  # the xdist worker the report came from
+        worker = node.gateway.id if node is not None else "main"
+        with open(path, "a") as out:
+            out.write(f"{worker} {report.when} {report.start:.3f} {report.stop:.3f}"
+                      f" {report.nodeid}\n")  # fmt: skip
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Services that did not end soon after SIGTERM, with where they were
     (tests/support/process.py)."""
