@@ -26,6 +26,7 @@ from tests.support.api import ApiProcess
 from tests.support.kube import api_client, install_user_roles, temporary_namespace
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
+from tests.support.pgdirs import postgres_root
 from tests.support.process import SLOW_STOPS
 from tests.support.tiers import TierError, defines_module_fixtures, group_of, markers_for
 
@@ -146,27 +147,29 @@ def kubeconfig(control_plane: ControlPlane | None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     given = os.environ.get("DATABASE_URL")
     if given:
         yield given
         return
-    server = LocalPostgres(tmp_path_factory.mktemp("postgres") / "server")
-    try:
-        yield server.up()
-    finally:
-        server.down()
+    with postgres_root("postgres") as root:
+        server = LocalPostgres(root)
+        try:
+            yield server.up()
+        finally:
+            server.down()
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+def own_postgres() -> Iterator[LocalPostgres]:
     """An embedded server of the test's own, free to stop and start (deleted afterwards)."""
-    server = LocalPostgres(tmp_path / "pg")
-    try:
-        server.up()
-        yield server
-    finally:
-        server.down()
+    with postgres_root("own-postgres") as root:
+        server = LocalPostgres(root)
+        try:
+            server.up()
+            yield server
+        finally:
+            server.down()
 
 
 @pytest.fixture

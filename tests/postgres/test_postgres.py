@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from shunter.devcluster.postgres import LocalPostgres
+from tests.support.pgdirs import postgres_root
 
 
 def test_database_url_fixture_serves_sql(database_url: str):
@@ -15,8 +16,13 @@ def test_database_url_fixture_serves_sql(database_url: str):
         assert conn.execute("select 1 + 1").fetchone() == (2,)
 
 
-def test_local_server_keeps_data_across_a_restart(tmp_path: Path):
-    server = LocalPostgres(tmp_path / "pg")
+def test_local_server_keeps_data_across_a_restart():
+    with postgres_root("restart") as root:
+        _keeps_data_across_a_restart(root)
+
+
+def _keeps_data_across_a_restart(root: Path) -> None:
+    server = LocalPostgres(root)
     url = server.up()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -33,4 +39,4 @@ def test_local_server_keeps_data_across_a_restart(tmp_path: Path):
             assert conn.execute("select v from kept").fetchone() == ("still here",)
     finally:
         server.down()
-    assert not (tmp_path / "pg").exists()
+    assert not root.exists()

@@ -10,6 +10,7 @@ nodes as before (the real node has no GPUs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +43,7 @@ from tests.cluster.api.test_acceptance import (  # noqa: F401 (collected and run
 )
 from tests.support.chart import CHART, helm
 from tests.support.kube import temporary_namespace
+from tests.support.pgdirs import postgres_root
 from tests.support.polling import ConditionTimeout, wait_for
 from tests.support.realnode import BuiltImages, LazyNode
 
@@ -79,9 +81,10 @@ def in_cluster(
     lazy_node.ensure_up()
     postgres = None
     database = os.environ.get("SHUNTER_IN_CLUSTER_DATABASE_URL", "")
+    postgres_dirs = contextlib.ExitStack()
     if control_plane is not None:
         # Pods reach the embedded server on the node's address (the bridge gateway).
-        root = tmp_path_factory.mktemp("in-cluster-postgres") / "server"
+        root = postgres_dirs.enter_context(postgres_root("in-cluster-postgres"))
         postgres = LocalPostgres(root, listen=("127.0.0.1", NODE_IP), trust=(POD_SUBNET,))
         postgres.up()
         database = postgres.url_for(NODE_IP)
@@ -137,6 +140,7 @@ def in_cluster(
                  str(kubeconfig), "--wait", check=False)  # fmt: skip
             if postgres is not None:
                 postgres.down()
+            postgres_dirs.close()
 
 
 @pytest.fixture
