@@ -10,6 +10,7 @@ PostgreSQL, with the embedded server as the local default.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,9 +29,19 @@ from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess, install_crd
 from tests.support.pgdirs import postgres_root
 from tests.support.process import SLOW_STOPS
-from tests.support.tiers import TierError, defines_module_fixtures, group_of, markers_for
+from tests.support.tiers import (
+    TierError,
+    defines_module_fixtures,
+    group_of,
+    longest_first,
+    markers_for,
+)
 
 TESTS = Path(__file__).resolve().parent
+# Each test's seconds in the last runs on this machine (the scheduler's order), and
+# what this run took.
+DURATIONS = Path.home() / ".cache/shunter/test-seconds.json"
+TOOK: dict[str, float] = {}
 SERVICE_LOGS = pytest.StashKey[list[Path]]()
 LOG_LINES_ON_FAILURE = 80
 
@@ -49,11 +60,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """SHUNTER_TEST_TIMELINE=FILE: each phase of each test as a line `worker phase
-    start end nodeid` (epoch seconds), to see what ran beside what and where a run's
-    time went (CPU use from vmstat over the same seconds)."""
+    """Each test's seconds (all phases), for the next run's scheduling; and with
+    SHUNTER_TEST_TIMELINE=FILE each phase as a line `worker phase start end nodeid`
+    (epoch seconds), to see what ran beside what and where a run's time went (CPU
+    use from vmstat over the same seconds)."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return  # the controller records (it sees every worker's reports)
+    TOOK[report.nodeid] = TOOK.get(report.nodeid, 0.0) + report.duration
     path = os.environ.get("SHUNTER_TEST_TIMELINE")
-    if path and "PYTEST_XDIST_WORKER" not in os.environ:  # written by the controller alone
+    if path:
         node = getattr(report, "node", None)  # the xdist worker the report came from
         worker = node.gateway.id if node is not None else "main"
         with open(path, "a") as out:
@@ -93,17 +108,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """make test's pytest-xdist scheduling (`--dist loadgroup`): one group of tests at a
-    time per worker, the groups of tests/support/tiers.py, the biggest first."""
+    time per worker, the groups of tests/support/tiers.py, the longest first."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class ByTier(LoadScopeScheduling):  # type: ignore[misc]
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             path = Path(config.rootpath, nodeid.split("::", 1)[0])
             return _group(path) or nodeid
 
+        def _assign_work_unit(self, node: Any) -> None:
+            # The queue is complete when the first unit is handed out: order it then.
+            if not self.ordered:
+                self.ordered = True
+                groups = {name: list(tests) for name, tests in self.workqueue.items()}
+                order = longest_first(groups, _recorded_seconds())
+                queue = [(name, self.workqueue[name]) for name in order]
+                self.workqueue.clear()
+                self.workqueue.update(queue)
+            super()._assign_work_unit(node)
+
     return ByTier(config, log)
+
+
+def _recorded_seconds() -> dict[str, float]:
+    try:
+        found = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 @functools.cache
@@ -125,6 +161,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     output = getattr(session.config, "workeroutput", None)
     if output is not None:  # a pytest-xdist worker: its controller prints the summary
         output["slow_stops"] = list(SLOW_STOPS)
+        return
+    if TOOK:  # this run's seconds replace the recorded ones of the same tests
+        recorded = _recorded_seconds()
+        recorded.update({k: round(v, 3) for k, v in TOOK.items()})
+        DURATIONS.parent.mkdir(parents=True, exist_ok=True)
+        written = DURATIONS.with_suffix(f".{os.getpid()}.tmp")
+        written.write_text(json.dumps(recorded, sort_keys=True))
+        written.replace(DURATIONS)
 
 
 @pytest.fixture(scope="session")

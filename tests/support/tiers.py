@@ -16,8 +16,11 @@ API server disturbs no other. The root conftest's scheduler sends each worker on
 group at a time (`group_of`): what cannot be had twice on one machine keeps its tests
 on one worker (the real node: one kubelet and containerd per host), a file that
 defines module-scoped fixtures stays on one worker (set up once), and any other test
-is a group of its own. The biggest groups go first. (pytest-xdist's own `xdist_group`
-marks do nothing under pytest 9, whose node ids xdist can no longer suffix.)
+is a group of its own. The longest groups go first (`longest_first`: by the seconds
+their tests took in the last runs on this machine, kept in ~/.cache; by their number
+of tests where none is known), so no long test starts last while the other workers
+sit idle. (pytest-xdist's own `xdist_group` marks do nothing under pytest 9, whose
+node ids xdist can no longer suffix.)
 """
 
 from __future__ import annotations
@@ -80,6 +83,19 @@ def defines_module_fixtures(source: str) -> bool:
                 ):  # fmt: skip
                     return True
     return False
+
+
+def longest_first(groups: dict[str, list[str]], seconds: dict[str, float]) -> list[str]:
+    """The groups' names, the longest first: a group lasts the sum of its tests'
+    recorded seconds. A test never recorded counts as the median of those that were;
+    with nothing recorded at all, each test counts 1 (the biggest group first)."""
+    known = sorted(seconds.values())
+    guess = known[len(known) // 2] if known else 1.0
+
+    def length(name: str) -> float:
+        return sum(seconds.get(test, guess) for test in groups[name])
+
+    return sorted(groups, key=lambda name: -length(name))  # stable: ties keep their order
 
 
 class TierError(Exception):

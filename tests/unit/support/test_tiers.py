@@ -8,7 +8,14 @@ from pathlib import Path, PurePath
 
 import pytest
 
-from tests.support.tiers import TIER_MARKERS, TIERS, TierError, markers_for, tier_of
+from tests.support.tiers import (
+    TIER_MARKERS,
+    TIERS,
+    TierError,
+    longest_first,
+    markers_for,
+    tier_of,
+)
 
 ROOT = PurePath("/repo/tests")
 TESTS = Path(__file__).resolve().parents[2]
@@ -103,3 +110,15 @@ def test_a_module_fixture_is_found_in_the_source_of_its_file():
     # The suite's own files, as the scheduler reads them.
     assert defines_module_fixtures((TESTS / "cluster/ui/test_browser.py").read_text())
     assert not defines_module_fixtures((TESTS / "cluster/api/test_live.py").read_text())
+
+
+def test_the_longest_groups_go_first_by_their_recorded_seconds():
+    groups = {"a": ["a1", "a2", "a3"], "slow": ["s"], "b": ["b1"], "new": ["n1", "n2"]}
+    seconds = {"a1": 1.0, "a2": 1.0, "a3": 2.0, "s": 150.0, "b1": 3.0}
+    # a: 4 s; slow: 150 s; b: 3 s; new: two unknown tests at the median (2 s) each, 4 s
+    assert longest_first(groups, seconds) == ["slow", "a", "new", "b"]
+
+
+def test_with_nothing_recorded_the_biggest_group_goes_first():
+    groups = {"one": ["x"], "three": ["y1", "y2", "y3"], "two": ["z1", "z2"]}
+    assert longest_first(groups, {}) == ["three", "two", "one"]
