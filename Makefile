@@ -12,8 +12,10 @@ PYTEST_ARGS ?=
 # checkout's path (its entries name the files they checked).
 MYPY_CACHE ?= $(HOME)/.cache/shunter/mypy-$(shell printf %s "$(CURDIR)" | sha1sum | cut -c1-12)
 # make test's pytest-xdist workers, each with its own control plane and PostgreSQL
-# (tests/support/tiers.py); 0 runs the suite in one process.
-TEST_WORKERS ?= 2
+# (tests/support/tiers.py); 0 runs the suite in one process. Three on two cores: a
+# third of the suite's time is waits (Lease takeovers, the kubelet's minute-long
+# container GC, grace periods), when two workers left the CPU 30-40 % idle.
+TEST_WORKERS ?= 3
 
 .PHONY: help venv controlplane cluster cluster-down postgres postgres-down lint test manifests chart-lint \
         test-unit demo demo-down e2e-kind bench bench-10k bench-preemption bench-grace-frontier bench-reports bench-estimates bench-fair-peers bench-kueue-shape kueue soak clean trainer-venv deps \
