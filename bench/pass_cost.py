@@ -2,6 +2,7 @@
 
     python -m bench.pass_cost [--queued 100 1000 10000 50000] [--nodes 100 1000 5000]
                               [--queues 100 --per-queue 1000]
+                              [--shapes baseline large-2000]
 
 100 GPU nodes x 8, 100 jobs running (one per node), N jobs queued behind them (with
 --nodes: that many nodes, the same 100 jobs running, so only the cluster grows). Each
@@ -14,11 +15,23 @@ With --queues: that many TrainingQueues of --per-queue jobs each (ten namespaces
 queue, cohorts of ten queues, each queue a quota of one node and one job running),
 once without fair sharing and once with it (every queue with fairSharing weights and
 admissionFairSharing, its usage history non-empty): what fair sharing adds to a pass.
+
+With --shapes: Kueue's performance shapes as bench.kueue_shape maps them (cohorts of
+TrainingQueues with quota, borrowing limit and lowerPriority preemption; every job of
+the shape created and queued; its kwok node count of 64 GPUs), in the pure pass: the
+first pass numbers every job and admits up to the quotas, then each measured pass
+follows one running job's completion (and lays the Pods of what it admitted over the
+book, and takes away those of what it preempted). Issue 26's "pass cost at most 2x the
+baseline shape's" for the large-scale shape, without the API server's and kwok's time;
+the peak RSS is this process's with the book built (an operator holds the informers'
+caches besides).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import statistics
 import time
 from dataclasses import replace
@@ -152,14 +165,97 @@ def measure_queues(queues: int, per_queue: int, *, fair: bool, passes: int = 50)
     }
 
 
+def measure_shape(name: str, passes: int = 100) -> dict[str, Any]:
+    from bench.kueue_shape import SHAPES, arrivals, nodes_for, shunter_job, shunter_queues
+
+    shape = SHAPES[name]
+    queues = [QueueView.parse(body) for body in shunter_queues(shape)]
+    nodes = [NodeView(f"n{i}", (), (), Resources(gpus=64), True, False)
+             for i in range(nodes_for(shape))]  # fmt: skip
+    jobs = []
+    for arrival in arrivals(shape):
+        body = shunter_job(arrival, 1.0)
+        body["metadata"].update(namespace="bench", uid=f"uid-{arrival.name}",
+                                resourceVersion="1", creationTimestamp=(
+                                    T0 + timedelta(milliseconds=arrival.offset_ms)
+                                ).isoformat().replace("+00:00", "Z"))  # fmt: skip
+        jobs.append(Job.parse(body))
+    book = JobBook.of(jobs, nodes=nodes, queues=queues)
+    rules = Rules(limits=Limits(max_running=len(jobs)))
+    now = NOW
+    running: list[Job] = []
+
+    def carry_out(result: Any) -> None:
+        for key, decision in result.decisions.items():
+            job = replace(book.jobs[key], status=decision.status)
+            book.put_job(job)
+            for deleted in decision.delete_pods:
+                for pod in list(book.pods.get(key, {}).values()):
+                    if pod.name == deleted.name:
+                        book.remove_pod(pod)
+            if decision.create_pods:  # the admitted job's Pod shows up running
+                book.put_pod(_pod(job, decision.status.placement[0], "Running"))
+                running.append(job)
+
+    # Settling: the first pass numbers every job, the next ones admit up to the quotas.
+    start = time.perf_counter()
+    for _ in range(10):
+        result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules)
+        carry_out(result)
+        if not result.decisions:
+            break
+    first = time.perf_counter() - start
+    settled = sum(1 for job in book.jobs.values() if job.status.phase == "running")
+    book.take_due(now)
+    times, decided = [], []
+    for _ in range(passes):
+        now += timedelta(seconds=1)
+        while running and book.jobs[running[0].key].status.phase != "running":
+            running.pop(0)  # preempted meanwhile
+        if not running:
+            break
+        done = book.jobs[running.pop(0).key]
+        book.put_pod(_pod(done, done.status.placement[0], "Succeeded"))
+        start = time.perf_counter()
+        result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules)
+        times.append(time.perf_counter() - start)
+        decided.append(len(result.decisions))
+        carry_out(result)
+        book.take_due(now)
+    return {
+        "shape": name,
+        "queues": len(queues),
+        "jobs": len(jobs),
+        "nodes": len(nodes),
+        "settling_s": first,
+        "running_after_settling": settled,
+        "pass_p50_ms": 1000 * statistics.median(times),
+        "pass_p90_ms": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+        "pass_max_ms": 1000 * max(times),
+        "decisions_per_pass": statistics.mean(decided),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queued", type=int, nargs="+", default=[100, 1000, 10_000, 50_000])
     parser.add_argument("--queues", type=int, default=0)
+    parser.add_argument("--shapes", nargs="+", default=[],
+                        help="Kueue's shapes (bench.kueue_shape), one process each")  # fmt: skip
+    parser.add_argument("--passes", type=int, default=100, help="measured passes per shape")
     parser.add_argument("--per-queue", type=int, default=1000)
     parser.add_argument("--nodes", type=int, nargs="+", default=[NODES],
                         help="node counts (the same 100 running jobs)")  # fmt: skip
     args = parser.parse_args()
+    if args.shapes:  # each in a process of its own: its peak RSS is its own
+        runs = [_in_child(name, args.passes) for name in args.shapes]
+        rows = [(f"{r['shape']}: {k}", v) for r in runs for k, v in r.items() if k != "shape"]
+        rows += [(f"{r['shape']} / {runs[0]['shape']} (pass p50)",
+                  r["pass_p50_ms"] / runs[0]["pass_p50_ms"]) for r in runs[1:]]  # fmt: skip
+        table("one pass after a completion, Kueue's shapes (all jobs queued)", rows)
+        print(f"\nwrote {write_result('pass-cost-shapes', {'runs': runs})}")
+        return
     if args.queues:
         runs = [measure_queues(args.queues, args.per_queue, fair=f) for f in (False, True)]
         rows = [(f"fair sharing {'on' if r['fair_sharing'] else 'off'}: {k}", v)
@@ -174,6 +270,12 @@ def main() -> None:
             for r in results for k, v in r.items() if k not in ("queued", "nodes")]  # fmt: skip
     table("one reconcile pass after a completion (100 running)", rows)
     print(f"\nwrote {write_result('pass-cost', {'runs': results})}")
+
+
+def _in_child(name: str, passes: int) -> dict[str, Any]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        found: dict[str, Any] = pool.apply(measure_shape, (name, passes))
+    return found
 
 
 if __name__ == "__main__":
