@@ -115,6 +115,10 @@ class QuotaUse:
     running: dict[str, int] = field(default_factory=dict)
     gpus: dict[str, int] = field(default_factory=dict)
     _members: dict[str, list[QueueView]] | None = field(default=None, repr=False, compare=False)
+    # Per cohort: its members' nominal GPUs, and the GPUs they hold (kept by add(), so
+    # cohort_idle costs nothing however many queues a cohort has).
+    _nominal: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _held: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, queues: Mapping[str, QueueView], active: Iterable[Job]) -> QuotaUse:
@@ -124,12 +128,19 @@ class QuotaUse:
         return use
 
     def copy(self) -> QuotaUse:
-        return QuotaUse(self.queues, dict(self.running), dict(self.gpus), self._members)
+        held = dict(self._held) if self._held is not None else None
+        return QuotaUse(self.queues, dict(self.running), dict(self.gpus), self._members,
+                        self._nominal, held)  # fmt: skip
 
     def add(self, job: Job, sign: int = 1) -> None:
         name = job.spec.queue
         self.running[name] = self.running.get(name, 0) + sign
         self.gpus[name] = self.gpus.get(name, 0) + sign * job.spec.total_gpus
+        if self._held is not None:
+            queue = queue_of(name, self.queues)
+            if queue is not None and queue.cohort:
+                held = self._held.get(queue.cohort, 0) + sign * job.spec.total_gpus
+                self._held[queue.cohort] = held
 
     def remove(self, job: Job) -> None:
         self.add(job, -1)
@@ -218,10 +229,16 @@ class QuotaUse:
     def cohort_idle(self, queue: QueueView) -> int:
         """GPUs of the cohort's nominal quotas that no member uses (what a member may
         borrow); a queue without a cohort has only its own quota."""
-        members = self._cohort(queue) or [queue]
-        nominal = sum(m.gpu_quota or 0 for m in members)
-        used = sum(self.gpus.get(m.name, 0) for m in members)
-        return max(0, nominal - used)
+        members = self._cohort(queue)
+        if not members:
+            return max(0, (queue.gpu_quota or 0) - self.gpus.get(queue.name, 0))
+        assert queue.cohort is not None  # members are found by it
+        if self._nominal is None or self._held is None:
+            self._nominal, self._held = {}, {}
+            for cohort, found in (self._members or {}).items():
+                self._nominal[cohort] = sum(m.gpu_quota or 0 for m in found)
+                self._held[cohort] = sum(self.gpus.get(m.name, 0) for m in found)
+        return max(0, self._nominal[queue.cohort] - self._held[queue.cohort])
 
     def within_nominal(self, job: Job) -> bool:
         """The job fits its queue's own quota (so it may reclaim borrowed GPUs)."""
