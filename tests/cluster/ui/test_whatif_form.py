@@ -4,9 +4,10 @@ would get it; previewing creates nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Route, expect
 
 from tests.cluster.ui.test_browser import Watched, browser  # noqa: F401 (the fixture)
 from tests.support.api import ApiProcess
@@ -68,4 +69,41 @@ def test_the_form_previews_the_start_and_creates_nothing(
     expect(preview).to_contain_text("Would be refused")
     assert names() == ["holder"]
     assert watched.problems == [] or all("422" in p for p in watched.problems)
+    watched.page.close()
+
+
+def test_a_submit_right_after_typing_sends_no_preview_of_the_created_job(
+    browser: Browser,  # noqa: F811
+    start_api: Callable[..., ApiProcess],
+    jobs: Jobs,
+    namespace: str,
+) -> None:
+    """Typing schedules a preview 600 ms later; a Submit within that time, whose answer
+    comes after it (held back here by 1.5 s), used to let the preview go out for a job
+    that now existed: a dry run answered 409 and "Would be refused: already exists"."""
+    api = start_api()
+    watched = Watched(browser)
+    page = watched.open(api, namespace)
+    sent: list[tuple[float, str]] = []
+    page.on("request", lambda r: sent.append((time.monotonic(), r.url))
+            if r.method == "POST" and "/api/training/submit" in r.url else None)  # fmt: skip
+
+    def slow_create(route: Route) -> None:
+        if "dry_run=true" in route.request.url:
+            route.continue_()
+            return
+        time.sleep(1.5)  # the create's answer comes after the preview's timer
+        route.continue_()
+
+    page.route("**/api/training/submit*", slow_create)
+    form = page.locator("#submit")
+    form.locator("input[name=name]").fill("quick")  # the input event: a preview due soon
+    submitted_at = time.monotonic()
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#notice")).to_have_text("Submitted quick", timeout=15_000)
+    assert jobs.get("quick")["metadata"]["name"] == "quick"
+    late = [url for at, url in sent if at > submitted_at and "dry_run=true" in url]
+    assert late == []
+    expect(page.locator("#preview")).to_be_hidden()
+    assert watched.problems == []
     watched.page.close()

@@ -303,17 +303,18 @@ $("#submit").addEventListener("submit", async (event) => {
   event.preventDefault();
   const button = event.target.querySelector("button[type=submit]");
   button.disabled = true;
+  // No preview of this form after it is created: a debounced one due now would be a
+  // dry run of a name that exists (409), and one on its way is answered first.
+  clearTimeout(previewTimer);
+  previewAsked++;
+  if (previewInFlight) await previewInFlight.catch(() => {});
   try {
     const { status, data } = await request(
       "POST", `/api/training/submit${query()}`, submitted(new FormData(event.target)));
     const refusal = status === 201 ? "" : (data && data.message) || `HTTP ${status}`;
     notify(status === 201 ? `Submitted ${data.job_id}` : refusal, status === 201 ? "ok" : "error");
     showSubmitError(refusal);
-    if (status === 201) {  // the preview was of this job: it is in the list now
-      clearTimeout(previewTimer);
-      previewAsked++;
-      $("#preview").hidden = true;
-    }
+    if (status === 201) $("#preview").hidden = true;  // it is in the list now
   } catch (error) {
     notify(`Submit failed: ${error.message}`, "error");
     showSubmitError(`Submit failed: ${error.message}`);
@@ -326,6 +327,7 @@ $("#submit").addEventListener("submit", async (event) => {
 // change of the form (debounced); nothing is created.
 let previewTimer = null;
 let previewAsked = 0;
+let previewInFlight = null;  // the request of the preview on its way, if any
 
 function estimateText(start, range, now = Date.now()) {
   if (!start) return range && range.reason ? `no estimate: ${range.reason}` : "";
@@ -343,10 +345,12 @@ async function preview() {
   const form = $("#submit");
   const box = $("#preview");
   const asked = ++previewAsked;
+  const sent = request(
+    "POST", `/api/training/submit${query({ dry_run: "true" })}`, submitted(new FormData(form)));
+  previewInFlight = sent;
   try {
-    const { status, data } = await request(
-      "POST", `/api/training/submit${query({ dry_run: "true" })}`, submitted(new FormData(form)));
-    if (asked !== previewAsked) return;  // a newer preview is on its way
+    const { status, data } = await sent;
+    if (asked !== previewAsked) return;  // a newer preview, or the submit, came since
     box.hidden = false;
     box.dataset.status = status === 200 ? "ok" : "error";
     if (status !== 200) {
@@ -365,9 +369,12 @@ async function preview() {
       return p;
     }));
   } catch (error) {
+    if (asked !== previewAsked) return;
     box.hidden = false;
     box.dataset.status = "error";
     box.replaceChildren(`Preview failed: ${error.message}`);
+  } finally {
+    if (previewInFlight === sent) previewInFlight = null;
   }
 }
 
