@@ -18,10 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+
+from tests.support.polling import ConditionTimeout, wait_for
 
 # Imported by the fork server once. Handler registration (kopf's registry) happens at
 # import of shunter.operator.handlers, and main() imports it too: registered once.
@@ -169,13 +170,15 @@ class ServiceProcess:
             return ""
         before = len(self.log())
         os.kill(self.proc.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            written = self.log()[before:]
-            if "--- end of asyncio tasks ---" in written:
-                return "\n" + written
-            time.sleep(0.1)
-        return "\n(no asyncio tasks written within 5 s of SIGUSR1)\n" + self.log()[before:]
+
+        def written() -> str | None:
+            found = self.log()[before:]
+            return found if "--- end of asyncio tasks ---" in found else None
+
+        try:
+            return "\n" + wait_for(written, timeout=5, what="its asyncio tasks after SIGUSR1")
+        except ConditionTimeout as exc:
+            return f"\n({exc})\n" + self.log()[before:]
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as a crash."""

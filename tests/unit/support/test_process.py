@@ -55,3 +55,26 @@ def test_a_service_still_running_after_sigterm_is_reported_with_its_stacks_then_
     del SLOW_STOPS[before:]  # reported here, not in the session's summary
     assert entry.startswith(f"{Echo.module} ({tmp_path / 'echo.log'}): still running 0.5 s")
     assert "echo_service.py" in entry  # where it waits: its own line, signal.pause()
+
+
+class DumpingEcho(Echo):
+    dumps_tasks = True
+
+
+def test_a_slow_stop_of_a_service_that_dumps_its_tasks_adds_them_to_the_report(
+    tmp_path: Path,
+):
+    service = DumpingEcho(
+        kubeconfig=tmp_path / "kubeconfig", database_url=None, log_path=tmp_path / "echo.log",
+        env={}, args=("--hang", "--ignore-term", "--dump-tasks"),
+    )  # fmt: skip
+    service.stop_notice, service.stop_timeout = 0.5, 2.0
+    service.spawn()
+    wait_for(lambda: "hanging" in service.log(), timeout=60, what="the service to hang")
+    before = len(SLOW_STOPS)
+    service.stop()
+    assert not service.running()
+    [entry] = SLOW_STOPS[before:]
+    del SLOW_STOPS[before:]
+    # No event loop runs in it: the dump says so, and the report carries it whole.
+    assert "--- asyncio tasks (0) on SIGUSR1 ---\n--- end of asyncio tasks ---" in entry
