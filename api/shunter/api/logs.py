@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from shunter.api.errors import BadGateway, NoLogs, NotFound
 from shunter.domain.model import JOB_UID_LABEL, Job
-from shunter.kube import Body, Kube, KubeError
+from shunter.kube import Body, Kube, KubeError, tasks
 from shunter.kube import NotFound as KubeNotFound
 from shunter.kube.resources import NODES, PODS
 
@@ -133,8 +133,7 @@ class PodLogs:
                         yield item
                     item = await queue.get()
             finally:  # the client went away, or the log ended
-                task.cancel()
-                await asyncio.wait({task})  # the caller's own cancel still reaches it
+                await tasks.stop(task)
 
         return rest(first)
 

@@ -37,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from shunter.api.auth import Principal
 from shunter.api.errors import ApiError, TooManyStreams
+from shunter.kube import tasks
 
 T = TypeVar("T")
 
@@ -142,8 +143,7 @@ async def supervised(
             yield items[0]
     finally:
         if pending is not None:
-            pending.cancel()
-            await asyncio.wait({pending})  # the caller's own cancel still reaches it
+            await tasks.stop(pending)
         closing = getattr(chunks, "aclose", None)
         if closing is not None:
             await closing()

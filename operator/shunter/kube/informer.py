@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from shunter.domain.model import revision
+from shunter.kube import tasks
 from shunter.kube.client import Body, Kube
 from shunter.kube.errors import Forbidden, Gone, KubeError, NotFound
 from shunter.kube.resources import Resource
@@ -113,10 +114,7 @@ class Informer(Generic[K, T]):
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            # wait(), not `await task` under suppress(CancelledError): a cancel of the
-            # caller itself must still reach the caller.
-            await asyncio.wait({self._task})
+            await tasks.stop(self._task)
 
     async def run(self) -> None:
         while True:
