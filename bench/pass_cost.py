@@ -45,7 +45,7 @@ from shunter.domain.model import Job, PodView
 from shunter.domain.nodes import NodeView, Resources
 from shunter.domain.queues import QueueView
 from shunter.operator.book import JobBook
-from shunter.operator.planning import plan_pass
+from shunter.operator.planning import Pass, plan_pass
 from shunter.operator.rules import Rules
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -73,6 +73,24 @@ def _pod(job: Job, node: str, phase: str) -> PodView:
     )  # fmt: skip
 
 
+def _carry_out(book: JobBook, result: Pass) -> list[Job]:
+    """A pass's decisions as the operator's writes and the cluster would make them:
+    each job's new status, its stopped Pods gone, an admitted job's Pod running on its
+    placement. The admitted jobs."""
+    admitted = []
+    for key, decision in result.decisions.items():
+        job = replace(book.jobs[key], status=decision.status)
+        book.put_job(job)
+        for deleted in decision.delete_pods:
+            for pod in list(book.pods.get(key, {}).values()):
+                if pod.name == deleted.name:
+                    book.remove_pod(pod)
+        if decision.create_pods:
+            book.put_pod(_pod(job, decision.status.placement[0], "Running"))
+            admitted.append(job)
+    return admitted
+
+
 def measure(queued: int, passes: int = 50, *, count: int = NODES) -> dict[str, float]:
     """`count` nodes (`--nodes`): the same 100 running jobs and limit of 100, so only
     the cluster grows (the nodes past the first 100 stay free)."""
@@ -84,9 +102,7 @@ def measure(queued: int, passes: int = 50, *, count: int = NODES) -> dict[str, f
     pods = [_pod(j, f"n{i}", "Running") for i, j in enumerate(running)]
     book = JobBook.of([*running, *waiting], pods, nodes=nodes)
     rules = Rules(limits=Limits(max_running=NODES))
-    settle = plan_pass(book, now=NOW, rules=rules)
-    for key, decision in settle.decisions.items():
-        book.put_job(replace(book.jobs[key], status=decision.status))
+    _carry_out(book, plan_pass(book, now=NOW, rules=rules))
     book.take_due(NOW)
     times, decided = [], []
     for i in range(passes):
@@ -96,11 +112,7 @@ def measure(queued: int, passes: int = 50, *, count: int = NODES) -> dict[str, f
         result = plan_pass(book, changed=book.take_due(NOW), now=NOW, rules=rules)
         times.append(time.perf_counter() - start)
         decided.append(len(result.decisions))
-        for key, decision in result.decisions.items():
-            job = replace(book.jobs[key], status=decision.status)
-            book.put_job(job)
-            if decision.create_pods:  # the admitted job's Pod shows up running
-                book.put_pod(_pod(job, decision.status.placement[0], "Running"))
+        _carry_out(book, result)
         book.take_due(NOW)
     return {
         "queued": queued,
@@ -135,9 +147,7 @@ def measure_queues(queues: int, per_queue: int, *, fair: bool, passes: int = 50)
     pods = [_pod(j, f"n{i}", "Running") for i, j in enumerate(running)]
     book = JobBook.of([*running, *waiting], pods, nodes=nodes, queues=views)
     rules = Rules(limits=Limits(max_running=queues * 2))
-    settle = plan_pass(book, now=NOW, rules=rules)
-    for key, decision in settle.decisions.items():
-        book.put_job(replace(book.jobs[key], status=decision.status))
+    _carry_out(book, plan_pass(book, now=NOW, rules=rules))
     book.take_due(NOW)
     times, decided = [], []
     now = NOW
@@ -149,11 +159,7 @@ def measure_queues(queues: int, per_queue: int, *, fair: bool, passes: int = 50)
         result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules)
         times.append(time.perf_counter() - start)
         decided.append(len(result.decisions))
-        for key, decision in result.decisions.items():
-            job = replace(book.jobs[key], status=decision.status)
-            book.put_job(job)
-            if decision.create_pods:
-                book.put_pod(_pod(job, decision.status.placement[0], "Running"))
+        _carry_out(book, result)
         book.take_due(now)
     return {
         "queues": queues,
@@ -184,24 +190,11 @@ def measure_shape(name: str, passes: int = 100) -> dict[str, Any]:
     rules = Rules(limits=Limits(max_running=len(jobs)))
     now = NOW
     running: list[Job] = []
-
-    def carry_out(result: Any) -> None:
-        for key, decision in result.decisions.items():
-            job = replace(book.jobs[key], status=decision.status)
-            book.put_job(job)
-            for deleted in decision.delete_pods:
-                for pod in list(book.pods.get(key, {}).values()):
-                    if pod.name == deleted.name:
-                        book.remove_pod(pod)
-            if decision.create_pods:  # the admitted job's Pod shows up running
-                book.put_pod(_pod(job, decision.status.placement[0], "Running"))
-                running.append(job)
-
     # Settling: the first pass numbers every job, the next ones admit up to the quotas.
     start = time.perf_counter()
     for _ in range(10):
         result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules)
-        carry_out(result)
+        running += _carry_out(book, result)
         if not result.decisions:
             break
     first = time.perf_counter() - start
@@ -220,7 +213,7 @@ def measure_shape(name: str, passes: int = 100) -> dict[str, Any]:
         result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules)
         times.append(time.perf_counter() - start)
         decided.append(len(result.decisions))
-        carry_out(result)
+        running += _carry_out(book, result)
         book.take_due(now)
     return {
         "shape": name,
