@@ -9,6 +9,10 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
   job just admitted would still look queued and be admitted a second time. A job's
   `resource_version` is the newest this replica knows (the watch's, or its own last
   write's): the precondition of its next status write;
+- over that, the status a pass decided and whose write is still in flight (`assume`):
+  the next pass starts without waiting for the writes of the last one, and must see
+  them as done. When the write lands it becomes a written status (`written`); when it
+  fails the job goes back to what is known of it (`settle`) and is decided again;
 - the queued jobs in admission order (a sorted list per queue, updated as jobs enter,
   leave or change priority), the jobs holding a slot, and the queued jobs whose
   status carries an exact position;
@@ -51,6 +55,13 @@ class _Written:
     base: Job  # the job as the watch last showed it
 
 
+@dataclass(frozen=True)
+class _Assumed:
+    uid: str
+    status: JobStatus
+    base: Job  # the job as known without this status (watched, or written)
+
+
 class JobBook:
     def __init__(self) -> None:
         self.jobs: dict[JobKey, Job] = {}
@@ -70,6 +81,10 @@ class JobBook:
         # by each pass (fold_usage); seeded from, and written back to, their status.
         self.usage: dict[str, Ledger] = {}
         self._written: dict[JobKey, _Written] = {}
+        self._assumed: dict[JobKey, _Assumed] = {}
+        # The jobs with a flight (the controller's writes for them) not landed yet:
+        # decisions about them wait for it (the estimates' writes too).
+        self.in_flight: set[JobKey] = set()
         self._expected: dict[JobKey, dict[str, int]] = {}
         self._expected_until: dict[JobKey, float] = {}
         self._timers: list[tuple[datetime, JobKey]] = []
@@ -120,6 +135,13 @@ class JobBook:
             else:
                 self._written[job.key] = replace(written, base=job)
                 job = replace(job, status=written.status, resource_version=written.version)
+        assumed = self._assumed.get(job.key)
+        if assumed is not None:
+            if assumed.uid != job.uid:
+                del self._assumed[job.key]
+            else:
+                self._assumed[job.key] = replace(assumed, base=job)
+                job = replace(job, status=assumed.status)
         was_dirty = job.key in self.dirty
         self._index(job)
         if quiet and not was_dirty:
@@ -129,7 +151,39 @@ class JobBook:
         """The job as the watch last showed it (without this operator's writes laid
         over it)."""
         written = self._written.get(key)
-        return written.base if written is not None else self.jobs.get(key)
+        if written is not None:
+            return written.base
+        assumed = self._assumed.get(key)
+        return assumed.base if assumed is not None else self.jobs.get(key)
+
+    def known(self, key: JobKey) -> Job | None:
+        """The job without the status in flight: what the write of that status must
+        be patched against, and on what version."""
+        assumed = self._assumed.get(key)
+        return assumed.base if assumed is not None else self.jobs.get(key)
+
+    def assume(self, job: Job, status: JobStatus) -> None:
+        """A pass decided `status` for the job (as `known` has it); its write is in
+        flight. Not marked dirty: the job is decided again when the flight lands."""
+        current = self.jobs.get(job.key)
+        if current is None or current.uid != job.uid:
+            return
+        base = self.known(job.key) or current
+        self._assumed[job.key] = _Assumed(job.uid, status, base)
+        was_dirty = job.key in self.dirty
+        self._index(replace(base, status=status))
+        if not was_dirty:
+            self.dirty.discard(job.key)
+
+    def settle(self, key: JobKey) -> None:
+        """The status in flight was written (`written` follows) or not at all: the job
+        as known without it (not marked: what failed says when to look again)."""
+        assumed = self._assumed.pop(key, None)
+        if assumed is not None and key in self.jobs:
+            was_dirty = key in self.dirty
+            self._index(assumed.base)
+            if not was_dirty:
+                self.dirty.discard(key)
 
     def remove_job(self, key: JobKey) -> None:
         job = self.jobs.get(key)
@@ -144,6 +198,7 @@ class JobBook:
         self.arrays.discard(key)
         self._name_run(key, None)
         self._written.pop(key, None)
+        self._assumed.pop(key, None)
         self._waiting.remove(key)
         self._lanes.remove(key)
         self.active.pop(key, None)
@@ -152,6 +207,7 @@ class JobBook:
 
     def written(self, job: Job, status: JobStatus, resource_version: str) -> None:
         """This operator wrote status; the watch will show it at resource_version."""
+        self.settle(job.key)
         current = self.jobs.get(job.key)
         if current is None or current.uid != job.uid:
             return  # deleted meanwhile
@@ -419,6 +475,8 @@ class JobBook:
     def forget_writes(self) -> None:
         """After a leadership change, what this replica wrote may be stale: back to
         what the watch shows."""
+        for key in list(self._assumed):
+            self.settle(key)
         written, self._written = self._written, {}
         for entry in written.values():
             self._index(entry.base)

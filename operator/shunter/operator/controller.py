@@ -6,6 +6,17 @@ at a time is what makes admission safe: parallel per-job "if running < limit the
 start" checks would over-admit. A pass runs only once every informer has listed its
 resource (a restarted operator sees every job before deciding anything).
 
+A pass does not wait for its writes. Each decision is carried out by a flight of
+its own (status, then Pods, then Events), at most CONCURRENCY at once through a gate
+that lets the writes that move a job (admissions, stops, finishes) pass before those
+that only renumber waiting jobs (shunter.operator.gate). The decided status is laid
+over the job in the book while its flight is out, so the next pass, which may start
+at once, sees it as done; a job with a flight out is not decided again until it
+lands (a decision the pass makes for it meanwhile is dropped, and the job looked at
+again when the flight lands), except that a renumbering not yet sent is replaced by
+the newer decision (the two are written as one). A flight that fails puts the job
+back as it was known, to be decided again.
+
 The book covers the lag between a write and its watch event: the status written is
 laid over the job until the watch shows the write's resourceVersion, and a Pod
 created but not yet seen counts as present for EXPECTATION_TTL.
@@ -21,11 +32,10 @@ loop; RETRY_AFTER_CONFLICT is only a backstop).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from shunter.domain.arrays import run_manifest
@@ -46,6 +56,7 @@ from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.estimating import Estimator
+from shunter.operator.gate import Gate
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -68,6 +79,26 @@ def status_patch(old: JobStatus, new: JobStatus) -> dict[str, object]:
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
+def urgent(job: Job, decision: Decision) -> bool:
+    """Does the decision move the job (anything but a waiting job's new number,
+    position or message)?"""
+    return not (
+        job.queued
+        and decision.status.phase in (None, Phase.QUEUED)
+        and not (decision.create or decision.delete_pods or decision.runs or decision.patch_jobs)
+    )
+
+
+@dataclass
+class _Flight:
+    job: Job  # as known when decided (what its status is patched against)
+    decision: Decision
+    urgent: bool
+    task: asyncio.Task[None] | None = None
+    sent: bool = False  # through the gate: no longer replaceable
+    again: bool = False  # a decision about the job was dropped meanwhile
+
+
 class Controller:
     def __init__(self, actions: Actions, book: JobBook, settings: Settings) -> None:
         self.actions = actions
@@ -76,7 +107,9 @@ class Controller:
         self.leader: Callable[[], bool] = lambda: True
         self.synced: Callable[[], bool] = lambda: True
         self._wake = asyncio.Event()
-        self._semaphore = asyncio.Semaphore(CONCURRENCY)
+        self._asked = False  # a pass is wanted (not only a new timer to wait for)
+        self._gate = Gate(CONCURRENCY)
+        self._flights: dict[JobKey, _Flight] = {}
         # Events are posted off the reconcile path: a slow or failing Event never
         # delays the next decision. A job's Events always go to the same worker, so
         # they are posted in the order decided; each carries the time it was decided.
@@ -102,21 +135,31 @@ class Controller:
     def wake(self) -> None:
         if self.estimator is not None:
             self.estimator.touch()
-        self._wake.set()
+        self._ask()
 
     def nudge(self) -> None:
         """Run the loop (a new plan's estimates to write) without marking a change."""
+        self._ask()
+
+    def _ask(self) -> None:
+        self._asked = True
         self._wake.set()
 
     def forget(self) -> None:
         """Drop write memories: after a leadership change they may be stale."""
         self.book.forget_writes()
         self._usage_written.clear()
-        self._wake.set()
+        self._ask()
 
     # -- the loop --------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self.ground()
+
+    async def _loop(self) -> None:
         resync = self.settings.resync.total_seconds()
         resync_at = time.monotonic() + resync
         while True:
@@ -126,10 +169,16 @@ class Controller:
             if acting and next_timer is not None:
                 timeout = min(timeout, (next_timer - datetime.now(UTC)).total_seconds())
             # Always yield to the loop, even when a timer is already due.
-            with contextlib.suppress(TimeoutError):
+            timed_out = False
+            try:
                 async with asyncio.timeout(max(0.0, timeout)):
                     await self._wake.wait()
+            except TimeoutError:
+                timed_out = True
             self._wake.clear()
+            if not (timed_out or self._asked):
+                continue  # only a flight's retry timer: wait again, until the first timer
+            self._asked = False
             if not self.synced() or not self.leader():
                 continue
             if time.monotonic() >= resync_at:
@@ -147,6 +196,7 @@ class Controller:
                 await asyncio.sleep(RETRY_AFTER_ERROR.total_seconds())
 
     async def reconcile_once(self) -> None:
+        """One pass: decide, and send the decisions off (`settled` waits for them)."""
         now = datetime.now(UTC)
         book = self.book
         clock = time.monotonic()
@@ -159,15 +209,74 @@ class Controller:
         )
         for key, at in result.wake_at.items():
             book.wake_at(key, at)
-        jobs = {key: book.jobs[key] for key in result.decisions}
-        outcomes = await asyncio.gather(
-            *(self._carry_out(jobs[key], d) for key, d in result.decisions.items())
-        )
+        for key, decision in result.decisions.items():
+            self._send(key, decision)
         self.last_pass = time.monotonic()
         self.passes += 1
-        for job, retry in zip(jobs.values(), outcomes, strict=True):
-            if retry is not None:
-                book.wake_at(job.key, now + retry)
+        await asyncio.sleep(0)  # the flights start before the next pass is planned
+
+    def _send(self, key: JobKey, decision: Decision) -> None:
+        """A flight for the decision, unless one is out for the job already: a
+        renumbering not yet sent is replaced (its Events kept); otherwise the decision
+        is dropped, and the job decided again when that flight lands."""
+        job = self.book.known(key)
+        if job is None:
+            return
+        flight = self._flights.get(key)
+        events = decision.events
+        if flight is not None:
+            if flight.sent or flight.urgent:
+                flight.again = True
+                return
+            assert flight.task is not None
+            flight.task.cancel()
+            events = flight.decision.events + events
+        for line in decision.logs:
+            log.info(line)
+        decision = replace(decision, events=events)
+        new = _Flight(job, decision, urgent(job, decision))
+        if decision.status != job.status:
+            self.book.assume(job, decision.status)
+        self._flights[key] = new
+        self.book.in_flight.add(key)
+        new.task = asyncio.create_task(self._fly(new), name=f"flight {key}")
+
+    async def _fly(self, flight: _Flight) -> None:
+        job, retry = flight.job, None
+        try:
+            async with self._gate.slot(urgent=flight.urgent):
+                flight.sent = True
+                retry = await self._carry_out(job, flight.decision)
+        except Exception:
+            log.exception("job %s: carrying out its decision failed; retrying", job.key)
+            retry = RETRY_AFTER_ERROR
+        finally:
+            if self._flights.get(job.key) is flight:
+                del self._flights[job.key]
+                self.book.in_flight.discard(job.key)
+                self.book.settle(job.key)  # not written: back to what is known
+                if flight.again:
+                    self.book.dirty.add(job.key)
+                    self._ask()
+        if retry is not None:
+            self.book.wake_at(job.key, datetime.now(UTC) + retry)
+            self._wake.set()  # the loop's wait ends at the first timer, which may be this
+
+    async def settled(self) -> None:
+        """Wait until every flight has landed (for tests and tools)."""
+        while self._flights:
+            await asyncio.gather(
+                *(f.task for f in list(self._flights.values()) if f.task is not None),
+                return_exceptions=True,
+            )
+
+    async def ground(self) -> None:
+        """Stop every flight (the operator stops: nothing of it may write after)."""
+        flights = [f.task for f in self._flights.values() if f.task is not None]
+        for task in flights:
+            task.cancel()
+        if flights:
+            await asyncio.wait(flights)
 
     def recall(self) -> None:
         """Ask the mirror about the names the last pass found no job for (off the
@@ -177,7 +286,7 @@ class Controller:
         keys = set(self.book.recall)
         if self.recall_from is None:
             self.book.recalled(dict.fromkeys(keys, Absent.MISSING))
-            self._wake.set()
+            self._ask()
             return
         self._recalling = asyncio.create_task(self._recall(keys, self.recall_from))
 
@@ -187,10 +296,10 @@ class Controller:
         except Exception as exc:  # PostgreSQL away: the dependents keep waiting
             log.warning("dependencies: the history could not be read (%s); retrying", exc)
             await asyncio.sleep(RETRY_AFTER_ERROR.total_seconds())
-            self._wake.set()
+            self._ask()
             return
         self.book.recalled(found)
-        self._wake.set()
+        self._ask()
 
     async def write_usage(self, *, force: bool = False) -> None:
         """Write the decayed usage of queues with admission fair sharing to their
@@ -223,42 +332,39 @@ class Controller:
     async def _carry_out(self, job: Job, decision: Decision) -> timedelta | None:
         """Status first (the step is recorded before it is taken), then the Pod call.
 
-        The decision's log lines go out before either, so whoever sees the new
+        The decision's log lines went out when it was sent, so whoever sees the new
         status (a client polling for `cancelled`) finds them already in the log.
         """
-        async with self._semaphore:
-            for line in decision.logs:
-                log.info(line)
-            try:
-                admitting = job.queued  # a start from the queue, not a retried Pod
-                job = await self._write_status(job, decision.status)
-                retry = (await self._create(job, decision, admitting=admitting)
-                         if decision.create else None)  # fmt: skip
-                if decision.runs or decision.patch_jobs:
-                    await self._array(job, decision)
-                if decision.delete_pods:
-                    await asyncio.gather(*(
-                        self.actions.delete_pod(d.namespace, d.name, grace_seconds=d.grace_seconds)
-                        for d in decision.delete_pods
-                    ))  # fmt: skip
-            except NotFound:
-                return None  # the job was deleted meanwhile; its Pod goes with it
-            except Conflict:
-                # Only status writes answer 409 here (a create that finds its object
-                # already there succeeds, see Actions.create).
-                self.conflicts += 1
-                log.info("job %s: changed since this decision; deciding again", job.key)
-                return RETRY_AFTER_CONFLICT
-            except Fenced as exc:
-                log.info("job %s: %s", job.key, exc)
-                return RETRY_AFTER_ERROR
-            except KubeError as exc:
-                log.warning("job %s: %s (will retry)", job.key, exc)
-                return RETRY_AFTER_ERROR
-            if decision.released:
-                log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
-            self._post(job, decision.events)
-            return retry
+        try:
+            admitting = job.queued  # a start from the queue, not a retried Pod
+            job = await self._write_status(job, decision.status)
+            retry = (await self._create(job, decision, admitting=admitting)
+                     if decision.create else None)  # fmt: skip
+            if decision.runs or decision.patch_jobs:
+                await self._array(job, decision)
+            if decision.delete_pods:
+                await asyncio.gather(*(
+                    self.actions.delete_pod(d.namespace, d.name, grace_seconds=d.grace_seconds)
+                    for d in decision.delete_pods
+                ))  # fmt: skip
+        except NotFound:
+            return None  # the job was deleted meanwhile; its Pod goes with it
+        except Conflict:
+            # Only status writes answer 409 here (a create that finds its object
+            # already there succeeds, see Actions.create).
+            self.conflicts += 1
+            log.info("job %s: changed since this decision; deciding again", job.key)
+            return RETRY_AFTER_CONFLICT
+        except Fenced as exc:
+            log.info("job %s: %s", job.key, exc)
+            return RETRY_AFTER_ERROR
+        except KubeError as exc:
+            log.warning("job %s: %s (will retry)", job.key, exc)
+            return RETRY_AFTER_ERROR
+        if decision.released:
+            log.info("[Slot] Job %s released its slot (%s)", job.key, decision.status.phase)
+        self._post(job, decision.events)
+        return retry
 
     async def _array(self, job: Job, decision: Decision) -> None:
         """An array's runs: those to create, from its spec as stored now (the book

@@ -75,7 +75,7 @@ class Estimator:
         self._changes = 0  # bumped by every informer event (Controller.wake)
         self._planned_changes = -1
         self._planned_at = float("-inf")
-        self._written_plan = 0
+        self._written_plan: int | None = 0
         self._learned = Learned()
         self._learned_at = float("-inf")
         self.wake: Callable[[], None] = lambda: None  # the controller's
@@ -146,8 +146,12 @@ class Estimator:
         writes = []
         for key, estimate in shown.items():
             found = self.book.jobs.get(key)
-            if found is not None and _moved(found, estimate, now=kept.computed_at):
-                writes.append(self._write(actions, found, estimate))
+            if found is None or not _moved(found, estimate, now=kept.computed_at):
+                continue
+            if key in self.book.in_flight:  # the pass's own write first: try again next time
+                self._written_plan = None
+                continue
+            writes.append(self._write(actions, found, estimate))
         return sum(await asyncio.gather(*writes))
 
     async def _write(self, actions: Actions, job: Job, estimate: Estimate | None) -> int:

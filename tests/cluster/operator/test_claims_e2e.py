@@ -22,6 +22,12 @@ from tests.support.operator import Jobs, OperatorProcess
 from tests.support.polling import wait_for
 
 
+async def passed(controller: Controller) -> None:
+    """One pass, and its writes landed."""
+    await controller.reconcile_once()
+    await controller.settled()
+
+
 def make_claim(jobs: Jobs, name: str, *, labelled: bool) -> None:
     labels = {"shunter.dev/checkpoints": "true"} if labelled else {}
     jobs.core.create_namespaced_persistent_volume_claim(jobs.namespace, {
@@ -192,7 +198,7 @@ async def test_a_claim_made_just_before_the_create_is_judged_before_any_pod(
     try:
         job = Job.parse(jobs.create(a_training_job("raced").with_spec(checkpoint={"size": "1Gi"})))
         make_claim(jobs, "raced-checkpoints", labelled=False)
-        await a_controller(kube, job).reconcile_once()
+        await passed(a_controller(kube, job))
         status = jobs.status("raced")
         assert status["phase"] == "failed"
         assert status["reason"] == "ClaimNotAllowed"
@@ -213,7 +219,7 @@ async def test_a_retried_create_of_the_jobs_own_claim_goes_on_to_the_pod(
         # An earlier create of this job made it (and the operator stopped before the Pod).
         own = build_claim(job, size="1Gi", storage_class=None)
         jobs.core.create_namespaced_persistent_volume_claim(jobs.namespace, own)
-        await a_controller(kube, job).reconcile_once()
+        await passed(a_controller(kube, job))
         assert jobs.status("retried")["phase"] == "starting"
         assert jobs.pod_names() == ["retried-trainer"]
         assert claim_of(jobs, "retried-trainer") == "retried-checkpoints"
@@ -234,7 +240,7 @@ async def test_an_earlier_jobs_claim_found_by_the_create_holds_the_pods_back(
         earlier["metadata"]["finalizers"] = ["example.com/hold"]  # the GC may not take it yet
         jobs.core.create_namespaced_persistent_volume_claim(jobs.namespace, earlier)
         controller = a_controller(kube, job)
-        await controller.reconcile_once()
+        await passed(controller)
         assert jobs.status("reborn")["phase"] == "starting"
         assert jobs.pod_names() == []
 
@@ -245,7 +251,7 @@ async def test_an_earlier_jobs_claim_found_by_the_create_holds_the_pods_back(
         wait_for(lambda: not claims(jobs.namespace).items, timeout=30,
                  what="the earlier claim to be collected")  # fmt: skip
         controller.book.mark_all()
-        await controller.reconcile_once()
+        await passed(controller)
         assert jobs.pod_names() == ["reborn-trainer"]
         assert owner_uids(jobs, "reborn-checkpoints") == [job.uid]
     finally:

@@ -79,3 +79,50 @@ def test_a_write_answered_after_the_watch_showed_a_later_change_keeps_the_watchs
     assert (shown.resource_version, shown.spec.cancelled) == ("160", True)
     book.put_job(replace(shown, resource_version="170"))
     assert book.jobs[job.key].resource_version == "170"
+
+
+def test_a_status_in_flight_holds_over_watch_events_until_it_settles():
+    job = a_training_job("a").in_phase("queued", sequence=1).job()
+    book = JobBook.of([job])
+    book.take_due(T0)
+    admitted = JobStatus(phase=Phase.STARTING, sequence=1, pod_name="a-trainer")
+    book.assume(job, admitted)
+    assert book.jobs[job.key].phase is Phase.STARTING
+    assert job.key in book.active
+    assert book.queued_count == 0
+    assert book.take_due(T0) == set()  # looked at again when the flight lands, not before
+
+    # A user's change arrives meanwhile: kept under the status in flight.
+    changed = replace(job, resource_version="130", spec=replace(job.spec, priority=7))
+    book.put_job(changed)
+    assert book.jobs[job.key].phase is Phase.STARTING
+    assert book.jobs[job.key].spec.priority == 7
+    assert book.known(job.key) == changed
+    assert book.watched(job.key) == changed
+
+    # The write failed: back to what the watch shows, nothing left of the decision.
+    book.settle(job.key)
+    assert book.jobs[job.key] == changed
+    assert job.key not in book.active
+    assert [j.key for j in book.waiting()] == [job.key]
+
+
+def test_a_status_in_flight_that_lands_becomes_a_written_status():
+    job = a_training_job("a").in_phase("queued", sequence=1).job()
+    book = JobBook.of([job])
+    admitted = JobStatus(phase=Phase.STARTING, sequence=1, pod_name="a-trainer")
+    book.assume(job, admitted)
+    book.written(job, admitted, resource_version="150")
+    assert book.jobs[job.key].status == admitted
+    assert book.jobs[job.key].resource_version == "150"
+    book.put_job(replace(job, resource_version="140"))  # older than the write
+    assert book.jobs[job.key].phase is Phase.STARTING
+    assert book.known(job.key) == book.jobs[job.key]
+
+
+def test_forgetting_writes_also_drops_the_status_in_flight():
+    job = a_training_job("a").in_phase("queued", sequence=1).job()
+    book = JobBook.of([job])
+    book.assume(job, JobStatus(phase=Phase.STARTING, sequence=1))
+    book.forget_writes()
+    assert book.jobs[job.key].phase is Phase.QUEUED

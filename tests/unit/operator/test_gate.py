@@ -1,0 +1,71 @@
+"""The writes' gate: at most its size at once, the urgent waiters before the others,
+and a cancelled waiter never holds (nor loses) a slot."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shunter.operator.gate import Gate
+
+
+async def _hold(gate: Gate, name: str, order: list[str], release: asyncio.Event, *,
+                urgent: bool) -> None:  # fmt: skip
+    async with gate.slot(urgent=urgent):
+        order.append(name)
+        await release.wait()
+
+
+def test_a_free_slot_goes_to_the_oldest_urgent_waiter_before_any_other():
+    async def scenario() -> list[str]:
+        gate, order, release = Gate(1), [], asyncio.Event()
+        first = asyncio.create_task(_hold(gate, "holder", order, release, urgent=False))
+        await asyncio.sleep(0)
+        tasks = [first]
+        for name, is_urgent in (("b1", False), ("u1", True), ("b2", False), ("u2", True)):
+            tasks.append(asyncio.create_task(_hold(gate, name, order, release, urgent=is_urgent)))
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["holder", "u1", "u2", "b1", "b2"]
+
+
+def test_no_more_than_its_size_hold_at_once():
+    async def scenario() -> int:
+        gate, most, now = Gate(3), 0, 0
+
+        async def work() -> None:
+            nonlocal most, now
+            async with gate.slot(urgent=False):
+                now += 1
+                most = max(most, now)
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                now -= 1
+
+        await asyncio.gather(*(work() for _ in range(20)))
+        return most
+
+    assert asyncio.run(scenario()) == 3
+
+
+def test_a_cancelled_waiter_passes_its_slot_on():
+    async def scenario() -> list[str]:
+        gate, order, release = Gate(1), [], asyncio.Event()
+        release.set()
+        async with gate.slot(urgent=True):
+            early = asyncio.create_task(_hold(gate, "cancelled early", order, release, urgent=True))
+            late = asyncio.create_task(_hold(gate, "cancelled when handed", order, release,
+                                             urgent=True))  # fmt: skip
+            last = asyncio.create_task(_hold(gate, "last", order, release, urgent=False))
+            await asyncio.sleep(0)  # all three wait
+            early.cancel()
+            await asyncio.sleep(0)
+        # Leaving the slot handed it to `late`, which is cancelled before it runs.
+        late.cancel()
+        await asyncio.gather(early, late, return_exceptions=True)
+        await asyncio.wait_for(last, timeout=2)
+        return order
+
+    assert asyncio.run(scenario()) == ["last"]
