@@ -68,6 +68,8 @@ RETRY_AFTER_ERROR = timedelta(seconds=2)
 POLICY_VIOLATION = "PolicyViolation"
 RETRY_AFTER_CONFLICT = timedelta(seconds=0.5)
 CONCURRENCY = 32
+# Of those, at most this many renumberings (shunter.operator.gate).
+RENUMBERINGS = 8
 Asker = Callable[[Collection[JobKey]], Awaitable[dict[JobKey, Upstream | Absent]]]
 EVENT_BACKLOG = 10_000
 EVENT_WORKERS = 4
@@ -108,7 +110,7 @@ class Controller:
         self.synced: Callable[[], bool] = lambda: True
         self._wake = asyncio.Event()
         self._asked = False  # a pass is wanted (not only a new timer to wait for)
-        self._gate = Gate(CONCURRENCY)
+        self._gate = Gate(CONCURRENCY, others=RENUMBERINGS)
         self._flights: dict[JobKey, _Flight] = {}
         # Events are posted off the reconcile path: a slow or failing Event never
         # delays the next decision. A job's Events always go to the same worker, so

@@ -5,8 +5,10 @@ for them. Writes that move a job (an admission, a stop, a finish) are `urgent`; 
 ones that only tell a waiting job where it stands (its first number, its position) are
 not, and there can be thousands of them at once (every job of a large submission
 numbered, twenty positions moved per admission). So a free slot goes to the oldest
-urgent waiter first, then to the oldest of the others: an admission never queues
-behind a backlog of position updates.
+urgent waiter first, then to the oldest of the others, and the others hold at most a
+part of the slots: an admission never queues behind a backlog of position updates,
+neither here nor in the API server. (A renumbering that waits here is replaced by the
+job's next decision, and the two are written as one.)
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from contextlib import asynccontextmanager
 
 
 class Gate:
-    def __init__(self, size: int) -> None:
-        self._free = size
+    """At most `size` writes at once, of which at most `others` not urgent (so some
+    room is always left for the urgent ones, also in the API server's own queue)."""
+
+    def __init__(self, size: int, *, others: int | None = None) -> None:
+        self.size = size
+        self.others = size if others is None else others
+        self._held = 0
+        self._others_held = 0
         self._urgent: deque[asyncio.Future[None]] = deque()
-        self._others: deque[asyncio.Future[None]] = deque()
+        self._waiting_others: deque[asyncio.Future[None]] = deque()
 
     @asynccontextmanager
     async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
@@ -29,28 +37,44 @@ class Gate:
         try:
             yield
         finally:
-            self._release()
+            self._release(urgent)
+
+    def _room(self, urgent: bool) -> bool:
+        return self._held < self.size and (urgent or self._others_held < self.others)
+
+    def _take(self, urgent: bool) -> None:
+        self._held += 1
+        if not urgent:
+            self._others_held += 1
 
     async def _acquire(self, urgent: bool) -> None:
-        if self._free > 0 and not self._urgent and not self._others:
-            self._free -= 1
+        waiters = self._urgent if urgent else self._waiting_others
+        if not waiters and self._room(urgent) and (urgent or not self._urgent):
+            self._take(urgent)
             return
         waiter = asyncio.get_running_loop().create_future()
-        (self._urgent if urgent else self._others).append(waiter)
+        waiters.append(waiter)
+        self._hand_out()  # the waiters ahead may all have been cancelled
         try:
             await waiter
         except asyncio.CancelledError:
             # Handed a slot in the same turn as the cancel: pass it on. (A waiter
-            # cancelled before that is skipped by _release.)
+            # cancelled before that is skipped by _hand_out.)
             if waiter.done() and not waiter.cancelled():
-                self._release()
+                self._release(urgent)
             raise
 
-    def _release(self) -> None:
-        for waiters in (self._urgent, self._others):
-            while waiters:
+    def _release(self, urgent: bool) -> None:
+        self._held -= 1
+        if not urgent:
+            self._others_held -= 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Free slots to the oldest urgent waiters, then to the oldest others."""
+        for urgent, waiters in ((True, self._urgent), (False, self._waiting_others)):
+            while waiters and self._room(urgent):
                 waiter = waiters.popleft()
                 if not waiter.done():
+                    self._take(urgent)
                     waiter.set_result(None)
-                    return
-        self._free += 1

@@ -69,3 +69,22 @@ def test_a_cancelled_waiter_passes_its_slot_on():
         return order
 
     assert asyncio.run(scenario()) == ["last"]
+
+
+def test_the_others_hold_at_most_their_part_and_the_urgent_the_rest():
+    async def scenario() -> tuple[int, int]:
+        gate, release = Gate(4, others=1), asyncio.Event()
+        order: list[str] = []
+        others = [asyncio.create_task(_hold(gate, f"b{i}", order, release, urgent=False))
+                  for i in range(3)]  # fmt: skip
+        await asyncio.sleep(0)
+        held_by_others = len(order)
+        urgent = [asyncio.create_task(_hold(gate, f"u{i}", order, release, urgent=True))
+                  for i in range(5)]  # fmt: skip
+        await asyncio.sleep(0)
+        held = len(order)
+        release.set()
+        await asyncio.gather(*others, *urgent)
+        return held_by_others, held
+
+    assert asyncio.run(scenario()) == (1, 4)
