@@ -558,16 +558,18 @@ def _watching_choices(sim: Simulation) -> Iterator[None]:
     real = preemption.choose  # planning's own name for it, swapped below
 
     def choose(preemptor: Job, state: AdmissionState, *, active: Any, now: datetime,
-               rules: Rules) -> preemption.Preemption | None:  # fmt: skip
+               rules: Rules, stopping: Any = None) -> preemption.Preemption | None:  # fmt: skip
         if sim.oracle:
             with _costs(sim.true_plan):
-                found = real(preemptor, state, active=active, now=now, rules=rules)
+                found = real(preemptor, state, active=active, now=now, rules=rules,
+                             stopping=stopping)  # fmt: skip
         else:
-            found = real(preemptor, state, active=active, now=now, rules=rules)
+            found = real(preemptor, state, active=active, now=now, rules=rules,
+                         stopping=stopping)  # fmt: skip
         if found is None or not found.victims:
             return found
         with _costs(sim.true_plan):
-            best = real(preemptor, state, active=active, now=now,
+            best = real(preemptor, state, active=active, now=now, stopping=stopping,
                         rules=replace(rules, checkpoint_aware=True))  # fmt: skip
         sim.note_choice(found.victims, best.victims if best is not None else None, state,
                         now=now, rules=rules)  # fmt: skip

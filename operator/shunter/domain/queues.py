@@ -119,6 +119,7 @@ class QuotaUse:
     # cohort_idle costs nothing however many queues a cohort has).
     _nominal: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _held: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _fair: dict[str, bool] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, queues: Mapping[str, QueueView], active: Iterable[Job]) -> QuotaUse:
@@ -130,7 +131,7 @@ class QuotaUse:
     def copy(self) -> QuotaUse:
         held = dict(self._held) if self._held is not None else None
         return QuotaUse(self.queues, dict(self.running), dict(self.gpus), self._members,
-                        self._nominal, held)  # fmt: skip
+                        self._nominal, held, self._fair)  # fmt: skip
 
     def add(self, job: Job, sign: int = 1) -> None:
         name = job.spec.queue
@@ -167,8 +168,15 @@ class QuotaUse:
         return self._cohort(queue)
 
     def fair(self, queue: QueueView) -> bool:
-        """Its cohort shares idle quota by weight: a member sets spec.fairSharing."""
-        return any(m.weight is not None for m in self._cohort(queue))
+        """Its cohort shares idle quota by weight: a member sets spec.fairSharing
+        (known per cohort once: the queues do not change within a pass)."""
+        if not queue.cohort:
+            return False
+        if self._fair is None:
+            self._cohort(queue)  # the members, by cohort
+            self._fair = {cohort: any(m.weight is not None for m in members)
+                          for cohort, members in (self._members or {}).items()}  # fmt: skip
+        return self._fair.get(queue.cohort, False)
 
     def share(self, queue: QueueView, extra: int = 0) -> float:
         """GPUs held above its nominal quota (with `extra` more) over its weight."""

@@ -132,12 +132,13 @@ def candidates(preemptor: Job, active: Iterable[Job], state: AdmissionState, *, 
 
 
 def choose(preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime,
-           protected: Callable[[Job], bool], aware: bool,
-           price: Price) -> Preemption | None:  # fmt: skip
-    """Victims that let the preemptor start, or None if preemption cannot help."""
-    trial, stopping, fits = trial_state(preemptor, state, active, now=now)
+           protected: Callable[[Job], bool], aware: bool, price: Price,
+           stopping: Sequence[Job] | None = None) -> Preemption | None:  # fmt: skip
+    """Victims that let the preemptor start, or None if preemption cannot help.
+    (`stopping`: trial_state's.)"""
+    trial, stopping_for, fits = trial_state(preemptor, state, active, now=now, stopping=stopping)
     if fits:
-        return Preemption((), stopping) if stopping else None
+        return Preemption((), stopping_for) if stopping_for else None
     found = candidates(preemptor, active, state, now=now, protected=protected)
     if not found or not admits(preemptor, trial, found, now=now):
         return None  # even every candidate would not be enough
@@ -150,17 +151,21 @@ def choose(preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now:
         cheapest = _cheapest(preemptor, trial, found, [costs[j.key] for j in found], now=now)
         if cheapest is not None:
             graces = tuple(plans[j.key][1] for j in cheapest)
-            return Preemption(tuple(cheapest), stopping, graces)
-    return greedy(preemptor, trial, found, now=now, stopping=stopping)
+            return Preemption(tuple(cheapest), stopping_for, graces)
+    return greedy(preemptor, trial, found, now=now, stopping=stopping_for)
 
 
 def trial_state(preemptor: Job, state: AdmissionState, active: Sequence[Job], *,
-                now: datetime) -> tuple[AdmissionState, int, bool]:  # fmt: skip
+                now: datetime, stopping: Sequence[Job] | None = None,
+                ) -> tuple[AdmissionState, int, bool]:  # fmt: skip
     """The state with the jobs already being stopped for others gone (they count as
     freed: a pass never picks new victims for a preemptor only waiting for earlier
-    ones), how many they are, and whether the preemptor fits then."""
+    ones), how many they are, and whether the preemptor fits then. `stopping`: those
+    jobs of `active`, when the caller knows them already (a pass asks for every
+    waiting head; `active` may then be only the jobs near the preemptor)."""
     trial = state.copy()
-    stopping = [j for j in active if being_preempted(j)]
+    if stopping is None:
+        stopping = [j for j in active if being_preempted(j)]
     for job in stopping:
         trial.give(job)
     return trial, len(stopping), trial.verdict(preemptor, now=now).kind == "admit"

@@ -101,12 +101,18 @@ class _Flight:
     again: bool = False  # a decision about the job was dropped meanwhile
 
 
+async def _at_once() -> None:
+    return None
+
+
 class Controller:
     def __init__(self, actions: Actions, book: JobBook, settings: Settings) -> None:
         self.actions = actions
         self.book = book
         self.settings = settings
         self.leader: Callable[[], bool] = lambda: True
+        # Returns once this replica's writes may go out (LeaderElector.fresh).
+        self.fresh: Callable[[], Awaitable[None]] = _at_once
         self.synced: Callable[[], bool] = lambda: True
         self._wake = asyncio.Event()
         self._asked = False  # a pass is wanted (not only a new timer to wait for)
@@ -211,19 +217,24 @@ class Controller:
         )
         for key, at in result.wake_at.items():
             book.wake_at(key, at)
-        for key, decision in result.decisions.items():
-            self._send(key, decision)
+        # Each decision's status is written against the job it was decided from.
+        decided = [(book.known(key), d) for key, d in result.decisions.items()]
+        if decided:
+            await self.fresh()  # a long pass: the lease renewed before any write
+        for job, decision in decided:
+            if job is not None:
+                self._send(job, decision)
         self.last_pass = time.monotonic()
         self.passes += 1
         await asyncio.sleep(0)  # the flights start before the next pass is planned
 
-    def _send(self, key: JobKey, decision: Decision) -> None:
+    def _send(self, job: Job, decision: Decision) -> None:
         """A flight for the decision, unless one is out for the job already: a
         renumbering not yet sent is replaced (its Events kept); otherwise the decision
         is dropped, and the job decided again when that flight lands."""
-        job = self.book.known(key)
-        if job is None:
-            return
+        key = job.key
+        if key not in self.book.jobs:
+            return  # deleted meanwhile
         flight = self._flights.get(key)
         events = decision.events
         if flight is not None:

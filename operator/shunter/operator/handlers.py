@@ -180,6 +180,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     ) for namespace in targets]  # fmt: skip
     informers: tuple[Informer[Any, Any], ...] = (*jobs, *pods, nodes, foreign, queues, *claims)
     controller.leader = lambda: elector.is_leader
+    controller.fresh = elector.fresh
     controller.synced = lambda: all(i.synced.is_set() for i in informers)
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
     memo.lease_kube = lease_kube

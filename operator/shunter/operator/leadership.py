@@ -30,6 +30,7 @@ The state machine is tested with a fake clock and a scripted store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ class LeaderElector:
         self._observed_at = 0.0  # monotonic: when the observed record was first seen
         self._sent: float | None = None  # monotonic: the last successful renew was sent
         self._reported = False
+        self._renewed = asyncio.Event()  # set by every successful renew
 
     # -- what the controller asks --------------------------------------------------
 
@@ -115,6 +117,19 @@ class LeaderElector:
             return None
         assert self._sent is not None
         return self._sent + self.timing.fence - self.clock.monotonic()
+
+    async def fresh(self) -> None:
+        """Return when a write starting now has the budget of a recent renew: at once
+        when the last renew is at most two renew periods old (or this replica does not
+        lead: its writes are fenced anyway); else once the next renew has succeeded,
+        or the deadline has passed. A long reconcile pass holds the event loop, and
+        this loop's renew with it: its writes would all be fenced without this."""
+        if self._sent is None or self.clock.monotonic() - self._sent <= 2 * self.timing.renew:
+            return
+        self._renewed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timing.deadline):
+                await self._renewed.wait()
 
     @property
     def fence_end(self) -> float | None:
@@ -214,6 +229,7 @@ class LeaderElector:
     def _won(self, record: LeaseRecord, sent: float) -> None:
         self._observed, self._observed_at = record, self.clock.monotonic()
         self._sent = sent if self._sent is None else max(self._sent, sent)
+        self._renewed.set()
 
     def _call_seconds(self) -> float:
         """A call made while leading is useless after the deadline; otherwise the

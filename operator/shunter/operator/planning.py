@@ -30,6 +30,7 @@ from shunter.domain.model import Job, JobKey
 from shunter.domain.ordering import LOOKAHEAD, CohortHolds, MergeKey, Sharing, merge_key
 from shunter.domain.podspec import claim_name
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, max_grace, queue_of
+from shunter.domain.victims import being_preempted
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
@@ -173,7 +174,11 @@ class _Walk:
         self.sharing = Sharing(book.usage, {})
         # Cohorts whose idle quota is held for a head that did not fit.
         self.holds = CohortHolds(state.quota, state.queues)
-        # The jobs holding a slot after this pass's decisions so far.
+        # The jobs holding a slot after this pass's decisions so far; those being
+        # stopped for others; and, per cohort (or queue without one), the jobs a head
+        # of it may preempt or take the time slice of (the victim searches look at
+        # no other: shunter.domain.victims.candidates, preemption.choose_fair and
+        # time_slice).
         self.active = []
         for job in book.active.values():
             decision = decided.get(job.key)
@@ -182,6 +187,17 @@ class _Walk:
                     continue
                 job = replace(job, status=decision.status)
             self.active.append(job)
+        self.stopping = [job for job in self.active if being_preempted(job)]
+        self.near: dict[tuple[str, str], list[Job]] = {}
+        for job in self.active:
+            self.near.setdefault(self._group(job), []).append(job)
+
+    def _group(self, job: Job) -> tuple[str, str]:
+        """The cohort of the job's queue, or the queue itself when it has none."""
+        queue = queue_of(job.spec.queue, self.state.queues)
+        if queue is not None and queue.cohort:
+            return ("cohort", queue.cohort)
+        return ("queue", job.spec.queue)
 
     def run(self) -> Iterator[tuple[Job, Context]]:
         seen: set[JobKey] = set()
@@ -331,10 +347,12 @@ class _Walk:
 
     def _preempt(self, job: Job, why: str) -> str | None:
         """Preempt for the head of a queue if its policy allows; the head's message."""
-        found = choose(job, self.state, active=self.active, now=self.now, rules=self.rules)
+        near = self.near.get(self._group(job), [])
+        found = choose(job, self.state, active=near, now=self.now, rules=self.rules,
+                       stopping=self.stopping)  # fmt: skip
         if found is None:
-            found = choose_fair(job, self.state, active=self.active, now=self.now,
-                                rules=self.rules)  # fmt: skip
+            found = choose_fair(job, self.state, active=near, now=self.now,
+                                rules=self.rules, stopping=self.stopping)  # fmt: skip
         if found is None:
             return None
         detail = f"by {job.key} (priority {job.spec.priority})"
@@ -358,7 +376,8 @@ class _Walk:
     def _slice(self, job: Job) -> str | None:
         """Time slicing for the head of a queue (TrainingQueue timeSliceSeconds): jobs of
         its priority past their slice yield; the head's message, or None."""
-        slicing = time_slice(job, self.state, active=self.active, now=self.now, rules=self.rules)
+        slicing = time_slice(job, self.state, active=self.near.get(self._group(job), []),
+                             now=self.now, rules=self.rules, stopping=self.stopping)  # fmt: skip
         if slicing.next_end is not None:
             self.wakes[job.key] = slicing.next_end
         found = slicing.yielding

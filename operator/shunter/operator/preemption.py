@@ -100,19 +100,33 @@ def candidates(preemptor: Job, active: Sequence[Job], state: AdmissionState, *, 
 
 
 def choose(
-    preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime, rules: Rules
+    preemptor: Job,
+    state: AdmissionState,
+    *,
+    active: Sequence[Job],
+    now: datetime,
+    rules: Rules,
+    stopping: Sequence[Job] | None = None,
 ) -> Preemption | None:
     """Victims that let the preemptor start, or None if preemption cannot help
-    (shunter.domain.victims.choose, with the operator's rules)."""
+    (shunter.domain.victims.choose, with the operator's rules; `stopping`:
+    victims.trial_state's)."""
     return pure.choose(
         preemptor, state, active=active, now=now,
         protected=lambda j: protected(j, now=now, rules=rules), aware=rules.checkpoint_aware,
         price=lambda j, waiting: stop_plan(j, state, now=now, rules=rules, waiting=waiting),
+        stopping=stopping,
     )  # fmt: skip
 
 
 def choose_fair(
-    preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime, rules: Rules
+    preemptor: Job,
+    state: AdmissionState,
+    *,
+    active: Sequence[Job],
+    now: datetime,
+    rules: Rules,
+    stopping: Sequence[Job] | None = None,
 ) -> Preemption | None:
     """Victims in other queues of the preemptor's cohort that borrow above their fair
     share (its queue's fairSharing.preemption is aboveFairShare), or None.
@@ -125,9 +139,9 @@ def choose_fair(
     queue = queue_of(preemptor.spec.queue, state.queues)
     if queue is None or not queue.preempts_above_fair_share or queue.gpu_quota is None:
         return None
-    trial, stopping, fits = trial_state(preemptor, state, active, now=now)
+    trial, stopping_for, fits = trial_state(preemptor, state, active, now=now, stopping=stopping)
     if fits:
-        return Preemption((), stopping) if stopping else None
+        return Preemption((), stopping_for) if stopping_for else None
     members = {m.name: m for m in trial.quota.members(queue) if m.name != queue.name}
     pool = sorted(
         (j for j in active if j.spec.queue in members and j.phase in (Phase.STARTING, Phase.RUNNING)
@@ -152,7 +166,7 @@ def choose_fair(
         trial.give(victim)
         chosen.append(victim)
         if trial.verdict(preemptor, now=now).kind == "admit":
-            return Preemption(tuple(chosen), stopping)
+            return Preemption(tuple(chosen), stopping_for)
     return None
 
 
@@ -207,15 +221,16 @@ class Slicing:
 
 
 def time_slice(head: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime,
-               rules: Rules) -> Slicing:  # fmt: skip
+               rules: Rules, stopping: Sequence[Job] | None = None) -> Slicing:  # fmt: skip
     """Jobs of the head's priority and queue whose slice is over, longest-running
-    first, that yield so the head can start (TrainingQueue timeSliceSeconds)."""
+    first, that yield so the head can start (TrainingQueue timeSliceSeconds;
+    `stopping`: victims.trial_state's)."""
     queue = queue_of(head.spec.queue, state.queues)
     if queue is None or queue.time_slice is None:
         return Slicing(None, None)
-    trial, stopping, fits = trial_state(head, state, active, now=now)
-    if stopping and fits:
-        return Slicing(Preemption((), stopping), None)
+    trial, stopping_for, fits = trial_state(head, state, active, now=now, stopping=stopping)
+    if stopping_for and fits:
+        return Slicing(Preemption((), stopping_for), None)
     over: list[tuple[datetime, Job]] = []
     next_end: datetime | None = None
     for job in active:
@@ -233,4 +248,4 @@ def time_slice(head: Job, state: AdmissionState, *, active: Sequence[Job], now: 
     found = [job for _, job in over]
     if not found or not admits(head, trial, found, now=now):
         return Slicing(None, next_end)
-    return Slicing(greedy(head, trial, found, now=now, stopping=stopping), next_end)
+    return Slicing(greedy(head, trial, found, now=now, stopping=stopping_for), next_end)

@@ -364,3 +364,24 @@ def test_never_two_leaders_in_any_scripted_interleaving(
     faults: list[Fault], latencies: list[float]
 ):
     asyncio.run(_scenario(faults, latencies))
+
+
+async def test_fresh_waits_for_the_renew_a_long_hold_of_the_loop_delayed(world: World):
+    a = world.add("a")
+    await world.run(0.5)
+    async with asyncio.timeout(1):
+        await a.fresh()  # renewed a moment ago: at once
+    # A long reconcile pass holds the event loop: 7 s go by and nothing else runs.
+    world.clock.t += 7.0
+    budget = a.write_budget()
+    assert budget is not None
+    assert budget < TIMING.fence - 6.9
+    waiting = asyncio.ensure_future(a.fresh())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # a write sent now would have under 6 s
+    await world.run(world.clock.t + 0.5)  # the elector's overdue renew goes out
+    async with asyncio.timeout(1):
+        await waiting
+    budget = a.write_budget()
+    assert budget is not None
+    assert budget > TIMING.fence - 0.6
