@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,17 +86,19 @@ class QueueOrder:
 
     def __init__(self) -> None:
         self._queues: dict[str, list[tuple[OrderKey, JobKey]]] = {}
-        self._place: dict[JobKey, tuple[str, OrderKey]] = {}
+        self._place: dict[JobKey, tuple[str, OrderKey, int]] = {}
+        self._sizes: dict[str, Counter[int]] = {}  # per queue: waiting jobs by GPUs
 
     def put(self, job: Job) -> None:
         """The job as it is now: placed, moved or taken out."""
         if not waits(job):
             self.remove(job.key)
             return
-        place = (job.spec.queue, queue_order(job))
+        place = (job.spec.queue, queue_order(job), job.spec.total_gpus)
         if self._place.get(job.key) != place:
             self.remove(job.key)
             bisect.insort(self._queues.setdefault(place[0], []), (place[1], job.key))
+            self._sizes.setdefault(place[0], Counter())[place[2]] += 1
             self._place[job.key] = place
 
     def remove(self, key: JobKey) -> None:
@@ -108,6 +111,17 @@ class QueueOrder:
             del entries[i]
         if not entries:
             del self._queues[place[0]]
+        sizes = self._sizes[place[0]]
+        sizes[place[2]] -= 1
+        if not sizes[place[2]]:
+            del sizes[place[2]]
+        if not sizes:
+            del self._sizes[place[0]]
+
+    def smallest(self, queue: str) -> int | None:
+        """The fewest GPUs a waiting job of the queue asks for (None: none waits)."""
+        sizes = self._sizes.get(queue)
+        return min(sizes) if sizes else None
 
     def keys(self, queue: str | None = None) -> Iterator[JobKey]:
         """In admission order: of one queue, or of all queues merged."""
@@ -222,6 +236,10 @@ class Verdict:
     reason: str = ""  # status reason of a waiting job
     message: str = ""  # why it cannot start (empty when admitted)
     placement: tuple[str, ...] = ()
+    # Refused for its size by the running limit, the GPU budget or its queue's quota:
+    # a job of the same queue asking as many GPUs or more is refused too, until GPUs
+    # are given back (they only are taken within a pass).
+    sized: bool = False
 
 
 @dataclass
@@ -256,7 +274,7 @@ class AdmissionState:
             return Verdict("capped", "NamespaceQuota", capped)
         why = self.usage.why_not(job, self.limits) or self.quota.admits(job)
         if why is not None:
-            return Verdict("wait", "Queued", why)
+            return Verdict("wait", "Queued", why, sized=True)
         placement = self.capacity.place(job)
         if placement is None:
             return Verdict("wait", "Queued", self.capacity.why_not_now(job))

@@ -329,6 +329,10 @@ class JobBook:
         """A queue's waiting jobs per tenant (namespace, user), each in admission order."""
         return self._lanes.lanes(queue)
 
+    def smallest_waiting(self, queue: str) -> int | None:
+        """The fewest GPUs a waiting job of the queue asks for."""
+        return self._waiting.smallest(queue)
+
     def queue_names(self) -> list[str]:
         """Queues with waiting jobs."""
         return self._waiting.names()

@@ -154,6 +154,9 @@ class _QueueWalk:
     blocked: bool = False
     looked: int = 0
     done: bool = False
+    # The fewest GPUs refused for their size in this pass (Verdict.sized): no job of
+    # the queue asking as many or more can start in this pass.
+    refused: int | None = None
 
 
 class _Walk:
@@ -325,6 +328,9 @@ class _Walk:
             self.state.take(job, verdict.placement)
             self.sharing.charge(job)
             return job, Context(now=self.now, rules=self.rules, admit=verdict.placement)
+        if verdict.sized:
+            gpus = job.spec.total_gpus
+            walk.refused = gpus if walk.refused is None else min(walk.refused, gpus)
         walk.position += 1
         walk.looked += 1
         message = f"Waiting in queue at position {walk.position}"
@@ -335,7 +341,7 @@ class _Walk:
                 self.holds.hold(job)
         walk.blocked = walk.blocked or not walk.best_effort
         past = walk.position > self.rules.exact_positions
-        if past and (walk.blocked or walk.looked > LOOKAHEAD):
+        if past and (walk.blocked or walk.looked > LOOKAHEAD or self._none_fits(job, walk)):
             walk.done = True
             return None
         reason = verdict.reason or "Queued"
@@ -344,6 +350,13 @@ class _Walk:
                                 waiting_reason=reason)  # fmt: skip
         return job, Context(now=self.now, rules=self.rules, queue_position=walk.position,
                             waiting_message=message, waiting_reason=reason)  # fmt: skip
+
+    def _none_fits(self, job: Job, walk: _QueueWalk) -> bool:
+        """No job of the queue can start in this pass: the smallest it has was refused
+        for its size, or is not smaller than one that was (what BestEffortFIFO looks
+        further back for cannot be there; past the exact positions, the walk stops)."""
+        smallest = self.book.smallest_waiting(job.spec.queue)
+        return walk.refused is not None and smallest is not None and smallest >= walk.refused
 
     def _preempt(self, job: Job, why: str) -> str | None:
         """Preempt for the head of a queue if its policy allows; the head's message."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shunter.domain.admission import Limits
-from shunter.domain.model import JobKey, JobStatus, Phase
+import pytest
+
+from shunter.domain.admission import AdmissionState, Limits, Verdict
+from shunter.domain.model import Job, JobKey, JobStatus, Phase
+from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView
 from shunter.operator.book import JobBook
 from shunter.operator.controller import status_patch
 from shunter.operator.planning import plan_pass
@@ -146,3 +149,53 @@ def test_a_namespace_at_its_gpu_cap_waits_and_blocks_no_other_namespace():
     assert (waiting.phase, waiting.reason) == (Phase.QUEUED, "NamespaceQuota")
     assert "namespace team-a holds 4 of the 5 GPUs" in (waiting.message or "")
     assert result.decisions[JobKey("team-b", "other")].status.phase is Phase.STARTING
+
+
+def _best_effort_world(waiting_gpus: list[int], *, held: int) -> JobBook:
+    """Queue `be` (BestEffortFIFO, 8 GPUs of quota) with a running job holding `held`
+    of them, and queued jobs asking `waiting_gpus` in this order."""
+    running = (a_training_job("holder").with_gpus(held).with_spec(queue="be")
+               .in_phase("running", sequence=1).job())  # fmt: skip
+    waiting = [
+        a_training_job(f"w{i:02d}").with_gpus(gpus).with_spec(queue="be")
+        .created_at(T0 + timedelta(seconds=i)).in_phase("queued", sequence=i + 2).job()
+        for i, gpus in enumerate(waiting_gpus)
+    ]  # fmt: skip
+    queue = QueueView("be", gpu_quota=8, strategy=BEST_EFFORT_FIFO)
+    pod = a_pod_of(running, phase="Running")
+    return JobBook.of([running, *waiting], [pod], nodes=gpu_nodes(), queues=[queue])
+
+
+def test_a_best_effort_queue_stops_looking_back_once_no_job_of_it_can_fit(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # The quota is full and every waiting job asks 2 GPUs: past the exact positions
+    # nothing further back can start, so the walk stops there instead of looking 50
+    # jobs further (what it did before; it decided the same).
+    book = _best_effort_world([2] * 40, held=8)
+    rules = Rules(limits=Limits(max_running=100))
+    for key, decision in plan_pass(book, now=NOW, rules=rules).decisions.items():
+        book.put_job(replace(book.jobs[key], status=decision.status))  # as if written
+    looked: list[str] = []
+    real = AdmissionState.verdict
+
+    def counted(self: AdmissionState, job: Job, *, now: datetime) -> Verdict:
+        looked.append(job.key.name)
+        return real(self, job, now=now)
+
+    monkeypatch.setattr(AdmissionState, "verdict", counted)
+    book.mark_all()
+    result = plan_pass(book, now=NOW, rules=rules)
+    # (The head is asked once more by the preemption's trial.)
+    assert sorted(set(looked)) == [f"w{i:02d}" for i in range(rules.exact_positions + 1)]
+    assert result.decisions == {}
+
+
+def test_a_best_effort_queue_still_finds_a_smaller_job_further_back():
+    # 2 GPUs of quota left; 30 jobs of 4 GPUs wait ahead of one of 2, at position 31.
+    book = _best_effort_world([4] * 30 + [2], held=6)
+    result = plan_pass(book, now=NOW, rules=Rules(limits=Limits(max_running=100)))
+    assert result.decisions[JobKey("default", "w30")].status.phase is Phase.STARTING
+    assert not any(
+        d.status.phase is Phase.STARTING for k, d in result.decisions.items() if k.name != "w30"
+    )
