@@ -56,6 +56,30 @@ def being_preempted(job: Job) -> bool:
             and t.cause in (StopCause.PREEMPT, StopCause.TIME_SLICE))  # fmt: skip
 
 
+def group_of(job: Job, queues: Mapping[str, QueueView]) -> tuple[str, str]:
+    """Where a head's victims can come from: its queue's cohort, or its queue when it
+    has none (candidates, and the operator's choose_fair and time_slice, never look
+    further)."""
+    queue = queue_of(job.spec.queue, queues)
+    if queue is not None and queue.cohort:
+        return ("cohort", queue.cohort)
+    return ("queue", job.spec.queue)
+
+
+def nearby(head: Job, queues: Mapping[str, QueueView],
+           active: Iterable[Job]) -> tuple[list[Job], list[Job]]:  # fmt: skip
+    """Of `active`: the jobs of the head's group (group_of), and those being stopped
+    for others anywhere (trial_state's `stopping`)."""
+    group = group_of(head, queues)
+    near, stopping = [], []
+    for job in active:
+        if being_preempted(job):
+            stopping.append(job)
+        if group_of(job, queues) == group:
+            near.append(job)
+    return near, stopping
+
+
 def reports(job: Job) -> bool:
     """Its trainer has reported progress or a checkpoint."""
     return job.status.progress is not None or job.status.checkpoint is not None

@@ -30,7 +30,7 @@ from shunter.domain.model import Job, JobKey
 from shunter.domain.ordering import LOOKAHEAD, CohortHolds, MergeKey, Sharing, merge_key
 from shunter.domain.podspec import claim_name
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, max_grace, queue_of
-from shunter.domain.victims import being_preempted
+from shunter.domain.victims import being_preempted, group_of
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
@@ -193,14 +193,10 @@ class _Walk:
         self.stopping = [job for job in self.active if being_preempted(job)]
         self.near: dict[tuple[str, str], list[Job]] = {}
         for job in self.active:
-            self.near.setdefault(self._group(job), []).append(job)
+            self.near.setdefault(group_of(job, self.state.queues), []).append(job)
 
-    def _group(self, job: Job) -> tuple[str, str]:
-        """The cohort of the job's queue, or the queue itself when it has none."""
-        queue = queue_of(job.spec.queue, self.state.queues)
-        if queue is not None and queue.cohort:
-            return ("cohort", queue.cohort)
-        return ("queue", job.spec.queue)
+    def _near(self, job: Job) -> list[Job]:
+        return self.near.get(group_of(job, self.state.queues), [])
 
     def run(self) -> Iterator[tuple[Job, Context]]:
         seen: set[JobKey] = set()
@@ -360,7 +356,7 @@ class _Walk:
 
     def _preempt(self, job: Job, why: str) -> str | None:
         """Preempt for the head of a queue if its policy allows; the head's message."""
-        near = self.near.get(self._group(job), [])
+        near = self._near(job)
         found = choose(job, self.state, active=near, now=self.now, rules=self.rules,
                        stopping=self.stopping)  # fmt: skip
         if found is None:
@@ -389,7 +385,7 @@ class _Walk:
     def _slice(self, job: Job) -> str | None:
         """Time slicing for the head of a queue (TrainingQueue timeSliceSeconds): jobs of
         its priority past their slice yield; the head's message, or None."""
-        slicing = time_slice(job, self.state, active=self.near.get(self._group(job), []),
+        slicing = time_slice(job, self.state, active=self._near(job),
                              now=self.now, rules=self.rules, stopping=self.stopping)  # fmt: skip
         if slicing.next_end is not None:
             self.wakes[job.key] = slicing.next_end

@@ -99,15 +99,8 @@ def candidates(preemptor: Job, active: Sequence[Job], state: AdmissionState, *, 
                            protected=lambda j: protected(j, now=now, rules=rules))  # fmt: skip
 
 
-def choose(
-    preemptor: Job,
-    state: AdmissionState,
-    *,
-    active: Sequence[Job],
-    now: datetime,
-    rules: Rules,
-    stopping: Sequence[Job] | None = None,
-) -> Preemption | None:
+def choose(preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now: datetime,
+           rules: Rules, stopping: Sequence[Job] | None = None) -> Preemption | None:  # fmt: skip
     """Victims that let the preemptor start, or None if preemption cannot help
     (shunter.domain.victims.choose, with the operator's rules; `stopping`:
     victims.trial_state's)."""
@@ -119,15 +112,9 @@ def choose(
     )  # fmt: skip
 
 
-def choose_fair(
-    preemptor: Job,
-    state: AdmissionState,
-    *,
-    active: Sequence[Job],
-    now: datetime,
-    rules: Rules,
-    stopping: Sequence[Job] | None = None,
-) -> Preemption | None:
+def choose_fair(preemptor: Job, state: AdmissionState, *, active: Sequence[Job],
+                now: datetime, rules: Rules,
+                stopping: Sequence[Job] | None = None) -> Preemption | None:  # fmt: skip
     """Victims in other queues of the preemptor's cohort that borrow above their fair
     share (its queue's fairSharing.preemption is aboveFairShare), or None.
 
@@ -177,12 +164,14 @@ def for_estimates(rules: Rules) -> Preempter:
     grace its stop gives (stopping.grace_of)."""
 
     def preempt(head: Job, state: AdmissionState, active: Sequence[Job], now: datetime) -> Stops:
-        found = choose(head, state, active=active, now=now, rules=rules)
+        near, stopping = pure.nearby(head, state.queues, active)
+        found = choose(head, state, active=near, now=now, rules=rules, stopping=stopping)
         if found is None:
-            found = choose_fair(head, state, active=active, now=now, rules=rules)
+            found = choose_fair(head, state, active=near, now=now, rules=rules, stopping=stopping)
         behind, wake = False, None
         if found is None:
-            slicing = time_slice(head, state, active=active, now=now, rules=rules)
+            slicing = time_slice(head, state, active=near, now=now, rules=rules,
+                                 stopping=stopping)  # fmt: skip
             found, behind, wake = slicing.yielding, True, slicing.next_end
         if found is None:
             return Stops(wake=wake)

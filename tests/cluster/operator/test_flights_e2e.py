@@ -10,10 +10,12 @@ renumbering not yet sent is replaced by the newer decision and written with it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from shunter.domain.admission import Limits
 from shunter.domain.model import Job, JobKey
@@ -47,13 +49,25 @@ class HeldActions(Actions):
         return await super().patch_job_status(key, patch, version=version)
 
 
-def a_controller(kube: Kube, jobs: list[Job], *, max_running: int) -> Controller:
+@pytest.fixture
+async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
+    client = Kube(connect(kubeconfig))
+    yield client
+    await client.close()
+
+
+def a_controller(
+    kube: Kube, jobs: list[Job], *, max_running: int
+) -> tuple[Controller, HeldActions]:
+    """The operator's Controller over a book holding `jobs` (what the informers would
+    have listed), writing through HeldActions."""
     rules = Rules(limits=Limits(max_running=max_running))
     settings = Settings(rules=rules, scope=Scope(watched=(jobs[0].key.namespace,)),
                         lease_namespace="default", lease_name="unused", identity="pytest",
                         database_url=None, resync=timedelta(seconds=30),
                         estimates=False)  # fmt: skip
-    return Controller(HeldActions(kube), JobBook.of(jobs, nodes=gpu_nodes()), settings)
+    actions = HeldActions(kube)
+    return Controller(actions, JobBook.of(jobs, nodes=gpu_nodes()), settings), actions
 
 
 def seen(controller: Controller, jobs: Jobs, *names: str) -> None:
@@ -69,106 +83,88 @@ async def until(what: str, check: Callable[[], bool]) -> None:
     await eventually(probe, within=20, what=what, interval=0.05)
 
 
-async def test_the_next_pass_sees_a_write_still_out_as_done(kubeconfig: Path, jobs: Jobs):
-    kube = Kube(connect(kubeconfig))
-    try:
-        first = Job.parse(jobs.create(a_training_job("first")))
-        controller = a_controller(kube, [first], max_running=1)
-        actions = controller.actions
-        assert isinstance(actions, HeldActions)
-        actions.held["first"] = asyncio.Event()
-        await controller.reconcile_once()  # numbers and admits "first"; that write is held
-        assert jobs.status("first") == {}
+async def test_the_next_pass_sees_a_write_still_out_as_done(kube: Kube, jobs: Jobs):
+    first = Job.parse(jobs.create(a_training_job("first")))
+    controller, actions = a_controller(kube, [first], max_running=1)
+    actions.held["first"] = asyncio.Event()
+    await controller.reconcile_once()  # numbers and admits "first"; that write is held
+    assert jobs.status("first") == {}
 
-        second = Job.parse(jobs.create(a_training_job("second")))
-        controller.book.put_job(second)
-        await controller.reconcile_once()  # returned without the held write
-        await until("second numbered", lambda: jobs.status("second").get("sequence") == 2)
-        # The held admission counted: the one slot is taken, "second" waits.
-        status = jobs.status("second")
-        assert (status["phase"], status["queuePosition"]) == ("queued", 1)
-        assert jobs.status("first") == {}
-        assert jobs.pod_names() == []
+    second = Job.parse(jobs.create(a_training_job("second")))
+    controller.book.put_job(second)
+    await controller.reconcile_once()  # returned without the held write
+    await until("second numbered", lambda: jobs.status("second").get("sequence") == 2)
+    # The held admission counted: the one slot is taken, "second" waits.
+    status = jobs.status("second")
+    assert (status["phase"], status["queuePosition"]) == ("queued", 1)
+    assert jobs.status("first") == {}
+    assert jobs.pod_names() == []
 
-        actions.held["first"].set()
-        await controller.settled()
-        assert jobs.status("first")["phase"] == "starting"
-        assert jobs.pod_names() == ["first-trainer"]
-    finally:
-        await kube.close()
+    actions.held["first"].set()
+    await controller.settled()
+    assert jobs.status("first")["phase"] == "starting"
+    assert jobs.pod_names() == ["first-trainer"]
 
 
 async def test_a_write_refused_meanwhile_puts_the_job_back_to_be_decided_again(
-    kubeconfig: Path, jobs: Jobs
+    kube: Kube, jobs: Jobs
 ):
-    kube = Kube(connect(kubeconfig))
-    try:
-        a = Job.parse(jobs.create(a_training_job("a")))
-        b = Job.parse(jobs.create(a_training_job("b")))
-        controller = a_controller(kube, [a, b], max_running=1)
-        actions = controller.actions
-        assert isinstance(actions, HeldActions)
-        actions.held["a"] = asyncio.Event()
-        await controller.reconcile_once()  # admits "a" (held); "b" waits behind it
-        assert JobKey(a.key.namespace, "a") in controller.book.active
+    a = Job.parse(jobs.create(a_training_job("a")))
+    b = Job.parse(jobs.create(a_training_job("b")))
+    controller, actions = a_controller(kube, [a, b], max_running=1)
+    actions.held["a"] = asyncio.Event()
+    await controller.reconcile_once()  # admits "a" (held); "b" waits behind it
+    assert JobKey(a.key.namespace, "a") in controller.book.active
 
-        jobs.cancel("a")  # the user's cancel reaches the API server first
-        seen(controller, jobs, "a")
-        actions.held["a"].set()
-        await controller.settled()  # the admission meets a 409: "a" is queued again
-        assert a.key not in controller.book.active
-        assert controller.conflicts == 1
+    jobs.cancel("a")  # the user's cancel reaches the API server first
+    seen(controller, jobs, "a")
+    actions.held["a"].set()
+    await controller.settled()  # the admission meets a 409: "a" is queued again
+    assert a.key not in controller.book.active
+    assert controller.conflicts == 1
 
-        seen(controller, jobs, "a")  # the watch's view of the cancel, decided again
-        await controller.reconcile_once()
-        await controller.settled()
-        assert jobs.status("a")["phase"] == "cancelled"
-        # The slot the refused admission had taken is free again: "b" starts.
-        await controller.reconcile_once()
-        await controller.settled()
-        assert jobs.status("b")["phase"] == "starting"
-        assert jobs.pod_names() == ["b-trainer"]
-    finally:
-        await kube.close()
+    seen(controller, jobs, "a")  # the watch's view of the cancel, decided again
+    await controller.reconcile_once()
+    await controller.settled()
+    assert jobs.status("a")["phase"] == "cancelled"
+    # The slot the refused admission had taken is free again: "b" starts.
+    await controller.reconcile_once()
+    await controller.settled()
+    assert jobs.status("b")["phase"] == "starting"
+    assert jobs.pod_names() == ["b-trainer"]
 
 
 async def test_a_renumbering_not_yet_sent_is_written_with_the_newer_decision(
-    kubeconfig: Path, jobs: Jobs
+    kube: Kube, jobs: Jobs
 ):
-    kube = Kube(connect(kubeconfig))
-    try:
-        blocker = Job.parse(jobs.create(a_training_job("blocker").cancelled()))
-        controller = a_controller(kube, [blocker], max_running=1)
-        actions = controller.actions
-        assert isinstance(actions, HeldActions)
-        controller._gate = Gate(1)  # one write at a time
-        actions.held["blocker"] = asyncio.Event()
-        await controller.reconcile_once()  # the cancel's write holds the only slot
+    blocker = Job.parse(jobs.create(a_training_job("blocker").cancelled()))
+    controller, actions = a_controller(kube, [blocker], max_running=1)
+    controller._gate = Gate(1)  # one write at a time
+    actions.held["blocker"] = asyncio.Event()
+    await controller.reconcile_once()  # the cancel's write holds the only slot
 
-        # "new" needs a node of a pool that has none yet: numbered, not admitted, and
-        # that write waits behind the cancel's.
-        new = Job.parse(jobs.create(a_training_job("new").with_spec(
-            nodeSelector={"shunter.dev/node-pool": "later"})))  # fmt: skip
-        controller.book.put_job(new)
-        await controller.reconcile_once()
-        assert controller.book.jobs[new.key].status.sequence is not None
+    # "new" needs a node of a pool that has none yet: numbered, not admitted, and
+    # that write waits behind the cancel's.
+    new = Job.parse(jobs.create(a_training_job("new").with_spec(
+        nodeSelector={"shunter.dev/node-pool": "later"})))  # fmt: skip
+    controller.book.put_job(new)
+    await controller.reconcile_once()
+    assert controller.book.jobs[new.key].status.sequence is not None
 
-        # A node of that pool appears (what the node informer delivers): the next
-        # pass admits "new" before its number was even sent.
-        controller.book.put_node(a_node("later-0", labels={"shunter.dev/node-pool": "later"}))
-        controller.wake()
-        await controller.reconcile_once()
-        assert new.key in controller.book.active
-        actions.held["blocker"].set()
-        await controller.settled()
+    # A node of that pool appears (what the node informer delivers): the next
+    # pass admits "new" before its number was even sent.
+    controller.book.put_node(a_node("later-0", labels={"shunter.dev/node-pool": "later"}))
+    controller.wake()
+    await controller.reconcile_once()
+    assert new.key in controller.book.active
+    actions.held["blocker"].set()
+    await controller.settled()
 
-        assert jobs.status("blocker")["phase"] == "cancelled"
-        status = jobs.status("new")
-        assert status["phase"] == "starting"
-        assert status["placement"] == ["later-0"]
-        new_writes = [fields for name, fields in actions.writes if name == "new"]
-        assert len(new_writes) == 1, new_writes  # numbered and admitted in one write
-        assert {"sequence", "phase"} <= new_writes[0]
-        assert jobs.pod_names() == ["new-trainer"]
-    finally:
-        await kube.close()
+    assert jobs.status("blocker")["phase"] == "cancelled"
+    status = jobs.status("new")
+    assert status["phase"] == "starting"
+    assert status["placement"] == ["later-0"]
+    new_writes = [fields for name, fields in actions.writes if name == "new"]
+    assert len(new_writes) == 1, new_writes  # numbered and admitted in one write
+    assert {"sequence", "phase"} <= new_writes[0]
+    assert jobs.pod_names() == ["new-trainer"]
