@@ -54,6 +54,8 @@ T = TypeVar("T")
 WATCH_SECONDS = 300
 RETRY_SECONDS = 1.0
 LIST_PAGE = 500
+# A list applies this many objects between two turns of the event loop.
+YIELD_EVERY = 500
 ABSENT_RETRY_SECONDS = 30.0
 
 
@@ -243,7 +245,9 @@ class Informer(Generic[K, T]):
                 break
         resource_version = str(page["metadata"]["resourceVersion"])
         fresh: dict[K, T] = {}
-        for body in items:
+        for i, body in enumerate(items):
+            if i and not i % YIELD_EVERY:
+                await asyncio.sleep(0)  # a long list must not hold the loop (the Lease's renew)
             obj = self._parse(body)
             key = self._key(obj)
             # A writer's offer newer than the list stays (the watch brings it again).
@@ -253,7 +257,9 @@ class Informer(Generic[K, T]):
         old, self.store = self.store, fresh
         self._changed()
         if self._on_change is not None:
-            for key, obj in fresh.items():
+            for i, (key, obj) in enumerate(list(fresh.items())):
+                if i and not i % YIELD_EVERY:
+                    await asyncio.sleep(0)
                 if old.get(key) != obj:
                     self._on_change("ADDED" if key not in old else "MODIFIED", obj)
             for key in gone:

@@ -190,3 +190,47 @@ async def test_without_a_revision_an_offer_is_declined_and_the_writer_waits():
     )
     assert not informer.offer(Job.parse(body("n", 90)))
     assert version_of(informer, "n") is None
+
+
+class LongListKube:
+    """One list of 1,200 jobs in one page (what a real server pages is the same
+    amount of work here), then a quiet watch."""
+
+    async def list(self, *_: Any, **__: Any) -> dict[str, Any]:
+        items = [body(f"j{i:04d}", 5 + i) for i in range(1200)]
+        return {"metadata": {"resourceVersion": "2000"}, "items": items}
+
+    async def watch(self, *_: Any, **__: Any) -> AsyncIterator[tuple[str, Any]]:
+        await asyncio.sleep(3600)
+        yield "BOOKMARK", {"metadata": {"resourceVersion": "2000"}}
+
+
+async def test_a_long_list_lets_other_tasks_run_while_it_is_applied():
+    # The operator's Lease is renewed by another task on the same loop: a list of
+    # 60,000 jobs applied in one go had it miss its deadline.
+    seen: list[str] = []
+    informer: Informer[JobKey, Job] = Informer(
+        LongListKube(),  # type: ignore[arg-type]
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+        on_change=lambda kind, job: seen.append(job.key.name),
+    )
+
+    async def ticker() -> None:
+        while True:
+            seen.append("tick")
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    informer.start()
+    try:
+        async with asyncio.timeout(10):
+            await informer.synced.wait()
+    finally:
+        await informer.stop()
+        ticking.cancel()
+    applied = [i for i, name in enumerate(seen) if name != "tick"]
+    assert len(applied) == 1200
+    between = seen[applied[0] : applied[-1]]
+    assert "tick" in between, "the list held the loop from its first object to its last"
