@@ -193,6 +193,12 @@ class Jobs:
         pods = self.core.list_namespaced_pod(self.namespace).items
         return sorted(p.metadata.name for p in pods)
 
+    def wait_event(self, name: str, reason: str, *, timeout: float = 15) -> list[str]:
+        """Wait for an Event of `reason` about the job (Events are posted off the
+        reconcile path: shortly after the status, not with it); its Events' reasons."""
+        return wait_for(lambda: (found := self.event_reasons(name)) and reason in found and found,
+                        timeout=timeout, what=f"a {reason} Event of {name}")  # fmt: skip
+
     def event_reasons(self, name: str) -> list[str]:
         events = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name}"

@@ -153,7 +153,7 @@ def test_a_preempting_what_if_names_the_victims_and_starts_within_their_grace(
         margin = (submitted - answered).total_seconds() + TOLERANCE
         assert (actual - latest).total_seconds() <= margin, (actual, latest)
     assert jobs.status("low-c").get("preemptions") == 1
-    assert "Preempted" in jobs.event_reasons("low-c")
+    jobs.wait_event("low-c", "Preempted")
     for name in ("low-a", "low-b"):
         assert not jobs.status(name).get("preemptions"), name
         assert jobs.phase(name) == "running"

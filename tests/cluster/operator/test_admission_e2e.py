@@ -105,7 +105,8 @@ def test_a_pod_that_never_schedules_gives_its_slot_back_then_fails(
     assert final["reason"] == "StartTimeout"
     assert final["message"] == "Did not start within 3s in 2 attempts; giving up"
     assert final["startTimeouts"] == 2
-    assert jobs.event_reasons("stuck").count("StartTimeout") == 2
+    wait_for(lambda: jobs.event_reasons("stuck").count("StartTimeout") == 2, timeout=15,
+             what="the second StartTimeout Event")  # fmt: skip
     assert "[Terminate] Attempting graceful termination of pod" in operator.log()
 
 

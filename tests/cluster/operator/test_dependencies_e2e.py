@@ -72,7 +72,7 @@ def test_a_failure_fails_what_needs_it_and_starts_what_waits_for_it(
     assert "b failed: Its dependencies can never be met: a failed" in c["message"]
     jobs.wait_phase("cleanup", "completed", timeout=60)
     jobs.wait_phase("report", "completed", timeout=60)
-    assert "DependencyFailed" in jobs.event_reasons("b")
+    jobs.wait_event("b", "DependencyFailed")
     assert "b-trainer" not in jobs.pod_names()
 
 

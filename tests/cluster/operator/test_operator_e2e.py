@@ -46,7 +46,7 @@ def test_cancel_queued_job(jobs: Jobs, start_operator: Start, database_url: str)
     assert status["termination"]["outcome"] == "never-started"
     assert jobs.pod_names() == ["first-trainer"]
     assert jobs.phase("first") == "running"
-    assert "Cancelled" in jobs.event_reasons("second")
+    jobs.wait_event("second", "Cancelled")
     assert_cancelled_row(database_url, second["metadata"]["uid"])
     assert mirror_row(database_url, first["metadata"]["uid"])["status"] == "running"
 
@@ -70,7 +70,7 @@ def test_cancel_running_job_gracefully(jobs: Jobs, start_operator: Start, databa
     )
     assert f"[Terminate] Pod {jobs.namespace}/run-trainer terminated gracefully" in log
     assert "forcing deletion" not in log
-    reasons = jobs.event_reasons("run")
+    reasons = jobs.wait_event("run", "Cancelled")
     assert reasons.index("Terminating") < reasons.index("Cancelled")
     assert_cancelled_row(database_url, job["metadata"]["uid"])
 
@@ -95,7 +95,7 @@ def test_cancel_running_job_whose_pod_hangs_is_forced(
     assert f"[Terminate] Attempting graceful termination of pod {ref}" in log
     assert f"[Terminate] Pod {ref} did not terminate gracefully, forcing deletion" in log
     assert f"[Terminate] Pod {ref} force deleted" in log
-    assert "ForceDeleting" in jobs.event_reasons("stuck")
+    jobs.wait_event("stuck", "ForceDeleting")
     assert_cancelled_row(database_url, job["metadata"]["uid"])
 
 
@@ -125,7 +125,7 @@ def test_cancelling_twice_is_harmless(jobs: Jobs, start_operator: Start):
     jobs.cancel("twice")  # a no-op patch on a cancelled job is accepted and changes nothing
 
     assert jobs.get("twice")["status"] == status
-    assert jobs.event_reasons("twice").count("Cancelled") == 1
+    assert jobs.wait_event("twice", "Cancelled").count("Cancelled") == 1
 
 
 def test_queue_continues_after_cancelling_the_running_job(jobs: Jobs, start_operator: Start):

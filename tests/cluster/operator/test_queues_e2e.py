@@ -75,8 +75,8 @@ def test_a_higher_priority_job_preempts_in_a_lower_priority_queue_only(
     low2 = jobs.status("low2")
     assert low2["phase"] in ("queued", "starting", "running")
     assert low2["preemptions"] == 1
-    assert "Preempting" in jobs.event_reasons("urgent")
-    assert "Preempted" in jobs.event_reasons("low2")
+    jobs.wait_event("urgent", "Preempting")
+    jobs.wait_event("low2", "Preempted")
     assert "[Preempt] Job" in operator.log()
     # When the urgent job is done, the preempted one runs again.
     jobs.wait_phase("urgent", "completed", timeout=30)
@@ -102,5 +102,5 @@ def test_a_queue_borrows_idle_gpus_and_the_owner_reclaims_them(
     jobs.wait_phase("mine", "running", timeout=1 + 1 + 1 + 15)  # grace + margin + 1 s + watch
     preempted = [n for n in ("b1", "b2") if jobs.status(n).get("preemptions")]
     assert len(preempted) == 1
-    events = jobs.event_reasons(preempted[0])
+    events = jobs.wait_event(preempted[0], "Preempted")
     assert "Preempted" in events

@@ -91,7 +91,7 @@ def test_a_queue_borrows_its_cohorts_idle_gpus_and_gives_them_back(
         borrower = jobs.status("vision-big")
         assert borrower["preemptions"] == 1
         assert borrower["phase"] == "queued"
-        assert "Preempted" in jobs.event_reasons("vision-big")
+        jobs.wait_event("vision-big", "Preempted")
 
 
 @pytest.mark.usefixtures("policed")
