@@ -116,6 +116,8 @@ class Controller:
         self.synced: Callable[[], bool] = lambda: True
         self._wake = asyncio.Event()
         self._asked = False  # a pass is wanted (not only a new timer to wait for)
+        self._planned_for = 0.0  # the last pass's CPU seconds, and when it ended
+        self._planned_end = 0.0
         self._gate = Gate(CONCURRENCY, others=RENUMBERINGS)
         self._flights: dict[JobKey, _Flight] = {}
         # Events are posted off the reconcile path: a slow or failing Event never
@@ -189,6 +191,13 @@ class Controller:
             self._asked = False
             if not self.synced() or not self.leader():
                 continue
+            # Passes at most half the time: a pass over many queues takes seconds of
+            # CPU, and back to back they would leave the API server (on the same
+            # cores, in small clusters) too little to serve the writes they make.
+            # The changes meanwhile are taken by the next pass together.
+            rest = self._planned_for - (time.monotonic() - self._planned_end)
+            if rest > 0:
+                await asyncio.sleep(rest)
             if time.monotonic() >= resync_at:
                 self.book.mark_all()  # a safety net: nothing is left unlooked-at for long
                 resync_at = time.monotonic() + resync
@@ -208,6 +217,7 @@ class Controller:
         now = datetime.now(UTC)
         book = self.book
         clock = time.monotonic()
+        cpu = time.thread_time()
         result = plan_pass(
             book,
             changed=book.take_due(now),
@@ -215,6 +225,8 @@ class Controller:
             rules=self.settings.rules,
             unobserved=lambda key: book.unobserved(key, now=clock),
         )
+        self._planned_for = time.thread_time() - cpu
+        self._planned_end = time.monotonic()
         for key, at in result.wake_at.items():
             book.wake_at(key, at)
         # Each decision's status is written against the job it was decided from.
