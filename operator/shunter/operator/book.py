@@ -30,7 +30,7 @@ event loop, so no locks.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -83,8 +83,9 @@ class JobBook:
         self._written: dict[JobKey, _Written] = {}
         self._assumed: dict[JobKey, _Assumed] = {}
         # The jobs with a flight (the controller's writes for them) not landed yet:
-        # decisions about them wait for it (the estimates' writes too).
-        self.in_flight: set[JobKey] = set()
+        # decisions about them wait for it (the estimates' writes too). The
+        # controller's own view of its flights (Controller.__init__).
+        self.in_flight: Collection[JobKey] = ()
         self._expected: dict[JobKey, dict[str, int]] = {}
         self._expected_until: dict[JobKey, float] = {}
         self._timers: list[tuple[datetime, JobKey]] = []
@@ -142,10 +143,7 @@ class JobBook:
             else:
                 self._assumed[job.key] = replace(assumed, base=job)
                 job = replace(job, status=assumed.status)
-        was_dirty = job.key in self.dirty
-        self._index(job)
-        if quiet and not was_dirty:
-            self.dirty.discard(job.key)
+        self._index(job, mark=not quiet)
 
     def watched(self, key: JobKey) -> Job | None:
         """The job as the watch last showed it (without this operator's writes laid
@@ -168,22 +166,17 @@ class JobBook:
         current = self.jobs.get(job.key)
         if current is None or current.uid != job.uid:
             return
-        base = self.known(job.key) or current
+        kept = self._assumed.get(job.key)
+        base = kept.base if kept is not None else current
         self._assumed[job.key] = _Assumed(job.uid, status, base)
-        was_dirty = job.key in self.dirty
-        self._index(replace(base, status=status))
-        if not was_dirty:
-            self.dirty.discard(job.key)
+        self._index(replace(base, status=status), mark=False)
 
     def settle(self, key: JobKey) -> None:
         """The status in flight was written (`written` follows) or not at all: the job
         as known without it (not marked: what failed says when to look again)."""
         assumed = self._assumed.pop(key, None)
         if assumed is not None and key in self.jobs:
-            was_dirty = key in self.dirty
-            self._index(assumed.base)
-            if not was_dirty:
-                self.dirty.discard(key)
+            self._index(assumed.base, mark=False)
 
     def remove_job(self, key: JobKey) -> None:
         job = self.jobs.get(key)
@@ -224,7 +217,9 @@ class JobBook:
         # The next write's precondition is the version this one produced.
         self._index(replace(current, status=status, resource_version=resource_version))
 
-    def _index(self, job: Job) -> None:
+    def _index(self, job: Job, *, mark: bool = True) -> None:
+        """Keep the job (`mark`: and look at it in the next pass; unmarked, it stays
+        marked if it was)."""
         key = job.key
         self.jobs[key] = job
         self._name_run(key, job)
@@ -235,7 +230,8 @@ class JobBook:
             self.arrays.add(key)
             self._waiting.remove(key)
             self._lanes.remove(key)
-            self.dirty.add(key)
+            if mark:
+                self.dirty.add(key)
             return
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
         self._waiting.put(job)
@@ -248,7 +244,8 @@ class JobBook:
             self.positioned.add(key)
         else:
             self.positioned.discard(key)
-        self.dirty.add(key)
+        if mark:
+            self.dirty.add(key)
 
     def _name_run(self, key: JobKey, job: Job | None) -> None:
         """Keep a job named like a run of an array (`<array>-<n>`) under the array's

@@ -120,6 +120,7 @@ class Controller:
         self._planned_end = 0.0
         self._gate = Gate(CONCURRENCY, others=RENUMBERINGS)
         self._flights: dict[JobKey, _Flight] = {}
+        book.in_flight = self._flights.keys()  # live: the book reads what is out
         # Events are posted off the reconcile path: a slow or failing Event never
         # delays the next decision. A job's Events always go to the same worker, so
         # they are posted in the order decided; each carries the time it was decided.
@@ -263,7 +264,6 @@ class Controller:
         if decision.status != job.status:
             self.book.assume(job, decision.status)
         self._flights[key] = new
-        self.book.in_flight.add(key)
         new.task = asyncio.create_task(self._fly(new), name=f"flight {key}")
 
     async def _fly(self, flight: _Flight) -> None:
@@ -278,7 +278,6 @@ class Controller:
         finally:
             if self._flights.get(job.key) is flight:
                 del self._flights[job.key]
-                self.book.in_flight.discard(job.key)
                 self.book.settle(job.key)  # not written: back to what is known
                 if flight.again:
                     self.book.dirty.add(job.key)
