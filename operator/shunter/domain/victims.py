@@ -66,18 +66,27 @@ def group_of(job: Job, queues: Mapping[str, QueueView]) -> tuple[str, str]:
     return ("queue", job.spec.queue)
 
 
-def nearby(head: Job, queues: Mapping[str, QueueView],
-           active: Iterable[Job]) -> tuple[list[Job], list[Job]]:  # fmt: skip
-    """Of `active`: the jobs of the head's group (group_of), and those being stopped
-    for others anywhere (trial_state's `stopping`)."""
-    group = group_of(head, queues)
-    near, stopping = [], []
-    for job in active:
-        if being_preempted(job):
-            stopping.append(job)
-        if group_of(job, queues) == group:
-            near.append(job)
-    return near, stopping
+@dataclass(frozen=True)
+class Grouped:
+    """Running jobs as the victim searches take them: by group (group_of), and those
+    being stopped for others anywhere (trial_state's `stopping`)."""
+
+    groups: Mapping[tuple[str, str], Sequence[Job]]
+    stopping: Sequence[Job]
+
+    @classmethod
+    def of(cls, active: Iterable[Job], queues: Mapping[str, QueueView]) -> Grouped:
+        groups: dict[tuple[str, str], list[Job]] = {}
+        stopping = []
+        for job in active:
+            groups.setdefault(group_of(job, queues), []).append(job)
+            if being_preempted(job):
+                stopping.append(job)
+        return cls(groups, stopping)
+
+    def near(self, head: Job, queues: Mapping[str, QueueView]) -> Sequence[Job]:
+        """The jobs a search for the head may pick from."""
+        return self.groups.get(group_of(head, queues), ())
 
 
 def reports(job: Job) -> bool:

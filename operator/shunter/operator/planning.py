@@ -16,7 +16,7 @@ same pass rather than on a later timer.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -30,7 +30,7 @@ from shunter.domain.model import Job, JobKey
 from shunter.domain.ordering import LOOKAHEAD, CohortHolds, MergeKey, Sharing, merge_key
 from shunter.domain.podspec import claim_name
 from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, max_grace, queue_of
-from shunter.domain.victims import being_preempted, group_of
+from shunter.domain.victims import Grouped
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
@@ -190,13 +190,10 @@ class _Walk:
                     continue
                 job = replace(job, status=decision.status)
             self.active.append(job)
-        self.stopping = [job for job in self.active if being_preempted(job)]
-        self.near: dict[tuple[str, str], list[Job]] = {}
-        for job in self.active:
-            self.near.setdefault(group_of(job, self.state.queues), []).append(job)
+        self.grouped = Grouped.of(self.active, self.state.queues)
 
-    def _near(self, job: Job) -> list[Job]:
-        return self.near.get(group_of(job, self.state.queues), [])
+    def _near(self, job: Job) -> Sequence[Job]:
+        return self.grouped.near(job, self.state.queues)
 
     def run(self) -> Iterator[tuple[Job, Context]]:
         seen: set[JobKey] = set()
@@ -358,10 +355,10 @@ class _Walk:
         """Preempt for the head of a queue if its policy allows; the head's message."""
         near = self._near(job)
         found = choose(job, self.state, active=near, now=self.now, rules=self.rules,
-                       stopping=self.stopping)  # fmt: skip
+                       stopping=self.grouped.stopping)  # fmt: skip
         if found is None:
             found = choose_fair(job, self.state, active=near, now=self.now,
-                                rules=self.rules, stopping=self.stopping)  # fmt: skip
+                                rules=self.rules, stopping=self.grouped.stopping)  # fmt: skip
         if found is None:
             return None
         detail = f"by {job.key} (priority {job.spec.priority})"
@@ -385,8 +382,8 @@ class _Walk:
     def _slice(self, job: Job) -> str | None:
         """Time slicing for the head of a queue (TrainingQueue timeSliceSeconds): jobs of
         its priority past their slice yield; the head's message, or None."""
-        slicing = time_slice(job, self.state, active=self._near(job),
-                             now=self.now, rules=self.rules, stopping=self.stopping)  # fmt: skip
+        slicing = time_slice(job, self.state, active=self._near(job), now=self.now,
+                             rules=self.rules, stopping=self.grouped.stopping)  # fmt: skip
         if slicing.next_end is not None:
             self.wakes[job.key] = slicing.next_end
         found = slicing.yielding

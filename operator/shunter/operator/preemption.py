@@ -164,7 +164,8 @@ def for_estimates(rules: Rules) -> Preempter:
     grace its stop gives (stopping.grace_of)."""
 
     def preempt(head: Job, state: AdmissionState, active: Sequence[Job], now: datetime) -> Stops:
-        near, stopping = pure.nearby(head, state.queues, active)
+        grouped = pure.Grouped.of(active, state.queues)
+        near, stopping = grouped.near(head, state.queues), grouped.stopping
         found = choose(head, state, active=near, now=now, rules=rules, stopping=stopping)
         if found is None:
             found = choose_fair(head, state, active=near, now=now, rules=rules, stopping=stopping)
