@@ -13,8 +13,8 @@ class Echo(ServiceProcess):
     module = "tests.unit.support.echo_service"
 
 
-def echo(tmp_path: Path, *args: str) -> Echo:
-    return Echo(
+def echo(tmp_path: Path, *args: str, kind: type[Echo] = Echo) -> Echo:
+    return kind(
         kubeconfig=tmp_path / "kubeconfig", database_url=None, log_path=tmp_path / "echo.log",
         env={"SHUNTER_ECHO": "mine"}, args=args,
     )  # fmt: skip
@@ -41,10 +41,9 @@ def test_kill_ends_a_service_at_once(tmp_path: Path):
     assert not service.running()
 
 
-def test_a_service_still_running_after_sigterm_is_reported_with_its_stacks_then_killed(
-    tmp_path: Path,
-):
-    service = echo(tmp_path, "--hang", "--ignore-term")
+def slow_stop(service: ServiceProcess) -> str:
+    """Start the service (one that hangs and ignores SIGTERM), stop it, and take the
+    one slow-stop report it made (reported here, not in the session's summary)."""
     service.stop_notice, service.stop_timeout = 0.5, 2.0
     service.spawn()
     wait_for(lambda: "hanging" in service.log(), timeout=60, what="the service to hang")
@@ -52,7 +51,14 @@ def test_a_service_still_running_after_sigterm_is_reported_with_its_stacks_then_
     service.stop()
     assert not service.running()
     [entry] = SLOW_STOPS[before:]
-    del SLOW_STOPS[before:]  # reported here, not in the session's summary
+    del SLOW_STOPS[before:]
+    return entry
+
+
+def test_a_service_still_running_after_sigterm_is_reported_with_its_stacks_then_killed(
+    tmp_path: Path,
+):
+    entry = slow_stop(echo(tmp_path, "--hang", "--ignore-term"))
     assert entry.startswith(f"{Echo.module} ({tmp_path / 'echo.log'}): still running 0.5 s")
     assert "echo_service.py" in entry  # where it waits: its own line, signal.pause()
 
@@ -64,17 +70,6 @@ class DumpingEcho(Echo):
 def test_a_slow_stop_of_a_service_that_dumps_its_tasks_adds_them_to_the_report(
     tmp_path: Path,
 ):
-    service = DumpingEcho(
-        kubeconfig=tmp_path / "kubeconfig", database_url=None, log_path=tmp_path / "echo.log",
-        env={}, args=("--hang", "--ignore-term", "--dump-tasks"),
-    )  # fmt: skip
-    service.stop_notice, service.stop_timeout = 0.5, 2.0
-    service.spawn()
-    wait_for(lambda: "hanging" in service.log(), timeout=60, what="the service to hang")
-    before = len(SLOW_STOPS)
-    service.stop()
-    assert not service.running()
-    [entry] = SLOW_STOPS[before:]
-    del SLOW_STOPS[before:]
+    entry = slow_stop(echo(tmp_path, "--hang", "--ignore-term", "--dump-tasks", kind=DumpingEcho))
     # No event loop runs in it: the dump says so, and the report carries it whole.
     assert "--- asyncio tasks (0) on SIGUSR1 ---\n--- end of asyncio tasks ---" in entry
