@@ -1,7 +1,7 @@
 """Fair sharing on the real control plane with kwok nodes: two teams of weights 2:1
-saturate a cohort and their GPU-seconds, measured from the jobs' own run times, end
-within 10 % of 2:1; a queue's decayed usage is written to its status and ordering by
-it survives an operator restart."""
+saturate a cohort and the GPU-seconds of quota each held, measured from the jobs' own
+statuses (admitted until finished), end within 5 % of 2:1; a queue's decayed usage is
+written to its status and ordering by it survives an operator restart."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 
 from kubernetes import client
 
-from shunter.domain.model import GROUP, VERSION, parse_time
+from shunter.domain.model import GROUP, VERSION, Phase, parse_time
 from tests.support.builders import a_training_job
 from tests.support.nodes import NodePool
 from tests.support.operator import Jobs, OperatorProcess
@@ -23,13 +23,20 @@ def _queue(kube_api: client.ApiClient, name: str) -> dict:
     return custom.get_cluster_custom_object(GROUP, VERSION, "trainingqueues", name)
 
 
-def _ran(status: dict, start: datetime, end: datetime) -> float:
-    """Seconds the job ran within [start, end], from its own status."""
-    since = parse_time(status.get("runningSince"))
-    if since is None:
-        return 0.0
-    until = parse_time(status.get("completedAt")) or end
-    return max(0.0, (min(until, end) - max(since, start)).total_seconds())
+def _held(status: dict, start: datetime, end: datetime) -> float:
+    """Seconds the job held its quota within [start, end], from its own history: each
+    attempt from its admission to its end. Fair sharing divides quota; how long the Pods
+    then take to bind and start on a loaded control plane is the scheduler's and the
+    nodes', not the share's (team a's Pods start four at a time and lag more under load)."""
+    spans = [(a.get("admittedAt"), a.get("finishedAt")) for a in status.get("history") or []]
+    if Phase(status.get("phase") or "queued").holds_slot:  # the attempt under way
+        spans.append((status.get("admittedAt"), None))
+    held = 0.0
+    for admitted, finished in spans:
+        since, until = parse_time(admitted), parse_time(finished) or end
+        if since is not None:
+            held += max(0.0, (min(until, end) - max(since, start)).total_seconds())
+    return held
 
 
 def test_two_teams_of_weights_two_to_one_share_a_saturated_cohort_two_to_one(
@@ -62,9 +69,10 @@ def test_two_teams_of_weights_two_to_one_share_a_saturated_cohort_two_to_one(
     # Neither team ran out of queued work in the window.
     for team in teams:
         assert any(jobs.phase(n) == "queued" for n in names[team]), team
-    seconds = {team: sum(_ran(jobs.status(n), start, end) for n in names[team]) for team in teams}
+    statuses = {team: [jobs.status(n) for n in names[team]] for team in teams}
+    seconds = {team: sum(_held(s, start, end) for s in statuses[team]) for team in teams}
     ratio = seconds["a"] / seconds["b"]
-    assert abs(ratio - 2.0) / 2.0 <= 0.10, (seconds, ratio)
+    assert abs(ratio - 2.0) / 2.0 <= 0.05, (seconds, ratio, statuses)
     for team in teams:
         for name in names[team]:
             if jobs.phase(name) not in ("completed", "cancelled"):
