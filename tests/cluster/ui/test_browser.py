@@ -144,11 +144,15 @@ class Watched:
         page = self.page
         page.goto(f"{api.base_url}/")
         expect(page).to_have_url(f"{api.base_url}/ui/")
+        # The page has its configuration (it fills in the default namespace): typing
+        # before that raced the page's own filling-in (CI saw the name twice).
+        expect(page.locator("#namespace")).not_to_have_value("")
         page.fill("#namespace", namespace)
         if token is not None:
             page.fill("#token", token)  # entered once, kept in the session
         page.click("#settings button")
         expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("#namespace")).to_have_value(namespace)
         return page
 
 

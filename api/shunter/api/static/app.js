@@ -395,7 +395,8 @@ async function start() {
     session.authRequired = data.auth_required;
     session.simulator = Boolean(data.simulator);
     if (!session.namespace) session.namespace = data.default_namespace;
-    $("#namespace").value = session.namespace;
+    // Not over what the user typed while the configuration was on its way.
+    if (!$("#namespace").value) $("#namespace").value = session.namespace;
   }
   $("#token-field").hidden = !session.authRequired;
   $("#simulator").hidden = !session.simulator;
