@@ -45,6 +45,7 @@ import httpx
 from kubernetes import client, watch
 
 from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
+from bench.reports import apiserver_requests, requests_between
 from shunter.devcluster.accounts import account_with_role
 from shunter.domain.model import GROUP, PLURAL, VERSION
 
@@ -128,11 +129,14 @@ def user_token(s: System) -> str:
     return account_with_role(s.api, s.namespace, "bench-user", "cluster-admin")
 
 
-def wait_cached(http: httpx.Client, count: int, *, timeout: float = 600) -> None:
+def wait_cached(http: httpx.Client, count: int, *, timeout: float = 600, most: bool = False
+                ) -> None:  # fmt: skip
+    """Until the API counts at least `count` unfinished jobs (`most`: at most)."""
     deadline = time.monotonic() + timeout
     while True:
         body = http.get("/api/training/queue", params={"limit": 1}).json()
-        if body["queued_count"] + body["running_count"] >= count:
+        unfinished = body["queued_count"] + body["running_count"]
+        if (unfinished <= count) if most else (unfinished >= count):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"bench: the API cache holds {body} after {timeout:.0f}s")
@@ -140,6 +144,34 @@ def wait_cached(http: httpx.Client, count: int, *, timeout: float = 600) -> None
 
 
 AUTH = {"SHUNTER_API_AUTH": "kubernetes"}
+
+
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class WriteCount:
+    """The writes the kube-apiserver counted from now until `made()` (its
+    apiserver_request_total: everyone's, the API's, the operator's, the scheduler's
+    and kwok's), by verb and resource, and per job."""
+
+    def __init__(self, s: System) -> None:
+        self.api = s.api
+        self.before = self._counts()
+
+    def _counts(self) -> dict[tuple[str, str, str, str], float]:
+        response = self.api.call_api("GET", f"{self.api.configuration.host}/metrics")
+        return apiserver_requests(bytes(response.read()).decode())
+
+    def made(self, jobs: int) -> dict[str, Any]:
+        made = requests_between(self.before, self._counts())
+        kinds: dict[str, int] = {}
+        for (verb, resource, subresource, _), n in made.items():
+            if verb in WRITE_VERBS:
+                kind = f"{verb} {'/'.join(filter(None, (resource, subresource)))}"
+                kinds[kind] = kinds.get(kind, 0) + n
+        total = sum(kinds.values())
+        return {"writes": total, "writes_per_job": total / max(1, jobs),
+                "by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1]))}  # fmt: skip
 
 
 def reads(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,11 +214,15 @@ def writes(args: argparse.Namespace) -> dict[str, Any]:
         s.bulk_create(names)
         with s.http(token) as http:
             wait_cached(http, len(names))
+        count = WriteCount(s)
         result["post_cancel"] = asyncio.run(
             post_all(
                 s.base_url, [f"/api/training/cancel/{n}" for n in names], token=token, clients=50
             )
         )
+        with s.http(token) as http:
+            wait_cached(http, 0, most=True)  # every one cancelled: its writes are all made
+        result["post_cancel_writes"] = count.made(len(names))
 
         custom = client.CustomObjectsApi(s.api)
         sampler = Sampler({"operator": s.pid("shunter-operator"), "api": s.pid("shunter-api")})
@@ -269,6 +305,7 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
         pods = [f"{n}-trainer" for n in names]
         clock.wait(lambda: all(p in clock.running for p in pods), 600, "running")
         started: dict[str, float] = {}
+        count = WriteCount(s)
 
         async def cancel_all() -> list[float]:
             headers = {"Authorization": f"Bearer {token}"}
@@ -294,6 +331,7 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.2)
         clock.stop()
         jobs.stop()
+        writes = count.made(len(names))
         gone = [clock.deleted[f"{n}-trainer"] - started[n] - GRACE - MARGIN for n in names]
         done = [jobs.cancelled[n] - started[n] - GRACE - MARGIN for n in names]
         both = [max(a, b) for a, b in zip(gone, done, strict=True)]
@@ -303,6 +341,7 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
             "pod_gone_minus_grace_and_margin": summary(gone),
             "cancelled_minus_grace_and_margin": summary(done),
             "both_minus_grace_and_margin": summary(both),
+            "writes": writes,
         }
 
 
@@ -385,13 +424,20 @@ def main() -> None:
     if "post_cancel" in result:
         for q in ("req_per_s", "p50", "p99", "errors"):
             rows.append((f"post_cancel {q}", result["post_cancel"][q]))
+        made = result["post_cancel_writes"]
+        rows.append(("post_cancel writes per job (until all cancelled)", made["writes_per_job"]))
+        rows += [(f"  {kind}", n) for kind, n in made["by_kind"].items()]
         rows += [
             (f"leak {k}", v) for k, v in result["leak_check"].items() if not isinstance(v, dict)
         ]
     if "forced_cancels" in result:
         for key, value in result["forced_cancels"].items():
             if isinstance(value, dict):
-                rows += [(f"forced {key} {q}", value[q]) for q in ("p50", "p99", "max")]
+                rows += [(f"forced {key} {q}", value[q]) for q in ("p50", "p99", "max")
+                         if q in value]  # fmt: skip
+        made = result["forced_cancels"]["writes"]
+        rows.append(("forced writes per job", made["writes_per_job"]))
+        rows += [(f"  {kind}", n) for kind, n in made["by_kind"].items()]
     if args.scale:
         big = result["scale"]
         rows += [(f"scale {k}", v) for k, v in big.items() if not isinstance(v, dict)]
