@@ -4,7 +4,9 @@ The operator's own Controller and Actions talk to the real API server; the one t
 injected is a status write held back (a slow API server), which a real server cannot
 be made to do on demand. While a write is out, the next pass sees it as done; a write
 refused meanwhile (a user's change won) puts the job back to be decided again; a
-renumbering not yet sent is replaced by the newer decision and written with it.
+renumbering not yet sent is replaced by the newer decision and written with it; an
+admission decided while a renumbering is being written follows it at once, without
+another pass, unless the renumbering was refused.
 """
 
 from __future__ import annotations
@@ -168,3 +170,57 @@ async def test_a_renumbering_not_yet_sent_is_written_with_the_newer_decision(
     assert len(new_writes) == 1, new_writes  # numbered and admitted in one write
     assert {"sequence", "phase"} <= new_writes[0]
     assert jobs.pod_names() == ["new-trainer"]
+
+
+async def _numbered_then_admitted(kube: Kube, jobs: Jobs) -> tuple[Controller, HeldActions, Job]:
+    """A job waiting for a pool with no node: its number is being written (held) when
+    a node of that pool appears and the next pass admits it."""
+    new = Job.parse(jobs.create(a_training_job("new").with_spec(
+        nodeSelector={"shunter.dev/node-pool": "later"})))  # fmt: skip
+    controller, actions = a_controller(kube, [new], max_running=1)
+    actions.held["new"] = asyncio.Event()
+    await controller.reconcile_once()  # numbers "new"; that write is held
+    await until("the number sent", lambda: controller._flights[new.key].sent)
+    controller.book.put_node(a_node("later-0", labels={"shunter.dev/node-pool": "later"}))
+    controller.wake()
+    await controller.reconcile_once()
+    assert new.key in controller.book.active  # the admission counts at once
+    return controller, actions, new
+
+
+async def test_an_admission_follows_a_renumbering_being_written_without_another_pass(
+    kube: Kube, jobs: Jobs
+):
+    controller, actions, _ = await _numbered_then_admitted(kube, jobs)
+    passes = controller.passes
+    actions.held["new"].set()
+    await controller.settled()  # the number lands, and the admission goes right after
+
+    assert controller.passes == passes
+    status = jobs.status("new")
+    assert (status["phase"], status["placement"]) == ("starting", ["later-0"])
+    assert jobs.pod_names() == ["new-trainer"]
+    written = [fields for name, fields in actions.writes if name == "new"]
+    assert len(written) == 2, written  # the number, then the admission on its version
+    assert "sequence" in written[0]
+    assert "placement" not in written[0]
+    assert "placement" in written[1]
+    assert controller.conflicts == 0
+
+
+async def test_an_admission_waiting_on_a_refused_renumbering_is_decided_again(
+    kube: Kube, jobs: Jobs
+):
+    controller, actions, new = await _numbered_then_admitted(kube, jobs)
+    jobs.cancel("new")  # the user's cancel reaches the API server first
+    seen(controller, jobs, "new")
+    actions.held["new"].set()
+    await controller.settled()  # the number meets a 409; the admission is not sent
+    assert controller.conflicts == 1
+    assert jobs.pod_names() == []
+    assert new.key not in controller.book.active
+
+    await controller.reconcile_once()  # decided again, from the cancelled version
+    await controller.settled()
+    assert jobs.status("new")["phase"] == "cancelled"
+    assert jobs.pod_names() == []
