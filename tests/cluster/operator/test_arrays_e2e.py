@@ -103,8 +103,11 @@ def test_runs_get_their_index_in_the_environment(
     start_operator(SHUNTER_MAX_RUNNING="10")
     jobs.create(an_array("env", node_pool, 3, 3).running_for("600s"))
     wait_for(lambda: counts(jobs, "env").get("running") == 3, timeout=60, what="3 runs running")
+    # `running` counts the runs started too: their Pods follow their own status.
+    pods = [f"env-{i}-trainer" for i in range(3)]
+    wait_for(lambda: set(pods) <= set(jobs.pod_names()), timeout=30, what="the runs' Pods")
     for i in range(3):
-        pod = jobs.core.read_namespaced_pod(f"env-{i}-trainer", jobs.namespace)
+        pod = jobs.core.read_namespaced_pod(pods[i], jobs.namespace)
         env = {e.name: e.value for e in pod.spec.containers[0].env}
         assert env["SHUNTER_ARRAY_INDEX"] == str(i)
         assert env["SHUNTER_ARRAY_COUNT"] == "3"

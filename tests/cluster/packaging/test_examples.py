@@ -151,6 +151,8 @@ def test_the_array_runs_its_indexes_and_the_commented_patches_cancel_one_then_al
         listed = kubectl(kubeconfig, namespace, "get", "tj", "-l", "shunter.dev/array=sweep")
         assert [r.split()[0] for r in listed.splitlines()[1:]] == ["sweep-0", "sweep-1"]
         # The runs pass the chart's policies as the array did (the operator creates them).
+        # (`running` counts the runs started too: their Pods follow their own status.)
+        wait_for(lambda: "sweep-1-trainer" in jobs.pod_names(), timeout=30, what="a run's Pod")
         pod = jobs.core.read_namespaced_pod("sweep-1-trainer", namespace)
         env = {e.name: e.value for e in pod.spec.containers[0].env}
         assert (env["SHUNTER_ARRAY_INDEX"], env["SHUNTER_ARRAY_COUNT"]) == ("1", "8")
