@@ -21,7 +21,9 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
   PersistentVolumeClaims a job may name as its checkpoint volume;
 - timers: when a job needs another look even if nothing changes (grace deadlines);
 - the arrays (shunter.domain.arrays), which never wait nor hold a slot, and for each
-  the jobs named like its runs (`<array>-<n>`): a change to one marks the array.
+  the jobs named like its runs (`<array>-<n>`): a change to one marks the array. The
+  runs are kept as written, not as assumed: an array says a run finished (and starts
+  the next one in its place) once the run's own status says so.
 
 Pure data: no I/O, no clock of its own (times are passed in). Everything runs on the
 event loop, so no locks.
@@ -142,7 +144,9 @@ class JobBook:
                 del self._assumed[job.key]
             else:
                 self._assumed[job.key] = replace(assumed, base=job)
-                job = replace(job, status=assumed.status)
+                self._name_run(job.key, job)  # its array sees it as known
+                self._index(replace(job, status=assumed.status), mark=not quiet, assumed=True)
+                return
         self._index(job, mark=not quiet)
 
     def watched(self, key: JobKey) -> Job | None:
@@ -169,7 +173,7 @@ class JobBook:
         kept = self._assumed.get(job.key)
         base = kept.base if kept is not None else current
         self._assumed[job.key] = _Assumed(job.uid, status, base)
-        self._index(replace(base, status=status), mark=False)
+        self._index(replace(base, status=status), mark=False, assumed=True)
 
     def settle(self, key: JobKey) -> None:
         """The status in flight was written (`written` follows) or not at all: the job
@@ -217,12 +221,13 @@ class JobBook:
         # The next write's precondition is the version this one produced.
         self._index(replace(current, status=status, resource_version=resource_version))
 
-    def _index(self, job: Job, *, mark: bool = True) -> None:
+    def _index(self, job: Job, *, mark: bool = True, assumed: bool = False) -> None:
         """Keep the job (`mark`: and look at it in the next pass; unmarked, it stays
-        marked if it was)."""
+        marked if it was; `assumed`: a status in flight, which its array does not see)."""
         key = job.key
         self.jobs[key] = job
-        self._name_run(key, job)
+        if not assumed:
+            self._name_run(key, job)
         self.gone.pop(key, None)
         if job.spec.depends_on or key in self._upstreams:
             self._link(key, tuple(JobKey(key.namespace, d.name) for d in job.spec.depends_on))

@@ -4,6 +4,7 @@ counts from its runs, what its cancel, suspend and resume do to them, and how a 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -225,6 +226,27 @@ def test_the_book_keeps_an_arrays_counts_as_its_runs_change_and_go():
     book.put_job(run_of(an_array(3, 3), 0, "running"))
     assert counts() == {"completed": 1, "failed": 1, "notCreated": 1}
     assert arrays.plan(array, book.named_runs(array.key), now=NOW).create == (2,)
+
+
+def test_an_array_sees_its_runs_as_written_not_as_decided_while_the_write_is_out():
+    body = an_array(2, 1)
+    array = Job.parse(body)
+    running = run_of(body, 0, "running")
+    book = JobBook.of([array, running])
+
+    def plan() -> arrays.ArrayPlan:
+        return arrays.plan(array, book.named_runs(array.key), now=NOW)
+
+    # The run's end is decided and its write is out: the array neither counts it
+    # finished nor starts the next run in its place (maxParallel 1) until it lands.
+    done = replace(running.status, phase=Phase.COMPLETED)
+    book.assume(running, done)
+    assert book.jobs[running.key].phase is Phase.COMPLETED  # the passes see it as done
+    assert plan().create == ()
+    book.put_job(replace(running, resource_version="2"))  # a watch event meanwhile
+    assert plan().create == ()
+    book.written(running, done, resource_version="3")
+    assert plan().create == (1,)
 
 
 def test_an_array_with_dependencies_is_decided_as_an_array_its_runs_wait():
