@@ -72,7 +72,9 @@ def test_a_higher_priority_job_preempts_in_a_lower_priority_queue_only(
     jobs.create(in_pool("urgent", node_pool).with_priority(10).with_spec(queue=eager)
                 .running_for("3s"))  # fmt: skip
     jobs.wait_phase("urgent", "running", timeout=30)
-    low2 = jobs.status("low2")
+    # low2's requeue and urgent's admission are two flights of one pass.
+    low2 = wait_for(lambda: (s := jobs.status("low2")).get("preemptions") and s, timeout=15,
+                    what="low2's preemption in its status")  # fmt: skip
     assert low2["phase"] in ("queued", "starting", "running")
     assert low2["preemptions"] == 1
     jobs.wait_event("urgent", "Preempting")
@@ -100,7 +102,9 @@ def test_a_queue_borrows_idle_gpus_and_the_owner_reclaims_them(
     jobs.wait_phase("b2", "running")  # 8 of its own and 8 borrowed from the owner
     jobs.create(in_pool("mine", node_pool).with_spec(queue=owner).running_for("600s"))
     jobs.wait_phase("mine", "running", timeout=1 + 1 + 1 + 15)  # grace + margin + 1 s + watch
-    preempted = [n for n in ("b1", "b2") if jobs.status(n).get("preemptions")]
+    # The borrower's requeue and mine's admission are two flights of one pass.
+    preempted = wait_for(lambda: [n for n in ("b1", "b2") if jobs.status(n).get("preemptions")],
+                         timeout=15, what="the borrower's preemption in its status")  # fmt: skip
     assert len(preempted) == 1
     events = jobs.wait_event(preempted[0], "Preempted")
     assert "Preempted" in events

@@ -88,7 +88,9 @@ def test_a_queue_borrows_its_cohorts_idle_gpus_and_gives_them_back(
         # speech finds no free slot: it takes its 4 GPUs back from the borrower.
         jobs.create(a_training_job("speech-job").with_gpus(4).with_spec(queue="speech"))
         jobs.wait_phase("speech-job", "running", timeout=60)
-        borrower = jobs.status("vision-big")
+        # The borrower's requeue and speech's admission are two flights of one pass.
+        borrower = wait_for(lambda: (s := jobs.status("vision-big")).get("preemptions") and s,
+                            timeout=15, what="vision-big's preemption in its status")  # fmt: skip
         assert borrower["preemptions"] == 1
         assert borrower["phase"] == "queued"
         jobs.wait_event("vision-big", "Preempted")
