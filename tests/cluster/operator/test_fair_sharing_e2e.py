@@ -23,20 +23,43 @@ def _queue(kube_api: client.ApiClient, name: str) -> dict:
     return custom.get_cluster_custom_object(GROUP, VERSION, "trainingqueues", name)
 
 
-def _held(status: dict, start: datetime, end: datetime) -> float:
-    """Seconds the job held its quota within [start, end], from its own history: each
-    attempt from its admission to its end. Fair sharing divides quota; how long the Pods
-    then take to bind and start on a loaded control plane is the scheduler's and the
-    nodes', not the share's (team a's Pods start four at a time and lag more under load)."""
+def _spans(status: dict) -> list[tuple[datetime, datetime | None]]:
+    """When the job held its quota, from its own history: each attempt from its
+    admission to its end (None: under way)."""
     spans = [(a.get("admittedAt"), a.get("finishedAt")) for a in status.get("history") or []]
     if Phase(status.get("phase") or "queued").holds_slot:  # the attempt under way
         spans.append((status.get("admittedAt"), None))
-    held = 0.0
-    for admitted, finished in spans:
-        since, until = parse_time(admitted), parse_time(finished) or end
-        if since is not None:
-            held += max(0.0, (min(until, end) - max(since, start)).total_seconds())
-    return held
+    return [(since, parse_time(until)) for admitted, until in spans
+            if (since := parse_time(admitted)) is not None]  # fmt: skip
+
+
+def _held(status: dict, start: datetime, end: datetime) -> float:
+    """Seconds the job held its quota within [start, end]. Fair sharing divides quota;
+    how long the Pods then take to bind and start on a loaded control plane is the
+    scheduler's and the nodes', not the share's (team a's Pods start four at a time and
+    lag more under load)."""
+    return sum(max(0.0, (min(until or end, end) - max(since, start)).total_seconds())
+               for since, until in _spans(status))  # fmt: skip
+
+
+def _timeline(statuses: dict[str, list[dict]], start: datetime) -> str:
+    """Each admission (+) and end (-) in seconds from `start`, with what each team held
+    after it, and the jobs preempted: what a failure needs to be read."""
+    moves = []
+    for team, found in statuses.items():
+        for i, status in enumerate(found):
+            for since, until in _spans(status):
+                moves.append(((since - start).total_seconds(), team, 1, f"{team}{i:02d}"))
+                if until is not None:
+                    moves.append(((until - start).total_seconds(), team, -1, f"{team}{i:02d}"))
+    held = dict.fromkeys(statuses, 0)
+    lines = []
+    for at, team, step, name in sorted(moves):
+        held[team] += step
+        lines.append(f"{at:7.2f} {'+' if step > 0 else '-'}{name} {held}")
+    preempted = [f"{t}{i:02d}" for t, found in statuses.items() for i, s in enumerate(found)
+                 if s.get("preemptions")]  # fmt: skip
+    return "\n".join(lines) + f"\npreempted: {preempted}"
 
 
 def test_two_teams_of_weights_two_to_one_share_a_saturated_cohort_two_to_one(
@@ -72,7 +95,7 @@ def test_two_teams_of_weights_two_to_one_share_a_saturated_cohort_two_to_one(
     statuses = {team: [jobs.status(n) for n in names[team]] for team in teams}
     seconds = {team: sum(_held(s, start, end) for s in statuses[team]) for team in teams}
     ratio = seconds["a"] / seconds["b"]
-    assert abs(ratio - 2.0) / 2.0 <= 0.05, (seconds, ratio, statuses)
+    assert abs(ratio - 2.0) / 2.0 <= 0.05, f"{seconds} {ratio}\n" + _timeline(statuses, start)
     for team in teams:
         for name in names[team]:
             if jobs.phase(name) not in ("completed", "cancelled"):
