@@ -9,8 +9,7 @@ resource (a restarted operator sees every job before deciding anything).
 A pass does not wait for its writes. Each decision is carried out by a flight of
 its own (status, then Pods, then Events), at most CONCURRENCY at once through a gate
 that lets the writes that move a job (admissions, stops, finishes) pass before those
-that only renumber waiting jobs, and a job's renumbering goes out at most once every
-RENUMBER_EVERY seconds (shunter.operator.gate). The decided status is laid
+that only renumber waiting jobs (shunter.operator.gate). The decided status is laid
 over the job in the book while its flight is out, so the next pass, which may start
 at once, sees it as done; a job with a flight out is not decided again until it
 lands (a decision the pass makes for it meanwhile is dropped, and the job looked at
@@ -61,7 +60,7 @@ from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.estimating import Estimator
-from shunter.operator.gate import Gate, Spacing
+from shunter.operator.gate import Gate
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -75,8 +74,6 @@ RETRY_AFTER_CONFLICT = timedelta(seconds=0.5)
 CONCURRENCY = 32
 # Of those, at most this many renumberings (shunter.operator.gate).
 RENUMBERINGS = 8
-# A waiting job's renumbering goes out at most this often (shunter.operator.gate.Spacing).
-RENUMBER_EVERY = 1.0
 Asker = Callable[[Collection[JobKey]], Awaitable[dict[JobKey, Upstream | Absent]]]
 EVENT_BACKLOG = 10_000
 EVENT_WORKERS = 4
@@ -129,7 +126,6 @@ class Controller:
         self._planned_for = 0.0  # the last pass's CPU seconds, and when it ended
         self._planned_end = 0.0
         self._gate = Gate(CONCURRENCY, others=RENUMBERINGS)
-        self._spacing = Spacing(RENUMBER_EVERY, time.monotonic)
         self._flights: dict[JobKey, _Flight] = {}
         book.in_flight = self._flights.keys()  # live: the book reads what is out
         # Events are posted off the reconcile path: a slow or failing Event never
@@ -288,12 +284,8 @@ class Controller:
     async def _fly(self, flight: _Flight) -> None:
         job, retry = flight.job, None
         try:
-            if not flight.urgent:  # replaced meanwhile if the job's next decision comes
-                await asyncio.sleep(self._spacing.wait(job.key))
             async with self._gate.slot(urgent=flight.urgent):
                 flight.sent = True
-                if not flight.urgent:
-                    self._spacing.sent(job.key)
                 retry = await self._carry_out(flight)
         except Exception:
             log.exception("job %s: carrying out its decision failed; retrying", job.key)

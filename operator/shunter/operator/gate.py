@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 
@@ -78,36 +78,3 @@ class Gate:
                 if not waiter.done():
                     self._take(urgent)
                     waiter.set_result(None)
-
-
-class Spacing:
-    """At most one write per key every `every` seconds: how long the next must wait.
-
-    A waiting job's position moves with every admission ahead of it; under a stream
-    of admissions or cancels, writing each move would spend the API server's writes on
-    positions nobody reads that fast. The next renumbering of a job waits until
-    `every` after its last one went out (while it waits it is still replaced by newer
-    decisions, so the last position is the one written). Keys last sent longer ago
-    than `every` are forgotten (at most once per `every`), so the map holds only the
-    jobs renumbered lately."""
-
-    def __init__(self, every: float, clock: Callable[[], float]) -> None:
-        self.every = every
-        self._clock = clock
-        self._sent: dict[Hashable, float] = {}
-        self._pruned_at = clock()
-
-    def wait(self, key: Hashable) -> float:
-        """Seconds until a write for key may go out (0: now)."""
-        last = self._sent.get(key)
-        return 0.0 if last is None else max(0.0, last + self.every - self._clock())
-
-    def sent(self, key: Hashable) -> None:
-        now = self._clock()
-        self._sent[key] = now
-        if now - self._pruned_at >= self.every:
-            self._sent = {k: t for k, t in self._sent.items() if now - t < self.every}
-            self._pruned_at = now
-
-    def __len__(self) -> int:
-        return len(self._sent)

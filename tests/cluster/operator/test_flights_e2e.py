@@ -224,27 +224,3 @@ async def test_an_admission_waiting_on_a_refused_renumbering_is_decided_again(
     await controller.settled()
     assert jobs.status("new")["phase"] == "cancelled"
     assert jobs.pod_names() == []
-
-
-async def test_a_waiting_jobs_position_is_written_at_most_once_a_second_the_last_one_wins(
-    kube: Kube, jobs: Jobs
-):
-    names = ["running", "q1", "q2", "q3", "last"]
-    made = [Job.parse(jobs.create(a_training_job(n).running_for("600s"))) for n in names]
-    controller, actions = a_controller(kube, made, max_running=1)
-    await controller.reconcile_once()  # "running" admitted, the others numbered
-    await controller.settled()
-    assert jobs.status("last")["queuePosition"] == 4
-
-    # Three jobs ahead of "last" are cancelled in quick succession (within its
-    # spacing): its position moves three times and is written once, with the last move.
-    # (The API calls run in threads: the flights go on meanwhile, as they would.)
-    for name in ("q1", "q2", "q3"):
-        await asyncio.to_thread(jobs.cancel, name)
-        await asyncio.to_thread(seen, controller, jobs, name)
-        await controller.reconcile_once()
-    await controller.settled()
-    assert jobs.status("last")["queuePosition"] == 1
-    written = [fields for name, fields in actions.writes if name == "last"]
-    assert len(written) == 2, written  # numbered, then the position 1
-    assert "queuePosition" in written[1]

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from shunter.operator.gate import Gate, Spacing
+from shunter.operator.gate import Gate
 
 
 async def _hold(gate: Gate, name: str, order: list[str], release: asyncio.Event, *,
@@ -90,21 +88,3 @@ def test_the_others_hold_at_most_their_part_and_the_urgent_the_rest():
         return held_by_others, held
 
     assert asyncio.run(scenario()) == (1, 4)
-
-
-def test_spacing_lets_one_write_per_key_out_every_interval_and_forgets_old_keys():
-    now = [100.0]
-    spacing = Spacing(1.0, lambda: now[0])
-    assert spacing.wait("a") == 0.0  # never sent: at once
-    spacing.sent("a")
-    now[0] += 0.25
-    assert spacing.wait("a") == pytest.approx(0.75)  # the rest of the interval
-    assert spacing.wait("b") == 0.0  # per key
-    spacing.sent("b")
-    now[0] += 0.75
-    assert spacing.wait("a") == 0.0
-    now[0] += 0.1
-    spacing.sent("c")  # over a second since the last prune: "a" is forgotten, "b" is not
-    assert len(spacing) == 2
-    assert spacing.wait("b") == pytest.approx(0.15)
-    assert spacing.wait("c") == 1.0
