@@ -53,7 +53,13 @@ from shunter.api.schemas import (
 )
 from shunter.api.settings import ApiSettings
 from shunter.api.whatif import answer_what_if
-from shunter.domain.actions import Answer, decide_cancel, decide_resume, decide_suspend
+from shunter.domain.actions import (
+    Answer,
+    decide_cancel,
+    decide_resume,
+    decide_suspend,
+    guarded_patch,
+)
 from shunter.domain.admission import waits
 from shunter.domain.arrays import is_run_of, run_name
 from shunter.domain.capacity import Capacity
@@ -73,6 +79,7 @@ from shunter.domain.nodes import NodeView
 from shunter.domain.queues import DEFAULT_QUEUE, QuotaUse, queue_of
 from shunter.domain.queues import QueueView as QueueSpec
 from shunter.kube import Conflict, Forbidden, Invalid, Kube, KubeError, NotFound
+from shunter.kube.client import JSON_PATCH, MERGE_PATCH
 from shunter.kube.errors import reason_of
 from shunter.kube.resources import NODES, TRAINING_JOBS
 
@@ -444,7 +451,8 @@ class TrainingService:
         if cancel_dependents:
             spec["cancelDependents"] = True
         return await self._change(key, decide_cancel, spec, caller=caller,
-                                  annotations={CANCELLED_BY: caller.user})  # fmt: skip
+                                  annotations={CANCELLED_BY: caller.user},
+                                  guarded=True)  # fmt: skip
 
     async def suspend(self, key: JobKey, *, caller: Principal) -> Answer:
         return await self._change(key, decide_suspend, {"suspended": True}, caller=caller)
@@ -460,11 +468,14 @@ class TrainingService:
         *,
         caller: Principal,
         annotations: dict[str, str] | None = None,
+        guarded: bool = False,
     ) -> Answer:
         """Decide on the job; patch its spec only if it is unchanged since the read.
 
         The first read is the cache's; if the job changed meanwhile (finished,
         admitted...) the resourceVersion precondition fails and the next read is live.
+        `guarded` (a cancel, whose answer reads only the phase and the spec): only the
+        job's uid, spec and phase are held to the read (domain.actions.guarded_patch).
         """
         job = await self._read(key, consistent=False)
         for _ in range(CANCEL_RETRIES):
@@ -474,15 +485,19 @@ class TrainingService:
             metadata: dict[str, Any] = {"resourceVersion": job.resource_version}
             if annotations:
                 metadata["annotations"] = annotations
-            patch = {"metadata": metadata, "spec": spec}
+            patch: Any = {"metadata": metadata, "spec": spec}
+            kind = MERGE_PATCH
+            if guarded and (ops := guarded_patch(job, spec, annotations or {})) is not None:
+                patch, kind = ops, JSON_PATCH
             try:
                 body = await self.writer(caller).patch(
-                    TRAINING_JOBS, key.name, patch, namespace=key.namespace
+                    TRAINING_JOBS, key.name, patch, namespace=key.namespace, content_type=kind
                 )
             except Forbidden as exc:
                 raise Refused(f"The change was refused: {reason_of(exc)}") from exc
             except (Conflict, Invalid):
-                # Changed since the read (a finished job's CEL rule answers 422).
+                # Changed since the read (a finished job's CEL rule, and a guarded
+                # patch's failed test, answer 422).
                 job = await self._live(key)
                 continue
             except NotFound:

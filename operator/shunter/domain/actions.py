@@ -31,9 +31,10 @@ suspend during any start-timeout stop is refused rather than promised and then b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from shunter.domain.model import Job, Phase, StopCause, TerminationStep
 
@@ -73,6 +74,34 @@ def decide_cancel(job: Job | None) -> Answer:
             200, True, phase.value, "Job removed from queue and cancelled", send_patch=True
         )
     return Answer(200, True, phase.value, f"Job cancelled (was {phase})", send_patch=True)
+
+
+def guarded_patch(
+    job: Job, spec: Mapping[str, Any], annotations: Mapping[str, str]
+) -> list[dict[str, Any]] | None:
+    """The cancel's write as a JSON Patch that applies only while what its answer was
+    decided on still holds: the same job (uid), the same spec (generation) and the same
+    phase. Anything else may have moved since the read, such as the position the
+    operator writes on every admission ahead of the job, which a resourceVersion
+    precondition would refuse (a retry: a live read and a second write). None when the
+    job has no phase yet or no annotations to add to: then only the resourceVersion
+    says that nothing changed."""
+    if job.phase is None or not job.generation or (annotations and not job.annotated):
+        return None
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/uid", "value": job.uid},
+        {"op": "test", "path": "/metadata/generation", "value": job.generation},
+        {"op": "test", "path": "/status/phase", "value": job.phase.value},
+    ]
+    ops += [{"op": "add", "path": f"/spec/{_pointer(k)}", "value": v} for k, v in spec.items()]
+    ops += [{"op": "add", "path": f"/metadata/annotations/{_pointer(k)}", "value": v}
+            for k, v in annotations.items()]  # fmt: skip
+    return ops
+
+
+def _pointer(key: str) -> str:
+    """A key as one JSON Pointer token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _not_changeable(job: Job | None) -> Answer | None:

@@ -710,6 +710,8 @@ class Job:
     status: JobStatus = field(default_factory=JobStatus)
     audit: Audit = field(default_factory=Audit)
     member: Member | None = None
+    generation: int = 0  # metadata.generation: moves with the spec only
+    annotated: bool = False  # it has metadata.annotations (a JSON Patch adds to them)
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> Job:
@@ -723,6 +725,8 @@ class Job:
             status=JobStatus.parse(body.get("status")),
             audit=Audit.parse(meta.get("annotations")),
             member=Member.parse(meta),
+            generation=int(meta.get("generation") or 0),
+            annotated=bool(meta.get("annotations")),
         )
 
     @property

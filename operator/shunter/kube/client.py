@@ -40,6 +40,7 @@ log = logging.getLogger("shunter.kube")
 # Seconds before a call is abandoned (a pass or a request retries later).
 REQUEST_TIMEOUT = 30.0
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 Body = dict[str, Any]
 
 

@@ -6,6 +6,8 @@ functions answer both, checked here over every phase and request flag.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shunter.api.schemas import JobPublic
@@ -15,8 +17,9 @@ from shunter.domain.actions import (
     decide_cancel,
     decide_resume,
     decide_suspend,
+    guarded_patch,
 )
-from shunter.domain.model import Phase
+from shunter.domain.model import CANCELLED_BY, Phase
 from tests.support.builders import TrainingJobBuilder, a_training_job, an_appraisal
 
 AT = an_appraisal()
@@ -98,3 +101,23 @@ def test_a_suspend_during_a_stop_is_promised_only_where_the_stop_leads_back(
     answer = decide_suspend(builder.job())
     assert (answer.http_status, answer.message) == suspend
     assert (Action.SUSPEND in allowed_actions(builder.job())) == (suspend[0] == 200)
+
+
+def test_a_cancel_is_guarded_by_uid_generation_and_phase_unless_it_cannot_be():
+    """(The patch itself on the API server: tests/cluster/api/test_cancel_guard.py.)"""
+    cancel, by = {"cancelled": True}, {CANCELLED_BY: "alice"}
+    queued = replace(a_training_job("q").submitted_by("alice").in_phase("queued").job(),
+                     generation=1)  # fmt: skip
+    ops = guarded_patch(queued, cancel, by)
+    assert ops is not None
+    assert [o for o in ops if o["op"] == "test"] == [
+        {"op": "test", "path": "/metadata/uid", "value": queued.uid},
+        {"op": "test", "path": "/metadata/generation", "value": 1},
+        {"op": "test", "path": "/status/phase", "value": "queued"},
+    ]
+    assert {"op": "add", "path": "/metadata/annotations/shunter.dev~1cancelled-by",
+            "value": "alice"} in ops  # fmt: skip
+    assert guarded_patch(replace(queued, status=replace(queued.status, phase=None)), cancel,
+                         by) is None  # fmt: skip
+    assert guarded_patch(replace(queued, annotated=False), cancel, by) is None
+    assert guarded_patch(replace(queued, annotated=False), cancel, {}) is not None
