@@ -83,10 +83,12 @@ def guarded_patch(
     decided on still holds: the same job (uid), the same spec (generation) and the same
     phase. Anything else may have moved since the read, such as the position the
     operator writes on every admission ahead of the job, which a resourceVersion
-    precondition would refuse (a retry: a live read and a second write). None when the
-    job has no phase yet or no annotations to add to: then only the resourceVersion
-    says that nothing changed."""
-    if job.phase is None or not job.generation or (annotations and not job.annotated):
+    precondition would refuse (a retry: a live read and a second write). A job read
+    without annotations gets them whole, if it still has none (a test for null: the API
+    server's JSON Patch takes a missing member as null, which the tests on the real
+    server hold it to). None when the job has no phase yet: then only the
+    resourceVersion says that nothing changed."""
+    if job.phase is None or not job.generation:
         return None
     ops: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/uid", "value": job.uid},
@@ -94,8 +96,14 @@ def guarded_patch(
         {"op": "test", "path": "/status/phase", "value": job.phase.value},
     ]
     ops += [{"op": "add", "path": f"/spec/{_pointer(k)}", "value": v} for k, v in spec.items()]
-    ops += [{"op": "add", "path": f"/metadata/annotations/{_pointer(k)}", "value": v}
-            for k, v in annotations.items()]  # fmt: skip
+    if annotations and not job.annotated:
+        ops += [
+            {"op": "test", "path": "/metadata/annotations", "value": None},
+            {"op": "add", "path": "/metadata/annotations", "value": dict(annotations)},
+        ]
+    else:
+        ops += [{"op": "add", "path": f"/metadata/annotations/{_pointer(k)}", "value": v}
+                for k, v in annotations.items()]  # fmt: skip
     return ops
 
 

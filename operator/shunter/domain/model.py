@@ -711,7 +711,7 @@ class Job:
     audit: Audit = field(default_factory=Audit)
     member: Member | None = None
     generation: int = 0  # metadata.generation: moves with the spec only
-    annotated: bool = False  # it has metadata.annotations (a JSON Patch adds to them)
+    annotated: bool = False  # it has metadata.annotations (shunter.domain.actions.guarded_patch)
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> Job:

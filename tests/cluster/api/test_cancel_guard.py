@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shunter.domain.actions import guarded_patch
-from shunter.domain.model import CANCELLED_BY, Job
+from shunter.domain.model import CANCELLED_BY, GROUP, PLURAL, VERSION, Job
 from shunter.kube import Invalid, Kube, connect
 from shunter.kube.client import JSON_PATCH
 from shunter.kube.resources import TRAINING_JOBS
@@ -45,6 +45,28 @@ async def test_a_moved_position_does_not_refuse_a_cancel(kube: Kube, jobs: Jobs)
     assert body["spec"]["cancelled"] is True
     assert body["metadata"]["annotations"][CANCELLED_BY] == "alice"
     assert body["status"]["queuePosition"] == 2  # the operator's write stays
+
+
+async def test_a_job_without_annotations_gets_them_unless_some_came_meanwhile(
+    kube: Kube, jobs: Jobs
+):
+    for name in ("bare", "annotated-meanwhile"):
+        jobs.create(a_training_job(name))  # as kubectl creates it: no annotations
+        jobs.patch_status(name, {"phase": "queued", "queuePosition": 1})
+    bare, meanwhile = (Job.parse(jobs.get(n)) for n in ("bare", "annotated-meanwhile"))
+    assert not bare.annotated
+    body = await _cancel(kube, jobs, bare)
+    assert body["metadata"]["annotations"] == {CANCELLED_BY: "alice"}
+
+    jobs.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, jobs.namespace, PLURAL, "annotated-meanwhile",
+        {"metadata": {"annotations": {"team.example/owner": "bob"}}},
+    )  # fmt: skip
+    with pytest.raises(Invalid):  # theirs would have been replaced: refused, read again
+        await _cancel(kube, jobs, meanwhile)
+    assert jobs.get("annotated-meanwhile")["metadata"]["annotations"] == {
+        "team.example/owner": "bob"
+    }
 
 
 async def test_a_new_phase_or_a_changed_spec_refuses_a_cancel(kube: Kube, jobs: Jobs):

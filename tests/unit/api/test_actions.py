@@ -103,7 +103,7 @@ def test_a_suspend_during_a_stop_is_promised_only_where_the_stop_leads_back(
     assert (Action.SUSPEND in allowed_actions(builder.job())) == (suspend[0] == 200)
 
 
-def test_a_cancel_is_guarded_by_uid_generation_and_phase_unless_it_cannot_be():
+def test_a_cancel_is_guarded_by_uid_generation_and_phase_once_the_job_has_a_phase():
     """(The patch itself on the API server: tests/cluster/api/test_cancel_guard.py.)"""
     cancel, by = {"cancelled": True}, {CANCELLED_BY: "alice"}
     queued = replace(a_training_job("q").submitted_by("alice").in_phase("queued").job(),
@@ -119,5 +119,7 @@ def test_a_cancel_is_guarded_by_uid_generation_and_phase_unless_it_cannot_be():
             "value": "alice"} in ops  # fmt: skip
     assert guarded_patch(replace(queued, status=replace(queued.status, phase=None)), cancel,
                          by) is None  # fmt: skip
-    assert guarded_patch(replace(queued, annotated=False), cancel, by) is None
-    assert guarded_patch(replace(queued, annotated=False), cancel, {}) is not None
+    bare = guarded_patch(replace(queued, annotated=False), cancel, by)
+    assert bare is not None
+    assert bare[-2:] == [{"op": "test", "path": "/metadata/annotations", "value": None},
+                         {"op": "add", "path": "/metadata/annotations", "value": by}]  # fmt: skip
