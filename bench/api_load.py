@@ -165,9 +165,11 @@ class WriteCount:
     def made(self, jobs: int) -> dict[str, Any]:
         made = requests_between(self.before, self._counts())
         kinds: dict[str, int] = {}
-        for (verb, resource, subresource, _), n in made.items():
+        for (verb, resource, subresource, code), n in made.items():
             if verb in WRITE_VERBS:
                 kind = f"{verb} {'/'.join(filter(None, (resource, subresource)))}"
+                if not code.startswith("2"):
+                    kind += f" {code}"  # refused: a 409's retry is a second write
                 kinds[kind] = kinds.get(kind, 0) + n
         total = sum(kinds.values())
         return {"writes": total, "writes_per_job": total / max(1, jobs),
