@@ -45,7 +45,7 @@ import httpx
 from kubernetes import client, watch
 
 from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
-from bench.reports import apiserver_requests, requests_between
+from bench.reports import apiserver_counts, requests_between
 from shunter.devcluster.accounts import account_with_role
 from shunter.domain.model import GROUP, PLURAL, VERSION
 
@@ -156,14 +156,10 @@ class WriteCount:
 
     def __init__(self, s: System) -> None:
         self.api = s.api
-        self.before = self._counts()
-
-    def _counts(self) -> dict[tuple[str, str, str, str], float]:
-        response = self.api.call_api("GET", f"{self.api.configuration.host}/metrics")
-        return apiserver_requests(bytes(response.read()).decode())
+        self.before = apiserver_counts(self.api)
 
     def made(self, jobs: int) -> dict[str, Any]:
-        made = requests_between(self.before, self._counts())
+        made = requests_between(self.before, apiserver_counts(self.api))
         kinds: dict[str, int] = {}
         for (verb, resource, subresource, code), n in made.items():
             if verb in WRITE_VERBS:

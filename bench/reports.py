@@ -155,6 +155,13 @@ def apiserver_requests(text: str) -> dict[RequestKey, float]:
     return dict(counts)
 
 
+def apiserver_counts(api: client.ApiClient) -> dict[RequestKey, float]:
+    """apiserver_request_total now, read from the kube-apiserver's /metrics (the admin
+    kubeconfig's client certificate is in the client's connection pool)."""
+    response = api.call_api("GET", f"{api.configuration.host}/metrics")
+    return apiserver_requests(bytes(response.read()).decode())
+
+
 def requests_between(
     before: dict[RequestKey, float], after: dict[RequestKey, float]
 ) -> dict[RequestKey, int]:
@@ -303,19 +310,13 @@ class Probe:
     def snapshot(self) -> Snapshot:
         return Snapshot(
             at=time.monotonic(),
-            requests=apiserver_requests(self._get_metrics()),
+            requests=apiserver_counts(self.s.api),
             status=self.changes.counts(),
             log_offset=self.log.stat().st_size,
             audit_offset=self.audit.stat().st_size,
             postgres_cpu=_tree_cpu(self.postgres_pid),
             api_metrics=api_report_counts(self._api_metrics()),
         )
-
-    def _get_metrics(self) -> str:
-        # The admin kubeconfig's client certificate is in the client's connection pool.
-        api = self.s.api
-        response = api.call_api("GET", f"{api.configuration.host}/metrics")
-        return bytes(response.read()).decode()
 
     def _api_metrics(self) -> str:
         with self.s.http() as http:
