@@ -13,24 +13,30 @@ the same middleware but no auth and no cache: the ceiling a route can reach. /st
 is measured twice: first reads (each job's JSON rendered on its first read), then
 again (the kept renderings: the steady state of clients that poll).
 
-POST /cancel: 1,000 queued jobs cancelled by 50 concurrent clients (httpx), the
-operator running, `SHUNTER_API_CANCEL_WAIT_SECONDS=0` (the answer does not wait for
-the final phase). The leak check: submit, cancel and delete the finished TrainingJob
-(a user's or a TTL controller's clean-up), `--cycles` times; RSS of the operator and
-the API before and after. `--scale N` (0 skips): N TrainingJobs created at once
-against a running operator (100 running at a time, jobs of 5 s), peak RSS of both
-processes, /queue measured at that size, and how many jobs completed meanwhile.
+POST /cancel: 1,000 queued jobs (every one numbered by the operator first) cancelled by
+50 concurrent clients (aiohttp: httpx took a third of the machine), the operator
+running, `SHUNTER_API_CANCEL_WAIT_SECONDS=0` (the answer does not wait for the final
+phase). Also reported: the CPU of each process meanwhile, the API's own latency
+histogram (from its /metrics), the kube-apiserver's writes and reads, and, with
+`SHUNTER_APISERVER_PROFILING=1 SHUNTER_BENCH_APISERVER_PROFILE=FILE`, the
+kube-apiserver's CPU profile of the first 6 s. The leak check: submit, cancel and delete the
+finished TrainingJob (a user's or a TTL controller's clean-up), `--cycles` times; RSS of
+the operator and the API before and after. `--scale N` (0 skips): N TrainingJobs created
+at once against a running operator (100 running at a time, jobs of 5 s), peak RSS of
+both processes, /queue measured at that size, and how many jobs completed meanwhile.
 
 Forced cancels (`--forced N`, 0 skips): N running jobs whose Pods ignore SIGTERM
 (grace 1 s) cancelled all at once, one client each; from each request to the job
-`cancelled` and to its Pod gone, minus grace + margin (1 s each). `--only` runs one
-part (reads, writes or forced).
+`cancelled` and to its Pod gone, minus grace + margin (1 s each), and where that
+time goes (the stages, from the times the stop recorded in the job's status).
+`--only` runs one part (reads, writes or forced).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import shutil
@@ -38,16 +44,18 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from kubernetes import client, watch
 
 from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
 from bench.reports import apiserver_counts, requests_between
 from shunter.devcluster.accounts import account_with_role
-from shunter.domain.model import GROUP, PLURAL, VERSION
+from shunter.domain.model import GROUP, PLURAL, VERSION, parse_time
 
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
@@ -92,35 +100,57 @@ def wrk(
     }
 
 
-async def post_all(base: str, paths: list[str], *, token: str, clients: int) -> dict[str, Any]:
-    """POST each path once from `clients` concurrent clients; latencies and errors."""
-    latencies: list[float] = []
-    errors = 0
+@dataclass(frozen=True)
+class Posted:
+    path: str
+    started: float  # time.monotonic() when it was sent
+    seconds: float  # until its answer was read
+    status: int
+
+
+async def post_each(base: str, paths: list[str], *, token: str, clients: int) -> list[Posted]:
+    """POST each path once (in random order) from `clients` concurrent connections.
+
+    aiohttp, not httpx: on two cores the load generator competes with what it
+    measures. httpx took about 8 ms of this process's CPU per request (at 100 req/s,
+    most of a core while the API server needed it; and this process's watch threads
+    waited for the interpreter); aiohttp takes about 0.3 ms."""
+    done: list[Posted] = []
     queue = list(paths)
     random.shuffle(queue)
-    headers = {"Authorization": f"Bearer {token}"}
 
-    async def client_loop(http: httpx.AsyncClient) -> None:
-        nonlocal errors
+    async def client_loop(http: aiohttp.ClientSession) -> None:
         while queue:
             path = queue.pop()
-            start = time.perf_counter()
-            response = await http.post(path)
-            latencies.append(time.perf_counter() - start)
-            if response.status_code >= 300:
-                errors += 1
+            started = time.monotonic()
+            async with http.post(path) as response:
+                await response.read()
+            done.append(Posted(path, started, time.monotonic() - started, response.status))
 
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers) as http:
-        start = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(
+        base_url=base, connector=connector, timeout=aiohttp.ClientTimeout(total=120),
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:  # fmt: skip
         await asyncio.gather(*(client_loop(http) for _ in range(clients)))
-        elapsed = time.monotonic() - start
+    return done
+
+
+async def post_all(base: str, paths: list[str], *, token: str, clients: int) -> dict[str, Any]:
+    """POST each path once from `clients` concurrent clients; latencies and errors."""
+    start = time.monotonic()
+    done = await post_each(base, paths, token=token, clients=clients)
+    elapsed = time.monotonic() - start
+    slowest = sorted(done, key=lambda p: p.seconds)[-len(done) // 10 :]
     return {
-        "requests": len(latencies),
-        "req_per_s": len(latencies) / elapsed,
-        "errors": errors,
+        "requests": len(done),
+        "req_per_s": len(done) / elapsed,
+        "errors": sum(1 for p in done if p.status >= 300),
         "clients": clients,
-        **summary(latencies),
+        **summary([p.seconds for p in done]),
+        # When the slowest tenth started (s from the first request): a tail at the
+        # start is the cold connections, one spread over the run is the load.
+        "slowest_started_at": sorted(round(p.started - start, 2) for p in slowest),
     }
 
 
@@ -143,6 +173,37 @@ def wait_cached(http: httpx.Client, count: int, *, timeout: float = 600, most: b
         time.sleep(0.5)
 
 
+def wait_phased(s: System, count: int, *, timeout: float = 600) -> None:
+    """Until the operator has given `count` jobs a phase (numbered them): a cancel
+    measured before that races the job's first status write, which is not what a
+    cancel of a queued job costs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        phased = sum(1 for job in s.list_jobs() if (job.get("status") or {}).get("phase"))
+        if phased >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench: {phased} of {count} jobs have a phase after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def apiserver_profile(s: System, *, seconds: int) -> threading.Thread | None:
+    """With SHUNTER_BENCH_APISERVER_PROFILE=FILE: the kube-apiserver's CPU profile of
+    the next `seconds` (its /debug/pprof, read with `go tool pprof -top FILE`)."""
+    path = os.environ.get("SHUNTER_BENCH_APISERVER_PROFILE")
+    if not path:
+        return None
+
+    def take() -> None:
+        url = f"{s.api.configuration.host}/debug/pprof/profile?seconds={seconds}"
+        response = s.api.call_api("GET", url, _request_timeout=seconds + 30)
+        Path(path).write_bytes(bytes(response.read()))
+
+    thread = threading.Thread(target=take, name="apiserver-profile")
+    thread.start()
+    return thread
+
+
 AUTH = {"SHUNTER_API_AUTH": "kubernetes"}
 
 
@@ -161,15 +222,19 @@ class WriteCount:
     def made(self, jobs: int) -> dict[str, Any]:
         made = requests_between(self.before, apiserver_counts(self.api))
         kinds: dict[str, int] = {}
+        reads: dict[str, int] = {}
         for (verb, resource, subresource, code), n in made.items():
-            if verb in WRITE_VERBS:
-                kind = f"{verb} {'/'.join(filter(None, (resource, subresource)))}"
-                if not code.startswith("2"):
-                    kind += f" {code}"  # refused: a 409's retry is a second write
-                kinds[kind] = kinds.get(kind, 0) + n
+            kind = f"{verb} {'/'.join(filter(None, (resource, subresource)))}"
+            if verb not in WRITE_VERBS:  # GET, LIST, WATCH: what else the API server served
+                reads[kind] = reads.get(kind, 0) + n
+                continue
+            if not code.startswith("2"):
+                kind += f" {code}"  # refused: a 409's retry is a second write
+            kinds[kind] = kinds.get(kind, 0) + n
         total = sum(kinds.values())
         return {"writes": total, "writes_per_job": total / max(1, jobs),
-                "by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1]))}  # fmt: skip
+                "by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+                "reads_by_kind": dict(sorted(reads.items(), key=lambda kv: -kv[1]))}  # fmt: skip
 
 
 def reads(args: argparse.Namespace) -> dict[str, Any]:
@@ -212,12 +277,27 @@ def writes(args: argparse.Namespace) -> dict[str, Any]:
         s.bulk_create(names)
         with s.http(token) as http:
             wait_cached(http, len(names))
+        wait_phased(s, len(names))
         count = WriteCount(s)
+        watched = ("shunter-operator", "shunter-api", "kube-apiserver", "etcd")
+        during = Sampler({name.removeprefix("shunter-"): s.pid(name) for name in watched})
+        profile = apiserver_profile(s, seconds=6)
+        with s.http(token) as http:
+            metrics_before = http.get("/metrics").text
         result["post_cancel"] = asyncio.run(
             post_all(
                 s.base_url, [f"/api/training/cancel/{n}" for n in names], token=token, clients=50
             )
         )
+        result["post_cancel_processes"] = during.stop()
+        with s.http(token) as http:
+            metrics_after = http.get("/metrics").text
+        result["post_cancel_in_api"] = api_latency(metrics_before, metrics_after, "cancel")
+        result["post_cancel_api_gc"] = {
+            k: v - gc_pauses(metrics_before)[k] for k, v in gc_pauses(metrics_after).items()
+        }
+        if profile is not None:
+            profile.join()
         with s.http(token) as http:
             wait_cached(http, 0, most=True)  # every one cancelled: its writes are all made
         result["post_cancel_writes"] = count.made(len(names))
@@ -302,25 +382,14 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
         s.bulk_create(names, labels={"sim.shunter.dev/hang-on-delete": "true"}, grace=GRACE)
         pods = [f"{n}-trainer" for n in names]
         clock.wait(lambda: all(p in clock.running for p in pods), 600, "running")
-        started: dict[str, float] = {}
         count = WriteCount(s)
 
-        async def cancel_all() -> list[float]:
-            headers = {"Authorization": f"Bearer {token}"}
-            limits = httpx.Limits(max_connections=len(names))
-            async with httpx.AsyncClient(
-                base_url=s.base_url, timeout=120, limits=limits, headers=headers
-            ) as http:
-
-                async def one(name: str) -> float:
-                    started[name] = time.monotonic()
-                    response = await http.post(f"/api/training/cancel/{name}")
-                    assert response.status_code == 200, response.text
-                    return time.monotonic() - started[name]
-
-                return await asyncio.gather(*(one(n) for n in names))
-
-        answers = asyncio.run(cancel_all())
+        paths = {f"/api/training/cancel/{n}": n for n in names}
+        posted = asyncio.run(post_each(s.base_url, list(paths), token=token, clients=len(names)))
+        refused = [p for p in posted if p.status != 200]
+        assert not refused, refused[:5]
+        started = {paths[p.path]: p.started for p in posted}
+        answers = [p.seconds for p in posted]
         clock.wait(lambda: all(p in clock.deleted for p in pods), 600, "pods gone")
         deadline = time.monotonic() + 600
         while not all(n in jobs.cancelled for n in names):
@@ -330,6 +399,7 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
         clock.stop()
         jobs.stop()
         writes = count.made(len(names))
+        stages = forced_stages(s, started, clock.deleted, jobs.cancelled)
         gone = [clock.deleted[f"{n}-trainer"] - started[n] - GRACE - MARGIN for n in names]
         done = [jobs.cancelled[n] - started[n] - GRACE - MARGIN for n in names]
         both = [max(a, b) for a, b in zip(gone, done, strict=True)]
@@ -340,7 +410,34 @@ def forced(args: argparse.Namespace) -> dict[str, Any]:
             "cancelled_minus_grace_and_margin": summary(done),
             "both_minus_grace_and_margin": summary(both),
             "writes": writes,
+            "stages": stages,
         }
+
+
+def forced_stages(
+    s: System, started: dict[str, float], gone: dict[str, float], cancelled: dict[str, float]
+) -> dict[str, dict[str, float]]:
+    """Where a forced cancel's time goes, per job, from the times its stop recorded in
+    status.termination (the operator's clock, the same machine's, to the millisecond):
+    the request to the operator's decision; the force delete's lateness past the
+    decision + grace + margin; the force delete to the Pod gone (this process's watch);
+    the Pod gone to the job `cancelled`."""
+    shift = time.time() - time.monotonic()  # wall clock -> this process's monotonic
+    names = ("request_to_decision", "force_after_deadline", "force_to_pod_gone",
+             "pod_gone_to_cancelled")  # fmt: skip
+    stages: dict[str, list[float]] = {stage: [] for stage in names}
+    for job in s.list_jobs():
+        name = job["metadata"]["name"]
+        stop = (job.get("status") or {}).get("termination") or {}
+        if name not in started or not stop.get("requestedAt") or not stop.get("forceDeleteAt"):
+            continue
+        decided = parse_time(stop["requestedAt"]).timestamp() - shift  # type: ignore[union-attr]
+        forced = parse_time(stop["forceDeleteAt"]).timestamp() - shift  # type: ignore[union-attr]
+        stages["request_to_decision"].append(decided - started[name])
+        stages["force_after_deadline"].append(forced - decided - GRACE - MARGIN)
+        stages["force_to_pod_gone"].append(gone[f"{name}-trainer"] - forced)
+        stages["pod_gone_to_cancelled"].append(cancelled[name] - gone[f"{name}-trainer"])
+    return {stage: summary(values) for stage, values in stages.items()}
 
 
 def scale(args: argparse.Namespace) -> dict[str, Any]:
@@ -371,6 +468,26 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
             "api_gc_pauses": pauses,
             "processes": sampler.stop(),
         }
+
+
+def api_latency(before: str, after: str, route: str) -> dict[str, float]:
+    """The API's own latency histogram (shunter_api_request_seconds) of the POST
+    routes whose path has `route`, between two reads of its /metrics: requests per
+    bucket's upper bound (seconds), counted from when its middleware saw them."""
+
+    def buckets(metrics: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for line in metrics.splitlines():
+            if (line.startswith("shunter_api_request_seconds_bucket") and 'method="POST"' in line
+                    and route in line):  # fmt: skip
+                name, _, value = line.rpartition(" ")
+                bound = re.search(r'le="([^"]+)"', name)
+                if bound:
+                    found[bound.group(1)] = found.get(bound.group(1), 0.0) + float(value)
+        return found
+
+    first, last = buckets(before), buckets(after)
+    return {le: last[le] - first.get(le, 0.0) for le in last}
 
 
 def gc_pauses(metrics: str) -> dict[str, float]:
@@ -429,11 +546,13 @@ def main() -> None:
             (f"leak {k}", v) for k, v in result["leak_check"].items() if not isinstance(v, dict)
         ]
     if "forced_cancels" in result:
-        for key, value in result["forced_cancels"].items():
-            if isinstance(value, dict):
-                rows += [(f"forced {key} {q}", value[q]) for q in ("p50", "p99", "max")
-                         if q in value]  # fmt: skip
-        made = result["forced_cancels"]["writes"]
+        forced_result = result["forced_cancels"]
+        for key in ("answer", "pod_gone_minus_grace_and_margin",
+                    "cancelled_minus_grace_and_margin", "both_minus_grace_and_margin"):  # fmt: skip
+            rows += [(f"forced {key} {q}", forced_result[key][q]) for q in ("p50", "p99", "max")]
+        for stage, value in forced_result["stages"].items():
+            rows += [(f"forced stage {stage} {q}", value[q]) for q in ("p50", "p99", "max")]
+        made = forced_result["writes"]
         rows.append(("forced writes per job", made["writes_per_job"]))
         rows += [(f"  {kind}", n) for kind, n in made["by_kind"].items()]
     if args.scale:

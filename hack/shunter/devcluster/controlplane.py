@@ -228,7 +228,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
-                "--profiling=false",
+                # A bench may read its CPU profile (/debug/pprof) with this set.
+                f"--profiling={str(bool(os.environ.get('SHUNTER_APISERVER_PROFILING'))).lower()}",
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--v=1",
