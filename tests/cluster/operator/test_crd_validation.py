@@ -153,3 +153,82 @@ def test_env_takes_a_plain_value_or_a_key_of_a_secret(jobs: Jobs):
     no_key = a_training_job("env-nokey").with_spec(
         env=[{"name": "X", "valueFrom": {"secretKeyRef": {"name": "hub"}}}])  # fmt: skip
     assert "spec.env[0].valueFrom.secretKeyRef.key: Required value" in rejection(jobs, no_key)
+
+
+def dry_run_create(jobs: Jobs, builder: Any) -> str | None:
+    """The API server's answer to creating the job, nothing stored: None if taken,
+    else the body of its 422."""
+    try:
+        jobs.custom.create_namespaced_custom_object(
+            "shunter.dev", "v1alpha1", jobs.namespace, "trainingjobs", builder.manifest(),
+            dry_run="All",
+        )  # fmt: skip
+    except ApiException as refused:
+        status, body = refused.status, str(refused.body)
+    else:
+        return None
+    assert status == 422, body
+    return body
+
+
+MULTI_NODE_NAME = "a multi-node job's name must be at most 52 characters"
+LETTER = "a multi-node job's name must start with a letter"
+ARRAY_NAME = "an array's name must be at most 50 characters"
+MULTI_NODE_ARRAY_NAME = "a multi-node array's name must be at most 47 characters"
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "refused_with"),
+    [
+        ("a" * 52, {"nodes": 2}, None),
+        ("a" * 53, {"nodes": 2}, MULTI_NODE_NAME),
+        ("a" * 53, {"nodes": 1}, None),
+        ("a" * 53, {}, None),  # nodes defaults to 1
+        ("1job", {"nodes": 2}, LETTER),
+        ("1job", {"nodes": 1}, None),
+        ("a" * 50, {"array": {"count": 2}}, None),
+        ("a" * 51, {"array": {"count": 2}}, ARRAY_NAME),
+        ("a" * 47, {"array": {"count": 2}, "nodes": 2}, None),
+        ("a" * 48, {"array": {"count": 2}, "nodes": 2}, MULTI_NODE_ARRAY_NAME),
+        ("a" * 48, {"array": {"count": 2}, "nodes": 1}, None),
+    ],
+)
+def test_names_must_leave_room_for_what_is_named_after_the_job(
+    jobs: Jobs, name: str, spec: dict[str, Any], refused_with: str | None
+):
+    """Each name rule, on both sides of its limit, and only that rule's message."""
+    answer = dry_run_create(jobs, a_training_job(name, jobs.namespace).with_spec(**spec))
+    if refused_with is None:
+        assert answer is None
+    else:
+        assert answer is not None
+        assert refused_with in answer
+        others = {MULTI_NODE_NAME, LETTER, ARRAY_NAME, MULTI_NODE_ARRAY_NAME} - {refused_with}
+        assert not [m for m in others if m in answer], answer
+
+
+def test_a_finished_job_keeps_its_suspended_and_cancelled_but_a_job_without_a_phase_may_change(
+    jobs: Jobs,
+):
+    jobs.create(a_training_job("no-phase-yet"))
+    jobs.patch_status("no-phase-yet", {"reason": "set by hand, no phase"})
+    assert jobs.patch_spec("no-phase-yet", {"priority": 3, "suspended": True})["spec"]["suspended"]
+
+    jobs.create(a_training_job("done"))
+    jobs.patch_status("done", {"phase": "completed"})
+    with pytest.raises(ApiException) as suspended:
+        jobs.patch_spec("done", {"suspended": True})
+    assert "the job already finished; spec.suspended can no longer change" in suspended.value.body
+    with pytest.raises(ApiException) as cancelled:
+        jobs.patch_spec("done", {"cancelled": True})
+    assert (
+        "the job already finished with phase completed: spec.cancelled can no longer change"
+        in cancelled.value.body
+    )
+    with pytest.raises(ApiException) as moved:
+        jobs.patch_spec("done", {"queue": "other"})
+    assert "spec.priority and spec.queue can change only while" in moved.value.body
+
+    jobs.create(a_training_job("waits"))
+    jobs.patch_status("waits", {"phase": "suspended"})
+    assert jobs.patch_spec("waits", {"queue": "other"})["spec"]["queue"] == "other"
