@@ -91,7 +91,7 @@ class StopCause(StrEnum):
     FAILURE = "failure"  # a Pod of the gang failed: -> failed, or retried as a whole
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class JobKey:
     namespace: str
     name: str
@@ -126,7 +126,7 @@ def format_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Termination:
     """How far the stop of a job's Pods has got (recorded before each step is taken)."""
 
@@ -179,7 +179,7 @@ class Termination:
         return {k: v for k, v in raw.items() if v is not None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One run of the job's Pods, kept in status (and the mirror's attempts table)."""
 
@@ -238,7 +238,7 @@ class Attempt:
 LOSS_TRAIL = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Progress:
     """The trainer's last progress report as written to status (rank 0's)."""
 
@@ -296,7 +296,7 @@ class Progress:
         return {k: v for k, v in raw.items() if v is not None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The last complete checkpoint the trainer reported (rank 0, once every rank of
     a gang agreed on it), with what the operator learned of its checkpoints."""
@@ -341,7 +341,7 @@ class Checkpoint:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartRange:
     """The range of a queued job's estimated start, or why it has none
     (status.estimatedStartRange; shunter.domain.estimates)."""
@@ -363,7 +363,7 @@ class StartRange:
         return {k: v for k, v in raw.items() if v is not None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobStatus:
     """The status subresource as the operator writes it."""
 
@@ -482,7 +482,7 @@ class JobStatus:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvVar:
     """An environment variable of the trainer: a plain value, or a key of a Secret of
     the job's own namespace (`valueFrom.secretKeyRef`), which the trainer Pod's kubelet
@@ -512,7 +512,7 @@ class EnvVar:
         return {"name": self.name, "valueFrom": {"secretKeyRef": ref}}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Toleration:
     """One entry of a Pod's tolerations, as the job gives it."""
 
@@ -544,7 +544,7 @@ class Toleration:
         return {k: v for k, v in raw.items() if v is not None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArraySpec:
     """spec.array: `count` indexed runs, at most `max_parallel` unfinished at once."""
 
@@ -559,7 +559,7 @@ class ArraySpec:
         return cls(count=count, max_parallel=int(raw.get("maxParallel") or count))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dependency:
     """One entry of spec.dependsOn: a job of the same namespace, and what it must
     reach before this one may start (the rules: shunter.domain.dependencies)."""
@@ -581,7 +581,7 @@ class Dependency:
         return raw
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     image: str
     command: tuple[str, ...] = ()
@@ -661,7 +661,7 @@ class JobSpec:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Audit:
     """Who submitted and who cancelled the job (None: not recorded, e.g. kubectl)."""
 
@@ -674,7 +674,7 @@ class Audit:
         return cls(annotations.get(SUBMITTED_BY), annotations.get(CANCELLED_BY))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """A run of an array as its metadata says: the TrainingJob controlling it (its
     controller ownerReference) and its index label. Whether it really is a run of that
@@ -700,7 +700,7 @@ class Member:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     key: JobKey
     uid: Uid
@@ -751,7 +751,7 @@ class Job:
         return phase is not None and phase.holds_slot and self.spec.array is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodView:
     """What the operator needs to know of a trainer Pod."""
 

@@ -4,6 +4,7 @@ preemption candidates and sooner alternatives."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from shunter.api.whatif import answer_what_if
 from shunter.domain.estimates import Learned, plan
@@ -42,7 +43,7 @@ def test_another_queue_the_caller_may_use() -> None:
         a.uid,
         a.resource_version,
         a.created_at,
-        spec=a.spec.__class__(**{**a.spec.__dict__, "queue": "busy"}),
+        spec=replace(a.spec, queue="busy"),
         status=a.status,
     )
     kept = plan(world([a], [], queues=queues), learned=Learned())
