@@ -60,7 +60,7 @@ from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.estimating import Estimator
-from shunter.operator.gate import Gate
+from shunter.operator.gate import Gate, Ticket
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -100,7 +100,8 @@ class _Flight:
     job: Job  # as known when decided (what its status is patched against)
     decision: Decision
     urgent: bool
-    task: asyncio.Task[None] | None = None
+    ticket: Ticket | None = None  # its place in the gate's line, until it has a slot
+    task: asyncio.Task[None] | None = None  # once it has one
     sent: bool = False  # through the gate: no longer replaceable
     again: bool = False  # a decision about the job was dropped meanwhile
     # A renumbering's: the decision that moves the job, sent when this one lands.
@@ -126,6 +127,7 @@ class Controller:
         self._planned_for = 0.0  # the last pass's CPU seconds, and when it ended
         self._planned_end = 0.0
         self._gate = Gate(CONCURRENCY, others=RENUMBERINGS)
+        self._grounded = False
         self._flights: dict[JobKey, _Flight] = {}
         book.in_flight = self._flights.keys()  # live: the book reads what is out
         # Events are posted off the reconcile path: a slow or failing Event never
@@ -255,8 +257,8 @@ class Controller:
         same version; otherwise the decision is dropped, and the job decided again when
         that flight lands."""
         key = job.key
-        if key not in self.book.jobs:
-            return  # deleted meanwhile
+        if key not in self.book.jobs or self._grounded:
+            return  # deleted meanwhile, or the operator stops
         flight = self._flights.get(key)
         events = decision.events
         if flight is not None:
@@ -269,8 +271,8 @@ class Controller:
             if flight.sent or flight.urgent:
                 flight.again = True
                 return
-            assert flight.task is not None
-            flight.task.cancel()
+            assert flight.ticket is not None
+            flight.ticket.cancel()
             events = flight.decision.events + events
         for line in decision.logs:
             log.info(line)
@@ -279,29 +281,40 @@ class Controller:
         if decision.status != job.status:
             self.book.assume(job, decision.status)
         self._flights[key] = new
-        new.task = asyncio.create_task(self._fly(new), name=f"flight {key}")
+        # Waits in the gate's line as data; its task starts with its slot.
+        new.ticket = self._gate.line(urgent=new.urgent, start=lambda: self._take_off(new))
+
+    def _take_off(self, flight: _Flight) -> None:
+        """The flight has a slot: from here it is sent, and no longer replaceable."""
+        flight.sent = True
+        flight.ticket = None
+        flight.task = asyncio.create_task(self._fly(flight), name=f"flight {flight.job.key}")
 
     async def _fly(self, flight: _Flight) -> None:
         job, retry = flight.job, None
         try:
-            async with self._gate.slot(urgent=flight.urgent):
-                flight.sent = True
-                retry = await self._carry_out(flight)
+            retry = await self._carry_out(flight)
         except Exception:
             log.exception("job %s: carrying out its decision failed; retrying", job.key)
             retry = RETRY_AFTER_ERROR
         finally:
-            if self._flights.get(job.key) is flight:
-                del self._flights[job.key]
-                self.book.settle(job.key)  # not written: back to what is known
-                if flight.follow is not None:
-                    self._follow(flight, retry)
-                if flight.again:
-                    self.book.dirty.add(job.key)
-                    self._ask()
+            self._gate.release(urgent=flight.urgent)
+            self._landed(flight, retry)
         if retry is not None:
             self.book.wake_at(job.key, datetime.now(UTC) + retry)
             self._wake.set()  # the loop's wait ends at the first timer, which may be this
+
+    def _landed(self, flight: _Flight, retry: timedelta | None) -> None:
+        """The flight is over (written, refused, or grounded before it flew)."""
+        key = flight.job.key
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+            self.book.settle(key)  # not written: back to what is known
+            if flight.follow is not None:
+                self._follow(flight, retry)
+            if flight.again:
+                self.book.dirty.add(key)
+                self._ask()
 
     def _follow(self, flight: _Flight, retry: timedelta | None) -> None:
         """Send the decision that waited for this renumbering, on the version the
@@ -319,13 +332,18 @@ class Controller:
     async def settled(self) -> None:
         """Wait until every flight has landed (for tests and tools)."""
         while self._flights:
-            await asyncio.gather(
-                *(f.task for f in list(self._flights.values()) if f.task is not None),
-                return_exceptions=True,
-            )
+            flying = [f.task for f in list(self._flights.values()) if f.task is not None]
+            if flying:  # those still in line get their slots as these land
+                await asyncio.gather(*flying, return_exceptions=True)
+            else:
+                await asyncio.sleep(0)
 
     async def ground(self) -> None:
         """Stop every flight (the operator stops: nothing of it may write after)."""
+        self._grounded = True  # no flight starts after this, not even a follower
+        for flight in [f for f in self._flights.values() if f.ticket is not None]:
+            flight.ticket.cancel()  # type: ignore[union-attr]
+            self._landed(flight, None)
         flights = [f.task for f in self._flights.values() if f.task is not None]
         for task in flights:
             task.cancel()

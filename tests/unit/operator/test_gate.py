@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shunter.operator.gate import Gate
+from shunter.operator.gate import Gate, Ticket
 
 
 async def _hold(gate: Gate, name: str, order: list[str], release: asyncio.Event, *,
@@ -88,3 +88,52 @@ def test_the_others_hold_at_most_their_part_and_the_urgent_the_rest():
         return held_by_others, held
 
     assert asyncio.run(scenario()) == (1, 4)
+
+
+def test_tickets_wait_in_line_as_data_and_start_in_the_gates_order():
+    """A ticket's work starts when it is handed a slot (urgent first, then the oldest),
+    and no task exists for the ones still waiting."""
+
+    async def scenario() -> tuple[list[str], int]:
+        gate = Gate(2, others=1)
+        started: list[str] = []
+
+        def start(name: str, urgent: bool) -> Ticket:
+            return gate.line(urgent=urgent, start=lambda: started.append(name))
+
+        tasks_before = len(asyncio.all_tasks())
+        start("b1", False)  # takes the one slot the others may hold
+        start("u1", True)  # takes the last slot
+        waiting = [start(f"b{i}", False) for i in range(2, 1002)]
+        start("u2", True)
+        tasks_waiting = len(asyncio.all_tasks()) - tasks_before
+        assert started == ["b1", "u1"]
+        assert not any(t.started for t in waiting)
+        gate.release(urgent=False)  # b1 done: u2 first, though it came last
+        assert started == ["b1", "u1", "u2"]
+        gate.release(urgent=True)  # u1 done: the others' part is free again
+        assert started[-1] == "b2"
+        return started, tasks_waiting
+
+    started, tasks_waiting = asyncio.run(scenario())
+    assert started == ["b1", "u1", "u2", "b2"]
+    assert tasks_waiting == 0
+
+
+def test_a_ticket_that_left_the_line_never_starts_and_holds_no_slot():
+    async def scenario() -> list[str]:
+        gate = Gate(1)
+        started: list[str] = []
+        first = gate.line(urgent=True, start=lambda: started.append("first"))
+        gone = gate.line(urgent=True, start=lambda: started.append("gone"))
+        last = gate.line(urgent=False, start=lambda: started.append("last"))
+        gone.cancel()
+        first.cancel()  # started already: no effect
+        assert first.started
+        gate.release(urgent=True)
+        assert gone.cancelled
+        assert not gone.started
+        assert last.started
+        return started
+
+    assert asyncio.run(scenario()) == ["first", "last"]
