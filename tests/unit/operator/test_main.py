@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import tracemalloc
 
 import pytest
 
@@ -42,3 +43,20 @@ def test_outside_a_loop_it_says_there_is_none(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out == (
         "--- asyncio tasks (0) on SIGUSR1 ---\n--- end of asyncio tasks ---\n"
     )
+
+
+def test_when_memory_is_traced_it_names_the_largest_allocation_sites(
+    capsys: pytest.CaptureFixture[str],
+):
+    tracemalloc.start()
+    try:
+        kept = [bytearray(4096) for _ in range(256)]  # 1 MiB from one line
+        dump_tasks()
+    finally:
+        tracemalloc.stop()
+    out = capsys.readouterr().out
+    assert "--- memory: " in out
+    memory = out.split("--- memory: ", 1)[1].splitlines()
+    assert "test_main.py" in memory[1]  # the largest site is the line above
+    assert memory[-1] == "--- end of memory ---"
+    assert len(kept) == 256
