@@ -341,9 +341,10 @@ class Controller:
     async def ground(self) -> None:
         """Stop every flight (the operator stops: nothing of it may write after)."""
         self._grounded = True  # no flight starts after this, not even a follower
-        for flight in [f for f in self._flights.values() if f.ticket is not None]:
-            flight.ticket.cancel()  # type: ignore[union-attr]
-            self._landed(flight, None)
+        for flight in list(self._flights.values()):
+            if flight.ticket is not None:  # still in line: it never flies
+                flight.ticket.cancel()
+                self._landed(flight, None)
         flights = [f.task for f in self._flights.values() if f.task is not None]
         for task in flights:
             task.cancel()
