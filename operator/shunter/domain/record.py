@@ -15,7 +15,7 @@ from datetime import datetime
 from shunter.domain.model import CANCELLED_BY_USER, Job, Phase
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class JobRecord:
     id: str  # the TrainingJob's uid: a job deleted and submitted again is a new row
     namespace: str

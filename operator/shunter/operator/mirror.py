@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -48,7 +48,7 @@ MIGRATIONS_LOCK = 7_274_001  # pg_advisory_xact_lock key shared by every replica
 PRUNE_EVERY = 3600.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Row(JobRecord):
     """A job's row: its record (shunter.domain.record) and what only the mirror keeps."""
 
@@ -58,17 +58,23 @@ class Row(JobRecord):
     deleted_at: datetime | None = None
 
 
+def values(row: Any) -> dict[str, Any]:
+    """A row's fields by name, as they are (no deep copy, as `asdict` makes): the
+    rows have slots (a first sync of tens of thousands of jobs holds one per job)."""
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
 def row_of(job: Job) -> Row:
     termination = job.status.termination
     return Row(
-        **asdict(record_of(job)),
+        **values(record_of(job)),
         resource_version=job.revision,
         cancel_requested_at=termination.requested_at if termination else None,
         termination_outcome=termination.outcome if termination else None,
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AttemptRow:
     """One run of a job (status.history[]): a row of training_job_attempts."""
 
@@ -379,7 +385,7 @@ class Mirror:
             return
         assert self._pool is not None
         batch = dict(self._pending)
-        runs = [r.__dict__ for uid in batch for r in self._attempts.get(uid, ())]
+        runs = [values(r) for uid in batch for r in self._attempts.get(uid, ())]
         async with self._pool.connection(timeout=5) as conn:
             if not self._migrated:
                 applied = await migrate(conn)
@@ -389,7 +395,7 @@ class Mirror:
             if not batch:
                 return
             async with conn.transaction(), conn.cursor() as cursor:
-                await cursor.executemany(_UPSERT, [r.__dict__ for r in batch.values()])
+                await cursor.executemany(_UPSERT, [values(r) for r in batch.values()])
                 if runs:
                     await cursor.executemany(_UPSERT_ATTEMPT, runs)
         # Everything runs on the event loop, so nothing was offered between the check
