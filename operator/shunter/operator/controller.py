@@ -95,7 +95,7 @@ def urgent(job: Job, decision: Decision) -> bool:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Flight:
     job: Job  # as known when decided (what its status is patched against)
     decision: Decision
@@ -273,7 +273,10 @@ class Controller:
                 return
             assert flight.ticket is not None
             flight.ticket.cancel()
-            events = flight.decision.events + events
+            # Its Events are kept, once: a job not yet numbered is decided again, with
+            # the same Queued Event, every pass until its number is written.
+            kept = flight.decision.events
+            events = kept + tuple(e for e in events if e not in kept)
         for line in decision.logs:
             log.info(line)
         decision = replace(decision, events=events)
