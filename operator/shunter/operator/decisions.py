@@ -14,21 +14,21 @@ from typing import Any
 from shunter.domain.model import JobKey, JobStatus
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     type: str  # Normal | Warning
     reason: str
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeletePod:
     namespace: str
     name: str
     grace_seconds: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     status: JobStatus
     # Objects to create, in order (a checkpoint claim and a Service before the Pods);

@@ -24,6 +24,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+# A line shorter than this is never rebuilt to drop those who left it.
+PURGE_FROM = 1024
+
 
 class _Waiter(Protocol):
     def done(self) -> bool: ...
@@ -34,6 +37,8 @@ class _Waiter(Protocol):
 class Ticket:
     """A write's place in the gate's line; `start` runs when it is handed a slot, and
     whatever it starts must `Gate.release` that slot when done."""
+
+    __slots__ = ("_start", "cancelled")
 
     def __init__(self, start: Callable[[], None]) -> None:
         self._start: Callable[[], None] | None = start
@@ -69,6 +74,7 @@ class Gate:
         self._others_held = 0
         self._urgent: deque[_Waiter] = deque()
         self._waiting_others: deque[_Waiter] = deque()
+        self._purge_at = {True: PURGE_FROM, False: PURGE_FROM}  # by urgency
 
     @asynccontextmanager
     async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
@@ -86,7 +92,7 @@ class Gate:
             self._take(urgent)
             ticket.set_result(None)
         else:
-            (self._urgent if urgent else self._waiting_others).append(ticket)
+            self._queue(urgent, ticket)
             self._hand_out()  # the waiters ahead may all have left the line
         return ticket
 
@@ -102,6 +108,18 @@ class Gate:
         if not urgent:
             self._others_held += 1
 
+    def _queue(self, urgent: bool, waiter: _Waiter) -> None:
+        """Join the line. Those who left it (a renumbering replaced before it was
+        sent) stay in it until reached; once they could make up half of it, it is
+        rebuilt without them (amortized: the line at least doubles in between)."""
+        waiters = self._urgent if urgent else self._waiting_others
+        waiters.append(waiter)
+        if len(waiters) >= self._purge_at[urgent]:
+            live = [w for w in waiters if not w.done()]
+            waiters.clear()
+            waiters.extend(live)
+            self._purge_at[urgent] = max(PURGE_FROM, 2 * len(waiters))
+
     def _free_now(self, urgent: bool) -> bool:
         """A slot for a newcomer, with no one waiting before it."""
         waiters = self._urgent if urgent else self._waiting_others
@@ -112,7 +130,7 @@ class Gate:
             self._take(urgent)
             return
         waiter = asyncio.get_running_loop().create_future()
-        (self._urgent if urgent else self._waiting_others).append(waiter)
+        self._queue(urgent, waiter)
         self._hand_out()  # the waiters ahead may all have been cancelled
         try:
             await waiter

@@ -137,3 +137,23 @@ def test_a_ticket_that_left_the_line_never_starts_and_holds_no_slot():
         return started
 
     assert asyncio.run(scenario()) == ["first", "last"]
+
+
+def test_a_long_line_drops_those_who_left_it_and_keeps_the_order_of_the_others():
+    async def scenario() -> tuple[int, list[int]]:
+        gate = Gate(1)
+        started: list[int] = []
+        gate.line(urgent=False, start=lambda: None)  # holds the one slot
+        tickets = []
+        for i in range(5000):
+            tickets.append(gate.line(urgent=False, start=lambda i=i: started.append(i)))
+            if i % 4:
+                tickets[-1].cancel()  # replaced: three of every four leave the line
+        length = len(gate._waiting_others)
+        for _ in range(5000 // 4):
+            gate.release(urgent=False)
+        return length, started
+
+    length, started = asyncio.run(scenario())
+    assert length < 5000 // 2  # rebuilt on the way (1,250 stayed in it)
+    assert started == list(range(0, 5000, 4))
