@@ -49,11 +49,22 @@ def render(
     return [d for d in yaml.safe_load_all(rendered) if d]
 
 
+class KubectlFailed(subprocess.CalledProcessError):
+    """A CalledProcessError whose message says what kubectl said (a bare one leaves its
+    stderr out of the test's report)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} kubectl said: {(self.stderr or '').strip()}"
+
+
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
+    done = subprocess.run(
         [str(default_bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
-        input=stdin, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        input=stdin, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise KubectlFailed(done.returncode, done.args, output=done.stdout, stderr=done.stderr)
+    return done.stdout
 
 
 class Policies:
