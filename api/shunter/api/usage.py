@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shunter.api.errors import InvalidRequest
@@ -32,6 +32,10 @@ HOUR = 3600.0
 # A report's width: a year of days, or two months of hours.
 MAX_BUCKETS = 1_500
 DEFAULT_WINDOW = timedelta(days=7)
+# The window's bounds: its default start and its buckets stay inside what a datetime
+# holds (a `until` in year 1 was a server error; schemathesis found it).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 UNKNOWN_USER = "(unknown)"
 GROUPINGS = ("namespace", "user", "queue")
 BOUND = (
@@ -51,10 +55,16 @@ class Window:
     def of(
         cls, *, since: datetime | None, until: datetime | None, step: str, now: datetime
     ) -> Window:
+        for given in (since, until):
+            if given is None:
+                continue
+            if given.tzinfo is None:
+                raise InvalidRequest("since and until need a time zone (e.g. 2026-01-01T00:00:00Z)")
+            if not EARLIEST <= given <= LATEST:
+                raise InvalidRequest(f"since and until must be between {EARLIEST:%Y-%m-%d} and"
+                                     f" {LATEST:%Y-%m-%d}")  # fmt: skip
         end = until or now
         start = since or end - DEFAULT_WINDOW
-        if start.tzinfo is None or end.tzinfo is None:
-            raise InvalidRequest("since and until need a time zone (e.g. 2026-01-01T00:00:00Z)")
         if start >= end:
             raise InvalidRequest("since must be before until")
         window = cls(start, end, STEPS[step])

@@ -96,6 +96,22 @@ def test_a_window_must_be_ordered_zoned_and_not_too_fine():
     assert (week.since, week.until) == (at(0) - timedelta(days=7), at(0))
 
 
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (None, datetime(1, 1, 1, tzinfo=UTC)),  # its default start is before year 1
+        (datetime(1, 1, 1, tzinfo=UTC), None),
+        (None, datetime(9999, 12, 31, 23, tzinfo=UTC)),  # its last bucket is past 9999
+        (datetime(1969, 12, 31, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC)),
+    ],
+)
+def test_a_window_outside_what_a_date_holds_is_refused_with_its_bounds(
+    since: datetime | None, until: datetime | None
+):
+    with pytest.raises(InvalidRequest, match="between 1970-01-01 and 9000-01-01"):
+        Window.of(since=since, until=until, step="day", now=at(0))
+
+
 def test_allocated_by_queue_sums_the_window_per_queue_and_namespace():
     rows = [a_row(), a_row(namespace="team-b"), a_row(admitted_at=at(-10), finished_at=at(-9))]
     assert allocated_by_queue(rows, since=at(0), until=at(24)) == {
