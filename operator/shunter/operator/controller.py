@@ -100,8 +100,8 @@ class _Flight:
     job: Job  # as known when decided (what its status is patched against)
     decision: Decision
     urgent: bool
-    ticket: Ticket | None = None  # its place in the gate's line, until it has a slot
-    task: asyncio.Task[None] | None = None  # once it has one
+    ticket: Ticket | None = None  # its place in the gate's line
+    task: asyncio.Task[None] | None = None  # once it has a slot
     sent: bool = False  # through the gate: no longer replaceable
     again: bool = False  # a decision about the job was dropped meanwhile
     # A renumbering's: the decision that moves the job, sent when this one lands.
@@ -290,7 +290,6 @@ class Controller:
     def _take_off(self, flight: _Flight) -> None:
         """The flight has a slot: from here it is sent, and no longer replaceable."""
         flight.sent = True
-        flight.ticket = None
         flight.task = asyncio.create_task(self._fly(flight), name=f"flight {flight.job.key}")
 
     async def _fly(self, flight: _Flight) -> None:
@@ -345,7 +344,7 @@ class Controller:
         """Stop every flight (the operator stops: nothing of it may write after)."""
         self._grounded = True  # no flight starts after this, not even a follower
         for flight in list(self._flights.values()):
-            if flight.ticket is not None:  # still in line: it never flies
+            if not flight.sent and flight.ticket is not None:  # in line: it never flies
                 flight.ticket.cancel()
                 self._landed(flight, None)
         flights = [f.task for f in self._flights.values() if f.task is not None]

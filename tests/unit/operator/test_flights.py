@@ -42,3 +42,35 @@ def test_a_renumbering_replaced_in_line_keeps_its_events_once(monkeypatch: pytes
         return flight.decision.events
 
     assert asyncio.run(scenario()) == (QUEUED, note)
+
+
+def test_grounding_stops_a_flight_that_took_off_at_once_and_drops_those_in_line(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A flight handed a slot the moment it was sent is in the air: grounding cancels
+    its task and waits for it (it must not be taken for one still in line, whose
+    write would then go on after the operator stopped)."""
+    monkeypatch.setenv("SHUNTER_NAMESPACE", "ml")
+    flying, waiting = a_training_job("flying", "ml").job(), a_training_job("waiting", "ml").job()
+    controller = Controller(cast(Actions, None), JobBook.of([flying, waiting]), Settings.from_env())
+
+    async def scenario() -> tuple[bool, bool, int]:
+        controller._gate = Gate(1)
+        never = asyncio.Event()
+
+        async def carry_out(flight: object) -> None:
+            await never.wait()  # a write the API server never answers
+
+        controller._carry_out = carry_out  # type: ignore[assignment,method-assign]
+        started = replace(flying.status, phase=None, queue_position=1, sequence=1)
+        controller._send(flying, Decision(status=started))
+        controller._send(waiting, Decision(status=replace(started, queue_position=2)))
+        air = controller._flights[flying.key]
+        assert air.sent
+        assert not controller._flights[waiting.key].sent
+        await asyncio.sleep(0)  # the flight's task is running its write
+        await controller.ground()
+        assert air.task is not None
+        return air.task.cancelled(), air.task.done(), len(controller._flights)
+
+    assert asyncio.run(scenario()) == (True, True, 0)
