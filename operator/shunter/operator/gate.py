@@ -10,28 +10,18 @@ part of the slots: an admission never queues behind a backlog of position update
 neither here nor in the API server. (A renumbering that waits here is replaced by the
 job's next decision, and the two are written as one.)
 
-A write waits either as a task (`slot`, an async context) or, when there can be tens of
-thousands of them (the first numbering of a large submission), as a `Ticket`: a place
-in the line that starts its work only when handed a slot, so no task and no coroutine
-frame (about 2 KB each) is held for every waiting write.
+A write waits as a `Ticket`: a place in the line that starts its work only when handed
+a slot. There can be tens of thousands of waiting writes (the first numbering of a
+large submission), so none of them holds a task or a coroutine frame (about 2 KB each).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Protocol
+from collections.abc import Callable
 
 # A line shorter than this is never rebuilt to drop those who left it.
 PURGE_FROM = 1024
-
-
-class _Waiter(Protocol):
-    def done(self) -> bool: ...
-
-    def set_result(self, result: None, /) -> None: ...
 
 
 class Ticket:
@@ -55,9 +45,10 @@ class Ticket:
         return self._start is None and not self.cancelled
 
     def done(self) -> bool:
+        """Started, or left the line."""
         return self._start is None
 
-    def set_result(self, _: None, /) -> None:
+    def begin(self) -> None:
         start, self._start = self._start, None
         assert start is not None
         start()
@@ -72,33 +63,29 @@ class Gate:
         self.others = size if others is None else others
         self._held = 0
         self._others_held = 0
-        self._urgent: deque[_Waiter] = deque()
-        self._waiting_others: deque[_Waiter] = deque()
+        self._urgent: deque[Ticket] = deque()
+        self._waiting_others: deque[Ticket] = deque()
         self._purge_at = {True: PURGE_FROM, False: PURGE_FROM}  # by urgency
-
-    @asynccontextmanager
-    async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
-        await self._acquire(urgent)
-        try:
-            yield
-        finally:
-            self._release(urgent)
 
     def line(self, *, urgent: bool, start: Callable[[], None]) -> Ticket:
         """Start at once if a slot is free (and no one waits before), else wait in line
         as data; the started work releases its slot with `release`."""
         ticket = Ticket(start)
-        if self._free_now(urgent):
+        waiters = self._urgent if urgent else self._waiting_others
+        if not waiters and self._room(urgent) and (urgent or not self._urgent):
             self._take(urgent)
-            ticket.set_result(None)
+            ticket.begin()
         else:
-            self._queue(urgent, ticket)
+            self._queue(waiters, ticket, urgent=urgent)
             self._hand_out()  # the waiters ahead may all have left the line
         return ticket
 
     def release(self, *, urgent: bool) -> None:
         """Give back the slot a started ticket's work held."""
-        self._release(urgent)
+        self._held -= 1
+        if not urgent:
+            self._others_held -= 1
+        self._hand_out()
 
     def _room(self, urgent: bool) -> bool:
         return self._held < self.size and (urgent or self._others_held < self.others)
@@ -108,50 +95,22 @@ class Gate:
         if not urgent:
             self._others_held += 1
 
-    def _queue(self, urgent: bool, waiter: _Waiter) -> None:
+    def _queue(self, waiters: deque[Ticket], ticket: Ticket, *, urgent: bool) -> None:
         """Join the line. Those who left it (a renumbering replaced before it was
         sent) stay in it until reached; once they could make up half of it, it is
         rebuilt without them (amortized: the line at least doubles in between)."""
-        waiters = self._urgent if urgent else self._waiting_others
-        waiters.append(waiter)
+        waiters.append(ticket)
         if len(waiters) >= self._purge_at[urgent]:
             live = [w for w in waiters if not w.done()]
             waiters.clear()
             waiters.extend(live)
             self._purge_at[urgent] = max(PURGE_FROM, 2 * len(waiters))
 
-    def _free_now(self, urgent: bool) -> bool:
-        """A slot for a newcomer, with no one waiting before it."""
-        waiters = self._urgent if urgent else self._waiting_others
-        return not waiters and self._room(urgent) and (urgent or not self._urgent)
-
-    async def _acquire(self, urgent: bool) -> None:
-        if self._free_now(urgent):
-            self._take(urgent)
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._queue(urgent, waiter)
-        self._hand_out()  # the waiters ahead may all have been cancelled
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            # Handed a slot in the same turn as the cancel: pass it on. (A waiter
-            # cancelled before that is skipped by _hand_out.)
-            if waiter.done() and not waiter.cancelled():
-                self._release(urgent)
-            raise
-
-    def _release(self, urgent: bool) -> None:
-        self._held -= 1
-        if not urgent:
-            self._others_held -= 1
-        self._hand_out()
-
     def _hand_out(self) -> None:
         """Free slots to the oldest urgent waiters, then to the oldest others."""
         for urgent, waiters in ((True, self._urgent), (False, self._waiting_others)):
             while waiters and self._room(urgent):
-                waiter = waiters.popleft()
-                if not waiter.done():
+                ticket = waiters.popleft()
+                if not ticket.done():
                     self._take(urgent)
-                    waiter.set_result(None)
+                    ticket.begin()

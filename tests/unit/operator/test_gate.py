@@ -1,5 +1,6 @@
 """The writes' gate: at most its size at once, the urgent waiters before the others,
-and a cancelled waiter never holds (nor loses) a slot."""
+a waiter that left the line never holds (nor loses) a slot, and no waiting write holds
+a task."""
 
 from __future__ import annotations
 
@@ -8,25 +9,42 @@ import asyncio
 from shunter.operator.gate import Gate, Ticket
 
 
-async def _hold(gate: Gate, name: str, order: list[str], release: asyncio.Event, *,
-                urgent: bool) -> None:  # fmt: skip
-    async with gate.slot(urgent=urgent):
-        order.append(name)
-        await release.wait()
+class _Writes:
+    """Writes lined up at a gate; each, once handed its slot, notes its name and holds
+    the slot until `release` is set."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.order: list[str] = []
+        self.release = asyncio.Event()
+        self._flying: list[asyncio.Task[None]] = []
+
+    def line(self, name: str, *, urgent: bool) -> Ticket:
+        async def fly() -> None:
+            await self.release.wait()
+            self.gate.release(urgent=urgent)
+
+        def start() -> None:
+            self.order.append(name)
+            self._flying.append(asyncio.create_task(fly()))
+
+        return self.gate.line(urgent=urgent, start=start)
+
+    async def land(self) -> list[str]:
+        """Release them all: each landing hands its slot to the next in line."""
+        self.release.set()
+        while self._flying:
+            await self._flying.pop(0)
+        return self.order
 
 
 def test_a_free_slot_goes_to_the_oldest_urgent_waiter_before_any_other():
     async def scenario() -> list[str]:
-        gate, order, release = Gate(1), [], asyncio.Event()
-        first = asyncio.create_task(_hold(gate, "holder", order, release, urgent=False))
-        await asyncio.sleep(0)
-        tasks = [first]
+        writes = _Writes(Gate(1))
+        writes.line("holder", urgent=False)
         for name, is_urgent in (("b1", False), ("u1", True), ("b2", False), ("u2", True)):
-            tasks.append(asyncio.create_task(_hold(gate, name, order, release, urgent=is_urgent)))
-            await asyncio.sleep(0)
-        release.set()
-        await asyncio.gather(*tasks)
-        return order
+            writes.line(name, urgent=is_urgent)
+        return await writes.land()
 
     assert asyncio.run(scenario()) == ["holder", "u1", "u2", "b1", "b2"]
 
@@ -34,57 +52,57 @@ def test_a_free_slot_goes_to_the_oldest_urgent_waiter_before_any_other():
 def test_no_more_than_its_size_hold_at_once():
     async def scenario() -> int:
         gate, most, now = Gate(3), 0, 0
+        flying: list[asyncio.Task[None]] = []
 
         async def work() -> None:
             nonlocal most, now
-            async with gate.slot(urgent=False):
-                now += 1
-                most = max(most, now)
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
-                now -= 1
+            now += 1
+            most = max(most, now)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            now -= 1
+            gate.release(urgent=False)
 
-        await asyncio.gather(*(work() for _ in range(20)))
+        for _ in range(20):
+            gate.line(urgent=False, start=lambda: flying.append(asyncio.create_task(work())))
+        while flying:
+            await flying.pop(0)
         return most
 
     assert asyncio.run(scenario()) == 3
 
 
 def test_a_cancelled_waiter_passes_its_slot_on():
+    """A ticket that left the line never starts and neither holds nor loses a slot;
+    leaving after it started changes nothing."""
+
     async def scenario() -> list[str]:
-        gate, order, release = Gate(1), [], asyncio.Event()
-        release.set()
-        async with gate.slot(urgent=True):
-            early = asyncio.create_task(_hold(gate, "cancelled early", order, release, urgent=True))
-            late = asyncio.create_task(_hold(gate, "cancelled when handed", order, release,
-                                             urgent=True))  # fmt: skip
-            last = asyncio.create_task(_hold(gate, "last", order, release, urgent=False))
-            await asyncio.sleep(0)  # all three wait
-            early.cancel()
-            await asyncio.sleep(0)
-        # Leaving the slot handed it to `late`, which is cancelled before it runs.
-        late.cancel()
-        await asyncio.gather(early, late, return_exceptions=True)
-        await asyncio.wait_for(last, timeout=2)
-        return order
+        writes = _Writes(Gate(1))
+        holder = writes.line("holder", urgent=True)
+        early = writes.line("cancelled early", urgent=True)
+        last = writes.line("last", urgent=False)
+        early.cancel()
+        holder.cancel()  # started already: no effect
+        assert holder.started
+        order = await writes.land()
+        assert early.cancelled
+        assert not early.started
+        assert last.started
+        return order[1:]
 
     assert asyncio.run(scenario()) == ["last"]
 
 
 def test_the_others_hold_at_most_their_part_and_the_urgent_the_rest():
     async def scenario() -> tuple[int, int]:
-        gate, release = Gate(4, others=1), asyncio.Event()
-        order: list[str] = []
-        others = [asyncio.create_task(_hold(gate, f"b{i}", order, release, urgent=False))
-                  for i in range(3)]  # fmt: skip
-        await asyncio.sleep(0)
-        held_by_others = len(order)
-        urgent = [asyncio.create_task(_hold(gate, f"u{i}", order, release, urgent=True))
-                  for i in range(5)]  # fmt: skip
-        await asyncio.sleep(0)
-        held = len(order)
-        release.set()
-        await asyncio.gather(*others, *urgent)
+        writes = _Writes(Gate(4, others=1))
+        for i in range(3):
+            writes.line(f"b{i}", urgent=False)
+        held_by_others = len(writes.order)
+        for i in range(5):
+            writes.line(f"u{i}", urgent=True)
+        held = len(writes.order)
+        await writes.land()
         return held_by_others, held
 
     assert asyncio.run(scenario()) == (1, 4)
@@ -118,25 +136,6 @@ def test_tickets_wait_in_line_as_data_and_start_in_the_gates_order():
     started, tasks_waiting = asyncio.run(scenario())
     assert started == ["b1", "u1", "u2", "b2"]
     assert tasks_waiting == 0
-
-
-def test_a_ticket_that_left_the_line_never_starts_and_holds_no_slot():
-    async def scenario() -> list[str]:
-        gate = Gate(1)
-        started: list[str] = []
-        first = gate.line(urgent=True, start=lambda: started.append("first"))
-        gone = gate.line(urgent=True, start=lambda: started.append("gone"))
-        last = gate.line(urgent=False, start=lambda: started.append("last"))
-        gone.cancel()
-        first.cancel()  # started already: no effect
-        assert first.started
-        gate.release(urgent=True)
-        assert gone.cancelled
-        assert not gone.started
-        assert last.started
-        return started
-
-    assert asyncio.run(scenario()) == ["first", "last"]
 
 
 def test_a_long_line_drops_those_who_left_it_and_keeps_the_order_of_the_others():
