@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 import httpx
 from kubernetes import client, watch
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import PodClock, Sampler, System, summary, system, table, write_result
 from bench.reports import apiserver_counts, requests_between
@@ -477,13 +478,14 @@ def api_latency(before: str, after: str, route: str) -> dict[str, float]:
 
     def buckets(metrics: str) -> dict[str, float]:
         found: dict[str, float] = {}
-        for line in metrics.splitlines():
-            if (line.startswith("shunter_api_request_seconds_bucket") and 'method="POST"' in line
-                    and route in line):  # fmt: skip
-                name, _, value = line.rpartition(" ")
-                bound = re.search(r'le="([^"]+)"', name)
-                if bound:
-                    found[bound.group(1)] = found.get(bound.group(1), 0.0) + float(value)
+        for family in text_string_to_metric_families(metrics):
+            if family.name != "shunter_api_request_seconds":
+                continue
+            for sample in family.samples:
+                labels = sample.labels
+                if (sample.name.endswith("_bucket") and labels.get("method") == "POST"
+                        and route in labels.get("route", "")):  # fmt: skip
+                    found[labels["le"]] = found.get(labels["le"], 0.0) + sample.value
         return found
 
     first, last = buckets(before), buckets(after)
