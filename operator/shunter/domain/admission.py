@@ -123,6 +123,10 @@ class QueueOrder:
         sizes = self._sizes.get(queue)
         return min(sizes) if sizes else None
 
+    def gpus(self, queue: str) -> int:
+        """The GPUs the waiting jobs of the queue ask for together."""
+        return sum(gpus * count for gpus, count in self._sizes.get(queue, {}).items())
+
     def keys(self, queue: str | None = None) -> Iterator[JobKey]:
         """In admission order: of one queue, or of all queues merged."""
         if queue is not None:
@@ -240,6 +244,10 @@ class Verdict:
     # a job of the same queue asking as many GPUs or more is refused too, until GPUs
     # are given back (they only are taken within a pass).
     sized: bool = False
+    # The rule that refused it: budget | nodes | backoff | queue | namespace | limits |
+    # quota | capacity (empty when admitted). What a pass may keep of a queue's walk
+    # depends on it (shunter.operator.planning's memos).
+    check: str = ""
 
 
 @dataclass
@@ -261,23 +269,29 @@ class AdmissionState:
                     f"Unschedulable: requests {job.spec.total_gpus} GPUs, more than the GPU"
                     f" budget of {self.limits.gpu_budget}: it cannot start until the budget grows"
                 ),
+                check="budget",
             )
         never = self.capacity.never_fits(job)
         if never is not None:
-            return Verdict("never", "Unschedulable", f"Unschedulable: {never}")
+            return Verdict("never", "Unschedulable", f"Unschedulable: {never}", check="nodes")
         if job.status.not_before is not None and now < job.status.not_before:
-            return Verdict("backoff", job.status.reason or "BackOff", job.status.message or "")
+            return Verdict("backoff", job.status.reason or "BackOff", job.status.message or "",
+                           check="backoff")  # fmt: skip
         if queue_of(job.spec.queue, self.queues) is None:
-            return Verdict("wait", "QueueMissing", f"queue {job.spec.queue!r} does not exist")
+            return Verdict("wait", "QueueMissing", f"queue {job.spec.queue!r} does not exist",
+                           check="queue")  # fmt: skip
         capped = self.usage.namespace_cap(job, self.limits)
         if capped is not None:
-            return Verdict("capped", "NamespaceQuota", capped)
-        why = self.usage.why_not(job, self.limits) or self.quota.admits(job)
+            return Verdict("capped", "NamespaceQuota", capped, check="namespace")
+        why = self.usage.why_not(job, self.limits)
         if why is not None:
-            return Verdict("wait", "Queued", why, sized=True)
+            return Verdict("wait", "Queued", why, sized=True, check="limits")
+        why = self.quota.admits(job)
+        if why is not None:
+            return Verdict("wait", "Queued", why, sized=True, check="quota")
         placement = self.capacity.place(job)
         if placement is None:
-            return Verdict("wait", "Queued", self.capacity.why_not_now(job))
+            return Verdict("wait", "Queued", self.capacity.why_not_now(job), check="capacity")
         return Verdict("admit", placement=placement)
 
     def take(self, job: Job, placement: Iterable[str]) -> None:
