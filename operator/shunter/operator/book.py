@@ -20,6 +20,11 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 - Nodes, the foreign Pods that hold resources on them, the TrainingQueues, and the
   PersistentVolumeClaims a job may name as its checkpoint volume;
 - timers: when a job needs another look even if nothing changes (grace deadlines);
+- what a pass may keep of its walks (shunter.operator.planning's memos): a version per
+  queue, moved by every change to a queued job of it (a write in flight, or taken
+  back, too), one per cohort (or queue without one: victims.group_of), moved by every
+  change to any job of it, and one for what every walk reads (the queues, Nodes and
+  claims);
 - the arrays (shunter.domain.arrays), which never wait nor hold a slot, and for each
   the jobs named like its runs (`<array>-<n>`): a change to one marks the array. The
   runs are kept as written, not as assumed: an array says a run finished (and starts
@@ -36,7 +41,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shunter.domain.admission import LaneOrder, QueueOrder
+from shunter.domain.admission import LaneOrder, QueueOrder, Verdict
 from shunter.domain.arrays import Named, index_in_name
 from shunter.domain.capacity import NodeIndex
 from shunter.domain.claims import ClaimView
@@ -46,6 +51,39 @@ from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
 from shunter.domain.ordering import fold, held_by
 from shunter.domain.queues import QueueView
+from shunter.domain.victims import group_of
+from shunter.operator.rules import Rules
+
+
+@dataclass(frozen=True, slots=True)
+class WalkMemo:
+    """A queue's walk that decided nothing, and what it read (what the pass
+    that takes it again checks: shunter.operator.planning's module doc)."""
+
+    version: int  # the queue's version in the book (its queued jobs)
+    structure: int  # the book's queues, Nodes and claims
+    rules: Rules
+    head: JobKey
+    verdict: Verdict  # the head's, recomputed when the walk is taken again
+    # The queue's running jobs and GPUs, and its cohort's idle GPUs (None: no cohort),
+    # as every verdict of the walk saw them.
+    quota: tuple[int, int, int | None]
+    wakes: tuple[tuple[JobKey, datetime], ...]
+    gpus: int  # the head's
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemo:
+    """A cohort (or a queue without one: victims.group_of) whose queues' walks were
+    all kept, in a pass that decided nothing for any job of it and looked at none:
+    while none of its jobs changes, the next passes take those walks again without
+    looking at its queues (shunter.operator.planning's `_Walk._quiet`)."""
+
+    version: int  # the cohort's version in the book (any of its jobs)
+    structure: int
+    rules: Rules
+    queues: tuple[str, ...]  # its queues with queued jobs
+    gpus: int  # the most GPUs one of their heads asks for
 
 
 @dataclass(frozen=True)
@@ -69,7 +107,8 @@ class JobBook:
         self.jobs: dict[JobKey, Job] = {}
         self.pods: dict[JobKey, dict[str, PodView]] = {}
         self.active: dict[JobKey, Job] = {}
-        self.positioned: set[JobKey] = set()
+        # The queued jobs whose status shows an exact position, per queue.
+        self.positioned_in: dict[str, set[JobKey]] = {}
         self.dirty: set[JobKey] = set()
         self.max_sequence = 0
         self.nodes: dict[str, NodeView] = {}
@@ -101,6 +140,12 @@ class JobBook:
         self._dependents: dict[JobKey, set[JobKey]] = {}
         self.gone: dict[JobKey, Upstream | Absent] = {}
         self.recall: set[JobKey] = set()
+        # The walks a pass kept, per queue, and what says whether they still hold.
+        self.walks: dict[str, WalkMemo] = {}
+        self.group_walks: dict[tuple[str, str], GroupMemo] = {}
+        self.queue_versions: dict[str, int] = {}
+        self.group_versions: dict[tuple[str, str], int] = {}
+        self.structure = 0
 
     @classmethod
     def of(
@@ -145,9 +190,10 @@ class JobBook:
             else:
                 self._assumed[job.key] = replace(assumed, base=job)
                 self._name_run(job.key, job)  # its array sees it as known
-                self._index(replace(job, status=assumed.status), mark=not quiet, assumed=True)
+                self._index(replace(job, status=assumed.status), mark=not quiet, assumed=True,
+                            moved=not quiet)  # fmt: skip
                 return
-        self._index(job, mark=not quiet)
+        self._index(job, mark=not quiet, moved=not quiet)
 
     def watched(self, key: JobKey) -> Job | None:
         """The job as the watch last showed it (without this operator's writes laid
@@ -191,6 +237,8 @@ class JobBook:
             self.gone[key] = Upstream.gone(key.name, last.phase, last.checkpoint_step)
             self.dirty.update(self._dependents[key])
         self._link(key, ())
+        if job is not None:
+            self._moved(job)
         self.jobs.pop(key, None)
         self.arrays.discard(key)
         self._name_run(key, None)
@@ -199,7 +247,8 @@ class JobBook:
         self._waiting.remove(key)
         self._lanes.remove(key)
         self.active.pop(key, None)
-        self.positioned.discard(key)
+        if job is not None:
+            self._unposition(job)
         self.dirty.discard(key)
 
     def written(self, job: Job, status: JobStatus, resource_version: str) -> None:
@@ -221,10 +270,17 @@ class JobBook:
         # The next write's precondition is the version this one produced.
         self._index(replace(current, status=status, resource_version=resource_version))
 
-    def _index(self, job: Job, *, mark: bool = True, assumed: bool = False) -> None:
+    def _index(self, job: Job, *, mark: bool = True, assumed: bool = False,
+               moved: bool = True) -> None:  # fmt: skip
         """Keep the job (`mark`: and look at it in the next pass; unmarked, it stays
-        marked if it was; `assumed`: a status in flight, which its array does not see)."""
+        marked if it was; `assumed`: a status in flight, which its array does not see;
+        `moved=False`: only its trainer's progress changed, which no kept walk reads)."""
         key = job.key
+        old = self.jobs.get(key)
+        if moved:
+            if old is not None:
+                self._moved(old)
+            self._moved(job)
         self.jobs[key] = job
         if not assumed:
             self._name_run(key, job)
@@ -245,12 +301,36 @@ class JobBook:
             self.active[key] = job
         else:
             self.active.pop(key, None)
+        if old is not None and old.spec.queue != job.spec.queue:
+            self._unposition(old)
         if job.queued and job.status.queue_position is not None:
-            self.positioned.add(key)
+            self.positioned_in.setdefault(job.spec.queue, set()).add(key)
         else:
-            self.positioned.discard(key)
+            self._unposition(job)
         if mark:
             self.dirty.add(key)
+
+    @property
+    def positioned(self) -> Iterator[JobKey]:
+        """The queued jobs whose status shows an exact position."""
+        for keys in self.positioned_in.values():
+            yield from keys
+
+    def _unposition(self, job: Job) -> None:
+        keys = self.positioned_in.get(job.spec.queue)
+        if keys is not None:
+            keys.discard(job.key)
+            if not keys:
+                del self.positioned_in[job.spec.queue]
+
+    def _moved(self, job: Job) -> None:
+        """The job changed (as it was, and as it is): the walks kept of its cohort, and
+        of its queue when it is queued, are stale."""
+        group = group_of(job, self.queues)
+        self.group_versions[group] = self.group_versions.get(group, 0) + 1
+        if job.queued:
+            queue = job.spec.queue
+            self.queue_versions[queue] = self.queue_versions.get(queue, 0) + 1
 
     def _name_run(self, key: JobKey, job: Job | None) -> None:
         """Keep a job named like a run of an array (`<array>-<n>`) under the array's
@@ -335,6 +415,12 @@ class JobBook:
         """The fewest GPUs a waiting job of the queue asks for."""
         return self._waiting.smallest(queue)
 
+    def waiting_count(self, queue: str) -> int:
+        return self._waiting.count(queue)
+
+    def waiting_gpus(self, queue: str) -> int:
+        return self._waiting.gpus(queue)
+
     def queue_names(self) -> list[str]:
         """Queues with waiting jobs."""
         return self._waiting.names()
@@ -396,11 +482,13 @@ class JobBook:
     def put_node(self, node: NodeView) -> None:
         if self.nodes.get(node.name) != node:  # a heartbeat alone changes no NodeView
             self._node_index = None
+            self.structure += 1
         self.nodes[node.name] = node
 
     def remove_node(self, node: NodeView) -> None:
         if self.nodes.pop(node.name, None) is not None:
             self._node_index = None
+            self.structure += 1
 
     def node_index(self) -> NodeIndex:
         """The nodes' pools, kept until a node changes (shunter.domain.capacity)."""
@@ -418,6 +506,8 @@ class JobBook:
         """A queue as the watch shows it. Its status.usage replaces the usage kept
         here when it is newer (written by another replica, or read at start); this
         replica's own writes come back older than what it has since folded."""
+        if self.queues.get(queue.name) != queue:  # status.usage alone is not compared
+            self.structure += 1
         self.queues[queue.name] = queue
         seen = queue.usage
         if seen is None or seen.decayed_at is None:
@@ -438,13 +528,18 @@ class JobBook:
             self.usage.update(fold(self.usage, self.queues, self.held(), now))
 
     def remove_queue(self, queue: QueueView) -> None:
-        self.queues.pop(queue.name, None)
+        if self.queues.pop(queue.name, None) is not None:
+            self.structure += 1
 
     def put_claim(self, claim: ClaimView) -> None:
-        self.claims[(claim.namespace, claim.name)] = claim
+        key = (claim.namespace, claim.name)
+        if self.claims.get(key) != claim:
+            self.structure += 1
+        self.claims[key] = claim
 
     def remove_claim(self, claim: ClaimView) -> None:
-        self.claims.pop((claim.namespace, claim.name), None)
+        if self.claims.pop((claim.namespace, claim.name), None) is not None:
+            self.structure += 1
 
     def not_ready(self) -> frozenset[str]:
         return self.node_index().not_ready

@@ -11,13 +11,26 @@ position, so its cost does not grow with the length of the queue.
 Admitted jobs are reconciled first, so a slot freed in this pass (Pods that
 completed, failed or finished stopping) is handed to the next queued job in the
 same pass rather than on a later timer.
+
+A queue's walk that decided nothing is kept (`WalkMemo`, in the book), and the next
+pass takes it again instead of walking the queue when nothing it read has changed:
+with many queues, a pass after one completion walks the few queues the completion
+concerns, not all of them. Kept only when every job of the walk waited for a reason
+that stays the same as long as its queue's jobs, its queue's use and its cohort's
+idle GPUs do, the queues, Nodes and claims do, and no victim search could find one
+(`_Record`, `_Walk._replays`, checked when its head comes). A cohort all of whose
+walks were kept, and none of whose jobs changed since, is not looked at at all
+(`GroupMemo`, `_Walk._quiet`): a pass then costs what the changed cohorts cost, plus
+building the admission state. Anything else walks again; a pass over every job
+(`changed=None`, the periodic resync) walks every queue. `test_walk_memos` feeds the
+same histories to a pass with kept walks and one without, and compares them.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shunter.domain import arrays
@@ -26,12 +39,19 @@ from shunter.domain.capacity import Capacity
 from shunter.domain.claims import Claimant, judge_claim
 from shunter.domain.dependencies import Outcome
 from shunter.domain.dependencies import judge as judge_dependencies
-from shunter.domain.model import Job, JobKey
+from shunter.domain.model import Job, JobKey, Phase
 from shunter.domain.ordering import LOOKAHEAD, CohortHolds, MergeKey, Sharing, merge_key
 from shunter.domain.podspec import claim_name
-from shunter.domain.queues import BEST_EFFORT_FIFO, QueueView, QuotaUse, max_grace, queue_of
-from shunter.domain.victims import Grouped
-from shunter.operator.book import JobBook
+from shunter.domain.queues import (
+    BEST_EFFORT_FIFO,
+    LOWER_PRIORITY,
+    QueueView,
+    QuotaUse,
+    max_grace,
+    queue_of,
+)
+from shunter.domain.victims import Grouped, group_of
+from shunter.operator.book import GroupMemo, JobBook, WalkMemo
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
 from shunter.operator.preemption import choose, choose_fair, time_slice
@@ -80,8 +100,11 @@ def plan_pass(
     now: datetime,
     rules: Rules,
     unobserved: Callable[[JobKey], Collection[int]] = lambda _: (),
+    kept_walks: bool = True,
 ) -> Pass:
-    """Decide for `changed` (None: every job) and the heads of the queues."""
+    """Decide for `changed` (None: every job) and the heads of the queues.
+    `kept_walks=False`: every queue walks (what the kept walks must equal; the tests
+    and bench.pass_cost compare)."""
     keys = book.jobs.keys() if changed is None else changed
     book.fold_usage(now)
     decisions: dict[JobKey, Decision] = {}
@@ -133,18 +156,43 @@ def plan_pass(
     woken = {d for key in keys for d in book.dependents_of(key)}
     woken.update(k for k in keys if k in book.jobs and book.jobs[k].spec.depends_on)
     woken.difference_update(book.arrays)  # an array waits for nothing: its runs do
-    walk = _Walk(book, state, numbered, rules=rules, now=now, decided=decisions, woken=woken)
+    # Queues whose walks kept from before may not be taken again: a job of theirs is
+    # looked at (changed, due, woken); None: every queue walks.
+    dirty = None
+    if changed is not None and kept_walks:
+        dirty = {job.spec.queue for k in (*keys, *woken) if (job := book.jobs.get(k)) is not None}
+    walk = _Walk(book, state, numbered, rules=rules, now=now, decided=decisions, woken=woken,
+                 dirty=dirty)  # fmt: skip
     for job, ctx in walk.run():
         notes = walk.notes.get(job.key, ())
         if still_waiting(job, ctx) and not notes:
             continue  # nothing to decide: skipping it keeps a pass cheap with long queues
         decision = reconcile_job(job, ctx)
         decisions[job.key] = replace(decision, events=(*decision.events, *notes))
+    walk.keep(decisions)
 
     changed_decisions = {k: d for k, d in decisions.items() if _changed(book.jobs[k], d)}
     wakes = {k: d.wake_at for k, d in decisions.items() if d.wake_at is not None}
     wakes.update(walk.wakes)
     return Pass(decisions=changed_decisions, next_sequence=sequence, wake_at=wakes)
+
+
+@dataclass(slots=True)
+class _Record:
+    """What a queue's walk reads, noted as it goes; whether it may be kept."""
+
+    head: Job
+    verdict: Verdict
+    quota: tuple[int, int, int | None]
+    keys: list[JobKey] = field(default_factory=list)
+    keep: bool = True
+
+
+# Verdicts that stay the same while the memo's inputs do (WalkMemo): a job the cluster
+# can never run (the budget, the Nodes), one backing off (until its timer), one whose
+# queue does not exist, and one refused by its queue's quota. A refusal by the global
+# limits, a namespace's cap or free capacity depends on other queues: never kept.
+_KEPT_CHECKS = frozenset({"budget", "nodes", "backoff", "queue", "quota"})
 
 
 @dataclass
@@ -154,6 +202,7 @@ class _QueueWalk:
     blocked: bool = False
     looked: int = 0
     done: bool = False
+    started: bool = False
     # The fewest GPUs refused for their size in this pass (Verdict.sized): no job of
     # the queue asking as many or more can start in this pass.
     refused: int | None = None
@@ -164,9 +213,20 @@ class _Walk:
 
     def __init__(self, book: JobBook, state: AdmissionState, numbered: dict[JobKey, int], *,
                  rules: Rules, now: datetime, decided: dict[JobKey, Decision],
-                 woken: Collection[JobKey] = ()) -> None:  # fmt: skip
+                 woken: Collection[JobKey] = (),
+                 dirty: Collection[str] | None = None) -> None:  # fmt: skip
         self.book, self.state, self.numbered = book, state, numbered
         self.woken = woken
+        # Walks kept from before (module doc): not for the `dirty` queues (None: for
+        # none), and not at all with a cap per namespace (a refusal by it depends on
+        # every queue's jobs of the namespace).
+        self.dirty = dirty
+        self.memos = dirty is not None and not rules.limits.namespace_gpus
+        self.records: dict[str, _Record] = {}
+        self.skipped: set[str] = set()  # queues whose kept walk was taken again
+        self.quiet: set[tuple[str, str]] = set()  # cohorts whose queues were not looked at
+        self.groups: dict[str, tuple[str, str]] = {}  # of the queues walked or skipped
+        self._lowest: dict[str, int] | None = None
         # Names known in this pass to lead to no cycle of dependencies, per namespace.
         self.cleared: dict[str, set[str]] = {}
         self.rules, self.now, self.decided = rules, now, decided
@@ -191,6 +251,7 @@ class _Walk:
                 job = replace(job, status=decision.status)
             self.active.append(job)
         self.grouped = Grouped.of(self.active, self.state.queues)
+        self._stopping = {group_of(job, self.state.queues) for job in self.grouped.stopping}
 
     def _near(self, job: Job) -> Sequence[Job]:
         return self.grouped.near(job, self.state.queues)
@@ -203,7 +264,13 @@ class _Walk:
         states: dict[str, _QueueWalk] = {}
         held = self.book.held() if any(q.half_life for q in self.book.queues.values()) else {}
         self.sharing = Sharing(self.book.usage, held)
+        self.quiet = self._quiet()
         for name in self.book.queue_names():
+            group = self.groups[name] = self._group(name)
+            if group in self.quiet:
+                self.skipped.add(name)
+                self.wakes.update(self.book.walks[name].wakes)
+                continue
             queue = queue_of(name, self.state.queues)
             jobs = self._waiting(name, queue)
             first = next(jobs, None)
@@ -214,6 +281,13 @@ class _Walk:
         while heap:
             _, name, job, rest = heapq.heappop(heap)
             walk = states[name]
+            if not walk.started:
+                walk.started = True
+                if self._replays(name, job):
+                    walk.done = True  # as its last walk: nothing to decide
+                    self.skipped.add(name)
+                    continue
+                self._start(name, job)
             decided = self._one(_numbered(job, self.numbered), walk)
             if decided is not None:
                 seen.add(job.key)
@@ -225,15 +299,181 @@ class _Walk:
         # Jobs past the walk: new ones get their first status, and those whose status
         # still shows an exact place learn that they are further back now.
         beyond = self._beyond()
-        for key in (*self.numbered, *self.book.positioned, *self.woken):
+        # (Not those of a queue whose kept walk was taken: that walk saw them all.)
+        positioned = (key for name, keys in self.book.positioned_in.items()
+                      if name not in self.skipped for key in keys)  # fmt: skip
+        for key in (*self.numbered, *positioned, *self.woken):
             behind = self.book.jobs.get(key)
             if key in seen or behind is None or not behind.queued or behind.spec.cancelled:
                 continue
+            if behind.spec.queue in self.skipped:
+                continue  # its last walk saw it, and decided nothing
             if behind.spec.suspended:
                 continue
             seen.add(key)
             waiting = Context(now=self.now, rules=self.rules, waiting_message=beyond)
             yield _numbered(behind, self.numbered), self._refused_or_waiting(behind) or waiting
+
+    def _replays(self, name: str, head: Job) -> bool:
+        """The queue's kept walk holds: its queued jobs, the queues, Nodes and claims,
+        and its use and its cohort's idle GPUs are as that walk saw them, its head's
+        verdict is the same, and no victim search could help its head. Then walking
+        it would decide nothing again; its head holds its cohort's idle quota as it
+        would, and its timers stay. Its later jobs meet at most what its head met,
+        less what this pass admits before them, and the refusals of their kept
+        verdicts stay refusals, with the same status (`_Record`)."""
+        if not self.memos or name in self.dirty:  # type: ignore[operator]
+            return False
+        memo = self.book.walks.get(name)
+        if (
+            memo is None
+            or memo.head != head.key
+            or memo.rules is not self.rules
+            or memo.structure != self.book.structure
+            or memo.version != self.book.queue_versions.get(name, 0)
+            or memo.quota != self._quota(head)
+        ):
+            return False
+        verdict = self.state.verdict(head, now=self.now)
+        if verdict != memo.verdict:
+            return False
+        if verdict.reason == "Queued":
+            if not self._no_victims(head):
+                return False
+            self.holds.hold(head)
+        self.wakes.update(memo.wakes)
+        return True
+
+    def _group(self, name: str) -> tuple[str, str]:
+        """The cohort of the queue, or the queue when it has none (victims.group_of)."""
+        queue = queue_of(name, self.state.queues)
+        return ("cohort", queue.cohort) if queue is not None and queue.cohort else ("queue", name)
+
+    def _quiet(self) -> set[tuple[str, str]]:
+        """The cohorts whose kept walks are all taken again without looking at their
+        queues: none of their jobs changed since a pass that kept every walk of
+        theirs and decided nothing for any of their jobs (`GroupMemo`), none is looked
+        at now, nothing near them is being stopped for others, and this pass cannot
+        reach the global limits before their heads come: it admits at most the queued
+        jobs of the other queues. Their quota, their heads' verdicts and their victim
+        searches are then those their kept walks saw (`_replays`)."""
+        if not self.memos or not self.book.group_walks:
+            return set()
+        book = self.book
+        dirty = {self._group(name) for name in self.dirty or ()}
+        found = {
+            group: memo
+            for group, memo in book.group_walks.items()
+            if group not in dirty and group not in self._stopping
+            and memo.version == book.group_versions.get(group, 0)
+            and memo.structure == book.structure and memo.rules is self.rules
+            and all(name in book.walks for name in memo.queues)
+        }  # fmt: skip
+        if not found:
+            return set()
+        others = [name for name in book.queue_names() if self._group(name) not in found]
+        limits, usage = self.rules.limits, self.state.usage
+        if usage.running + sum(book.waiting_count(name) for name in others) >= limits.max_running:
+            return set()
+        if limits.gpu_budget:
+            most = usage.gpus + sum(book.waiting_gpus(name) for name in others)
+            found = {g: m for g, m in found.items() if most + m.gpus <= limits.gpu_budget}
+        return set(found)
+
+    def _start(self, name: str, head: Job) -> None:
+        """Note what the walk of a queue starting at `head` reads (`_Record`)."""
+        queue = queue_of(name, self.state.queues)
+        keep = self.memos and not (queue is not None and queue.half_life)
+        verdict = Verdict("")  # the head's, once decided (a head not decided: not kept)
+        self.records[name] = _Record(head, verdict, self._quota(head), keep=keep)
+
+    def _note(self, job: Job, verdict: Verdict | None) -> None:
+        """One job of a walk: whether the walk may still be kept (`_Record`)."""
+        record = self.records.get(job.spec.queue)
+        if record is None:
+            return
+        record.keys.append(job.key)
+        if not record.keep:
+            return
+        if verdict is None or job.spec.depends_on:  # refused or waiting before a verdict
+            record.keep = record.keep and bool(record.verdict.kind) and not job.spec.depends_on
+            return
+        if not record.verdict.kind:
+            record.verdict = verdict
+            record.keep = verdict.kind == "wait"
+        if verdict.check not in _KEPT_CHECKS or self._quota(job) != record.quota:
+            record.keep = False
+
+    def keep(self, decisions: Mapping[JobKey, Decision]) -> None:
+        """Keep the walks of this pass that decided nothing for a queued job of their
+        queue (the book's `walks`); drop the others' kept walks. (Decisions for the
+        jobs holding a slot are not the walk's; a victim's comes with an Event for
+        its preemptor, in `notes`.)"""
+        book = self.book
+        jobs = [job for k in (*decisions, *self.notes) if (job := book.jobs.get(k)) is not None]
+        decided = {job.spec.queue for job in jobs if job.queued}
+        for name, record in self.records.items():
+            if not record.keep or name in decided:
+                book.walks.pop(name, None)
+                continue
+            wakes = tuple((k, self.wakes[k]) for k in record.keys if k in self.wakes)
+            book.walks[name] = WalkMemo(
+                book.queue_versions.get(name, 0), book.structure, self.rules,
+                record.head.key, record.verdict, record.quota, wakes,
+                record.head.spec.total_gpus,
+            )  # fmt: skip
+        # Cohorts: kept when every walk of theirs is, nothing of theirs was decided,
+        # and none of their jobs was looked at (the pass saw them as the book has them).
+        touched = {group_of(job, self.state.queues) for job in jobs}
+        touched.update(self._group(name) for name in self.dirty or ())
+        touched.update(self._stopping)
+        members: dict[tuple[str, str], list[str]] = {}
+        for name, group in self.groups.items():
+            members.setdefault(group, []).append(name)
+        for group, names in members.items():
+            if group in self.quiet:
+                continue  # kept as it was
+            if group in touched or not self.memos or not all(n in book.walks for n in names):
+                book.group_walks.pop(group, None)
+                continue
+            book.group_walks[group] = GroupMemo(
+                book.group_versions.get(group, 0), book.structure, self.rules, tuple(names),
+                max(book.walks[n].gpus for n in names),
+            )  # fmt: skip
+
+    def _quota(self, job: Job) -> tuple[int, int, int | None]:
+        """What a quota verdict of the job's queue reads (QuotaUse.admits)."""
+        quota, name = self.state.quota, job.spec.queue
+        queue = queue_of(name, self.state.queues)
+        idle = quota.cohort_idle(queue) if queue is not None and queue.cohort else None
+        return quota.running.get(name, 0), quota.gpus.get(name, 0), idle
+
+    def _no_victims(self, head: Job) -> bool:
+        """No victim search for the head could find one (what `_preempt` and `_slice`
+        do would return nothing), whatever the time: its queue slices no time and
+        preempts none above their fair share, nothing near it is being stopped for
+        others, it could not reclaim (its queue would pass its nominal quota), and its
+        queue runs no job of lower priority it could preempt."""
+        queue = queue_of(head.spec.queue, self.state.queues)
+        if queue is None:
+            return True
+        if queue.time_slice is not None or queue.preempts_above_fair_share:
+            return False
+        if group_of(head, self.state.queues) in self._stopping:
+            return False
+        if queue.cohort and self.state.quota.within_nominal(head):
+            return False
+        if queue.preemption != LOWER_PRIORITY:
+            return True
+        if self._lowest is None:
+            self._lowest = {}
+            for job in self.active:
+                if job.phase in (Phase.STARTING, Phase.RUNNING) and not job.spec.cancelled:
+                    now = self._lowest.get(job.spec.queue)
+                    if now is None or job.spec.priority < now:
+                        self._lowest[job.spec.queue] = job.spec.priority
+        lowest = self._lowest.get(queue.name)
+        return lowest is None or lowest >= head.spec.priority
 
     def _beyond(self) -> str:
         """The message of a queued job further back than the exact positions."""
@@ -306,12 +546,14 @@ class _Walk:
     def _one(self, job: Job, walk: _QueueWalk) -> tuple[Job, Context] | None:
         refused = self._refused_or_waiting(job)
         if refused is not None:
+            self._note(job, None)
             return job, refused
         verdict = self.state.verdict(job, now=self.now)
         if verdict.kind == "admit" and not walk.blocked:
             held = self.holds.blocks(job)
             if held is not None:
-                verdict = Verdict("wait", "Queued", held)
+                verdict = Verdict("wait", "Queued", held, check="holds")
+        self._note(job, verdict)
         if verdict.kind in ("never", "backoff", "capped"):
             if verdict.kind == "backoff" and job.status.not_before is not None:
                 self.wakes[job.key] = job.status.not_before
@@ -330,6 +572,9 @@ class _Walk:
         if walk.position == 1 and verdict.kind == "wait":
             message += f": {verdict.message}"
             if verdict.reason == "Queued":
+                record = self.records.get(job.spec.queue)
+                if record is not None and not self._no_victims(job):
+                    record.keep = False
                 message = self._preempt(job, verdict.message) or self._slice(job) or message
                 self.holds.hold(job)
         walk.blocked = walk.blocked or not walk.best_effort

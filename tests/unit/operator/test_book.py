@@ -126,3 +126,41 @@ def test_forgetting_writes_also_drops_the_status_in_flight():
     book.assume(job, JobStatus(phase=Phase.STARTING, sequence=1))
     book.forget_writes()
     assert book.jobs[job.key].phase is Phase.QUEUED
+
+
+def test_what_moves_the_versions_kept_walks_are_checked_against():
+    """A queue's version moves with its queued jobs, a cohort's with any of its jobs
+    (a write in flight and its taking back too), the structure with the queues;
+    a trainer's progress alone moves nothing (no kept walk reads it)."""
+    from shunter.domain.model import Progress
+    from shunter.domain.queues import QueueView
+
+    queued = a_training_job("a").with_spec(queue="q").in_phase("queued", sequence=1).job()
+    running = a_training_job("b").with_spec(queue="r").in_phase("running", sequence=2).job()
+    book = JobBook.of([queued, running], queues=[QueueView("q", cohort="c"),
+                                                 QueueView("r", cohort="c")])  # fmt: skip
+    cohort = ("cohort", "c")
+
+    def versions():
+        return (book.queue_versions.get("q", 0), book.queue_versions.get("r", 0),
+                book.group_versions.get(cohort, 0), book.structure)  # fmt: skip
+
+    before = versions()
+    progress = Progress(step=5, reported_at=T0)
+    book.put_job(replace(running, status=replace(running.status, progress=progress)),
+                 quiet=True)  # fmt: skip
+    assert versions() == before
+    book.put_job(replace(running, status=replace(running.status, message="new")))
+    assert versions()[:2] == before[:2]  # no queued job of q or r changed
+    assert versions()[2] > before[2]
+    before = versions()
+    book.assume(queued, JobStatus(phase=Phase.STARTING, sequence=1))
+    assert versions()[0] > before[0]
+    assert versions()[2] > before[2]
+    before = versions()
+    book.settle(queued.key)
+    assert versions()[0] > before[0]
+    assert versions()[2] > before[2]
+    before = versions()
+    book.put_queue(QueueView("q", cohort="c", gpu_quota=8))
+    assert versions()[3] > before[3]
