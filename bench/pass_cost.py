@@ -2,7 +2,7 @@
 
     python -m bench.pass_cost [--queued 100 1000 10000 50000] [--nodes 100 1000 5000]
                               [--queues 100 --per-queue 1000]
-                              [--shapes baseline large-2000]
+                              [--shapes baseline large-2000 [--walk-all]]
 
 100 GPU nodes x 8, 100 jobs running (one per node), N jobs queued behind them (with
 --nodes: that many nodes, the same 100 jobs running, so only the cluster grows). Each
@@ -24,7 +24,8 @@ follows one running job's completion (and lays the Pods of what it admitted over
 book, and takes away those of what it preempted). Issue 26's "pass cost at most 2x the
 baseline shape's" for the large-scale shape, without the API server's and kwok's time;
 the peak RSS is this process's with the book built (an operator holds the informers'
-caches besides).
+caches besides). With --walk-all, each shape again with every queue walked in every
+pass (the kept walks off: planning.plan_pass's `kept_walks=False`), in the same run.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def measure_queues(queues: int, per_queue: int, *, fair: bool, passes: int = 50)
     }
 
 
-def measure_shape(name: str, passes: int = 100) -> dict[str, Any]:
+def measure_shape(name: str, passes: int = 100, kept: bool = True) -> dict[str, Any]:
     from bench.kueue_shape import SHAPES, arrivals, nodes_for, shunter_job, shunter_queues
 
     shape = SHAPES[name]
@@ -210,13 +211,15 @@ def measure_shape(name: str, passes: int = 100) -> dict[str, Any]:
         done = book.jobs[running.pop(0).key]
         book.put_pod(_pod(done, done.status.placement[0], "Succeeded"))
         start = time.perf_counter()
-        result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules)
+        result = plan_pass(book, changed=book.take_due(now), now=now, rules=rules,
+                           kept_walks=kept)  # fmt: skip
         times.append(time.perf_counter() - start)
         decided.append(len(result.decisions))
         running += _carry_out(book, result)
         book.take_due(now)
     return {
-        "shape": name,
+        "shape": name if kept else f"{name} (every queue walks)",
+        "kept_walks": kept,
         "queues": len(queues),
         "jobs": len(jobs),
         "nodes": len(nodes),
@@ -237,15 +240,25 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=[],
                         help="Kueue's shapes (bench.kueue_shape), one process each")  # fmt: skip
     parser.add_argument("--passes", type=int, default=100, help="measured passes per shape")
+    parser.add_argument("--walk-all", action="store_true",
+                        help="also each shape with every queue walked in every pass (no kept"
+                             " walks: what they save, in the same run)")  # fmt: skip
     parser.add_argument("--per-queue", type=int, default=1000)
     parser.add_argument("--nodes", type=int, nargs="+", default=[NODES],
                         help="node counts (the same 100 running jobs)")  # fmt: skip
     args = parser.parse_args()
     if args.shapes:  # each in a process of its own: its peak RSS is its own
-        runs = [_in_child(name, args.passes) for name in args.shapes]
+        variants = (True, False) if args.walk_all else (True,)
+        runs = [_in_child(name, args.passes, kept) for kept in variants for name in args.shapes]
         rows = [(f"{r['shape']}: {k}", v) for r in runs for k, v in r.items() if k != "shape"]
-        rows += [(f"{r['shape']} / {runs[0]['shape']} (pass p50)",
-                  r["pass_p50_ms"] / runs[0]["pass_p50_ms"]) for r in runs[1:]]  # fmt: skip
+        for r in runs:  # against the first shape measured the same way
+            first = next(f for f in runs if f["kept_walks"] == r["kept_walks"])
+            if r is not first:
+                rows.append((f"{r['shape']} / {first['shape']} (pass p50)",
+                             r["pass_p50_ms"] / first["pass_p50_ms"]))  # fmt: skip
+        for kept, walked in zip(runs, runs[len(args.shapes) :], strict=False):
+            rows.append((f"{kept['shape']}: every queue walks / kept walks (pass p50)",
+                         walked["pass_p50_ms"] / kept["pass_p50_ms"]))  # fmt: skip
         table("one pass after a completion, Kueue's shapes (all jobs queued)", rows)
         print(f"\nwrote {write_result('pass-cost-shapes', {'runs': runs})}")
         return
@@ -265,9 +278,9 @@ def main() -> None:
     print(f"\nwrote {write_result('pass-cost', {'runs': results})}")
 
 
-def _in_child(name: str, passes: int) -> dict[str, Any]:
+def _in_child(name: str, passes: int, kept: bool = True) -> dict[str, Any]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        found: dict[str, Any] = pool.apply(measure_shape, (name, passes))
+        found: dict[str, Any] = pool.apply(measure_shape, (name, passes, kept))
     return found
 
 
