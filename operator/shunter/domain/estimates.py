@@ -129,7 +129,14 @@ from shunter.domain.ordering import (
     held_by,
     merge_key,
 )
-from shunter.domain.queues import BEST_EFFORT_FIFO, LOWER_PRIORITY, QueueView, QuotaUse, queue_of
+from shunter.domain.queues import (
+    BEST_EFFORT_FIFO,
+    LOWER_PRIORITY,
+    QueueView,
+    QuotaUse,
+    group_of,
+    queue_of,
+)
 
 LOW, MID, HIGH = 0, 1, 2
 SCENARIOS = (LOW, MID, HIGH)
@@ -629,7 +636,7 @@ class _Simulation:
         self.preempting = world.preempt is not None and any(
             _may_preempt(q) for q in world.queues.values()
         )  # fmt: skip
-        self.running: dict[JobKey, Job] = {}
+        self.running = _Running(world.queues)
         self.jobs: dict[JobKey, Job] = {}
         self.lanes: dict[str, _RuleLane] = {}
         self.orders: dict[JobKey, OrderKey] = {}
@@ -652,7 +659,7 @@ class _Simulation:
             sim.slots[job.key] = Slot(job.status.admitted_at or now, end, job.status.placement)
             sim._plan_end(job, end, job.status.placement)
             if sim.preempting:
-                sim.running[job.key] = job
+                sim.running.put(job)
             cause = job.status.termination.cause if job.status.termination else None
             if job.phase is Phase.STOPPING and cause in _BACK and end is not None:
                 left = _left(job, now=now, learned=learned, scenario=scenario)
@@ -853,9 +860,9 @@ class _Simulation:
         self.slots[job.key] = Slot(t, end, placement)
         self._plan_end(job, end, placement)
         if self.preempting:
-            self.running[job.key] = replace(job, status=replace(
+            self.running.put(replace(job, status=replace(
                 job.status, phase=Phase.RUNNING, placement=placement, admitted_at=t,
-                running_since=t))  # fmt: skip
+                running_since=t)))  # fmt: skip
         self.starts += 1
 
     def _end(self, job: Job, placement: tuple[str, ...]) -> None:
@@ -866,7 +873,7 @@ class _Simulation:
         if self.fair:
             count_held(self.held, job, -1)
         if self.preempting:
-            self.running.pop(key, None)
+            self.running.pop(key)
             self.ending.pop(key, None)
         if self.requeue and key in self.requeue:
             left, behind = self.requeue.pop(key)
@@ -883,7 +890,7 @@ class _Simulation:
         if not self.preempting or queue is None or not _may_preempt(queue):
             return
         assert self.world.preempt is not None
-        stops = self.world.preempt(head, self.state, list(self.running.values()), t)
+        stops = self.world.preempt(head, self.state, self.running.near(head), t)
         if stops.wake is not None and stops.wake > t:
             self._wake(t, stops.wake)  # the pass looks again then (a slice ends)
         cause = StopCause.TIME_SLICE if stops.behind else StopCause.PREEMPT
@@ -905,8 +912,8 @@ class _Simulation:
             self._plan_end(job, stop, placement)
             termination = Termination(TerminationStep.GRACEFUL, requested_at=t,
                                        cause=cause, grace=grace)  # fmt: skip
-            self.running[victim.key] = replace(victim, status=replace(
-                victim.status, phase=Phase.STOPPING, termination=termination))  # fmt: skip
+            self.running.put(replace(victim, status=replace(
+                victim.status, phase=Phase.STOPPING, termination=termination)))  # fmt: skip
 
     def _wake(self, t: datetime, at: datetime) -> None:
         """A pass at t asks to look again at `at` (a backoff's or a slice's end)."""
@@ -921,6 +928,37 @@ class _Simulation:
                     self.reasons.setdefault(key, why)
             lane.clear()
         self.requeue.clear()
+
+
+class _Running:
+    """The jobs holding a slot as a pass would see them, by key and by the group its
+    victim searches look in (queues.group_of). A head's search is given its group's
+    jobs and every job being stopped anywhere: all that the operator's choice reads
+    (preemption.for_estimates: the group, and the stops for others, which count as
+    gone), without the simulation listing every running job for every head."""
+
+    def __init__(self, queues: Mapping[str, QueueView]) -> None:
+        self.queues = queues
+        self.jobs: dict[JobKey, Job] = {}
+        self.groups: dict[tuple[str, str], dict[JobKey, Job]] = {}
+        self.stopping: dict[JobKey, Job] = {}
+
+    def put(self, job: Job) -> None:
+        self.pop(job.key)
+        self.jobs[job.key] = job
+        self.groups.setdefault(group_of(job, self.queues), {})[job.key] = job
+        if job.phase is Phase.STOPPING:
+            self.stopping[job.key] = job
+
+    def pop(self, key: JobKey) -> None:
+        job = self.jobs.pop(key, None)
+        if job is not None:
+            del self.groups[group_of(job, self.queues)][key]
+            self.stopping.pop(key, None)
+
+    def near(self, head: Job) -> list[Job]:
+        near = self.groups.get(group_of(head, self.queues), {})
+        return [*near.values(), *(j for k, j in self.stopping.items() if k not in near)]
 
 
 def _may_preempt(queue: QueueView) -> bool:

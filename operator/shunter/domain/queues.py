@@ -107,6 +107,21 @@ def queue_of(name: str, queues: Mapping[str, QueueView]) -> QueueView | None:
     return found
 
 
+def group_of(job: Job, queues: Mapping[str, QueueView]) -> tuple[str, str]:
+    """Where a head's victims can come from: its queue's cohort, or its queue when it
+    has none (shunter.domain.victims.candidates, and the operator's choose_fair and
+    time_slice, never look further)."""
+    return queue_group(job.spec.queue, queues)
+
+
+def queue_group(name: str, queues: Mapping[str, QueueView]) -> tuple[str, str]:
+    """The group (`group_of`) of the jobs of the queue named `name`."""
+    queue = queue_of(name, queues)
+    if queue is not None and queue.cohort:
+        return ("cohort", queue.cohort)
+    return ("queue", name)
+
+
 @dataclass
 class QuotaUse:
     """What each queue's admitted jobs hold: jobs and GPUs (mutated within a pass)."""

@@ -27,7 +27,7 @@ from datetime import datetime
 from shunter.domain.admission import AdmissionState
 from shunter.domain.estimates import Preempter, Stops
 from shunter.domain.model import Job, Phase, StopCause
-from shunter.domain.queues import LOWER_PRIORITY, QueueView, max_grace, queue_of
+from shunter.domain.queues import LOWER_PRIORITY, QueueView, group_of, max_grace, queue_of
 from shunter.domain.workloss import grace_for, stop_cost
 
 # Trial admissions the cheapest-first search may make before the greedy pick stands in.
@@ -54,16 +54,6 @@ def being_preempted(job: Job) -> bool:
     t = job.status.termination
     return (job.phase is Phase.STOPPING and t is not None
             and t.cause in (StopCause.PREEMPT, StopCause.TIME_SLICE))  # fmt: skip
-
-
-def group_of(job: Job, queues: Mapping[str, QueueView]) -> tuple[str, str]:
-    """Where a head's victims can come from: its queue's cohort, or its queue when it
-    has none (candidates, and the operator's choose_fair and time_slice, never look
-    further)."""
-    queue = queue_of(job.spec.queue, queues)
-    if queue is not None and queue.cohort:
-        return ("cohort", queue.cohort)
-    return ("queue", job.spec.queue)
 
 
 @dataclass(frozen=True)

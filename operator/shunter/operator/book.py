@@ -50,8 +50,7 @@ from shunter.domain.fairshare import Entry, Ledger, Tenant
 from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
 from shunter.domain.ordering import fold, held_by
-from shunter.domain.queues import QueueView
-from shunter.domain.victims import group_of
+from shunter.domain.queues import QueueView, group_of
 from shunter.operator.rules import Rules
 
 

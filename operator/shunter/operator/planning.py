@@ -47,10 +47,12 @@ from shunter.domain.queues import (
     LOWER_PRIORITY,
     QueueView,
     QuotaUse,
+    group_of,
     max_grace,
+    queue_group,
     queue_of,
 )
-from shunter.domain.victims import Grouped, group_of
+from shunter.domain.victims import Grouped
 from shunter.operator.book import GroupMemo, JobBook, WalkMemo
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
@@ -345,9 +347,8 @@ class _Walk:
         return True
 
     def _group(self, name: str) -> tuple[str, str]:
-        """The cohort of the queue, or the queue when it has none (victims.group_of)."""
-        queue = queue_of(name, self.state.queues)
-        return ("cohort", queue.cohort) if queue is not None and queue.cohort else ("queue", name)
+        """The cohort of the queue, or the queue when it has none (queues.group_of)."""
+        return queue_group(name, self.state.queues)
 
     def _quiet(self) -> set[tuple[str, str]]:
         """The cohorts whose kept walks are all taken again without looking at their

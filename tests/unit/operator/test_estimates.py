@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from shunter.domain import estimates
 from shunter.domain.admission import Limits
 from shunter.domain.estimates import Learned, World, plan
-from shunter.domain.model import Job, format_time
+from shunter.domain.model import Job, Phase, format_time
 from shunter.domain.queues import QueueView
 from shunter.domain.whatif import insert
 from tests.support.builders import a_node, a_training_job
@@ -245,3 +245,24 @@ def test_an_estimate_reads_back_from_the_status_it_is_written_to() -> None:
     assert estimates.Estimate.shown(status) is None
     why = estimates.Estimate(reason="no runtime known")
     assert estimates.Estimate.shown(replace(status, estimated_range=why.range())) == why
+
+
+def test_a_simulated_victim_search_is_given_its_group_and_every_stop():
+    """What the estimates' simulation gives a head's victim search: the jobs of its
+    cohort (or its queue without one) and every job being stopped, the rest of the
+    cluster left out (the operator's choice reads no more: preemption.for_estimates)."""
+    queues = {"a": QueueView("a", cohort="c"), "b": QueueView("b", cohort="c"),
+              "x": QueueView("x")}  # fmt: skip
+    running = estimates._Running(queues)
+    jobs = {name: a_training_job(name).with_spec(queue=queue).in_phase("running").job()
+            for name, queue in (("a1", "a"), ("b1", "b"), ("x1", "x"), ("x2", "x"))}  # fmt: skip
+    for job in jobs.values():
+        running.put(job)
+    head = a_training_job("head").with_spec(queue="a").job()
+    assert {j.key.name for j in running.near(head)} == {"a1", "b1"}
+    stopping = replace(jobs["x2"], status=replace(jobs["x2"].status, phase=Phase.STOPPING))
+    running.put(stopping)
+    assert {j.key.name for j in running.near(head)} == {"a1", "b1", "x2"}
+    running.pop(jobs["b1"].key)
+    running.pop(stopping.key)
+    assert {j.key.name for j in running.near(head)} == {"a1"}
