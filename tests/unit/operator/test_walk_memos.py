@@ -444,16 +444,24 @@ def _cohort(**queues: dict[str, object]) -> list[QueueView]:
                       **fields) for name, fields in queues.items()]  # type: ignore[arg-type]  # fmt: skip
 
 
-def test_a_kept_walk_is_not_taken_when_its_cohort_has_more_idle_gpus_for_a_later_job() -> None:
-    """The head's verdict reads no idle GPUs (it is over its borrowing limit), the job
-    behind it does: GPUs freed in another queue of the cohort start that job."""
+def _a_full_cohort(*, running: int, big: int) -> Twins:
+    """Queues a, b and c of 4 GPUs each in one cohort, each running a job of 4 GPUs (of
+    priority `running`); a also has a job of 8 waiting (over its borrowing limit of
+    4; priority `big`) and one of 2 behind it; a's walk is kept."""
     twins = Twins(_cohort(a={"borrowing_limit": 4}, b={"borrowing_limit": 4}, c={}), [
-        _a("a1", "a", 4, 200, 0), _a("b1", "b", 4, 200, 1), _a("c1", "c", 4, 200, 2),
-        _a("a-big", "a", 8, 100, 3), _a("a-small", "a", 2, 0, 4),
+        _a("a1", "a", 4, running, 0), _a("b1", "b", 4, running, 1),
+        _a("c1", "c", 4, running, 2), _a("a-big", "a", 8, big, 3), _a("a-small", "a", 2, 0, 4),
     ])  # fmt: skip
     for _ in range(3):
         twins.step()
     assert "a" in twins.books[0].walks
+    return twins
+
+
+def test_a_kept_walk_is_not_taken_when_its_cohort_has_more_idle_gpus_for_a_later_job() -> None:
+    """The head's verdict reads no idle GPUs (it is over its borrowing limit), the job
+    behind it does: GPUs freed in another queue of the cohort start that job."""
+    twins = _a_full_cohort(running=200, big=100)
     assert twins.status("a-small").status.queue_position == 2
     twins.complete("c1")
     started = {k.name for k, d in twins.step().decisions.items() if d.create}
@@ -464,13 +472,7 @@ def test_a_walk_whose_cohort_changed_under_it_is_not_kept() -> None:
     """A queue's head saw 4 idle GPUs, the job behind it none (another queue's job was
     admitted between them): the walk is not kept, so the next pass, with 4 idle GPUs
     again, starts the job behind."""
-    twins = Twins(_cohort(a={"borrowing_limit": 4}, b={"borrowing_limit": 4}, c={}), [
-        _a("a1", "a", 4, 300, 0), _a("b1", "b", 4, 300, 1), _a("c1", "c", 4, 300, 2),
-        _a("a-big", "a", 8, 200, 3), _a("a-small", "a", 2, 0, 4),
-    ])  # fmt: skip
-    for _ in range(3):
-        twins.step()
-    assert "a" in twins.books[0].walks
+    twins = _a_full_cohort(running=300, big=200)
     twins.complete("c1")  # 4 idle GPUs, taken by b2 between a-big and a-small
     twins.put(_a("b2", "b", 4, 100, 5))
     started = {k.name for k, d in twins.step().decisions.items() if d.create}
