@@ -83,17 +83,20 @@ def test_a_pod_that_never_schedules_gives_its_slot_back_then_fails(
     jobs: Jobs, node_pool: NodePool, start_operator: Callable[..., OperatorProcess]
 ):
     node_pool.add(1, gpus=8)
-    operator = start_operator(
-        SHUNTER_MAX_RUNNING="1", SHUNTER_START_TIMEOUT_SECONDS="3", SHUNTER_START_ATTEMPTS="2",
-        SHUNTER_BACKOFF_SECONDS="1",
-    )  # fmt: skip
     # Its checkpoint claim (offered to jobs, so admitted) is never bound: no storage
-    # class provisions it, and the scheduler never places a Pod that mounts it.
+    # class provisions it, and the scheduler never places a Pod that mounts it. Made
+    # before the operator starts, so the operator lists it before it sees the jobs (a
+    # claim's watch event may come after the jobs' ones: "stuck" would then wait for
+    # a claim it does not know yet, blocking no one, and "next" would start first).
     jobs.core.create_namespaced_persistent_volume_claim(jobs.namespace, {
         "metadata": {"name": "never-bound", "labels": {"shunter.dev/checkpoints": "true"}},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "no-such-class",
                  "resources": {"requests": {"storage": "1Gi"}}},
     })  # fmt: skip
+    operator = start_operator(
+        SHUNTER_MAX_RUNNING="1", SHUNTER_START_TIMEOUT_SECONDS="3", SHUNTER_START_ATTEMPTS="2",
+        SHUNTER_BACKOFF_SECONDS="1",
+    )  # fmt: skip
     jobs.create(in_pool("stuck", node_pool).with_spec(checkpoint={"claimName": "never-bound"}))
     jobs.create(in_pool("next", node_pool).running_for("4s"))
     wait_for(
