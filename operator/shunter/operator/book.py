@@ -22,7 +22,7 @@ at 10,000 queued jobs costs about what it costs at 100. The book keeps:
 - timers: when a job needs another look even if nothing changes (grace deadlines);
 - what a pass may keep of its walks (shunter.operator.planning's memos): a version per
   queue, moved by every change to a queued job of it (a write in flight, or taken
-  back, too), one per cohort (or queue without one: victims.group_of), moved by every
+  back, too), one per cohort (or queue without one: queues.group_of), moved by every
   change to any job of it, and one for what every walk reads (the queues, Nodes and
   claims);
 - the arrays (shunter.domain.arrays), which never wait nor hold a slot, and for each
@@ -73,7 +73,7 @@ class WalkMemo:
 
 @dataclass(frozen=True, slots=True)
 class GroupMemo:
-    """A cohort (or a queue without one: victims.group_of) whose queues' walks were
+    """A cohort (or a queue without one: queues.group_of) whose queues' walks were
     all kept, in a pass that decided nothing for any job of it and looked at none:
     while none of its jobs changes, the next passes take those walks again without
     looking at its queues (shunter.operator.planning's `_Walk._quiet`)."""

@@ -227,7 +227,10 @@ class _Walk:
         self.records: dict[str, _Record] = {}
         self.skipped: set[str] = set()  # queues whose kept walk was taken again
         self.quiet: set[tuple[str, str]] = set()  # cohorts whose queues were not looked at
-        self.groups: dict[str, tuple[str, str]] = {}  # of the queues walked or skipped
+        # The group (queues.group_of) of each queue with waiting jobs, and of each
+        # queue looked at (`dirty`), found once per pass.
+        self.groups: dict[str, tuple[str, str]] = {}
+        self.dirty_groups = {queue_group(name, state.queues) for name in dirty or ()}
         self._lowest: dict[str, int] | None = None
         # Names known in this pass to lead to no cycle of dependencies, per namespace.
         self.cleared: dict[str, set[str]] = {}
@@ -266,9 +269,10 @@ class _Walk:
         states: dict[str, _QueueWalk] = {}
         held = self.book.held() if any(q.half_life for q in self.book.queues.values()) else {}
         self.sharing = Sharing(self.book.usage, held)
+        self.groups = {name: queue_group(name, self.state.queues)
+                       for name in self.book.queue_names()}  # fmt: skip
         self.quiet = self._quiet()
-        for name in self.book.queue_names():
-            group = self.groups[name] = self._group(name)
+        for name, group in self.groups.items():
             if group in self.quiet:
                 self.skipped.add(name)
                 self.wakes.update(self.book.walks[name].wakes)
@@ -346,10 +350,6 @@ class _Walk:
         self.wakes.update(memo.wakes)
         return True
 
-    def _group(self, name: str) -> tuple[str, str]:
-        """The cohort of the queue, or the queue when it has none (queues.group_of)."""
-        return queue_group(name, self.state.queues)
-
     def _quiet(self) -> set[tuple[str, str]]:
         """The cohorts whose kept walks are all taken again without looking at their
         queues: none of their jobs changed since a pass that kept every walk of
@@ -361,18 +361,17 @@ class _Walk:
         if not self.memos or not self.book.group_walks:
             return set()
         book = self.book
-        dirty = {self._group(name) for name in self.dirty or ()}
         found = {
             group: memo
             for group, memo in book.group_walks.items()
-            if group not in dirty and group not in self._stopping
+            if group not in self.dirty_groups and group not in self._stopping
             and memo.version == book.group_versions.get(group, 0)
             and memo.structure == book.structure and memo.rules is self.rules
             and all(name in book.walks for name in memo.queues)
         }  # fmt: skip
         if not found:
             return set()
-        others = [name for name in book.queue_names() if self._group(name) not in found]
+        others = [name for name, group in self.groups.items() if group not in found]
         limits, usage = self.rules.limits, self.state.usage
         if usage.running + sum(book.waiting_count(name) for name in others) >= limits.max_running:
             return set()
@@ -397,7 +396,7 @@ class _Walk:
         if not record.keep:
             return
         if verdict is None or job.spec.depends_on:  # refused or waiting before a verdict
-            record.keep = record.keep and bool(record.verdict.kind) and not job.spec.depends_on
+            record.keep = bool(record.verdict.kind) and not job.spec.depends_on
             return
         if not record.verdict.kind:
             record.verdict = verdict
@@ -426,7 +425,7 @@ class _Walk:
         # Cohorts: kept when every walk of theirs is, nothing of theirs was decided,
         # and none of their jobs was looked at (the pass saw them as the book has them).
         touched = {group_of(job, self.state.queues) for job in jobs}
-        touched.update(self._group(name) for name in self.dirty or ())
+        touched.update(self.dirty_groups)
         touched.update(self._stopping)
         members: dict[tuple[str, str], list[str]] = {}
         for name, group in self.groups.items():
