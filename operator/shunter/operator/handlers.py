@@ -47,7 +47,7 @@ from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
 from shunter.operator.controller import EVENT_WORKERS, Controller
 from shunter.operator.estimating import Estimator
-from shunter.operator.leadership import LeaderElector
+from shunter.operator.leadership import ElectorThread, LeaderElector
 from shunter.operator.mirror import Mirror
 from shunter.operator.settings import Settings
 
@@ -124,8 +124,9 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     # This replica's name in the API server's audit log and in managedFields.
     writer = f"shunter-operator/{config.identity}"
     kube = Kube(connect(), user_agent=writer, field_manager=writer)
-    # The Lease has a connection of its own: a renewal never waits for a free
-    # connection behind a pool busy with a burst of writes (which could cost a loaded
+    # The Lease has a client, a connection and a thread of its own (ElectorThread): a
+    # renewal never waits for a free connection behind a pool busy with a burst of
+    # writes, nor for a loop busy with a pass over 60,000 jobs (either cost a loaded
     # leader its Lease), and it goes over a connection that is already open.
     lease_kube = Kube(connect(), connections=1, user_agent=writer, field_manager=writer)
     book = JobBook()
@@ -187,20 +188,22 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     memo.informers = informers
     for informer in informers:
         informer.start()
-    # Stopped in this order: the writers first, then the elector (which hands the
-    # Lease back only once nothing of this replica writes any more), then the mirror.
+    # Stopped in this order (see stop): the writers first, then the elector (which
+    # hands the Lease back only once nothing of this replica writes any more), then
+    # the mirror.
     memo.tasks = [
         asyncio.create_task(controller.run(), name="controller"),
         *(
             asyncio.create_task(controller.post_events(i), name=f"events-{i}")
             for i in range(EVENT_WORKERS)
         ),
-        asyncio.create_task(elector.run(), name="leader-election"),
-        asyncio.create_task(mirror.run(), name="mirror"),
     ]
     if controller.estimator is not None:
         acting = lambda: controller.synced() and controller.leader()  # noqa: E731
         memo.tasks.append(asyncio.create_task(controller.estimator.run(acting), name="estimates"))
+    memo.elector_thread = ElectorThread(elector, close=lease_kube.close)
+    memo.elector_thread.start()
+    memo.mirror_task = asyncio.create_task(mirror.run(), name="mirror")
     log.info(
         "shunter operator %s: max running %d, GPU budget %s, grace margin %ss, %s,"
         " lease %ss (renew %ss, deadline %ss)",
@@ -217,14 +220,19 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for task in memo.get("tasks", []):  # one after the other, in their order (see start)
+    for task in memo.get("tasks", []):  # the writers, one after the other
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    if "elector_thread" in memo:  # hands the Lease back once the writers have stopped
+        await memo.elector_thread.stop()
+    if "mirror_task" in memo:
+        memo.mirror_task.cancel()
+        await asyncio.gather(memo.mirror_task, return_exceptions=True)
     for informer in memo.get("informers", ()):
         await informer.stop()
     if "mirror" in memo:
         await memo.mirror.close()
-    for name in ("kube", "lease_kube"):
+    for name in ("kube",):  # lease_kube: closed by the elector's thread
         if name in memo:
             await memo[name].close()
 

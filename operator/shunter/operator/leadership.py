@@ -25,6 +25,11 @@ back at once (a restarted Pod keeps its name).
 
 The state machine is tested with a fake clock and a scripted store
 (tests/unit/operator/test_leadership.py); `Clock` and `LeaseStore` are its only inputs.
+
+The operator runs it on a thread of its own (`ElectorThread`), as client-go renews
+from a goroutine of its own: the controller's event loop can be busy for seconds (a
+pass over 60,000 jobs, a relist), and renewing from that loop lost the Lease at that
+scale, each loss making the next pass look at every job again (issue 26).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -49,6 +55,9 @@ class Timing:
     lease: int = 15  # leaseDurationSeconds, written to the Lease
     renew: float = 2.0  # between two attempts
     deadline: float = 10.0  # the holder stops acting when its last renew is this old
+    # Renewed from a thread of its own, the Lease would outlive a controller whose loop
+    # is stuck for good: no renew (nor take) once that loop has not run for this long.
+    stall: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.renew < self.deadline < self.lease:
@@ -56,6 +65,9 @@ class Timing:
                 f"leader election needs 0 < renew ({self.renew}) < renew deadline"
                 f" ({self.deadline}) < lease duration ({self.lease})"
             )
+        if self.stall <= self.deadline:
+            raise ValueError(f"the stall limit ({self.stall}) must exceed the renew"
+                             f" deadline ({self.deadline})")  # fmt: skip
 
     @property
     def fence(self) -> float:
@@ -99,6 +111,12 @@ class LeaderElector:
         self.clock: Clock = clock or SystemClock()
         self.on_change = on_change
         self.name = name
+        # Where the controller hears of changes and renewals: at once on one loop; the
+        # controller's loop, through call_soon_threadsafe, from ElectorThread.
+        self.dispatch: Callable[[Callable[[], None]], None] = lambda call: call()
+        # Whether the controller still runs (ElectorThread: its loop's heartbeat).
+        self.alive: Callable[[], bool] = lambda: True
+        self._stalled = False
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0  # monotonic: when the observed record was first seen
         self._sent: float | None = None  # monotonic: the last successful renew was sent
@@ -107,24 +125,29 @@ class LeaderElector:
 
     # -- what the controller asks --------------------------------------------------
 
+    # `_sent` is written by the elector's thread and read here once per question.
+
     @property
     def is_leader(self) -> bool:
-        return self._sent is not None and self.clock.monotonic() < self._sent + self.timing.deadline
+        sent = self._sent
+        return sent is not None and self.clock.monotonic() < sent + self.timing.deadline
 
     def write_budget(self) -> float | None:
         """Seconds a write starting now may take (None: not the leader, do not write)."""
-        if not self.is_leader:
+        sent, now = self._sent, self.clock.monotonic()
+        if sent is None or now >= sent + self.timing.deadline:
             return None
-        assert self._sent is not None
-        return self._sent + self.timing.fence - self.clock.monotonic()
+        return sent + self.timing.fence - now
 
     async def fresh(self) -> None:
         """Return when a write starting now has the budget of a recent renew: at once
         when the last renew is at most two renew periods old (or this replica does not
         lead: its writes are fenced anyway); else once the next renew has succeeded,
         or the deadline has passed. A long reconcile pass holds the event loop, and
-        this loop's renew with it: its writes would all be fenced without this."""
-        if self._sent is None or self.clock.monotonic() - self._sent <= 2 * self.timing.renew:
+        this loop's renew with it when both share the loop: its writes would all be
+        fenced without this."""
+        sent = self._sent
+        if sent is None or self.clock.monotonic() - sent <= 2 * self.timing.renew:
             return
         self._renewed.clear()
         with contextlib.suppress(TimeoutError):
@@ -134,7 +157,8 @@ class LeaderElector:
     @property
     def fence_end(self) -> float | None:
         """When the last write this replica may make must have ended (monotonic)."""
-        return None if self._sent is None else self._sent + self.timing.fence
+        sent = self._sent
+        return None if sent is None else sent + self.timing.fence
 
     # -- the loop ------------------------------------------------------------------
 
@@ -156,6 +180,13 @@ class LeaderElector:
 
     async def step(self) -> None:
         """One attempt: renew what we hold, or take the Lease if we may."""
+        if not self.alive():
+            if not self._stalled:
+                log.warning("%s: the controller's loop has not run for %.0fs: not renewing",
+                            self.name, self.timing.stall)  # fmt: skip
+            self._stalled = True
+            return
+        self._stalled = False
         mine = self._observed is not None and self._observed.holder == self.identity
         if mine and self._sent is not None:
             assert self._observed is not None
@@ -229,7 +260,7 @@ class LeaderElector:
     def _won(self, record: LeaseRecord, sent: float) -> None:
         self._observed, self._observed_at = record, self.clock.monotonic()
         self._sent = sent if self._sent is None else max(self._sent, sent)
-        self._renewed.set()
+        self.dispatch(self._renewed.set)
 
     def _call_seconds(self) -> float:
         """A call made while leading is useless after the deadline; otherwise the
@@ -256,4 +287,74 @@ class LeaderElector:
             self._reported = leader
             log.info("%s leadership of %s as %s",
                      "acquired" if leader else "lost", self.name, self.identity)  # fmt: skip
-            self.on_change(leader)
+            self.dispatch(lambda: self.on_change(leader))
+
+
+class ElectorThread:
+    """Runs a LeaderElector on a thread of its own, with an event loop of its own.
+
+    Only that thread changes the elector's state; the controller's loop reads `_sent`
+    (one float, read once per question: see LeaderElector.is_leader) and hears of
+    changes and renewals through call_soon_threadsafe. The store's client must be
+    used only by the elector (aiohttp binds a session to the loop that made it);
+    `close` closes it on that thread at the end.
+
+    A heartbeat on the controller's loop tells the elector it still runs: one stuck
+    for `timing.stall` seconds stops renewing, so a standby can take over.
+    """
+
+    def __init__(self, elector: LeaderElector, *, close: Callable[[], Awaitable[None]]) -> None:
+        self.elector = elector
+        self._close = close
+        self._beat = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._heart: asyncio.Task[None] | None = None
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        """Start from the controller's loop (it is where changes are delivered)."""
+        home = asyncio.get_running_loop()
+
+        def dispatch(call: Callable[[], None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the controller's loop has closed
+                home.call_soon_threadsafe(call)
+
+        stall = self.elector.timing.stall
+        self.elector.dispatch = dispatch
+        self.elector.alive = lambda: time.monotonic() - self._beat < stall
+        self._beat = time.monotonic()
+        self._heart = home.create_task(self._heartbeat(), name="leader-election-heartbeat")
+        self._thread = threading.Thread(target=self._main, name="leader-election", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    async def stop(self) -> None:
+        """Stop the elector (it hands the Lease back) and wait for its thread."""
+        if self._heart is not None:
+            self._heart.cancel()
+            await asyncio.gather(self._heart, return_exceptions=True)
+        if self._thread is None:
+            return
+        if self._loop is not None and self._task is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._task.cancel)
+        await asyncio.to_thread(self._thread.join)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._beat = time.monotonic()
+            await asyncio.sleep(min(1.0, self.elector.timing.renew))
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self.elector.run(), name="leader-election")
+        self._started.set()
+        try:
+            await asyncio.gather(self._task, return_exceptions=True)
+        finally:
+            await self._close()

@@ -385,3 +385,30 @@ async def test_fresh_waits_for_the_renew_a_long_hold_of_the_loop_delayed(world: 
     budget = a.write_budget()
     assert budget is not None
     assert budget > TIMING.fence - 0.6
+
+
+async def test_a_leader_whose_controller_is_stuck_stops_renewing_and_is_replaced(world: World):
+    """Renewed from a thread of its own (ElectorThread), the Lease must not outlive a
+    controller whose loop is stuck for good: once `alive` says so, no renew."""
+    a = world.add("a")
+    await world.run(0.5)
+    b = world.add("b")
+    await world.run(10.0)
+    stuck = True
+    a.alive = lambda: not stuck
+    stuck_at = world.clock.t
+    await world.run(stuck_at + 40.0)
+    lost = next(t for t, name, leader in world.changes if name == "a" and not leader)
+    taken = next(t for t, holder in world.takeovers if holder == "b")
+    assert lost <= stuck_at + TIMING.deadline + 0.1
+    assert lost < taken <= stuck_at + TIMING.lease + TIMING.renew
+    assert b.is_leader
+    # Running again, it stands by: it does not take the Lease back from b.
+    stuck = False
+    await world.run(world.clock.t + 40.0)
+    assert world.leaders() == ["b"]
+
+
+def test_the_stall_limit_must_exceed_the_renew_deadline():
+    with pytest.raises(ValueError, match="stall"):
+        Timing(lease=15, renew=2, deadline=10, stall=10)
