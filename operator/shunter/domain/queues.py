@@ -143,6 +143,20 @@ class QuotaUse:
             use.add(job)
         return use
 
+    def warm(self) -> QuotaUse:
+        """Work out what depends on the queues alone (each cohort's members, their
+        nominal GPUs, whether they share fairly) and the GPUs each cohort holds; add()
+        keeps the latter from then on, and copies share the rest."""
+        members: dict[str, list[QueueView]] = {}
+        for q in self.queues.values():
+            if q.cohort:
+                members.setdefault(q.cohort, []).append(q)
+        self._members = members
+        self._fair = {c: any(m.weight is not None for m in ms) for c, ms in members.items()}
+        self._nominal = {c: sum(m.gpu_quota or 0 for m in ms) for c, ms in members.items()}
+        self._held = {c: sum(self.gpus.get(m.name, 0) for m in ms) for c, ms in members.items()}
+        return self
+
     def copy(self) -> QuotaUse:
         held = dict(self._held) if self._held is not None else None
         return QuotaUse(self.queues, dict(self.running), dict(self.gpus), self._members,
@@ -170,13 +184,10 @@ class QuotaUse:
     def _cohort(self, queue: QueueView) -> list[QueueView]:
         if not queue.cohort:
             return []
-        members = self._members
-        if members is None:
-            members = self._members = {}
-            for q in self.queues.values():
-                if q.cohort:
-                    members.setdefault(q.cohort, []).append(q)
-        return members.get(queue.cohort, [])
+        if self._members is None:
+            self.warm()
+        assert self._members is not None
+        return self._members.get(queue.cohort, [])
 
     def members(self, queue: QueueView) -> list[QueueView]:
         """The queues of its cohort (itself among them); none without a cohort."""
@@ -188,9 +199,8 @@ class QuotaUse:
         if not queue.cohort:
             return False
         if self._fair is None:
-            self._cohort(queue)  # the members, by cohort
-            self._fair = {cohort: any(m.weight is not None for m in members)
-                          for cohort, members in (self._members or {}).items()}  # fmt: skip
+            self.warm()
+        assert self._fair is not None
         return self._fair.get(queue.cohort, False)
 
     def share(self, queue: QueueView, extra: int = 0) -> float:
@@ -257,10 +267,9 @@ class QuotaUse:
             return max(0, (queue.gpu_quota or 0) - self.gpus.get(queue.name, 0))
         assert queue.cohort is not None  # members are found by it
         if self._nominal is None or self._held is None:
-            self._nominal, self._held = {}, {}
-            for cohort, found in (self._members or {}).items():
-                self._nominal[cohort] = sum(m.gpu_quota or 0 for m in found)
-                self._held[cohort] = sum(self.gpus.get(m.name, 0) for m in found)
+            self.warm()
+        assert self._nominal is not None
+        assert self._held is not None
         return max(0, self._nominal[queue.cohort] - self._held[queue.cohort])
 
     def within_nominal(self, job: Job) -> bool:

@@ -47,6 +47,7 @@ from shunter.domain.capacity import NodeIndex
 from shunter.domain.claims import ClaimView
 from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import Entry, Ledger, Tenant
+from shunter.domain.holdings import Holdings
 from shunter.domain.model import Job, JobKey, JobStatus, PodView, revision
 from shunter.domain.nodes import NodeView, PodUsage
 from shunter.domain.ordering import fold, held_by
@@ -145,6 +146,9 @@ class JobBook:
         self.queue_versions: dict[str, int] = {}
         self.group_versions: dict[tuple[str, str], int] = {}
         self.structure = 0
+        # What the active jobs hold, kept as they change (shunter.domain.holdings);
+        # None: made again when a pass asks (the nodes or queues changed).
+        self._holdings: Holdings | None = None
 
     @classmethod
     def of(
@@ -245,7 +249,7 @@ class JobBook:
         self._assumed.pop(key, None)
         self._waiting.remove(key)
         self._lanes.remove(key)
-        self.active.pop(key, None)
+        self._inactive(key)
         if job is not None:
             self._unposition(job)
         self.dirty.discard(key)
@@ -298,8 +302,10 @@ class JobBook:
         self._lanes.put(job)
         if job.holds_slot:
             self.active[key] = job
+            if self._holdings is not None:
+                self._holdings.put(job, self.held_nodes(job))
         else:
-            self.active.pop(key, None)
+            self._inactive(key)
         if old is not None and old.spec.queue != job.spec.queue:
             self._unposition(old)
         if job.queued and job.status.queue_position is not None:
@@ -308,6 +314,41 @@ class JobBook:
             self._unposition(job)
         if mark:
             self.dirty.add(key)
+
+    def _inactive(self, key: JobKey) -> None:
+        if self.active.pop(key, None) is not None and self._holdings is not None:
+            self._holdings.remove(key)
+
+    def held_nodes(self, job: Job) -> tuple[str, ...]:
+        """The nodes an active job's Pods hold: its placement's, or for a job admitted
+        without one (by an earlier version), those its bound Pods were bound to."""
+        placement = job.status.placement
+        if len(placement) >= job.spec.nodes:
+            return placement[: job.spec.nodes]
+        bound = {pod.index: pod.node_name for pod in self.pods.get(job.key, {}).values()
+                 if pod.node_name}  # fmt: skip
+        found = []
+        for i in range(job.spec.nodes):
+            node = placement[i] if i < len(placement) else bound.get(i)
+            if node:
+                found.append(node)
+        return tuple(found)
+
+    def holdings(self) -> Holdings:
+        """What the active jobs and foreign Pods hold (a pass takes a copy)."""
+        if self._holdings is None:
+            self._holdings = Holdings.of(
+                self.node_index(), self.queues, self.foreign.values(),
+                ((job, self.held_nodes(job)) for job in self.active.values()),
+            )  # fmt: skip
+        return self._holdings
+
+    def _pods_moved(self, key: JobKey) -> None:
+        """An active job without a whole placement counts its bound Pods' nodes."""
+        job = self.active.get(key)
+        held = self._holdings
+        if held is not None and job is not None and len(job.status.placement) < job.spec.nodes:
+            held.put(job, self.held_nodes(job))
 
     @property
     def positioned(self) -> Iterator[JobKey]:
@@ -438,6 +479,7 @@ class JobBook:
             expected.pop(pod.name, None)
             if not expected:
                 del self._expected[key]
+        self._pods_moved(key)
         self.dirty.add(key)
 
     def remove_pod(self, pod: PodView) -> None:
@@ -447,6 +489,7 @@ class JobBook:
             del pods[pod.name]
             if not pods:
                 del self.pods[key]
+            self._pods_moved(key)
         self.dirty.add(key)
 
     def pods_of(self, job: Job) -> dict[int, PodView]:
@@ -480,13 +523,13 @@ class JobBook:
 
     def put_node(self, node: NodeView) -> None:
         if self.nodes.get(node.name) != node:  # a heartbeat alone changes no NodeView
-            self._node_index = None
+            self._node_index = self._holdings = None
             self.structure += 1
         self.nodes[node.name] = node
 
     def remove_node(self, node: NodeView) -> None:
         if self.nodes.pop(node.name, None) is not None:
-            self._node_index = None
+            self._node_index = self._holdings = None
             self.structure += 1
 
     def node_index(self) -> NodeIndex:
@@ -497,9 +540,13 @@ class JobBook:
 
     def put_foreign(self, usage: PodUsage) -> None:
         self.foreign[usage.uid] = usage
+        if self._holdings is not None:
+            self._holdings.put_foreign(usage)
 
     def remove_foreign(self, usage: PodUsage) -> None:
         self.foreign.pop(usage.uid, None)
+        if self._holdings is not None:
+            self._holdings.remove_foreign(usage.uid)
 
     def put_queue(self, queue: QueueView) -> None:
         """A queue as the watch shows it. Its status.usage replaces the usage kept
@@ -507,6 +554,7 @@ class JobBook:
         replica's own writes come back older than what it has since folded."""
         if self.queues.get(queue.name) != queue:  # status.usage alone is not compared
             self.structure += 1
+            self._holdings = None
         self.queues[queue.name] = queue
         seen = queue.usage
         if seen is None or seen.decayed_at is None:
@@ -529,6 +577,7 @@ class JobBook:
     def remove_queue(self, queue: QueueView) -> None:
         if self.queues.pop(queue.name, None) is not None:
             self.structure += 1
+            self._holdings = None
 
     def put_claim(self, claim: ClaimView) -> None:
         key = (claim.namespace, claim.name)

@@ -20,10 +20,15 @@ that stays the same as long as its queue's jobs, its queue's use and its cohort'
 idle GPUs do, the queues, Nodes and claims do, and no victim search could find one
 (`_Record`, `_Walk._replays`, checked when its head comes). A cohort all of whose
 walks were kept, and none of whose jobs changed since, is not looked at at all
-(`GroupMemo`, `_Walk._quiet`): a pass then costs what the changed cohorts cost, plus
-building the admission state. Anything else walks again; a pass over every job
-(`changed=None`, the periodic resync) walks every queue. `test_walk_memos` feeds the
-same histories to a pass with kept walks and one without, and compares them.
+(`GroupMemo`, `_Walk._quiet`): a pass then costs what the changed cohorts cost.
+Anything else walks again; a pass over every job (`changed=None`, the periodic
+resync) walks every queue. `test_walk_memos` feeds the same histories to a pass with
+kept walks and one without, and compares them.
+
+What the active jobs hold (slots, GPUs, each queue's use, each node's free resources,
+the jobs by victim group) is not counted again either: the book keeps it as jobs
+change (shunter.domain.holdings), a pass takes a copy (`admission_state`) and lays its
+decisions over the groups (`_Walk.overlay`); `test_holdings` compares it with a count.
 """
 
 from __future__ import annotations
@@ -34,8 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shunter.domain import arrays
-from shunter.domain.admission import AdmissionState, Usage, Verdict
-from shunter.domain.capacity import Capacity
+from shunter.domain.admission import AdmissionState, Verdict
 from shunter.domain.claims import Claimant, judge_claim
 from shunter.domain.dependencies import Outcome
 from shunter.domain.dependencies import judge as judge_dependencies
@@ -46,13 +50,11 @@ from shunter.domain.queues import (
     BEST_EFFORT_FIFO,
     LOWER_PRIORITY,
     QueueView,
-    QuotaUse,
     group_of,
     max_grace,
     queue_group,
     queue_of,
 )
-from shunter.domain.victims import Grouped
 from shunter.operator.book import GroupMemo, JobBook, WalkMemo
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.lifecycle import Context, Refusal, reconcile_job, still_waiting
@@ -79,20 +81,8 @@ def _changed(job: Job, decision: Decision) -> bool:
 
 
 def admission_state(book: JobBook, rules: Rules) -> AdmissionState:
-    active = list(book.active.values())
-    bound = {
-        (str(key), pod.index): pod.node_name
-        for key in book.active
-        for pod in book.pods.get(key, {}).values()
-        if pod.node_name
-    }
-    return AdmissionState(
-        limits=rules.limits,
-        usage=Usage.of(active),
-        quota=QuotaUse.of(book.queues, active),
-        capacity=Capacity.build(book.node_index(), book.foreign.values(), active, bound),
-        queues=book.queues,
-    )
+    """What the active jobs hold, as the book keeps it, for a pass to consume."""
+    return book.holdings().state(rules.limits)
 
 
 def plan_pass(
@@ -247,15 +237,14 @@ class _Walk:
         # of it may preempt or take the time slice of (the victim searches look at
         # no other: shunter.domain.victims.candidates, preemption.choose_fair and
         # time_slice).
-        self.active = []
-        for job in book.active.values():
-            decision = decided.get(job.key)
-            if decision is not None:
-                if not (decision.status.phase and decision.status.phase.holds_slot):
-                    continue
-                job = replace(job, status=decision.status)
-            self.active.append(job)
-        self.grouped = Grouped.of(self.active, self.state.queues)
+        # This pass's decisions about active jobs (None: it holds nothing any more).
+        self.overlay: dict[JobKey, Job | None] = {}
+        for key, decision in decided.items():
+            job = book.active.get(key)
+            if job is not None:
+                holds = decision.status.phase is not None and decision.status.phase.holds_slot
+                self.overlay[key] = replace(job, status=decision.status) if holds else None
+        self.grouped = book.holdings().grouped(self.overlay)
         self._stopping = {group_of(job, self.state.queues) for job in self.grouped.stopping}
 
     def _near(self, job: Job) -> Sequence[Job]:
@@ -467,13 +456,21 @@ class _Walk:
             return True
         if self._lowest is None:
             self._lowest = {}
-            for job in self.active:
+            for job in self._active():
                 if job.phase in (Phase.STARTING, Phase.RUNNING) and not job.spec.cancelled:
                     now = self._lowest.get(job.spec.queue)
                     if now is None or job.spec.priority < now:
                         self._lowest[job.spec.queue] = job.spec.priority
         lowest = self._lowest.get(queue.name)
         return lowest is None or lowest >= head.spec.priority
+
+    def _active(self) -> Iterator[Job]:
+        """The jobs holding a slot after this pass's decisions so far."""
+        overlay = self.overlay
+        for key, job in self.book.active.items():
+            found = overlay.get(key, job)
+            if found is not None:
+                yield found
 
     def _beyond(self) -> str:
         """The message of a queued job further back than the exact positions."""
