@@ -133,22 +133,27 @@ def candidates(preemptor: Job, active: Iterable[Job], state: AdmissionState, *, 
     same = queue.preemption == LOWER_PRIORITY
     reclaim = queue.cohort is not None and state.quota.within_nominal(preemptor)
     found = []
+    # Per queue of the jobs looked at: whether the preemptor may reclaim from it (its
+    # cohort's, borrowing). A search looks at every running job of a cohort.
+    borrowing: dict[str, bool] = {}
     for job in active:
         if job.phase not in (Phase.STARTING, Phase.RUNNING) or job.spec.cancelled:
             continue
-        if protected(job):
+        name = job.spec.queue
+        if name == preemptor.spec.queue:
+            if not same or job.spec.priority >= preemptor.spec.priority:
+                continue
+        elif not reclaim:
             continue
-        if job.spec.queue == preemptor.spec.queue:
-            if same and job.spec.priority < preemptor.spec.priority:
-                found.append(job)
-            continue
-        other = queue_of(job.spec.queue, state.queues)
-        if (
-            reclaim
-            and other is not None
-            and other.cohort == queue.cohort
-            and (state.quota.borrowed(other.name) > 0)
-        ):
+        else:
+            may = borrowing.get(name)
+            if may is None:
+                other = queue_of(name, state.queues)
+                may = borrowing[name] = (other is not None and other.cohort == queue.cohort
+                                         and state.quota.borrowed(other.name) > 0)  # fmt: skip
+            if not may:
+                continue
+        if not protected(job):
             found.append(job)
     found.sort(key=todays_order(now))
     return found
@@ -159,6 +164,13 @@ def choose(preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now:
            stopping: Sequence[Job] | None = None) -> Preemption | None:  # fmt: skip
     """Victims that let the preemptor start, or None if preemption cannot help.
     (`stopping`: trial_state's.)"""
+    if stopping is not None and not stopping:
+        # Nothing is being stopped: the trial would be the state itself, where the
+        # preemptor does not fit (or it would not be searching), and with no candidate
+        # the answer is None whatever it is; finding none is the common case.
+        found = candidates(preemptor, active, state, now=now, protected=protected)
+        if not found:
+            return None
     trial, stopping_for, fits = trial_state(preemptor, state, active, now=now, stopping=stopping)
     if fits:
         return Preemption((), stopping_for) if stopping_for else None
