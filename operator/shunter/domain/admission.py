@@ -127,6 +127,10 @@ class QueueOrder:
         """The GPUs the waiting jobs of the queue ask for together."""
         return sum(gpus * count for gpus, count in self._sizes.get(queue, {}).items())
 
+    def first(self, queue: str) -> JobKey | None:
+        entries = self._queues.get(queue)
+        return entries[0][1] if entries else None
+
     def keys(self, queue: str | None = None) -> Iterator[JobKey]:
         """In admission order: of one queue, or of all queues merged."""
         if queue is not None:

@@ -109,6 +109,8 @@ class JobBook:
         self.active: dict[JobKey, Job] = {}
         # The queued jobs whose status shows an exact position, per queue.
         self.positioned_in: dict[str, set[JobKey]] = {}
+        # The jobs whose status shows a start-time estimate (shunter.operator.estimating).
+        self.estimated: set[JobKey] = set()
         self.dirty: set[JobKey] = set()
         self.max_sequence = 0
         self.nodes: dict[str, NodeView] = {}
@@ -243,6 +245,7 @@ class JobBook:
         if job is not None:
             self._moved(job)
         self.jobs.pop(key, None)
+        self.estimated.discard(key)
         self.arrays.discard(key)
         self._name_run(key, None)
         self._written.pop(key, None)
@@ -285,6 +288,10 @@ class JobBook:
                 self._moved(old)
             self._moved(job)
         self.jobs[key] = job
+        if job.status.estimated_start or job.status.estimated_range:
+            self.estimated.add(key)
+        else:
+            self.estimated.discard(key)
         if not assumed:
             self._name_run(key, job)
         self.gone.pop(key, None)
@@ -446,6 +453,11 @@ class JobBook:
         """Queued, not cancelled or suspended jobs in admission order (of one queue, or
         of all queues merged)."""
         return (self.jobs[key] for key in self._waiting.keys(queue))
+
+    def first_waiting(self, queue: str) -> Job | None:
+        """The first of `waiting(queue)`."""
+        key = self._waiting.first(queue)
+        return None if key is None else self.jobs[key]
 
     def lanes(self, queue: str) -> Mapping[Tenant, list[Entry]]:
         """A queue's waiting jobs per tenant (namespace, user), each in admission order."""

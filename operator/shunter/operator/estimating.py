@@ -138,11 +138,10 @@ class Estimator:
             for job in positioned(self.book, limit=self.settings.rules.exact_positions)
         }
         # Whoever else shows one (fell behind, suspended, cancelled, or written by an
-        # earlier leader) loses it: a look at every job's status, no write for most.
-        for job in self.book.jobs.values():
-            s = job.status
-            if job.key not in shown and (s.estimated_start or s.estimated_range):
-                shown[job.key] = None
+        # earlier leader) loses it (the book keeps who shows one).
+        for key in self.book.estimated:
+            if key not in shown:
+                shown[key] = None
         writes = []
         for key, estimate in shown.items():
             found = self.book.jobs.get(key)

@@ -34,6 +34,7 @@ decisions over the groups (`_Walk.overlay`); `test_holdings` compares it with a 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -254,7 +255,9 @@ class _Walk:
         seen: set[JobKey] = set()
         # The heads of all queues, merged in order: each job is taken in its queue's
         # state (position, blocked); a queue that is done contributes no more jobs.
-        heap: list[tuple[MergeKey, str, Job, Iterator[Job]]] = []
+        # (Each queue's iterator past its head is made only when its walk goes on: most
+        # walks end at their head, kept from before.)
+        heap: list[tuple[MergeKey, str, Job, Iterator[Job] | None]] = []
         states: dict[str, _QueueWalk] = {}
         held = self.book.held() if any(q.half_life for q in self.book.queues.values()) else {}
         self.sharing = Sharing(self.book.usage, held)
@@ -267,8 +270,12 @@ class _Walk:
                 self.wakes.update(self.book.walks[name].wakes)
                 continue
             queue = queue_of(name, self.state.queues)
-            jobs = self._waiting(name, queue)
-            first = next(jobs, None)
+            jobs: Iterator[Job] | None = None
+            if queue is None or not queue.half_life:
+                first = self.book.first_waiting(name)
+            else:
+                jobs = self._waiting(name, queue)
+                first = next(jobs, None)
             if first is not None:
                 states[name] = _QueueWalk(queue is not None and queue.strategy == BEST_EFFORT_FIFO)
                 heap.append((self._key(first), name, first, jobs))
@@ -288,6 +295,8 @@ class _Walk:
                 seen.add(job.key)
                 yield decided
             if not walk.done:
+                if rest is None:
+                    rest = itertools.islice(self.book.waiting(name), 1, None)
                 following = next(rest, None)
                 if following is not None:
                     heapq.heappush(heap, (self._key(following), name, following, rest))

@@ -164,3 +164,21 @@ def test_what_moves_the_versions_kept_walks_are_checked_against():
     before = versions()
     book.put_queue(QueueView("q", cohort="c", gpu_quota=8))
     assert versions()[3] > before[3]
+
+
+def test_the_book_knows_which_jobs_show_an_estimate() -> None:
+    """The estimates' writer takes an estimate away from every job that shows one and
+    should not (shunter.operator.estimating.Estimator.write): the book keeps who shows
+    one, so that is not a look at every job's status."""
+    job = a_training_job("a").job()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    shown = replace(job, status=replace(job.status, estimated_start=at))
+    book = JobBook.of([job, a_training_job("b").job()])
+    assert book.estimated == set()
+    book.put_job(shown)
+    assert book.estimated == {job.key}
+    book.put_job(job)  # written without it
+    assert book.estimated == set()
+    book.put_job(shown)
+    book.remove_job(job.key)
+    assert book.estimated == set()
