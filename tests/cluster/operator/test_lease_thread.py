@@ -6,9 +6,10 @@ it, issue 26); a loop stuck past the stall limit gives it up to a standby."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,20 @@ async def _until(condition: Callable[[], bool], seconds: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds}s: {what}")
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _leading(kubeconfig: Path, namespace: str, identity: str, timing: Timing,
+                   changes: list[bool]) -> AsyncIterator[LeaderElector]:  # fmt: skip
+    """An elector on its thread, as the operator runs it, once it holds the Lease."""
+    elector, kube = _elector(kubeconfig, namespace, identity, timing, changes)
+    thread = ElectorThread(elector, close=kube.close)
+    thread.start()
+    try:
+        await _until(lambda: elector.is_leader, 10, "the Lease taken")
+        yield elector
+    finally:
+        await thread.stop()
 
 
 def _hold_the_loop(seconds: float) -> None:
@@ -80,11 +95,7 @@ def standby(kubeconfig: Path, namespace: str) -> Iterator[Callable[[Timing], Lea
 async def test_a_busy_controller_loop_keeps_the_lease(kubeconfig: Path, namespace: str) -> None:
     timing = Timing(lease=6, renew=1.0, deadline=3.0, stall=30.0)
     changes: list[bool] = []
-    elector, kube = _elector(kubeconfig, namespace, "busy", timing, changes)
-    thread = ElectorThread(elector, close=kube.close)
-    thread.start()
-    try:
-        await _until(lambda: elector.is_leader, 10, "the Lease taken")
+    async with _leading(kubeconfig, namespace, "busy", timing, changes) as elector:
         before = await _read(kubeconfig, namespace)
         assert before.holder == "busy"
         _hold_the_loop(2 * timing.deadline)  # past the renew deadline
@@ -99,8 +110,6 @@ async def test_a_busy_controller_loop_keeps_the_lease(kubeconfig: Path, namespac
         assert after.renewed_at > before.renewed_at  # renewed during the hold
         await asyncio.sleep(0.1)  # the changes reach this loop
         assert changes == [True]  # acquired once, never lost
-    finally:
-        await thread.stop()
     released = await _read(kubeconfig, namespace)
     assert released.holder == ""
 
@@ -110,11 +119,7 @@ async def test_a_stuck_controller_loop_gives_the_lease_to_a_standby(
 ) -> None:
     timing = Timing(lease=4, renew=0.5, deadline=2.0, stall=3.0)
     changes: list[bool] = []
-    elector, kube = _elector(kubeconfig, namespace, "stuck", timing, changes)
-    thread = ElectorThread(elector, close=kube.close)
-    thread.start()
-    try:
-        await _until(lambda: elector.is_leader, 10, "the Lease taken")
+    async with _leading(kubeconfig, namespace, "stuck", timing, changes) as elector:
         other = standby(timing)
         # Stuck past the stall limit, then past the deadline and a whole lease.
         _hold_the_loop(timing.stall + timing.lease + 2 * timing.renew + 1.0)
@@ -126,5 +131,3 @@ async def test_a_stuck_controller_loop_gives_the_lease_to_a_standby(
         assert not elector.is_leader
         assert other.is_leader
         assert changes == [True, False]
-    finally:
-        await thread.stop()
