@@ -18,7 +18,7 @@ tests compare them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shunter.domain.admission import AdmissionState, Limits, Usage
@@ -90,10 +90,9 @@ class Holdings:
         self._count(share, 1)
         if old is not None and old.group != group:  # another queue, another group
             self._leave(old)
-            members = self.groups.setdefault(group, {})
-            members[job.key] = job
-            order_of = self.shares
-            self.groups[group] = dict(sorted(members.items(), key=lambda kv: order_of[kv[0]].order))
+            members = {**self.groups.get(group, {}), job.key: job}
+            self.groups[group] = dict(sorted(members.items(),
+                                             key=lambda kv: self.shares[kv[0]].order))  # fmt: skip
         else:
             self.groups.setdefault(group, {})[job.key] = job
         self._lists.pop(group, None)
@@ -133,8 +132,7 @@ class Holdings:
 
     def state(self, limits: Limits) -> AdmissionState:
         """A copy a pass may consume (admissions take from it, stops give back)."""
-        touched = {node for node, count in self.holders.items() if count}
-        capacity = Capacity(self.index, dict(self.free), touched)
+        capacity = Capacity(self.index, dict(self.free), set(self.holders))  # no zero counts
         usage = Usage(self.running, self.gpus, dict(self.by_namespace))
         return AdmissionState(limits, usage, self.quota.copy(), capacity, self.queues)
 
@@ -225,7 +223,7 @@ class _Groups(Mapping[Group, Sequence[Job]]):
         self._made[group] = members
         return members
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Group]:
         return iter(self.holdings.groups)
 
     def __len__(self) -> int:

@@ -164,6 +164,7 @@ def choose(preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now:
            stopping: Sequence[Job] | None = None) -> Preemption | None:  # fmt: skip
     """Victims that let the preemptor start, or None if preemption cannot help.
     (`stopping`: trial_state's.)"""
+    found: list[Job] | None = None
     if stopping is not None and not stopping:
         # Nothing is being stopped: the trial would be the state itself, where the
         # preemptor does not fit (or it would not be searching), and with no candidate
@@ -174,7 +175,8 @@ def choose(preemptor: Job, state: AdmissionState, *, active: Sequence[Job], now:
     trial, stopping_for, fits = trial_state(preemptor, state, active, now=now, stopping=stopping)
     if fits:
         return Preemption((), stopping_for) if stopping_for else None
-    found = candidates(preemptor, active, state, now=now, protected=protected)
+    if found is None:  # (candidates read the state, not the trial)
+        found = candidates(preemptor, active, state, now=now, protected=protected)
     if not found or not admits(preemptor, trial, found, now=now):
         return None  # even every candidate would not be enough
     if aware and any(reports(j) for j in found):

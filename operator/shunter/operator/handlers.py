@@ -184,7 +184,6 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     controller.fresh = elector.fresh
     controller.synced = lambda: all(i.synced.is_set() for i in informers)
     memo.kube, memo.mirror, memo.controller, memo.elector = kube, mirror, controller, elector
-    memo.lease_kube = lease_kube
     memo.informers = informers
     for informer in informers:
         informer.start()
@@ -232,9 +231,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await informer.stop()
     if "mirror" in memo:
         await memo.mirror.close()
-    for name in ("kube",):  # lease_kube: closed by the elector's thread
-        if name in memo:
-            await memo[name].close()
+    if "kube" in memo:  # (the Lease's client is closed by the elector's thread)
+        await memo.kube.close()
 
 
 @kopf.on.probe(id="controller_idle_seconds")

@@ -233,12 +233,11 @@ class _Walk:
         self.sharing = Sharing(book.usage, {})
         # Cohorts whose idle quota is held for a head that did not fit.
         self.holds = CohortHolds(state.quota, state.queues)
-        # The jobs holding a slot after this pass's decisions so far; those being
-        # stopped for others; and, per cohort (or queue without one), the jobs a head
-        # of it may preempt or take the time slice of (the victim searches look at
-        # no other: shunter.domain.victims.candidates, preemption.choose_fair and
-        # time_slice).
-        # This pass's decisions about active jobs (None: it holds nothing any more).
+        # This pass's decisions about active jobs (None: it holds nothing any more),
+        # laid over what the book keeps of them (`_active`, and `grouped`: those being
+        # stopped for others, and per cohort, or queue without one, the jobs a head of
+        # it may preempt or take the time slice of; the victim searches look at no
+        # other: shunter.domain.victims.candidates, preemption.choose_fair, time_slice).
         self.overlay: dict[JobKey, Job | None] = {}
         for key, decision in decided.items():
             job = book.active.get(key)
