@@ -104,6 +104,8 @@ class Informer(Generic[K, T]):
         self.comparable = True
         self.synced = asyncio.Event()
         self._seen = 0  # the highest resourceVersion applied, as a number
+        # While a list is read: the keys offered meanwhile (checked again at its end).
+        self._offered_while_listing: set[K] | None = None
         self._version_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._key_waiters: dict[K, list[_Waiter[T]]] = {}
         self._subscribers: set[asyncio.Event] = set()
@@ -226,33 +228,51 @@ class Informer(Generic[K, T]):
         if current is not None and (self._revision_of(current) or 0) >= wanted:
             return True
         self._apply("ADDED" if current is None else "MODIFIED", obj)
+        if self._offered_while_listing is not None:
+            self._offered_while_listing.add(self._key(obj))
         return True
 
     # -- feeding -----------------------------------------------------------------
 
     async def _relist(self) -> None:
-        items: list[Body] = []
-        token: str | None = None
-        while True:
-            page = await self.kube.list(
-                self.resource, namespace=self.namespace, limit=LIST_PAGE,
-                continue_token=token, label_selector=self._label_selector,
-                field_selector=self._field_selector,
-            )  # fmt: skip
-            items.extend(page.get("items") or ())
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                break
-        resource_version = str(page["metadata"]["resourceVersion"])
+        """List every page, parsing each as it comes: the raw objects of one page are
+        held at a time, not the whole list's (60,000 raw TrainingJobs are several
+        times the size of what the cache keeps of them)."""
         fresh: dict[K, T] = {}
-        for i, body in enumerate(items):
-            if i and not i % YIELD_EVERY:
-                await asyncio.sleep(0)  # a long list must not hold the loop (the Lease's renew)
-            obj = self._parse(body)
-            key = self._key(obj)
-            # A writer's offer newer than the list stays (the watch brings it again).
-            kept = self.store.get(key)
-            fresh[key] = kept if kept is not None and self._offered_ahead(kept, obj) else obj
+        token: str | None = None
+        offered: set[K] = set()
+        self._offered_while_listing = offered
+        try:
+            while True:
+                page = await self.kube.list(
+                    self.resource, namespace=self.namespace, limit=LIST_PAGE,
+                    continue_token=token, label_selector=self._label_selector,
+                    field_selector=self._field_selector,
+                )  # fmt: skip
+                for i, body in enumerate(page.get("items") or ()):
+                    if i and not i % YIELD_EVERY:
+                        await asyncio.sleep(
+                            0
+                        )  # a long list must not hold the loop (the Lease's renew)
+                    obj = self._parse(body)
+                    key = self._key(obj)
+                    # A writer's offer newer than the list stays (the watch brings it again).
+                    kept = self.store.get(key)
+                    fresh[key] = (
+                        kept if kept is not None and self._offered_ahead(kept, obj) else obj
+                    )
+                metadata = page.get("metadata") or {}
+                token = metadata.get("continue")
+                if not token:
+                    break
+                page = {}  # its raw objects go before the next page comes
+        finally:
+            self._offered_while_listing = None
+        for key in offered:  # after its page was read
+            kept, listed = self.store.get(key), fresh.get(key)
+            if kept is not None and listed is not None and self._offered_ahead(kept, listed):
+                fresh[key] = kept
+        resource_version = str(metadata["resourceVersion"])
         gone = [k for k in self.store if k not in fresh]
         old, self.store = self.store, fresh
         self._changed()

@@ -234,3 +234,54 @@ async def test_a_long_list_lets_other_tasks_run_while_it_is_applied():
     assert len(applied) == 1200
     between = seen[applied[0] : applied[-1]]
     assert "tick" in between, "the list held the loop from its first object to its last"
+
+
+class PagedKube:
+    """A list in two pages; while the second is asked for, `between` runs (a writer's
+    answer arriving then: a real server cannot be made to answer there on demand)."""
+
+    def __init__(self, between: Any) -> None:
+        self.between = between
+        self.tokens: list[str | None] = []
+
+    async def list(self, *_: Any, continue_token: str | None = None, **__: Any) -> dict[str, Any]:
+        self.tokens.append(continue_token)
+        if continue_token is None:
+            return {"metadata": {"resourceVersion": "100", "continue": "page-2"},
+                    "items": [body("p1", 40), body("p2", 41)]}  # fmt: skip
+        self.between()
+        return {"metadata": {"resourceVersion": "100"}, "items": [body("p3", 42), body("p4", 43)]}
+
+    async def watch(self, *_: Any, **__: Any) -> AsyncIterator[tuple[str, Any]]:
+        await asyncio.sleep(3600)
+        yield "BOOKMARK", {"metadata": {"resourceVersion": "100"}}
+
+
+async def test_a_list_is_read_page_by_page_and_keeps_an_offer_made_between_its_pages():
+    # Each page is parsed as it comes (the raw objects of a large list are not all
+    # held at once); a writer's answer that arrives after its object's page was read
+    # is newer than the list's copy and stays, as one arriving before it does.
+    informer: Informer[JobKey, Job]
+
+    def answers() -> None:
+        assert version_of(informer, "p1") is None  # the store is swapped at the end
+        assert informer.offer(Job.parse(body("p1", 120, "cancelling")))  # page 1: read
+        assert informer.offer(Job.parse(body("p4", 121, "cancelling")))  # page 2: not yet
+
+    kube = PagedKube(answers)
+    informer = Informer(
+        kube,  # type: ignore[arg-type]
+        TRAINING_JOBS,
+        parse=Job.parse,
+        key=lambda j: j.key,
+        revision_of=lambda j: int(j.resource_version),
+    )
+    informer.start()
+    try:
+        async with asyncio.timeout(10):
+            await informer.synced.wait()
+    finally:
+        await informer.stop()
+    assert kube.tokens == [None, "page-2"]
+    assert {name: version_of(informer, name) for name in ("p1", "p2", "p3", "p4")} == {
+        "p1": "120", "p2": "41", "p3": "42", "p4": "121"}  # fmt: skip
