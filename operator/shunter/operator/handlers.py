@@ -43,6 +43,7 @@ from shunter.domain.scope import Scope
 from shunter.kube import Informer, Kube, connect
 from shunter.kube.leases import KubeLeaseStore
 from shunter.kube.resources import NODES, PODS, PVCS, TRAINING_JOBS, TRAINING_QUEUES
+from shunter.operator import memory
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
 from shunter.operator.controller import EVENT_WORKERS, Controller
@@ -197,6 +198,8 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
             for i in range(EVENT_WORKERS)
         ),
     ]
+    # glibc's free pages given back now and then (shunter.operator.memory).
+    memo.tasks.append(asyncio.create_task(memory.keep_trimmed(), name="trim"))
     if controller.estimator is not None:
         acting = lambda: controller.synced() and controller.leader()  # noqa: E731
         memo.tasks.append(asyncio.create_task(controller.estimator.run(acting), name="estimates"))

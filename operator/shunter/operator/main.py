@@ -6,7 +6,7 @@ Settings come from the environment (see shunter.operator.settings). kopf runs th
 process; shunter.kube does the Kubernetes work (shunter.operator.handlers says who
 does what). SIGTERM or SIGINT stops it; SIGUSR1 writes every asyncio task's stack to
 its log (what a stop or a pass that does not end is waiting for; py-spy shows only the
-threads).
+threads) and where its memory is (the C allocator's and Python's own).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from types import FrameType
 
 import kopf
 
-from shunter.operator import handlers
+from shunter.operator import handlers, memory
 from shunter.operator.settings import Settings, SettingsError
 
 
@@ -38,8 +38,9 @@ def kopf_settings() -> kopf.OperatorSettings:
 
 
 def dump_tasks(signum: int = signal.SIGUSR1, frame: FrameType | None = None) -> None:
-    """Every task of the running loop with its stack, to stdout (the log), and when
-    memory is traced (PYTHONTRACEMALLOC=1) its 40 largest allocation sites. A plain
+    """Every task of the running loop with its stack, to stdout (the log), then where
+    the process's memory is (shunter.operator.memory.summary), and when memory is
+    traced (PYTHONTRACEMALLOC=1) its 40 largest allocation sites. A plain
     signal handler: it runs in the main thread between two bytecodes, so it works
     while the loop itself is stuck or no longer reads its signal wake-up."""
     try:
@@ -53,6 +54,7 @@ def dump_tasks(signum: int = signal.SIGUSR1, frame: FrameType | None = None) -> 
                             f":{f.f_lineno})" for f in reversed(frames))  # fmt: skip
         out.append(f"{task.get_name()}: {where or task!r}")
     out.append("--- end of asyncio tasks ---")
+    out += ["--- process memory ---", *memory.summary(), "--- end of process memory ---"]
     if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=1: where the memory is, too
         top = tracemalloc.take_snapshot().statistics("lineno")
         out.append(f"--- memory: {sum(s.size for s in top) / 2**20:.1f} MiB traced, by line ---")
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shunter-operator: {exc}", file=sys.stderr)
         return 2
     assert handlers  # the import registers the handlers
+    memory.tune()
     signal.signal(signal.SIGUSR1, dump_tasks)
     asyncio.run(
         kopf.operator(

@@ -1,4 +1,5 @@
-"""The operator's SIGUSR1 dump: every asyncio task with the line it waits on."""
+"""The operator's SIGUSR1 dump: every asyncio task with the line it waits on, and
+where the process's memory is; glibc's allocator tuned and trimmed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import tracemalloc
 
 import pytest
 
+from shunter.operator import memory
 from shunter.operator.main import dump_tasks
 
 
@@ -35,12 +37,13 @@ def test_sigusr1_writes_each_task_and_where_it_waits(capsys: pytest.CaptureFixtu
     assert "--- asyncio tasks (2) on SIGUSR1 ---" in out
     (waiter,) = [line for line in out.splitlines() if line.startswith("the-waiter: ")]
     assert "_waits_on_an_event (test_main.py:" in waiter
-    assert out.rstrip().endswith("--- end of asyncio tasks ---")
+    assert "--- end of asyncio tasks ---\n--- process memory ---\nrss " in out
+    assert out.rstrip().endswith("--- end of process memory ---")
 
 
 def test_outside_a_loop_it_says_there_is_none(capsys: pytest.CaptureFixture[str]):
     dump_tasks()
-    assert capsys.readouterr().out == (
+    assert capsys.readouterr().out.startswith(
         "--- asyncio tasks (0) on SIGUSR1 ---\n--- end of asyncio tasks ---\n"
     )
 
@@ -60,3 +63,44 @@ def test_when_memory_is_traced_it_names_the_largest_allocation_sites(
     assert "test_main.py" in memory[1]  # the largest site is the line above
     assert memory[-1] == "--- end of memory ---"
     assert len(kept) == 256
+
+
+def _section(out: str) -> dict[str, str]:
+    """The process memory lines of a dump, by their first word."""
+    lines = out.split("--- process memory ---\n", 1)[1].split("--- end of process memory", 1)[0]
+    return {line.split(" ", 1)[0]: line for line in lines.splitlines()}
+
+
+def _mib(line: str, after: str) -> float:
+    return float(line.split(after, 1)[1].split()[0].rstrip(",;"))
+
+
+def test_the_dump_says_where_the_memory_is(capsys: pytest.CaptureFixture[str]):
+    dump_tasks()
+    before = _section(capsys.readouterr().out)
+    kept = [[i] for i in range(1_000_000)]  # about 100 MiB of small Python objects
+    dump_tasks()
+    after = _section(capsys.readouterr().out)
+    assert set(after) == {"rss", "glibc", "python"}
+    grown = _mib(after["python"], "objects ") - _mib(before["python"], "objects ")
+    assert 60 < grown < 200, (before, after)
+    assert len(kept) == 1_000_000
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_glibc_gives_back_the_free_pages_it_keeps_when_trimmed():
+    assert memory.tune()  # this is glibc (Debian, the chart's image)
+    # 100 MiB of 2 KiB blocks (above Python's small-object limit: glibc's heap), all
+    # freed but the last, which keeps the heap's top where it is: glibc keeps the
+    # rest until trimmed.
+    blocks = [bytearray(2048) for _ in range(50_000)]
+    last = blocks[-1]
+    del blocks
+    held = _rss_mib()
+    assert memory.trim()
+    assert held - _rss_mib() > 50
+    assert len(last) == 2048
