@@ -8,11 +8,12 @@ works on these and never on dicts. Times are timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Any, NewType, TypeVar, cast
 
 GROUP = "shunter.dev"
 VERSION = "v1alpha1"
@@ -124,6 +125,21 @@ def format_time(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_T = TypeVar("_T")
+
+
+def shared(value: _T) -> _T:
+    """One copy of a string many jobs repeat (a namespace, a queue, an image, a
+    waiting message): each parsed object would otherwise hold its own, decoded from
+    its JSON (60,000 jobs held 508,000 strings). Anything else (None, a number, a str
+    subclass such as a Phase) as it is."""
+    return cast(_T, sys.intern(cast(str, value))) if type(value) is str else value
+
+
+def _shared_all(values: Any) -> tuple[Any, ...]:
+    return tuple(shared(v) for v in values or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,18 +433,18 @@ class JobStatus:
         phase = raw.get("phase")
         return cls(
             phase=Phase(phase) if phase else None,
-            reason=raw.get("reason"),
-            message=raw.get("message"),
+            reason=shared(raw.get("reason")),
+            message=shared(raw.get("message")),
             sequence=raw.get("sequence"),
             queue_position=raw.get("queuePosition"),
             pod_name=raw.get("podName"),
-            node_name=raw.get("nodeName"),
+            node_name=shared(raw.get("nodeName")),
             exit_code=raw.get("exitCode"),
             admitted_at=parse_time(raw.get("admittedAt")),
             started_at=parse_time(raw.get("startedAt")),
             completed_at=parse_time(raw.get("completedAt")),
             termination=Termination.parse(raw.get("termination")),
-            placement=tuple(raw.get("placement") or ()),
+            placement=_shared_all(raw.get("placement")),
             pods_ready=int(raw.get("podsReady") or 0),
             attempts=int(raw.get("attempts") or 0),
             failures=int(raw.get("failures") or 0),
@@ -498,8 +514,8 @@ class EnvVar:
     def parse(cls, raw: Mapping[str, Any]) -> EnvVar:
         ref = (raw.get("valueFrom") or {}).get("secretKeyRef")
         if ref is None:
-            return cls(name=raw["name"], value=str(raw.get("value", "")))
-        return cls(name=raw["name"], secret=ref.get("name"), key=ref.get("key"),
+            return cls(name=shared(raw["name"]), value=shared(str(raw.get("value", ""))))
+        return cls(name=shared(raw["name"]), secret=ref.get("name"), key=ref.get("key"),
                    optional=ref.get("optional"))  # fmt: skip
 
     def to_raw(self) -> dict[str, Any]:
@@ -631,15 +647,15 @@ class JobSpec:
         checkpoint = raw.get("checkpoint") or {}
         pod_metadata = raw.get("podMetadata") or {}
         return cls(
-            image=str(raw.get("image", "")),
-            command=tuple(raw.get("command") or ()),
-            args=tuple(raw.get("args") or ()),
+            image=shared(str(raw.get("image", ""))),
+            command=_shared_all(raw.get("command")),
+            args=_shared_all(raw.get("args")),
             env=tuple(EnvVar.parse(e) for e in raw.get("env") or ()),
             gpus=int(raw.get("gpus", 1)),
-            cpu=raw.get("cpu"),
-            memory=raw.get("memory"),
+            cpu=shared(raw.get("cpu")),
+            memory=shared(raw.get("memory")),
             priority=int(raw.get("priority", 0)),
-            queue=str(raw.get("queue", "default")),
+            queue=shared(str(raw.get("queue", "default"))),
             max_runtime_seconds=raw.get("maxRuntimeSeconds"),
             termination_grace_period_seconds=int(raw.get("terminationGracePeriodSeconds", 30)),
             checkpoint_claim=checkpoint.get("claimName"),
@@ -717,7 +733,7 @@ class Job:
     def parse(cls, body: Mapping[str, Any]) -> Job:
         meta = body["metadata"]
         return cls(
-            key=JobKey(meta["namespace"], meta["name"]),
+            key=JobKey(shared(meta["namespace"]), meta["name"]),
             uid=Uid(meta["uid"]),
             resource_version=str(meta.get("resourceVersion", "")),
             created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
@@ -790,17 +806,17 @@ class PodView:
         conditions = {c.get("type"): c for c in status.get("conditions") or ()}
         scheduled = conditions.get("PodScheduled") or {}
         return cls(
-            namespace=meta["namespace"],
+            namespace=shared(meta["namespace"]),
             name=meta["name"],
             uid=meta.get("uid", ""),
             job_name=labels.get(JOB_NAME_LABEL, ""),
             job_uid=labels.get(JOB_UID_LABEL, ""),
-            phase=status.get("phase") or "Pending",
+            phase=shared(status.get("phase") or "Pending"),
             deleting=bool(meta.get("deletionTimestamp")),
-            node_name=(body.get("spec") or {}).get("nodeName"),
+            node_name=shared((body.get("spec") or {}).get("nodeName")),
             started_at=started_at,
             exit_code=exit_code,
-            reason=reason or status.get("reason"),
+            reason=shared(reason or status.get("reason")),
             message=message or status.get("message"),
             index=_int(labels.get(POD_INDEX_LABEL)),
             attempt=_int(labels.get(ATTEMPT_LABEL)),

@@ -32,6 +32,7 @@ from shunter.domain.model import (
     PodView,
     StopCause,
     TerminationStep,
+    shared,
 )
 from shunter.domain.podspec import build_objects, pod_names
 from shunter.operator.decisions import Decision, DeletePod, Event
@@ -93,7 +94,7 @@ def _stop_view(ctx: Context, **given: Any) -> StopView:
 
 
 def waiting_message(ctx: Context) -> str:
-    return ctx.waiting_message or f"Waiting in queue at position {ctx.queue_position}"
+    return ctx.waiting_message or shared(f"Waiting in queue at position {ctx.queue_position}")
 
 
 def still_waiting(job: Job, ctx: Context) -> bool:

@@ -44,7 +44,7 @@ from shunter.domain.admission import AdmissionState, Verdict
 from shunter.domain.claims import Claimant, judge_claim
 from shunter.domain.dependencies import Outcome
 from shunter.domain.dependencies import judge as judge_dependencies
-from shunter.domain.model import Job, JobKey, Phase
+from shunter.domain.model import Job, JobKey, Phase, shared
 from shunter.domain.ordering import LOOKAHEAD, CohortHolds, MergeKey, Sharing, merge_key
 from shunter.domain.podspec import claim_name
 from shunter.domain.queues import (
@@ -482,7 +482,7 @@ class _Walk:
 
     def _beyond(self) -> str:
         """The message of a queued job further back than the exact positions."""
-        return f"Waiting in queue (more than {self.rules.exact_positions} jobs ahead)"
+        return shared(f"Waiting in queue (more than {self.rules.exact_positions} jobs ahead)")
 
     def _waiting(self, name: str, queue: QueueView | None) -> Iterator[Job]:
         """A queue's waiting jobs in its order: admission order, or with admission
