@@ -395,7 +395,9 @@ class Mirror:
             if not batch:
                 return
             async with conn.transaction(), conn.cursor() as cursor:
-                await cursor.executemany(_UPSERT, [values(r) for r in batch.values()])
+                # Each row's parameters made as it is sent (a first sync of 60,000 jobs
+                # held them all at once: tens of MiB for a moment).
+                await cursor.executemany(_UPSERT, (values(r) for r in batch.values()))
                 if runs:
                     await cursor.executemany(_UPSERT_ATTEMPT, runs)
         # Everything runs on the event loop, so nothing was offered between the check
