@@ -8,7 +8,9 @@ numbered, twenty positions moved per admission). So a free slot goes to the olde
 urgent waiter first, then to the oldest of the others, and the others hold at most a
 part of the slots: an admission never queues behind a backlog of position updates,
 neither here nor in the API server. (A renumbering that waits here is replaced by the
-job's next decision, and the two are written as one.)
+job's next decision, and the two are written as one.) The controller plans its next
+pass only once few urgent writes wait (`short`): its decisions run at most that far
+ahead of what the API server has taken.
 
 A write waits as a `Ticket`: a place in the line that starts its work only when handed
 a slot. There can be tens of thousands of waiting writes (the first numbering of a
@@ -17,6 +19,7 @@ large submission), so none of them holds a task or a coroutine frame (about 2 KB
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 
@@ -66,6 +69,8 @@ class Gate:
         self._urgent: deque[Ticket] = deque()
         self._waiting_others: deque[Ticket] = deque()
         self._purge_at = {True: PURGE_FROM, False: PURGE_FROM}  # by urgency
+        # Those waiting for the urgent line to be at most so long (`short`).
+        self._short: list[tuple[int, asyncio.Future[None]]] = []
 
     def line(self, *, urgent: bool, start: Callable[[], None]) -> Ticket:
         """Start at once if a slot is free (and no one waits before), else wait in line
@@ -79,6 +84,24 @@ class Gate:
             self._queue(waiters, ticket, urgent=urgent)
             self._hand_out()  # the waiters ahead may all have left the line
         return ticket
+
+    @property
+    def urgent_waiting(self) -> int:
+        """Urgent writes waiting for a slot (not yet started)."""
+        return len(self._urgent)
+
+    async def short(self, most: int) -> None:
+        """Return once at most `most` urgent writes wait for a slot."""
+        if len(self._urgent) <= most:
+            return
+        future = asyncio.get_running_loop().create_future()
+        entry = (most, future)
+        self._short.append(entry)
+        try:
+            await future
+        finally:
+            if entry in self._short:
+                self._short.remove(entry)
 
     def release(self, *, urgent: bool) -> None:
         """Give back the slot a started ticket's work held."""
@@ -114,3 +137,8 @@ class Gate:
                 if not ticket.done():
                     self._take(urgent)
                     ticket.begin()
+        if self._short:
+            waiting = len(self._urgent)
+            for most, future in self._short:
+                if waiting <= most and not future.done():
+                    future.set_result(None)

@@ -10,7 +10,7 @@ import pytest
 
 from shunter.operator.actions import Actions
 from shunter.operator.book import JobBook
-from shunter.operator.controller import Controller
+from shunter.operator.controller import AHEAD, Controller
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.gate import Gate
 from shunter.operator.settings import Settings
@@ -74,3 +74,30 @@ def test_grounding_stops_a_flight_that_took_off_at_once_and_drops_those_in_line(
         return air.task.cancelled(), air.task.done(), len(controller._flights)
 
     assert asyncio.run(scenario()) == (True, True, 0)
+
+
+def test_the_next_pass_waits_while_many_urgent_writes_wait(monkeypatch: pytest.MonkeyPatch):
+    """Paced: with more than AHEAD urgent writes waiting for a slot, the loop's next
+    pass waits until half as many do; with AHEAD or fewer it goes at once."""
+    monkeypatch.setenv("SHUNTER_NAMESPACE", "ml")
+    controller = Controller(cast(Actions, None), JobBook(), Settings.from_env())
+
+    async def scenario() -> None:
+        gate = controller._gate = Gate(1)
+        gate.line(urgent=True, start=lambda: None)  # the one slot is taken
+        for _ in range(AHEAD):
+            gate.line(urgent=True, start=lambda: None)
+        await asyncio.wait_for(controller._caught_up(), 1)  # AHEAD wait: at once
+        gate.line(urgent=True, start=lambda: None)
+        pacing = asyncio.create_task(controller._caught_up())
+        await asyncio.sleep(0)  # it waits: AHEAD + 1 wait
+        assert not pacing.done()
+        while gate.urgent_waiting > AHEAD // 2 + 1:
+            gate.release(urgent=True)  # one lands, the next starts
+            await asyncio.sleep(0)
+            assert not pacing.done()
+        gate.release(urgent=True)
+        await asyncio.wait_for(pacing, 1)
+        assert gate.urgent_waiting == AHEAD // 2
+
+    asyncio.run(scenario())

@@ -156,3 +156,31 @@ def test_a_long_line_drops_those_who_left_it_and_keeps_the_order_of_the_others()
     length, started = asyncio.run(scenario())
     assert length < 5000 // 2  # rebuilt on the way (1,250 stayed in it)
     assert started == list(range(0, 5000, 4))
+
+
+def test_short_returns_once_few_enough_urgent_writes_wait():
+    """The controller's pacing: `short(n)` returns at once when at most n urgent writes
+    wait, otherwise when the line has come down to n; the others' line does not count."""
+
+    async def scenario() -> list[str]:
+        writes = _Writes(Gate(1))
+        writes.line("holder", urgent=True)
+        for i in range(4):
+            writes.line(f"u{i}", urgent=True)
+        for i in range(50):
+            writes.line(f"b{i}", urgent=False)
+        await asyncio.wait_for(writes.gate.short(4), 1)  # 4 wait: at once
+        assert writes.gate.urgent_waiting == 4
+        short = asyncio.create_task(writes.gate.short(1))
+        await asyncio.sleep(0)
+        assert not short.done()
+        writes.gate.release(urgent=True)  # the holder lands: u0 starts, 3 wait
+        writes.gate.release(urgent=True)  # u0 lands: u1 starts, 2 wait
+        await asyncio.sleep(0)
+        assert not short.done()
+        writes.gate.release(urgent=True)  # u1 lands: u2 starts, 1 waits
+        await asyncio.wait_for(short, 1)
+        assert writes.gate.urgent_waiting == 1
+        return writes.order
+
+    assert asyncio.run(scenario()) == ["holder", "u0", "u1", "u2"]
