@@ -192,6 +192,16 @@ async def test_without_a_revision_an_offer_is_declined_and_the_writer_waits():
     assert version_of(informer, "n") is None
 
 
+async def _listed(informer: Informer[JobKey, Job]) -> None:
+    """Start the informer, wait for its first list to be applied, stop it."""
+    informer.start()
+    try:
+        async with asyncio.timeout(10):
+            await informer.synced.wait()
+    finally:
+        await informer.stop()
+
+
 class LongListKube:
     """One list of 1,200 jobs in one page (what a real server pages is the same
     amount of work here), then a quiet watch."""
@@ -223,12 +233,9 @@ async def test_a_long_list_lets_other_tasks_run_while_it_is_applied():
             await asyncio.sleep(0)
 
     ticking = asyncio.create_task(ticker())
-    informer.start()
     try:
-        async with asyncio.timeout(10):
-            await informer.synced.wait()
+        await _listed(informer)
     finally:
-        await informer.stop()
         ticking.cancel()
     applied = [i for i, name in enumerate(seen) if name != "tick"]
     assert len(applied) == 1200
@@ -276,12 +283,7 @@ async def test_a_list_is_read_page_by_page_and_keeps_an_offer_made_between_its_p
         key=lambda j: j.key,
         revision_of=lambda j: int(j.resource_version),
     )
-    informer.start()
-    try:
-        async with asyncio.timeout(10):
-            await informer.synced.wait()
-    finally:
-        await informer.stop()
+    await _listed(informer)
     assert kube.tokens == [None, "page-2"]
     assert {name: version_of(informer, name) for name in ("p1", "p2", "p3", "p4")} == {
         "p1": "120", "p2": "41", "p3": "42", "p4": "121"}  # fmt: skip
