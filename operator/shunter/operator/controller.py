@@ -76,8 +76,11 @@ CONCURRENCY = 32
 # Of those, at most this many renumberings (shunter.operator.gate).
 RENUMBERINGS = 8
 # No pass while more urgent writes than this wait for a slot (Controller._caught_up),
-# unless they have for PACE_LIMIT (a safety net: the line always moves).
-AHEAD = 4 * CONCURRENCY
+# unless they have for PACE_LIMIT (a safety net: the line always moves). A pass
+# waiting also delays the cheap decisions (a finished job's slot): at 4x CONCURRENCY
+# the 1,000-job reaction bench freed slots 2.5x later (bench/RESULTS.md); at this
+# size only a backlog far beyond what a pass decides at once holds passes back.
+AHEAD = 32 * CONCURRENCY
 PACE_LIMIT = timedelta(seconds=10)
 Asker = Callable[[Collection[JobKey]], Awaitable[dict[JobKey, Upstream | Absent]]]
 EVENT_BACKLOG = 10_000
