@@ -203,9 +203,8 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     if controller.estimator is not None:
         acting = lambda: controller.synced() and controller.leader()  # noqa: E731
         memo.tasks.append(asyncio.create_task(controller.estimator.run(acting), name="estimates"))
-    memo.elector_thread = ElectorThread(elector, close=lease_kube.close)
-    memo.elector_thread.start()
-    memo.mirror_task = asyncio.create_task(mirror.run(), name="mirror")
+    # The banner first: the elector's thread logs from its first attempt on, and its
+    # "standing by" or "acquired" must follow the banner that names this replica.
     log.info(
         "shunter operator %s: max running %d, GPU budget %s, grace margin %ss, %s,"
         " lease %ss (renew %ss, deadline %ss)",
@@ -218,6 +217,9 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
         config.lease.renew,
         config.lease.deadline,
     )
+    memo.elector_thread = ElectorThread(elector, close=lease_kube.close)
+    memo.elector_thread.start()
+    memo.mirror_task = asyncio.create_task(mirror.run(), name="mirror")
 
 
 @kopf.on.cleanup()
