@@ -251,9 +251,8 @@ class Informer(Generic[K, T]):
                 )  # fmt: skip
                 for i, body in enumerate(page.get("items") or ()):
                     if i and not i % YIELD_EVERY:
-                        await asyncio.sleep(
-                            0
-                        )  # a long list must not hold the loop (the Lease's renew)
+                        # A long list must not hold the loop (the Lease's renew).
+                        await asyncio.sleep(0)
                     obj = self._parse(body)
                     key = self._key(obj)
                     # A writer's offer newer than the list stays (the watch brings it again).
