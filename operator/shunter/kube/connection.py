@@ -63,6 +63,7 @@ class Connection:
         # The proxy's own credentials travel in a header, not in the URL aiohttp is given.
         self.proxy: str | None = None
         self.proxy_headers: dict[str, str] = {}
+        self.proxy_url = proxy or None  # as given, its user and password included
         if proxy:
             self.proxy, self.proxy_headers = proxy_credentials(proxy)
         self.in_cluster = in_cluster
@@ -70,6 +71,15 @@ class Connection:
         self._insecure = insecure
         self._context: ssl.SSLContext | None = None
         self._context_for: tuple[bytes, bytes] | None = None
+
+    @property
+    def ca_data(self) -> bytes | None:
+        """The CA's certificates (PEM) the server is trusted by; None: the system's."""
+        return self._ca_data
+
+    @property
+    def insecure(self) -> bool:
+        return self._insecure
 
     async def access(self) -> Access:
         return await self._access_with(await self.credentials.current())

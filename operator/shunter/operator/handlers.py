@@ -40,7 +40,7 @@ from shunter.domain.nodes import BOUND_FIELD_SELECTOR, NodeView, PodUsage
 from shunter.domain.queues import QueueView
 from shunter.domain.reports import progress_only
 from shunter.domain.scope import Scope
-from shunter.kube import Informer, Kube, connect
+from shunter.kube import Connection, Informer, Kube, connect
 from shunter.kube.leases import KubeLeaseStore
 from shunter.kube.resources import NODES, PODS, PVCS, TRAINING_JOBS, TRAINING_QUEUES
 from shunter.operator import memory
@@ -56,10 +56,23 @@ log = logging.getLogger("shunter.operator")
 
 
 @kopf.on.login()
-async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # The credentials of kopf's own calls (the discovery at start); shunter.kube reads
-    # its own (shunter.kube.connection).
-    return kopf.login_via_client(**kwargs)
+async def login(**_: Any) -> kopf.ConnectionInfo:
+    """The credentials of kopf's own calls (the discovery at start), as shunter.kube
+    reads them (shunter.kube.connection): one reader of kubeconfigs, ServiceAccounts
+    and exec plugins, and no Kubernetes client library in the operator's process
+    (main.leave_out_client_libraries)."""
+    return await connection_info(connect())
+
+
+async def connection_info(connection: Connection) -> kopf.ConnectionInfo:
+    credential = await connection.credentials.current()
+    scheme, _, token = (credential.authorization or "").partition(" ")
+    chain, key = credential.certificate or (None, None)
+    return kopf.ConnectionInfo(
+        server=connection.server, ca_data=connection.ca_data, insecure=connection.insecure,
+        scheme=scheme or None, token=token or None, certificate_data=chain,
+        private_key_data=key, proxy_url=connection.proxy_url, expiration=credential.expires,
+    )  # fmt: skip
 
 
 def _on_job(book: JobBook, mirror: Mirror, controller: Controller, scope: Scope) -> Any:

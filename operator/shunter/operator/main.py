@@ -18,15 +18,36 @@ import signal
 import sys
 import tracemalloc
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import kopf
-
-from shunter.operator import handlers, memory
+from shunter.operator import memory
 from shunter.operator.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import kopf
+
+# Kubernetes client libraries kopf imports when they are installed, only to recognise
+# their objects and to offer logins through them. The operator passes kopf none of
+# their objects and logs kopf in itself (handlers.login): importing them would cost
+# the process about 16 MiB (`kubernetes`, in the image) and 51 MiB more
+# (`kubernetes_asyncio`, in a venv with the bench's packages), for nothing.
+CLIENT_LIBRARIES = ("kubernetes", "kubernetes_asyncio", "pykube")
+
+
+def leave_out_client_libraries() -> None:
+    """Make the client libraries unimportable in this process (an import of one
+    raises ImportError, which kopf takes as not installed), unless kopf or one of them
+    is already imported (a test's fork server that preloaded them all)."""
+    if "kopf" in sys.modules or any(name in sys.modules for name in CLIENT_LIBRARIES):
+        return
+    for name in CLIENT_LIBRARIES:
+        sys.modules[name] = None  # type: ignore[assignment]
 
 
 def kopf_settings() -> kopf.OperatorSettings:
     """kopf as this operator uses it: a process runner with no resources of its own."""
+    import kopf
+
     settings = kopf.OperatorSettings()
     settings.networking.request_timeout = 60  # its own calls: the API discovery at start
     # Serve the namespaces given (or the whole cluster) as they are: no watch of CRDs or
@@ -81,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"shunter-operator: {exc}", file=sys.stderr)
         return 2
+    leave_out_client_libraries()
+    import kopf
+
+    from shunter.operator import handlers
+
     assert handlers  # the import registers the handlers
     memory.tune()
     signal.signal(signal.SIGUSR1, dump_tasks)

@@ -1,11 +1,15 @@
 """The operator's SIGUSR1 dump: every asyncio task with the line it waits on, and
-where the process's memory is; glibc's allocator tuned and trimmed."""
+where the process's memory is; glibc's allocator tuned and trimmed; the process
+started without the Kubernetes client libraries kopf would import."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import tracemalloc
 
 import pytest
@@ -104,3 +108,42 @@ def test_glibc_gives_back_the_free_pages_it_keeps_when_trimmed():
     assert memory.trim()
     assert held - _rss_mib() > 50
     assert len(last) == 2048
+
+
+# main() in a process of its own, up to the point where kopf would take over (asyncio.run
+# is replaced by a report of what the process imported and what kopf found installed).
+_STARTED = """
+import asyncio, json, sys
+from shunter.operator import main
+
+def report(coroutine):
+    coroutine.close()
+    from kopf._cogs.helpers import thirdparty
+    print(json.dumps({
+        "imported": sorted(n for n, m in sys.modules.items() if m is not None and
+                           n.split(".")[0] in main.CLIENT_LIBRARIES),
+        "kopf_sees_kubernetes": thirdparty.V1ObjectMetaSync is not None,
+        "handlers": "shunter.operator.handlers" in sys.modules,
+    }))
+
+asyncio.run = report
+sys.exit(main.main([]))
+"""
+
+
+def _started(*, leave_out: bool) -> dict[str, object]:
+    code = _STARTED if leave_out else _STARTED.replace(
+        "from shunter.operator import main\n",
+        "from shunter.operator import main\nmain.leave_out_client_libraries = lambda: None\n",
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHUNTER_")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_operator_starts_without_the_kubernetes_client_libraries():
+    started = _started(leave_out=True)
+    assert started == {"imported": [], "kopf_sees_kubernetes": False, "handlers": True}
+    # What it leaves out: installed here, and imported by kopf otherwise.
+    assert "kubernetes" in _started(leave_out=False)["imported"]
