@@ -205,7 +205,7 @@ def _percentile(values: Sequence[float], p: float) -> float:
     return values[rank]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ends:
     """When an admitted job is expected to end (per scenario), and from what."""
 
@@ -247,7 +247,7 @@ def expected_end(job: Job, *, now: datetime, learned: Learned) -> Ends:
     return Ends(None, "unknown")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Estimate:
     """A queued job's estimated start and range; or none, with the reason."""
 
@@ -301,7 +301,7 @@ class Estimate:
         return abs((self.start - other.start).total_seconds()) > threshold * wait
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slot:
     """A job in one scenario of the plan: when it holds its GPUs, and where."""
 

@@ -38,7 +38,7 @@ def quantity(value: object, *, milli: bool = False) -> int:
     return int((amount * scale).to_integral_value(rounding="ROUND_CEILING"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resources:
     """GPUs, CPU millicores and memory bytes (allocatable, requested or free)."""
 

@@ -95,7 +95,7 @@ class _Written:
     base: Job  # the job as the watch last showed it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Assumed:
     uid: str
     status: JobStatus
