@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     assert handlers  # the import registers the handlers
     memory.tune()
+    memory.time_collections()
     signal.signal(signal.SIGUSR1, dump_tasks)
     asyncio.run(
         kopf.operator(

@@ -5,6 +5,7 @@ started without the Kubernetes client libraries kopf would import."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -108,6 +109,28 @@ def test_glibc_gives_back_the_free_pages_it_keeps_when_trimmed():
     assert memory.trim()
     assert held - _rss_mib() > 50
     assert len(last) == 2048
+
+
+def test_the_collectors_time_is_counted_by_generation():
+    clock = memory.CollectionClock()
+    gc.callbacks.append(clock)
+    try:
+        garbage = []
+        for _ in range(20_000):  # cycles only the collector frees
+            cycle: list[object] = []
+            cycle.append(cycle)
+            garbage.append(cycle)
+        del garbage, cycle
+        gc.collect()
+        gc.collect(0)
+    finally:
+        gc.callbacks.remove(clock)
+    assert clock.count[2] == 1
+    assert clock.count[0] >= 1
+    assert 0 < clock.longest[2] <= clock.seconds[2]
+    lines = clock.lines()
+    assert lines[0].startswith("gc generation 2: 1 collections, ")
+    assert [line.split(":")[0] for line in lines] == [f"gc generation {g}" for g in (2, 1, 0)]
 
 
 # main() in a process of its own, up to the point where kopf would take over (asyncio.run
