@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     assert handlers  # the import registers the handlers
     memory.tune()
+    memory.tune_collector()
     memory.time_collections()
     signal.signal(signal.SIGUSR1, dump_tasks)
     asyncio.run(

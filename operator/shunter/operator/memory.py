@@ -40,6 +40,15 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024
 TRIM_SECONDS = 30.0
 MIB = 2**20
+# The cyclic garbage collector's thresholds (Python's are 700, 10, 10). A young
+# collection every 700 net allocations promotes whatever lives across an await (a
+# write in flight, a pass's work waiting for the API server) to the oldest generation,
+# whose growth by a quarter starts a full collection, which walks every tracked object:
+# in the large-2000 run 42 full collections in the first five minutes, 19 s in all,
+# up to 1.5 s each with the event loop stopped. Collections of the young generations
+# every 50,000 and 1,000,000 net allocations let such objects die before they are
+# promoted (at most about 50,000 young objects wait for a collection).
+GC_THRESHOLDS = (50_000, 20, 10)
 
 
 @cache
@@ -72,6 +81,11 @@ def tune() -> bool:
     )
 
 
+def tune_collector() -> None:
+    """The collector's thresholds for a process holding millions of objects."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def trim() -> bool:
     """Give the heaps' free pages back to the system (True when some were)."""
     libc = _libc()
@@ -92,6 +106,7 @@ class CollectionClock:
 
     def __init__(self) -> None:
         self.count = [0, 0, 0]
+        self.collected = [0, 0, 0]  # unreachable objects freed (cyclic garbage)
         self.seconds = [0.0, 0.0, 0.0]
         self.longest = [0.0, 0.0, 0.0]
         self._started = 0.0
@@ -102,13 +117,14 @@ class CollectionClock:
             return
         took, generation = time.perf_counter() - self._started, info["generation"]
         self.count[generation] += 1
+        self.collected[generation] += info["collected"]
         self.seconds[generation] += took
         self.longest[generation] = max(self.longest[generation], took)
 
     def lines(self) -> list[str]:
         return [
             f"gc generation {g}: {self.count[g]} collections, {self.seconds[g]:.1f} s "
-            f"(longest {self.longest[g] * 1000:.0f} ms)"
+            f"(longest {self.longest[g] * 1000:.0f} ms), {self.collected[g]} objects freed"
             for g in (2, 1, 0)
         ]
 

@@ -128,6 +128,7 @@ def test_the_collectors_time_is_counted_by_generation():
     assert clock.count[2] == 1
     assert clock.count[0] >= 1
     assert 0 < clock.longest[2] <= clock.seconds[2]
+    assert sum(clock.collected) >= 20_000  # the cycles
     lines = clock.lines()
     assert lines[0].startswith("gc generation 2: 1 collections, ")
     assert [line.split(":")[0] for line in lines] == [f"gc generation {g}" for g in (2, 1, 0)]
@@ -136,7 +137,7 @@ def test_the_collectors_time_is_counted_by_generation():
 # main() in a process of its own, up to the point where kopf would take over (asyncio.run
 # is replaced by a report of what the process imported and what kopf found installed).
 _STARTED = """
-import asyncio, json, sys
+import asyncio, gc, json, sys
 from shunter.operator import main
 
 def report(coroutine):
@@ -147,6 +148,7 @@ def report(coroutine):
                            n.split(".")[0] in main.CLIENT_LIBRARIES),
         "kopf_sees_kubernetes": thirdparty.V1ObjectMetaSync is not None,
         "handlers": "shunter.operator.handlers" in sys.modules,
+        "gc_thresholds": list(gc.get_threshold()),
     }))
 
 asyncio.run = report
@@ -165,8 +167,9 @@ def _started(*, leave_out: bool) -> dict[str, object]:
     return dict(json.loads(done.stdout.splitlines()[-1]))
 
 
-def test_the_operator_starts_without_the_kubernetes_client_libraries():
+def test_the_operator_starts_without_the_kubernetes_client_libraries_and_with_its_gc_thresholds():
     started = _started(leave_out=True)
-    assert started == {"imported": [], "kopf_sees_kubernetes": False, "handlers": True}
+    assert started == {"imported": [], "kopf_sees_kubernetes": False, "handlers": True,
+                       "gc_thresholds": list(memory.GC_THRESHOLDS)}  # fmt: skip
     # What it leaves out: installed here, and imported by kopf otherwise.
     assert "kubernetes" in _started(leave_out=False)["imported"]
