@@ -94,6 +94,12 @@ class HeldSeat:
             f"Authorization: Bearer {token}\r\n\r\n".encode()
         )
 
+    def seated(self) -> bool:
+        """Whether the request is executing: its answer began with 200. (A 429 means it
+        came while another request of the account held the level, and holds nothing.)"""
+        self._socket.settimeout(30)
+        return self._socket.recv(64).startswith(b"HTTP/1.1 200")
+
     def release(self) -> None:
         self._socket.close()
 
@@ -135,9 +141,17 @@ async def throttled(
     ca = cluster_ca(kubeconfig)
 
     def hold() -> HeldSeat:
-        held.append(HeldSeat(kube.connection.server, ca, token,
-                             CONFIG_MAPS.path(namespace=namespace)))  # fmt: skip
-        return held[-1]
+        """A seat held: tried again while the level was busy with another request of
+        the account (a probe still executing, on a loaded machine)."""
+        deadline = time.monotonic() + 30
+        while True:
+            seat = HeldSeat(kube.connection.server, ca, token,
+                            CONFIG_MAPS.path(namespace=namespace))  # fmt: skip
+            held.append(seat)
+            if seat.seated():
+                return seat
+            seat.release()
+            assert time.monotonic() < deadline, "no seat held in 30 s: every try refused"
 
     async def classified(uid: str) -> bool:
         """The API server's flow control has taken up the new FlowSchema: it names it
