@@ -72,6 +72,12 @@ def kubeconfig_as(base: Path, out: Path, *, user: dict[str, Any], **cluster: Any
     return out
 
 
+def admin_user(kubeconfig: Path) -> dict[str, Any]:
+    """The kubeconfig's first user entry (the session's admin: a client certificate)."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    return dict(config["users"][0]["user"])
+
+
 def kube_as(base: Path, out: Path, *, user: dict[str, Any]) -> Kube:
     """A client of base's cluster as `user` (a kubeconfig user entry), written to out."""
     return Kube(connect(kubeconfig_as(base, out, user=user)))

@@ -17,7 +17,7 @@ import yaml
 from shunter.kube import Kube, Unreachable, connect
 from shunter.kube.resources import Resource
 from tests.support.connectproxy import ConnectProxy
-from tests.support.kubeconfigs import kubeconfig_as
+from tests.support.kubeconfigs import admin_user, kubeconfig_as
 
 # Not in DNS (.test is reserved): only the proxy knows where it is.
 HIDDEN = "api.shunter.test"
@@ -37,11 +37,6 @@ def port_of(kubeconfig: Path) -> int:
     port = urlsplit(config["clusters"][0]["cluster"]["server"]).port
     assert port is not None
     return port
-
-
-def admin_user(kubeconfig: Path) -> dict[str, object]:
-    config = yaml.safe_load(kubeconfig.read_text())
-    return dict(config["users"][0]["user"])
 
 
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)  # only tests read them

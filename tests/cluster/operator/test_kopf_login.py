@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kopf._cogs.clients.auth import APIContext
 from kubernetes import client
 
@@ -20,7 +19,7 @@ from shunter.devcluster.accounts import account_with_role
 from shunter.kube import connect
 from shunter.operator.handlers import connection_info
 from tests.support.connectproxy import ConnectProxy
-from tests.support.kubeconfigs import exec_plugin, exec_user, kubeconfig_as
+from tests.support.kubeconfigs import admin_user, exec_plugin, exec_user, kubeconfig_as
 
 REVIEW = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
 
@@ -36,11 +35,6 @@ async def who_kopf_is(kubeconfig: Path) -> str:
         return str(body["status"]["userInfo"]["username"])
     finally:
         await context.session.close()
-
-
-def admin_user(kubeconfig: Path) -> dict[str, Any]:
-    config = yaml.safe_load(kubeconfig.read_text())
-    return dict(config["users"][0]["user"])
 
 
 @pytest.fixture
