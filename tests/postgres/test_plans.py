@@ -16,8 +16,8 @@ from shunter.devcluster.postgres import LocalPostgres
 from shunter.domain.admission import Limits
 from shunter.domain.estimates import Learned, Plan, World, plan, replan
 from shunter.domain.model import Job, format_time
-from shunter.operator.estimating import dump
 from shunter.operator.mirror import Mirror
+from shunter.operator.planner import Publisher
 from tests.support.builders import a_node, a_training_job
 from tests.support.polling import wait_for
 
@@ -39,10 +39,15 @@ def published(url: str, scope: str = "*") -> datetime | None:
     return row[0] if row else None
 
 
-async def publish(mirror: Mirror, url: str, kept: Plan) -> None:
-    mirror.publish_plan(kept.version, *dump(kept))
-    await asyncio.to_thread(wait_for, lambda: published(url, mirror.scope) == kept.version,
-                            timeout=20, what="the plan in queue_plan")  # fmt: skip
+async def publish(publisher: Publisher, url: str, kept: Plan) -> None:
+    """As the planner publishes (its own connection, tried again with the next plan
+    while the mirror has not created the table yet)."""
+
+    def written() -> bool:
+        publisher.publish(kept)
+        return published(url, publisher.scope) == kept.version
+
+    await asyncio.to_thread(wait_for, written, timeout=20, what="the plan in queue_plan")
 
 
 async def test_the_api_reads_each_version_and_the_timeline_only_for_a_what_if(
@@ -62,11 +67,12 @@ async def test_the_api_reads_each_version_and_the_timeline_only_for_a_what_if(
                     waiting=[*world.waiting, queued("c", 3)])  # fmt: skip
     second, how = replan(first, grown, learned=learned)
     assert how == "appended"
-    mirror = Mirror(url)
+    mirror = Mirror(url)  # creates the tables
     task = asyncio.create_task(mirror.run())
+    publisher = Publisher(url, "*")
     history = History(url)
     try:
-        await publish(mirror, url, first)
+        await publish(publisher, url, first)
         plans = Plans(history)
         light = await plans.refresh()
         assert light is not None
@@ -77,20 +83,20 @@ async def test_the_api_reads_each_version_and_the_timeline_only_for_a_what_if(
         assert (whole.slots, whole.nodes) == (first.slots, first.nodes)
         assert whole.index is not None  # indexed off the loop, once
 
-        await publish(mirror, url, second)  # the new job placed: a new version
+        await publish(publisher, url, second)  # the new job placed: a new version
         again = await plans.refresh()
         assert again is not None
         assert again.estimates == second.estimates
         assert again.estimates[queued("c", 3).key].start == T0 + timedelta(seconds=3600 + 1200)
         assert (await plans.whole()).slots == second.slots  # type: ignore[union-attr]
 
-        mirror.publish_plan(first.version, *dump(first))  # older: never replaces it
-        await mirror.flush()
-        assert published(url) == second.version
+        assert await asyncio.to_thread(publisher.publish, first)  # written, yet older:
+        assert published(url) == second.version  # it never replaces the newer one
     finally:
         task.cancel()
         await mirror.close()
         await history.close()
+        publisher.close()
 
 
 async def test_installs_sharing_a_database_each_read_their_own_operators_plan(
@@ -106,12 +112,13 @@ async def test_installs_sharing_a_database_each_read_their_own_operators_plan(
         for i, scope in enumerate(("team-a", "team-b"))
     }  # fmt: skip
     plans = {scope: plan(world, learned=Learned()) for scope, world in worlds.items()}
-    mirrors = {scope: Mirror(url, scope=scope) for scope in plans}
-    tasks = [asyncio.create_task(m.run()) for m in mirrors.values()]
+    mirror = Mirror(url)  # creates the tables
+    tasks = [asyncio.create_task(mirror.run())]
+    publishers = {scope: Publisher(url, scope) for scope in plans}
     histories = {scope: History(url, scope=scope) for scope in (*plans, "*")}
     try:
         for scope, kept in plans.items():
-            await publish(mirrors[scope], url, kept)
+            await publish(publishers[scope], url, kept)
         for scope, kept in plans.items():
             read = Plans(histories[scope])
             light = await read.refresh()
@@ -124,7 +131,8 @@ async def test_installs_sharing_a_database_each_read_their_own_operators_plan(
     finally:
         for task in tasks:
             task.cancel()
-        for mirror in mirrors.values():
-            await mirror.close()
+        await mirror.close()
+        for publisher in publishers.values():
+            publisher.close()
         for history in histories.values():
             await history.close()

@@ -112,6 +112,9 @@ class JobBook:
         # The jobs whose status shows a start-time estimate (shunter.operator.estimating).
         self.estimated: set[JobKey] = set()
         self.dirty: set[JobKey] = set()
+        # The jobs that changed since the planner last heard (shunter.operator.planner);
+        # None: no planner to tell.
+        self.changed: set[JobKey] | None = None
         self.max_sequence = 0
         self.nodes: dict[str, NodeView] = {}
         self._node_index: NodeIndex | None = None
@@ -245,6 +248,8 @@ class JobBook:
         if job is not None:
             self._moved(job)
         self.jobs.pop(key, None)
+        if self.changed is not None:
+            self.changed.add(key)
         self.estimated.discard(key)
         self.arrays.discard(key)
         self._name_run(key, None)
@@ -283,6 +288,8 @@ class JobBook:
         `moved=False`: only its trainer's progress changed, which no kept walk reads)."""
         key = job.key
         old = self.jobs.get(key)
+        if self.changed is not None:
+            self.changed.add(key)
         if moved:
             if old is not None:
                 self._moved(old)

@@ -1,20 +1,22 @@
 """The operator's kept plan of start-time estimates (shunter.domain.estimates).
 
-One plan, kept: brought up to date from the book when something changed, at most
-every `estimate_every` and at most a fifth of the time (a plan that takes a second
-waits five), off the event loop (a thread, from a snapshot of the book taken on the
-loop), so at 10,000 queued jobs an event costs a dirty flag, never a simulation.
-Up to date means `estimates.replan`: kept as it is when nothing it reads changed (the
-jobs' own estimates written to status, a progress report that hardly moves an end),
-the new jobs placed into it when they only joined the ends of their queues (the
-common change under load: submissions), simulated again in full otherwise, and at
-least every minute (estimates.REBASE: the times move on).
+One plan, kept: brought up to date when something changed, at most every
+`estimate_every` and at most a fifth of the time (a plan that takes a second waits
+five), in a process of its own (shunter.operator.planner: fed the jobs that changed
+since the last plan, it keeps its own book and the plan), so at 10,000 queued jobs an
+event costs the operator a dirty flag and a key noted, never a simulation, nor the
+plan's memory, nor the interpreter's lock. Up to date means `estimates.replan`: kept
+as it is when nothing it reads changed (the jobs' own estimates written to status, a
+progress report that hardly moves an end), the new jobs placed into it when they only
+joined the ends of their queues (the common change under load: submissions),
+simulated again in full otherwise, and at least every minute (estimates.REBASE: the
+times move on).
 
 The plan goes to two places:
-- the mirror (table queue_plan, one row per install (Scope.key), the newest plan
-  only, in two parts: the estimates, which the API reads for every view of a queued
-  job, and the timeline, which it reads on the first what-if of a plan): the API
-  never simulates;
+- the mirror (the planner writes it: table queue_plan, one row per install
+  (Scope.key), the newest plan only, in two parts: the estimates, which the API
+  reads for every view of a queued job, and the timeline, which it reads on the
+  first what-if of a plan): the API never simulates;
 - the status of the queued jobs the last pass gave an exact position (the first
   `exact_positions` of each queue in the pass's order: fair order in a queue with
   admission fair sharing; `positioned`): `estimatedStart` and `estimatedStartRange`,
@@ -28,34 +30,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TypeVar
 
-from shunter.domain.estimates import (
-    Estimate,
-    Learned,
-    Plan,
-    World,
-    estimates_raw,
-    replan,
-    timeline_raw,
-)
+from shunter.domain.estimates import Estimate, Learned
 from shunter.domain.model import Job, JobKey
 from shunter.kube import KubeError
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.mirror import Mirror
-from shunter.operator.preemption import for_estimates
+from shunter.operator.planner import (
+    Answer,
+    Ask,
+    PlannerGone,
+    PlannerProcess,
+    Start,
+    changed_world,
+    plans_of,
+)
 from shunter.operator.settings import Settings
 
 log = logging.getLogger("shunter.operator.estimating")
-T = TypeVar("T")
 
 # A status estimate is written again when it moved by more than this share of the
 # wait left (at least a minute: Estimate.moved).
@@ -68,17 +66,23 @@ SLOWDOWN = 5  # wait at least this many times the last plan's duration
 class Estimator:
     def __init__(self, book: JobBook, mirror: Mirror, settings: Settings) -> None:
         self.book, self.mirror, self.settings = book, mirror, settings
-        self.kept: Plan | None = None
-        self.seconds = 0.0  # the last plan's duration
+        self.planner = PlannerProcess(Start(settings.limits, settings.rules,
+                                            settings.database_url, settings.scope.key))  # fmt: skip
+        # The last plan's answer: its version, time and the estimates of the jobs
+        # asked for (those whose status shows, or may show, one).
+        self.answer: Answer | None = None
+        self.seconds = 0.0  # the last plan's duration (the changes sent, the answer)
         self.plans = 0
         self.how: dict[str, int] = {}  # plans by how they were brought up to date
         self._changes = 0  # bumped by every informer event (Controller.wake)
         self._planned_changes = -1
         self._planned_at = float("-inf")
         self._written_plan: int | None = 0
-        self._learned = Learned()
+        self._learned: Learned | None = Learned()  # None: sent to the planner
         self._learned_at = float("-inf")
+        self._sent: dict[str, Mapping[str, object]] = {}  # the world as last sent
         self.wake: Callable[[], None] = lambda: None  # the controller's
+        book.changed = set(book.jobs)  # the planner hears of every job once
 
     def touch(self) -> None:
         self._changes += 1
@@ -91,52 +95,90 @@ class Estimator:
 
     async def run(self, acting: Callable[[], bool]) -> None:
         every = self.settings.estimate_every.total_seconds()
-        while True:
-            await asyncio.sleep(min(every, 1.0))
-            if not acting() or not self.due(time.monotonic()):
-                continue
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("estimates: the plan failed; trying again later")
+        try:
+            while True:
+                await asyncio.sleep(min(every, 1.0))
+                if not acting() or not self.due(time.monotonic()):
+                    continue
+                try:
+                    await self.refresh()
+                except PlannerGone as exc:
+                    log.warning("estimates: the planner process ended (%s); starting it again",
+                                exc)  # fmt: skip
+                except Exception:
+                    log.exception("estimates: the plan failed; trying again later")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.planner.stop())
+            self.planner.kill()
 
-    def world(self, now: datetime) -> World:
-        """A snapshot of the book (taken on the event loop; the plan runs in a thread)."""
-        book = self.book
-        return World(now=now, limits=self.settings.limits, queues=dict(book.queues),
-                     nodes=list(book.nodes.values()), foreign=list(book.foreign.values()),
-                     active=list(book.active.values()), waiting=list(book.waiting()),
-                     usage=dict(book.usage),
-                     preempt=for_estimates(self.settings.rules))  # fmt: skip
-
-    async def refresh(self, now: datetime | None = None) -> Plan:
+    async def refresh(self, now: datetime | None = None) -> Answer:
         clock = time.monotonic()
         self._planned_at, self._planned_changes = clock, self._changes
         if clock - self._learned_at >= LEARN_EVERY:
             self._learned_at = clock
             self._learned = learned_from(await self.mirror.runtimes())
-        world = self.world(now or datetime.now(UTC))
-        kept, how, body = await in_daemon_thread(_plan_and_dump, self.kept, world,
-                                                 self._learned)  # fmt: skip
+        if not self.planner.running:
+            await self._restart()
+        book = self.book
+        # What the plan reads, as the book has it at this instant (the objects do not
+        # change; sending them awaits the pipe).
+        assert book.changed is not None
+        jobs = [(key, job if plans_of(job := book.jobs.get(key)) else None)
+                for key in book.changed]  # fmt: skip
+        book.changed.clear()
+        world = {name: values for name, values in (("queues", dict(book.queues)),
+                 ("nodes", dict(book.nodes)), ("foreign", dict(book.foreign)))
+                 if changed_world(self._sent.get(name), values)}  # fmt: skip
+        self._sent.update(world)
+        ask = Ask(
+            now or datetime.now(UTC),
+            dict(book.usage),
+            self._learned,
+            [job.key for job in positioned(book, limit=self.settings.rules.exact_positions)],
+        )
+        try:
+            await self.planner.send_jobs(jobs, **{
+                name: values if name == "queues" else list(values.values())
+                for name, values in world.items()})  # fmt: skip
+            answer = await self.planner.ask(ask)
+        except BaseException:
+            self._forget()  # a partial send: everything again to a new planner
+            raise
+        self._learned = None
         self.seconds = time.monotonic() - clock
-        self.how[how] = self.how.get(how, 0) + 1
-        if body is None:  # nothing the plan reads changed
-            return kept
-        self.kept, self.plans = kept, self.plans + 1
-        self.mirror.publish_plan(kept.version, *body)
+        self.how[answer.how] = self.how.get(answer.how, 0) + 1
+        if answer.error is not None:
+            raise RuntimeError(f"the planner's plan failed: {answer.error}")
+        if answer.how == "kept":  # nothing the plan reads changed
+            return answer
+        self.answer, self.plans = answer, self.plans + 1
         self.wake()
-        return kept
+        return answer
+
+    async def _restart(self) -> None:
+        await self.planner.stop()
+        self._forget()
+        await self.planner.launch()
+
+    def _forget(self) -> None:
+        """Send everything again (a new planner, or one that missed changes)."""
+        self.planner.kill()
+        self.book.changed = set(self.book.jobs)
+        self._sent = {}
+        self._learned_at = float("-inf")
 
     async def write(self, actions: Actions) -> int:
         """Write the moved estimates of the first jobs of each queue; how many."""
-        kept = self.kept
-        if kept is None or self._written_plan == self.plans:
+        answer = self.answer
+        if answer is None or self._written_plan == self.plans:
             return 0
+        assert answer.computed_at is not None
         self._written_plan = self.plans
-        shown: dict[JobKey, Estimate | None] = {
-            job.key: kept.estimate(job.key)
-            for job in positioned(self.book, limit=self.settings.rules.exact_positions)
-        }
+        shown: dict[JobKey, Estimate | None] = {}
+        for job in positioned(self.book, limit=self.settings.rules.exact_positions):
+            if job.key in answer.estimates:  # positioned since the plan: the next one
+                shown[job.key] = answer.estimates[job.key]
         # Whoever else shows one (fell behind, suspended, cancelled, or written by an
         # earlier leader) loses it (the book keeps who shows one).
         for key in self.book.estimated:
@@ -145,7 +187,7 @@ class Estimator:
         writes = []
         for key, estimate in shown.items():
             found = self.book.jobs.get(key)
-            if found is None or not _moved(found, estimate, now=kept.computed_at):
+            if found is None or not _moved(found, estimate, now=answer.computed_at):
                 continue
             if key in self.book.in_flight:  # the pass's own write first: try again next time
                 self._written_plan = None
@@ -186,48 +228,6 @@ def _moved(job: Job, estimate: Estimate | None, *, now: datetime) -> bool:
     if estimate is None or shown is None:
         return (estimate is None) != (shown is None)
     return estimate.moved(shown, now=now, threshold=MOVED)
-
-
-async def in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
-    """fn(*args) in a thread of its own that the process's exit does not wait for
-    (asyncio.to_thread's executor is joined when the loop closes: an operator told to
-    stop in the middle of a long plan would wait for it, and its Lease with it)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result)  # type: ignore[arg-type]
-
-    def run() -> None:
-        try:
-            result, error = fn(*args), None
-        except BaseException as exc:  # handed to the awaiting task
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits it
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=run, name=f"shunter-{fn.__name__}", daemon=True).start()
-    return await done
-
-
-def _plan_and_dump(kept: Plan | None, world: World,
-                   learned: Learned) -> tuple[Plan, str, tuple[str, str] | None]:  # fmt: skip
-    """The plan brought up to date, how, and its two published parts (JSON)."""
-    found, how = replan(kept, world, learned=learned)
-    if how == "kept":
-        return found, how, None
-    return found, how, dump(found)
-
-
-def dump(kept: Plan) -> tuple[str, str]:
-    """The published plan: its estimates and its timeline (shunter.domain.estimates)."""
-    return (json.dumps(estimates_raw(kept), separators=(",", ":")),
-            json.dumps(timeline_raw(kept), separators=(",", ":")))  # fmt: skip
 
 
 def learned_from(rows: list[tuple[str, str, int, float]]) -> Learned:

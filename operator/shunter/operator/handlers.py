@@ -144,8 +144,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     # leader its Lease), and it goes over a connection that is already open.
     lease_kube = Kube(connect(), connections=1, user_agent=writer, field_manager=writer)
     book = JobBook()
-    mirror = Mirror(config.database_url, retention=config.usage_retention,
-                    scope=config.scope.key)  # fmt: skip
+    mirror = Mirror(config.database_url, retention=config.usage_retention)
     elector = LeaderElector(
         KubeLeaseStore(lease_kube, namespace=config.lease_namespace, name=config.lease_name),
         identity=config.identity,

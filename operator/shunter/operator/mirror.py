@@ -220,13 +220,6 @@ _LAST_STATES = (
     " WHERE (namespace, name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
     " ORDER BY namespace, name, created_at DESC"
 )
-_PUBLISH_PLAN = (
-    "INSERT INTO queue_plan (scope, computed_at, body, timeline)"
-    " VALUES (%(scope)s, %(at)s, %(body)s, %(timeline)s)"
-    " ON CONFLICT (scope) DO UPDATE SET computed_at = EXCLUDED.computed_at, body = EXCLUDED.body,"
-    " timeline = EXCLUDED.timeline"
-    " WHERE queue_plan.computed_at < EXCLUDED.computed_at"
-)
 # Completed runs the estimates learn from (shunter.domain.estimates.Learned): from
 # the first start to completion, the newest first.
 _RUNTIMES = (
@@ -250,18 +243,14 @@ class Mirror:
         retry_max: float = 10.0,
         retention: timedelta | None = None,
         prune_every: float = PRUNE_EVERY,
-        scope: str = "*",
     ) -> None:
         self.url = url
-        self.scope = scope  # whose plan it publishes (Scope.key)
         self.retry_max = retry_max
         self.retention = retention
         self.prune_every = prune_every
         self._pending: dict[str, Row] = {}
         self._attempts: dict[str, list[AttemptRow]] = {}
         self._signal = asyncio.Event()
-        # The plan to publish: its version, estimates and timeline (JSON).
-        self._plan: tuple[datetime, str, str] | None = None
         self._pool: AsyncConnectionPool | None = None
         self._migrated = False
         self.healthy = url is None
@@ -301,14 +290,6 @@ class Mirror:
             found[JobKey(namespace, name)] = Upstream.gone(name, phase, step)
         return found
 
-    def publish_plan(self, made_at: datetime, body: str, timeline: str) -> None:
-        """The kept plan (JSON: its estimates, its timeline) to write with the next
-        flush, as of made_at (its version): only the newest waits."""
-        if self.url is None:
-            return
-        self._plan = (made_at, body, timeline)
-        self._signal.set()
-
     async def runtimes(self) -> list[tuple[str, str, int, float]]:
         """(namespace, image, GPUs, seconds) of recent completed jobs; none while
         PostgreSQL is away (the estimates fall back to maxRuntimeSeconds)."""
@@ -337,6 +318,9 @@ class Mirror:
         self._pool = AsyncConnectionPool(self.url, min_size=1, max_size=4, open=False)
         await self._pool.open(wait=False)
         pruner = asyncio.create_task(self._prune_forever(), name="usage-retention")
+        # The tables at once, not with the first row: the planner (its own connection)
+        # publishes into queue_plan before any job may have been offered.
+        self._signal.set()
         try:
             await self._flush_forever()
         finally:
@@ -365,22 +349,6 @@ class Mirror:
             delay = 0.5
 
     async def flush(self) -> None:
-        plan, self._plan = self._plan, None
-        try:
-            await self._flush_rows()
-            if plan is not None:
-                assert self._pool is not None
-                async with self._pool.connection(timeout=5) as conn:
-                    await conn.execute(
-                        _PUBLISH_PLAN, {"scope": self.scope, "at": plan[0], "body": plan[1],
-                                        "timeline": plan[2]}
-                    )  # fmt: skip
-        except BaseException:
-            if self._plan is None:
-                self._plan = plan  # tried again with the next flush, unless newer came
-            raise
-
-    async def _flush_rows(self) -> None:
         if not self._pending and self._migrated:
             return
         assert self._pool is not None

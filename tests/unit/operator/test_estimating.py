@@ -4,16 +4,31 @@ queue with admission fair sharing where the pass's order is not submission order
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import datetime, timedelta
 
+import pytest
 from bench.fair_share import T0, World, job, node
 
 from shunter.domain.admission import Limits
+from shunter.domain.estimates import Learned, Plan, plan
+from shunter.domain.estimates import World as EstimatesWorld
 from shunter.domain.fairshare import Ledger
 from shunter.domain.model import Job, JobKey
 from shunter.domain.queues import QueueView
-from shunter.operator.estimating import positioned
+from shunter.operator.book import JobBook
+from shunter.operator.estimating import Estimator, positioned
+from shunter.operator.mirror import Mirror
+from shunter.operator.planner import Answer, PlannerGone
+from shunter.operator.preemption import for_estimates
 from shunter.operator.rules import Rules
+from shunter.operator.settings import Settings
+from tests.support.polling import wait_for
 
 RULES = Rules(limits=Limits(max_running=10), exact_positions=2)
 
@@ -85,47 +100,137 @@ def test_a_best_effort_queue_numbers_only_the_first_jobs_like_any_queue() -> Non
     assert names(positioned(world.book, limit=RULES.exact_positions)) == {"w0", "w1"}
 
 
-# -- the plan's thread ----------------------------------------------------------------
+# -- the plan in its process (shunter.operator.planner) ---------------------------------
 
 
-def test_a_plan_in_its_thread_answers_its_result_and_its_error() -> None:
-    import asyncio
+def estimator(book: JobBook, monkeypatch: pytest.MonkeyPatch) -> Estimator:
+    monkeypatch.setenv("SHUNTER_EXACT_POSITIONS", str(RULES.exact_positions))
+    monkeypatch.setenv("SHUNTER_MAX_RUNNING", str(RULES.limits.max_running))
+    return Estimator(book, Mirror(None), Settings.from_env())
 
-    from shunter.operator.estimating import in_daemon_thread
 
-    def fails() -> None:
-        raise ValueError("no plan")
+def in_process(book: JobBook, settings: Settings, now: datetime) -> Plan:
+    """The plan the operator's thread made before: from a snapshot of the book."""
+    world = EstimatesWorld(now=now, limits=settings.limits, queues=dict(book.queues),
+                           nodes=list(book.nodes.values()), foreign=list(book.foreign.values()),
+                           active=list(book.active.values()), waiting=list(book.waiting()),
+                           usage=dict(book.usage),
+                           preempt=for_estimates(settings.rules))  # fmt: skip
+    return plan(world, learned=Learned())
 
-    async def both() -> tuple[int, str]:
-        result = await in_daemon_thread(pow, 2, 10)
+
+def timed_world() -> World:
+    """waiting_world's plain queue, each job with a maxRuntimeSeconds (estimates with times)."""
+    world = waiting_world(half_life=None)
+    for job_ in list(world.book.jobs.values()):
+        world.book.put_job(replace(job_, spec=replace(job_.spec, max_runtime_seconds=600)))
+    world.step(T0 + timedelta(minutes=2))
+    return world
+
+
+def test_the_planner_process_answers_what_a_plan_of_the_book_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fed the book's changes, the planner's estimates for the positioned jobs are those
+    of a plan made from the book itself; a change (a job of higher priority) reaches it
+    with the next plan, and the process ends when stopped."""
+    world = timed_world()
+    book = world.book
+    now = T0 + timedelta(minutes=2)
+
+    async def scenario() -> tuple[list[Answer], list[Plan], int, int | None]:
+        est = estimator(book, monkeypatch)
+        answers, plans = [], []
         try:
-            await in_daemon_thread(fails)
-        except ValueError as exc:
-            return result, str(exc)
-        return result, ""
+            answers.append(await est.refresh(now))
+            plans.append(in_process(book, est.settings, now))
+            assert book.changed == set()
+            assert est.planner.pid is not None
+            pid = est.planner.pid
+            urgent = job("urgent", namespace="rich", queue="shared", gpus=8, priority=5,
+                         created=T0 + timedelta(minutes=3))  # fmt: skip
+            world.add(replace(urgent, spec=replace(urgent.spec, max_runtime_seconds=60)))
+            later = T0 + timedelta(minutes=4)
+            world.step(later)
+            assert JobKey("rich", "urgent") in book.changed
+            answers.append(await est.refresh(later))
+            plans.append(in_process(book, est.settings, later))
+        finally:
+            await est.planner.stop()
+        return answers, plans, pid, est.planner.pid
 
-    assert asyncio.run(both()) == (1024, "no plan")
+    answers, plans, pid, after = asyncio.run(scenario())
+    assert after is None
+    assert not alive(pid)  # ended and reaped
+    for answer, made in zip(answers, plans, strict=True):
+        assert answer.error is None
+        assert answer.estimates == {k: made.estimate(k) for k in answer.estimates}
+        assert answer.computed_at == made.computed_at
+    first, second = answers
+    assert set(first.estimates) == {JobKey("rich", "rich-0"), JobKey("rich", "rich-1")}
+    assert set(second.estimates) == {JobKey("rich", "urgent"), JobKey("rich", "rich-0")}
+    # The holder ends 600 s after its plan's time at the latest; then the urgent job
+    # goes first, for its 60 s.
+    assert first.estimates[JobKey("rich", "rich-0")].start == now + timedelta(seconds=600)
+    urgent_starts = second.estimates[JobKey("rich", "urgent")].start
+    assert urgent_starts == now + timedelta(seconds=600)
+    assert second.estimates[JobKey("rich", "rich-0")].start == urgent_starts + timedelta(seconds=60)
 
 
-def test_an_operator_stopping_in_the_middle_of_a_plan_does_not_wait_for_it() -> None:
-    # CI saw operators still running 30 s after SIGTERM: the loop closed, and
-    # asyncio.run waited for the executor thread of a plan that ran on. A process whose
-    # plan never ends exits as soon as its loop is done (with asyncio.to_thread it
-    # never does: the run's timeout fails the test).
-    import subprocess
-    import sys
+def test_a_planner_that_died_is_started_again_and_told_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    book = waiting_world(half_life=None).book
+    now = T0 + timedelta(minutes=2)
 
+    async def scenario() -> tuple[Answer, Answer, int, int]:
+        est = estimator(book, monkeypatch)
+        try:
+            first = await est.refresh(now)
+            pid = est.planner.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(PlannerGone):
+                await est.refresh(now)  # the answer never comes
+            assert book.changed == set(book.jobs)  # everything again, to the next one
+            again = await est.refresh(now)
+            assert est.planner.pid is not None
+            return first, again, pid, est.planner.pid
+        finally:
+            await est.planner.stop()
+
+    first, again, pid, new_pid = asyncio.run(scenario())
+    assert new_pid != pid
+    assert again.estimates == first.estimates
+    assert again.how == "full"  # a new planner: no kept plan
+
+
+def test_the_planner_ends_when_the_operator_dies() -> None:
+    """An operator killed in the middle of a plan leaves no planner behind (the
+    parent-death signal); CI once saw operators that outlived their test."""
     program = (
-        "import asyncio, threading\n"
-        "from shunter.operator.estimating import in_daemon_thread\n"
+        "import asyncio, os\n"
+        "from shunter.domain.admission import Limits\n"
+        "from shunter.operator.planner import PlannerProcess, Start\n"
+        "from shunter.operator.rules import Rules\n"
         "async def main():\n"
-        "    task = asyncio.ensure_future(in_daemon_thread(threading.Event().wait))\n"
-        "    await asyncio.sleep(0.2)\n"
-        "    task.cancel()\n"
+        "    p = PlannerProcess(Start(Limits(max_running=1), Rules(limits=Limits(max_running=1)),"
+        " None, '*'))\n"
+        "    await p.launch()\n"
+        "    print(p.pid, flush=True)\n"
+        "    os._exit(0)\n"
         "asyncio.run(main())\n"
-        "print('exited')\n"
     )
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
+                          timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "exited"
+    pid = int(done.stdout.split()[0])
+    wait_for(lambda: not alive(pid), timeout=30, what=f"planner {pid} gone")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
