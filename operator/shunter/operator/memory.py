@@ -132,6 +132,9 @@ class CollectionClock:
 
 
 CLOCK = CollectionClock()
+# The operator's child processes by name (the planner, shunter.operator.planner): their
+# RSS is in the dump too, since their memory is the operator's Pod's.
+CHILDREN: dict[str, int] = {}
 
 
 def time_collections() -> None:
@@ -146,10 +149,9 @@ def summary() -> list[str]:
     small-object allocator (its arenas, the bytes of objects in them, and the bytes
     free in them: what fragmentation keeps). A part this platform lacks is left out."""
     out = []
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-        out.append(f"rss {pages * os.sysconf('SC_PAGE_SIZE') / MIB:.1f} MiB")
+    own = _rss("self")
+    if own is not None:
+        out.append(f"rss {own:.1f} MiB")
     libc = _libc()
     if libc is not None and hasattr(libc, "mallinfo2"):
         info = libc.mallinfo2()
@@ -167,7 +169,20 @@ def summary() -> list[str]:
                    f"free in them {free:.1f} MiB")  # fmt: skip
     if CLOCK in gc.callbacks:
         out += CLOCK.lines()
+    for name, pid in sorted(CHILDREN.items()):
+        child = _rss(str(pid))
+        if child is not None:
+            out.append(f"{name} (pid {pid}): rss {child:.1f} MiB")
     return out
+
+
+def _rss(pid: str) -> float | None:
+    """A process's resident memory in MiB (None: gone, or no /proc here)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / MIB
+    return None
 
 
 def _pymalloc_stats() -> dict[str, int]:
