@@ -169,13 +169,17 @@ def _busy() -> float:
 
 @dataclass
 class Sampler:
-    """Samples CPU time and RSS of processes (by pid) every `interval` seconds."""
+    """Samples CPU time and RSS of processes (by pid) every `interval` seconds, and of
+    their child processes (the operator's planner: "shunter-operator child"), each
+    counted from when it was first seen (from 0 for a fresh process's children)."""
 
     pids: dict[str, int]
     interval: float = 0.25
     # Processes started at the moment measured from: all their CPU time counts.
     fresh: tuple[str, ...] = ()
     peak_rss: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Per parent's name: each child's CPU seconds when first and last seen.
+    children: dict[str, dict[int, list[float]]] = field(default_factory=lambda: defaultdict(dict))
 
     def __post_init__(self) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in self.pids.items()}
@@ -191,6 +195,17 @@ class Sampler:
         for name, proc in self.procs.items():
             with suppress(psutil.Error):
                 self.peak_rss[name] = max(self.peak_rss[name], proc.memory_info().rss)
+                rss = 0
+                for child in proc.children(recursive=True):
+                    with suppress(psutil.Error):
+                        cpu = sum(child.cpu_times()[:2])
+                        rss += child.memory_info().rss
+                        seen = self.children[name].setdefault(
+                            child.pid, [0.0 if name in self.fresh else cpu, cpu]
+                        )
+                        seen[1] = cpu
+                label = f"{name} child"
+                self.peak_rss[label] = max(self.peak_rss[label], rss)
 
     def rss(self, name: str) -> int:
         return int(self.procs[name].memory_info().rss)
@@ -207,6 +222,11 @@ class Sampler:
             }
             for name, proc in self.procs.items()
         }
+        for name, seen in self.children.items():
+            usage[f"{name} child"] = {
+                "cpu_seconds": sum(last - first for first, last in seen.values()),
+                "peak_rss_mib": self.peak_rss[f"{name} child"] / 2**20,
+            }
         bench = sum(self.me.cpu_times()[:2]) - self.me_start
         usage["bench client"] = {
             "cpu_seconds": bench,

@@ -672,7 +672,9 @@ def rows(results: dict[str, Any], shape: Shape) -> list[tuple[str, Any]]:
             out.append((f"{name}: Pod {what} p50 / p99 s", shown))
         out.append((f"{name}: jobs created in s", r["create_s"]))
         for process, numbers in r["processes"].items():
-            if process in (*r["controllers"], "kube-apiserver", "etcd", "other processes"):
+            if process in (*r["controllers"], "kube-apiserver", "etcd", "other processes") or (
+                process.endswith(" child")  # the operator's planner
+            ):
                 out.append((f"{name}: {process} CPU s (cores), peak RSS MiB",
                             f"{numbers['cpu_seconds']:.0f} ({numbers['core_share']:.2f}), "
                             f"{numbers['peak_rss_mib']:.0f}"))  # fmt: skip
