@@ -61,6 +61,7 @@ MOVED = 0.1
 REFRESH = 60.0  # seconds: computed again without changes (the times move on)
 LEARN_EVERY = 300.0  # seconds between reads of past runtimes from the mirror
 SLOWDOWN = 5  # wait at least this many times the last plan's duration
+LONG_PLAN = 1.0  # seconds: a plan that took this long is logged
 
 
 class Estimator:
@@ -87,9 +88,11 @@ class Estimator:
     def touch(self) -> None:
         self._changes += 1
 
+    def _wait(self) -> float:
+        return max(self.settings.estimate_every.total_seconds(), SLOWDOWN * self.seconds)
+
     def due(self, clock: float) -> bool:
-        wait = max(self.settings.estimate_every.total_seconds(), SLOWDOWN * self.seconds)
-        if clock - self._planned_at < wait:
+        if clock - self._planned_at < self._wait():
             return False
         return self._changes != self._planned_changes or clock - self._planned_at >= REFRESH
 
@@ -148,6 +151,11 @@ class Estimator:
         self._learned = None
         self.seconds = time.monotonic() - clock
         self.how[answer.how] = self.how.get(answer.how, 0) + 1
+        # A long plan is worth a line (a quick one, under load every few seconds, is not).
+        log.log(logging.INFO if self.seconds >= LONG_PLAN else logging.DEBUG,
+                "estimates: plan %s in %.1f s (%d jobs sent; the planner's plan %.1f s, %.1f s"
+                " of CPU); the next in %.0f s at the earliest", answer.how, self.seconds,
+                len(jobs), answer.seconds, answer.cpu_seconds, self._wait())  # fmt: skip
         if answer.error is not None:
             raise RuntimeError(f"the planner's plan failed: {answer.error}")
         if answer.how == "kept":  # nothing the plan reads changed

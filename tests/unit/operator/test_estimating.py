@@ -24,7 +24,7 @@ from shunter.domain.queues import QueueView
 from shunter.operator.book import JobBook
 from shunter.operator.estimating import Estimator, positioned
 from shunter.operator.mirror import Mirror
-from shunter.operator.planner import Answer, PlannerGone
+from shunter.operator.planner import NICE, Answer, PlannerGone
 from shunter.operator.preemption import for_estimates
 from shunter.operator.rules import Rules
 from shunter.operator.settings import Settings
@@ -147,6 +147,8 @@ def test_the_planner_process_answers_what_a_plan_of_the_book_says(
             assert book.changed == set()
             assert est.planner.pid is not None
             pid = est.planner.pid
+            # Below the operator's CPU priority (the operator's passes go first).
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.nice(0) + NICE)
             urgent = job("urgent", namespace="rich", queue="shared", gpus=8, priority=5,
                          created=T0 + timedelta(minutes=3))  # fmt: skip
             world.add(replace(urgent, spec=replace(urgent.spec, max_runtime_seconds=60)))
