@@ -29,7 +29,6 @@ The plan goes to two places:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -111,8 +110,8 @@ class Estimator:
                 except Exception:
                     log.exception("estimates: the plan failed; trying again later")
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.planner.stop())
+            # At once: a plan under way holds nothing worth waiting for, and the
+            # operator hands its Lease over only once its tasks are done.
             self.planner.kill()
 
     async def refresh(self, now: datetime | None = None) -> Answer:

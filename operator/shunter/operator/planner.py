@@ -332,6 +332,7 @@ class PlannerProcess:
     def __init__(self, start: Start) -> None:
         self.start = start
         self._proc: asyncio.subprocess.Process | None = None
+        self._reaping: set[asyncio.Task[int]] = set()
 
     @property
     def pid(self) -> int | None:
@@ -404,12 +405,19 @@ class PlannerProcess:
             await proc.wait()
 
     def kill(self) -> None:
-        """At once, without waiting (asyncio's child watcher reaps it); the next plan
-        starts another."""
+        """At once, without waiting: reaped (and its pipes closed) by a task of its own;
+        the next plan starts another."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
+        if proc is None:
+            return
+        if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        reaping = asyncio.get_running_loop().create_task(proc.wait(), name="planner reaped")
+        self._reaping.add(reaping)
+        reaping.add_done_callback(self._reaping.discard)
 
 
 def changed_world(sent: Mapping[str, object] | None, now: Mapping[str, object]) -> bool:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -24,7 +25,7 @@ from shunter.domain.queues import QueueView
 from shunter.operator.book import JobBook
 from shunter.operator.estimating import Estimator, positioned
 from shunter.operator.mirror import Mirror
-from shunter.operator.planner import NICE, Answer, PlannerGone
+from shunter.operator.planner import NICE, Answer, Ask, PlannerGone
 from shunter.operator.preemption import for_estimates
 from shunter.operator.rules import Rules
 from shunter.operator.settings import Settings
@@ -236,3 +237,42 @@ def alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_operator_stopping_kills_its_planner_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimates' task cancelled (the operator stops) while its planner plans (here
+    stopped with SIGSTOP: a plan that does not end): the planner is killed, not waited
+    for (the operator hands its Lease over only once its tasks are done)."""
+    book = timed_world().book
+    monkeypatch.setenv("SHUNTER_ESTIMATE_SECONDS", "1")
+
+    async def scenario() -> tuple[int, float]:
+        est = estimator(book, monkeypatch)
+        asked = asyncio.Event()
+        real_ask = est.planner.ask
+
+        async def ask(question: Ask) -> Answer:
+            pid = est.planner.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            asked.set()
+            return await real_ask(question)
+
+        monkeypatch.setattr(est.planner, "ask", ask)
+        task = asyncio.create_task(est.run(lambda: True))
+        async with asyncio.timeout(30):
+            await asked.wait()
+        await asyncio.sleep(0.2)  # the question sent, no answer coming
+        pid = est.planner.pid
+        assert pid is not None
+        clock = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        took = time.monotonic() - clock
+        await asyncio.sleep(0.1)  # reaped by its task
+        return pid, took
+
+    pid, took = asyncio.run(scenario())
+    assert took < 1.0, took
+    wait_for(lambda: not alive(pid), timeout=10, what=f"planner {pid} gone")
