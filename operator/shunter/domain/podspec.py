@@ -33,8 +33,8 @@ checkpoint volume that supports ownership changes writable by that user.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
 
 from shunter.domain.model import (
     API_VERSION,
@@ -302,8 +302,7 @@ def build_objects(
     """What a start of the job creates: its claim, its Service, then its Pods (only
     the `missing` indexes when given)."""
     objects: list[dict[str, Any]] = []
-    claim = claim_name(job.key.name, job.spec, default_size)
-    if claim and not job.spec.checkpoint_claim:
+    if _claim_created(job, default_size):
         size = job.spec.checkpoint_size or default_size
         assert size is not None
         objects.append(build_claim(
@@ -312,9 +311,64 @@ def build_objects(
     if job.spec.nodes > 1:
         objects.append(build_service(job))
     placement = job.status.placement
-    indexes = range(job.spec.nodes) if missing is None else sorted(missing)
-    for i in indexes:
+    for i in _indexes(job, missing):
         node = placement[i] if i < len(placement) else None
         objects.append(build_pod(job, i, node=node, default_size=default_size,
                                  report_url=report_url))  # fmt: skip
     return tuple(objects)
+
+
+def _claim_created(job: Job, default_size: str | None) -> bool:
+    """Whether a start creates the job's checkpoint claim (one it names is its own)."""
+    return bool(claim_name(job.key.name, job.spec, default_size)) and not job.spec.checkpoint_claim
+
+
+def _indexes(job: Job, missing: Iterable[int] | None) -> Sequence[int]:
+    return range(job.spec.nodes) if missing is None else sorted(missing)
+
+
+class Objects(Sequence[dict[str, Any]]):
+    """What a start creates (`build_objects`), built each time it is read rather than
+    kept: a decision waits for its write, with tens of thousands of others in a large
+    admission, and a Pod manifest is about 25 dicts and lists (about 5 KB); this holds
+    the job and the settings it is built from. Reads as the tuple build_objects gives
+    (equal to it, indexable, iterable); each read builds new dicts."""
+
+    __slots__ = ("_default_size", "_job", "_missing", "_report_url", "_storage_class")
+
+    def __init__(self, job: Job, *, default_size: str | None = None,
+                 storage_class: str | None = None, missing: Iterable[int] | None = None,
+                 report_url: str | None = None) -> None:  # fmt: skip
+        self._job, self._default_size, self._storage_class = job, default_size, storage_class
+        self._missing = None if missing is None else tuple(sorted(missing))
+        self._report_url = report_url
+
+    def build(self) -> tuple[dict[str, Any], ...]:
+        return build_objects(self._job, default_size=self._default_size,
+                             storage_class=self._storage_class, missing=self._missing,
+                             report_url=self._report_url)  # fmt: skip
+
+    def __len__(self) -> int:
+        job = self._job
+        return (_claim_created(job, self._default_size) + (job.spec.nodes > 1)
+                + len(_indexes(job, self._missing)))  # fmt: skip
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[dict[str, Any], ...]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | tuple[dict[str, Any], ...]:
+        return self.build()[index]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.build())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Objects | tuple):
+            return self.build() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # as a tuple of dicts: not hashable
+
+    def __repr__(self) -> str:
+        return f"Objects{self.build()!r}"

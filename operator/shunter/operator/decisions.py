@@ -7,6 +7,7 @@ so the decisions themselves stay pure and unit-testable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,9 @@ class Decision:
     status: JobStatus
     # Objects to create, in order (a checkpoint claim and a Service before the Pods);
     # each has a deterministic name, so a retried create answers 409 and is done.
-    create: tuple[dict[str, Any], ...] = ()
+    # (podspec.Objects: built when read, so a decision waiting for its write holds
+    # the job it is built from, not the manifests.)
+    create: Sequence[dict[str, Any]] = ()
     delete_pods: tuple[DeletePod, ...] = ()
     events: tuple[Event, ...] = ()
     logs: tuple[str, ...] = ()

@@ -34,7 +34,7 @@ from shunter.domain.model import (
     TerminationStep,
     shared,
 )
-from shunter.domain.podspec import build_objects, pod_names
+from shunter.domain.podspec import Objects, pod_names
 from shunter.operator.decisions import Decision, DeletePod, Event
 from shunter.operator.rules import Rules
 from shunter.operator.stopping import (
@@ -298,10 +298,9 @@ def _admit(job: Job, ctx: Context, events: tuple[Event, ...]) -> Decision:
     )
 
 
-def _objects(
-    job: Job, ctx: Context, missing: Collection[int] | None = None
-) -> tuple[dict[str, Any], ...]:
-    return build_objects(
+def _objects(job: Job, ctx: Context, missing: Collection[int] | None = None) -> Objects:
+    """Built when the decision's write goes out (podspec.Objects), not now."""
+    return Objects(
         job, default_size=ctx.rules.checkpoint_size,
         storage_class=ctx.rules.checkpoint_storage_class, missing=missing,
         report_url=ctx.rules.report_url,
