@@ -429,7 +429,8 @@ class JobStatus:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> JobStatus:
-        raw = raw or {}
+        if not raw:
+            return NO_STATUS  # a new job's: one shared (60,000 precreated jobs hold it)
         phase = raw.get("phase")
         return cls(
             phase=Phase(phase) if phase else None,
@@ -496,6 +497,9 @@ class JobStatus:
             "array": dict(self.array) if self.array else None,
             "waitingFor": self.waiting_for,
         }
+
+
+NO_STATUS = JobStatus()
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,7 +691,13 @@ class Audit:
     @classmethod
     def parse(cls, annotations: Mapping[str, Any] | None) -> Audit:
         annotations = annotations or {}
-        return cls(annotations.get(SUBMITTED_BY), annotations.get(CANCELLED_BY))
+        submitted, cancelled = annotations.get(SUBMITTED_BY), annotations.get(CANCELLED_BY)
+        if submitted is None and cancelled is None:
+            return NO_AUDIT
+        return cls(submitted, cancelled)
+
+
+NO_AUDIT = Audit()
 
 
 @dataclass(frozen=True, slots=True)
