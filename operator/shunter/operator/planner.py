@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from shunter.domain.admission import Limits
+import psycopg
+
+from shunter.domain.admission import Limits, waits
 from shunter.domain.estimates import (
     Estimate,
     Learned,
@@ -58,6 +60,8 @@ from shunter.domain.model import Job, JobKey
 from shunter.domain.nodes import NodeView, PodUsage
 from shunter.domain.queues import QueueView
 from shunter.operator import memory
+from shunter.operator.book import JobBook
+from shunter.operator.preemption import for_estimates
 from shunter.operator.rules import Rules
 
 log = logging.getLogger("shunter.operator.planner")
@@ -133,8 +137,6 @@ class Answer:
 def plans_of(job: Job | None) -> bool:
     """Whether the plan reads the job: one that waits for admission or holds a slot
     (what World.waiting and World.active hold)."""
-    from shunter.domain.admission import waits
-
     return job is not None and (job.holds_slot or waits(job))
 
 
@@ -145,9 +147,6 @@ class Keeper:
     """The planner's state: its book, its kept plan, and where it publishes."""
 
     def __init__(self, start: Start) -> None:
-        from shunter.operator.book import JobBook
-        from shunter.operator.preemption import for_estimates
-
         self.start = start
         self.book = JobBook()
         self.queues: dict[str, QueueView] = {}
@@ -211,7 +210,7 @@ class Publisher:
 
     def __init__(self, url: str | None, scope: str) -> None:
         self.url, self.scope = url, scope
-        self._conn: Any = None
+        self._conn: psycopg.Connection[Any] | None = None
         self._pending: tuple[datetime, str, str] | None = None
 
     def publish(self, plan: Plan) -> bool:
@@ -223,8 +222,6 @@ class Publisher:
     def retry(self) -> bool:
         if self._pending is None or self.url is None:
             return False
-        import psycopg
-
         at, body, timeline = self._pending
         try:
             if self._conn is None or self._conn.closed:
