@@ -78,7 +78,8 @@ class Estimator:
         self._planned_changes = -1
         self._planned_at = float("-inf")
         self._written_plan: int | None = 0
-        self._learned: Learned | None = Learned()  # None: sent to the planner
+        self._learned = Learned()
+        self._learned_sent = False  # the planner has these (sent again to a new one)
         self._learned_at = float("-inf")
         self._sent: dict[str, Mapping[str, object]] = {}  # the world as last sent
         self.wake: Callable[[], None] = lambda: None  # the controller's
@@ -120,8 +121,10 @@ class Estimator:
         if clock - self._learned_at >= LEARN_EVERY:
             self._learned_at = clock
             self._learned = learned_from(await self.mirror.runtimes())
+            self._learned_sent = False
         if not self.planner.running:
-            await self._restart()
+            self._forget()  # a new planner (or one that died since): everything again
+            await self.planner.launch()
         book = self.book
         # What the plan reads, as the book has it at this instant (the objects do not
         # change; sending them awaits the pipe).
@@ -136,18 +139,16 @@ class Estimator:
         ask = Ask(
             now or datetime.now(UTC),
             dict(book.usage),
-            self._learned,
+            None if self._learned_sent else self._learned,
             [job.key for job in positioned(book, limit=self.settings.rules.exact_positions)],
         )
         try:
-            await self.planner.send_jobs(jobs, **{
-                name: values if name == "queues" else list(values.values())
-                for name, values in world.items()})  # fmt: skip
+            await self.planner.send_jobs(jobs, **world)
             answer = await self.planner.ask(ask)
         except BaseException:
             self._forget()  # a partial send: everything again to a new planner
             raise
-        self._learned = None
+        self._learned_sent = True
         self.seconds = time.monotonic() - clock
         self.how[answer.how] = self.how.get(answer.how, 0) + 1
         # A long plan is worth a line (a quick one, under load every few seconds, is not).
@@ -163,17 +164,12 @@ class Estimator:
         self.wake()
         return answer
 
-    async def _restart(self) -> None:
-        await self.planner.stop()
-        self._forget()
-        await self.planner.launch()
-
     def _forget(self) -> None:
         """Send everything again (a new planner, or one that missed changes)."""
         self.planner.kill()
         self.book.changed = set(self.book.jobs)
         self._sent = {}
-        self._learned_at = float("-inf")
+        self._learned_sent = False
 
     async def write(self, actions: Actions) -> int:
         """Write the moved estimates of the first jobs of each queue; how many."""

@@ -101,8 +101,8 @@ class Changes:
 
     jobs: list[tuple[JobKey, Job | None]] = field(default_factory=list)
     queues: dict[str, QueueView] | None = None
-    nodes: list[NodeView] | None = None
-    foreign: list[PodUsage] | None = None
+    nodes: dict[str, NodeView] | None = None  # by name, as the book keeps them
+    foreign: dict[str, PodUsage] | None = None  # by uid
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,9 @@ class Keeper:
         if changes.queues is not None:
             self.queues = changes.queues
         if changes.nodes is not None:
-            self.nodes = changes.nodes
+            self.nodes = list(changes.nodes.values())
         if changes.foreign is not None:
-            self.foreign = changes.foreign
+            self.foreign = list(changes.foreign.values())
 
     def world(self, ask: Ask) -> World:
         book = self.book
@@ -191,7 +191,6 @@ class Keeper:
         except Exception as exc:  # the operator logs it and asks again later
             log.exception("planner: the plan failed")
             return Answer("failed", error=f"{type(exc).__name__}: {exc}")
-        published = False
         if how != "kept":
             self.kept = found
             published = self.publisher.publish(found)
