@@ -149,7 +149,7 @@ def summary() -> list[str]:
     small-object allocator (its arenas, the bytes of objects in them, and the bytes
     free in them: what fragmentation keeps). A part this platform lacks is left out."""
     out = []
-    own = _rss("self")
+    own = rss_mib("self")
     if own is not None:
         out.append(f"rss {own:.1f} MiB")
     libc = _libc()
@@ -170,13 +170,13 @@ def summary() -> list[str]:
     if CLOCK in gc.callbacks:
         out += CLOCK.lines()
     for name, pid in sorted(CHILDREN.items()):
-        child = _rss(str(pid))
+        child = rss_mib(str(pid))
         if child is not None:
             out.append(f"{name} (pid {pid}): rss {child:.1f} MiB")
     return out
 
 
-def _rss(pid: str) -> float | None:
+def rss_mib(pid: str = "self") -> float | None:
     """A process's resident memory in MiB (None: gone, or no /proc here)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         with open(f"/proc/{pid}/statm") as statm:

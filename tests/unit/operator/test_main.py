@@ -93,8 +93,9 @@ def test_the_dump_says_where_the_memory_is(capsys: pytest.CaptureFixture[str]):
 
 
 def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    found = memory.rss_mib()
+    assert found is not None  # Linux: /proc
+    return found
 
 
 def test_glibc_gives_back_the_free_pages_it_keeps_when_trimmed():
