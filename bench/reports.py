@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import threading
@@ -57,6 +56,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.background import Background
 
 from bench.harness import Sampler, System, percentile, summary, system, table, write_result
+from shunter.devcluster import audit
 from shunter.domain.model import (
     ATTEMPT_LABEL,
     GROUP,
@@ -177,24 +177,9 @@ def count(made: dict[RequestKey, int], verb: str, resource: str, subresource: st
 
 
 def audited_writes(lines: list[str]) -> dict[str, int]:
-    """Writes in kube-apiserver's audit log (the local control plane logs every write
-    of TrainingJobs and Pods, Metadata level), by resource, who and answer, e.g.
-    `trainingjobs/status patch api 200`: the operator is the user agent
-    `shunter-operator/...`, the API `Python/... aiohttp/...` (shunter.kube's, here
-    only the API's during a window), anyone else by the name in its user agent."""
-    counts: Counter[str] = Counter()
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line cut by the reading's offset
-        ref = event.get("objectRef") or {}
-        resource = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
-        agent = event.get("userAgent", "")
-        who = ("operator" if agent.startswith("shunter-operator")
-               else "api" if agent.startswith("Python/") else agent.split("/")[0])  # fmt: skip
-        code = (event.get("responseStatus") or {}).get("code", "")
-        counts[f"{resource} {event.get('verb')} {who} {code}"] += 1
+    """Writes in kube-apiserver's audit log (shunter.devcluster.audit) by resource, who
+    and answer, e.g. `trainingjobs/status patch api 200`."""
+    counts = Counter(f"{w.resource} {w.verb} {w.who} {w.code}" for w in audit.parse(lines))
     return dict(counts)
 
 

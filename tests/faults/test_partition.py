@@ -16,9 +16,10 @@ import pytest
 from kubernetes import client
 from kubernetes import config as loader
 
+from shunter.devcluster.audit import Write, writes
 from shunter.devcluster.controlplane import ControlPlane
 from tests.faults.test_failover import lease_holder
-from tests.support.audit import Write, writes, written_since
+from tests.support.audit import written_since
 from tests.support.faultproxy import FaultProxy
 from tests.support.invariants import all_finished, assert_history, assert_invariants
 from tests.support.load import Load

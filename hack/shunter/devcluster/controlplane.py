@@ -178,9 +178,10 @@ class ControlPlane:
     @property
     def audit_log(self) -> Path:
         """The API server's audit log: one JSON line per accepted or refused write to
-        TrainingJobs, their Pods, Services, claims and Leases (who, with which user
-        agent, when, and the answer). Fault tests read it to tell which operator
-        replica's writes the server accepted."""
+        TrainingJobs, their Pods (their binds and status too), Services, claims and
+        Leases (who, with which user agent, when, and the answer); read by
+        shunter.devcluster.audit. Fault tests read it to tell which operator replica's
+        writes the server accepted; benches, a stage's lag by the server's clock."""
         return self.state_dir / "logs" / "audit.log"
 
     def _write_audit_policy(self) -> Path:
@@ -197,7 +198,13 @@ class ControlPlane:
                             "group": "shunter.dev",
                             "resources": ["trainingjobs", "trainingjobs/status"],
                         },
-                        {"group": "", "resources": ["pods", "services", "persistentvolumeclaims"]},
+                        {
+                            "group": "",
+                            "resources": [
+                                *("pods", "pods/status", "pods/binding"),
+                                *("services", "persistentvolumeclaims"),
+                            ],
+                        },
                         {"group": "coordination.k8s.io", "resources": ["leases"]},
                     ],
                 },

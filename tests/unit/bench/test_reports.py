@@ -120,8 +120,10 @@ def test_a_status_change_of_only_progress_or_checkpoint_is_the_report_channels()
 
 def audit(verb: str, resource: str, subresource: str, agent: str, code: int) -> str:
     ref = {"resource": resource, "subresource": subresource, "namespace": "bench", "name": "r1"}
-    return json.dumps({"kind": "Event", "verb": verb, "userAgent": agent, "objectRef": ref,
-                       "responseStatus": {"code": code}})  # fmt: skip
+    stamp = "2026-12-06T10:02:27.785986Z"
+    return json.dumps({"kind": "Event", "stage": "ResponseComplete", "verb": verb,
+                       "userAgent": agent, "objectRef": ref, "responseStatus": {"code": code},
+                       "requestReceivedTimestamp": stamp, "stageTimestamp": stamp})  # fmt: skip
 
 
 def test_audited_writes_are_told_apart_by_who_made_them() -> None:
