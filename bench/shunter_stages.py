@@ -14,6 +14,16 @@ printed every 5 s, so a gap between a completion and the next admission shows.
 operator dry-run each job against them as it leaves the queue: what the installer's
 policy costs per start. `--quiet` creates the jobs one at a time instead, each once the
 one before has completed: the operator's reaction on a quiet cluster.
+
+The same stages are also read from the API server's audit log, by its own clock (when
+it finished each write), so that no client's watch stands between two stages: the
+bench's own watches lag when the machine is busy. There a stage is: the operator's
+last status write of the job before its Pod's create (the job `starting`: written
+first), the Pod's create, kube-scheduler's bind, kwok's first and last status writes
+of the Pod (Running, Succeeded), and the operator's last status write of the job
+(`completed`), which it sends once it has seen the Pod's Succeeded. "_sent" is when
+the server received the operator's write: what comes before it is the operator's
+(its watch, its pass, its line of writes), what comes after, the write's own time.
 """
 
 from __future__ import annotations
@@ -21,10 +31,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from bench.harness import summary, system, training_job, write_result
+from shunter.devcluster.audit import Write, writes
 from shunter.kube import Kube, connect
 from shunter.kube.resources import PODS, TRAINING_JOBS
 
@@ -39,6 +51,64 @@ LAGS = [
     ("succeeded", "job_completed"),
     ("running", "job_running"),
 ]
+SERVER_LAGS = [
+    ("job_starting", "pod_created_sent"),
+    ("job_starting", "pod_created"),
+    ("pod_created", "bound"),
+    ("bound", "running"),
+    ("running", "succeeded"),
+    ("succeeded", "job_completed_sent"),
+    ("succeeded", "job_completed"),
+]
+
+
+def server_stages(found: list[Write]) -> dict[str, dict[str, float]]:
+    """Per job, when the API server finished the writes of its stages (epoch seconds,
+    its clock), from the writes of the bench's namespace in finishing order."""
+    status: dict[str, list[Write]] = defaultdict(list)
+    pod: dict[str, dict[str, Write]] = defaultdict(dict)
+    pod_status: dict[str, list[Write]] = defaultdict(list)
+    for w in found:
+        if not w.accepted:
+            continue
+        job = w.name.removesuffix("-trainer")
+        if w.resource == "trainingjobs/status" and w.who == "operator":
+            status[w.name].append(w)
+        elif w.resource == "pods" and w.verb == "create" and w.who == "operator":
+            pod[job].setdefault("created", w)
+        elif w.resource == "pods/binding":
+            pod[job].setdefault("bound", w)
+        elif w.resource == "pods/status" and w.who == "kwok":
+            pod_status[job].append(w)
+    stages: dict[str, dict[str, float]] = {}
+    for job, writes_of_pod in pod.items():
+        seen = stages[job] = {}
+        created = writes_of_pod["created"]
+        seen["pod_created"] = created.completed
+        seen["pod_created_sent"] = created.received
+        before = [w for w in status[job] if w.completed <= created.received]
+        if before:
+            seen["job_starting"] = before[-1].completed
+        if "bound" in writes_of_pod:
+            seen["bound"] = writes_of_pod["bound"].completed
+        phases = pod_status[job]
+        if phases:
+            seen["running"] = phases[0].completed
+        if len(phases) > 1:
+            succeeded = phases[-1]
+            seen["succeeded"] = succeeded.completed
+            after = [w for w in status[job] if w.received > succeeded.received]
+            if after:
+                seen["job_completed"] = after[-1].completed
+                seen["job_completed_sent"] = after[-1].received
+    return stages
+
+
+def lags(seen: dict[str, dict[str, float]], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        f"{a} -> {b}": summary([v[b] - v[a] for v in seen.values() if a in v and b in v])
+        for a, b in pairs
+    }
 
 
 async def observe(kubeconfig: Any, namespace: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -117,10 +187,7 @@ async def observe(kubeconfig: Any, namespace: str, args: argparse.Namespace) -> 
         "submit_s": submitted,
         "makespan_s": makespan,
         "completed_per_s": args.jobs / makespan,
-        "lags": {
-            f"{a} -> {b}": summary([v[b] - v[a] for v in seen.values() if a in v and b in v])
-            for a, b in LAGS
-        },
+        "lags": lags(seen, LAGS),
         "timeline": timeline,
     }
 
@@ -144,11 +211,15 @@ def main() -> None:
         env["SHUNTER_POLICIES"] = POLICIES
     with system(operator_env=env, policies=args.policies) as s:
         result = asyncio.run(observe(s.plane.kubeconfig, s.namespace, args))
+        server = server_stages(writes(s.plane.audit_log, namespace=s.namespace))
+        result["server_lags"] = lags(server, SERVER_LAGS)
     rate, made = result["completed_per_s"], result["submit_s"]
     print(f"{args.jobs} jobs of {args.run_for}: makespan {result['makespan_s']:.1f} s, "
           f"{rate:.1f} completed/s (created in {made:.1f} s)")  # fmt: skip
-    for stage, lag in result["lags"].items():
-        print(f"  {stage:<32} p50 {lag['p50']:6.3f}  p99 {lag['p99']:6.3f}")
+    for title, key in (("the bench's watches", "lags"), ("the audit log", "server_lags")):
+        print(f" by {title}:")
+        for stage, lag in result[key].items():
+            print(f"  {stage:<32} p50 {lag['p50']:6.3f}  p99 {lag['p99']:6.3f}  n {lag['n']}")
     for row in result["timeline"]:
         print(f"  t={row['t']:4d}s  active {row['active']:4d}  waiting {row['waiting']}")
     label = f"shunter-stages-{args.jobs}-{args.run_for}" + ("-policies" if args.policies else "")
