@@ -198,6 +198,10 @@ def _suspended(job: Job, ctx: Context) -> Decision:
     )
 
 
+# One for every first numbering (tens of thousands wait for their writes at once).
+QUEUED_EVENTS = (Event("Normal", "Queued", "Waiting for a free slot"),)
+
+
 def _queued(job: Job, ctx: Context) -> Decision:
     if job.status.waiting_for is not None:  # shown only while it waits (below)
         job = replace(job, status=replace(job.status, waiting_for=None))
@@ -206,7 +210,7 @@ def _queued(job: Job, ctx: Context) -> Decision:
     if job.phase is None and ctx.admit is None:
         # A job admitted in its first pass never waited: its Admitted Event says it all
         # (one write less per job, which counts at a hundred jobs a second).
-        events = (Event("Normal", "Queued", "Waiting for a free slot"),)
+        events = QUEUED_EVENTS
         if ctx.waiting_reason == WAITING_REASON:  # what it waits for is its dependencies
             events = (Event("Normal", WAITING_REASON, waiting_message(ctx)),)
     if job.spec.cancelled:
