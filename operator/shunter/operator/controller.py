@@ -62,6 +62,7 @@ from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.estimating import Estimator
 from shunter.operator.gate import Gate, Ticket
+from shunter.operator.lifecycle import stamped_when_sent
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -445,7 +446,8 @@ class Controller:
         job, decision = flight.job, flight.decision
         try:
             admitting = job.queued  # a start from the queue, not a retried Pod
-            job = flight.landed = await self._write_status(job, decision.status)
+            status = stamped_when_sent(job.status, decision.status, datetime.now(UTC))
+            job = flight.landed = await self._write_status(job, status)
             retry = (await self._create(job, decision, admitting=admitting)
                      if decision.create else None)  # fmt: skip
             if decision.runs or decision.patch_jobs:
@@ -550,7 +552,7 @@ class Controller:
                 message = f"The installer's policy no longer allows this job: {refusal}"
                 log.info("[Refuse] Job %s not started: %s", job.key, message)
                 self._post(job, (Event("Warning", POLICY_VIOLATION, message),))
-                await self._fail(job, decision.status, POLICY_VIOLATION, message)
+                await self._fail(job, job.status, POLICY_VIOLATION, message)
                 return None
         others = [m for m in decision.create if m["kind"] != "Pod"]
         pods = decision.create_pods
@@ -560,13 +562,13 @@ class Controller:
                 if not created and manifest["kind"] == "PersistentVolumeClaim":
                     verdict = await self._claim_found(job, manifest)
                     if verdict is not None:
-                        return await self._hold(job, decision.status, verdict)
+                        return await self._hold(job, job.status, verdict)
             await asyncio.gather(*(self.actions.create(m) for m in pods))
         except (Invalid, Forbidden) as exc:
             # The API server will never accept this Pod (its schema, or an admission
             # rule such as restricted Pod Security): fail the job, do not retry.
             message = f"The trainer Pod was rejected by the API server: {exc.detail}"
-            await self._fail(job, decision.status, "PodRejected", message)
+            await self._fail(job, job.status, "PodRejected", message)
             return None
         names = {m["metadata"]["name"]: i for i, m in enumerate(pods)}
         indexes = {n: int(m["metadata"]["labels"].get(POD_INDEX_LABEL, 0)) for n, m in

@@ -375,6 +375,28 @@ def _running(job: Job, status: JobStatus, ctx: Context) -> Decision:
     return Decision(status=running, events=(Event("Normal", "Started", event),), wake_at=wake)
 
 
+def stamped_when_sent(before: JobStatus, after: JobStatus, now: datetime) -> JobStatus:
+    """The status a decision writes, its start's clock set to when the write is sent.
+
+    A start is decided with its time (`admitted_at`, or a retry's `not_before`), and
+    the start timeout (`_starting`) counts from it. When the API server takes fewer
+    writes than the passes decide, an admission can wait minutes in the operator's
+    own line before its status and Pods are written (60,000 jobs on a small control
+    plane): counted from the decision, those minutes ran out its start timeout
+    before its Pod existed, and each such job was stopped and queued again, more
+    writes in the same line. A time the decision set that has passed when it is
+    sent becomes now; a time still ahead (a backoff's end) is left."""
+
+    def moved(at: datetime | None, was: datetime | None) -> datetime | None:
+        return now if at is not None and at != was and at < now else at
+
+    admitted_at = moved(after.admitted_at, before.admitted_at)
+    not_before = moved(after.not_before, before.not_before)
+    if (admitted_at, not_before) == (after.admitted_at, after.not_before):
+        return after
+    return replace(after, admitted_at=admitted_at, not_before=not_before)
+
+
 def _starting(job: Job, status: JobStatus, ctx: Context) -> Decision:
     rules, now = ctx.rules, ctx.now
     # This attempt began at admission, or when a retry started (not_before).

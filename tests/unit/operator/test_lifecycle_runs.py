@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shunter.domain.model import Job, Phase, PodView, StopCause
+from shunter.domain.model import Job, JobStatus, Phase, PodView, StopCause
 from shunter.operator.decisions import Decision
-from shunter.operator.lifecycle import Context, reconcile_job
+from shunter.operator.lifecycle import Context, reconcile_job, stamped_when_sent
 from shunter.operator.rules import Rules
 from tests.support.builders import a_pod_of, a_training_job, pods
 
@@ -119,3 +119,36 @@ def test_a_gang_runs_when_every_pod_runs_and_fails_when_one_fails():
     job, failed = step(job, NOW + timedelta(seconds=1), broken)
     assert failed.status.phase is Phase.FAILED
     assert failed.status.message == "Pod g-trainer-1 failed with exit code 1 (Error)"
+
+
+def test_a_start_counts_from_when_its_write_is_sent_not_from_when_it_was_decided():
+    """An admission that waited in the operator's own line of writes (more decided
+    than the API server takes) gets its whole start timeout from when its status is
+    sent: counted from the decision it timed out before its Pod existed."""
+    new = a_training_job("late").job()
+    job, admitted = step(new, NOW, admit=("gpu-node-0",))
+    assert admitted.status.phase is Phase.STARTING
+    assert admitted.status.admitted_at == NOW
+    sent_at = NOW + timedelta(seconds=400)  # six minutes in line
+    written = stamped_when_sent(new.status, admitted.status, sent_at)
+    assert written.admitted_at == sent_at
+    assert replace(written, admitted_at=NOW) == admitted.status  # nothing else moved
+    job = replace(job, status=written)
+    pending = a_pod_of(job, phase="Pending", node_name=None)
+    _, waiting = step(job, sent_at + timedelta(seconds=10), pending)
+    assert waiting.status.phase is Phase.STARTING
+    assert waiting.wake_at == sent_at + RULES.start_timeout
+    # Decided and counted from the decision, the same moment would have stopped it.
+    unstamped = replace(job, status=admitted.status)
+    _, stopped = step(unstamped, sent_at + timedelta(seconds=10), pending)
+    assert stopped.status.phase is Phase.STOPPING
+
+
+def test_a_sent_status_keeps_a_backoff_still_ahead_and_the_times_it_did_not_set():
+    before = JobStatus(phase=Phase.STOPPING, admitted_at=NOW)
+    backoff = replace(before, phase=Phase.QUEUED, not_before=NOW + timedelta(seconds=30))
+    early = stamped_when_sent(before, backoff, NOW + timedelta(seconds=5))
+    assert early == backoff  # a backoff's end still ahead; admitted_at not set by it
+    late = stamped_when_sent(before, backoff, NOW + timedelta(seconds=45))
+    assert late.not_before == NOW + timedelta(seconds=45)  # passed: the same as now
+    assert late.admitted_at == NOW
