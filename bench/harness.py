@@ -401,6 +401,7 @@ def system(
     policies: bool = False,
     node_lease_seconds: int = 40,
     node_status_seconds: int = 60,
+    audit_pod_stages: bool = False,
 ) -> Iterator[System]:
     """A fresh local cluster with the operator and the API for one namespace; its state
     is ~/.cache/shunter/clusters/NAME: the `name` a bench passes, else
@@ -419,7 +420,8 @@ def system(
     scheduler_qps = int(os.environ.get("SHUNTER_BENCH_SCHEDULER_QPS", "500")) or None
     spec = ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node, scheduler_qps=scheduler_qps,
                        node_lease_seconds=node_lease_seconds,
-                       node_status_seconds=node_status_seconds)  # fmt: skip
+                       node_status_seconds=node_status_seconds,
+                       audit_pod_stages=audit_pod_stages)  # fmt: skip
     kubeconfig = plane.up(spec)
     print(
         f"bench: cluster with {nodes} GPU nodes up in {time.monotonic() - started:.1f}s",

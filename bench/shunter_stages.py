@@ -15,7 +15,8 @@ operator dry-run each job against them as it leaves the queue: what the installe
 policy costs per start. `--quiet` creates the jobs one at a time instead, each once the
 one before has completed: the operator's reaction on a quiet cluster.
 
-The same stages are also read from the API server's audit log, by its own clock (when
+The same stages are also read from the API server's audit log (its cluster audits the
+Pods' status writes and binds too: ClusterSpec.audit_pod_stages), by its own clock (when
 it finished each write), so that no client's watch stands between two stages: the
 bench's own watches lag when the machine is busy. There a stage is: the operator's
 last status write of the job before its Pod's create (the job `starting`: written
@@ -209,7 +210,7 @@ def main() -> None:
     env = {"SHUNTER_MAX_RUNNING": str(args.max_running)}
     if args.policies:
         env["SHUNTER_POLICIES"] = POLICIES
-    with system(operator_env=env, policies=args.policies) as s:
+    with system(operator_env=env, policies=args.policies, audit_pod_stages=True) as s:
         result = asyncio.run(observe(s.plane.kubeconfig, s.namespace, args))
         server = server_stages(writes(s.plane.audit_log, namespace=s.namespace))
         result["server_lags"] = lags(server, SERVER_LAGS)

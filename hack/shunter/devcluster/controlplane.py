@@ -84,6 +84,11 @@ class ClusterSpec:
     both, so that thousands of simulated heartbeats do not take the API server from what
     is measured; kube-controller-manager's node-monitor-grace-period is then raised above
     the Lease's duration, so that no node goes NotReady for it.
+
+    audit_pod_stages: the audit log also names every Pod status write and bind (kwok's
+    and kube-scheduler's), for a bench that times a job's stages by the server's clock
+    (bench.shunter_stages). Off by default: two or three more audit lines per Pod on a
+    server that the large benches already keep busy.
     """
 
     gpu_nodes: int = 4
@@ -91,6 +96,7 @@ class ClusterSpec:
     scheduler_qps: int | None = None
     node_lease_seconds: int = 40
     node_status_seconds: int = 60
+    audit_pod_stages: bool = False
 
     def grace_flags(self) -> list[str]:
         """kube-controller-manager's grace for node heartbeats (its default, 50 s,
@@ -144,7 +150,7 @@ class ControlPlane:
         try:
             self._start_etcd(ports)
             self._wait("etcd", f"http://127.0.0.1:{ports.etcd_client}/health")
-            self._start_apiserver(ports)
+            self._start_apiserver(ports, spec)
             self._wait("kube-apiserver", f"https://127.0.0.1:{ports.apiserver}/readyz")
             self._start_controllers(ports, spec)
             self.apply(nodes.gpu_nodes(spec.gpu_nodes, gpus=spec.gpus_per_node))
@@ -178,13 +184,15 @@ class ControlPlane:
     @property
     def audit_log(self) -> Path:
         """The API server's audit log: one JSON line per accepted or refused write to
-        TrainingJobs, their Pods (their binds and status too), Services, claims and
-        Leases (who, with which user agent, when, and the answer); read by
-        shunter.devcluster.audit. Fault tests read it to tell which operator replica's
-        writes the server accepted; benches, a stage's lag by the server's clock."""
+        TrainingJobs, their Pods (with ClusterSpec.audit_pod_stages, their binds and
+        status writes too), Services, claims and Leases (who, with which user agent,
+        when, and the answer); read by shunter.devcluster.audit. Fault tests read it to
+        tell which operator replica's writes the server accepted; benches, a stage's
+        lag by the server's clock."""
         return self.state_dir / "logs" / "audit.log"
 
-    def _write_audit_policy(self) -> Path:
+    def _write_audit_policy(self, spec: ClusterSpec) -> Path:
+        stages = ("pods/status", "pods/binding") if spec.audit_pod_stages else ()
         policy = {
             "apiVersion": "audit.k8s.io/v1",
             "kind": "Policy",
@@ -201,7 +209,7 @@ class ControlPlane:
                         {
                             "group": "",
                             "resources": [
-                                *("pods", "pods/status", "pods/binding"),
+                                *("pods", *stages),
                                 *("services", "persistentvolumeclaims"),
                             ],
                         },
@@ -215,9 +223,9 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(policy))
         return path
 
-    def _start_apiserver(self, ports: Ports) -> None:
+    def _start_apiserver(self, ports: Ports, spec: ClusterSpec) -> None:
         pki = self.pki
-        policy = self._write_audit_policy()
+        policy = self._write_audit_policy(spec)
         processes.start(
             "kube-apiserver",
             [
