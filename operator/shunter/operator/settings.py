@@ -8,8 +8,8 @@
 | SHUNTER_NAMESPACE_MAX_GPUS | 0 | GPUs the admitted jobs of one namespace may hold together; |
 |  |  | a namespace at its cap waits (NamespaceQuota), blocking no one; 0 = no cap |
 | SHUNTER_GRACE_MARGIN_SECONDS | 10 | extra wait after a job's grace period before force-deleting |
-| SHUNTER_START_TIMEOUT_SECONDS | 300 | a job still `starting` this long releases its slot and is |
-|  |  | requeued (StartTimeout) |
+| SHUNTER_START_TIMEOUT_SECONDS | 300 | a job still `starting` this long after its admission was |
+|  |  | written releases its slot and is requeued (StartTimeout) |
 | SHUNTER_START_ATTEMPTS | 3 | start timeouts before the job fails |
 | SHUNTER_BACKOFF_SECONDS | 10 | first backoff after a start timeout or a failed run; |
 |  |  | doubles each time |
