@@ -402,6 +402,7 @@ def system(
     node_lease_seconds: int = 40,
     node_status_seconds: int = 60,
     audit_pod_stages: bool = False,
+    kwok_pod_workers: int = 16,
 ) -> Iterator[System]:
     """A fresh local cluster with the operator and the API for one namespace; its state
     is ~/.cache/shunter/clusters/NAME: the `name` a bench passes, else
@@ -421,7 +422,8 @@ def system(
     spec = ClusterSpec(gpu_nodes=nodes, gpus_per_node=gpus_per_node, scheduler_qps=scheduler_qps,
                        node_lease_seconds=node_lease_seconds,
                        node_status_seconds=node_status_seconds,
-                       audit_pod_stages=audit_pod_stages)  # fmt: skip
+                       audit_pod_stages=audit_pod_stages,
+                       kwok_pod_workers=kwok_pod_workers)  # fmt: skip
     kubeconfig = plane.up(spec)
     print(
         f"bench: cluster with {nodes} GPU nodes up in {time.monotonic() - started:.1f}s",

@@ -710,6 +710,8 @@ def main() -> None:
                         help="kwok nodes' Lease duration (kwok renews within it)")  # fmt: skip
     parser.add_argument("--node-status-seconds", type=int, default=60,
                         help="kwok node status refresh (to 7/6 of it)")  # fmt: skip
+    parser.add_argument("--kwok-pod-workers", type=int, default=16,
+                        help="Pod stage changes kwok applies at once")  # fmt: skip
     parser.add_argument("--timeout-minutes", type=float, default=90.0,
                         help="per peer: report what finished by then")  # fmt: skip
     parser.add_argument("--stop-at", default="",
@@ -734,6 +736,7 @@ def main() -> None:
         "nodes": nodes, "gpus_per_node": args.gpus_per_node, "commit": commit,
         "node_lease_seconds": args.node_lease_seconds,
         "node_status_seconds": args.node_status_seconds,
+        "kwok_pod_workers": args.kwok_pod_workers,
         "shunter_env": {**SHUNTER_ENV, **extra_env},
         "kueue": {"version": kueue.version(), "settings": settings.label,
                   "kube_controller_manager_qps": args.kcm_qps or "default (20, burst 30)"},
@@ -744,7 +747,8 @@ def main() -> None:
           file=sys.stderr)  # fmt: skip
     with system(nodes=nodes, gpus_per_node=args.gpus_per_node, with_operator=False,
                 name=cluster, node_lease_seconds=args.node_lease_seconds,
-                node_status_seconds=args.node_status_seconds) as s:  # fmt: skip
+                node_status_seconds=args.node_status_seconds,
+                kwok_pod_workers=args.kwok_pod_workers) as s:  # fmt: skip
         if args.kcm_qps:
             s.set_controller_manager_qps(args.kcm_qps)
         peers: dict[str, ShapePeer] = {

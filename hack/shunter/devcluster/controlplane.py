@@ -65,6 +65,7 @@ class Ports:
 
 # The node heartbeat stage's delay in stages.yaml (ClusterSpec.node_status_seconds).
 HEARTBEAT = "durationMilliseconds: {}\n    jitterDurationMilliseconds: {}"
+POD_WORKERS = "podPlayStageParallelism: {}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class ClusterSpec:
     is measured; kube-controller-manager's node-monitor-grace-period is then raised above
     the Lease's duration, so that no node goes NotReady for it.
 
+    kwok_pod_workers: how many Pod stage changes kwok applies at once (stages.yaml's
+    16). Each is a status write; at the API server's latency under the large shapes'
+    load, 16 workers move about 10-15 Pods a second and the simulated kubelets, not
+    the systems measured, set the pace. The large benches raise it.
+
     audit_pod_stages: the audit log also names every Pod status write and bind (kwok's
     and kube-scheduler's), for a bench that times a job's stages by the server's clock
     (bench.shunter_stages). Off by default: two or three more audit lines per Pod on a
@@ -96,6 +102,7 @@ class ClusterSpec:
     scheduler_qps: int | None = None
     node_lease_seconds: int = 40
     node_status_seconds: int = 60
+    kwok_pod_workers: int = 16
     audit_pod_stages: bool = False
 
     def grace_flags(self) -> list[str]:
@@ -299,8 +306,11 @@ class ControlPlane:
         text = resources.files("shunter.devcluster").joinpath("stages.yaml").read_text()
         heartbeat = HEARTBEAT.format(60000, 70000)
         assert heartbeat in text, "stages.yaml: the node heartbeat's delay moved"
+        workers = POD_WORKERS.format(16)
+        assert workers in text, "stages.yaml: kwok's Pod workers moved"
         millis = spec.node_status_seconds * 1000
-        stages.write_text(text.replace(heartbeat, HEARTBEAT.format(millis, millis * 7 // 6)))
+        text = text.replace(heartbeat, HEARTBEAT.format(millis, millis * 7 // 6))
+        stages.write_text(text.replace(workers, POD_WORKERS.format(spec.kwok_pod_workers)))
         processes.start(
             "kwok",
             [
