@@ -14,6 +14,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Write:
+    user: str  # who the server authenticated
+    impersonated: str | None  # whom it acted as, if the writer impersonated someone
     user_agent: str
     verb: str
     resource: str  # e.g. trainingjobs/status, pods, pods/status, pods/binding, leases
@@ -58,6 +60,8 @@ def parse(lines: Iterable[str], *, namespace: str | None = None) -> list[Write]:
         resource = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
         found.append(
             Write(
+                user=(entry.get("user") or {}).get("username", ""),
+                impersonated=(entry.get("impersonatedUser") or {}).get("username"),
                 user_agent=entry.get("userAgent", ""),
                 verb=entry.get("verb", ""),
                 resource=resource,

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from shunter.devcluster.audit import writes
 from shunter.devcluster.controlplane import ControlPlane
 from shunter.domain.model import GROUP, PLURAL, VERSION, parse_time
 from tests.support.api import ApiProcess
@@ -277,13 +278,11 @@ def test_who_submitted_and_who_cancelled_is_the_api_servers_word(
         status = http.get("/api/training/status/via-rest").json()
         assert status["submitted_by"] == user
     if control_plane is not None:
-        entries = [json.loads(line) for line in control_plane.audit_log.read_text().splitlines()]
-        creates = [e for e in entries if e.get("verb") == "create"
-                   and e.get("objectRef", {}).get("name") == "via-rest"
-                   and e.get("objectRef", {}).get("namespace") == namespace]  # fmt: skip
+        creates = [w for w in writes(control_plane.audit_log, namespace=namespace)
+                   if w.verb == "create" and w.name == "via-rest"]  # fmt: skip
         assert creates, "the API server's audit log has no create of via-rest"
-        assert creates[-1]["impersonatedUser"]["username"] == user
-        assert creates[-1]["user"]["username"].endswith("-api")
+        assert creates[-1].impersonated == user
+        assert creates[-1].user.endswith("-api")
 
 
 def test_a_waiting_job_that_a_new_policy_forbids_fails_at_admission_without_a_pod(
