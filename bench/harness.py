@@ -31,7 +31,12 @@ from kubernetes import client, config, watch
 from tests.support.background import Background
 
 from shunter.devcluster import demo, processes
-from shunter.devcluster.controlplane import ClusterSpec, ControlPlane, default_state_dir
+from shunter.devcluster.controlplane import (
+    KWOK_POD_WORKERS,
+    ClusterSpec,
+    ControlPlane,
+    default_state_dir,
+)
 from shunter.devcluster.postgres import LocalPostgres
 from shunter.domain.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from shunter.kube import Kube, connect
@@ -402,7 +407,7 @@ def system(
     node_lease_seconds: int = 40,
     node_status_seconds: int = 60,
     audit_pod_stages: bool = False,
-    kwok_pod_workers: int = 16,
+    kwok_pod_workers: int = KWOK_POD_WORKERS,
 ) -> Iterator[System]:
     """A fresh local cluster with the operator and the API for one namespace; its state
     is ~/.cache/shunter/clusters/NAME: the `name` a bench passes, else

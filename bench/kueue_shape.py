@@ -94,6 +94,7 @@ from bench.harness import (
     write_result,
 )
 from bench.peers import Kueue, Peer, Shunter
+from shunter.devcluster.controlplane import KWOK_POD_WORKERS
 from shunter.domain.model import API_VERSION
 from shunter.kube import Kube, connect
 from shunter.kube.resources import TRAINING_JOBS, Resource
@@ -710,7 +711,7 @@ def main() -> None:
                         help="kwok nodes' Lease duration (kwok renews within it)")  # fmt: skip
     parser.add_argument("--node-status-seconds", type=int, default=60,
                         help="kwok node status refresh (to 7/6 of it)")  # fmt: skip
-    parser.add_argument("--kwok-pod-workers", type=int, default=16,
+    parser.add_argument("--kwok-pod-workers", type=int, default=KWOK_POD_WORKERS,
                         help="Pod stage changes kwok applies at once")  # fmt: skip
     parser.add_argument("--timeout-minutes", type=float, default=90.0,
                         help="per peer: report what finished by then")  # fmt: skip

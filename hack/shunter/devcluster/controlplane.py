@@ -65,7 +65,9 @@ class Ports:
 
 # The node heartbeat stage's delay in stages.yaml (ClusterSpec.node_status_seconds).
 HEARTBEAT = "durationMilliseconds: {}\n    jitterDurationMilliseconds: {}"
+# kwok's Pod workers in stages.yaml (ClusterSpec.kwok_pod_workers).
 POD_WORKERS = "podPlayStageParallelism: {}"
+KWOK_POD_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class ClusterSpec:
     the Lease's duration, so that no node goes NotReady for it.
 
     kwok_pod_workers: how many Pod stage changes kwok applies at once (stages.yaml's
-    16). Each is a status write; at the API server's latency under the large shapes'
+    KWOK_POD_WORKERS). Each is a status write; at the API server's latency under the large shapes'
     load, 16 workers move about 10-15 Pods a second and the simulated kubelets, not
     the systems measured, set the pace. The large benches raise it.
 
@@ -102,7 +104,7 @@ class ClusterSpec:
     scheduler_qps: int | None = None
     node_lease_seconds: int = 40
     node_status_seconds: int = 60
-    kwok_pod_workers: int = 16
+    kwok_pod_workers: int = KWOK_POD_WORKERS
     audit_pod_stages: bool = False
 
     def grace_flags(self) -> list[str]:
@@ -306,7 +308,7 @@ class ControlPlane:
         text = resources.files("shunter.devcluster").joinpath("stages.yaml").read_text()
         heartbeat = HEARTBEAT.format(60000, 70000)
         assert heartbeat in text, "stages.yaml: the node heartbeat's delay moved"
-        workers = POD_WORKERS.format(16)
+        workers = POD_WORKERS.format(KWOK_POD_WORKERS)
         assert workers in text, "stages.yaml: kwok's Pod workers moved"
         millis = spec.node_status_seconds * 1000
         text = text.replace(heartbeat, HEARTBEAT.format(millis, millis * 7 // 6))
