@@ -32,6 +32,11 @@ The mapping (a unit is a GPU):
   quotas bind, not the nodes; a job runs for its runtime (times --runtime-scale) from
   its Pod's start (`sim.shunter.dev/run-for`).
 
+--cancel-every N (Shunter): every N s of the run a user cancels a job still waiting,
+as the API and kubectl do, and the bench times the cancel to the job's `cancelled`
+(CancelProbe): what a user's action waits for while the operator's line of writes is
+deepest. The cancelled jobs leave the shape's figures.
+
 Arrivals: every job is created before the peer's controller starts (Shunter's
 operator, Kueue; as `bench.throughput --precreate`), so creation is not measured, in
 the order of Kueue's arrival schedule (the j-th job of a class in a queue at
@@ -95,7 +100,7 @@ from bench.harness import (
 )
 from bench.peers import Kueue, Peer, Shunter
 from shunter.devcluster.controlplane import KWOK_POD_WORKERS
-from shunter.domain.model import API_VERSION
+from shunter.domain.model import API_VERSION, GROUP, PLURAL, TERMINAL_PHASES, VERSION
 from shunter.kube import Kube, connect
 from shunter.kube.resources import TRAINING_JOBS, Resource
 
@@ -103,6 +108,7 @@ KUEUE_REPO = "kubernetes-sigs/kueue"
 # The commit of kubernetes-sigs/kueue whose test/performance/scheduler/configs were read.
 KUEUE_CONFIGS_COMMIT = "ff69552e79ad21652c36caa97038382e55625cf7"
 JOBS = Resource("batch", "v1", "jobs")
+ENDED = frozenset(p.value for p in TERMINAL_PHASES)  # a TrainingJob's status.phase
 PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 RUN_FOR = "sim.shunter.dev/run-for"
 GPUS_PER_NODE = 64
@@ -446,6 +452,7 @@ class PodWatch:
         self.namespace = namespace
         self.pods: dict[str, PodRecord] = {}
         self.done: dict[str, float] = {}  # job -> its Pod Succeeded
+        self.jobs: set[str] = set()  # jobs with a Pod seen
         self._lock = threading.Lock()
         self._thread = Background(self._watch, name="pod watch")
 
@@ -468,6 +475,7 @@ class PodWatch:
                 job = meta.get("labels", {}).get("job-name") or meta["name"].rsplit("-", 1)[0]
                 record = PodRecord(job, int(limits.get(kueue.GPU, 0)), now)
                 self.pods[uid] = record
+                self.jobs.add(job)
             if record.ended is not None:
                 return
             if record.scheduled is None and pod["spec"].get("nodeName"):
@@ -514,9 +522,107 @@ class PodWatch:
         with self._lock:
             return len(self.done)
 
+    def has_pod(self, job: str) -> bool:
+        with self._lock:
+            return job in self.jobs
+
     def snapshot(self) -> tuple[list[PodRecord], dict[str, float]]:
         with self._lock:
             return [PodRecord(**vars(r)) for r in self.pods.values()], dict(self.done)
+
+
+# -- a user's cancel during the run -------------------------------------------------
+
+
+@dataclass
+class Cancel:
+    job: str
+    at: float  # seconds from the controller's start
+    answered: float | None = None  # the PATCH's answer, seconds after it was sent
+    ended: float | None = None  # status.phase terminal, seconds after the PATCH was sent
+    phase: str | None = None  # the terminal phase seen
+
+
+class CancelProbe:
+    """Every `every` s, a user cancels a job still waiting (the latest arrival with no
+    Pod yet) as the API and kubectl do (`spec.cancelled: true`), and the probe polls
+    the job until its status says it ended: how long a user's cancel waits while the
+    operator has thousands of writes in line. Probed jobs leave the shape's figures."""
+
+    POLL = 0.2
+    LIMIT = 900.0  # a cancel not done by then is reported as not done
+
+    def __init__(self, api: client.ApiClient, namespace: str, jobs: list[Arrival],
+                 watch: PodWatch, every: float, start: float) -> None:  # fmt: skip
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace, self.watch, self.every, self.start = namespace, watch, every, start
+        self._candidates = [a.name for a in reversed(jobs)]  # latest arrivals first
+        self.cancels: list[Cancel] = []
+        self._lock = threading.Lock()
+        self._thread = Background(self._run, name="cancel probe")
+
+    def begin(self) -> CancelProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._thread.stop(join=True)
+
+    @property
+    def probed(self) -> set[str]:
+        with self._lock:
+            return {c.job for c in self.cancels}
+
+    def not_to_finish(self) -> int:
+        """Probed jobs that ended without their Pod succeeding (not counted as done)."""
+        with self._lock:
+            return sum(c.ended is not None and c.job not in self.watch.done
+                       for c in self.cancels)  # fmt: skip
+
+    def _pick(self) -> str | None:
+        while self._candidates:
+            name = self._candidates.pop(0)
+            if not self.watch.has_pod(name):
+                return name
+        return None
+
+    def _run(self, stop: threading.Event) -> None:
+        next_at = time.monotonic() + self.every
+        while not stop.wait(self.POLL):
+            now = time.monotonic()
+            if now >= next_at and (name := self._pick()) is not None:
+                next_at = now + self.every
+                cancel = Cancel(name, now - self.start)
+                with self._lock:
+                    self.cancels.append(cancel)
+                self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"cancelled": True}}
+                )
+                cancel.answered = time.monotonic() - now
+            for cancel in [c for c in self.cancels if c.ended is None]:
+                since = time.monotonic() - self.start - cancel.at
+                if since > self.LIMIT:
+                    continue
+                body: Any = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, cancel.job
+                )
+                phase = (body.get("status") or {}).get("phase")
+                if phase in ENDED:
+                    cancel.ended, cancel.phase = since, phase
+
+    def figures(self) -> dict[str, Any]:
+        with self._lock:
+            cancels = [Cancel(**vars(c)) for c in self.cancels]
+        ended = [c.ended for c in cancels if c.ended is not None]
+        return {
+            "every_s": self.every,
+            "count": len(cancels),
+            "ended": len(ended),
+            "answered_p50_p99_s": _p50_p99([c.answered for c in cancels if c.answered is not None]),
+            "ended_p50_p99_s": _p50_p99(ended),
+            "ended_max_s": max(ended, default=None),
+            "cancels": [vars(c) for c in cancels],
+        }
 
 
 # -- figures -------------------------------------------------------------------------
@@ -592,9 +698,11 @@ def figures(shape: Shape, jobs: list[Arrival], pods: list[PodRecord], done: dict
 
 
 def measure(s: System, peer: ShapePeer, shape: Shape, jobs: list[Arrival], runtime_scale: float,
-            timeout: float, stop_at: float | None = None) -> dict[str, Any]:  # fmt: skip
+            timeout: float, stop_at: float | None = None,
+            cancel_every: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """One peer's run; it is stopped `timeout` s after its controller started or at
-    `stop_at` (Unix time), whichever comes first, and then reported as not finished."""
+    `stop_at` (Unix time), whichever comes first, and then reported as not finished.
+    `cancel_every` > 0 (Shunter only): a CancelProbe during the run."""
     peer.setup(gpus=shape.total_quota, held=True)
     watch = PodWatch(s.api, peer.namespace).start()
     print(f"bench: {peer.name}: creating {len(jobs)} jobs", file=sys.stderr)
@@ -606,21 +714,36 @@ def measure(s: System, peer: ShapePeer, shape: Shape, jobs: list[Arrival], runti
     deadline = start + timeout
     if stop_at is not None:
         deadline = min(deadline, start + stop_at - time.time())
+    probe = None
+    if cancel_every > 0 and isinstance(peer, ShunterShape):
+        probe = CancelProbe(s.api, peer.namespace, jobs, watch, cancel_every, start).begin()
+
+    def to_do() -> int:
+        return len(jobs) - (probe.not_to_finish() if probe is not None else 0)
+
     last = 0.0
-    while (done := watch.count_done()) < len(jobs) and time.monotonic() < deadline:
+    while (done := watch.count_done()) < to_do() and time.monotonic() < deadline:
         time.sleep(1)
         if time.monotonic() - last >= 30:
             last = time.monotonic()
             print(f"bench: {peer.name}: {last - start:.0f}s, {done}/{len(jobs)} done",
                   file=sys.stderr)  # fmt: skip
-    finished = done >= len(jobs)
+    finished = done >= to_do()
+    if probe is not None:
+        probe.stop()
     pods, done_at = watch.snapshot()
     end = max(done_at.values()) if finished else time.monotonic()
     usage = sampler.stop()
     watch.stop()
     for numbers in usage.values():
         numbers["core_share"] = numbers["cpu_seconds"] / max(end - start, 1e-9)
-    result = figures(shape, jobs, pods, done_at, start, end, runtime_scale)
+    probed = probe.probed if probe is not None else set()
+    result = figures(shape, [a for a in jobs if a.name not in probed],
+                     [p for p in pods if p.job not in probed],
+                     {j: t for j, t in done_at.items() if j not in probed},
+                     start, end, runtime_scale)  # fmt: skip
+    if probe is not None:
+        result["cancel_probe"] = probe.figures()
     result |= {
         "finished": finished,
         "completed": len(done_at),
@@ -672,6 +795,15 @@ def rows(results: dict[str, Any], shape: Shape) -> list[tuple[str, Any]]:
             shown = "-" if not pair else f"{pair[0]:.2f} / {pair[1]:.2f}"
             out.append((f"{name}: Pod {what} p50 / p99 s", shown))
         out.append((f"{name}: jobs created in s", r["create_s"]))
+        if (probe := r.get("cancel_probe")) is not None:
+            pair = probe["ended_p50_p99_s"]
+            shown = (
+                "-"
+                if not pair
+                else f"{pair[0]:.2f} / {pair[1]:.2f}, max {probe['ended_max_s']:.2f}"
+            )
+            out.append((f"{name}: a waiting job's cancel -> `cancelled` p50 / p99 s "
+                        f"({probe['ended']} of {probe['count']} ended)", shown))  # fmt: skip
         for process, numbers in r["processes"].items():
             if process in (*r["controllers"], "kube-apiserver", "etcd", "other processes") or (
                 process.endswith(" child")  # the operator's planner
@@ -717,6 +849,12 @@ def main() -> None:
                         help="per peer: report what finished by then")  # fmt: skip
     parser.add_argument("--stop-at", default="",
                         help="HH:MM UTC: a peer running then is reported unfinished")  # fmt: skip
+    parser.add_argument(
+        "--cancel-every",
+        type=float,
+        default=0.0,
+        help="Shunter: cancel a waiting job every N s of the run (0: none)",
+    )
     parser.add_argument("--name", default="", help="result file name (default from the args)")
     args = parser.parse_args()
     shape = SHAPES[args.shape]
@@ -765,7 +903,8 @@ def main() -> None:
                 break
             try:
                 figures_ = measure(s, peer, shape, jobs, args.runtime_scale,
-                                   args.timeout_minutes * 60, stop_at)  # fmt: skip
+                                   args.timeout_minutes * 60, stop_at,
+                                   cancel_every=args.cancel_every)  # fmt: skip
                 results[peer.key] = {"name": peer.name, **figures_}
                 write_result(name, result)  # kept even if a later peer fails
             finally:

@@ -9,7 +9,10 @@ from collections import Counter
 import pytest
 from bench.kueue_shape import (
     SHAPES,
+    Cancel,
+    CancelProbe,
     PodRecord,
+    PodWatch,
     arrivals,
     class_of,
     figures,
@@ -20,6 +23,7 @@ from bench.kueue_shape import (
     shunter_job,
     shunter_queues,
 )
+from kubernetes import client
 
 BASELINE = SHAPES["baseline"]
 
@@ -140,3 +144,20 @@ def test_figures_count_admission_usage_and_evictions_per_class() -> None:
     # The floor split: bound by kube-scheduler, then Running by kwok (those seen bound).
     assert out["pod_created_to_bound_p50_p99_s"] == pytest.approx([0.1, 0.3], abs=0.05)
     assert out["pod_bound_to_running_p50_p99_s"] == pytest.approx([0.2, 0.4], abs=0.05)
+
+
+def test_the_cancel_probe_picks_the_latest_arrival_with_no_pod_and_counts_what_ended_undone():
+    """A user's cancel goes to a job still waiting: the latest arrival not yet seen
+    with a Pod (no client call is made: nothing is started)."""
+    jobs = arrivals(BASELINE, 0.01)
+    watch = PodWatch(client.ApiClient(), "ns")
+    latest, second, third = (a.name for a in jobs[::-1][:3])
+    watch.jobs.add(latest)  # admitted already
+    probe = CancelProbe(client.ApiClient(), "ns", jobs, watch, every=1.0, start=0.0)
+    assert probe._pick() == second
+    assert probe._pick() == third
+    probe.cancels += [Cancel(second, 1.0, ended=2.5, phase="cancelled"), Cancel(third, 2.0)]
+    watch.done[latest] = 9.0
+    assert probe.not_to_finish() == 1  # the one ended; the other's cancel is not done
+    out = probe.figures()
+    assert (out["count"], out["ended"], out["ended_max_s"]) == (2, 1, 2.5)
