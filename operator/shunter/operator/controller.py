@@ -8,8 +8,9 @@ resource (a restarted operator sees every job before deciding anything).
 
 A pass does not wait for its writes. Each decision is carried out by a flight of
 its own (status, then Pods, then Events), at most CONCURRENCY at once through a gate
-that lets the writes that move a job (admissions, stops, finishes) pass before those
-that only renumber waiting jobs (shunter.operator.gate). The decided status is laid
+that lets the writes that stop or end a job (a cancel, a preemption, a finish) pass
+first, then those that otherwise move one (admissions), then those that only renumber
+waiting jobs (shunter.operator.gate, `rank`). The decided status is laid
 over the job in the book while its flight is out, so the next pass, which may start
 at once, sees it as done; a job with a flight out is not decided again until it
 lands (a decision the pass makes for it meanwhile is dropped, and the job looked at
@@ -54,14 +55,14 @@ from shunter.domain.claims import (
 )
 from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import usage_patch
-from shunter.domain.model import POD_INDEX_LABEL, Job, JobKey, JobStatus, Phase
+from shunter.domain.model import POD_INDEX_LABEL, TERMINAL_PHASES, Job, JobKey, JobStatus, Phase
 from shunter.domain.reports import EVENT_EVERY_SECONDS, checkpoint_event
 from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
 from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.estimating import Estimator
-from shunter.operator.gate import Gate, Ticket
+from shunter.operator.gate import Gate, Rank, Ticket
 from shunter.operator.lifecycle import stamped_when_sent
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
@@ -94,21 +95,27 @@ def status_patch(old: JobStatus, new: JobStatus) -> dict[str, object]:
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
-def urgent(job: Job, decision: Decision) -> bool:
-    """Does the decision move the job (anything but a waiting job's new number,
-    position or message)?"""
-    return not (
-        job.queued
-        and decision.status.phase in (None, Phase.QUEUED)
-        and not (decision.create or decision.delete_pods or decision.runs or decision.patch_jobs)
-    )
+# A decision to one of these phases stops or ends its job (shunter.operator.gate).
+ENDING = frozenset({Phase.CANCELLING, Phase.STOPPING, Phase.SUSPENDED}) | TERMINAL_PHASES
+
+
+def rank(job: Job, decision: Decision) -> Rank:
+    """Where the decision's write waits in the gate: STOP if it stops or ends the job
+    (or frees its slot), RENUMBER if it only tells a waiting job its new number,
+    position or message, MOVE otherwise (an admission, `running`)."""
+    if decision.delete_pods or decision.released or decision.status.phase in ENDING:
+        return Rank.STOP
+    if (job.queued and decision.status.phase in (None, Phase.QUEUED)
+            and not (decision.create or decision.runs or decision.patch_jobs)):  # fmt: skip
+        return Rank.RENUMBER
+    return Rank.MOVE
 
 
 @dataclass(slots=True)
 class _Flight:
     job: Job  # as known when decided (what its status is patched against)
     decision: Decision
-    urgent: bool
+    rank: Rank  # its place in the gate
     owner: Controller  # whose `_take_off` starts it (the flight is its ticket's `start`)
     ticket: Ticket | None = None  # its place in the gate's line
     task: asyncio.Task[None] | None = None  # once it has a slot
@@ -295,13 +302,13 @@ class Controller:
         flight = self._flights.get(key)
         events = decision.events
         if flight is not None:
-            if (flight.sent and not flight.urgent and flight.follow is None
-                    and urgent(job, decision)
+            if (flight.sent and not flight.rank.urgent and flight.follow is None
+                    and rank(job, decision).urgent
                     and job.resource_version == flight.job.resource_version):  # fmt: skip
                 flight.follow = decision
                 self.book.assume(job, decision.status)  # no other pass admits in its place
                 return
-            if flight.sent or flight.urgent:
+            if flight.sent or flight.rank.urgent:
                 flight.again = True
                 return
             assert flight.ticket is not None
@@ -313,12 +320,12 @@ class Controller:
         for line in decision.logs:
             log.info(line)
         decision = replace(decision, events=events)
-        new = _Flight(job, decision, urgent(job, decision), self)
+        new = _Flight(job, decision, rank(job, decision), self)
         if decision.status != job.status:
             self.book.assume(job, decision.status)
         self._flights[key] = new
         # Waits in the gate's line as data; its task starts with its slot.
-        new.ticket = self._gate.line(urgent=new.urgent, start=new)
+        new.ticket = self._gate.line(new.rank, new)
 
     def _take_off(self, flight: _Flight) -> None:
         """The flight has a slot: from here it is sent, and no longer replaceable."""
@@ -333,7 +340,7 @@ class Controller:
             log.exception("job %s: carrying out its decision failed; retrying", job.key)
             retry = RETRY_AFTER_ERROR
         finally:
-            self._gate.release(urgent=flight.urgent)
+            self._gate.release(flight.rank)
             self._landed(flight, retry)
         if retry is not None:
             self.book.wake_at(job.key, datetime.now(UTC) + retry)

@@ -1,16 +1,26 @@
 """How many of the operator's writes are in flight at once, and which go first.
 
 A pass hands its decisions to flights (shunter.operator.controller) and does not wait
-for them. Writes that move a job (an admission, a stop, a finish) are `urgent`; the
-ones that only tell a waiting job where it stands (its first number, its position) are
-not, and there can be thousands of them at once (every job of a large submission
-numbered, twenty positions moved per admission). So a free slot goes to the oldest
-urgent waiter first, then to the oldest of the others, and the others hold at most a
-part of the slots: an admission never queues behind a backlog of position updates,
-neither here nor in the API server. (A renumbering that waits here is replaced by the
-job's next decision, and the two are written as one.) The controller plans its next
-pass only once few urgent writes wait (`short`): its decisions run at most that far
-ahead of what the API server has taken.
+for them. Each write has a `Rank`, and a free slot goes to the oldest waiter of the
+first rank that has one:
+
+- STOP: a write that stops or ends a job (a user's cancel, a suspend, a preemption, a
+  deadline, a finish that frees its slot). Few at a time, and each either answers a
+  user or frees capacity for the next admission.
+- MOVE: every other write that moves a job (an admission with its Pods, `running`).
+  The first pass over a large submission admits thousands at once; a cancel decided
+  meanwhile does not wait behind them (at 60,000 jobs about 17,000 admissions waited
+  here for minutes, bench/RESULTS.md).
+- RENUMBER: a waiting job's number, position or message. There can be thousands at
+  once (every job of a large submission numbered, twenty positions moved per
+  admission), and they hold at most a part of the slots (`others`): nothing that
+  moves a job queues behind them, neither here nor in the API server. (A renumbering
+  that waits here is replaced by the job's next decision, and the two are written as
+  one.)
+
+STOP and MOVE are `urgent`. The controller plans its next pass only once few urgent
+writes wait (`short`): its decisions run at most that far ahead of what the API
+server has taken.
 
 A write waits as a `Ticket`: a place in the line that starts its work only when handed
 a slot. There can be tens of thousands of waiting writes (the first numbering of a
@@ -22,9 +32,22 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from enum import IntEnum
 
 # A line shorter than this is never rebuilt to drop those who left it.
 PURGE_FROM = 1024
+
+
+class Rank(IntEnum):
+    """Which writes go first (the module docstring); lower first."""
+
+    STOP = 0
+    MOVE = 1
+    RENUMBER = 2
+
+    @property
+    def urgent(self) -> bool:
+        return self is not Rank.RENUMBER
 
 
 class Ticket:
@@ -58,7 +81,7 @@ class Ticket:
 
 
 class Gate:
-    """At most `size` writes at once, of which at most `others` not urgent (so some
+    """At most `size` writes at once, of which at most `others` renumberings (so some
     room is always left for the urgent ones, also in the API server's own queue)."""
 
     def __init__(self, size: int, *, others: int | None = None) -> None:
@@ -66,33 +89,32 @@ class Gate:
         self.others = size if others is None else others
         self._held = 0
         self._others_held = 0
-        self._urgent: deque[Ticket] = deque()
-        self._waiting_others: deque[Ticket] = deque()
-        self._purge_at = {True: PURGE_FROM, False: PURGE_FROM}  # by urgency
-        # Those waiting for the urgent line to be at most so long (`short`).
+        self._lines: tuple[deque[Ticket], ...] = tuple(deque() for _ in Rank)
+        self._purge_at = [PURGE_FROM for _ in Rank]
+        # Those waiting for the urgent lines to be at most so long (`short`).
         self._short: list[tuple[int, asyncio.Future[None]]] = []
 
-    def line(self, *, urgent: bool, start: Callable[[], None]) -> Ticket:
-        """Start at once if a slot is free (and no one waits before), else wait in line
-        as data; the started work releases its slot with `release`."""
+    def line(self, rank: Rank, start: Callable[[], None]) -> Ticket:
+        """Start at once if a slot is free (and no one of this rank or a higher one
+        waits), else wait in line as data; the started work releases its slot with
+        `release`."""
         ticket = Ticket(start)
-        waiters = self._urgent if urgent else self._waiting_others
-        if not waiters and self._room(urgent) and (urgent or not self._urgent):
-            self._take(urgent)
+        if self._room(rank) and not any(self._lines[r] for r in Rank if r <= rank):
+            self._take(rank)
             ticket.begin()
         else:
-            self._queue(waiters, ticket, urgent=urgent)
+            self._queue(ticket, rank)
             self._hand_out()  # the waiters ahead may all have left the line
         return ticket
 
     @property
     def urgent_waiting(self) -> int:
         """Urgent writes waiting for a slot (not yet started)."""
-        return len(self._urgent)
+        return sum(len(self._lines[r]) for r in Rank if r.urgent)
 
     async def short(self, most: int) -> None:
         """Return once at most `most` urgent writes wait for a slot."""
-        if len(self._urgent) <= most:
+        if self.urgent_waiting <= most:
             return
         future = asyncio.get_running_loop().create_future()
         entry = (most, future)
@@ -103,42 +125,44 @@ class Gate:
             if entry in self._short:
                 self._short.remove(entry)
 
-    def release(self, *, urgent: bool) -> None:
+    def release(self, rank: Rank) -> None:
         """Give back the slot a started ticket's work held."""
         self._held -= 1
-        if not urgent:
+        if not rank.urgent:
             self._others_held -= 1
         self._hand_out()
 
-    def _room(self, urgent: bool) -> bool:
-        return self._held < self.size and (urgent or self._others_held < self.others)
+    def _room(self, rank: Rank) -> bool:
+        return self._held < self.size and (rank.urgent or self._others_held < self.others)
 
-    def _take(self, urgent: bool) -> None:
+    def _take(self, rank: Rank) -> None:
         self._held += 1
-        if not urgent:
+        if not rank.urgent:
             self._others_held += 1
 
-    def _queue(self, waiters: deque[Ticket], ticket: Ticket, *, urgent: bool) -> None:
+    def _queue(self, ticket: Ticket, rank: Rank) -> None:
         """Join the line. Those who left it (a renumbering replaced before it was
         sent) stay in it until reached; once they could make up half of it, it is
         rebuilt without them (amortized: the line at least doubles in between)."""
+        waiters = self._lines[rank]
         waiters.append(ticket)
-        if len(waiters) >= self._purge_at[urgent]:
+        if len(waiters) >= self._purge_at[rank]:
             live = [w for w in waiters if not w.done()]
             waiters.clear()
             waiters.extend(live)
-            self._purge_at[urgent] = max(PURGE_FROM, 2 * len(waiters))
+            self._purge_at[rank] = max(PURGE_FROM, 2 * len(waiters))
 
     def _hand_out(self) -> None:
-        """Free slots to the oldest urgent waiters, then to the oldest others."""
-        for urgent, waiters in ((True, self._urgent), (False, self._waiting_others)):
-            while waiters and self._room(urgent):
+        """Free slots to the oldest waiters of the first rank, then of the next."""
+        for rank in Rank:
+            waiters = self._lines[rank]
+            while waiters and self._room(rank):
                 ticket = waiters.popleft()
                 if not ticket.done():
-                    self._take(urgent)
+                    self._take(rank)
                     ticket.begin()
         if self._short:
-            waiting = len(self._urgent)
+            waiting = self.urgent_waiting
             for most, future in self._short:
                 if waiting <= most and not future.done():
                     future.set_result(None)

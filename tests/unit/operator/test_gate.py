@@ -1,4 +1,5 @@
-"""The writes' gate: at most its size at once, the urgent waiters before the others,
+"""The writes' gate: at most its size at once, the stops before the other urgent waiters
+and those before the renumberings,
 a waiter that left the line never holds (nor loses) a slot, and no waiting write holds
 a task."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shunter.operator.gate import Gate, Ticket
+from shunter.operator.gate import Gate, Rank, Ticket
 
 
 class _Writes:
@@ -19,16 +20,16 @@ class _Writes:
         self.release = asyncio.Event()
         self._flying: list[asyncio.Task[None]] = []
 
-    def line(self, name: str, *, urgent: bool) -> Ticket:
+    def line(self, name: str, rank: Rank) -> Ticket:
         async def fly() -> None:
             await self.release.wait()
-            self.gate.release(urgent=urgent)
+            self.gate.release(rank)
 
         def start() -> None:
             self.order.append(name)
             self._flying.append(asyncio.create_task(fly()))
 
-        return self.gate.line(urgent=urgent, start=start)
+        return self.gate.line(rank, start)
 
     async def land(self) -> list[str]:
         """Release them all: each landing hands its slot to the next in line."""
@@ -41,9 +42,9 @@ class _Writes:
 def test_a_free_slot_goes_to_the_oldest_urgent_waiter_before_any_other():
     async def scenario() -> list[str]:
         writes = _Writes(Gate(1))
-        writes.line("holder", urgent=False)
+        writes.line("holder", Rank.RENUMBER)
         for name, is_urgent in (("b1", False), ("u1", True), ("b2", False), ("u2", True)):
-            writes.line(name, urgent=is_urgent)
+            writes.line(name, Rank.MOVE if is_urgent else Rank.RENUMBER)
         return await writes.land()
 
     assert asyncio.run(scenario()) == ["holder", "u1", "u2", "b1", "b2"]
@@ -61,10 +62,10 @@ def test_no_more_than_its_size_hold_at_once():
             await asyncio.sleep(0)
             await asyncio.sleep(0)
             now -= 1
-            gate.release(urgent=False)
+            gate.release(Rank.RENUMBER)
 
         for _ in range(20):
-            gate.line(urgent=False, start=lambda: flying.append(asyncio.create_task(work())))
+            gate.line(Rank.RENUMBER, lambda: flying.append(asyncio.create_task(work())))
         while flying:
             await flying.pop(0)
         return most
@@ -78,9 +79,9 @@ def test_a_cancelled_waiter_passes_its_slot_on():
 
     async def scenario() -> list[str]:
         writes = _Writes(Gate(1))
-        holder = writes.line("holder", urgent=True)
-        early = writes.line("cancelled early", urgent=True)
-        last = writes.line("last", urgent=False)
+        holder = writes.line("holder", Rank.MOVE)
+        early = writes.line("cancelled early", Rank.MOVE)
+        last = writes.line("last", Rank.RENUMBER)
         early.cancel()
         holder.cancel()  # started already: no effect
         assert holder.started
@@ -97,10 +98,10 @@ def test_the_others_hold_at_most_their_part_and_the_urgent_the_rest():
     async def scenario() -> tuple[int, int]:
         writes = _Writes(Gate(4, others=1))
         for i in range(3):
-            writes.line(f"b{i}", urgent=False)
+            writes.line(f"b{i}", Rank.RENUMBER)
         held_by_others = len(writes.order)
         for i in range(5):
-            writes.line(f"u{i}", urgent=True)
+            writes.line(f"u{i}", Rank.MOVE)
         held = len(writes.order)
         await writes.land()
         return held_by_others, held
@@ -117,7 +118,8 @@ def test_tickets_wait_in_line_as_data_and_start_in_the_gates_order():
         started: list[str] = []
 
         def start(name: str, urgent: bool) -> Ticket:
-            return gate.line(urgent=urgent, start=lambda: started.append(name))
+            rank = Rank.MOVE if urgent else Rank.RENUMBER
+            return gate.line(rank, lambda: started.append(name))
 
         tasks_before = len(asyncio.all_tasks())
         start("b1", False)  # takes the one slot the others may hold
@@ -127,9 +129,9 @@ def test_tickets_wait_in_line_as_data_and_start_in_the_gates_order():
         tasks_waiting = len(asyncio.all_tasks()) - tasks_before
         assert started == ["b1", "u1"]
         assert not any(t.started for t in waiting)
-        gate.release(urgent=False)  # b1 done: u2 first, though it came last
+        gate.release(Rank.RENUMBER)  # b1 done: u2 first, though it came last
         assert started == ["b1", "u1", "u2"]
-        gate.release(urgent=True)  # u1 done: the others' part is free again
+        gate.release(Rank.MOVE)  # u1 done: the others' part is free again
         assert started[-1] == "b2"
         return started, tasks_waiting
 
@@ -142,15 +144,15 @@ def test_a_long_line_drops_those_who_left_it_and_keeps_the_order_of_the_others()
     async def scenario() -> tuple[int, list[int]]:
         gate = Gate(1)
         started: list[int] = []
-        gate.line(urgent=False, start=lambda: None)  # holds the one slot
+        gate.line(Rank.RENUMBER, lambda: None)  # holds the one slot
         tickets = []
         for i in range(5000):
-            tickets.append(gate.line(urgent=False, start=lambda i=i: started.append(i)))
+            tickets.append(gate.line(Rank.RENUMBER, lambda i=i: started.append(i)))
             if i % 4:
                 tickets[-1].cancel()  # replaced: three of every four leave the line
-        length = len(gate._waiting_others)
+        length = len(gate._lines[Rank.RENUMBER])
         for _ in range(5000 // 4):
-            gate.release(urgent=False)
+            gate.release(Rank.RENUMBER)
         return length, started
 
     length, started = asyncio.run(scenario())
@@ -164,23 +166,63 @@ def test_short_returns_once_few_enough_urgent_writes_wait():
 
     async def scenario() -> list[str]:
         writes = _Writes(Gate(1))
-        writes.line("holder", urgent=True)
+        writes.line("holder", Rank.MOVE)
         for i in range(4):
-            writes.line(f"u{i}", urgent=True)
+            writes.line(f"u{i}", Rank.MOVE)
         for i in range(50):
-            writes.line(f"b{i}", urgent=False)
+            writes.line(f"b{i}", Rank.RENUMBER)
         await asyncio.wait_for(writes.gate.short(4), 1)  # 4 wait: at once
         assert writes.gate.urgent_waiting == 4
         short = asyncio.create_task(writes.gate.short(1))
         await asyncio.sleep(0)
         assert not short.done()
-        writes.gate.release(urgent=True)  # the holder lands: u0 starts, 3 wait
-        writes.gate.release(urgent=True)  # u0 lands: u1 starts, 2 wait
+        writes.gate.release(Rank.MOVE)  # the holder lands: u0 starts, 3 wait
+        writes.gate.release(Rank.MOVE)  # u0 lands: u1 starts, 2 wait
         await asyncio.sleep(0)
         assert not short.done()
-        writes.gate.release(urgent=True)  # u1 lands: u2 starts, 1 waits
+        writes.gate.release(Rank.MOVE)  # u1 lands: u2 starts, 1 waits
         await asyncio.wait_for(short, 1)
         assert writes.gate.urgent_waiting == 1
         return writes.order
 
     assert asyncio.run(scenario()) == ["holder", "u0", "u1", "u2"]
+
+
+def test_a_stop_goes_before_every_admission_waiting_and_counts_as_urgent():
+    """A cancel decided while thousands of admissions wait takes the next free slot
+    (at 60,000 jobs it waited minutes behind them); stops among themselves go oldest
+    first, and the admissions then in the order they came."""
+
+    async def scenario() -> list[str]:
+        writes = _Writes(Gate(1, others=1))
+        writes.line("holder", Rank.MOVE)
+        for i in range(1000):
+            writes.line(f"admit{i}", Rank.MOVE)
+        writes.line("renumber", Rank.RENUMBER)
+        writes.line("cancel", Rank.STOP)
+        writes.line("finish", Rank.STOP)
+        assert writes.gate.urgent_waiting == 1002
+        return await writes.land()
+
+    order = asyncio.run(scenario())
+    assert order[:3] == ["holder", "cancel", "finish"]
+    assert order[3:] == [f"admit{i}" for i in range(1000)] + ["renumber"]
+
+
+def test_a_stop_starts_at_once_while_only_admissions_wait_if_a_slot_is_free():
+    """Admissions waiting for the renumberings' part never hold a stop back; a stop
+    never starts ahead of an older stop."""
+
+    async def scenario() -> list[str]:
+        gate = Gate(2, others=1)
+        started: list[str] = []
+        gate.line(Rank.STOP, lambda: started.append("s1"))
+        gate.line(Rank.STOP, lambda: started.append("s2"))
+        gate.line(Rank.STOP, lambda: started.append("s3"))  # waits: no slot
+        gate.line(Rank.MOVE, lambda: started.append("m1"))
+        gate.release(Rank.STOP)
+        assert started == ["s1", "s2", "s3"]
+        gate.release(Rank.STOP)
+        return started
+
+    assert asyncio.run(scenario()) == ["s1", "s2", "s3", "m1"]
