@@ -8,9 +8,9 @@ resource (a restarted operator sees every job before deciding anything).
 
 A pass does not wait for its writes. Each decision is carried out by a flight of
 its own (status, then Pods, then Events), at most CONCURRENCY at once through a gate
-that lets the writes that stop or end a job (a cancel, a preemption, a finish) pass
-first, then those that otherwise move one (admissions), then those that only renumber
-waiting jobs (shunter.operator.gate, `rank`). The decided status is laid
+that lets the writes that stop a job or settle its status (a cancel, a preemption,
+`running`, a finish) pass first, then those that start Pods (admissions), then those
+that only renumber waiting jobs (shunter.operator.gate, `rank`). The decided status is laid
 over the job in the book while its flight is out, so the next pass, which may start
 at once, sees it as done; a job with a flight out is not decided again until it
 lands (a decision the pass makes for it meanwhile is dropped, and the job looked at
@@ -55,7 +55,7 @@ from shunter.domain.claims import (
 )
 from shunter.domain.dependencies import Absent, Upstream
 from shunter.domain.fairshare import usage_patch
-from shunter.domain.model import POD_INDEX_LABEL, TERMINAL_PHASES, Job, JobKey, JobStatus, Phase
+from shunter.domain.model import POD_INDEX_LABEL, Job, JobKey, JobStatus, Phase
 from shunter.domain.reports import EVENT_EVERY_SECONDS, checkpoint_event
 from shunter.kube import Body, Conflict, Forbidden, Invalid, KubeError, NotFound
 from shunter.operator.actions import Actions, Fenced
@@ -95,20 +95,18 @@ def status_patch(old: JobStatus, new: JobStatus) -> dict[str, object]:
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
-# A decision to one of these phases stops or ends its job (shunter.operator.gate).
-ENDING = frozenset({Phase.CANCELLING, Phase.STOPPING, Phase.SUSPENDED}) | TERMINAL_PHASES
-
-
 def rank(job: Job, decision: Decision) -> Rank:
-    """Where the decision's write waits in the gate: STOP if it stops or ends the job
-    (or frees its slot), RENUMBER if it only tells a waiting job its new number,
-    position or message, MOVE otherwise (an admission, `running`)."""
-    if decision.delete_pods or decision.released or decision.status.phase in ENDING:
-        return Rank.STOP
+    """Where the decision's write waits in the gate (shunter.operator.gate): RENUMBER
+    if it only tells a waiting job its new number, position or message, START if it
+    creates Pods or runs (an admission, a Pod created again), SETTLE otherwise (a
+    stop, a cancel, `running`, a finish)."""
     if (job.queued and decision.status.phase in (None, Phase.QUEUED)
-            and not (decision.create or decision.runs or decision.patch_jobs)):  # fmt: skip
+            and not (decision.create or decision.delete_pods or decision.runs
+                     or decision.patch_jobs)):  # fmt: skip
         return Rank.RENUMBER
-    return Rank.MOVE
+    if decision.create or decision.runs:
+        return Rank.START
+    return Rank.SETTLE
 
 
 @dataclass(slots=True)

@@ -4,13 +4,15 @@ A pass hands its decisions to flights (shunter.operator.controller) and does not
 for them. Each write has a `Rank`, and a free slot goes to the oldest waiter of the
 first rank that has one:
 
-- STOP: a write that stops or ends a job (a user's cancel, a suspend, a preemption, a
-  deadline, a finish that frees its slot). Few at a time, and each either answers a
-  user or frees capacity for the next admission.
-- MOVE: every other write that moves a job (an admission with its Pods, `running`).
-  The first pass over a large submission admits thousands at once; a cancel decided
-  meanwhile does not wait behind them (at 60,000 jobs about 17,000 admissions waited
-  here for minutes, bench/RESULTS.md).
+- SETTLE: a write that stops or ends a job, or brings its status up to what its Pods
+  did (a user's cancel, a suspend, a preemption, a deadline; `running`; a finish).
+  Each answers a user, frees capacity, or tells what already happened, and costs
+  one status write (a stop also its Pods' deletes).
+- START: a write that starts Pods (an admission, a Pod created again, an array's
+  runs). The first pass over a large submission decides thousands at once, and
+  they wait here while the API server takes them: at 60,000 jobs about 17,000, for
+  up to 25 minutes, and a finished job's `completed` waited behind all of them
+  while kubectl showed it `running` (bench/RESULTS.md).
 - RENUMBER: a waiting job's number, position or message. There can be thousands at
   once (every job of a large submission numbered, twenty positions moved per
   admission), and they hold at most a part of the slots (`others`): nothing that
@@ -18,13 +20,9 @@ first rank that has one:
   that waits here is replaced by the job's next decision, and the two are written as
   one.)
 
-STOP and MOVE are `urgent`. The controller plans its next pass only once few urgent
+SETTLE and START are `urgent`. The controller plans its next pass only once few urgent
 writes wait (`short`): its decisions run at most that far ahead of what the API
 server has taken.
-
-A write waits as a `Ticket`: a place in the line that starts its work only when handed
-a slot. There can be tens of thousands of waiting writes (the first numbering of a
-large submission), so none of them holds a task or a coroutine frame (about 2 KB each).
 """
 
 from __future__ import annotations
@@ -41,8 +39,8 @@ PURGE_FROM = 1024
 class Rank(IntEnum):
     """Which writes go first (the module docstring); lower first."""
 
-    STOP = 0
-    MOVE = 1
+    SETTLE = 0
+    START = 1
     RENUMBER = 2
 
     @property

@@ -33,7 +33,7 @@ def test_a_renumbering_replaced_in_line_keeps_its_events_once(monkeypatch: pytes
 
     async def scenario() -> tuple[Event, ...]:
         controller._gate = Gate(1)
-        controller._gate.line(Rank.MOVE, lambda: None)  # every slot is taken
+        controller._gate.line(Rank.START, lambda: None)  # every slot is taken
         numbered = replace(job.status, phase=None, queue_position=3, sequence=1)
         controller._send(job, Decision(status=numbered, events=(QUEUED, note)))
         for position in (2, 1):
@@ -87,19 +87,19 @@ def test_the_next_pass_waits_while_many_urgent_writes_wait(monkeypatch: pytest.M
 
     async def scenario() -> None:
         gate = controller._gate = Gate(1)
-        gate.line(Rank.MOVE, lambda: None)  # the one slot is taken
+        gate.line(Rank.START, lambda: None)  # the one slot is taken
         for _ in range(AHEAD):
-            gate.line(Rank.MOVE, lambda: None)
+            gate.line(Rank.START, lambda: None)
         await asyncio.wait_for(controller._caught_up(), 1)  # AHEAD wait: at once
-        gate.line(Rank.MOVE, lambda: None)
+        gate.line(Rank.START, lambda: None)
         pacing = asyncio.create_task(controller._caught_up())
         await asyncio.sleep(0)  # it waits: AHEAD + 1 wait
         assert not pacing.done()
         while gate.urgent_waiting > AHEAD // 2 + 1:
-            gate.release(Rank.MOVE)  # one lands, the next starts
+            gate.release(Rank.START)  # one lands, the next starts
             await asyncio.sleep(0)
             assert not pacing.done()
-        gate.release(Rank.MOVE)
+        gate.release(Rank.START)
         await asyncio.wait_for(pacing, 1)
         assert gate.urgent_waiting == AHEAD // 2
 
@@ -107,8 +107,8 @@ def test_the_next_pass_waits_while_many_urgent_writes_wait(monkeypatch: pytest.M
 
 
 def test_each_decision_waits_in_the_gates_line_of_what_it_does():
-    """Decided by the lifecycle: a cancel (queued or running), a preemption and a
-    finish are stops, ahead of admissions and `running` in the gate; a waiting job's
+    """Decided by the lifecycle: a cancel (queued or running), a preemption, `running`
+    and a finish settle the job, ahead of the admissions in the gate; a waiting job's
     new position is a renumbering."""
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     running = a_training_job("r").in_phase("running", runningSince="2026-03-01T11:00:00Z",
@@ -122,10 +122,10 @@ def test_each_decision_waits_in_the_gates_line_of_what_it_does():
     def decided(job: Job, **ctx: object) -> Rank:
         return rank(job, reconcile_job(job, Context(now=now, **ctx)))  # type: ignore[arg-type]
 
-    assert decided(cancelled_running, pods=pods(a_pod_of(running))) is Rank.STOP
-    assert decided(cancelled) is Rank.STOP
-    assert decided(running, pods=pods(a_pod_of(running)), preempt="p") is Rank.STOP
-    assert decided(running, pods=pods(a_pod_of(running, phase="Succeeded"))) is Rank.STOP
-    assert decided(starting, pods=pods(a_pod_of(starting))) is Rank.MOVE  # -> running
-    assert decided(queued, admit=("gpu-node-0",)) is Rank.MOVE
+    assert decided(cancelled_running, pods=pods(a_pod_of(running))) is Rank.SETTLE
+    assert decided(cancelled) is Rank.SETTLE
+    assert decided(running, pods=pods(a_pod_of(running)), preempt="p") is Rank.SETTLE
+    assert decided(running, pods=pods(a_pod_of(running, phase="Succeeded"))) is Rank.SETTLE
+    assert decided(starting, pods=pods(a_pod_of(starting))) is Rank.SETTLE  # -> running
+    assert decided(queued, admit=("gpu-node-0",)) is Rank.START
     assert decided(queued, queue_position=1) is Rank.RENUMBER

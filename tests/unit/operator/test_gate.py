@@ -1,5 +1,5 @@
-"""The writes' gate: at most its size at once, the stops before the other urgent waiters
-and those before the renumberings,
+"""The writes' gate: at most its size at once, the writes that settle a job before those
+that start Pods and those before the renumberings,
 a waiter that left the line never holds (nor loses) a slot, and no waiting write holds
 a task."""
 
@@ -44,7 +44,7 @@ def test_a_free_slot_goes_to_the_oldest_urgent_waiter_before_any_other():
         writes = _Writes(Gate(1))
         writes.line("holder", Rank.RENUMBER)
         for name, is_urgent in (("b1", False), ("u1", True), ("b2", False), ("u2", True)):
-            writes.line(name, Rank.MOVE if is_urgent else Rank.RENUMBER)
+            writes.line(name, Rank.START if is_urgent else Rank.RENUMBER)
         return await writes.land()
 
     assert asyncio.run(scenario()) == ["holder", "u1", "u2", "b1", "b2"]
@@ -79,8 +79,8 @@ def test_a_cancelled_waiter_passes_its_slot_on():
 
     async def scenario() -> list[str]:
         writes = _Writes(Gate(1))
-        holder = writes.line("holder", Rank.MOVE)
-        early = writes.line("cancelled early", Rank.MOVE)
+        holder = writes.line("holder", Rank.START)
+        early = writes.line("cancelled early", Rank.START)
         last = writes.line("last", Rank.RENUMBER)
         early.cancel()
         holder.cancel()  # started already: no effect
@@ -101,7 +101,7 @@ def test_the_others_hold_at_most_their_part_and_the_urgent_the_rest():
             writes.line(f"b{i}", Rank.RENUMBER)
         held_by_others = len(writes.order)
         for i in range(5):
-            writes.line(f"u{i}", Rank.MOVE)
+            writes.line(f"u{i}", Rank.START)
         held = len(writes.order)
         await writes.land()
         return held_by_others, held
@@ -118,7 +118,7 @@ def test_tickets_wait_in_line_as_data_and_start_in_the_gates_order():
         started: list[str] = []
 
         def start(name: str, urgent: bool) -> Ticket:
-            rank = Rank.MOVE if urgent else Rank.RENUMBER
+            rank = Rank.START if urgent else Rank.RENUMBER
             return gate.line(rank, lambda: started.append(name))
 
         tasks_before = len(asyncio.all_tasks())
@@ -131,7 +131,7 @@ def test_tickets_wait_in_line_as_data_and_start_in_the_gates_order():
         assert not any(t.started for t in waiting)
         gate.release(Rank.RENUMBER)  # b1 done: u2 first, though it came last
         assert started == ["b1", "u1", "u2"]
-        gate.release(Rank.MOVE)  # u1 done: the others' part is free again
+        gate.release(Rank.START)  # u1 done: the others' part is free again
         assert started[-1] == "b2"
         return started, tasks_waiting
 
@@ -166,9 +166,9 @@ def test_short_returns_once_few_enough_urgent_writes_wait():
 
     async def scenario() -> list[str]:
         writes = _Writes(Gate(1))
-        writes.line("holder", Rank.MOVE)
+        writes.line("holder", Rank.START)
         for i in range(4):
-            writes.line(f"u{i}", Rank.MOVE)
+            writes.line(f"u{i}", Rank.START)
         for i in range(50):
             writes.line(f"b{i}", Rank.RENUMBER)
         await asyncio.wait_for(writes.gate.short(4), 1)  # 4 wait: at once
@@ -176,11 +176,11 @@ def test_short_returns_once_few_enough_urgent_writes_wait():
         short = asyncio.create_task(writes.gate.short(1))
         await asyncio.sleep(0)
         assert not short.done()
-        writes.gate.release(Rank.MOVE)  # the holder lands: u0 starts, 3 wait
-        writes.gate.release(Rank.MOVE)  # u0 lands: u1 starts, 2 wait
+        writes.gate.release(Rank.START)  # the holder lands: u0 starts, 3 wait
+        writes.gate.release(Rank.START)  # u0 lands: u1 starts, 2 wait
         await asyncio.sleep(0)
         assert not short.done()
-        writes.gate.release(Rank.MOVE)  # u1 lands: u2 starts, 1 waits
+        writes.gate.release(Rank.START)  # u1 lands: u2 starts, 1 waits
         await asyncio.wait_for(short, 1)
         assert writes.gate.urgent_waiting == 1
         return writes.order
@@ -188,19 +188,19 @@ def test_short_returns_once_few_enough_urgent_writes_wait():
     assert asyncio.run(scenario()) == ["holder", "u0", "u1", "u2"]
 
 
-def test_a_stop_goes_before_every_admission_waiting_and_counts_as_urgent():
-    """A cancel decided while thousands of admissions wait takes the next free slot
-    (at 60,000 jobs it waited minutes behind them); stops among themselves go oldest
-    first, and the admissions then in the order they came."""
+def test_a_cancel_or_finish_goes_before_every_admission_waiting_and_counts_as_urgent():
+    """A cancel or a finish decided while thousands of admissions wait takes the next
+    free slot (at 60,000 jobs they waited up to 25 minutes behind them); among
+    themselves the oldest first, and the admissions then in the order they came."""
 
     async def scenario() -> list[str]:
         writes = _Writes(Gate(1, others=1))
-        writes.line("holder", Rank.MOVE)
+        writes.line("holder", Rank.START)
         for i in range(1000):
-            writes.line(f"admit{i}", Rank.MOVE)
+            writes.line(f"admit{i}", Rank.START)
         writes.line("renumber", Rank.RENUMBER)
-        writes.line("cancel", Rank.STOP)
-        writes.line("finish", Rank.STOP)
+        writes.line("cancel", Rank.SETTLE)
+        writes.line("finish", Rank.SETTLE)
         assert writes.gate.urgent_waiting == 1002
         return await writes.land()
 
@@ -209,20 +209,20 @@ def test_a_stop_goes_before_every_admission_waiting_and_counts_as_urgent():
     assert order[3:] == [f"admit{i}" for i in range(1000)] + ["renumber"]
 
 
-def test_a_stop_starts_at_once_while_only_admissions_wait_if_a_slot_is_free():
-    """Admissions waiting for the renumberings' part never hold a stop back; a stop
-    never starts ahead of an older stop."""
+def test_a_settling_write_never_starts_ahead_of_an_older_one():
+    """Settling writes wait for a slot in the order they came, and an admission waits
+    for all of them."""
 
     async def scenario() -> list[str]:
         gate = Gate(2, others=1)
         started: list[str] = []
-        gate.line(Rank.STOP, lambda: started.append("s1"))
-        gate.line(Rank.STOP, lambda: started.append("s2"))
-        gate.line(Rank.STOP, lambda: started.append("s3"))  # waits: no slot
-        gate.line(Rank.MOVE, lambda: started.append("m1"))
-        gate.release(Rank.STOP)
+        gate.line(Rank.SETTLE, lambda: started.append("s1"))
+        gate.line(Rank.SETTLE, lambda: started.append("s2"))
+        gate.line(Rank.SETTLE, lambda: started.append("s3"))  # waits: no slot
+        gate.line(Rank.START, lambda: started.append("m1"))
+        gate.release(Rank.SETTLE)
         assert started == ["s1", "s2", "s3"]
-        gate.release(Rank.STOP)
+        gate.release(Rank.SETTLE)
         return started
 
     assert asyncio.run(scenario()) == ["s1", "s2", "s3", "m1"]
