@@ -32,10 +32,11 @@ The mapping (a unit is a GPU):
   quotas bind, not the nodes; a job runs for its runtime (times --runtime-scale) from
   its Pod's start (`sim.shunter.dev/run-for`).
 
---cancel-every N (Shunter): every N s of the run a user cancels a job still waiting,
-as the API and kubectl do, and the bench times the cancel to the job's `cancelled`
-(CancelProbe): what a user's action waits for while the operator's line of writes is
-deepest. The cancelled jobs leave the shape's figures.
+--probe-every N (Shunter): every N s of the run a user cancels a job still waiting, as
+the API and kubectl do, and the bench times it to the job's `cancelled`; and it times
+the job whose Pod it saw Succeeded last to its status `completed` (UserProbe): what a
+user sees of the operator's line of writes while it is deepest. The cancelled jobs
+leave the shape's figures.
 
 Arrivals: every job is created before the peer's controller starts (Shunter's
 operator, Kueue; as `bench.throughput --precreate`), so creation is not measured, in
@@ -526,6 +527,11 @@ class PodWatch:
         with self._lock:
             return job in self.jobs
 
+    def latest_done(self) -> tuple[str, float] | None:
+        """The job whose Pod was seen Succeeded last, and when."""
+        with self._lock:
+            return next(reversed(self.done.items()), None)
+
     def snapshot(self) -> tuple[list[PodRecord], dict[str, float]]:
         with self._lock:
             return [PodRecord(**vars(r)) for r in self.pods.values()], dict(self.done)
@@ -535,33 +541,44 @@ class PodWatch:
 
 
 @dataclass
-class Cancel:
+class Sample:
+    """One job a user looks at: a cancel sent, or a Pod seen Succeeded."""
+
     job: str
-    at: float  # seconds from the controller's start
-    answered: float | None = None  # the PATCH's answer, seconds after it was sent
-    ended: float | None = None  # status.phase terminal, seconds after the PATCH was sent
-    phase: str | None = None  # the terminal phase seen
+    at: float  # seconds from the controller's start: the cancel sent, the Pod seen done
+    answered: float | None = None  # a cancel's PATCH answered, seconds after `at`
+    ended: float | None = None  # the job's status seen ended, seconds after `at`
+    phase: str | None = None  # the ended phase seen
+    poll_at: float = 0.0  # monotonic: when to look at the job again
 
 
-class CancelProbe:
-    """Every `every` s, a user cancels a job still waiting (the latest arrival with no
-    Pod yet) as the API and kubectl do (`spec.cancelled: true`), and the probe polls
-    the job until its status says it ended: how long a user's cancel waits while the
-    operator has thousands of writes in line. Probed jobs leave the shape's figures."""
+class UserProbe:
+    """What a user sees during the run, every `every` s:
+
+    - a cancel: a user cancels a job still waiting (the latest arrival with no Pod
+      yet) as the API and kubectl do (`spec.cancelled: true`); timed until the job's
+      status says it ended;
+    - a finish: the job whose Pod the bench saw Succeeded last; timed from then until
+      its status says `completed`.
+
+    Each job is looked at (GET) at most every POLL s, and less often as its wait grows
+    (a tenth of it: an error of at most 10 %), so that waits of minutes do not load the
+    API server. Cancelled jobs leave the shape's figures."""
 
     POLL = 0.2
-    LIMIT = 900.0  # a cancel not done by then is reported as not done
+    LIMIT = 1800.0  # a job not ended by then is reported as not ended
 
     def __init__(self, api: client.ApiClient, namespace: str, jobs: list[Arrival],
                  watch: PodWatch, every: float, start: float) -> None:  # fmt: skip
         self.custom = client.CustomObjectsApi(api)
         self.namespace, self.watch, self.every, self.start = namespace, watch, every, start
         self._candidates = [a.name for a in reversed(jobs)]  # latest arrivals first
-        self.cancels: list[Cancel] = []
+        self.cancels: list[Sample] = []
+        self.finishes: list[Sample] = []
         self._lock = threading.Lock()
-        self._thread = Background(self._run, name="cancel probe")
+        self._thread = Background(self._run, name="user probe")
 
-    def begin(self) -> CancelProbe:
+    def begin(self) -> UserProbe:
         self._thread.start()
         return self
 
@@ -570,11 +587,12 @@ class CancelProbe:
 
     @property
     def probed(self) -> set[str]:
+        """The jobs cancelled."""
         with self._lock:
             return {c.job for c in self.cancels}
 
     def not_to_finish(self) -> int:
-        """Probed jobs that ended without their Pod succeeding (not counted as done)."""
+        """Cancelled jobs that ended without their Pod succeeding (not counted as done)."""
         with self._lock:
             return sum(c.ended is not None and c.job not in self.watch.done
                        for c in self.cancels)  # fmt: skip
@@ -586,43 +604,66 @@ class CancelProbe:
                 return name
         return None
 
+    def _cancel(self, now: float) -> None:
+        name = self._pick()
+        if name is None:
+            return
+        sample = Sample(name, now - self.start, poll_at=now)
+        with self._lock:
+            self.cancels.append(sample)
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"cancelled": True}}
+        )
+        sample.answered = time.monotonic() - now
+
+    def _finish(self) -> None:
+        latest = self.watch.latest_done()
+        if latest is None or any(f.job == latest[0] for f in self.finishes[-3:]):
+            return
+        name, seen = latest
+        with self._lock:
+            self.finishes.append(Sample(name, seen - self.start, poll_at=seen))
+
+    def _look(self, sample: Sample, now: float) -> None:
+        since = now - self.start - sample.at
+        if since > self.LIMIT or now < sample.poll_at:
+            return
+        sample.poll_at = now + max(self.POLL, since / 10)
+        body: Any = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, sample.job
+        )
+        phase = (body.get("status") or {}).get("phase")
+        if phase in ENDED:
+            sample.ended, sample.phase = time.monotonic() - self.start - sample.at, phase
+
     def _run(self, stop: threading.Event) -> None:
         next_at = time.monotonic() + self.every
         while not stop.wait(self.POLL):
             now = time.monotonic()
-            if now >= next_at and (name := self._pick()) is not None:
+            if now >= next_at:
                 next_at = now + self.every
-                cancel = Cancel(name, now - self.start)
-                with self._lock:
-                    self.cancels.append(cancel)
-                self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"cancelled": True}}
-                )
-                cancel.answered = time.monotonic() - now
-            for cancel in [c for c in self.cancels if c.ended is None]:
-                since = time.monotonic() - self.start - cancel.at
-                if since > self.LIMIT:
-                    continue
-                body: Any = self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, cancel.job
-                )
-                phase = (body.get("status") or {}).get("phase")
-                if phase in ENDED:
-                    cancel.ended, cancel.phase = since, phase
+                self._cancel(now)
+                self._finish()
+            for sample in [s for s in (*self.cancels, *self.finishes) if s.ended is None]:
+                self._look(sample, time.monotonic())
 
     def figures(self) -> dict[str, Any]:
         with self._lock:
-            cancels = [Cancel(**vars(c)) for c in self.cancels]
-        ended = [c.ended for c in cancels if c.ended is not None]
-        return {
-            "every_s": self.every,
-            "count": len(cancels),
-            "ended": len(ended),
-            "answered_p50_p99_s": _p50_p99([c.answered for c in cancels if c.answered is not None]),
-            "ended_p50_p99_s": _p50_p99(ended),
-            "ended_max_s": max(ended, default=None),
-            "cancels": [vars(c) for c in cancels],
-        }
+            taken = {"cancel": [Sample(**vars(c)) for c in self.cancels],
+                     "finish": [Sample(**vars(f)) for f in self.finishes]}  # fmt: skip
+        out: dict[str, Any] = {"every_s": self.every}
+        for kind, samples in taken.items():
+            ended = [c.ended for c in samples if c.ended is not None]
+            out[kind] = {
+                "count": len(samples),
+                "ended": len(ended),
+                "ended_p50_p99_s": _p50_p99(ended),
+                "ended_max_s": max(ended, default=None),
+                "samples": [vars(c) for c in samples],
+            }
+        answers = [c.answered for c in taken["cancel"] if c.answered is not None]
+        out["cancel"]["answered_p50_p99_s"] = _p50_p99(answers)
+        return out
 
 
 # -- figures -------------------------------------------------------------------------
@@ -699,10 +740,10 @@ def figures(shape: Shape, jobs: list[Arrival], pods: list[PodRecord], done: dict
 
 def measure(s: System, peer: ShapePeer, shape: Shape, jobs: list[Arrival], runtime_scale: float,
             timeout: float, stop_at: float | None = None,
-            cancel_every: float = 0.0) -> dict[str, Any]:  # fmt: skip
+            probe_every: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """One peer's run; it is stopped `timeout` s after its controller started or at
     `stop_at` (Unix time), whichever comes first, and then reported as not finished.
-    `cancel_every` > 0 (Shunter only): a CancelProbe during the run."""
+    `probe_every` > 0 (Shunter only): a UserProbe during the run."""
     peer.setup(gpus=shape.total_quota, held=True)
     watch = PodWatch(s.api, peer.namespace).start()
     print(f"bench: {peer.name}: creating {len(jobs)} jobs", file=sys.stderr)
@@ -715,8 +756,8 @@ def measure(s: System, peer: ShapePeer, shape: Shape, jobs: list[Arrival], runti
     if stop_at is not None:
         deadline = min(deadline, start + stop_at - time.time())
     probe = None
-    if cancel_every > 0 and isinstance(peer, ShunterShape):
-        probe = CancelProbe(s.api, peer.namespace, jobs, watch, cancel_every, start).begin()
+    if probe_every > 0 and isinstance(peer, ShunterShape):
+        probe = UserProbe(s.api, peer.namespace, jobs, watch, probe_every, start).begin()
 
     def to_do() -> int:
         return len(jobs) - (probe.not_to_finish() if probe is not None else 0)
@@ -743,7 +784,7 @@ def measure(s: System, peer: ShapePeer, shape: Shape, jobs: list[Arrival], runti
                      {j: t for j, t in done_at.items() if j not in probed},
                      start, end, runtime_scale)  # fmt: skip
     if probe is not None:
-        result["cancel_probe"] = probe.figures()
+        result["user_probe"] = probe.figures()
     result |= {
         "finished": finished,
         "completed": len(done_at),
@@ -795,15 +836,18 @@ def rows(results: dict[str, Any], shape: Shape) -> list[tuple[str, Any]]:
             shown = "-" if not pair else f"{pair[0]:.2f} / {pair[1]:.2f}"
             out.append((f"{name}: Pod {what} p50 / p99 s", shown))
         out.append((f"{name}: jobs created in s", r["create_s"]))
-        if (probe := r.get("cancel_probe")) is not None:
-            pair = probe["ended_p50_p99_s"]
-            shown = (
-                "-"
-                if not pair
-                else f"{pair[0]:.2f} / {pair[1]:.2f}, max {probe['ended_max_s']:.2f}"
-            )
-            out.append((f"{name}: a waiting job's cancel -> `cancelled` p50 / p99 s "
-                        f"({probe['ended']} of {probe['count']} ended)", shown))  # fmt: skip
+        if (probe := r.get("user_probe")) is not None:
+            for kind, what in (("cancel", "a waiting job's cancel -> ended"),
+                               ("finish", "Pod Succeeded -> job `completed`")):  # fmt: skip
+                p = probe[kind]
+                pair = p["ended_p50_p99_s"]
+                shown = (
+                    "-"
+                    if not pair
+                    else f"{pair[0]:.2f} / {pair[1]:.2f}, max {p['ended_max_s']:.2f}"
+                )
+                out.append((f"{name}: {what} p50 / p99 s ({p['ended']} of {p['count']} seen)",
+                            shown))  # fmt: skip
         for process, numbers in r["processes"].items():
             if process in (*r["controllers"], "kube-apiserver", "etcd", "other processes") or (
                 process.endswith(" child")  # the operator's planner
@@ -849,12 +893,8 @@ def main() -> None:
                         help="per peer: report what finished by then")  # fmt: skip
     parser.add_argument("--stop-at", default="",
                         help="HH:MM UTC: a peer running then is reported unfinished")  # fmt: skip
-    parser.add_argument(
-        "--cancel-every",
-        type=float,
-        default=0.0,
-        help="Shunter: cancel a waiting job every N s of the run (0: none)",
-    )
+    parser.add_argument("--probe-every", type=float, default=0.0,
+                        help="Shunter: time a cancel and a finish every N s")  # fmt: skip
     parser.add_argument("--name", default="", help="result file name (default from the args)")
     args = parser.parse_args()
     shape = SHAPES[args.shape]
@@ -904,7 +944,7 @@ def main() -> None:
             try:
                 figures_ = measure(s, peer, shape, jobs, args.runtime_scale,
                                    args.timeout_minutes * 60, stop_at,
-                                   cancel_every=args.cancel_every)  # fmt: skip
+                                   probe_every=args.probe_every)  # fmt: skip
                 results[peer.key] = {"name": peer.name, **figures_}
                 write_result(name, result)  # kept even if a later peer fails
             finally:

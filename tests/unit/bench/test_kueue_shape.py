@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 from bench.kueue_shape import (
     SHAPES,
-    Cancel,
-    CancelProbe,
     PodRecord,
     PodWatch,
+    Sample,
+    UserProbe,
     arrivals,
     class_of,
     figures,
@@ -146,18 +146,27 @@ def test_figures_count_admission_usage_and_evictions_per_class() -> None:
     assert out["pod_bound_to_running_p50_p99_s"] == pytest.approx([0.2, 0.4], abs=0.05)
 
 
-def test_the_cancel_probe_picks_the_latest_arrival_with_no_pod_and_counts_what_ended_undone():
-    """A user's cancel goes to a job still waiting: the latest arrival not yet seen
-    with a Pod (no client call is made: nothing is started)."""
+def test_the_user_probe_cancels_the_latest_waiting_arrival_and_times_the_latest_finish():
+    """A user's cancel goes to a job still waiting (the latest arrival not yet seen
+    with a Pod); the finish looked at is the job whose Pod was seen done last. No
+    client call is made: nothing is started."""
     jobs = arrivals(BASELINE, 0.01)
     watch = PodWatch(client.ApiClient(), "ns")
     latest, second, third = (a.name for a in jobs[::-1][:3])
     watch.jobs.add(latest)  # admitted already
-    probe = CancelProbe(client.ApiClient(), "ns", jobs, watch, every=1.0, start=0.0)
+    probe = UserProbe(client.ApiClient(), "ns", jobs, watch, every=1.0, start=0.0)
     assert probe._pick() == second
     assert probe._pick() == third
-    probe.cancels += [Cancel(second, 1.0, ended=2.5, phase="cancelled"), Cancel(third, 2.0)]
-    watch.done[latest] = 9.0
+    probe.cancels += [Sample(second, 1.0, ended=2.5, phase="cancelled"), Sample(third, 2.0)]
+    watch.done |= {jobs[0].name: 3.0, latest: 9.0}
+    probe._finish()
+    probe._finish()  # the same latest: looked at once
+    assert [(f.job, f.at) for f in probe.finishes] == [(latest, 9.0)]
     assert probe.not_to_finish() == 1  # the one ended; the other's cancel is not done
     out = probe.figures()
-    assert (out["count"], out["ended"], out["ended_max_s"]) == (2, 1, 2.5)
+    assert (out["cancel"]["count"], out["cancel"]["ended"], out["cancel"]["ended_max_s"]) == (
+        2,
+        1,
+        2.5,
+    )
+    assert (out["finish"]["count"], out["finish"]["ended"]) == (1, 0)
