@@ -63,7 +63,7 @@ from shunter.operator.book import JobBook
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.estimating import Estimator
 from shunter.operator.gate import Gate, Rank, Ticket
-from shunter.operator.lifecycle import stamped_when_sent
+from shunter.operator.lifecycle import stale_stop, stamped_when_sent
 from shunter.operator.planning import plan_pass
 from shunter.operator.settings import Settings
 
@@ -449,6 +449,10 @@ class Controller:
         status (a client polling for `cancelled`) finds them already in the log.
         """
         job, decision = flight.job, flight.decision
+        if stale_stop(job, decision, self.book.pods_of(job)):
+            log.info("job %s: its Pods succeeded while its stop waited; deciding again", job.key)
+            flight.again = True  # decided again as it lands: it completes
+            return None
         try:
             admitting = job.queued  # a start from the queue, not a retried Pod
             status = stamped_when_sent(job.status, decision.status, datetime.now(UTC))

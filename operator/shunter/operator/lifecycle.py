@@ -115,6 +115,24 @@ def still_waiting(job: Job, ctx: Context) -> bool:
     )
 
 
+def all_succeeded(job: Job, pods: Mapping[int, PodView]) -> bool:
+    """Every Pod of the job's attempt succeeded: its work is done."""
+    return len(pods) == job.spec.nodes and all(p.phase == "Succeeded" for p in pods.values())
+
+
+def stale_stop(job: Job, decision: Decision, pods: Mapping[int, PodView]) -> bool:
+    """A stop of the operator's own, decided while the job ran and not sent yet,
+    whose job has finished meanwhile: sent, it would queue done work to run again.
+    (A user's cancel is sent as asked.)"""
+    began = decision.status.termination
+    return (
+        began is not None
+        and job.status.termination is None
+        and began.cause is not StopCause.CANCEL
+        and all_succeeded(job, pods)
+    )
+
+
 def reconcile_job(job: Job, ctx: Context) -> Decision:
     phase = job.phase
     if phase is not None and phase.terminal:
@@ -132,6 +150,10 @@ def reconcile_job(job: Job, ctx: Context) -> Decision:
         assert termination is not None
         return stop(job, _view_for(job, termination.cause, ctx), cause=termination.cause,
                     now=ctx.now, rules=ctx.rules)  # fmt: skip
+    if all_succeeded(job, ctx.pods):
+        # Done before a stop of the operator's own began (a preemption, a time slice,
+        # a deadline, a suspend): it completes; a stop would run it again.
+        return _completed(job, ctx)
     if ctx.preempt is not None:
         view = replace(view, detail=ctx.preempt, grace=ctx.preempt_grace)
         return stop(job, view, cause=StopCause.PREEMPT, now=ctx.now, rules=ctx.rules)
@@ -326,7 +348,7 @@ def _admitted(job: Job, ctx: Context) -> Decision:
     failed = [p for _, p in sorted(pods.items()) if p.phase == "Failed"]
     if failed:
         return _pod_failed(job, ctx, failed[0])
-    if len(pods) == job.spec.nodes and all(p.phase == "Succeeded" for p in pods.values()):
+    if all_succeeded(job, pods):
         return _completed(job, ctx)
     ready = sum(1 for p in pods.values() if p.ready or p.phase == "Running")
     node = pods[0].node_name if 0 in pods else None

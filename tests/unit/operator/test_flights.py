@@ -15,7 +15,7 @@ from shunter.operator.book import JobBook
 from shunter.operator.controller import AHEAD, Controller, rank
 from shunter.operator.decisions import Decision, Event
 from shunter.operator.gate import Gate, Rank
-from shunter.operator.lifecycle import Context, reconcile_job
+from shunter.operator.lifecycle import Context, reconcile_job, stale_stop
 from shunter.operator.settings import Settings
 from tests.support.builders import a_pod_of, a_training_job, pods
 
@@ -129,3 +129,48 @@ def test_each_decision_waits_in_the_gates_line_of_what_it_does():
     assert decided(starting, pods=pods(a_pod_of(starting))) is Rank.SETTLE  # -> running
     assert decided(queued, admit=("gpu-node-0",)) is Rank.START
     assert decided(queued, queue_position=1) is Rank.RENUMBER
+
+
+def test_a_stop_whose_job_finished_while_it_waited_is_not_sent(monkeypatch: pytest.MonkeyPatch):
+    """A preemption decided while the job's Pod ran, its Pod succeeding before the
+    stop had a slot: nothing is written (sent, it would queue done work to run again)
+    and the job is decided again, which completes it. A user's cancel is sent."""
+    monkeypatch.setenv("SHUNTER_NAMESPACE", "ml")
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    job = a_training_job("victim", "ml").in_phase(
+        "running", runningSince="2026-03-01T11:00:00Z", placement=["gpu-node-0"]).job()  # fmt: skip
+    ran = a_pod_of(job)
+    book = JobBook.of([job])
+    book.put_pod(ran)
+    written: list[str] = []
+
+    class Writes:
+        async def patch_status(self, *args: object, **kwargs: object) -> None:
+            written.append("status")
+            raise AssertionError("a stale stop's status was written")
+
+    controller = Controller(cast(Actions, Writes()), book, Settings.from_env())
+    preempted = reconcile_job(job, Context(now=now, pods=pods(ran), preempt="p"))
+    cancelled = replace(job, spec=replace(job.spec, cancelled=True))
+    cancel = reconcile_job(cancelled, Context(now=now, pods=pods(ran)))
+    assert preempted.delete_pods  # both stop the Pod as decided
+    assert cancel.delete_pods
+
+    async def scenario() -> bool:
+        controller._gate = Gate(1)
+        controller._gate.line(Rank.START, lambda: None)  # every slot is taken
+        controller._send(job, preempted)
+        flight = controller._flights[job.key]
+        book.put_pod(replace(ran, phase="Succeeded"))  # it finished while the stop waited
+        book.dirty.clear()
+        controller._gate.release(Rank.START)  # the stop's turn
+        await controller.settled()
+        return job.key in book.dirty and flight.again
+
+    assert asyncio.run(scenario())
+    assert written == []
+    done = reconcile_job(job, Context(now=now, pods=pods(replace(ran, phase="Succeeded"))))
+    assert done.status.phase == "completed"
+    assert stale_stop(job, preempted, pods(replace(ran, phase="Succeeded")))
+    assert not stale_stop(cancelled, cancel, pods(replace(ran, phase="Succeeded")))
+    assert not stale_stop(job, preempted, pods(ran))

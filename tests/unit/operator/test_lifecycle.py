@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -57,6 +58,28 @@ def test_a_finished_pod_finishes_the_job(pod_phase: str, job_phase: Phase, reaso
     assert decision.status.reason == reason
     assert decision.status.completed_at == NOW
     assert decision.released
+
+
+@pytest.mark.parametrize("stop", ["preempt", "time_slice", "suspend"])
+def test_a_job_done_before_the_operators_own_stop_completes_instead(stop: str):
+    """Chosen as a victim (or its slice over, or suspended) after its Pod succeeded:
+    it completes; stopped, it would be queued to run its done work again."""
+    job = a_training_job("j").in_phase("running").job()
+    if stop == "suspend":
+        job = replace(job, spec=replace(job.spec, suspended=True))
+    extra = {} if stop == "suspend" else {stop: "a waiting job of priority 200"}
+    done = a_pod_of(job, phase="Succeeded", exit_code=0, reason="Completed")
+    decision = reconcile_job(job, Context(pods=pods(done), now=NOW, **extra))  # type: ignore[arg-type]
+    assert decision.status.phase is Phase.COMPLETED
+    assert decision.delete_pods == ()
+    still = reconcile_job(job, Context(pods=pods(a_pod_of(job)), now=NOW, **extra))  # type: ignore[arg-type]
+    assert still.status.phase is Phase.STOPPING
+
+
+def test_a_cancel_of_a_job_whose_pod_just_succeeded_is_still_a_cancel():
+    job = a_training_job("j").cancelled().in_phase("running").job()
+    done = a_pod_of(job, phase="Succeeded", exit_code=0, reason="Completed")
+    assert reconcile_job(job, Context(pods=pods(done), now=NOW)).status.phase is Phase.CANCELLING
 
 
 def test_a_failed_pod_explains_itself():
