@@ -221,6 +221,8 @@ def _suspended(job: Job, ctx: Context) -> Decision:
 
 
 # One for every first numbering (tens of thousands wait for their writes at once).
+# How long `running` waits for a job's Pods to end after they started (_running_hold).
+RUNNING_HOLD = timedelta(seconds=2)
 QUEUED_EVENTS = (Event("Normal", "Queued", "Waiting for a free slot"),)
 
 
@@ -361,6 +363,9 @@ def _admitted(job: Job, ctx: Context) -> Decision:
     running = len(pods) == job.spec.nodes and all(p.phase == "Running" for p in pods.values())
     if job.phase is Phase.STARTING:
         if running:
+            hold = _running_hold(ctx)
+            if hold is not None:
+                return Decision(status=status, wake_at=hold)
             return _running(job, current, ctx)
         return _starting(job, current, ctx)
     limit = job.spec.max_runtime_seconds
@@ -372,6 +377,22 @@ def _admitted(job: Job, ctx: Context) -> Decision:
                         now=now, rules=ctx.rules)  # fmt: skip
         return Decision(status=current, wake_at=deadline)
     return Decision(status=current)
+
+
+def _running_hold(ctx: Context) -> datetime | None:
+    """Until when `running` waits after its Pods started (None: not at all).
+
+    As the Job controller holds a Pod's updates for a second before it syncs the Job:
+    a job that ends within RUNNING_HOLD of its start goes from `starting` straight to
+    its end, one status write instead of two (at 60,000 jobs of 200 ms the `running`
+    writes cost the API server a quarter of what it took; bench/RESULTS.md). Counted
+    from the Pods' start by the node's clock (whole seconds): never longer than
+    RUNNING_HOLD from now, whatever the node's clock says."""
+    starts = [p.started_at for p in ctx.pods.values() if p.started_at is not None]
+    if not starts:
+        return None
+    until = max(starts) + RUNNING_HOLD
+    return until if ctx.now < until <= ctx.now + RUNNING_HOLD else None
 
 
 def _running(job: Job, status: JobStatus, ctx: Context) -> Decision:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shunter.domain.model import CANCELLED_BY_USER, Phase
-from shunter.operator.lifecycle import Context, reconcile_job
+from shunter.operator.lifecycle import RUNNING_HOLD, Context, reconcile_job
 from tests.support.builders import a_pod_of, a_training_job, pods
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -42,6 +42,29 @@ def test_a_running_pod_makes_the_job_running():
     assert decision.status.phase is Phase.RUNNING
     assert decision.status.started_at == started
     assert decision.status.node_name == "gpu-node-0"
+
+
+def test_running_waits_a_moment_so_a_job_that_ends_at_once_is_written_once():
+    """Its Pod started (whole seconds, by the node's clock) less than RUNNING_HOLD ago:
+    nothing is written yet and the job is looked at again when the hold ends; a Pod
+    that succeeds meanwhile takes the job from `starting` straight to `completed`."""
+    job = a_training_job("j").in_phase("starting").job()
+    started = NOW - timedelta(seconds=1)
+    held = reconcile_job(job, Context(pods=pods(a_pod_of(job, started_at=started)), now=NOW))
+    assert held.status == job.status
+    assert held.wake_at == started + RUNNING_HOLD
+    later = started + RUNNING_HOLD
+    running = reconcile_job(job, Context(pods=pods(a_pod_of(job, started_at=started)), now=later))
+    assert running.status.phase is Phase.RUNNING
+    done = a_pod_of(job, phase="Succeeded", started_at=started, exit_code=0, reason="Completed")
+    assert reconcile_job(job, Context(pods=pods(done), now=NOW)).status.phase is Phase.COMPLETED
+
+
+def test_a_node_clock_ahead_never_holds_running_longer_than_the_hold():
+    job = a_training_job("j").in_phase("starting").job()
+    ahead = NOW + timedelta(seconds=30)
+    decision = reconcile_job(job, Context(pods=pods(a_pod_of(job, started_at=ahead)), now=NOW))
+    assert decision.status.phase is Phase.RUNNING
 
 
 @pytest.mark.parametrize(
