@@ -174,3 +174,50 @@ def test_a_stop_whose_job_finished_while_it_waited_is_not_sent(monkeypatch: pyte
     assert stale_stop(job, preempted, pods(replace(ran, phase="Succeeded")))
     assert not stale_stop(cancelled, cancel, pods(replace(ran, phase="Succeeded")))
     assert not stale_stop(job, preempted, pods(ran))
+
+
+def test_a_start_in_line_whose_job_the_user_changed_is_dropped_and_decided_again(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A job admitted by the operator, its admission still waiting for a slot, and its
+    user cancels it: the admission is never sent (it would be refused, decided from
+    the version before the cancel), and the job is decided again from what is stored:
+    removed from the queue, without an attempt. A decision about the same version
+    (a timer's) leaves the admission in line."""
+    monkeypatch.setenv("SHUNTER_NAMESPACE", "ml")
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    job = a_training_job("late", "ml").in_phase("queued", sequence=4, queuePosition=1).job()
+    book = JobBook.of([job])
+    controller = Controller(cast(Actions, None), book, Settings.from_env())
+    admit = reconcile_job(job, Context(now=now, admit=("gpu-node-0",)))
+    assert admit.create
+
+    async def scenario() -> None:
+        gate = controller._gate = Gate(1)
+        gate.line(Rank.START, lambda: None)  # every slot is taken
+        controller._send(job, admit)
+        flight = controller._flights[job.key]
+        assert flight.rank is Rank.START
+        assert book.jobs[job.key].phase == "starting"  # assumed: its slot is held
+        assumed = book.jobs[job.key]
+        controller._send(job, reconcile_job(assumed, Context(now=now)))  # a timer's
+        assert controller._flights[job.key] is flight
+        assert flight.again
+        cancelled = replace(job, spec=replace(job.spec, cancelled=True), resource_version="101")
+        book.put_job(cancelled)
+        book.dirty.clear()
+        known = book.known(job.key)
+        assert known is not None
+        controller._send(known, reconcile_job(book.jobs[job.key], Context(now=now)))
+        assert job.key not in controller._flights
+        assert flight.ticket is not None
+        assert flight.ticket.cancelled
+        assert job.key in book.dirty
+        stored = book.jobs[job.key]
+        assert stored.phase == "queued"  # the admission is forgotten, its slot free
+        again = reconcile_job(stored, Context(now=now))
+        assert again.status.phase == "cancelled"
+        assert again.create == ()
+        assert again.status.attempts == 0
+
+    asyncio.run(scenario())
