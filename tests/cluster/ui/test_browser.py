@@ -437,6 +437,8 @@ def test_an_array_is_one_line_that_expands_to_its_runs(
     expect(runs.nth(0)).to_have_attribute("data-job", "ui-sweep-0")
     expect(runs.nth(1)).to_have_attribute("data-job", "ui-sweep-1")
     # One run cancelled from its own line; the array goes on with the next index.
+    # (The array counts a starting run as running; the run's own line says which.)
+    expect(runs.nth(0).locator("td.phase")).to_have_text("RUNNING", timeout=30_000)
     runs.nth(0).locator("button.cancel").click()
     expect(page.locator("#notice")).to_have_text(
         "ui-sweep-0: Job cancelled (was running)", timeout=30_000
