@@ -336,14 +336,11 @@ class Controller:
         it). Sent, it would be refused (409); it is dropped now, with its Events, and
         the job decided again from what is stored (a cancel of a job that waited, not
         of one that started)."""
-        key = flight.job.key
         assert flight.ticket is not None
         flight.ticket.cancel()
-        del self._flights[key]
-        self.book.settle(key)
-        self.book.dirty.add(key)
-        self._ask()
-        log.info("job %s: changed while its write waited; deciding again", key)
+        flight.again = True
+        self._landed(flight, None)  # never sent: back to what is stored, decided again
+        log.info("job %s: changed while its write waited; deciding again", flight.job.key)
 
     def _take_off(self, flight: _Flight) -> None:
         """The flight has a slot: from here it is sent, and no longer replaceable."""

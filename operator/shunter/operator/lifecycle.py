@@ -220,9 +220,9 @@ def _suspended(job: Job, ctx: Context) -> Decision:
     )
 
 
-# One for every first numbering (tens of thousands wait for their writes at once).
 # How long `running` waits for a job's Pods to end after they started (_running_hold).
 RUNNING_HOLD = timedelta(seconds=2)
+# One for every first numbering (tens of thousands wait for their writes at once).
 QUEUED_EVENTS = (Event("Normal", "Queued", "Waiting for a free slot"),)
 
 
@@ -350,8 +350,7 @@ def _admitted(job: Job, ctx: Context) -> Decision:
     failed = [p for _, p in sorted(pods.items()) if p.phase == "Failed"]
     if failed:
         return _pod_failed(job, ctx, failed[0])
-    if all_succeeded(job, pods):
-        return _completed(job, ctx)
+    # (Every Pod succeeded: completed by reconcile_job before it comes here.)
     ready = sum(1 for p in pods.values() if p.ready or p.phase == "Running")
     node = pods[0].node_name if 0 in pods else None
     single = job.spec.nodes == 1
