@@ -112,6 +112,9 @@ class JobBook:
         # The jobs whose status shows a start-time estimate (shunter.operator.estimating).
         self.estimated: set[JobKey] = set()
         self.dirty: set[JobKey] = set()
+        # Of those, the ones the watches changed (a job or its Pods) since a pass or
+        # the controller's quick look last took them (take_news).
+        self.news: set[JobKey] = set()
         # The jobs that changed since the planner last heard (shunter.operator.planner);
         # None: no planner to tell.
         self.changed: set[JobKey] | None = None
@@ -261,6 +264,7 @@ class JobBook:
         if job is not None:
             self._unposition(job)
         self.dirty.discard(key)
+        self.news.discard(key)
 
     def written(self, job: Job, status: JobStatus, resource_version: str) -> None:
         """This operator wrote status; the watch will show it at resource_version."""
@@ -310,6 +314,7 @@ class JobBook:
             self._lanes.remove(key)
             if mark:
                 self.dirty.add(key)
+                self.news.add(key)
             return
         self.max_sequence = max(self.max_sequence, job.status.sequence or 0)
         self._waiting.put(job)
@@ -328,6 +333,7 @@ class JobBook:
             self._unposition(job)
         if mark:
             self.dirty.add(key)
+            self.news.add(key)
 
     def _inactive(self, key: JobKey) -> None:
         if self.active.pop(key, None) is not None and self._holdings is not None:
@@ -500,6 +506,7 @@ class JobBook:
                 del self._expected[key]
         self._pods_moved(key)
         self.dirty.add(key)
+        self.news.add(key)
 
     def remove_pod(self, pod: PodView) -> None:
         key = pod.job_key
@@ -510,6 +517,7 @@ class JobBook:
                 del self.pods[key]
             self._pods_moved(key)
         self.dirty.add(key)
+        self.news.add(key)
 
     def pods_of(self, job: Job) -> dict[int, PodView]:
         """The job's Pods of its current attempt, by index (an earlier job of the same
@@ -629,12 +637,19 @@ class JobBook:
         """The dirty jobs plus those whose timers are due; both are cleared."""
         due = self.dirty
         self.dirty = set()
+        self.news = set()
         while self._timers and self._timers[0][0] <= now:
             at, key = heapq.heappop(self._timers)
             if self._timer_at.get(key) == at:
                 del self._timer_at[key]
                 due.add(key)
         return due
+
+    def take_news(self) -> set[JobKey]:
+        """What the watches changed since a pass or the last call took it (still
+        dirty: the next pass looks at it too)."""
+        news, self.news = self.news, set()
+        return news
 
     def mark_all(self) -> None:
         """Every unfinished job needs a look (leadership change, periodic resync)."""

@@ -70,7 +70,8 @@ class Pass:
     wake_at: dict[JobKey, datetime]
 
 
-def _changed(job: Job, decision: Decision) -> bool:
+def changes(job: Job, decision: Decision) -> bool:
+    """Whether the decision changes anything (a write, a Pod, an Event, a log line)."""
     return decision.status != job.status or bool(
         decision.create
         or decision.delete_pods
@@ -108,23 +109,14 @@ def plan_pass(
         job = book.jobs.get(key)
         if job is None:
             continue
-        if key in book.arrays:  # runs nothing itself: decided from its runs
-            found = arrays.plan(job, book.named_runs(key), now=now)
-            decisions[key] = Decision(found.status, runs=found.create, patch_jobs=found.patches)
-            continue
-        if job.phase is not None and job.phase.terminal:
-            if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)
-                ctx = Context(now=now, rules=rules, pods=book.pods_of(job),
-                              max_grace=max_grace(job, book.queues))  # fmt: skip
-                decisions[key] = reconcile_job(job, ctx)
-            continue
-        if job.queued:
+        if job.queued and key not in book.arrays:
             if job.status.sequence is None or job.spec.cancelled or job.spec.suspended:
                 fresh.append(job)
             continue
-        ctx = Context(now=now, rules=rules, pods=book.pods_of(job), unobserved=unobserved(key),
-                      not_ready=not_ready, max_grace=max_grace(job, book.queues))  # fmt: skip
-        decision = reconcile_job(job, ctx)
+        decision = decide_alone(book, job, now=now, rules=rules, unobserved=unobserved,
+                                not_ready=not_ready)  # fmt: skip
+        if decision is None:
+            continue
         decisions[key] = decision
         if (
             job.phase is not None
@@ -164,10 +156,46 @@ def plan_pass(
         decisions[job.key] = replace(decision, events=(*decision.events, *notes))
     walk.keep(decisions)
 
-    changed_decisions = {k: d for k, d in decisions.items() if _changed(book.jobs[k], d)}
+    changed_decisions = {k: d for k, d in decisions.items() if changes(book.jobs[k], d)}
     wakes = {k: d.wake_at for k, d in decisions.items() if d.wake_at is not None}
     wakes.update(walk.wakes)
     return Pass(decisions=changed_decisions, next_sequence=sequence, wake_at=wakes)
+
+
+def decide_alone(
+    book: JobBook,
+    job: Job,
+    *,
+    now: datetime,
+    rules: Rules,
+    unobserved: Callable[[JobKey], Collection[int]] = lambda _: (),
+    not_ready: frozenset[str] | None = None,
+) -> Decision | None:
+    """The decision about a job that no queue's walk takes part in: an array's (from
+    its runs), a finished job's with a live Pod (deleted), an admitted job's (its Pods,
+    its `running`, its finish, a cancel or suspend), and a numbered waiting job's
+    leaving its queue (cancelled or suspended). None: a waiting job's decision is its
+    queue walk's (plan_pass), or a finished job has nothing left to do. Both a pass
+    and the controller's quick look between passes (`Controller._quick`) decide these."""
+    key = job.key
+    if key in book.arrays:  # runs nothing itself: decided from its runs
+        found = arrays.plan(job, book.named_runs(key), now=now)
+        return Decision(found.status, runs=found.create, patch_jobs=found.patches)
+    if job.phase is not None and job.phase.terminal:
+        if book.pods.get(key):  # a live Pod of a finished job is deleted (lifecycle)
+            ctx = Context(now=now, rules=rules, pods=book.pods_of(job),
+                          max_grace=max_grace(job, book.queues))  # fmt: skip
+            return reconcile_job(job, ctx)
+        return None
+    if job.queued:
+        leaving = job.spec.cancelled or job.spec.suspended
+        if leaving and job.status.sequence is not None:
+            return reconcile_job(job, Context(now=now, rules=rules))
+        return None
+    ctx = Context(now=now, rules=rules, pods=book.pods_of(job), unobserved=unobserved(key),
+                  not_ready=book.not_ready() if not_ready is None else not_ready,
+                  max_grace=max_grace(job, book.queues))  # fmt: skip
+    return reconcile_job(job, ctx)
 
 
 @dataclass(slots=True)

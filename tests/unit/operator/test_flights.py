@@ -221,3 +221,56 @@ def test_a_start_in_line_whose_job_the_user_changed_is_dropped_and_decided_again
         assert again.status.attempts == 0
 
     asyncio.run(scenario())
+
+
+def test_a_quick_look_decides_a_cancel_and_a_finish_before_the_next_pass(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Between passes, the jobs the watches changed are decided at once where no
+    queue's walk takes part: a waiting job's cancel (its admission, still in line,
+    dropped first) and a running job's finish, each in the line of stops and finishes.
+    A new job waits for the pass that numbers it. All stay marked, and the pass that
+    follows finds them decided: it neither drops nor repeats their writes."""
+    monkeypatch.setenv("SHUNTER_NAMESPACE", "ml")
+    now = datetime.now(UTC)
+    waiting = a_training_job("late", "ml").in_phase("queued", sequence=4, queuePosition=1).job()
+    running = a_training_job("done", "ml").in_phase(
+        "running", sequence=1, runningSince="2026-03-01T11:00:00Z", placement=["gpu-node-0"],
+        nodeName="gpu-node-0", podsReady=1).job()  # fmt: skip
+    pod = a_pod_of(running)
+    fresh = a_training_job("new", "ml").job()
+    book = JobBook.of([waiting, running])
+    book.put_pod(pod)
+    controller = Controller(cast(Actions, None), book, Settings.from_env())
+    admit = reconcile_job(waiting, Context(now=now, admit=("gpu-node-0",)))
+
+    async def scenario() -> None:
+        controller._gate = Gate(1)
+        controller._gate.line(Rank.START, lambda: None)  # every slot is taken: nothing flies
+        controller._send(waiting, admit)  # a pass admitted it
+        admission = controller._flights[waiting.key]
+        book.take_due(now)  # and took what had changed
+        assert book.take_news() == set()
+        book.put_job(replace(waiting, spec=replace(waiting.spec, cancelled=True),
+                             resource_version="101"))  # fmt: skip
+        book.put_pod(replace(pod, phase="Succeeded"))
+        book.put_job(fresh)
+        controller.quick()
+        assert admission.ticket is not None
+        assert admission.ticket.cancelled
+        cancel = controller._flights[waiting.key]
+        assert cancel is not admission
+        assert (cancel.decision.status.phase, cancel.rank) == ("cancelled", Rank.SETTLE)
+        assert cancel.decision.status.attempts == 0  # a waiting job's cancel: no attempt
+        finish = controller._flights[running.key]
+        assert (finish.decision.status.phase, finish.rank) == ("completed", Rank.SETTLE)
+        assert fresh.key not in controller._flights  # numbered by the pass, not here
+        assert {waiting.key, running.key, fresh.key} <= book.dirty
+        await controller.reconcile_once()
+        assert controller._flights[waiting.key] is cancel
+        assert controller._flights[running.key] is finish
+        assert controller._flights[fresh.key].decision.status.sequence == 5
+        assert not cancel.again  # the pass decided nothing more
+        assert not finish.again
+
+    asyncio.run(scenario())
