@@ -8,9 +8,10 @@ resource (a restarted operator sees every job before deciding anything).
 
 A pass does not wait for its writes. Each decision is carried out by a flight of
 its own (status, then Pods, then Events), at most CONCURRENCY at once through a gate
-that lets the writes that stop a job or settle its status (a cancel, a preemption,
-`running`, a finish) pass first, then those that start Pods (admissions), then those
-that only renumber waiting jobs (shunter.operator.gate, `rank`). The decided status is laid
+that lets the writes that carry out a user's cancel or suspend pass first, then those
+that stop a job or settle its status (a preemption, `running`, a finish), then those
+that start Pods (admissions), then those that only renumber waiting jobs
+(shunter.operator.gate, `rank`). The decided status is laid
 over the job in the book while its flight is out, so the next pass, which may start
 at once, sees it as done; a job with a flight out is not decided again until it
 lands (a decision the pass makes for it meanwhile is dropped, and the job looked at
@@ -107,13 +108,16 @@ def status_patch(old: JobStatus, new: JobStatus) -> dict[str, object]:
 
 def rank(job: Job, decision: Decision) -> Rank:
     """Where the decision's write waits in the gate (shunter.operator.gate): RENUMBER
-    if it only tells a waiting job its new number, position or message, START if it
-    creates Pods or runs (an admission, a Pod created again), SETTLE otherwise (a
-    stop, a cancel, `running`, a finish)."""
+    if it only tells a waiting job its new number, position or message, ANSWER if it
+    carries out its user's cancel or suspend, START if it creates Pods or runs (an
+    admission, a Pod created again), SETTLE otherwise (a preemption, a deadline,
+    `running`, a finish)."""
     if (job.queued and decision.status.phase in (None, Phase.QUEUED)
             and not (decision.create or decision.delete_pods or decision.runs
                      or decision.patch_jobs)):  # fmt: skip
         return Rank.RENUMBER
+    if job.spec.cancelled or job.spec.suspended:
+        return Rank.ANSWER
     if decision.create or decision.runs:
         return Rank.START
     return Rank.SETTLE
@@ -249,7 +253,9 @@ class Controller:
                         and known.resource_version != flight.job.resource_version):  # fmt: skip
                     self._drop(flight)
                 elif flight.sent or flight.rank.urgent:
-                    continue  # decided again when it lands
+                    if known.spec != flight.job.spec:
+                        flight.again = True  # its user's change: looked at as it lands
+                    continue
             job = book.jobs[key]
             decision = decide_alone(book, job, now=now, rules=self.settings.rules,
                                     unobserved=lambda k: book.unobserved(k, now=clock),
@@ -438,7 +444,9 @@ class Controller:
                 self._follow(flight, retry)
             if flight.again:
                 self.book.dirty.add(key)
+                self.book.news.add(key)  # the quick look too: a cancel need not wait
                 self._ask()
+                self._news.set()
 
     def _follow(self, flight: _Flight, retry: timedelta | None) -> None:
         """Send the decision that waited for this renumbering, on the version the

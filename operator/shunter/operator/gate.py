@@ -4,6 +4,10 @@ A pass hands its decisions to flights (shunter.operator.controller) and does not
 for them. Each write has a `Rank`, and a free slot goes to the oldest waiter of the
 first rank that has one:
 
+- ANSWER: a write that carries out a user's cancel or suspend (each step of the stop).
+  A user waits for it, and it must not wait behind the finishes and `running`s that a
+  pass over 60,000 jobs decides by the hundred: there a cancel decided at once was
+  written 7-10 s later (bench/RESULTS.md).
 - SETTLE: a write that stops or ends a job, or brings its status up to what its Pods
   did (a user's cancel, a suspend, a preemption, a deadline; `running`; a finish).
   Each answers a user, frees capacity, or tells what already happened, and costs
@@ -20,7 +24,7 @@ first rank that has one:
   that waits here is replaced by the job's next decision, and the two are written as
   one.)
 
-SETTLE and START are `urgent`. The controller plans its next pass only once few urgent
+ANSWER, SETTLE and START are `urgent`. The controller plans its next pass only once few urgent
 writes wait (`short`): its decisions run at most that far ahead of what the API
 server has taken.
 """
@@ -39,9 +43,10 @@ PURGE_FROM = 1024
 class Rank(IntEnum):
     """Which writes go first (the module docstring); lower first."""
 
-    SETTLE = 0
-    START = 1
-    RENUMBER = 2
+    ANSWER = 0
+    SETTLE = 1
+    START = 2
+    RENUMBER = 3
 
     @property
     def urgent(self) -> bool:
