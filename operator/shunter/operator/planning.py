@@ -173,10 +173,13 @@ def decide_alone(
 ) -> Decision | None:
     """The decision about a job that no queue's walk takes part in: an array's (from
     its runs), a finished job's with a live Pod (deleted), an admitted job's (its Pods,
-    its `running`, its finish, a cancel or suspend), and a numbered waiting job's
-    leaving its queue (cancelled or suspended). None: a waiting job's decision is its
-    queue walk's (plan_pass), or a finished job has nothing left to do. Both a pass
-    and the controller's quick look between passes (`Controller._quick`) decide these."""
+    its `running`, its finish, a cancel or suspend), and a waiting job's leaving its
+    queue (cancelled or suspended). None: a waiting job's decision is its queue walk's
+    (plan_pass), or a finished job has nothing left to do. Both a pass and the
+    controller's quick look between passes (`Controller.quick`) decide these. (A pass
+    first numbers a new job that leaves, with the others that arrived; the look leaves
+    it without a number: at 60,000 jobs the first numbers wait many minutes to be
+    written, and a cancel must not wait for them.)"""
     key = job.key
     if key in book.arrays:  # runs nothing itself: decided from its runs
         found = arrays.plan(job, book.named_runs(key), now=now)
@@ -188,8 +191,7 @@ def decide_alone(
             return reconcile_job(job, ctx)
         return None
     if job.queued:
-        leaving = job.spec.cancelled or job.spec.suspended
-        if leaving and job.status.sequence is not None:
+        if job.spec.cancelled or job.spec.suspended:
             return reconcile_job(job, Context(now=now, rules=rules))
         return None
     ctx = Context(now=now, rules=rules, pods=book.pods_of(job), unobserved=unobserved(key),

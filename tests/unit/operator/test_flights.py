@@ -284,11 +284,12 @@ def test_a_cancel_a_pass_saw_first_is_decided_by_the_quick_look_not_the_next_pas
     """The pass takes the user's cancel first: deciding from the admission it laid
     over the job, it drops that admission (still in line) and its own decision. The
     quick look that follows the pass decides the cancel from what is stored, without
-    waiting for the next pass (at 60,000 jobs, seconds). A flight already sent when
-    its user changes the job is looked at again as it lands."""
+    waiting for the next pass (at 60,000 jobs, seconds), even if the job's first
+    number was never written (there it waits many minutes behind the others'). A
+    flight already sent when its user changes the job is looked at again as it lands."""
     monkeypatch.setenv("SHUNTER_NAMESPACE", "ml")
     now = datetime.now(UTC)
-    waiting = a_training_job("late", "ml").in_phase("queued", sequence=4, queuePosition=1).job()
+    waiting = a_training_job("late", "ml").job()  # as stored: not numbered yet
     book = JobBook.of([waiting])
     controller = Controller(cast(Actions, None), book, Settings.from_env())
     admit = reconcile_job(waiting, Context(now=now, admit=("gpu-node-0",)))
@@ -309,6 +310,7 @@ def test_a_cancel_a_pass_saw_first_is_decided_by_the_quick_look_not_the_next_pas
         controller.quick()
         cancel = controller._flights[waiting.key]
         assert (cancel.decision.status.phase, cancel.rank) == ("cancelled", Rank.ANSWER)
+        assert cancel.decision.status.sequence is None
         cancel.sent = True  # being written, when its user changes the job again
         book.put_job(replace(waiting, spec=replace(waiting.spec, cancelled=True, priority=7),
                              resource_version="102"))  # fmt: skip
