@@ -93,7 +93,7 @@ RENUMBERINGS = 8
 AHEAD = 32 * CONCURRENCY
 PACE_LIMIT = timedelta(seconds=10)
 Asker = Callable[[Collection[JobKey]], Awaitable[dict[JobKey, Upstream | Absent]]]
-# The quick look between passes (Controller._quick) runs at most this often: the
+# The quick look between passes (Controller.quick) runs at most this often: the
 # changes of that time are looked at together.
 QUICK_EVERY = 0.05
 EVENT_BACKLOG = 10_000
