@@ -137,6 +137,13 @@ class _Flight:
     follow: Decision | None = None
     landed: Job | None = None  # the job as this flight's status write left it
 
+    def outdated(self, job: Job) -> bool:
+        """Still in line (replaceable), urgent, and decided from a version of the job
+        other than `job`: sent, it would be refused (`Controller._drop`)."""
+        return (
+            not self.sent and self.rank.urgent and job.resource_version != self.job.resource_version
+        )
+
     def __call__(self) -> None:
         """Handed a slot by the gate. (The flight itself is what its ticket starts:
         tens of thousands wait at once, and a closure each cost 180 bytes more.)"""
@@ -249,8 +256,7 @@ class Controller:
                 continue
             flight = self._flights.get(key)
             if flight is not None:
-                if (not flight.sent and flight.rank.urgent
-                        and known.resource_version != flight.job.resource_version):  # fmt: skip
+                if flight.outdated(known):
                     self._drop(flight)
                 elif flight.sent or flight.rank.urgent:
                     if known.spec != flight.job.spec:
@@ -302,10 +308,12 @@ class Controller:
             if time.monotonic() >= resync_at:
                 self.book.mark_all()  # a safety net: nothing is left unlooked-at for long
                 resync_at = time.monotonic() + resync
-            self._passing = True
             try:
-                await self.reconcile_once()
-                self._passing = False
+                self._passing = True
+                try:
+                    await self.reconcile_once()
+                finally:
+                    self._passing = False
                 if self.book.news:
                     self._news.set()  # seen while the pass was sending
                 await self.write_usage()
@@ -313,7 +321,6 @@ class Controller:
                 if self.estimator is not None:
                     await self.estimator.write(self.actions)
             except Exception:
-                self._passing = False
                 log.exception("reconcile pass failed; retrying")
                 self.book.mark_all()
                 await asyncio.sleep(RETRY_AFTER_ERROR.total_seconds())
@@ -379,8 +386,7 @@ class Controller:
                 flight.follow = decision
                 self.book.assume(job, decision.status)  # no other pass admits in its place
                 return
-            if (not flight.sent and flight.rank.urgent
-                    and job.resource_version != flight.job.resource_version):  # fmt: skip
+            if flight.outdated(job):
                 self._drop(flight)
                 return
             if flight.sent or flight.rank.urgent:

@@ -168,8 +168,8 @@ def decide_alone(
     *,
     now: datetime,
     rules: Rules,
-    unobserved: Callable[[JobKey], Collection[int]] = lambda _: (),
-    not_ready: frozenset[str] | None = None,
+    unobserved: Callable[[JobKey], Collection[int]],
+    not_ready: frozenset[str],
 ) -> Decision | None:
     """The decision about a job that no queue's walk takes part in: an array's (from
     its runs), a finished job's with a live Pod (deleted), an admitted job's (its Pods,
@@ -195,8 +195,7 @@ def decide_alone(
             return reconcile_job(job, Context(now=now, rules=rules))
         return None
     ctx = Context(now=now, rules=rules, pods=book.pods_of(job), unobserved=unobserved(key),
-                  not_ready=book.not_ready() if not_ready is None else not_ready,
-                  max_grace=max_grace(job, book.queues))  # fmt: skip
+                  not_ready=not_ready, max_grace=max_grace(job, book.queues))  # fmt: skip
     return reconcile_job(job, ctx)
 
 
